@@ -1,0 +1,35 @@
+// `changelens status` for people: a header, the services, then one row per process.
+import type { ApplianceStatus, ServiceStatus } from '../lib/contracts/status.js';
+
+export function formatStatus(s: ApplianceStatus): string {
+  const boot = s.boot.durationMs === null ? 'booting' : `booted in ${(s.boot.durationMs / 1000).toFixed(1)} s (${s.boot.firstBoot ? 'first boot' : 'warm'})`;
+  const lines = [
+    `ChangeLens ${s.version}: ${s.phase}, ${boot}, supervisor pid ${s.supervisorPid}`,
+    `data dir  ${s.dataDir}`,
+    `active    ${s.activeColor}`,
+    `postgres  ${service(s.services.postgres)}`,
+    `redis     ${service(s.services.redis)}`,
+    '',
+  ];
+  const rows = [['NAME', 'STATE', 'PID', 'UPTIME', 'RESTARTS', 'RSS', 'CPU']];
+  for (const p of s.processes) {
+    rows.push([
+      p.name, p.state, p.pid === null ? '-' : String(p.pid), p.uptimeMs === null ? '-' : duration(p.uptimeMs),
+      String(p.restarts), p.rssBytes === null ? '-' : `${(p.rssBytes / 1048576).toFixed(1)} MB`, p.cpuPercent === null ? '-' : `${p.cpuPercent}%`,
+    ]);
+  }
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  for (const row of rows) lines.push(row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd());
+  return lines.join('\n') + '\n';
+}
+
+function service(s: ServiceStatus): string {
+  return `${s.mode} ${s.endpoint}  ${s.reachable ? `reachable (${s.latencyMs} ms)` : `UNREACHABLE: ${s.error ?? 'no answer'}`}`;
+}
+
+function duration(ms: number): string {
+  const s = Math.floor(ms / 1000);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s`;
+  return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
+}

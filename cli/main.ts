@@ -1,0 +1,83 @@
+#!/usr/bin/env node
+// The changelens command: how operators and scripts drive the appliance. Every command validates
+// its arguments (an unknown option is an error naming it) and has --json output for scripts.
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { loadConfig } from '../lib/config.js';
+import type { ApplianceStatus, NotRunningStatus } from '../lib/contracts/status.js';
+import { ChangeLensError, CL_ERR_CLI_USAGE, CL_ERR_NOT_RUNNING, EXIT, exitCodeFor } from '../lib/errors.js';
+import { packageVersion } from '../lib/package-root.js';
+import { dataPaths } from '../lib/paths.js';
+import { queryControl, runUp } from '../supervisor/index.js';
+import { formatStatus } from './format-status.js';
+
+const USAGE = `changelens ${packageVersion}: one appliance that runs a small web system and guards every change
+
+Usage:
+  changelens up [--config FILE]            boot the appliance in the foreground (Ctrl-C / SIGTERM stops it)
+  changelens status [--json] [--config FILE]
+                                           processes, Postgres and Redis reachability, active colour, boot time
+  changelens --help | --version
+
+Configuration comes from environment variables (PORT, CHANGELENS_DATA_DIR, DATABASE_URL, REDIS_URL, …)
+and an optional JSON file (--config or CHANGELENS_CONFIG); see README.md.
+Exit codes: 0 ok, 1 failure, 2 bad usage or configuration, 3 not running.`;
+
+type Command = (args: string[]) => Promise<number>;
+
+const commands: Record<string, Command> = {
+  async up(args) {
+    const { values } = parse(args, { config: { type: 'string' } });
+    return runUp({ configFile: values.config });
+  },
+
+  async status(args) {
+    const { values } = parse(args, { json: { type: 'boolean' }, config: { type: 'string' } });
+    const config = loadConfig({ file: values.config });
+    const paths = dataPaths(config.dataDir);
+    try {
+      const status = await queryControl<ApplianceStatus>(paths.controlSocket, '/status', paths.root);
+      process.stdout.write(values.json ? JSON.stringify(status, null, 2) + '\n' : formatStatus(status));
+      return status.phase === 'ready' ? EXIT.ok : EXIT.failure;
+    } catch (err) {
+      if (!(err instanceof CL_ERR_NOT_RUNNING) || !values.json) throw err;
+      const status: NotRunningStatus = { schemaVersion: 1, running: false, dataDir: paths.root };
+      process.stdout.write(JSON.stringify(status, null, 2) + '\n');
+      return EXIT.notRunning;
+    }
+  },
+};
+
+function parse<O extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: O) {
+  try {
+    return parseArgs({ args, options, strict: true as const, allowPositionals: false as const });
+  } catch (err) {
+    throw new CL_ERR_CLI_USAGE((err as Error).message);
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(USAGE + '\n');
+    return name === undefined ? EXIT.usage : EXIT.ok;
+  }
+  if (name === '--version' || name === '-v') {
+    process.stdout.write(packageVersion + '\n');
+    return EXIT.ok;
+  }
+  const command = commands[name];
+  if (!command) throw new CL_ERR_CLI_USAGE(`unknown command "${name}" (expected one of: ${Object.keys(commands).join(', ')})`);
+  return command(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    if (err instanceof ChangeLensError) {
+      process.stderr.write(`${err.code}: ${err.message}\nhint: ${err.hint}\n`);
+    } else {
+      process.stderr.write(`CL_ERR_INTERNAL: ${(err as Error)?.stack ?? String(err)}\n`);
+    }
+    process.exit(exitCodeFor(err));
+  },
+);

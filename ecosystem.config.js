@@ -1,0 +1,134 @@
+// The one declaration of the appliance's processes: their pm2 options, what each needs before it
+// may start, and how its readiness is probed. The supervisor (supervisor/boot.ts) reads it and
+// starts each process only once all it needs is ready; it stops them in reverse order.
+// No logic lives here beyond mapping the resolved context onto pm2's options.
+// @ts-check
+
+/** @typedef {import('./supervisor/process-graph.js').GraphContext} GraphContext */
+/** @typedef {import('./supervisor/process-graph.js').GraphNode} GraphNode */
+
+/** pm2 options every process shares: output only through pm2's bus (the supervisor prints it to
+ *  stdout), never into files under PM2_HOME that grow without bound. */
+const quiet = { out_file: '/dev/null', error_file: '/dev/null', merge_logs: true, autorestart: true };
+
+/**
+ * @param {GraphContext} ctx
+ * @returns {GraphNode[]}
+ */
+export function processGraph(ctx) {
+  const { config, paths, bin, childEnv, distDir, serviceUser, activeColor, embedded } = ctx;
+  const asServiceUser = serviceUser ? { user: serviceUser } : {};
+  /** @param {'blue' | 'green'} color */
+  const api = (color) => /** @type {GraphNode} */ ({
+    name: `api-${color}`,
+    needs: ['migrations', 'redis'],
+    atBoot: color === activeColor,
+    probe: { kind: 'http', url: `http://127.0.0.1:${color === 'blue' ? config.apiBluePort : config.apiGreenPort}/readyz` },
+    app: {
+      ...quiet,
+      name: `api-${color}`,
+      script: `${distDir}/apps/api/main.js`,
+      // Cluster mode so a colour can be scaled and reloaded without dropping its port.
+      exec_mode: 'cluster',
+      instances: config.apiInstances,
+      kill_timeout: 4000,
+      min_uptime: 1000,
+      max_restarts: 16,
+      exp_backoff_restart_delay: 100,
+      env: { ...childEnv, CHANGELENS_COLOR: color },
+    },
+  });
+
+  return [
+    {
+      name: 'postgres',
+      needs: [],
+      atBoot: true,
+      external: !embedded.postgres,
+      probe: { kind: 'postgres' },
+      app: {
+        ...quiet,
+        ...asServiceUser,
+        name: 'postgres',
+        script: bin.postgres,
+        interpreter: 'none',
+        args: [
+          '-D', paths.postgres,
+          '-c', `port=${config.pgPort}`,
+          '-c', 'listen_addresses=127.0.0.1',
+          '-c', 'unix_socket_directories=',
+          '-c', 'max_connections=60',
+          '-c', 'shared_buffers=32MB',
+          '-c', 'logging_collector=off',
+          '-c', 'log_line_prefix=',
+        ],
+        // SIGINT (pm2's signal) is Postgres's fast shutdown. Never SIGKILL it early, and do not
+        // send the signal to its backends too (treekill): the postmaster shuts them down itself.
+        treekill: false,
+        kill_timeout: 7000,
+        min_uptime: 2000,
+        max_restarts: 16,
+        // A postmaster killed -9 leaves its backends for a moment; restarting too fast only fails.
+        restart_delay: 500,
+      },
+    },
+    // Migrations run inside the supervisor against the ready Postgres: a task, not a process.
+    { name: 'migrations', needs: ['postgres'], atBoot: true, probe: { kind: 'task' } },
+    {
+      name: 'redis',
+      needs: ['migrations'],
+      atBoot: true,
+      external: !embedded.redis,
+      probe: { kind: 'redis' },
+      app: {
+        ...quiet,
+        ...asServiceUser,
+        name: 'redis',
+        script: bin.redisServer,
+        interpreter: 'none',
+        // Port, password and persistence live in a 0600 file, so the password is not in `ps`.
+        args: [paths.redisConf],
+        treekill: false,
+        kill_timeout: 5000,
+        min_uptime: 1000,
+        max_restarts: 16,
+        restart_delay: 200,
+      },
+    },
+    {
+      name: 'worker',
+      needs: ['migrations', 'redis'],
+      atBoot: true,
+      probe: { kind: 'http', url: `http://127.0.0.1:${config.workerPort}/readyz` },
+      app: {
+        ...quiet,
+        name: 'worker',
+        script: `${distDir}/apps/worker/main.js`,
+        kill_timeout: 4000,
+        min_uptime: 1000,
+        max_restarts: 16,
+        exp_backoff_restart_delay: 100,
+        env: { ...childEnv },
+      },
+    },
+    api('blue'),
+    api('green'),
+    {
+      name: 'proxy',
+      needs: [`api-${activeColor}`],
+      atBoot: true,
+      probe: { kind: 'http', url: `http://127.0.0.1:${config.port}/readyz` },
+      app: {
+        ...quiet,
+        name: 'proxy',
+        script: `${distDir}/proxy/main.js`,
+        // Draining in-flight requests takes as long as the slowest of them; give it the budget.
+        kill_timeout: Math.max(1000, config.stopTimeoutMs - 3000),
+        min_uptime: 1000,
+        max_restarts: 16,
+        exp_backoff_restart_delay: 100,
+        env: { ...childEnv },
+      },
+    },
+  ];
+}

@@ -1,0 +1,167 @@
+// The one configuration schema of ChangeLens. Sources, later ones win: defaults → config file
+// (JSON, camelCase keys, given by --config or CHANGELENS_CONFIG) → environment variables.
+// Validated once at process start and frozen; every problem is reported at once, naming the key as
+// the operator wrote it (env name or file key) and the expected form. Only this file reads env.
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import { CL_ERR_CONFIG_INVALID } from './errors.js';
+
+export type Color = 'blue' | 'green';
+export const COLORS: readonly Color[] = ['blue', 'green'];
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+const port = z.number().int().min(1).max(65535);
+const secret = z.string().min(16).regex(/^[A-Za-z0-9_\-.~+/=]+$/);
+
+// Each field: its schema, its env name and the expected form shown in errors.
+const FIELDS = {
+  port: { env: 'PORT', kind: 'int', schema: port, expected: 'a TCP port 1-65535', default: 8080 },
+  host: { env: 'CHANGELENS_HOST', kind: 'string', schema: z.string().min(1), expected: 'an interface address such as 0.0.0.0', default: '0.0.0.0' },
+  dataDir: { env: 'CHANGELENS_DATA_DIR', kind: 'string', schema: z.string().min(1), expected: 'a directory path', default: './data' },
+  pgPort: { env: 'CHANGELENS_PG_PORT', kind: 'int', schema: port, expected: 'a TCP port 1-65535', default: 5432 },
+  redisPort: { env: 'CHANGELENS_REDIS_PORT', kind: 'int', schema: port, expected: 'a TCP port 1-65535', default: 6379 },
+  apiBluePort: { env: 'CHANGELENS_API_BLUE_PORT', kind: 'int', schema: port, expected: 'a TCP port 1-65535', default: 3001 },
+  apiGreenPort: { env: 'CHANGELENS_API_GREEN_PORT', kind: 'int', schema: port, expected: 'a TCP port 1-65535', default: 3002 },
+  workerPort: { env: 'CHANGELENS_WORKER_PORT', kind: 'int', schema: port, expected: 'a TCP port 1-65535', default: 3003 },
+  apiInstances: { env: 'CHANGELENS_API_INSTANCES', kind: 'int', schema: z.number().int().min(1).max(16), expected: 'an integer 1-16', default: 1 },
+  readyTimeoutMs: { env: 'CHANGELENS_READY_TIMEOUT_MS', kind: 'int', schema: z.number().int().min(500).max(600_000), expected: 'milliseconds, 500-600000', default: 30_000 },
+  stopTimeoutMs: { env: 'CHANGELENS_STOP_TIMEOUT_MS', kind: 'int', schema: z.number().int().min(1000).max(120_000), expected: 'milliseconds, 1000-120000', default: 8_000 },
+  logLevel: { env: 'CHANGELENS_LOG_LEVEL', kind: 'string', schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), expected: 'one of fatal, error, warn, info, debug, trace, silent', default: 'info' },
+  serviceUser: { env: 'CHANGELENS_SERVICE_USER', kind: 'string', schema: z.string().regex(/^[a-z_][a-z0-9_-]*$/), expected: 'an existing unprivileged user name', default: 'postgres' },
+  pgBinDir: { env: 'CHANGELENS_PG_BIN_DIR', kind: 'string', schema: z.string().min(1), expected: 'the directory holding initdb and postgres', default: undefined },
+  redisServer: { env: 'CHANGELENS_REDIS_SERVER', kind: 'string', schema: z.string().min(1), expected: 'the path of redis-server', default: 'redis-server' },
+  databaseUrl: { env: 'DATABASE_URL', kind: 'string', schema: z.string().regex(/^postgres(ql)?:\/\/.+/), expected: 'a URL postgres://user:password@host:port/db', default: undefined },
+  redisUrl: { env: 'REDIS_URL', kind: 'string', schema: z.string().regex(/^rediss?:\/\/.+/), expected: 'a URL redis://[:password@]host:port[/db]', default: undefined },
+  adminToken: { env: 'CHANGELENS_ADMIN_TOKEN', kind: 'string', schema: secret, expected: 'at least 16 characters of [A-Za-z0-9_-.~+/=]', default: undefined },
+  pgPassword: { env: 'CHANGELENS_PG_PASSWORD', kind: 'string', schema: secret, expected: 'at least 16 characters of [A-Za-z0-9_-.~+/=]', default: undefined },
+  redisPassword: { env: 'CHANGELENS_REDIS_PASSWORD', kind: 'string', schema: secret, expected: 'at least 16 characters of [A-Za-z0-9_-.~+/=]', default: undefined },
+  // Set by the supervisor for the processes it starts: which colour this API copy is.
+  color: { env: 'CHANGELENS_COLOR', kind: 'string', schema: z.enum(['blue', 'green']), expected: 'blue or green', default: undefined },
+} as const;
+
+type Fields = typeof FIELDS;
+type FieldValue<K extends keyof Fields> = z.infer<Fields[K]['schema']>;
+type Required = { [K in keyof Fields as Fields[K]['default'] extends undefined ? never : K]: FieldValue<K> };
+type Optional = { [K in keyof Fields as Fields[K]['default'] extends undefined ? K : never]?: FieldValue<K> };
+export type Config = Readonly<Required & Optional>;
+
+/** Environment variables that are not config keys but are ours to read. */
+const OTHER_ENV = new Set(['CHANGELENS_CONFIG']);
+const ENV_TO_FIELD = new Map<string, keyof Fields>(
+  (Object.keys(FIELDS) as (keyof Fields)[]).map((k) => [FIELDS[k].env, k]),
+);
+
+export interface LoadConfigOptions {
+  env?: NodeJS.ProcessEnv;
+  /** Path of a JSON config file; defaults to $CHANGELENS_CONFIG when set. */
+  file?: string | undefined;
+}
+
+export function loadConfig(options: LoadConfigOptions = {}): Config {
+  const env = options.env ?? process.env;
+  const problems: string[] = [];
+  const raw: Record<string, { value: unknown; source: string }> = {};
+
+  const file = options.file ?? env.CHANGELENS_CONFIG;
+  if (file !== undefined && file !== '') {
+    for (const [key, value] of Object.entries(readConfigFile(file, problems))) {
+      if (!(key in FIELDS) || key === 'color') {
+        problems.push(`${file}: unknown key "${key}" (known keys: ${Object.keys(FIELDS).filter((k) => k !== 'color').join(', ')})`);
+        continue;
+      }
+      raw[key] = { value, source: `${file}: ${key}` };
+    }
+  }
+
+  for (const [name, value] of Object.entries(env)) {
+    if (value === undefined) continue;
+    const field = ENV_TO_FIELD.get(name);
+    if (field === undefined) {
+      if (name.startsWith('CHANGELENS_') && !OTHER_ENV.has(name)) {
+        problems.push(`${name}: unknown setting (known: ${[...ENV_TO_FIELD.keys()].filter((k) => k.startsWith('CHANGELENS_')).join(', ')})`);
+      }
+      continue;
+    }
+    // An empty env var means "not set", as shells and platforms often pass them.
+    if (value === '') continue;
+    raw[field] = { value: FIELDS[field].kind === 'int' ? parseIntStrict(value) : value, source: name };
+  }
+
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(FIELDS) as (keyof Fields)[]) {
+    const spec = FIELDS[key];
+    const given = raw[key];
+    if (given === undefined) {
+      if (spec.default !== undefined) out[key] = spec.default;
+      continue;
+    }
+    const parsed = (spec.schema as z.ZodType).safeParse(given.value);
+    if (parsed.success) out[key] = parsed.data;
+    else problems.push(`${given.source}: expected ${spec.expected}, got ${JSON.stringify(given.value)}`);
+  }
+
+  if (problems.length === 0) checkPortsDistinct(out, raw, problems);
+  if (problems.length > 0) throw new CL_ERR_CONFIG_INVALID(problems.map((p) => `  - ${p}`).join('\n'));
+  out.dataDir = resolve(out.dataDir as string);
+  return Object.freeze(out) as Config;
+}
+
+function readConfigFile(file: string, problems: string[]): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    problems.push(`CHANGELENS_CONFIG: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    return {};
+  }
+  try {
+    const parsed: unknown = JSON.parse(text);
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+      problems.push(`${file}: expected a JSON object at the top level`);
+      return {};
+    }
+    return parsed as Record<string, unknown>;
+  } catch (err) {
+    problems.push(`${file}: not valid JSON (${(err as Error).message})`);
+    return {};
+  }
+}
+
+function parseIntStrict(value: string): number | string {
+  return /^-?\d+$/.test(value.trim()) ? Number(value.trim()) : value;
+}
+
+const PORT_KEYS = ['port', 'pgPort', 'redisPort', 'apiBluePort', 'apiGreenPort', 'workerPort'] as const;
+
+function checkPortsDistinct(out: Record<string, unknown>, raw: Record<string, { source: string }>, problems: string[]): void {
+  const seen = new Map<number, string>();
+  for (const key of PORT_KEYS) {
+    // An external service's port is not ours to bind, so it cannot clash.
+    if (key === 'pgPort' && out.databaseUrl !== undefined) continue;
+    if (key === 'redisPort' && out.redisUrl !== undefined) continue;
+    const value = out[key] as number;
+    const name = raw[key]?.source ?? `${FIELDS[key].env} (default)`;
+    const other = seen.get(value);
+    if (other !== undefined) problems.push(`${name}: port ${value} is already used by ${other}; expected distinct ports`);
+    else seen.set(value, name);
+  }
+}
+
+/** The env var name of a config key, for messages ("set CHANGELENS_PG_PORT"). */
+export function envNameOf(key: keyof Fields): string {
+  return FIELDS[key].env;
+}
+
+/**
+ * The environment a child process needs to rebuild the same config: every set key as its env var.
+ * Secrets are passed too (children connect with them); env is visible only to the same user.
+ */
+export function configToEnv(config: Config): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const key of Object.keys(FIELDS) as (keyof Fields)[]) {
+    const value = config[key];
+    if (value !== undefined) env[FIELDS[key].env] = String(value);
+  }
+  return env;
+}

@@ -1,0 +1,49 @@
+// The shape of `changelens status --json` (and of the supervisor's /status answer). Scripts rely
+// on it: add fields freely, but rename or remove only with a new schemaVersion.
+import type { Color } from '../config.js';
+
+export interface ProcessStatus {
+  name: string;
+  /** pm2's state (online, stopping, stopped, launching, errored), or `not started` / `external`. */
+  state: string;
+  pmId: number | null;
+  pid: number | null;
+  uptimeMs: number | null;
+  restarts: number;
+  rssBytes: number | null;
+  cpuPercent: number | null;
+}
+
+export interface ServiceStatus {
+  mode: 'embedded' | 'external';
+  reachable: boolean;
+  latencyMs: number;
+  /** Host and port only: never the password. */
+  endpoint: string;
+  error?: string;
+}
+
+export interface ApplianceStatus {
+  schemaVersion: 1;
+  running: true;
+  phase: 'booting' | 'ready' | 'stopping' | 'failed';
+  version: string;
+  supervisorPid: number;
+  dataDir: string;
+  activeColor: Color;
+  boot: {
+    startedAt: string;
+    firstBoot: boolean;
+    /** Milliseconds from start to ready; null while booting. */
+    durationMs: number | null;
+    readyMs: Record<string, number>;
+  };
+  processes: ProcessStatus[];
+  services: { postgres: ServiceStatus; redis: ServiceStatus };
+}
+
+export interface NotRunningStatus {
+  schemaVersion: 1;
+  running: false;
+  dataDir: string;
+}

@@ -1,0 +1,95 @@
+// Every ChangeLens error is declared here once: a stable code, an HTTP status (for the admin API),
+// a message template (%s placeholders filled from the constructor's arguments) and a hint that
+// tells the operator what to do. Retired codes are never reused (see docs/errors.md).
+import { format } from 'node:util';
+
+export class ChangeLensError extends Error {
+  readonly code: string;
+  readonly statusCode: number;
+  readonly hint: string;
+  constructor(code: string, statusCode: number, message: string, hint: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ChangeLensError';
+    this.code = code;
+    this.statusCode = statusCode;
+    this.hint = hint;
+  }
+  toJSON(): { code: string; message: string; statusCode: number; hint: string } {
+    return { code: this.code, message: this.message, statusCode: this.statusCode, hint: this.hint };
+  }
+}
+
+export interface ChangeLensErrorClass<A extends unknown[]> {
+  new (...args: [...A, { cause?: unknown }?]): ChangeLensError;
+  readonly code: string;
+}
+
+function defineError<A extends unknown[]>(code: string, statusCode: number, template: string, hint: string): ChangeLensErrorClass<A> {
+  const placeholders = (template.match(/%[sdj]/g) ?? []).length;
+  const ErrorClass = class extends ChangeLensError {
+    static readonly code = code;
+    constructor(...args: unknown[]) {
+      const last = args[args.length - 1];
+      const hasOptions = args.length > placeholders && typeof last === 'object' && last !== null;
+      const values = hasOptions ? args.slice(0, -1) : args;
+      super(code, statusCode, format(template, ...values), hint, hasOptions ? (last as { cause?: unknown }) : undefined);
+    }
+  };
+  Object.defineProperty(ErrorClass, 'name', { value: code });
+  return ErrorClass as unknown as ChangeLensErrorClass<A>;
+}
+
+// Config and command line
+export const CL_ERR_CONFIG_INVALID = defineError<[string]>(
+  'CL_ERR_CONFIG_INVALID', 400, 'invalid configuration:\n%s',
+  'fix the named keys (environment variables or the config file) and start again; see README "Configuration"');
+export const CL_ERR_CLI_USAGE = defineError<[string]>(
+  'CL_ERR_CLI_USAGE', 400, '%s', 'run: changelens --help');
+
+// Boot
+export const CL_ERR_PORT_IN_USE = defineError<[string]>(
+  'CL_ERR_PORT_IN_USE', 409, '%s',
+  'stop whatever holds the port (ss -ltnp shows it) or choose another port with the named setting');
+export const CL_ERR_DATA_DIR = defineError<[string, string]>(
+  'CL_ERR_DATA_DIR', 500, 'data dir %s is not usable: %s',
+  'point CHANGELENS_DATA_DIR at a writable directory on a real volume');
+export const CL_ERR_MISSING_BINARY = defineError<[string, string]>(
+  'CL_ERR_MISSING_BINARY', 500, '%s not found (%s)',
+  'run scripts/install-system-deps.sh as root, or set the named path setting');
+export const CL_ERR_SERVICE_USER = defineError<[string]>(
+  'CL_ERR_SERVICE_USER', 500, 'running as root, but the unprivileged service user "%s" does not exist',
+  'Postgres refuses to run as root: create the user, or set CHANGELENS_SERVICE_USER to an existing one');
+export const CL_ERR_INITDB_FAILED = defineError<[string]>(
+  'CL_ERR_INITDB_FAILED', 500, 'initdb failed: %s',
+  'check that the data dir is writable by the service user; nothing was left half-initialised');
+export const CL_ERR_DEPENDENCY_FAILED = defineError<[string, string, string]>(
+  'CL_ERR_DEPENDENCY_FAILED', 503, '%s did not become ready: %s%s',
+  'read the log lines above; fix the cause and start again (the data dir is untouched)');
+export const CL_ERR_MIGRATION_FAILED = defineError<[string, string]>(
+  'CL_ERR_MIGRATION_FAILED', 500, 'migration %s failed and was rolled back: %s',
+  'fix the migration; the database is at the previous version');
+export const CL_ERR_MIGRATION_CHANGED = defineError<[string]>(
+  'CL_ERR_MIGRATION_CHANGED', 500, 'migration %s was already applied but its file has changed since',
+  'never edit an applied migration: restore it and add a new one');
+export const CL_ERR_ALREADY_RUNNING = defineError<[string, string]>(
+  'CL_ERR_ALREADY_RUNNING', 409, 'an appliance already runs on data dir %s (supervisor pid %s)',
+  'stop it first (SIGTERM), or use another CHANGELENS_DATA_DIR');
+
+// Supervisor control (status)
+export const CL_ERR_NOT_RUNNING = defineError<[string]>(
+  'CL_ERR_NOT_RUNNING', 503, 'no appliance is running on data dir %s',
+  'start it with: changelens up (and check CHANGELENS_DATA_DIR points at the same dir)');
+
+// Anything uncoded: its cause is logged, never shown.
+export const CL_ERR_INTERNAL = defineError<[]>(
+  'CL_ERR_INTERNAL', 500, 'internal error', 'see the JSON logs for the cause');
+
+/** Exit codes of the changelens command, one per category. */
+export const EXIT = { ok: 0, failure: 1, usage: 2, notRunning: 3 } as const;
+
+export function exitCodeFor(err: unknown): number {
+  if (!(err instanceof ChangeLensError)) return EXIT.failure;
+  if (err.code === 'CL_ERR_CONFIG_INVALID' || err.code === 'CL_ERR_CLI_USAGE') return EXIT.usage;
+  if (err.code === 'CL_ERR_NOT_RUNNING') return EXIT.notRunning;
+  return EXIT.failure;
+}

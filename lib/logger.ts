@@ -1,0 +1,24 @@
+// JSON log lines on stdout (pino), one logger per process with its service and colour as fields.
+// No pretty printer and no files: pm2 hands stdout to the supervisor, which passes it through.
+import { pino, type Logger } from 'pino';
+import type { Color, LogLevel } from './config.js';
+
+export type { Logger };
+
+export interface LoggerOptions {
+  level?: LogLevel;
+  color?: Color | undefined;
+  /** Where lines go; the supervisor shares one stdout stream between its own and its children's lines. */
+  destination?: pino.DestinationStream;
+}
+
+export function createLogger(service: string, options: LoggerOptions = {}): Logger {
+  return pino({
+    level: options.level ?? 'info',
+    base: { service, ...(options.color ? { color: options.color } : {}), pid: process.pid },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    // Secrets never reach logs, whatever object a caller hands over.
+    redact: { paths: ['*.password', '*.adminToken', '*.pgPassword', '*.redisPassword', '*.databaseUrl', '*.redisUrl', 'req.headers.authorization'], censor: '[redacted]' },
+    formatters: { level: (label) => ({ level: label }) },
+  }, options.destination ?? pino.destination({ fd: 1, sync: false }));
+}

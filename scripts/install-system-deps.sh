@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Installs the system packages ChangeLens needs: PostgreSQL (>= 15) and Redis (>= 7) from Debian's
+# packages, plus util-linux's setpriv (drops root for Postgres) and tini (PID 1 in the image).
+# Idempotent and quiet when everything is already there. Used by README, .ci/run and the Dockerfile.
+#
+#   scripts/install-system-deps.sh           install what is missing (needs root, or sudo)
+#   scripts/install-system-deps.sh --check   only report what is missing; exit 1 if anything is
+set -euo pipefail
+
+check_only=0
+case "${1:-}" in
+  --check) check_only=1 ;;
+  "") ;;
+  *) echo "install-system-deps: unknown argument '$1' (expected: --check or nothing)" >&2; exit 2 ;;
+esac
+
+pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+
+missing=()
+# Postgres: the server binaries live in /usr/lib/postgresql/<major>/bin; require major >= 15.
+pgdir=$(pg_bin || true)
+if [ -z "$pgdir" ] || [ ! -x "$pgdir/initdb" ] || [ "$(basename "$(dirname "$pgdir")")" -lt 15 ]; then
+  missing+=(postgresql postgresql-contrib)
+fi
+# Redis: require major >= 7.
+if ! command -v redis-server >/dev/null 2>&1 ||
+   [ "$(redis-server --version | sed -E 's/.*v=([0-9]+).*/\1/')" -lt 7 ]; then
+  missing+=(redis-server)
+fi
+command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
+command -v tini >/dev/null 2>&1 || missing+=(tini)
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$check_only" = 1 ]; then
+  echo "install-system-deps: missing: ${missing[*]}" >&2
+  exit 1
+fi
+
+sudo=""
+if [ "$(id -u)" != 0 ]; then
+  command -v sudo >/dev/null 2>&1 || { echo "install-system-deps: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+  sudo="sudo"
+fi
+
+echo "install-system-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+# Debian's postgresql package creates and starts a 'main' cluster; ChangeLens runs its own, so keep
+# the packaged one from being created at all.
+$sudo mkdir -p /etc/postgresql-common/createcluster.d
+echo "create_main_cluster = false" | $sudo tee /etc/postgresql-common/createcluster.d/changelens.conf >/dev/null
+# No service may start during install (containers and CI have no init to manage them).
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+  $sudo chmod +x "$policy"
+  trap '$sudo rm -f "$policy"' EXIT
+fi
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# The packaged redis-server may have been started by an init system on a full machine; ChangeLens
+# runs its own instance, so stop the packaged one if it runs (ignore when there is no systemd).
+if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+  $sudo systemctl disable --now redis-server >/dev/null 2>&1 || true
+fi
+pgdir=$(pg_bin)
+echo "install-system-deps: ok (postgres: $pgdir, redis: $(command -v redis-server))" >&2

@@ -1,0 +1,116 @@
+// Ordered, probed start-up on top of pm2: a node starts only once everything it needs has passed
+// a real readiness probe; independent nodes start side by side. pm2 alone reports a crash-looping
+// program "online", so while probing we also watch pm2's view and fail fast on `errored` or on a
+// crash loop, naming the service and quoting its last log lines.
+import type { Logger } from '../lib/logger.js';
+import { CL_ERR_DEPENDENCY_FAILED } from '../lib/errors.js';
+import type { GraphNode, Probe } from './process-graph.js';
+import type { ProcessManager } from './process-manager.js';
+import { probeHttp, probePostgres, probeRedis, type ProbeResult } from './probes.js';
+
+export interface BootDeps {
+  pm: ProcessManager;
+  log: Logger;
+  urls: { database: string; redis: string };
+  readyTimeoutMs: number;
+  /** Runs a task node (migrations). */
+  runTask: (node: GraphNode) => Promise<void>;
+  /** Aborted by SIGTERM/SIGINT during boot. */
+  signal: AbortSignal;
+}
+
+export interface BootResult {
+  /** pm2 processes started, in the order they became ready. */
+  started: string[];
+  readyMs: Record<string, number>;
+}
+
+/** Restarts during boot that mean "crash loop" rather than "a slow start". */
+const CRASH_LOOP_RESTARTS = 3;
+
+export async function bootGraph(nodes: readonly GraphNode[], deps: BootDeps, started: string[]): Promise<BootResult> {
+  const t0 = performance.now();
+  const readyMs: Record<string, number> = {};
+  const ready = new Map<string, Promise<void>>();
+  const abort = new AbortController();
+  deps.signal.addEventListener('abort', () => abort.abort(), { once: true });
+
+  const bringUp = async (node: GraphNode): Promise<void> => {
+    await Promise.all(node.needs.map((need) => ready.get(need)));
+    if (abort.signal.aborted) throw interrupted(node);
+    const t = performance.now();
+    if (node.probe.kind === 'task') {
+      await deps.runTask(node);
+    } else {
+      if (!node.external && node.app) {
+        deps.log.info({ process: node.name }, `starting ${node.name}`);
+        await deps.pm.start(node.app);
+        started.push(node.name);
+      }
+      await waitUntilReady(node, deps, abort.signal);
+    }
+    readyMs[node.name] = Math.round(performance.now() - t0);
+    deps.log.info({ process: node.name, ms: Math.round(performance.now() - t), external: node.external === true }, `${node.name} ready`);
+  };
+
+  // Nodes arrive in dependency order, so every need's promise exists when a node is mapped.
+  for (const node of nodes) ready.set(node.name, bringUp(node));
+  try {
+    await Promise.all(ready.values());
+  } catch (err) {
+    abort.abort();
+    // Let the others settle (their probes see the abort) before the caller stops what started.
+    await Promise.allSettled(ready.values());
+    throw err;
+  }
+  return { started, readyMs };
+}
+
+async function waitUntilReady(node: GraphNode, deps: BootDeps, signal: AbortSignal): Promise<void> {
+  const deadline = Date.now() + deps.readyTimeoutMs;
+  let last: ProbeResult | undefined;
+  for (;;) {
+    if (signal.aborted) throw interrupted(node);
+    if (!node.external && node.app) {
+      const procs = await deps.pm.describe(node.name);
+      const dead = procs.find((p) => p.state === 'errored' || p.state === 'stopped');
+      if (dead) throw failure(node, deps, `pm2 reports it ${dead.state} after ${dead.restarts} restarts`);
+      const looping = procs.find((p) => p.restarts >= CRASH_LOOP_RESTARTS);
+      if (looping) throw failure(node, deps, `it is crash-looping (${looping.restarts} restarts while starting)`);
+    }
+    last = await runProbe(node.probe, deps.urls);
+    if (last.ok) return;
+    if (Date.now() >= deadline) {
+      throw failure(node, deps, `no successful ${describeProbe(node.probe)} within ${deps.readyTimeoutMs} ms (last: ${last.error ?? 'no answer'})`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export function runProbe(probe: Probe, urls: { database: string; redis: string }): Promise<ProbeResult> {
+  switch (probe.kind) {
+    case 'postgres': return probePostgres(urls.database);
+    case 'redis': return probeRedis(urls.redis);
+    case 'http': return probeHttp(probe.url);
+    case 'task': return Promise.resolve({ ok: true, latencyMs: 0 });
+  }
+}
+
+function describeProbe(probe: Probe): string {
+  switch (probe.kind) {
+    case 'postgres': return 'SELECT 1';
+    case 'redis': return 'PING';
+    case 'http': return `GET ${probe.url}`;
+    case 'task': return 'run';
+  }
+}
+
+function interrupted(node: GraphNode): Error {
+  return new Error(`boot interrupted before ${node.name} was ready`);
+}
+
+function failure(node: GraphNode, deps: BootDeps, reason: string): Error {
+  const lines = deps.pm.lastLines(node.name).slice(-15);
+  const tail = lines.length > 0 ? `\n--- last log lines of ${node.name} ---\n${lines.join('\n')}` : node.external ? '' : `\n(${node.name} printed nothing)`;
+  return new CL_ERR_DEPENDENCY_FAILED(node.name, reason, tail);
+}

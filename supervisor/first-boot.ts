@@ -1,0 +1,194 @@
+// Everything `up` prepares before the first process starts: the data dir, the secrets, the
+// unprivileged service user, the binaries, and — on the first boot only — the Postgres cluster.
+// Later boots find all of it and change nothing. Nothing is ever left half-written: files are
+// written to a temp name and renamed, initdb runs into a temp dir that is renamed when complete.
+import { execFile, execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { accessSync, chmodSync, chownSync, constants, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
+import { promisify } from 'node:util';
+import type { Config } from '../lib/config.js';
+import { CL_ERR_DATA_DIR, CL_ERR_INITDB_FAILED, CL_ERR_MISSING_BINARY, CL_ERR_SERVICE_USER } from '../lib/errors.js';
+import type { DataPaths } from '../lib/paths.js';
+
+const execFileAsync = promisify(execFile);
+
+export const PG_USER = 'changelens';
+export const PG_DATABASE = 'changelens';
+
+export interface Secrets {
+  adminToken: string;
+  pgPassword: string;
+  redisPassword: string;
+}
+
+/** The unprivileged account Postgres (which refuses root) and Redis run as when we are root. */
+export interface ServiceUser {
+  name: string;
+  uid: number;
+  gid: number;
+}
+
+export function resolveServiceUser(config: Config): ServiceUser | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  try {
+    const uid = Number(execFileSync('id', ['-u', config.serviceUser], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim());
+    const gid = Number(execFileSync('id', ['-g', config.serviceUser], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim());
+    if (uid === 0) throw new CL_ERR_SERVICE_USER(`${config.serviceUser} (it is root)`);
+    return { name: config.serviceUser, uid, gid };
+  } catch (err) {
+    if (err instanceof CL_ERR_SERVICE_USER) throw err;
+    throw new CL_ERR_SERVICE_USER(config.serviceUser);
+  }
+}
+
+export function resolveBinaries(config: Config, needs: { postgres: boolean; redis: boolean }): { postgres: string; initdb: string; redisServer: string } {
+  let pgBinDir = config.pgBinDir;
+  if (pgBinDir === undefined && needs.postgres) {
+    // Debian keeps each major version's server binaries in /usr/lib/postgresql/<major>/bin.
+    const majors = existsSync('/usr/lib/postgresql') ? readdirSync('/usr/lib/postgresql').filter((d) => /^\d+$/.test(d)).map(Number).sort((a, b) => b - a) : [];
+    const found = majors.map((m) => `/usr/lib/postgresql/${m}/bin`).find((d) => isExecutable(join(d, 'postgres')));
+    pgBinDir = found ?? dirnameOnPath('postgres');
+    if (pgBinDir === undefined) throw new CL_ERR_MISSING_BINARY('postgres', 'looked in /usr/lib/postgresql/*/bin and PATH; set CHANGELENS_PG_BIN_DIR');
+  }
+  const postgres = pgBinDir ? join(pgBinDir, 'postgres') : '';
+  const initdb = pgBinDir ? join(pgBinDir, 'initdb') : '';
+  if (needs.postgres) {
+    for (const bin of [postgres, initdb]) if (!isExecutable(bin)) throw new CL_ERR_MISSING_BINARY(bin, 'CHANGELENS_PG_BIN_DIR');
+  }
+  let redisServer = '';
+  if (needs.redis) {
+    const candidate = config.redisServer.includes('/') ? config.redisServer : whichOnPath(config.redisServer);
+    if (candidate === undefined || !isExecutable(candidate)) throw new CL_ERR_MISSING_BINARY(config.redisServer, 'CHANGELENS_REDIS_SERVER');
+    redisServer = candidate;
+  }
+  return { postgres, initdb, redisServer };
+}
+
+/** Creates the data dir's folders with the right owners and modes; idempotent. */
+export function prepareDataDir(paths: DataPaths, user: ServiceUser | undefined, embedded: { postgres: boolean; redis: boolean }): void {
+  try {
+    mkdirSync(paths.root, { recursive: true, mode: 0o711 });
+    // The service user must be able to reach its folders through the root (not list it).
+    if (user) chmodSync(paths.root, statSync(paths.root).mode | 0o111);
+    for (const dir of [paths.backups, paths.releases]) mkdirSync(dir, { recursive: true, mode: 0o750 });
+    mkdirSync(paths.state, { recursive: true, mode: 0o700 });
+    mkdirSync(paths.pm2Home, { recursive: true, mode: 0o700 });
+    if (embedded.redis) {
+      mkdirSync(paths.redis, { recursive: true, mode: 0o700 });
+      if (user) chownSync(paths.redis, user.uid, user.gid);
+    }
+    accessSync(paths.state, constants.W_OK);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new CL_ERR_DATA_DIR(paths.root, `${e.code ?? ''} ${e.message}`.trim(), { cause: err });
+  }
+}
+
+/** Reads state/secrets.json, lets env-given values win, generates what is missing, and persists (0600). */
+export function ensureSecrets(paths: DataPaths, config: Config): { secrets: Secrets; generated: (keyof Secrets)[] } {
+  let stored: Partial<Secrets> = {};
+  if (existsSync(paths.secrets)) {
+    try {
+      stored = JSON.parse(readFileSync(paths.secrets, 'utf8')) as Partial<Secrets>;
+    } catch (err) {
+      throw new CL_ERR_DATA_DIR(paths.root, `${paths.secrets} is not valid JSON; restore it from a backup`, { cause: err });
+    }
+  }
+  const generated: (keyof Secrets)[] = [];
+  const pick = (key: keyof Secrets): string => {
+    const fromEnv = config[key];
+    if (fromEnv !== undefined) return fromEnv;
+    const existing = stored[key];
+    if (typeof existing === 'string' && existing.length >= 16) return existing;
+    generated.push(key);
+    return randomBytes(24).toString('base64url');
+  };
+  const secrets: Secrets = { adminToken: pick('adminToken'), pgPassword: pick('pgPassword'), redisPassword: pick('redisPassword') };
+  if (JSON.stringify(secrets) !== JSON.stringify({ adminToken: stored.adminToken, pgPassword: stored.pgPassword, redisPassword: stored.redisPassword })) {
+    writeFileAtomic(paths.secrets, JSON.stringify(secrets, null, 2) + '\n', 0o600);
+  }
+  return { secrets, generated };
+}
+
+export function isInitialised(paths: DataPaths): boolean {
+  return existsSync(join(paths.postgres, 'PG_VERSION'));
+}
+
+/**
+ * Runs initdb (scram auth, our superuser with the generated password) into a temp dir and renames
+ * it into place only when complete, so a failed or interrupted first boot leaves nothing behind.
+ */
+export async function initPostgres(paths: DataPaths, initdb: string, password: string, user: ServiceUser | undefined): Promise<void> {
+  const tmp = `${paths.postgres}.initdb-tmp`;
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp, { mode: 0o700 });
+  const pwfile = join(tmp, '..', `.pgpass-${process.pid}`);
+  writeFileSync(pwfile, password + '\n', { mode: 0o600 });
+  if (user) {
+    chownSync(tmp, user.uid, user.gid);
+    chownSync(pwfile, user.uid, user.gid);
+  }
+  try {
+    await execFileAsync(initdb, [
+      '-D', tmp, `--username=${PG_USER}`, `--pwfile=${pwfile}`, '--auth=scram-sha-256',
+      '--encoding=UTF8', '--locale=C', '--no-instructions',
+    ], { ...(user ? { uid: user.uid, gid: user.gid } : {}), env: { ...process.env, LC_ALL: 'C' }, cwd: '/' });
+    renameSync(tmp, paths.postgres);
+  } catch (err) {
+    rmSync(tmp, { recursive: true, force: true });
+    const e = err as { stderr?: string; message: string };
+    throw new CL_ERR_INITDB_FAILED((e.stderr || e.message).trim().split('\n').slice(-5).join(' | '), { cause: err });
+  } finally {
+    rmSync(pwfile, { force: true });
+  }
+}
+
+/** Redis's config: port, password and persistence (AOF, fsync every second), rewritten each boot. */
+export function writeRedisConf(paths: DataPaths, port: number, password: string, user: ServiceUser | undefined): void {
+  const conf = [
+    `port ${port}`,
+    'bind 127.0.0.1',
+    'protected-mode yes',
+    `requirepass ${password}`,
+    `dir ${paths.redis}`,
+    'daemonize no',
+    'supervised no',
+    'logfile ""',
+    'appendonly yes',
+    'appendfsync everysec',
+    // A snapshot on shutdown too (SIGINT/SIGTERM save when save points exist).
+    'save 3600 1 300 100 60 10000',
+    'maxmemory-policy noeviction',
+    '',
+  ].join('\n');
+  writeFileAtomic(paths.redisConf, conf, 0o600, user);
+}
+
+export function writeFileAtomic(path: string, content: string, mode: number, owner?: ServiceUser): void {
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, content, { mode });
+  if (owner) chownSync(tmp, owner.uid, owner.gid);
+  renameSync(tmp, path);
+}
+
+function isExecutable(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
+
+function whichOnPath(name: string): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    if (dir && isExecutable(join(dir, name))) return join(dir, name);
+  }
+  return undefined;
+}
+
+function dirnameOnPath(name: string): string | undefined {
+  const found = whichOnPath(name);
+  return found === undefined ? undefined : join(found, '..');
+}

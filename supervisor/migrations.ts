@@ -1,0 +1,88 @@
+// Versioned SQL migrations (migrations/NNNN_name.sql), each applied once, in its own transaction
+// together with its row in schema_migrations. An advisory lock serialises appliances that share
+// an external database. An applied file that changed since is refused, never silently re-run.
+import { createHash } from 'node:crypto';
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import pg from 'pg';
+import { CL_ERR_MIGRATION_CHANGED, CL_ERR_MIGRATION_FAILED } from '../lib/errors.js';
+
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+  checksum: string;
+}
+
+const LOCK_KEY = 0x43_4c_4d_49; // "CLMI"
+
+export function readMigrations(dir: string): Migration[] {
+  const files = readdirSync(dir).filter((f) => f.endsWith('.sql')).sort();
+  const migrations = files.map((file) => {
+    const match = /^(\d{4})_([a-z0-9_]+)\.sql$/.exec(file);
+    if (!match) throw new Error(`migrations: ${file} does not match NNNN_name.sql`);
+    const sql = readFileSync(join(dir, file), 'utf8');
+    return { version: Number(match[1]), name: match[2]!, sql, checksum: createHash('sha256').update(sql).digest('hex') };
+  });
+  migrations.forEach((m, i) => {
+    if (m.version !== i + 1) throw new Error(`migrations: expected version ${i + 1}, found ${m.version} (${m.name}); versions must be consecutive`);
+  });
+  return migrations;
+}
+
+/** Creates the database if it does not exist yet (embedded mode: initdb made only "postgres"). */
+export async function ensureDatabase(adminUrl: string, database: string): Promise<boolean> {
+  const client = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 5_000 });
+  await client.connect();
+  try {
+    const { rowCount } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]);
+    if (rowCount) return false;
+    await client.query(`CREATE DATABASE ${pg.escapeIdentifier(database)}`);
+    return true;
+  } finally {
+    await client.end();
+  }
+}
+
+/** Applies what is pending; returns the versions applied by this call. */
+export async function applyMigrations(url: string, migrations: readonly Migration[]): Promise<number[]> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5_000 });
+  await client.connect();
+  try {
+    await client.query('SELECT pg_advisory_lock($1)', [LOCK_KEY]);
+    await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
+      version    integer PRIMARY KEY,
+      name       text NOT NULL,
+      checksum   text NOT NULL,
+      applied_at timestamptz NOT NULL DEFAULT now()
+    )`);
+    const { rows } = await client.query<{ version: number; checksum: string }>('SELECT version, checksum FROM schema_migrations');
+    const applied = new Map(rows.map((r) => [r.version, r.checksum]));
+    const done: number[] = [];
+    for (const m of migrations) {
+      const checksum = applied.get(m.version);
+      if (checksum !== undefined) {
+        if (checksum !== m.checksum) throw new CL_ERR_MIGRATION_CHANGED(`${pad(m.version)}_${m.name}`);
+        continue;
+      }
+      try {
+        await client.query('BEGIN');
+        await client.query(m.sql);
+        await client.query('INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)', [m.version, m.name, m.checksum]);
+        await client.query('COMMIT');
+        done.push(m.version);
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => {});
+        throw new CL_ERR_MIGRATION_FAILED(`${pad(m.version)}_${m.name}`, (err as Error).message, { cause: err });
+      }
+    }
+    return done;
+  } finally {
+    await client.query('SELECT pg_advisory_unlock($1)', [LOCK_KEY]).catch(() => {});
+    await client.end();
+  }
+}
+
+function pad(version: number): string {
+  return String(version).padStart(4, '0');
+}

@@ -1,0 +1,82 @@
+// The types of the process graph declared in ecosystem.config.js, and its ordering: which node may
+// start once which are ready (boot), and the reverse (shutdown). Pure functions, no pm2 here.
+import type { Color, Config } from '../lib/config.js';
+import type { DataPaths } from '../lib/paths.js';
+import type { AppOptions } from './process-manager.js';
+
+export type Probe =
+  | { kind: 'postgres' }
+  | { kind: 'redis' }
+  | { kind: 'http'; url: string }
+  /** Work the supervisor does itself (migrations): ready when it has finished. */
+  | { kind: 'task' };
+
+export interface GraphNode {
+  /** The pm2 name (postgres, redis, worker, api-blue, api-green, proxy) or a task's name. */
+  name: string;
+  /** Names that must be ready first. */
+  needs: string[];
+  /** Part of `changelens up`; false for the idle colour (a deploy starts it). */
+  atBoot: boolean;
+  /** A service run elsewhere (DATABASE_URL / REDIS_URL): never started, only probed. */
+  external?: boolean;
+  probe: Probe;
+  /** pm2 options; absent for tasks. */
+  app?: AppOptions;
+}
+
+export interface GraphContext {
+  config: Config;
+  paths: DataPaths;
+  activeColor: Color;
+  bin: { postgres: string; redisServer: string };
+  /** The unprivileged user Postgres and Redis run as when the supervisor runs as root. */
+  serviceUser: string | undefined;
+  /** The environment each Node process gets: the resolved config, with effective DATABASE_URL/REDIS_URL. */
+  childEnv: Record<string, string>;
+  /** The directory of the built JavaScript (dist/). */
+  distDir: string;
+  embedded: { postgres: boolean; redis: boolean };
+}
+
+/**
+ * Checks the graph once at boot: unique names, known needs, no cycles. Returns the nodes in a
+ * dependency order (each after all it needs), which is also the shutdown order reversed.
+ */
+export function orderGraph(nodes: readonly GraphNode[]): GraphNode[] {
+  const byName = new Map<string, GraphNode>();
+  for (const node of nodes) {
+    if (byName.has(node.name)) throw new Error(`process graph: "${node.name}" is declared twice`);
+    byName.set(node.name, node);
+  }
+  for (const node of nodes) {
+    for (const need of node.needs) {
+      if (!byName.has(need)) throw new Error(`process graph: "${node.name}" needs unknown "${need}"`);
+    }
+  }
+  const ordered: GraphNode[] = [];
+  const state = new Map<string, 'visiting' | 'done'>();
+  const visit = (node: GraphNode, path: string[]): void => {
+    const seen = state.get(node.name);
+    if (seen === 'done') return;
+    if (seen === 'visiting') throw new Error(`process graph: cycle ${[...path, node.name].join(' → ')}`);
+    state.set(node.name, 'visiting');
+    for (const need of node.needs) visit(byName.get(need)!, [...path, node.name]);
+    state.set(node.name, 'done');
+    ordered.push(node);
+  };
+  for (const node of nodes) visit(node, []);
+  return ordered;
+}
+
+/** The nodes a boot brings up, in dependency order; refuses a boot node that needs a non-boot one. */
+export function bootNodes(nodes: readonly GraphNode[]): GraphNode[] {
+  const ordered = orderGraph(nodes);
+  const atBoot = new Set(ordered.filter((n) => n.atBoot).map((n) => n.name));
+  for (const node of ordered) {
+    if (!node.atBoot) continue;
+    const missing = node.needs.find((need) => !atBoot.has(need));
+    if (missing !== undefined) throw new Error(`process graph: "${node.name}" starts at boot but needs "${missing}", which does not`);
+  }
+  return ordered.filter((n) => n.atBoot);
+}

@@ -1,0 +1,67 @@
+// What `changelens status` shows, collected live by the running supervisor: pm2's view of each
+// declared process, a real probe of Postgres and Redis, and the boot's timings.
+import type { ApplianceStatus, ProcessStatus, ServiceStatus } from '../lib/contracts/status.js';
+import { readRoutingSnapshot } from '../lib/routing-snapshot.js';
+import type { DataPaths } from '../lib/paths.js';
+import type { Color } from '../lib/config.js';
+import { packageVersion } from '../lib/package-root.js';
+import type { GraphNode } from './process-graph.js';
+import type { ProcessManager } from './process-manager.js';
+import { probePostgres, probeRedis, type ProbeResult } from './probes.js';
+
+export interface StatusSources {
+  pm: ProcessManager;
+  graph: readonly GraphNode[];
+  paths: DataPaths;
+  urls: { database: string; redis: string };
+  embedded: { postgres: boolean; redis: boolean };
+  fallbackColor: Color;
+  boot: { startedAt: Date; firstBoot: boolean; durationMs: number | null; readyMs: Record<string, number> };
+  phase: () => ApplianceStatus['phase'];
+}
+
+export async function collectStatus(src: StatusSources): Promise<ApplianceStatus> {
+  const [list, pgProbe, redisProbe] = await Promise.all([src.pm.list(), probePostgres(src.urls.database), probeRedis(src.urls.redis)]);
+  const processes: ProcessStatus[] = [];
+  for (const node of src.graph) {
+    if (!node.app) continue;
+    const found = list.filter((p) => p.name === node.name);
+    if (found.length === 0) {
+      processes.push({ name: node.name, state: node.external ? 'external' : 'not started', pmId: null, pid: null, uptimeMs: null, restarts: 0, rssBytes: null, cpuPercent: null });
+      continue;
+    }
+    for (const p of found) processes.push({ ...p });
+  }
+  let activeColor = src.fallbackColor;
+  try {
+    activeColor = readRoutingSnapshot(src.paths.routing)?.activeColor ?? activeColor;
+  } catch {
+    // A damaged snapshot is reported by the proxy; status keeps the boot's colour.
+  }
+  return {
+    schemaVersion: 1,
+    running: true,
+    phase: src.phase(),
+    version: packageVersion,
+    supervisorPid: process.pid,
+    dataDir: src.paths.root,
+    activeColor,
+    boot: { startedAt: src.boot.startedAt.toISOString(), firstBoot: src.boot.firstBoot, durationMs: src.boot.durationMs, readyMs: src.boot.readyMs },
+    processes,
+    services: {
+      postgres: service(src.embedded.postgres, src.urls.database, pgProbe),
+      redis: service(src.embedded.redis, src.urls.redis, redisProbe),
+    },
+  };
+}
+
+function service(embedded: boolean, url: string, probe: ProbeResult): ServiceStatus {
+  const { hostname, port } = new URL(url);
+  return {
+    mode: embedded ? 'embedded' : 'external',
+    reachable: probe.ok,
+    latencyMs: Math.round(probe.latencyMs * 10) / 10,
+    endpoint: `${hostname}:${port}`,
+    ...(probe.error ? { error: probe.error } : {}),
+  };
+}

@@ -1,0 +1,212 @@
+// `changelens up`: the foreground supervisor. Prepares the data dir (first boot: secrets, initdb),
+// boots the process graph of ecosystem.config.js in dependency order with real readiness probes,
+// serves status on its control socket, and on SIGTERM/SIGINT stops everything in reverse order.
+import { format } from 'node:util';
+import { pino } from 'pino';
+import { processGraph } from '../ecosystem.config.js';
+import { configToEnv, envNameOf, loadConfig, type Config } from '../lib/config.js';
+import { ChangeLensError } from '../lib/errors.js';
+import { createLogger, type Logger } from '../lib/logger.js';
+import { distDir, migrationsDir } from '../lib/package-root.js';
+import { dataPaths, type DataPaths } from '../lib/paths.js';
+import { readRoutingSnapshot, writeRoutingSnapshot } from '../lib/routing-snapshot.js';
+import type { ApplianceStatus } from '../lib/contracts/status.js';
+import { bootGraph } from './boot.js';
+import { claimControlSocket, startControlServer } from './control-socket.js';
+import { ensureSecrets, initPostgres, isInitialised, PG_DATABASE, PG_USER, prepareDataDir, resolveBinaries, resolveServiceUser, writeRedisConf, type Secrets } from './first-boot.js';
+import { applyMigrations, ensureDatabase, readMigrations } from './migrations.js';
+import { assertPortsFree, type PortClaim } from './ports.js';
+import { bootNodes, type GraphNode } from './process-graph.js';
+import { ProcessManager, type LogLine } from './process-manager.js';
+import { collectStatus } from './status.js';
+
+export interface UpOptions {
+  configFile?: string | undefined;
+}
+
+/** Runs until stopped by a signal; resolves with the exit code. Throws (after cleaning up) when the boot fails. */
+export async function runUp(options: UpOptions = {}): Promise<number> {
+  const startedAt = new Date();
+  const t0 = performance.now();
+  const config = loadConfig({ file: options.configFile });
+  const out = pino.destination({ fd: 1, sync: false });
+  const log = createLogger('supervisor', { level: config.logLevel, destination: out });
+  const paths = dataPaths(config.dataDir);
+  const embedded = { postgres: config.databaseUrl === undefined, redis: config.redisUrl === undefined };
+
+  await claimControlSocket(paths.controlSocket, paths.root);
+  await assertPortsFree(portClaims(config, embedded));
+  const serviceUser = embedded.postgres || embedded.redis ? resolveServiceUser(config) : undefined;
+  const bin = resolveBinaries(config, embedded);
+  prepareDataDir(paths, serviceUser, embedded);
+  const { secrets, generated } = ensureSecrets(paths, config);
+
+  const firstBoot = embedded.postgres && !isInitialised(paths);
+  if (firstBoot) {
+    log.info({ dataDir: paths.root }, 'first boot: initialising Postgres (initdb, scram-sha-256)');
+    await initPostgres(paths, bin.initdb, secrets.pgPassword, serviceUser);
+  }
+  if (embedded.redis) writeRedisConf(paths, config.redisPort, secrets.redisPassword, serviceUser);
+  announceSecrets(log, paths, generated, secrets);
+
+  const activeColor = readRoutingSnapshot(paths.routing)?.activeColor ?? writeRoutingSnapshot(paths.routing, 'blue').activeColor;
+  const urls = effectiveUrls(config, secrets);
+  const childEnv = childEnvironment(config, urls, secrets);
+  const graph = processGraph({ config, paths, activeColor, bin, serviceUser: serviceUser?.name, childEnv, distDir, embedded });
+  const nodes = bootNodes(graph);
+  const migrations = readMigrations(migrationsDir);
+
+  routeConsoleTo(log.child({ component: 'pm2' }));
+  const pm = await ProcessManager.connect(paths.pm2Home);
+  pm.onLine((line) => forwardLine(out, line));
+
+  let phase: ApplianceStatus['phase'] = 'booting';
+  const boot = { startedAt, firstBoot, durationMs: null as number | null, readyMs: {} as Record<string, number> };
+  const control = await startControlServer(paths.controlSocket, {
+    '/status': () => collectStatus({ pm, graph, paths, urls, embedded, fallbackColor: activeColor, boot, phase: () => phase }),
+  });
+  pm.onEvent((e) => {
+    if (phase === 'ready' && (e.event === 'exit' || e.event === 'restart overlimit')) {
+      log.warn({ process: e.name, event: e.event }, e.event === 'exit' ? `${e.name} exited; pm2 restarts it` : `${e.name} keeps crashing; pm2 gave up restarting it`);
+    }
+  });
+
+  const started: string[] = [];
+  const interrupt = new AbortController();
+  let stopRequested: (signal: string) => void = () => {};
+  const stopSignal = new Promise<string>((resolve) => (stopRequested = resolve));
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (interrupt.signal.aborted) {
+      log.warn({ signal }, 'already stopping');
+      return;
+    }
+    log.info({ signal }, 'stop requested');
+    interrupt.abort();
+    stopRequested(signal);
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+
+  const finish = async (code: number): Promise<number> => {
+    phase = 'stopping';
+    await stopInOrder(pm, started, log);
+    await new Promise<void>((resolve) => control.close(() => resolve()));
+    out.flushSync();
+    return code;
+  };
+
+  try {
+    // Embedded Postgres is ready before our database exists (migrations create it): probe "postgres".
+    const probeUrls = { ...urls, database: embedded.postgres ? embeddedUrl(secrets.pgPassword, config.pgPort, 'postgres') : urls.database };
+    const result = await bootGraph(nodes, {
+      pm, log, urls: probeUrls, readyTimeoutMs: config.readyTimeoutMs, signal: interrupt.signal,
+      runTask: (node) => runMigrations(node, log, embedded.postgres, urls, secrets, config, migrations),
+    }, started);
+    boot.readyMs = result.readyMs;
+  } catch (err) {
+    phase = 'failed';
+    if (interrupt.signal.aborted) {
+      log.info('boot interrupted by a signal; stopping what started');
+      return finish(0);
+    }
+    log.error({ err: errorForLog(err) }, 'boot failed; stopping what started');
+    await finish(1);
+    throw err;
+  }
+
+  boot.durationMs = Math.round(performance.now() - t0);
+  phase = 'ready';
+  log.info({ bootMs: boot.durationMs, firstBoot, activeColor, url: `http://${config.host}:${config.port}` }, 'appliance ready');
+
+  await stopSignal;
+  return finish(0);
+}
+
+async function runMigrations(node: GraphNode, log: Logger, embeddedPostgres: boolean, urls: { database: string }, secrets: Secrets, config: Config, migrations: ReturnType<typeof readMigrations>): Promise<void> {
+  if (embeddedPostgres) {
+    const created = await ensureDatabase(embeddedUrl(secrets.pgPassword, config.pgPort, 'postgres'), PG_DATABASE);
+    if (created) log.info({ database: PG_DATABASE }, 'database created');
+  }
+  const applied = await applyMigrations(urls.database, migrations);
+  log.info({ task: node.name, applied, total: migrations.length }, applied.length ? `applied migrations ${applied.join(', ')}` : 'migrations up to date');
+}
+
+/** Stops in reverse start order: proxy (drains in-flight requests), APIs, worker, Redis, Postgres. */
+async function stopInOrder(pm: ProcessManager, started: readonly string[], log: Logger): Promise<void> {
+  const t0 = performance.now();
+  for (const name of [...started].reverse()) {
+    const t = performance.now();
+    try {
+      await pm.stop(name);
+      log.info({ process: name, ms: Math.round(performance.now() - t) }, `${name} stopped`);
+    } catch (err) {
+      log.error({ process: name, err: errorForLog(err) }, `${name} did not stop cleanly`);
+    }
+  }
+  log.info({ ms: Math.round(performance.now() - t0) }, 'appliance stopped');
+}
+
+function portClaims(config: Config, embedded: { postgres: boolean; redis: boolean }): PortClaim[] {
+  const local = '127.0.0.1';
+  const claims: PortClaim[] = [
+    { port: config.port, host: config.host, setting: envNameOf('port'), service: 'proxy' },
+    { port: config.apiBluePort, host: local, setting: envNameOf('apiBluePort'), service: 'api-blue' },
+    { port: config.apiGreenPort, host: local, setting: envNameOf('apiGreenPort'), service: 'api-green' },
+    { port: config.workerPort, host: local, setting: envNameOf('workerPort'), service: 'worker' },
+  ];
+  if (embedded.postgres) claims.push({ port: config.pgPort, host: local, setting: envNameOf('pgPort'), service: 'postgres' });
+  if (embedded.redis) claims.push({ port: config.redisPort, host: local, setting: envNameOf('redisPort'), service: 'redis' });
+  return claims;
+}
+
+function embeddedUrl(password: string, port: number, database: string): string {
+  return `postgres://${PG_USER}:${encodeURIComponent(password)}@127.0.0.1:${port}/${database}`;
+}
+
+function effectiveUrls(config: Config, secrets: Secrets): { database: string; redis: string } {
+  return {
+    database: config.databaseUrl ?? embeddedUrl(secrets.pgPassword, config.pgPort, PG_DATABASE),
+    redis: config.redisUrl ?? `redis://default:${encodeURIComponent(secrets.redisPassword)}@127.0.0.1:${config.redisPort}`,
+  };
+}
+
+/** The env every Node process gets: the same config, the effective service URLs and the admin token. */
+function childEnvironment(config: Config, urls: { database: string; redis: string }, secrets: Secrets): Record<string, string> {
+  const env = configToEnv(config);
+  delete env[envNameOf('pgPassword')];
+  delete env[envNameOf('redisPassword')];
+  return { ...env, DATABASE_URL: urls.database, REDIS_URL: urls.redis, [envNameOf('adminToken')]: secrets.adminToken, NODE_ENV: 'production' };
+}
+
+function announceSecrets(log: Logger, paths: DataPaths, generated: readonly string[], secrets: Secrets): void {
+  if (generated.length === 0) return;
+  log.info({ generated, file: paths.secrets }, 'generated secrets (mode 0600)');
+  // Printed once, to a person at a terminal; never into the JSON logs.
+  if (generated.includes('adminToken') && process.stderr.isTTY) {
+    process.stderr.write(`\nchangelens: admin token (shown once; also in ${paths.secrets}):\n  ${secrets.adminToken}\n\n`);
+  }
+}
+
+/** Children's lines go to stdout as they are when they are JSON already; others are wrapped. */
+function forwardLine(out: pino.DestinationStream, { name, stream, line }: LogLine): void {
+  if (line.startsWith('{') && line.endsWith('}')) {
+    out.write(line + '\n');
+    return;
+  }
+  // Postgres marks severity with ERROR/FATAL/PANIC/WARNING; Redis marks warnings with " # ".
+  const level = /\b(FATAL|PANIC|ERROR)\b/.test(line) ? 'error' : /\bWARNING\b| # /.test(line) ? 'warn' : 'info';
+  out.write(JSON.stringify({ level, time: new Date().toISOString(), service: name, stream, msg: line }) + '\n');
+}
+
+/** pm2 prints its own chatter with console.*; keep stdout JSON by routing it into our logger. */
+function routeConsoleTo(log: Logger): void {
+  console.log = (...args: unknown[]) => log.debug(format(...args));
+  console.info = console.log;
+  console.warn = (...args: unknown[]) => log.warn(format(...args));
+  console.error = console.warn;
+}
+
+function errorForLog(err: unknown): object {
+  if (err instanceof ChangeLensError) return { code: err.code, message: err.message };
+  return err instanceof Error ? { message: err.message, stack: err.stack } : { message: String(err) };
+}
