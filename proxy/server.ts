@@ -3,9 +3,9 @@
 // is already theirs: the upstream is picked per request by getUpstream (with `upstream: ''`,
 // the only way @fastify/http-proxy honours it).
 import httpProxy from '@fastify/http-proxy';
-import Fastify from 'fastify';
 import type { Color } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
+import { createHttpServer } from '../lib/http-server.js';
 
 export interface ProxyOptions {
   log: Logger;
@@ -17,10 +17,7 @@ export interface ProxyOptions {
 const UPSTREAM_READY_TIMEOUT_MS = 1_000;
 
 export async function buildProxyServer(options: ProxyOptions) {
-  const app = Fastify({
-    loggerInstance: options.log,
-    disableRequestLogging: true,
-    return503OnClosing: true,
+  const app = createHttpServer(options.log, {
     // Close idle keep-alive sockets at shutdown so draining waits only for requests in flight.
     forceCloseConnections: 'idle',
   });

@@ -19,6 +19,7 @@ import { assertPortsFree, type PortClaim } from './ports.js';
 import { bootNodes, type GraphNode } from './process-graph.js';
 import { ProcessManager, type LogLine } from './process-manager.js';
 import { collectStatus } from './status.js';
+import { reapOrphans } from './orphans.js';
 
 export interface UpOptions {
   configFile?: string | undefined;
@@ -35,6 +36,9 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   const embedded = { postgres: config.databaseUrl === undefined, redis: config.redisUrl === undefined };
 
   await claimControlSocket(paths.controlSocket, paths.root);
+  // No supervisor answers on this data dir, so anything pm2 left running is an orphan.
+  const orphans = await reapOrphans(paths.pm2Home);
+  if (orphans.length > 0) log.warn({ orphans }, 'stopped processes left running by a supervisor that did not shut down');
   await assertPortsFree(portClaims(config, embedded));
   const serviceUser = embedded.postgres || embedded.redis ? resolveServiceUser(config) : undefined;
   const bin = resolveBinaries(config, embedded);

@@ -1,11 +1,11 @@
 // Composition root of the worker: connected to Redis and Postgres, with a loopback health port
 // the supervisor probes. The job consumer itself comes with the demo services.
-import Fastify from 'fastify';
 import { loadConfig } from '../../lib/config.js';
 import { createPgPool } from '../../lib/db.js';
 import { createLogger } from '../../lib/logger.js';
 import { createRedisClient } from '../../lib/redis.js';
 import { checkDependencies } from '../../lib/readiness.js';
+import { createHttpServer } from '../../lib/http-server.js';
 import { onStopSignal } from '../../lib/shutdown.js';
 
 const config = loadConfig();
@@ -23,7 +23,7 @@ const beat = (): void => {
 beat();
 const heartbeat = setInterval(beat, 5_000);
 
-const health = Fastify({ loggerInstance: log, disableRequestLogging: true });
+const health = createHttpServer(log);
 health.get('/healthz', async () => ({ status: 'ok' }));
 health.get('/readyz', async (_req, reply) => {
   const { ready, postgres, redis: rd } = await checkDependencies(pool, redis);

@@ -1,0 +1,138 @@
+import * as fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { processGraph } from '../ecosystem.config.js';
+import { COLORS, loadConfig, type Color } from '../lib/config.js';
+import { dataPaths } from '../lib/paths.js';
+import { bootNodes, orderGraph, type GraphNode } from './process-graph.js';
+
+const node = (name: string, needs: string[] = [], atBoot = true): GraphNode => ({ name, needs, atBoot, probe: { kind: 'task' } });
+const namesOf = (nodes: readonly GraphNode[]): string[] => nodes.map((n) => n.name);
+
+/** Fails unless `ordered` holds each of `nodes` exactly once, each after everything it needs. */
+function expectDependencyOrder(ordered: readonly GraphNode[], nodes: readonly GraphNode[]): void {
+  expect([...namesOf(ordered)].sort()).toEqual([...namesOf(nodes)].sort());
+  const position = new Map(ordered.map((n, i) => [n.name, i]));
+  for (const n of ordered) {
+    for (const need of n.needs) expect(position.get(need)!, `${n.name} needs ${need}`).toBeLessThan(position.get(n.name)!);
+  }
+}
+
+/**
+ * A random DAG: nodes n0..nk, each needing only earlier ones, declared in a shuffled order.
+ * Each node carries a random boot flag, kept only if everything it needs also starts at boot.
+ */
+const dagArb = fc.integer({ min: 1, max: 12 }).chain((size) => {
+  const names = Array.from({ length: size }, (_, i) => `n${i}`);
+  return fc
+    .tuple(
+      fc.tuple(...names.map((_, i) => fc.subarray(names.slice(0, i)))),
+      fc.array(fc.boolean(), { minLength: size, maxLength: size }),
+      fc.shuffledSubarray(names, { minLength: size, maxLength: size }),
+    )
+    .map(([needs, bootFlags, order]) => {
+      const byName = new Map<string, GraphNode>();
+      names.forEach((name, i) => {
+        const atBoot = bootFlags[i]! && needs[i]!.every((need) => byName.get(need)!.atBoot);
+        byName.set(name, node(name, needs[i], atBoot));
+      });
+      return order.map((name) => byName.get(name)!);
+    });
+});
+
+describe('orderGraph', () => {
+  it('returns every node of a DAG once, each after all it needs', () => {
+    fc.assert(fc.property(dagArb, (nodes) => expectDependencyOrder(orderGraph(nodes), nodes)));
+  });
+
+  it('throws on a cycle anywhere in the graph, self-needs included', () => {
+    // A ring c0 → c1 → … → c0 (a single node needing itself when the length is 1), mixed into a DAG.
+    const ringArb = fc.integer({ min: 1, max: 5 }).map((length) =>
+      Array.from({ length }, (_, i) => node(`c${i}`, [`c${(i + 1) % length}`])),
+    );
+    const graphArb = fc
+      .tuple(dagArb, ringArb)
+      .chain(([dag, ring]) => fc.shuffledSubarray([...dag, ...ring], { minLength: dag.length + ring.length }));
+    fc.assert(fc.property(graphArb, (nodes) => {
+      expect(() => orderGraph(nodes)).toThrow(/cycle/);
+    }));
+  });
+
+  it('names the nodes of a cycle', () => {
+    expect(() => orderGraph([node('a', ['b']), node('b', ['a'])])).toThrow(/cycle a → b → a/);
+    expect(() => orderGraph([node('a', ['a'])])).toThrow(/cycle a → a/);
+  });
+
+  it('throws on a need that is not declared, naming the node and the need', () => {
+    expect(() => orderGraph([node('a'), node('b', ['a', 'ghost'])])).toThrow(/"b" needs unknown "ghost"/);
+  });
+
+  it('throws on a name declared twice, naming it', () => {
+    expect(() => orderGraph([node('a'), node('b', ['a']), node('a')])).toThrow(/"a" is declared twice/);
+  });
+});
+
+describe('bootNodes', () => {
+  it('returns exactly the boot nodes, in dependency order', () => {
+    fc.assert(
+      fc.property(dagArb, (nodes) => {
+        const boot = nodes.filter((n) => n.atBoot);
+        expectDependencyOrder(bootNodes(nodes), boot);
+      }),
+    );
+  });
+
+  it('throws when a boot node needs a node that does not start at boot', () => {
+    const nodes = [node('db'), node('api-green', ['db'], false), node('proxy', ['api-green'])];
+    expect(() => bootNodes(nodes)).toThrow(/"proxy" starts at boot but needs "api-green"/);
+  });
+});
+
+describe('the process graph of ecosystem.config.js', () => {
+  const graphFor = (activeColor: Color, embedded = { postgres: true, redis: true }): GraphNode[] => {
+    const config = loadConfig({ env: { CHANGELENS_DATA_DIR: '/tmp/x' } });
+    return processGraph({
+      config,
+      paths: dataPaths(config.dataDir),
+      activeColor,
+      bin: { postgres: '/usr/lib/postgresql/16/bin/postgres', redisServer: '/usr/bin/redis-server' },
+      serviceUser: undefined,
+      childEnv: {},
+      distDir: '/d',
+      embedded,
+    });
+  };
+
+  it.each(COLORS)('boots the dependencies, then worker and api-%s, then the proxy', (active) => {
+    const boot = namesOf(bootNodes(graphFor(active)));
+    expect(boot.slice(0, 3)).toEqual(['postgres', 'migrations', 'redis']);
+    expect(boot.slice(3, 5).sort()).toEqual([`api-${active}`, 'worker'].sort());
+    expect(boot.slice(5)).toEqual(['proxy']);
+  });
+
+  it.each(COLORS)('declares the idle colour but leaves it out of the boot when %s is active', (active) => {
+    const idle = `api-${active === 'blue' ? 'green' : 'blue'}`;
+    const graph = graphFor(active);
+    expect(namesOf(graph)).toContain(idle);
+    expect(namesOf(bootNodes(graph))).not.toContain(idle);
+  });
+
+  it('marks a service external when it is not embedded', () => {
+    const external = (graph: GraphNode[], name: string): boolean | undefined => graph.find((n) => n.name === name)?.external;
+    const noPostgres = graphFor('blue', { postgres: false, redis: true });
+    expect([external(noPostgres, 'postgres'), external(noPostgres, 'redis')]).toEqual([true, false]);
+    const noRedis = graphFor('blue', { postgres: true, redis: false });
+    expect([external(noRedis, 'postgres'), external(noRedis, 'redis')]).toEqual([false, true]);
+  });
+
+  it('runs postgres and redis as native binaries that stop their own children', () => {
+    const apps = graphFor('blue').filter((n) => n.name === 'postgres' || n.name === 'redis').map((n) => n.app);
+    expect(apps).toHaveLength(2);
+    for (const app of apps) expect(app).toMatchObject({ treekill: false, interpreter: 'none' });
+  });
+
+  it('sends no process output to files', () => {
+    const apps = graphFor('green').flatMap((n) => (n.app ? [n.app] : []));
+    expect(apps.map((app) => app.name).sort()).toEqual(['api-blue', 'api-green', 'postgres', 'proxy', 'redis', 'worker']);
+    for (const app of apps) expect(app).toMatchObject({ out_file: '/dev/null', error_file: '/dev/null' });
+  });
+});

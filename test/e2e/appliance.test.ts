@@ -1,0 +1,242 @@
+// The whole appliance, for real: pm2, Postgres, Redis, worker, API and proxy, booted once by
+// `changelens up` on free ports and a temp data dir, and shared by the tests of this file, which
+// run in order (later tests rely on what earlier ones did: killed processes, stopped appliance).
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { appliancePorts, launchAppliance, portsEnv, runCli, type Appliance, type LogRecord } from '../../bench/harness.js';
+import { reapOrphans } from '../../supervisor/index.js';
+
+const EXPECTED_AT_BOOT = ['postgres', 'redis', 'worker', 'api-blue', 'proxy'];
+
+function databaseUrl(app: Appliance, db = 'changelens'): string {
+  return `postgres://changelens:${encodeURIComponent(app.secrets().pgPassword)}@127.0.0.1:${app.ports.pgPort}/${db}`;
+}
+
+async function sql<T extends pg.QueryResultRow>(app: Appliance, text: string, values: unknown[] = []): Promise<T[]> {
+  const client = new pg.Client({ connectionString: databaseUrl(app), connectionTimeoutMillis: 3_000 });
+  await client.connect();
+  try {
+    return (await client.query<T>(text, values)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+async function eventually<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await fn();
+      if (value !== undefined) return value;
+    } catch (err) {
+      lastError = err;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${what} did not happen within ${timeoutMs} ms (last error: ${String(lastError)})`);
+}
+
+const indexOfMsg = (records: LogRecord[], msg: string, from = 0): number => records.findIndex((r, i) => i >= from && r.msg === msg);
+
+describe('the appliance (one embedded appliance, shared)', () => {
+  let app: Appliance;
+  /** schema_migrations as the first boot wrote it: later boots must not touch it. */
+  let firstMigrations: [number, string][] = [];
+
+  beforeAll(async () => {
+    app = await launchAppliance();
+    await app.ready;
+  });
+
+  afterAll(async () => {
+    if (app && app.child.exitCode === null) await app.stop('SIGTERM');
+    // Whatever a failed test left behind must not outlive the file.
+    if (app) await reapOrphans(join(app.dataDir, 'state', 'pm2'));
+  });
+
+  it('first boot creates the data dir, secrets (0600) and the database, and logs JSON lines only', async () => {
+    const ready = await app.ready;
+    expect(ready.firstBoot).toBe(true);
+    const secrets = statSync(join(app.dataDir, 'state', 'secrets.json'));
+    expect(secrets.mode & 0o777).toBe(0o600);
+    expect(Object.keys(app.secrets()).sort()).toEqual(['adminToken', 'pgPassword', 'redisPassword']);
+    expect(existsSync(join(app.dataDir, 'postgres', 'PG_VERSION'))).toBe(true);
+    const migrations = await sql<{ version: number; applied_at: Date }>(app, 'SELECT version, applied_at FROM schema_migrations ORDER BY version');
+    expect(migrations.map((m) => m.version)).toEqual([1]);
+    firstMigrations = migrations.map((m) => [m.version, m.applied_at.toISOString()]);
+    expect(app.nonJson).toEqual([]);
+    // Every process speaks through the supervisor's stdout, tagged with its service.
+    const services = new Set(app.records.map((r) => r.service));
+    for (const s of ['supervisor', 'postgres', 'redis', 'worker', 'api', 'proxy']) expect(services).toContain(s);
+    expect(app.records.some((r) => r.service === 'api' && r.color === 'blue')).toBe(true);
+    // pm2 writes no log files that could grow.
+    const logs = join(app.dataDir, 'state', 'pm2', 'logs');
+    if (existsSync(logs)) expect(readdirSync(logs)).toEqual([]);
+    // No secret ever reaches the logs.
+    const all = JSON.stringify(app.records);
+    for (const secret of Object.values(app.secrets())) expect(all).not.toContain(secret);
+  });
+
+  it('started each process only after what it needs was ready, in dependency order', () => {
+    const startedAt = (name: string): number => indexOfMsg(app.records, `starting ${name}`);
+    const readyAt = (name: string): number => indexOfMsg(app.records, `${name} ready`);
+    expect(readyAt('postgres')).toBeLessThan(readyAt('migrations'));
+    expect(readyAt('migrations')).toBeLessThan(startedAt('redis'));
+    expect(readyAt('redis')).toBeLessThan(startedAt('worker'));
+    expect(readyAt('redis')).toBeLessThan(startedAt('api-blue'));
+    expect(readyAt('api-blue')).toBeLessThan(startedAt('proxy'));
+    expect(startedAt('api-green')).toBe(-1);
+  });
+
+  it('serves a request through the proxy to the API, which reads Postgres', async () => {
+    await sql(app, "INSERT INTO items (category, name, price_cents) VALUES ('books', 'A', 100), ('books', 'B', 200), ('games', 'C', 300)");
+    const res = await fetch(`${app.url}/api/data?category=books`);
+    expect(res.status).toBe(200);
+    const body = await res.json() as { color: string; count: number; items: { name: string }[] };
+    expect(body.color).toBe('blue');
+    expect(body.items.map((i) => i.name)).toEqual(['A', 'B']);
+    const bad = await fetch(`${app.url}/api/data?limit=0`);
+    expect(bad.status).toBe(400);
+    expect((await bad.json() as { message: string }).message).toContain('limit');
+    expect((await fetch(`${app.url}/readyz`)).status).toBe(200);
+    expect((await fetch(`${app.url}/healthz`)).status).toBe(200);
+  });
+
+  it('status (--json and readable) shows every process online, Postgres and Redis reachable', async () => {
+    const status = await app.status();
+    expect(status.phase).toBe('ready');
+    expect(status.activeColor).toBe('blue');
+    expect(status.dataDir).toBe(app.dataDir);
+    expect(status.boot.durationMs).toBeGreaterThan(0);
+    for (const name of EXPECTED_AT_BOOT) {
+      const p = status.processes.find((x) => x.name === name);
+      expect(p, name).toBeDefined();
+      expect(p!.state, name).toBe('online');
+      expect(p!.pid, name).toBeGreaterThan(0);
+      expect(p!.rssBytes, name).toBeGreaterThan(0);
+    }
+    expect(status.processes.find((p) => p.name === 'api-green')!.state).toBe('not started');
+    expect(status.services.postgres).toMatchObject({ mode: 'embedded', reachable: true });
+    expect(status.services.redis).toMatchObject({ mode: 'embedded', reachable: true });
+    expect(JSON.stringify(status)).not.toContain(app.secrets().pgPassword);
+
+    const human = await runCli(['status'], app.env);
+    expect(human.code).toBe(0);
+    expect(human.stdout).toMatch(/ready/);
+    for (const name of EXPECTED_AT_BOOT) expect(human.stdout).toMatch(new RegExp(`^${name}\\s+online`, 'm'));
+  });
+
+  it('refuses a second supervisor on the same data dir while this one runs', async () => {
+    const second = await runCli(['up'], { ...app.env, ...portsEnv(await appliancePorts()) });
+    expect(second.code).toBe(1);
+    expect(second.stderr).toContain('CL_ERR_ALREADY_RUNNING');
+    expect((await fetch(`${app.url}/readyz`)).status).toBe(200);
+  });
+
+  it('kill -9 of the API: pm2 restarts it and the proxy serves again', async () => {
+    const before = (await app.status()).processes.find((p) => p.name === 'api-blue')!;
+    process.kill(before.pid!, 'SIGKILL');
+    const after = await eventually('api-blue restarted', async () => {
+      const p = (await app.status()).processes.find((x) => x.name === 'api-blue')!;
+      return p.state === 'online' && p.pid !== before.pid && p.restarts > before.restarts ? p : undefined;
+    });
+    expect(after.pid).not.toBe(before.pid);
+    await eventually('the proxy serving again', async () => ((await fetch(`${app.url}/api/data`)).status === 200 ? true : undefined));
+  });
+
+  it('kill -9 of Postgres: it comes back and committed rows are intact', async () => {
+    await sql(app, "INSERT INTO items (category, name, price_cents) VALUES ('durable', 'committed-before-kill', 42)");
+    const before = (await app.status()).processes.find((p) => p.name === 'postgres')!;
+    process.kill(before.pid!, 'SIGKILL');
+    await eventually('postgres restarted by pm2', async () => {
+      const p = (await app.status()).processes.find((x) => x.name === 'postgres')!;
+      return p.state === 'online' && p.pid !== before.pid ? p : undefined;
+    }, 45_000);
+    const rows = await eventually('postgres answering', () => sql<{ name: string }>(app, "SELECT name FROM items WHERE category = 'durable'"), 45_000);
+    expect(rows.map((r) => r.name)).toEqual(['committed-before-kill']);
+    // The API's pool recovers by itself: a request through the proxy reads Postgres again.
+    await eventually('the API reading Postgres again', async () => {
+      const res = await fetch(`${app.url}/api/data?category=durable`);
+      return res.status === 200 ? ((await res.json()) as { count: number }).count === 1 || undefined : undefined;
+    });
+  });
+
+  it('external mode: a second appliance uses this one\'s Postgres and Redis and starts neither', async () => {
+    const external = await launchAppliance({
+      env: {
+        DATABASE_URL: databaseUrl(app),
+        REDIS_URL: `redis://default:${encodeURIComponent(app.secrets().redisPassword)}@127.0.0.1:${app.ports.redisPort}`,
+      },
+    });
+    try {
+      await external.ready;
+      const status = await external.status();
+      expect(status.services.postgres).toMatchObject({ mode: 'external', reachable: true, endpoint: `127.0.0.1:${app.ports.pgPort}` });
+      expect(status.services.redis).toMatchObject({ mode: 'external', reachable: true, endpoint: `127.0.0.1:${app.ports.redisPort}` });
+      expect(status.processes.find((p) => p.name === 'postgres')!.state).toBe('external');
+      expect(status.processes.find((p) => p.name === 'redis')!.state).toBe('external');
+      expect(existsSync(join(external.dataDir, 'postgres'))).toBe(false);
+      const res = await fetch(`${external.url}/api/data?category=durable`);
+      expect(((await res.json()) as { items: { name: string }[] }).items.map((i) => i.name)).toEqual(['committed-before-kill']);
+      expect(external.records.some((r) => r.msg === 'migrations up to date')).toBe(true);
+    } finally {
+      const { code } = await external.stop('SIGTERM');
+      expect(code).toBe(0);
+    }
+    // Stopping the external-mode appliance leaves the services it used alone.
+    expect((await sql<{ one: number }>(app, 'SELECT 1 AS one'))[0]!.one).toBe(1);
+  });
+
+  it('SIGTERM with requests in flight: none is dropped, stop is ordered, Postgres shuts down cleanly, exit 0', async () => {
+    const from = app.records.length;
+    const inFlight = Array.from({ length: 20 }, () => fetch(`${app.url}/api/work?ms=1500`).then(async (r) => ({ status: r.status, body: await r.json() as { ms: number } })));
+    await new Promise((r) => setTimeout(r, 400));
+    const stopped = app.stop('SIGTERM');
+    const results = await Promise.all(inFlight);
+    expect(results.map((r) => r.status)).toEqual(Array(20).fill(200));
+    for (const r of results) expect(r.body.ms).toBeGreaterThanOrEqual(1400);
+    const { code, ms } = await stopped;
+    expect(code).toBe(0);
+    expect(ms).toBeLessThan(8_000);
+    const order = ['proxy', 'api-blue', 'worker', 'redis', 'postgres'].map((n) => indexOfMsg(app.records, `${n} stopped`, from));
+    expect(order.every((i) => i >= 0)).toBe(true);
+    expect([...order].sort((a, b) => a - b)).toEqual(order);
+    expect(app.records.slice(from).some((r) => r.service === 'postgres' && r.msg?.includes('database system is shut down'))).toBe(true);
+    expect(app.records.slice(from).some((r) => r.service === 'redis' && /DB saved on disk|ready to exit/i.test(r.msg ?? ''))).toBe(true);
+  });
+
+  it('the next boot reuses the data: no initdb, same secrets, rows and migrations intact', async () => {
+    const secrets = app.secrets();
+    app = await launchAppliance({ dataDir: app.dataDir, ports: app.ports });
+    await app.ready;
+    expect((await app.ready).firstBoot).toBe(false);
+    expect(app.records.some((r) => typeof r.msg === 'string' && r.msg.startsWith('first boot'))).toBe(false);
+    expect(app.secrets()).toEqual(secrets);
+    expect((await sql<{ name: string }>(app, "SELECT name FROM items WHERE category = 'durable'")).map((r) => r.name)).toEqual(['committed-before-kill']);
+    const migrations = await sql<{ version: number; applied_at: Date }>(app, 'SELECT version, applied_at FROM schema_migrations ORDER BY version');
+    expect(migrations.map((m) => [m.version, m.applied_at.toISOString()])).toEqual(firstMigrations);
+    expect(app.records.some((r) => r.msg === 'migrations up to date')).toBe(true);
+  });
+
+  it('a failing dependency stops the boot with an error naming it and its last log lines, exit ≠ 0', async () => {
+    const { code } = await app.stop('SIGTERM');
+    expect(code).toBe(0);
+    const autoConf = join(app.dataDir, 'postgres', 'postgresql.auto.conf');
+    const original = readFileSync(autoConf, 'utf8');
+    writeFileSync(autoConf, original + "shared_buffers = 'lots'\n");
+    try {
+      const failed = await runCli(['up'], app.env, 90_000);
+      expect(failed.code).toBe(1);
+      expect(failed.stderr).toContain('CL_ERR_DEPENDENCY_FAILED: postgres did not become ready');
+      expect(failed.stderr).toContain('--- last log lines of postgres ---');
+      expect(failed.stderr).toContain('shared_buffers');
+      // Nothing that started stays behind.
+      expect(await reapOrphans(join(app.dataDir, 'state', 'pm2'))).toEqual([]);
+    } finally {
+      writeFileSync(autoConf, original);
+    }
+  });
+});
