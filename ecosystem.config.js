@@ -10,6 +10,9 @@
 /** pm2 options every process shares: output only through pm2's bus (the supervisor prints it to
  *  stdout), never into files under PM2_HOME that grow without bound. */
 const quiet = { out_file: '/dev/null', error_file: '/dev/null', merge_logs: true, autorestart: true };
+/** Node processes: no @pm2/io agent injected into them (it costs ~35 MB each and reports to pm2.io,
+ *  which we do not use; our own monitor measures requests). */
+const node = { ...quiet, pmx: false, automation: false };
 
 /**
  * @param {GraphContext} ctx
@@ -25,7 +28,7 @@ export function processGraph(ctx) {
     atBoot: color === activeColor,
     probe: { kind: 'http', url: `http://127.0.0.1:${color === 'blue' ? config.apiBluePort : config.apiGreenPort}/readyz` },
     app: {
-      ...quiet,
+      ...node,
       name: `api-${color}`,
       script: `${distDir}/apps/api/main.js`,
       // Cluster mode so a colour can be scaled and reloaded without dropping its port.
@@ -101,7 +104,7 @@ export function processGraph(ctx) {
       atBoot: true,
       probe: { kind: 'http', url: `http://127.0.0.1:${config.workerPort}/readyz` },
       app: {
-        ...quiet,
+        ...node,
         name: 'worker',
         script: `${distDir}/apps/worker/main.js`,
         kill_timeout: 4000,
@@ -119,7 +122,7 @@ export function processGraph(ctx) {
       atBoot: true,
       probe: { kind: 'http', url: `http://127.0.0.1:${config.port}/readyz` },
       app: {
-        ...quiet,
+        ...node,
         name: 'proxy',
         script: `${distDir}/proxy/main.js`,
         // Draining in-flight requests takes as long as the slowest of them; give it the budget.

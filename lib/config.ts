@@ -66,7 +66,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   const file = options.file ?? env.CHANGELENS_CONFIG;
   if (file !== undefined && file !== '') {
     for (const [key, value] of Object.entries(readConfigFile(file, problems))) {
-      if (!(key in FIELDS) || key === 'color') {
+      if (!Object.hasOwn(FIELDS, key) || key === 'color') {
         problems.push(`${file}: unknown key "${key}" (known keys: ${Object.keys(FIELDS).filter((k) => k !== 'color').join(', ')})`);
         continue;
       }
@@ -76,6 +76,8 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
 
   for (const [name, value] of Object.entries(env)) {
     if (value === undefined) continue;
+    // An empty env var means "not set", as shells and platforms often pass them.
+    if (value === '') continue;
     const field = ENV_TO_FIELD.get(name);
     if (field === undefined) {
       if (name.startsWith('CHANGELENS_') && !OTHER_ENV.has(name)) {
@@ -83,8 +85,6 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
       }
       continue;
     }
-    // An empty env var means "not set", as shells and platforms often pass them.
-    if (value === '') continue;
     raw[field] = { value: FIELDS[field].kind === 'int' ? parseIntStrict(value) : value, source: name };
   }
 
@@ -101,7 +101,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     else problems.push(`${given.source}: expected ${spec.expected}, got ${JSON.stringify(given.value)}`);
   }
 
-  if (problems.length === 0) checkPortsDistinct(out, raw, problems);
+  checkPortsDistinct(out, raw, problems);
   if (problems.length > 0) throw new CL_ERR_CONFIG_INVALID(problems.map((p) => `  - ${p}`).join('\n'));
   out.dataDir = resolve(out.dataDir as string);
   return Object.freeze(out) as Config;
@@ -140,7 +140,8 @@ function checkPortsDistinct(out: Record<string, unknown>, raw: Record<string, { 
     // An external service's port is not ours to bind, so it cannot clash.
     if (key === 'pgPort' && out.databaseUrl !== undefined) continue;
     if (key === 'redisPort' && out.redisUrl !== undefined) continue;
-    const value = out[key] as number;
+    const value = out[key] as number | undefined;
+    if (value === undefined) continue; // invalid, and already reported
     const name = raw[key]?.source ?? `${FIELDS[key].env} (default)`;
     const other = seen.get(value);
     if (other !== undefined) problems.push(`${name}: port ${value} is already used by ${other}; expected distinct ports`);

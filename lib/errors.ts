@@ -42,7 +42,7 @@ function defineError<A extends unknown[]>(code: string, statusCode: number, temp
 // Config and command line
 export const CL_ERR_CONFIG_INVALID = defineError<[string]>(
   'CL_ERR_CONFIG_INVALID', 400, 'invalid configuration:\n%s',
-  'fix the named keys (environment variables or the config file) and start again; see README "Configuration"');
+  'fix the named keys (environment variables or the config file) and start again; see README.md, "Configuration"');
 export const CL_ERR_CLI_USAGE = defineError<[string]>(
   'CL_ERR_CLI_USAGE', 400, '%s', 'run: changelens --help');
 

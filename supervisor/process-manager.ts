@@ -26,6 +26,9 @@ export interface AppOptions {
   max_restarts?: number;
   restart_delay?: number;
   exp_backoff_restart_delay?: number;
+  /** Inject pm2's @pm2/io agent into a Node process. */
+  pmx?: boolean;
+  automation?: boolean;
 }
 
 /** One pm2 process as status reports it. pm2's states: online, stopping, stopped, launching, errored, one-launch-status. */
