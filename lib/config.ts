@@ -4,44 +4,50 @@
 // the operator wrote it (env name or file key) and the expected form. Only this file reads env.
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { z } from 'zod';
 import { CL_ERR_CONFIG_INVALID } from './errors.js';
 
 export type Color = 'blue' | 'green';
 export const COLORS: readonly Color[] = ['blue', 'green'];
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
-const port = z.number().int().min(1).max(65535);
-const secret = z.string().min(16).regex(/^[A-Za-z0-9_\-.~+/=]+$/);
+// Parsers: the value when valid, undefined when not (the field's `expected` says what is).
+const int = (min: number, max: number) => (v: unknown): number | undefined =>
+  typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max ? v : undefined;
+const text = (pattern = /./) => (v: unknown): string | undefined =>
+  typeof v === 'string' && pattern.test(v) ? v : undefined;
+const oneOf = <T extends string>(...values: T[]) => (v: unknown): T | undefined =>
+  values.includes(v as T) ? (v as T) : undefined;
+const port = int(1, 65535);
+const secret = text(/^[A-Za-z0-9_\-.~+/=]{16,}$/);
 
-// Each field: its schema, its env name and the expected form shown in errors.
+// Each field: its parser, its env name and the expected form shown in errors.
 const FIELDS = {
-  port: { env: 'PORT', kind: 'int', schema: port, expected: 'a TCP port 1-65535', default: 8080 },
-  host: { env: 'CHANGELENS_HOST', kind: 'string', schema: z.string().min(1), expected: 'an interface address such as 0.0.0.0', default: '0.0.0.0' },
-  dataDir: { env: 'CHANGELENS_DATA_DIR', kind: 'string', schema: z.string().min(1), expected: 'a directory path', default: './data' },
-  pgPort: { env: 'CHANGELENS_PG_PORT', kind: 'int', schema: port, expected: 'a TCP port 1-65535', default: 5432 },
-  redisPort: { env: 'CHANGELENS_REDIS_PORT', kind: 'int', schema: port, expected: 'a TCP port 1-65535', default: 6379 },
-  apiBluePort: { env: 'CHANGELENS_API_BLUE_PORT', kind: 'int', schema: port, expected: 'a TCP port 1-65535', default: 3001 },
-  apiGreenPort: { env: 'CHANGELENS_API_GREEN_PORT', kind: 'int', schema: port, expected: 'a TCP port 1-65535', default: 3002 },
-  workerPort: { env: 'CHANGELENS_WORKER_PORT', kind: 'int', schema: port, expected: 'a TCP port 1-65535', default: 3003 },
-  apiInstances: { env: 'CHANGELENS_API_INSTANCES', kind: 'int', schema: z.number().int().min(1).max(16), expected: 'an integer 1-16', default: 1 },
-  readyTimeoutMs: { env: 'CHANGELENS_READY_TIMEOUT_MS', kind: 'int', schema: z.number().int().min(500).max(600_000), expected: 'milliseconds, 500-600000', default: 30_000 },
-  stopTimeoutMs: { env: 'CHANGELENS_STOP_TIMEOUT_MS', kind: 'int', schema: z.number().int().min(1000).max(120_000), expected: 'milliseconds, 1000-120000', default: 8_000 },
-  logLevel: { env: 'CHANGELENS_LOG_LEVEL', kind: 'string', schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), expected: 'one of fatal, error, warn, info, debug, trace, silent', default: 'info' },
-  serviceUser: { env: 'CHANGELENS_SERVICE_USER', kind: 'string', schema: z.string().regex(/^[a-z_][a-z0-9_-]*$/), expected: 'an existing unprivileged user name', default: 'postgres' },
-  pgBinDir: { env: 'CHANGELENS_PG_BIN_DIR', kind: 'string', schema: z.string().min(1), expected: 'the directory holding initdb and postgres', default: undefined },
-  redisServer: { env: 'CHANGELENS_REDIS_SERVER', kind: 'string', schema: z.string().min(1), expected: 'the path of redis-server', default: 'redis-server' },
-  databaseUrl: { env: 'DATABASE_URL', kind: 'string', schema: z.string().regex(/^postgres(ql)?:\/\/.+/), expected: 'a URL postgres://user:password@host:port/db', default: undefined },
-  redisUrl: { env: 'REDIS_URL', kind: 'string', schema: z.string().regex(/^rediss?:\/\/.+/), expected: 'a URL redis://[:password@]host:port[/db]', default: undefined },
-  adminToken: { env: 'CHANGELENS_ADMIN_TOKEN', kind: 'string', schema: secret, expected: 'at least 16 characters of [A-Za-z0-9_-.~+/=]', default: undefined },
-  pgPassword: { env: 'CHANGELENS_PG_PASSWORD', kind: 'string', schema: secret, expected: 'at least 16 characters of [A-Za-z0-9_-.~+/=]', default: undefined },
-  redisPassword: { env: 'CHANGELENS_REDIS_PASSWORD', kind: 'string', schema: secret, expected: 'at least 16 characters of [A-Za-z0-9_-.~+/=]', default: undefined },
+  port: { env: 'PORT', kind: 'int', parse: port, expected: 'a TCP port 1-65535', default: 8080 },
+  host: { env: 'CHANGELENS_HOST', kind: 'string', parse: text(), expected: 'an interface address such as 0.0.0.0', default: '0.0.0.0' },
+  dataDir: { env: 'CHANGELENS_DATA_DIR', kind: 'string', parse: text(), expected: 'a directory path', default: './data' },
+  pgPort: { env: 'CHANGELENS_PG_PORT', kind: 'int', parse: port, expected: 'a TCP port 1-65535', default: 5432 },
+  redisPort: { env: 'CHANGELENS_REDIS_PORT', kind: 'int', parse: port, expected: 'a TCP port 1-65535', default: 6379 },
+  apiBluePort: { env: 'CHANGELENS_API_BLUE_PORT', kind: 'int', parse: port, expected: 'a TCP port 1-65535', default: 3001 },
+  apiGreenPort: { env: 'CHANGELENS_API_GREEN_PORT', kind: 'int', parse: port, expected: 'a TCP port 1-65535', default: 3002 },
+  workerPort: { env: 'CHANGELENS_WORKER_PORT', kind: 'int', parse: port, expected: 'a TCP port 1-65535', default: 3003 },
+  apiInstances: { env: 'CHANGELENS_API_INSTANCES', kind: 'int', parse: int(1, 16), expected: 'an integer 1-16', default: 1 },
+  readyTimeoutMs: { env: 'CHANGELENS_READY_TIMEOUT_MS', kind: 'int', parse: int(500, 600_000), expected: 'milliseconds, 500-600000', default: 30_000 },
+  stopTimeoutMs: { env: 'CHANGELENS_STOP_TIMEOUT_MS', kind: 'int', parse: int(1000, 120_000), expected: 'milliseconds, 1000-120000', default: 8_000 },
+  logLevel: { env: 'CHANGELENS_LOG_LEVEL', kind: 'string', parse: oneOf<LogLevel>('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'), expected: 'one of fatal, error, warn, info, debug, trace, silent', default: 'info' },
+  serviceUser: { env: 'CHANGELENS_SERVICE_USER', kind: 'string', parse: text(/^[a-z_][a-z0-9_-]*$/), expected: 'an existing unprivileged user name', default: 'postgres' },
+  pgBinDir: { env: 'CHANGELENS_PG_BIN_DIR', kind: 'string', parse: text(), expected: 'the directory holding initdb and postgres', default: undefined },
+  redisServer: { env: 'CHANGELENS_REDIS_SERVER', kind: 'string', parse: text(), expected: 'the path of redis-server', default: 'redis-server' },
+  databaseUrl: { env: 'DATABASE_URL', kind: 'string', parse: text(/^postgres(ql)?:\/\/.+/), expected: 'a URL postgres://user:password@host:port/db', default: undefined },
+  redisUrl: { env: 'REDIS_URL', kind: 'string', parse: text(/^rediss?:\/\/.+/), expected: 'a URL redis://[:password@]host:port[/db]', default: undefined },
+  adminToken: { env: 'CHANGELENS_ADMIN_TOKEN', kind: 'string', parse: secret, expected: 'at least 16 characters of [A-Za-z0-9_-.~+/=]', default: undefined },
+  pgPassword: { env: 'CHANGELENS_PG_PASSWORD', kind: 'string', parse: secret, expected: 'at least 16 characters of [A-Za-z0-9_-.~+/=]', default: undefined },
+  redisPassword: { env: 'CHANGELENS_REDIS_PASSWORD', kind: 'string', parse: secret, expected: 'at least 16 characters of [A-Za-z0-9_-.~+/=]', default: undefined },
   // Set by the supervisor for the processes it starts: which colour this API copy is.
-  color: { env: 'CHANGELENS_COLOR', kind: 'string', schema: z.enum(['blue', 'green']), expected: 'blue or green', default: undefined },
+  color: { env: 'CHANGELENS_COLOR', kind: 'string', parse: oneOf<Color>('blue', 'green'), expected: 'blue or green', default: undefined },
 } as const;
 
 type Fields = typeof FIELDS;
-type FieldValue<K extends keyof Fields> = z.infer<Fields[K]['schema']>;
+type FieldValue<K extends keyof Fields> = Exclude<ReturnType<Fields[K]['parse']>, undefined>;
 type Required = { [K in keyof Fields as Fields[K]['default'] extends undefined ? never : K]: FieldValue<K> };
 type Optional = { [K in keyof Fields as Fields[K]['default'] extends undefined ? K : never]?: FieldValue<K> };
 export type Config = Readonly<Required & Optional>;
@@ -96,8 +102,8 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
       if (spec.default !== undefined) out[key] = spec.default;
       continue;
     }
-    const parsed = (spec.schema as z.ZodType).safeParse(given.value);
-    if (parsed.success) out[key] = parsed.data;
+    const parsed = (spec.parse as (v: unknown) => unknown)(given.value);
+    if (parsed !== undefined) out[key] = parsed;
     else problems.push(`${given.source}: expected ${spec.expected}, got ${JSON.stringify(given.value)}`);
   }
 

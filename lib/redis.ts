@@ -1,10 +1,8 @@
 // One way to reach Redis for every process: reconnects with a capped backoff, never throws on
 // a dropped connection (the 'error' event would otherwise crash the process).
-import { createClient } from 'redis';
+import { createClient } from '@redis/client';
 
-export type RedisClient = ReturnType<typeof createClient>;
-
-export function createRedisClient(url: string, options: { name?: string; reconnect?: boolean } = {}): RedisClient {
+export function createRedisClient(url: string, options: { name?: string; reconnect?: boolean } = {}) {
   const client = createClient({
     url,
     name: options.name ?? 'changelens',
@@ -16,3 +14,5 @@ export function createRedisClient(url: string, options: { name?: string; reconne
   client.on('error', () => {});
   return client;
 }
+
+export type RedisClient = ReturnType<typeof createRedisClient>;

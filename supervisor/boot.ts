@@ -25,6 +25,8 @@ export interface BootResult {
   readyMs: Record<string, number>;
 }
 
+/** How often a starting process is probed: boot waits on these, so short. */
+const PROBE_INTERVAL_MS = 50;
 /** Restarts during boot that mean "crash loop" rather than "a slow start". */
 const CRASH_LOOP_RESTARTS = 3;
 
@@ -83,7 +85,7 @@ async function waitUntilReady(node: GraphNode, deps: BootDeps, signal: AbortSign
     if (Date.now() >= deadline) {
       throw failure(node, deps, `no successful ${describeProbe(node.probe)} within ${deps.readyTimeoutMs} ms (last: ${last.error ?? 'no answer'})`);
     }
-    await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, PROBE_INTERVAL_MS));
   }
 }
 

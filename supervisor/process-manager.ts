@@ -12,6 +12,7 @@ export interface AppOptions {
   script: string;
   args?: string[];
   interpreter?: string;
+  node_args?: string[];
   exec_mode?: 'fork' | 'cluster';
   instances?: number;
   env?: Record<string, string>;
