@@ -5,10 +5,12 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { CL_ERR_CONFIG_INVALID } from './errors.js';
+import { parseRegressionSpec } from './contracts/regressions.js';
 
 export type Color = 'blue' | 'green';
 export const COLORS: readonly Color[] = ['blue', 'green'];
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+export type AccessLog = 'off' | 'errors' | 'all';
 
 // Parsers: the value when valid, undefined when not (the field's `expected` says what is).
 const int = (min: number, max: number) => (v: unknown): number | undefined =>
@@ -17,6 +19,8 @@ const text = (pattern = /./) => (v: unknown): string | undefined =>
   typeof v === 'string' && pattern.test(v) ? v : undefined;
 const oneOf = <T extends string>(...values: T[]) => (v: unknown): T | undefined =>
   values.includes(v as T) ? (v as T) : undefined;
+const regressionSpec = (v: unknown): string | undefined =>
+  typeof v === 'string' && 'regressions' in parseRegressionSpec(v) ? v : undefined;
 const port = int(1, 65535);
 const secret = text(/^[A-Za-z0-9_\-.~+/=]{16,}$/);
 
@@ -42,6 +46,17 @@ const FIELDS = {
   adminToken: { env: 'CHANGELENS_ADMIN_TOKEN', kind: 'string', parse: secret, expected: 'at least 16 characters of [A-Za-z0-9_-.~+/=]', default: undefined },
   pgPassword: { env: 'CHANGELENS_PG_PASSWORD', kind: 'string', parse: secret, expected: 'at least 16 characters of [A-Za-z0-9_-.~+/=]', default: undefined },
   redisPassword: { env: 'CHANGELENS_REDIS_PASSWORD', kind: 'string', parse: secret, expected: 'at least 16 characters of [A-Za-z0-9_-.~+/=]', default: undefined },
+  otlpEndpoint: { env: 'OTEL_EXPORTER_OTLP_ENDPOINT', kind: 'string', parse: text(/^https?:\/\/.+/), expected: 'an http(s) URL of an OTLP collector, e.g. http://collector:4318', default: undefined },
+  accessLog: { env: 'CHANGELENS_ACCESS_LOG', kind: 'string', parse: oneOf<AccessLog>('off', 'errors', 'all'), expected: 'off, errors (5xx and requests over 1 s) or all', default: 'errors' },
+  seedItems: { env: 'CHANGELENS_SEED_ITEMS', kind: 'int', parse: int(0, 1_000_000), expected: 'an integer 0-1000000 (rows of demo data created on first boot)', default: 10_000 },
+  jobMaxAttempts: { env: 'CHANGELENS_JOB_MAX_ATTEMPTS', kind: 'int', parse: int(1, 100), expected: 'an integer 1-100', default: 3 },
+  jobClaimIdleMs: { env: 'CHANGELENS_JOB_CLAIM_IDLE_MS', kind: 'int', parse: int(100, 3_600_000), expected: 'milliseconds 100-3600000 (a job idle this long at a dead worker is taken over)', default: 30_000 },
+  workerConcurrency: { env: 'CHANGELENS_WORKER_CONCURRENCY', kind: 'int', parse: int(1, 256), expected: 'an integer 1-256', default: 8 },
+  downstreamTimeoutMs: { env: 'CHANGELENS_DOWNSTREAM_TIMEOUT_MS', kind: 'int', parse: int(1, 60_000), expected: 'milliseconds 1-60000 (how long a timing-out downstream call hangs)', default: 1_000 },
+  // A release's regressions from birth (the API reads it at start), e.g. cpu:50,errors:0.1.
+  regression: { env: 'CHANGELENS_REGRESSION', kind: 'string', parse: regressionSpec, expected: 'type:intensity[,…] with types cpu (1-10000), db (1-10000), dependency (ms 1-60000, optionally /timeoutRate), errors (0-1), e.g. cpu:50,errors:0.1', default: undefined },
+  // Set by pm2 for each process it runs: stable across restarts of that process.
+  pmId: { env: 'pm_id', kind: 'int', parse: int(0, 1_000_000), expected: 'a pm2 process id', default: undefined },
   // Set by the supervisor for the processes it starts: which colour this API copy is.
   color: { env: 'CHANGELENS_COLOR', kind: 'string', parse: oneOf<Color>('blue', 'green'), expected: 'blue or green', default: undefined },
 } as const;

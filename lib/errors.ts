@@ -75,7 +75,24 @@ export const CL_ERR_ALREADY_RUNNING = defineError<[string, string]>(
   'CL_ERR_ALREADY_RUNNING', 409, 'an appliance already runs on data dir %s (supervisor pid %s)',
   'stop it first (SIGTERM), or use another CHANGELENS_DATA_DIR');
 
-// Supervisor control (status)
+// Demo services (API and worker)
+export const CL_ERR_REGRESSION_INVALID = defineError<[string]>(
+  'CL_ERR_REGRESSION_INVALID', 400, '%s',
+  'see GET /api/regression for the types; intensities: cpu 1-10000, db 1-10000, dependency 1-60000 ms, errors 0-1');
+export const CL_ERR_TASK_NOT_FOUND = defineError<[string]>(
+  'CL_ERR_TASK_NOT_FOUND', 404, 'task %s not found',
+  'use the id that POST /api/process returned');
+export const CL_ERR_DOWNSTREAM_TIMEOUT = defineError<[number]>(
+  'CL_ERR_DOWNSTREAM_TIMEOUT', 504, 'downstream call timed out after %d ms',
+  'a dependency regression is on for this colour: DELETE /api/regression/dependency');
+export const CL_ERR_INJECTED_FAILURE = defineError<[string]>(
+  'CL_ERR_INJECTED_FAILURE', 503, 'injected failure (errors regression on %s)',
+  'an errors regression is on for this colour: DELETE /api/regression/errors');
+
+// Supervisor control (status, process start/stop)
+export const CL_ERR_PROCESS_CONTROL = defineError<[string]>(
+  'CL_ERR_PROCESS_CONTROL', 409, '%s',
+  'only the idle API colour can be started or stopped by hand: changelens process start|stop api-blue|api-green');
 export const CL_ERR_NOT_RUNNING = defineError<[string]>(
   'CL_ERR_NOT_RUNNING', 503, 'no appliance is running on data dir %s',
   'start it with: changelens up (and check CHANGELENS_DATA_DIR points at the same dir)');

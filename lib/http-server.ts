@@ -1,6 +1,8 @@
 // The fastify instance every Node process of ChangeLens starts from: our pino logger, no
-// per-request log lines (the proxy's hot path stays quiet), but every 5xx logged with its cause.
-import Fastify, { LogController } from 'fastify';
+// per-request log lines (the proxy's hot path stays quiet), every 5xx logged with its cause, and
+// errors answered as {statusCode, code, error, message, hint}.
+import Fastify, { LogController, type FastifyError } from 'fastify';
+import { ChangeLensError } from './errors.js';
 import type { Logger } from './logger.js';
 
 export interface HttpServerOptions {
@@ -16,9 +18,23 @@ export function createHttpServer(log: Logger, options: HttpServerOptions = {}) {
     return503OnClosing: true,
     ...options,
   });
-  app.addHook('onError', (req, _reply, err, done) => {
-    if ((err.statusCode ?? 500) >= 500) req.log.error({ err, method: req.method, url: req.url }, 'request failed');
-    done();
+  app.setErrorHandler((err: FastifyError | ChangeLensError, req, reply) => {
+    if (err instanceof ChangeLensError) {
+      if (err.statusCode >= 500) req.log.warn({ code: err.code, url: req.url }, err.message);
+      return reply.code(err.statusCode).send({ statusCode: err.statusCode, code: err.code, error: reasonOf(err.statusCode), message: err.message, hint: err.hint });
+    }
+    const status = err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
+    if (status >= 500) {
+      // An uncoded error: log its cause, never show it.
+      req.log.error({ err, method: req.method, url: req.url }, 'request failed');
+      return reply.code(500).send({ statusCode: 500, code: 'CL_ERR_INTERNAL', error: 'Internal Server Error', message: 'internal error', hint: 'see the JSON logs for the cause' });
+    }
+    // Validation and other client errors: fastify's message names the field (querystring/limit …).
+    return reply.code(status).send({ statusCode: status, code: err.code ?? 'CL_ERR_BAD_REQUEST', error: reasonOf(status), message: err.message });
   });
   return app;
+}
+
+function reasonOf(status: number): string {
+  return ({ 400: 'Bad Request', 404: 'Not Found', 409: 'Conflict', 503: 'Service Unavailable', 504: 'Gateway Timeout' } as Record<number, string>)[status] ?? (status >= 500 ? 'Internal Server Error' : 'Bad Request');
 }

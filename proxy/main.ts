@@ -4,19 +4,25 @@ import { createLogger } from '../lib/logger.js';
 import { dataPaths } from '../lib/paths.js';
 import { readRoutingSnapshot } from '../lib/routing-snapshot.js';
 import { onStopSignal } from '../lib/shutdown.js';
+import { initTracing, shutdownTracing } from '../lib/tracing.js';
 import { buildProxyServer } from './server.js';
 
 const config = loadConfig();
 const log = createLogger('proxy', { level: config.logLevel });
+await initTracing('proxy', config.otlpEndpoint);
 // The routing snapshot lets a restarted proxy route before Postgres answers.
 const activeColor = readRoutingSnapshot(dataPaths(config.dataDir).routing)?.activeColor ?? 'blue';
 const app = await buildProxyServer({
   log,
   upstreams: { blue: `http://127.0.0.1:${config.apiBluePort}`, green: `http://127.0.0.1:${config.apiGreenPort}` },
   activeColor: () => activeColor,
+  accessLog: config.accessLog,
 });
 await app.listen({ port: config.port, host: config.host });
 log.info({ port: config.port, activeColor }, 'proxy listening');
 
 // Stop accepting, finish every request in flight, then exit: the supervisor stops the APIs after.
-onStopSignal(log, () => app.close());
+onStopSignal(log, async () => {
+  await app.close();
+  await shutdownTracing();
+});

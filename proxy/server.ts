@@ -1,26 +1,40 @@
-// The public server: /healthz and /readyz of its own, everything else forwarded to the active
-// colour. Weighted routing, pins and the admin API arrive with progressive delivery; the shape
-// is already theirs: the upstream is picked per request by getUpstream (with `upstream: ''`,
-// the only way @fastify/http-proxy honours it).
+// The public server: /healthz and /readyz of its own, everything else forwarded to a colour picked
+// per request by the router (getUpstream, with `upstream: ''`: the only way @fastify/http-proxy
+// honours it). Each request continues the client's trace or starts one here, and the upstream
+// request carries it on.
 import httpProxy from '@fastify/http-proxy';
-import type { Color } from '../lib/config.js';
-import type { Logger } from '../lib/logger.js';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { AccessLog, Color } from '../lib/config.js';
 import { createHttpServer } from '../lib/http-server.js';
+import type { Logger } from '../lib/logger.js';
+import { endSpan, injectInto, SpanKind, startSpanFrom, traceFields, type Context, type Span } from '../lib/tracing.js';
+import { COLOR_PIN_HEADER, pickColor } from './router.js';
 
 export interface ProxyOptions {
   log: Logger;
   upstreams: Record<Color, string>;
-  /** The colour that gets traffic; read per request, swapped whole when routing changes. */
+  /** The colour that gets unpinned traffic; read per request, swapped whole when routing changes. */
   activeColor: () => Color;
+  accessLog: AccessLog;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    color: Color;
+    proxySpan: Span | null;
+    proxyContext: Context | null;
+  }
 }
 
 const UPSTREAM_READY_TIMEOUT_MS = 1_000;
+const SLOW_REQUEST_MS = 1_000;
 
 export async function buildProxyServer(options: ProxyOptions) {
   const app = createHttpServer(options.log, {
     // Close idle keep-alive sockets at shutdown so draining waits only for requests in flight.
     forceCloseConnections: 'idle',
   });
+  const writeAccessLog = accessLogWriter(options.log, options.accessLog);
 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {
@@ -35,12 +49,60 @@ export async function buildProxyServer(options: ProxyOptions) {
     }
   });
 
-  await app.register(httpProxy, {
-    upstream: '',
-    prefix: '/',
-    replyOptions: { getUpstream: () => options.upstreams[options.activeColor()] },
-    // One request per connection at a time: pipelining inflates throughput and distorts P99.
-    undici: { connections: 128, pipelining: 1, keepAliveTimeout: 4_000 },
+  await app.register(async (proxied) => {
+    proxied.decorateRequest('color', 'blue');
+    proxied.decorateRequest('proxySpan', null);
+    proxied.decorateRequest('proxyContext', null);
+    proxied.addHook('onRequest', async (req, reply) => {
+      const decision = pickColor(req.headers, options.activeColor());
+      if ('error' in decision) {
+        return reply.code(400).send({ statusCode: 400, code: 'CL_ERR_BAD_PIN', error: 'Bad Request', message: decision.error });
+      }
+      req.color = decision.color;
+      const { span, ctx } = startSpanFrom(req.headers, `proxy ${req.method}`, SpanKind.SERVER);
+      span.setAttribute('changelens.color', decision.color);
+      req.proxySpan = span;
+      req.proxyContext = ctx;
+      return undefined;
+    });
+    proxied.addHook('onResponse', async (req, reply) => {
+      if (!req.proxySpan) return;
+      endSpan(req.proxySpan, reply.statusCode);
+      writeAccessLog(req, reply);
+    });
+
+    await proxied.register(httpProxy, {
+      upstream: '',
+      prefix: '/',
+      replyOptions: {
+        getUpstream: (req) => options.upstreams[(req as FastifyRequest).color],
+        rewriteRequestHeaders: (req, headers) => {
+          const ctx = (req as FastifyRequest).proxyContext;
+          return ctx ? { ...headers, ...injectInto(ctx, {}) } : headers;
+        },
+        rewriteHeaders: (headers, req) => ({ ...headers, [COLOR_PIN_HEADER]: (req as FastifyRequest | undefined)?.color }),
+      },
+      // One request per connection at a time: pipelining inflates throughput and distorts P99.
+      undici: { connections: 128, pipelining: 1, keepAliveTimeout: 4_000 },
+    });
   });
   return app;
+}
+
+type AccessLogWriter = (req: FastifyRequest, reply: FastifyReply) => void;
+
+/** Chosen once: no per-request `if` when access logging is off. */
+function accessLogWriter(log: Logger, mode: AccessLog): AccessLogWriter {
+  const write: AccessLogWriter = (req, reply) => {
+    const line = { ...traceFields(req.proxySpan!), method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10, color: req.color };
+    if (reply.statusCode >= 500) log.warn(line, 'request failed');
+    else log.info(line, 'request');
+  };
+  switch (mode) {
+    case 'off': return () => {};
+    case 'all': return write;
+    case 'errors': return (req, reply) => {
+      if (reply.statusCode >= 500 || reply.elapsedTime > SLOW_REQUEST_MS) write(req, reply);
+    };
+  }
 }

@@ -8,11 +8,14 @@ import type { GraphNode, Probe } from './process-graph.js';
 import type { ProcessManager } from './process-manager.js';
 import { probeHttp, probePostgres, probeRedis, type ProbeResult } from './probes.js';
 
-export interface BootDeps {
+export interface ProbeDeps {
   pm: ProcessManager;
   log: Logger;
   urls: { database: string; redis: string };
   readyTimeoutMs: number;
+}
+
+export interface BootDeps extends ProbeDeps {
   /** Runs a task node (migrations). */
   runTask: (node: GraphNode) => Promise<void>;
   /** Aborted by SIGTERM/SIGINT during boot. */
@@ -20,8 +23,7 @@ export interface BootDeps {
 }
 
 export interface BootResult {
-  /** pm2 processes started, in the order they became ready. */
-  started: string[];
+  /** Milliseconds from the start of the boot until each node was ready. */
   readyMs: Record<string, number>;
 }
 
@@ -30,7 +32,7 @@ const PROBE_INTERVAL_MS = 50;
 /** Restarts during boot that mean "crash loop" rather than "a slow start". */
 const CRASH_LOOP_RESTARTS = 3;
 
-export async function bootGraph(nodes: readonly GraphNode[], deps: BootDeps, started: string[]): Promise<BootResult> {
+export async function bootGraph(nodes: readonly GraphNode[], deps: BootDeps, started: { push(name: string): void }): Promise<BootResult> {
   const t0 = performance.now();
   const readyMs: Record<string, number> = {};
   const ready = new Map<string, Promise<void>>();
@@ -44,12 +46,7 @@ export async function bootGraph(nodes: readonly GraphNode[], deps: BootDeps, sta
     if (node.probe.kind === 'task') {
       await deps.runTask(node);
     } else {
-      if (!node.external && node.app) {
-        deps.log.info({ process: node.name }, `starting ${node.name}`);
-        await deps.pm.start(node.app);
-        started.push(node.name);
-      }
-      await waitUntilReady(node, deps, abort.signal);
+      await startProcess(node, deps, abort.signal, (name) => started.push(name));
     }
     readyMs[node.name] = Math.round(performance.now() - t0);
     deps.log.info({ process: node.name, ms: Math.round(performance.now() - t), external: node.external === true }, `${node.name} ready`);
@@ -65,10 +62,20 @@ export async function bootGraph(nodes: readonly GraphNode[], deps: BootDeps, sta
     await Promise.allSettled(ready.values());
     throw err;
   }
-  return { started, readyMs };
+  return { readyMs };
 }
 
-async function waitUntilReady(node: GraphNode, deps: BootDeps, signal: AbortSignal): Promise<void> {
+/** Starts a node's process under pm2 (unless external) and waits until it passes its probe. */
+export async function startProcess(node: GraphNode, deps: ProbeDeps, signal: AbortSignal, onStarted: (name: string) => void): Promise<void> {
+  if (!node.external && node.app) {
+    deps.log.info({ process: node.name }, `starting ${node.name}`);
+    await deps.pm.start(node.app);
+    onStarted(node.name);
+  }
+  await waitUntilReady(node, deps, signal);
+}
+
+async function waitUntilReady(node: GraphNode, deps: ProbeDeps, signal: AbortSignal): Promise<void> {
   const deadline = Date.now() + deps.readyTimeoutMs;
   let last: ProbeResult | undefined;
   for (;;) {
@@ -111,7 +118,7 @@ function interrupted(node: GraphNode): Error {
   return new Error(`boot interrupted before ${node.name} was ready`);
 }
 
-function failure(node: GraphNode, deps: BootDeps, reason: string): Error {
+function failure(node: GraphNode, deps: ProbeDeps, reason: string): Error {
   const lines = deps.pm.lastLines(node.name).slice(-15);
   const tail = lines.length > 0 ? `\n--- last log lines of ${node.name} ---\n${lines.join('\n')}` : node.external ? '' : `\n(${node.name} printed nothing)`;
   return new CL_ERR_DEPENDENCY_FAILED(node.name, reason, tail);

@@ -1,25 +1,34 @@
-// The supervisor's control channel: HTTP over a unix socket in the data dir (mode 0600), so
-// `changelens status` in another terminal asks the running supervisor instead of spawning its own
-// pm2. The socket also serves as the lock that keeps a second supervisor off the same data dir.
+// The supervisor's control channel: HTTP over a unix socket in the data dir (mode 0600), so the
+// CLI in another terminal asks the running supervisor instead of spawning its own pm2. The socket
+// also serves as the lock that keeps a second supervisor off the same data dir.
 import { chmodSync, rmSync } from 'node:fs';
 import { createServer, request, type Server } from 'node:http';
-import { CL_ERR_ALREADY_RUNNING, CL_ERR_NOT_RUNNING } from '../lib/errors.js';
+import { ChangeLensError, CL_ERR_ALREADY_RUNNING, CL_ERR_NOT_RUNNING } from '../lib/errors.js';
 
-export type ControlRoutes = Record<string, () => Promise<unknown> | unknown>;
+export interface ControlRoute {
+  method: 'GET' | 'POST';
+  /** Matched against the whole path; capture groups are handed to the handler. */
+  path: RegExp;
+  handler: (...params: string[]) => Promise<unknown> | unknown;
+}
 
-export async function startControlServer(socketPath: string, routes: ControlRoutes): Promise<Server> {
+export async function startControlServer(socketPath: string, routes: readonly ControlRoute[]): Promise<Server> {
   const server = createServer((req, res) => {
-    const handler = req.method === 'GET' ? routes[req.url ?? ''] : undefined;
-    if (!handler) {
-      res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'not found' }));
+    const send = (status: number, body: unknown): void => {
+      res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+    };
+    for (const route of routes) {
+      const match = req.method === route.method ? route.path.exec(req.url ?? '') : null;
+      if (!match) continue;
+      Promise.resolve()
+        .then(() => route.handler(...match.slice(1)))
+        .then(
+          (body) => send(200, body),
+          (err: Error) => send(err instanceof ChangeLensError ? err.statusCode : 500, err instanceof ChangeLensError ? err.toJSON() : { code: 'CL_ERR_INTERNAL', message: err.message }),
+        );
       return;
     }
-    Promise.resolve()
-      .then(handler)
-      .then(
-        (body) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body)),
-        (err: Error) => res.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ error: err.message })),
-      );
+    send(404, { code: 'CL_ERR_NOT_FOUND', message: `no control route ${req.method} ${req.url}` });
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -29,18 +38,19 @@ export async function startControlServer(socketPath: string, routes: ControlRout
   return server;
 }
 
-/** GETs a route of a running supervisor; CL_ERR_NOT_RUNNING when none answers on the socket. */
-export function queryControl<T>(socketPath: string, route: string, dataDir: string, timeoutMs = 5_000): Promise<T> {
+/** Calls a route of a running supervisor; CL_ERR_NOT_RUNNING when none answers on the socket. */
+export function queryControl<T>(socketPath: string, route: string, dataDir: string, options: { method?: 'GET' | 'POST'; timeoutMs?: number } = {}): Promise<T> {
+  const timeoutMs = options.timeoutMs ?? 5_000;
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath, path: route, method: 'GET', timeout: timeoutMs }, (res) => {
+    const req = request({ socketPath, path: route, method: options.method ?? 'GET', timeout: timeoutMs }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => (body += chunk));
       res.on('end', () => {
         try {
-          const parsed = JSON.parse(body) as T & { error?: string };
-          if (res.statusCode !== 200) reject(new Error(`supervisor answered ${res.statusCode}: ${parsed.error ?? body}`));
-          else resolve(parsed);
+          const parsed = JSON.parse(body) as T & { code?: string; message?: string; hint?: string; statusCode?: number };
+          if (res.statusCode === 200) resolve(parsed);
+          else reject(new ChangeLensError(parsed.code ?? 'CL_ERR_INTERNAL', res.statusCode ?? 500, parsed.message ?? body, parsed.hint ?? 'see the supervisor\'s logs'));
         } catch (err) {
           reject(err);
         }
@@ -58,10 +68,12 @@ export function queryControl<T>(socketPath: string, route: string, dataDir: stri
 /** Refuses to boot when another supervisor answers on the socket; removes a stale socket file. */
 export async function claimControlSocket(socketPath: string, dataDir: string): Promise<void> {
   try {
-    const other = await queryControl<{ supervisorPid?: number }>(socketPath, '/status', dataDir, 2_000);
+    const other = await queryControl<{ supervisorPid?: number }>(socketPath, '/status', dataDir, { timeoutMs: 2_000 });
     throw new CL_ERR_ALREADY_RUNNING(dataDir, String(other.supervisorPid ?? 'unknown'));
   } catch (err) {
-    if (err instanceof CL_ERR_ALREADY_RUNNING) throw err;
-    rmSync(socketPath, { force: true });
+    // Only "nobody listens" means free; an answer of any kind, or a hung one, means taken.
+    if (err instanceof CL_ERR_NOT_RUNNING) rmSync(socketPath, { force: true });
+    else if (err instanceof CL_ERR_ALREADY_RUNNING) throw err;
+    else throw new CL_ERR_ALREADY_RUNNING(dataDir, 'unknown', { cause: err });
   }
 }

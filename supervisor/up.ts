@@ -16,7 +16,9 @@ import { claimControlSocket, startControlServer } from './control-socket.js';
 import { ensureSecrets, initPostgres, isInitialised, PG_DATABASE, PG_USER, prepareDataDir, resolveBinaries, resolveServiceUser, writeRedisConf, type Secrets } from './first-boot.js';
 import { applyMigrations, ensureDatabase, readMigrations } from './migrations.js';
 import { assertPortsFree, type PortClaim } from './ports.js';
-import { bootNodes, type GraphNode } from './process-graph.js';
+import { bootNodes, orderGraph, type GraphNode } from './process-graph.js';
+import { ProcessControl } from './process-control.js';
+import { seedItems } from '../apps/api/index.js';
 import { ProcessManager, type LogLine } from './process-manager.js';
 import { collectStatus } from './status.js';
 import { reapOrphans } from './orphans.js';
@@ -66,16 +68,19 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
 
   let phase: ApplianceStatus['phase'] = 'booting';
   const boot = { startedAt, firstBoot, durationMs: null as number | null, readyMs: {} as Record<string, number> };
-  const control = await startControlServer(paths.controlSocket, {
-    '/status': () => collectStatus({ pm, graph, paths, urls, embedded, fallbackColor: activeColor, boot, phase: () => phase }),
-  });
+  const readyTimeoutMs = config.readyTimeoutMs;
+  const control = new ProcessControl(orderGraph(graph), { pm, log, urls, readyTimeoutMs }, () => readRoutingSnapshot(paths.routing)?.activeColor ?? activeColor);
+  const server = await startControlServer(paths.controlSocket, [
+    { method: 'GET', path: /^\/status$/, handler: () => collectStatus({ pm, graph, paths, urls, embedded, fallbackColor: activeColor, boot, phase: () => phase }) },
+    { method: 'POST', path: /^\/processes\/([a-z-]+)\/start$/, handler: (name) => control.start(name!) },
+    { method: 'POST', path: /^\/processes\/([a-z-]+)\/stop$/, handler: (name) => control.stop(name!) },
+  ]);
   pm.onEvent((e) => {
     if (phase === 'ready' && (e.event === 'exit' || e.event === 'restart overlimit')) {
       log.warn({ process: e.name, event: e.event }, e.event === 'exit' ? `${e.name} exited; pm2 restarts it` : `${e.name} keeps crashing; pm2 gave up restarting it`);
     }
   });
 
-  const started: string[] = [];
   const interrupt = new AbortController();
   let stopRequested: (signal: string) => void = () => {};
   const stopSignal = new Promise<string>((resolve) => (stopRequested = resolve));
@@ -93,8 +98,8 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
 
   const finish = async (code: number): Promise<number> => {
     phase = 'stopping';
-    await stopInOrder(pm, started, log);
-    await new Promise<void>((resolve) => control.close(() => resolve()));
+    await control.stopAll(log);
+    await new Promise<void>((resolve) => server.close(() => resolve()));
     out.flushSync();
     return code;
   };
@@ -103,9 +108,9 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
     // Embedded Postgres is ready before our database exists (migrations create it): probe "postgres".
     const probeUrls = { ...urls, database: embedded.postgres ? embeddedUrl(secrets.pgPassword, config.pgPort, 'postgres') : urls.database };
     const result = await bootGraph(nodes, {
-      pm, log, urls: probeUrls, readyTimeoutMs: config.readyTimeoutMs, signal: interrupt.signal,
+      pm, log, urls: probeUrls, readyTimeoutMs, signal: interrupt.signal,
       runTask: (node) => runMigrations(node, log, embedded.postgres, urls, secrets, config, migrations),
-    }, started);
+    }, { push: (name: string) => control.noteStarted(name) });
     boot.readyMs = result.readyMs;
   } catch (err) {
     phase = 'failed';
@@ -133,21 +138,8 @@ async function runMigrations(node: GraphNode, log: Logger, embeddedPostgres: boo
   }
   const applied = await applyMigrations(urls.database, migrations);
   log.info({ task: node.name, applied, total: migrations.length }, applied.length ? `applied migrations ${applied.join(', ')}` : 'migrations up to date');
-}
-
-/** Stops in reverse start order: proxy (drains in-flight requests), APIs, worker, Redis, Postgres. */
-async function stopInOrder(pm: ProcessManager, started: readonly string[], log: Logger): Promise<void> {
-  const t0 = performance.now();
-  for (const name of [...started].reverse()) {
-    const t = performance.now();
-    try {
-      await pm.stop(name);
-      log.info({ process: name, ms: Math.round(performance.now() - t) }, `${name} stopped`);
-    } catch (err) {
-      log.error({ process: name, err: errorForLog(err) }, `${name} did not stop cleanly`);
-    }
-  }
-  log.info({ ms: Math.round(performance.now() - t0) }, 'appliance stopped');
+  const seeded = await seedItems(urls.database, config.seedItems);
+  if (seeded > 0) log.info({ rows: seeded }, 'seeded demo items');
 }
 
 function portClaims(config: Config, embedded: { postgres: boolean; redis: boolean }): PortClaim[] {

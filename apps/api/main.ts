@@ -1,9 +1,13 @@
 // Composition root of one API copy (api-blue or api-green), started by pm2 in cluster mode.
 import { loadConfig } from '../../lib/config.js';
+import { parseRegressionSpec } from '../../lib/contracts/regressions.js';
 import { createPgPool } from '../../lib/db.js';
 import { createLogger } from '../../lib/logger.js';
 import { createRedisClient } from '../../lib/redis.js';
 import { onStopSignal } from '../../lib/shutdown.js';
+import { initTracing, shutdownTracing } from '../../lib/tracing.js';
+import { RegressionEffects } from './regression-effects.js';
+import { RegressionState } from './regression-state.js';
 import { buildApiServer } from './server.js';
 
 const config = loadConfig();
@@ -12,14 +16,22 @@ if (!config.color || !config.databaseUrl || !config.redisUrl) {
 }
 const color = config.color;
 const log = createLogger('api', { level: config.logLevel, color });
+await initTracing(`api-${color}`, config.otlpEndpoint);
 const pool = createPgPool(config.databaseUrl, { applicationName: `changelens-api-${color}` });
 const redis = createRedisClient(config.redisUrl, { name: `changelens-api-${color}` });
-await redis.connect();
+const subscriber = redis.duplicate();
+await Promise.all([redis.connect(), subscriber.connect()]);
 
-const app = buildApiServer({ color, pool, redis, log });
+// config validated the spec already; parse it again for its values.
+const spec = config.regression === undefined ? { regressions: [] } : parseRegressionSpec(config.regression);
+const regressions = new RegressionState(color, redis, 'regressions' in spec ? spec.regressions : [], log);
+await regressions.start(subscriber);
+const effects = new RegressionEffects(color, regressions, config.downstreamTimeoutMs);
+
+const app = buildApiServer({ color, pool, redis, log, regressions, effects });
 await app.listen({ port: color === 'blue' ? config.apiBluePort : config.apiGreenPort, host: '127.0.0.1' });
 
 onStopSignal(log, async () => {
   await app.close();
-  await Promise.allSettled([pool.end(), redis.quit()]);
+  await Promise.allSettled([pool.end(), redis.quit(), subscriber.quit(), shutdownTracing()]);
 });

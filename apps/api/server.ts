@@ -1,17 +1,36 @@
 // The demo API a release runs (one copy per colour). Every route has a JSON schema, so bad input
-// is a 400 naming the field. Health: /healthz (the process lives), /readyz (Postgres and Redis answer).
+// is a 400 naming the field. Business routes (data, work, jobs) go through the colour's
+// regressions and are measured; health, metrics and regression control are not, so a degraded
+// colour can still be observed and repaired.
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Color } from '../../lib/config.js';
+import { REGRESSION_TYPES, regressionProblem, type RegressionType } from '../../lib/contracts/regressions.js';
 import type { Pool } from '../../lib/db.js';
-import type { Logger } from '../../lib/logger.js';
-import type { RedisClient } from '../../lib/redis.js';
-import { checkDependencies } from '../../lib/readiness.js';
+import { CL_ERR_REGRESSION_INVALID, CL_ERR_TASK_NOT_FOUND } from '../../lib/errors.js';
 import { createHttpServer } from '../../lib/http-server.js';
+import type { Logger } from '../../lib/logger.js';
+import { checkDependencies } from '../../lib/readiness.js';
+import type { RedisClient } from '../../lib/redis.js';
+import { endSpan, loggerFor, SpanKind, startSpanFrom, traceFields, type Context, type Span } from '../../lib/tracing.js';
+import { LatencyRecorder } from '../../monitoring/index.js';
+import type { RegressionEffects } from './regression-effects.js';
+import type { RegressionState } from './regression-state.js';
+import { enqueueTask, findTask } from './tasks.js';
 
 export interface ApiDeps {
   color: Color;
   pool: Pool;
   redis: RedisClient;
   log: Logger;
+  regressions: RegressionState;
+  effects: RegressionEffects;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    span: Span | null;
+    traceContext: Context | null;
+  }
 }
 
 export function buildApiServer(deps: ApiDeps) {
@@ -20,49 +39,156 @@ export function buildApiServer(deps: ApiDeps) {
     // socket this server is closing ("other side closed").
     keepAliveTimeout: 72_000,
   });
+  const metrics = new LatencyRecorder();
 
-  app.get('/healthz', { schema: { response: { 200: { type: 'object', properties: { status: { type: 'string' }, color: { type: 'string' } } } } } },
-    async () => ({ status: 'ok', color: deps.color }));
+  // Every request continues the caller's trace (the proxy's span) and logs with its ids.
+  app.decorateRequest('span', null);
+  app.decorateRequest('traceContext', null);
+  app.addHook('onRequest', async (req) => {
+    const { span, ctx } = startSpanFrom(req.headers, `${req.method} ${req.routeOptions.url ?? 'unknown'}`, SpanKind.SERVER);
+    span.setAttribute('changelens.color', deps.color);
+    req.span = span;
+    req.traceContext = ctx;
+    req.log = loggerFor(req.log, span);
+  });
+  app.addHook('onResponse', async (req, reply) => {
+    if (req.span) endSpan(req.span, reply.statusCode);
+  });
 
+  app.get('/healthz', async () => ({ status: 'ok', color: deps.color }));
   app.get('/readyz', async (_req, reply) => {
     const { ready, postgres, redis } = await checkDependencies(deps.pool, deps.redis);
     return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not ready', color: deps.color, postgres, redis });
   });
 
-  app.get<{ Querystring: { category?: string; limit: number } }>('/api/data', {
-    schema: {
-      querystring: {
-        type: 'object',
-        additionalProperties: false,
-        properties: {
-          category: { type: 'string', minLength: 1, maxLength: 64 },
-          limit: { type: 'integer', minimum: 1, maximum: 500, default: 50 },
-        },
-      },
-    },
-  }, async (req) => {
-    const { category, limit } = req.query;
-    const { rows } = category === undefined
-      ? await deps.pool.query('SELECT id, category, name, price_cents FROM items ORDER BY id LIMIT $1', [limit])
-      : await deps.pool.query('SELECT id, category, name, price_cents FROM items WHERE category = $1 ORDER BY id LIMIT $2', [category, limit]);
-    return { color: deps.color, count: rows.length, items: rows };
+  // This process's own view of its business requests, since the last reset.
+  app.get('/api/metrics', async () => ({ color: deps.color, pid: process.pid, ...metrics.snapshot() }));
+  app.post('/api/metrics/reset', async () => {
+    metrics.reset();
+    return { color: deps.color, pid: process.pid, ...metrics.snapshot() };
   });
 
-  // A call to a downstream dependency that takes `ms` to answer: the slow path that dependency
-  // regressions lengthen, and the in-flight request that shutdown tests wait for.
-  app.get<{ Querystring: { ms: number } }>('/api/work', {
+  const typeParams = {
+    type: 'object',
+    required: ['type'],
+    properties: { type: { type: 'string', enum: REGRESSION_TYPES } },
+  } as const;
+  app.get('/api/regression', async () => ({ color: deps.color, regressions: deps.regressions.list() }));
+  app.post<{ Params: { type: RegressionType }; Body: { intensity: number; timeoutRate?: number } }>('/api/regression/:type', {
     schema: {
-      querystring: {
+      params: typeParams,
+      body: {
         type: 'object',
+        required: ['intensity'],
         additionalProperties: false,
-        properties: { ms: { type: 'integer', minimum: 0, maximum: 10_000, default: 0 } },
+        properties: { intensity: { type: 'number' }, timeoutRate: { type: 'number' } },
       },
     },
   }, async (req) => {
-    const started = performance.now();
-    await new Promise((resolve) => setTimeout(resolve, req.query.ms));
-    return { color: deps.color, ms: Math.round(performance.now() - started) };
+    const { type } = req.params;
+    const problem = regressionProblem(type, req.body.intensity, req.body.timeoutRate);
+    if (problem) throw new CL_ERR_REGRESSION_INVALID(problem);
+    const regressions = await deps.regressions.set({ type, intensity: req.body.intensity, ...(req.body.timeoutRate === undefined ? {} : { timeoutRate: req.body.timeoutRate }) });
+    req.log.info({ type, intensity: req.body.intensity }, `regression ${type} on`);
+    return { color: deps.color, regressions };
+  });
+  app.delete<{ Params: { type: RegressionType } }>('/api/regression/:type', { schema: { params: typeParams } }, async (req) => {
+    const regressions = await deps.regressions.remove(req.params.type);
+    req.log.info({ type: req.params.type }, `regression ${req.params.type} off`);
+    return { color: deps.color, regressions };
+  });
+
+  // Business routes: through the regressions, and measured.
+  void app.register(async (business) => {
+    business.addHook('preHandler', async () => deps.effects.beforeRequest());
+    business.addHook('onResponse', async (_req: FastifyRequest, reply: FastifyReply) => {
+      metrics.record(reply.elapsedTime, reply.statusCode >= 500);
+    });
+
+    business.get<{ Querystring: { category?: string; limit: number } }>('/api/data', {
+      schema: {
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            category: { type: 'string', minLength: 1, maxLength: 64 },
+            limit: { type: 'integer', minimum: 1, maximum: 500, default: 50 },
+          },
+        },
+      },
+    }, async (req) => {
+      await deps.effects.callDownstream();
+      const items = await queryItems(deps.pool, req.query, deps.effects.dbCost());
+      return { color: deps.color, count: items.length, items };
+    });
+
+    // A call to a downstream dependency that takes `ms` to answer: the slow path that dependency
+    // regressions lengthen, and the in-flight request that shutdown tests wait for.
+    business.get<{ Querystring: { ms: number } }>('/api/work', {
+      schema: {
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { ms: { type: 'integer', minimum: 0, maximum: 10_000, default: 0 } },
+        },
+      },
+    }, async (req) => {
+      const started = performance.now();
+      await new Promise((resolve) => setTimeout(resolve, req.query.ms));
+      await deps.effects.callDownstream();
+      return { color: deps.color, ms: Math.round(performance.now() - started) };
+    });
+
+    business.post<{ Body: { workMs: number; fail: boolean } }>('/api/process', {
+      schema: {
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            workMs: { type: 'integer', minimum: 0, maximum: 60_000, default: 100 },
+            fail: { type: 'boolean', default: false },
+          },
+        },
+      },
+    }, async (req, reply) => {
+      const id = await enqueueTask(deps.pool, deps.redis, { workMs: req.body.workMs, fail: req.body.fail, traceId: traceFields(req.span!).trace_id }, req.traceContext!);
+      req.log.info({ taskId: id, workMs: req.body.workMs }, 'job enqueued');
+      return reply.code(202).send({ id, state: 'queued' });
+    });
+
+    business.get<{ Params: { id: string } }>('/api/tasks/:id', {
+      schema: { params: { type: 'object', required: ['id'], properties: { id: { type: 'string', format: 'uuid' } } } },
+    }, async (req) => {
+      const task = await findTask(deps.pool, req.params.id);
+      if (!task) throw new CL_ERR_TASK_NOT_FOUND(req.params.id);
+      return task;
+    });
   });
 
   return app;
+}
+
+/**
+ * The items query. Under a db regression it runs with index scans off for this transaction only
+ * (SET LOCAL: the other colour's queries keep their plans) plus `cost` × 1,000 rows of extra work.
+ */
+async function queryItems(pool: Pool, q: { category?: string; limit: number }, cost: number): Promise<unknown[]> {
+  const where = q.category === undefined ? '' : 'WHERE category = $2';
+  const args: unknown[] = q.category === undefined ? [q.limit] : [q.limit, q.category];
+  if (cost === 0) {
+    return (await pool.query(`SELECT id, category, name, price_cents FROM items ${where} ORDER BY id LIMIT $1`, args)).rows;
+  }
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN; SET LOCAL enable_indexscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_indexonlyscan = off');
+    const slowWhere = `${where ? `${where} AND` : 'WHERE'} (SELECT count(*) FROM generate_series(1, $${args.length + 1}::int * 1000)) >= 0`;
+    const { rows } = await client.query(`SELECT id, category, name, price_cents FROM items ${slowWhere} ORDER BY id LIMIT $1`, [...args, cost]);
+    await client.query('COMMIT');
+    return rows;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw err;
+  } finally {
+    client.release();
+  }
 }

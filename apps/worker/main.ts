@@ -1,39 +1,44 @@
-// Composition root of the worker: connected to Redis and Postgres, with a loopback health port
-// the supervisor probes. The job consumer itself comes with the demo services.
+// Composition root of the worker: the job consumer, plus a loopback health port the supervisor probes.
 import { loadConfig } from '../../lib/config.js';
 import { createPgPool } from '../../lib/db.js';
-import { createLogger } from '../../lib/logger.js';
-import { createRedisClient } from '../../lib/redis.js';
-import { checkDependencies } from '../../lib/readiness.js';
 import { createHttpServer } from '../../lib/http-server.js';
+import { createLogger } from '../../lib/logger.js';
+import { checkDependencies } from '../../lib/readiness.js';
+import { createRedisClient } from '../../lib/redis.js';
 import { onStopSignal } from '../../lib/shutdown.js';
+import { initTracing, shutdownTracing } from '../../lib/tracing.js';
+import { JobConsumer } from './job-consumer.js';
 
 const config = loadConfig();
 if (!config.databaseUrl || !config.redisUrl) throw new Error('worker: DATABASE_URL and REDIS_URL must be set (the supervisor sets them)');
 const log = createLogger('worker', { level: config.logLevel });
-const pool = createPgPool(config.databaseUrl, { max: 4, applicationName: 'changelens-worker' });
+await initTracing('worker', config.otlpEndpoint);
+const pool = createPgPool(config.databaseUrl, { max: config.workerConcurrency + 2, applicationName: 'changelens-worker' });
 const redis = createRedisClient(config.redisUrl, { name: 'changelens-worker' });
-await redis.connect();
+const reader = redis.duplicate();
+await Promise.all([redis.connect(), reader.connect()]);
 
-// A heartbeat others (status, the monitor) can read: the worker is alive and reaches Redis.
-const HEARTBEAT_KEY = 'changelens:worker:heartbeat';
-const beat = (): void => {
-  redis.set(HEARTBEAT_KEY, JSON.stringify({ pid: process.pid, at: new Date().toISOString() }), { EX: 30 }).catch((err: Error) => log.warn({ err: err.message }, 'heartbeat failed'));
-};
-beat();
-const heartbeat = setInterval(beat, 5_000);
+// pm2 keeps a process's id across its restarts: the restarted worker finds its own pending jobs.
+const consumer = new JobConsumer({
+  pool, redis, reader, log,
+  consumer: `worker-${config.pmId ?? 0}`,
+  maxAttempts: config.jobMaxAttempts,
+  claimIdleMs: config.jobClaimIdleMs,
+  concurrency: config.workerConcurrency,
+});
+await consumer.start();
 
 const health = createHttpServer(log);
 health.get('/healthz', async () => ({ status: 'ok' }));
 health.get('/readyz', async (_req, reply) => {
   const { ready, postgres, redis: rd } = await checkDependencies(pool, redis);
-  return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not ready', postgres, redis: rd });
+  return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not ready', postgres, redis: rd, processed: consumer.processed });
 });
 await health.listen({ port: config.workerPort, host: '127.0.0.1' });
-log.info({ port: config.workerPort }, 'worker ready');
+log.info({ port: config.workerPort, consumer: `worker-${config.pmId ?? 0}` }, 'worker ready');
 
 onStopSignal(log, async () => {
-  clearInterval(heartbeat);
   await health.close();
-  await Promise.allSettled([pool.end(), redis.quit()]);
+  await consumer.stop();
+  await Promise.allSettled([pool.end(), redis.quit(), reader.quit(), shutdownTracing()]);
 });

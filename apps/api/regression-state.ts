@@ -1,0 +1,77 @@
+// The regressions switched on in one colour. A release's env gives the ones it carries from birth;
+// run-time changes (POST/DELETE /api/regression) are kept in Redis per colour and announced on a
+// channel, so every instance of the colour (pm2 cluster mode) applies the same set, and an
+// instance restarted by pm2 comes back with it. The other colour's state is never touched.
+import type { Color } from '../../lib/config.js';
+import type { Logger } from '../../lib/logger.js';
+import type { RedisClient } from '../../lib/redis.js';
+import { isRegressionType, withDefaults, type Regression, type RegressionType } from '../../lib/contracts/regressions.js';
+
+export interface ActiveRegression extends Regression {
+  source: 'release' | 'runtime';
+}
+
+const OFF = 'off';
+
+export class RegressionState {
+  private active = new Map<RegressionType, ActiveRegression>();
+  private readonly key: string;
+
+  constructor(
+    private readonly color: Color,
+    private readonly redis: RedisClient,
+    private readonly baseline: readonly Regression[],
+    private readonly log: Logger,
+  ) {
+    this.key = `changelens:regressions:${color}`;
+    this.apply({});
+  }
+
+  /** Loads the colour's run-time changes and follows them; `subscriber` is a dedicated connection. */
+  async start(subscriber: RedisClient): Promise<void> {
+    await subscriber.subscribe(this.key, () => {
+      this.reload().catch((err: Error) => this.log.warn({ err: err.message }, 'reloading regressions failed'));
+    });
+    await this.reload();
+  }
+
+  get(type: RegressionType): ActiveRegression | undefined {
+    return this.active.get(type);
+  }
+
+  list(): ActiveRegression[] {
+    return [...this.active.values()];
+  }
+
+  async set(regression: Regression): Promise<ActiveRegression[]> {
+    await this.redis.hSet(this.key, regression.type, JSON.stringify(withDefaults(regression)));
+    return this.announce();
+  }
+
+  async remove(type: RegressionType): Promise<ActiveRegression[]> {
+    await this.redis.hSet(this.key, type, OFF);
+    return this.announce();
+  }
+
+  private async announce(): Promise<ActiveRegression[]> {
+    await this.redis.publish(this.key, 'changed');
+    await this.reload();
+    return this.list();
+  }
+
+  private async reload(): Promise<void> {
+    this.apply(await this.redis.hGetAll(this.key));
+  }
+
+  private apply(overrides: Record<string, string>): void {
+    const next = new Map<RegressionType, ActiveRegression>(this.baseline.map((r) => [r.type, { ...withDefaults(r), source: 'release' }]));
+    for (const [type, value] of Object.entries(overrides)) {
+      if (!isRegressionType(type)) continue;
+      if (value === OFF) next.delete(type);
+      else next.set(type, { ...(JSON.parse(value) as Regression), type, source: 'runtime' });
+    }
+    const before = JSON.stringify([...this.active.values()]);
+    this.active = next;
+    if (JSON.stringify([...next.values()]) !== before) this.log.info({ regressions: this.list() }, `regressions on ${this.color}: ${this.list().map((r) => `${r.type}:${r.intensity}`).join(', ') || 'none'}`);
+  }
+}

@@ -1,0 +1,170 @@
+// The worker's job loop on the Redis stream, read through a consumer group:
+// - a job's result is written to Postgres idempotently (one row per task, whatever happens), and
+//   the message is acknowledged only after that commit;
+// - on start, the consumer first finishes what its previous incarnation left unacknowledged (pm2
+//   restarts it under the same name after a kill -9), and it takes over messages left idle by any
+//   other consumer for longer than claimIdleMs;
+// - a failing job is retried up to maxAttempts, then moved to the dead-letter stream.
+import { DEAD_LETTER_STREAM, JOB_GROUP, JOB_STREAM, type JobMessage } from '../../lib/contracts/jobs.js';
+import type { Pool } from '../../lib/db.js';
+import type { Logger } from '../../lib/logger.js';
+import type { RedisClient } from '../../lib/redis.js';
+import { endSpan, loggerFor, SpanKind, startSpanFrom } from '../../lib/tracing.js';
+
+export interface JobConsumerOptions {
+  pool: Pool;
+  /** For commands. */
+  redis: RedisClient;
+  /** A dedicated connection for the blocking read. */
+  reader: RedisClient;
+  log: Logger;
+  consumer: string;
+  maxAttempts: number;
+  claimIdleMs: number;
+  concurrency: number;
+}
+
+interface StreamEntry {
+  id: string;
+  message: Record<string, string>;
+}
+
+const BLOCK_MS = 1_000;
+
+export class JobConsumer {
+  private stopping = false;
+  private loopDone: Promise<void> = Promise.resolve();
+  private lastClaim = 0;
+  processed = 0;
+
+  constructor(private readonly o: JobConsumerOptions) {}
+
+  async start(): Promise<void> {
+    try {
+      await this.o.redis.xGroupCreate(JOB_STREAM, JOB_GROUP, '0', { MKSTREAM: true });
+    } catch (err) {
+      if (!String((err as Error).message).includes('BUSYGROUP')) throw err;
+    }
+    this.loopDone = this.loop().catch((err: Error) => {
+      this.o.log.fatal({ err: err.message }, 'job loop failed');
+      process.exitCode = 1;
+      process.kill(process.pid, 'SIGTERM');
+    });
+  }
+
+  /** Stops reading and waits for the jobs in hand to finish (they are short; pm2's kill_timeout bounds it). */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await this.loopDone;
+  }
+
+  private async loop(): Promise<void> {
+    // What this consumer had been given before a crash: pending under its own name.
+    await this.handle(await this.read('0'));
+    while (!this.stopping) {
+      await this.claimStale();
+      await this.handle(await this.read('>'));
+    }
+  }
+
+  private async read(id: '0' | '>'): Promise<StreamEntry[]> {
+    const res = await this.o.reader.xReadGroup(JOB_GROUP, this.o.consumer, { key: JOB_STREAM, id }, { COUNT: this.o.concurrency, ...(id === '>' ? { BLOCK: BLOCK_MS } : {}) });
+    return (res as { messages: StreamEntry[] }[] | null)?.[0]?.messages ?? [];
+  }
+
+  private async claimStale(): Promise<void> {
+    const now = Date.now();
+    if (now - this.lastClaim < Math.max(100, this.o.claimIdleMs / 2)) return;
+    this.lastClaim = now;
+    const res = await this.o.redis.xAutoClaim(JOB_STREAM, JOB_GROUP, this.o.consumer, this.o.claimIdleMs, '0-0', { COUNT: this.o.concurrency });
+    const claimed = (res.messages as (StreamEntry | null)[]).filter((m): m is StreamEntry => m !== null);
+    if (claimed.length > 0) this.o.log.warn({ count: claimed.length }, 'took over jobs left idle by another worker');
+    await this.handle(claimed);
+  }
+
+  private async handle(entries: StreamEntry[]): Promise<void> {
+    await Promise.all(entries.map((e) => this.process(e)));
+  }
+
+  private async process(entry: StreamEntry): Promise<void> {
+    const job = entry.message as unknown as JobMessage;
+    const { span } = startSpanFrom(job as unknown as Record<string, string>, 'process job', SpanKind.CONSUMER);
+    const log = loggerFor(this.o.log, span).child({ taskId: job.taskId });
+    let failure: unknown;
+    try {
+      const { rows } = await this.o.pool.query<{ attempts: number; work_ms: number; fail: boolean }>(
+        `UPDATE tasks SET state = 'running', attempts = attempts + 1, started_at = coalesce(started_at, now())
+         WHERE id = $1 AND state IN ('queued', 'running') RETURNING attempts, work_ms, fail`, [job.taskId]);
+      const task = rows[0];
+      if (!task) {
+        // Finished already (a duplicate delivery) or unknown: nothing to do but acknowledge.
+        log.info('job already finished; acknowledging the duplicate');
+        await this.ack(entry.id);
+        return;
+      }
+      if (task.attempts > this.o.maxAttempts) {
+        // It was started that often and never finished: it kills workers. Stop trying.
+        await this.deadLetter(entry, job, task.attempts, 'abandoned: the worker died on every attempt', log);
+        return;
+      }
+      log.info({ attempt: task.attempts, workMs: task.work_ms }, 'job started');
+      try {
+        await new Promise((resolve) => setTimeout(resolve, task.work_ms));
+        if (task.fail) throw new Error('the job asked to fail');
+      } catch (err) {
+        failure = err;
+        await this.retryOrDeadLetter(entry, job, task.attempts, (err as Error).message, log);
+        return;
+      }
+      await this.complete(job.taskId, { workMs: task.work_ms, attempt: task.attempts, worker: this.o.consumer });
+      await this.ack(entry.id);
+      this.processed++;
+      log.info({ attempt: task.attempts }, 'job completed');
+    } catch (err) {
+      // Postgres or Redis failed: leave the message pending; it is retried after claimIdleMs.
+      failure = err;
+      log.error({ err: (err as Error).message }, 'job could not be processed; it stays pending');
+    } finally {
+      endSpan(span, undefined, failure);
+    }
+  }
+
+  private async complete(taskId: string, result: object): Promise<void> {
+    const client = await this.o.pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query('INSERT INTO task_results (task_id, result, worker) VALUES ($1, $2, $3) ON CONFLICT (task_id) DO NOTHING', [taskId, JSON.stringify(result), this.o.consumer]);
+      await client.query("UPDATE tasks SET state = 'completed', error = NULL, finished_at = now() WHERE id = $1", [taskId]);
+      await client.query('COMMIT');
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
+  private async retryOrDeadLetter(entry: StreamEntry, job: JobMessage, attempts: number, error: string, log: Logger): Promise<void> {
+    if (attempts >= this.o.maxAttempts) {
+      await this.deadLetter(entry, job, attempts, error, log);
+      return;
+    }
+    await this.o.pool.query("UPDATE tasks SET state = 'queued', error = $2 WHERE id = $1", [job.taskId, error]);
+    // A new entry for the next attempt, then the old one acknowledged: a crash in between only
+    // means one more (idempotent) attempt, never a lost job.
+    await this.o.redis.xAdd(JOB_STREAM, '*', { ...entry.message });
+    await this.ack(entry.id);
+    log.warn({ attempt: attempts, maxAttempts: this.o.maxAttempts, error }, 'job failed; retrying');
+  }
+
+  private async deadLetter(entry: StreamEntry, job: JobMessage, attempts: number, error: string, log: Logger): Promise<void> {
+    await this.o.redis.xAdd(DEAD_LETTER_STREAM, '*', { ...entry.message, error, attempts: String(attempts), failedAt: new Date().toISOString(), sourceId: entry.id });
+    await this.o.pool.query("UPDATE tasks SET state = 'failed', error = $2, finished_at = now() WHERE id = $1", [job.taskId, error]);
+    await this.ack(entry.id);
+    log.error({ attempts, error }, 'job failed for good; moved to the dead-letter stream');
+  }
+
+  private async ack(id: string): Promise<void> {
+    await this.o.redis.xAck(JOB_STREAM, JOB_GROUP, id);
+  }
+}

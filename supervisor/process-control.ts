@@ -1,0 +1,103 @@
+// Which processes run, and starting or stopping one while the appliance runs. Boot and shutdown go
+// through here too, so the shutdown order always follows the graph (reversed), whatever was
+// started later. By hand, only the idle API colour may be started or stopped — the rollout
+// controller will drive exactly this to bring a release up on the idle colour.
+import type { Color } from '../lib/config.js';
+import { CL_ERR_PROCESS_CONTROL } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
+import { startProcess, type ProbeDeps } from './boot.js';
+import type { GraphNode } from './process-graph.js';
+
+export interface ProcessChange {
+  name: string;
+  action: 'started' | 'stopped' | 'unchanged';
+  ms: number;
+}
+
+export class ProcessControl {
+  private readonly running = new Set<string>();
+  /** One change at a time: a start and a stop of the same colour must not interleave. */
+  private tail: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    /** The graph in dependency order. */
+    private readonly graph: readonly GraphNode[],
+    private readonly deps: ProbeDeps,
+    private readonly activeColor: () => Color,
+  ) {}
+
+  /** Records a process started by the boot. */
+  noteStarted(name: string): void {
+    this.running.add(name);
+  }
+
+  isRunning(name: string): boolean {
+    return this.running.has(name);
+  }
+
+  start(name: string): Promise<ProcessChange> {
+    return this.serially(async () => {
+      const node = this.manualNode(name, 'start');
+      const t = performance.now();
+      if (this.running.has(name)) return { name, action: 'unchanged', ms: 0 };
+      try {
+        await startProcess(node, this.deps, new AbortController().signal, (n) => this.running.add(n));
+      } catch (err) {
+        // Leave nothing half-started behind.
+        await this.remove(name);
+        throw err;
+      }
+      return { name, action: 'started', ms: Math.round(performance.now() - t) };
+    });
+  }
+
+  stop(name: string): Promise<ProcessChange> {
+    return this.serially(async () => {
+      this.manualNode(name, 'stop');
+      if (name === `api-${this.activeColor()}`) throw new CL_ERR_PROCESS_CONTROL(`cannot stop ${name}: it is the active colour`);
+      const t = performance.now();
+      if (!this.running.has(name)) return { name, action: 'unchanged', ms: 0 };
+      await this.remove(name);
+      return { name, action: 'stopped', ms: Math.round(performance.now() - t) };
+    });
+  }
+
+  /** Stops everything in reverse dependency order: proxy, APIs, worker, Redis, Postgres. */
+  async stopAll(log: Logger): Promise<void> {
+    await this.serially(async () => {
+      const t0 = performance.now();
+      for (const node of [...this.graph].reverse()) {
+        if (!this.running.has(node.name)) continue;
+        const t = performance.now();
+        try {
+          await this.deps.pm.stop(node.name);
+          this.running.delete(node.name);
+          log.info({ process: node.name, ms: Math.round(performance.now() - t) }, `${node.name} stopped`);
+        } catch (err) {
+          log.error({ process: node.name, err: (err as Error).message }, `${node.name} did not stop cleanly`);
+        }
+      }
+      log.info({ ms: Math.round(performance.now() - t0) }, 'appliance stopped');
+    });
+  }
+
+  private async remove(name: string): Promise<void> {
+    await this.deps.pm.stop(name).catch(() => {});
+    await this.deps.pm.delete(name).catch(() => {});
+    this.running.delete(name);
+  }
+
+  private manualNode(name: string, verb: string): GraphNode {
+    const node = this.graph.find((n) => n.name === name);
+    if (!node || !/^api-(blue|green)$/.test(name)) {
+      throw new CL_ERR_PROCESS_CONTROL(`cannot ${verb} ${JSON.stringify(name)}: only api-blue and api-green can be ${verb === 'start' ? 'started' : 'stopped'} by hand`);
+    }
+    return node;
+  }
+
+  private serially<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.tail.then(fn, fn);
+    this.tail = run.catch(() => {});
+    return run;
+  }
+}
