@@ -9,6 +9,7 @@ export function formatStatus(s: ApplianceStatus): string {
     `active    ${s.activeColor}`,
     `postgres  ${service(s.services.postgres)}`,
     `redis     ${service(s.services.redis)}`,
+    `jobs      ${s.jobs ? `${s.jobs.waiting} waiting, ${s.jobs.pending} in progress, ${s.jobs.deadLetters} dead-lettered` : 'unknown (Redis does not answer)'}`,
     '',
   ];
   const rows = [['NAME', 'STATE', 'PID', 'UPTIME', 'RESTARTS', 'RSS', 'CPU']];

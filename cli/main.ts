@@ -16,6 +16,8 @@ Usage:
   changelens up [--config FILE]            boot the appliance in the foreground (Ctrl-C / SIGTERM stops it)
   changelens status [--json] [--config FILE]
                                            processes, Postgres and Redis reachability, active colour, boot time
+  changelens process start|stop api-blue|api-green [--json]
+                                           start the idle API colour (waits until ready), or stop it
   changelens --help | --version
 
 Configuration comes from environment variables (PORT, CHANGELENS_DATA_DIR, DATABASE_URL, REDIS_URL, …)
@@ -47,9 +49,23 @@ const commands: Record<string, Command> = {
   },
 };
 
-function parse<O extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: O) {
+/** `changelens process start|stop <name>`: asks the running supervisor. */
+commands.process = async (args) => {
+  const { values, positionals } = parse(args, { json: { type: 'boolean' }, config: { type: 'string' } }, true);
+  const [action, name, ...extra] = positionals;
+  if ((action !== 'start' && action !== 'stop') || name === undefined || extra.length > 0) {
+    throw new CL_ERR_CLI_USAGE('usage: changelens process start|stop api-blue|api-green [--json]');
+  }
+  const paths = dataPaths(loadConfig({ file: values.config }).dataDir);
+  // Starting waits for the readiness probe, which may take up to CHANGELENS_READY_TIMEOUT_MS.
+  const change = await queryControl<{ name: string; action: string; ms: number }>(paths.controlSocket, `/processes/${encodeURIComponent(name)}/${action}`, paths.root, { method: 'POST', timeoutMs: 660_000 });
+  process.stdout.write(values.json ? JSON.stringify(change, null, 2) + '\n' : `${change.name}: ${change.action === 'unchanged' ? `already ${action === 'start' ? 'running' : 'stopped'}` : `${change.action} in ${change.ms} ms`}\n`);
+  return EXIT.ok;
+};
+
+function parse<O extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: O, allowPositionals = false) {
   try {
-    return parseArgs({ args, options, strict: true as const, allowPositionals: false as const });
+    return parseArgs({ args, options, strict: true as const, allowPositionals });
   } catch (err) {
     throw new CL_ERR_CLI_USAGE((err as Error).message);
   }

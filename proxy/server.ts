@@ -81,6 +81,10 @@ export async function buildProxyServer(options: ProxyOptions) {
           return ctx ? { ...headers, ...injectInto(ctx, {}) } : headers;
         },
         rewriteHeaders: (headers, req) => ({ ...headers, [COLOR_PIN_HEADER]: (req as FastifyRequest | undefined)?.color }),
+        // reply-from retries a GET answered 503 up to 10 times by default (and `maxRetriesOn503: 0`
+        // reads as 10): that would hide a failing colour's errors from clients and from the judge,
+        // and stretch its latency. Never retry here; retrying on the stable colour is the router's call.
+        retryDelay: () => null,
       },
       // One request per connection at a time: pipelining inflates throughput and distorts P99.
       undici: { connections: 128, pipelining: 1, keepAliveTimeout: 4_000 },

@@ -1,6 +1,8 @@
 // What `changelens status` shows, collected live by the running supervisor: pm2's view of each
 // declared process, a real probe of Postgres and Redis, and the boot's timings.
-import type { ApplianceStatus, ProcessStatus, ServiceStatus } from '../lib/contracts/status.js';
+import type { ApplianceStatus, JobsStatus, ProcessStatus, ServiceStatus } from '../lib/contracts/status.js';
+import { DEAD_LETTER_STREAM, JOB_GROUP, JOB_STREAM } from '../lib/contracts/jobs.js';
+import { createRedisClient } from '../lib/redis.js';
 import { readRoutingSnapshot } from '../lib/routing-snapshot.js';
 import type { DataPaths } from '../lib/paths.js';
 import type { Color } from '../lib/config.js';
@@ -21,7 +23,7 @@ export interface StatusSources {
 }
 
 export async function collectStatus(src: StatusSources): Promise<ApplianceStatus> {
-  const [list, pgProbe, redisProbe] = await Promise.all([src.pm.list(), probePostgres(src.urls.database), probeRedis(src.urls.redis)]);
+  const [list, pgProbe, redisProbe, jobs] = await Promise.all([src.pm.list(), probePostgres(src.urls.database), probeRedis(src.urls.redis), jobsStatus(src.urls.redis)]);
   const processes: ProcessStatus[] = [];
   for (const node of src.graph) {
     if (!node.app) continue;
@@ -52,7 +54,25 @@ export async function collectStatus(src: StatusSources): Promise<ApplianceStatus
       postgres: service(src.embedded.postgres, src.urls.database, pgProbe),
       redis: service(src.embedded.redis, src.urls.redis, redisProbe),
     },
+    jobs,
   };
+}
+
+async function jobsStatus(url: string): Promise<JobsStatus | null> {
+  const client = createRedisClient(url, { name: 'changelens-status', reconnect: false });
+  try {
+    await client.connect();
+    const [groups, deadLetters] = await Promise.all([
+      client.exists(JOB_STREAM).then((exists) => (exists ? client.xInfoGroups(JOB_STREAM) : [])),
+      client.xLen(DEAD_LETTER_STREAM),
+    ]);
+    const group = (groups as { name: string; pending: number; lag?: number | null }[]).find((g) => g.name === JOB_GROUP);
+    return { waiting: group?.lag ?? 0, pending: group?.pending ?? 0, deadLetters };
+  } catch {
+    return null;
+  } finally {
+    client.destroy();
+  }
 }
 
 function service(embedded: boolean, url: string, probe: ProbeResult): ServiceStatus {

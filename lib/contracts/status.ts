@@ -40,6 +40,17 @@ export interface ApplianceStatus {
   };
   processes: ProcessStatus[];
   services: { postgres: ServiceStatus; redis: ServiceStatus };
+  /** The job queue; null when Redis does not answer. */
+  jobs: JobsStatus | null;
+}
+
+export interface JobsStatus {
+  /** Entries on the stream not yet handed to any worker. */
+  waiting: number;
+  /** Handed to a worker, not yet acknowledged (in progress, or left by a dead worker). */
+  pending: number;
+  /** Jobs that failed every attempt (the dead-letter stream). */
+  deadLetters: number;
 }
 
 export interface NotRunningStatus {

@@ -56,6 +56,14 @@ describe('changelens up refuses bad input before starting anything', () => {
     expect(existsSync(dataDir)).toBe(false);
   });
 
+  it('an invalid regression spec is refused, naming the setting and the bad part', async () => {
+    const { env: e } = await env({ CHANGELENS_REGRESSION: 'cpu:50,memory:3' });
+    const { code, stderr } = await runCli(['up'], e);
+    expect(code).toBe(2);
+    expect(stderr).toContain('CHANGELENS_REGRESSION: expected type:intensity');
+    expect(stderr).toContain('"cpu:50,memory:3"');
+  });
+
   it('an unknown setting (a typo) is refused, naming it', async () => {
     const { env: e } = await env({ CHANGELENS_PG_PROT: '5433' });
     const { code, stderr } = await runCli(['up'], e);
