@@ -119,13 +119,20 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     }
     const parsed = (spec.parse as (v: unknown) => unknown)(given.value);
     if (parsed !== undefined) out[key] = parsed;
-    else problems.push(`${given.source}: expected ${spec.expected}, got ${JSON.stringify(given.value)}`);
+    else problems.push(`${given.source}: expected ${spec.expected}, got ${JSON.stringify(given.value)}${explain(key, given.value)}`);
   }
 
   checkPortsDistinct(out, raw, problems);
   if (problems.length > 0) throw new CL_ERR_CONFIG_INVALID(problems.map((p) => `  - ${p}`).join('\n'));
   out.dataDir = resolve(out.dataDir as string);
   return Object.freeze(out) as Config;
+}
+
+/** The specific reason a structured value was refused, where there is more to say than its form. */
+function explain(key: keyof Fields, value: unknown): string {
+  if (key !== 'regression' || typeof value !== 'string') return '';
+  const result = parseRegressionSpec(value);
+  return 'problems' in result ? ` (${result.problems.join('; ')})` : '';
 }
 
 function readConfigFile(file: string, problems: string[]): Record<string, unknown> {

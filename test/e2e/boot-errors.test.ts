@@ -62,6 +62,7 @@ describe('changelens up refuses bad input before starting anything', () => {
     expect(code).toBe(2);
     expect(stderr).toContain('CHANGELENS_REGRESSION: expected type:intensity');
     expect(stderr).toContain('"cpu:50,memory:3"');
+    expect(stderr).toContain('unknown regression type "memory"');
   });
 
   it('an unknown setting (a typo) is refused, naming it', async () => {
