@@ -3,3 +3,4 @@ export { runUp, type UpOptions } from './up.js';
 export { queryControl } from './control-socket.js';
 export { orderGraph, bootNodes, type GraphNode, type GraphContext, type Probe } from './process-graph.js';
 export { reapOrphans, findOrphans } from './orphans.js';
+export { readMigrations } from './migrations.js';

@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appliancePorts, launchAppliance, portsEnv, runCli, type Appliance, type LogRecord } from '../../bench/harness.js';
-import { reapOrphans } from '../../supervisor/index.js';
+import { readMigrations, reapOrphans } from '../../supervisor/index.js';
+import { migrationsDir } from '../../lib/package-root.js';
 
 const EXPECTED_AT_BOOT = ['postgres', 'redis', 'worker', 'api-blue', 'proxy'];
 
@@ -65,7 +66,7 @@ describe('the appliance (one embedded appliance, shared)', () => {
     expect(Object.keys(app.secrets()).sort()).toEqual(['adminToken', 'pgPassword', 'redisPassword']);
     expect(existsSync(join(app.dataDir, 'postgres', 'PG_VERSION'))).toBe(true);
     const migrations = await sql<{ version: number; applied_at: Date }>(app, 'SELECT version, applied_at FROM schema_migrations ORDER BY version');
-    expect(migrations.map((m) => m.version)).toEqual([1]);
+    expect(migrations.map((m) => m.version)).toEqual(readMigrations(migrationsDir).map((m) => m.version));
     firstMigrations = migrations.map((m) => [m.version, m.applied_at.toISOString()]);
     expect(app.nonJson).toEqual([]);
     // Every process speaks through the supervisor's stdout, tagged with its service.
