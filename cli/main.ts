@@ -9,6 +9,7 @@ import { packageVersion } from '../lib/package-root.js';
 import { dataPaths } from '../lib/paths.js';
 import { queryControl, runUp } from '../supervisor/index.js';
 import { formatStatus } from './format-status.js';
+import { renderConfigReference } from '../lib/config-reference.js';
 
 const USAGE = `changelens ${packageVersion}: one appliance that runs a small web system and guards every change
 
@@ -18,6 +19,7 @@ Usage:
                                            processes, Postgres and Redis reachability, active colour, boot time
   changelens process start|stop api-blue|api-green [--json]
                                            start the idle API colour (waits until ready), or stop it
+  changelens config [--json] [--reference] the effective configuration (secrets redacted), or the reference of every setting
   changelens --help | --version
 
 Configuration comes from environment variables (PORT, CHANGELENS_DATA_DIR, DATABASE_URL, REDIS_URL, …)
@@ -48,6 +50,20 @@ const commands: Record<string, Command> = {
     }
   },
 };
+
+/** `changelens config [--json] [--reference]`: the effective configuration (secrets redacted), or the reference. */
+commands.config = async (args) => {
+  const { values } = parse(args, { json: { type: 'boolean' }, reference: { type: 'boolean' }, config: { type: 'string' } });
+  if (values.reference) {
+    process.stdout.write(renderConfigReference());
+    return EXIT.ok;
+  }
+  const config = loadConfig({ file: values.config });
+  const shown = Object.fromEntries(Object.entries(config).map(([k, v]) => [k, SECRET_KEYS.has(k) ? '[redacted]' : v]));
+  process.stdout.write(values.json ? JSON.stringify(shown, null, 2) + '\n' : Object.entries(shown).map(([k, v]) => `${k.padEnd(20)} ${String(v)}`).join('\n') + '\n');
+  return EXIT.ok;
+};
+const SECRET_KEYS = new Set(['adminToken', 'pgPassword', 'redisPassword', 'databaseUrl', 'redisUrl']);
 
 /** `changelens process start|stop <name>`: asks the running supervisor. */
 commands.process = async (args) => {

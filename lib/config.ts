@@ -11,6 +11,7 @@ export type Color = 'blue' | 'green';
 export const COLORS: readonly Color[] = ['blue', 'green'];
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 export type AccessLog = 'off' | 'errors' | 'all';
+export type Platform = 'auto' | 'bare' | 'docker' | 'cloudrun' | 'cloudbase';
 
 // Parsers: the value when valid, undefined when not (the field's `expected` says what is).
 const int = (min: number, max: number) => (v: unknown): number | undefined =>
@@ -26,39 +27,43 @@ const secret = text(/^[A-Za-z0-9_\-.~+/=]{16,}$/);
 
 // Each field: its parser, its env name and the expected form shown in errors.
 const FIELDS = {
-  port: { env: 'PORT', kind: 'int', parse: port, expected: 'a TCP port 1-65535', default: 8080 },
-  host: { env: 'CHANGELENS_HOST', kind: 'string', parse: text(), expected: 'an interface address such as 0.0.0.0', default: '0.0.0.0' },
-  dataDir: { env: 'CHANGELENS_DATA_DIR', kind: 'string', parse: text(), expected: 'a directory path', default: './data' },
-  pgPort: { env: 'CHANGELENS_PG_PORT', kind: 'int', parse: port, expected: 'a TCP port 1-65535', default: 5432 },
-  redisPort: { env: 'CHANGELENS_REDIS_PORT', kind: 'int', parse: port, expected: 'a TCP port 1-65535', default: 6379 },
-  apiBluePort: { env: 'CHANGELENS_API_BLUE_PORT', kind: 'int', parse: port, expected: 'a TCP port 1-65535', default: 3001 },
-  apiGreenPort: { env: 'CHANGELENS_API_GREEN_PORT', kind: 'int', parse: port, expected: 'a TCP port 1-65535', default: 3002 },
-  workerPort: { env: 'CHANGELENS_WORKER_PORT', kind: 'int', parse: port, expected: 'a TCP port 1-65535', default: 3003 },
-  apiInstances: { env: 'CHANGELENS_API_INSTANCES', kind: 'int', parse: int(1, 16), expected: 'an integer 1-16', default: 1 },
-  readyTimeoutMs: { env: 'CHANGELENS_READY_TIMEOUT_MS', kind: 'int', parse: int(500, 600_000), expected: 'milliseconds, 500-600000', default: 30_000 },
-  stopTimeoutMs: { env: 'CHANGELENS_STOP_TIMEOUT_MS', kind: 'int', parse: int(1000, 120_000), expected: 'milliseconds, 1000-120000', default: 8_000 },
-  logLevel: { env: 'CHANGELENS_LOG_LEVEL', kind: 'string', parse: oneOf<LogLevel>('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'), expected: 'one of fatal, error, warn, info, debug, trace, silent', default: 'info' },
-  serviceUser: { env: 'CHANGELENS_SERVICE_USER', kind: 'string', parse: text(/^[a-z_][a-z0-9_-]*$/), expected: 'an existing unprivileged user name', default: 'postgres' },
-  pgBinDir: { env: 'CHANGELENS_PG_BIN_DIR', kind: 'string', parse: text(), expected: 'the directory holding initdb and postgres', default: undefined },
-  redisServer: { env: 'CHANGELENS_REDIS_SERVER', kind: 'string', parse: text(), expected: 'the path of redis-server', default: 'redis-server' },
-  databaseUrl: { env: 'DATABASE_URL', kind: 'string', parse: text(/^postgres(ql)?:\/\/.+/), expected: 'a URL postgres://user:password@host:port/db', default: undefined },
-  redisUrl: { env: 'REDIS_URL', kind: 'string', parse: text(/^rediss?:\/\/.+/), expected: 'a URL redis://[:password@]host:port[/db]', default: undefined },
-  adminToken: { env: 'CHANGELENS_ADMIN_TOKEN', kind: 'string', parse: secret, expected: 'at least 16 characters of [A-Za-z0-9_-.~+/=]', default: undefined },
-  pgPassword: { env: 'CHANGELENS_PG_PASSWORD', kind: 'string', parse: secret, expected: 'at least 16 characters of [A-Za-z0-9_-.~+/=]', default: undefined },
-  redisPassword: { env: 'CHANGELENS_REDIS_PASSWORD', kind: 'string', parse: secret, expected: 'at least 16 characters of [A-Za-z0-9_-.~+/=]', default: undefined },
-  otlpEndpoint: { env: 'OTEL_EXPORTER_OTLP_ENDPOINT', kind: 'string', parse: text(/^https?:\/\/.+/), expected: 'an http(s) URL of an OTLP collector, e.g. http://collector:4318', default: undefined },
-  accessLog: { env: 'CHANGELENS_ACCESS_LOG', kind: 'string', parse: oneOf<AccessLog>('off', 'errors', 'all'), expected: 'off, errors (5xx and requests over 1 s) or all', default: 'errors' },
-  seedItems: { env: 'CHANGELENS_SEED_ITEMS', kind: 'int', parse: int(0, 1_000_000), expected: 'an integer 0-1000000 (rows of demo data created on first boot)', default: 10_000 },
-  jobMaxAttempts: { env: 'CHANGELENS_JOB_MAX_ATTEMPTS', kind: 'int', parse: int(1, 100), expected: 'an integer 1-100', default: 3 },
-  jobClaimIdleMs: { env: 'CHANGELENS_JOB_CLAIM_IDLE_MS', kind: 'int', parse: int(100, 3_600_000), expected: 'milliseconds 100-3600000 (a job idle this long at a dead worker is taken over)', default: 30_000 },
-  workerConcurrency: { env: 'CHANGELENS_WORKER_CONCURRENCY', kind: 'int', parse: int(1, 256), expected: 'an integer 1-256', default: 8 },
-  downstreamTimeoutMs: { env: 'CHANGELENS_DOWNSTREAM_TIMEOUT_MS', kind: 'int', parse: int(1, 60_000), expected: 'milliseconds 1-60000 (how long a timing-out downstream call hangs)', default: 1_000 },
+  port: { env: 'PORT', doc: 'the public port, the only one (the proxy)', kind: 'int', parse: port, expected: 'a TCP port 1-65535', default: 8080 },
+  host: { env: 'CHANGELENS_HOST', doc: 'interface the public port binds', kind: 'string', parse: text(), expected: 'an interface address such as 0.0.0.0', default: '0.0.0.0' },
+  dataDir: { env: 'CHANGELENS_DATA_DIR', doc: 'all state: postgres/, redis/, backups/, releases/, state/ (`/data` in the image)', kind: 'string', parse: text(), expected: 'a directory path', default: './data' },
+  pgPort: { env: 'CHANGELENS_PG_PORT', doc: 'embedded Postgres, loopback only', kind: 'int', parse: port, expected: 'a TCP port 1-65535', default: 5432 },
+  redisPort: { env: 'CHANGELENS_REDIS_PORT', doc: 'embedded Redis, loopback only', kind: 'int', parse: port, expected: 'a TCP port 1-65535', default: 6379 },
+  apiBluePort: { env: 'CHANGELENS_API_BLUE_PORT', doc: 'api-blue, loopback only', kind: 'int', parse: port, expected: 'a TCP port 1-65535', default: 3001 },
+  apiGreenPort: { env: 'CHANGELENS_API_GREEN_PORT', doc: 'api-green, loopback only', kind: 'int', parse: port, expected: 'a TCP port 1-65535', default: 3002 },
+  workerPort: { env: 'CHANGELENS_WORKER_PORT', doc: 'the worker\'s health endpoint, loopback only', kind: 'int', parse: port, expected: 'a TCP port 1-65535', default: 3003 },
+  apiInstances: { env: 'CHANGELENS_API_INSTANCES', doc: 'pm2 cluster instances per API colour', kind: 'int', parse: int(1, 16), expected: 'an integer 1-16', default: 1 },
+  readyTimeoutMs: { env: 'CHANGELENS_READY_TIMEOUT_MS', doc: 'how long each process may take to pass its readiness probe at boot', kind: 'int', parse: int(500, 600_000), expected: 'milliseconds, 500-600000', default: 30_000 },
+  stopTimeoutMs: { env: 'CHANGELENS_STOP_TIMEOUT_MS', doc: 'shutdown budget; the proxy\'s drain gets all but 3 s of it', kind: 'int', parse: int(1000, 120_000), expected: 'milliseconds, 1000-120000', default: 8_000 },
+  logLevel: { env: 'CHANGELENS_LOG_LEVEL', doc: 'log level of every process', kind: 'string', parse: oneOf<LogLevel>('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'), expected: 'one of fatal, error, warn, info, debug, trace, silent', default: 'info' },
+  serviceUser: { env: 'CHANGELENS_SERVICE_USER', doc: 'who runs Postgres and Redis when the supervisor runs as root', kind: 'string', parse: text(/^[a-z_][a-z0-9_-]*$/), expected: 'an existing unprivileged user name', default: 'postgres' },
+  pgBinDir: { env: 'CHANGELENS_PG_BIN_DIR', doc: 'where initdb and postgres are (default: the newest /usr/lib/postgresql/*/bin)', kind: 'string', parse: text(), expected: 'the directory holding initdb and postgres', default: undefined },
+  redisServer: { env: 'CHANGELENS_REDIS_SERVER', doc: 'the Redis server binary', kind: 'string', parse: text(), expected: 'the path of redis-server', default: 'redis-server' },
+  databaseUrl: { env: 'DATABASE_URL', doc: 'use this Postgres: the embedded one is not started (external mode)', kind: 'string', parse: text(/^postgres(ql)?:\/\/.+/), expected: 'a URL postgres://user:password@host:port/db', default: undefined },
+  redisUrl: { env: 'REDIS_URL', doc: 'use this Redis: the embedded one is not started (external mode)', kind: 'string', parse: text(/^rediss?:\/\/.+/), expected: 'a URL redis://[:password@]host:port[/db]', default: undefined },
+  adminToken: { env: 'CHANGELENS_ADMIN_TOKEN', doc: 'bearer token of the admin API (default: generated on first boot into state/secrets.json)', kind: 'string', parse: secret, expected: 'at least 16 characters of [A-Za-z0-9_-.~+/=]', default: undefined },
+  pgPassword: { env: 'CHANGELENS_PG_PASSWORD', doc: 'embedded Postgres\'s password (default: generated; fixed at initdb)', kind: 'string', parse: secret, expected: 'at least 16 characters of [A-Za-z0-9_-.~+/=]', default: undefined },
+  redisPassword: { env: 'CHANGELENS_REDIS_PASSWORD', doc: 'embedded Redis\'s password (default: generated)', kind: 'string', parse: secret, expected: 'at least 16 characters of [A-Za-z0-9_-.~+/=]', default: undefined },
+  otlpEndpoint: { env: 'OTEL_EXPORTER_OTLP_ENDPOINT', doc: 'export spans over OTLP/HTTP to this collector', kind: 'string', parse: text(/^https?:\/\/.+/), expected: 'an http(s) URL of an OTLP collector, e.g. http://collector:4318', default: undefined },
+  accessLog: { env: 'CHANGELENS_ACCESS_LOG', doc: 'proxy access log lines', kind: 'string', parse: oneOf<AccessLog>('off', 'errors', 'all'), expected: 'off, errors (5xx and requests over 1 s) or all', default: 'errors' },
+  seedItems: { env: 'CHANGELENS_SEED_ITEMS', doc: 'demo rows created in items on first boot, once', kind: 'int', parse: int(0, 1_000_000), expected: 'an integer 0-1000000 (rows of demo data created on first boot)', default: 10_000 },
+  jobMaxAttempts: { env: 'CHANGELENS_JOB_MAX_ATTEMPTS', doc: 'attempts before a failing job goes to the dead-letter stream', kind: 'int', parse: int(1, 100), expected: 'an integer 1-100', default: 3 },
+  jobClaimIdleMs: { env: 'CHANGELENS_JOB_CLAIM_IDLE_MS', doc: 'a job idle this long at a dead worker is taken over by another', kind: 'int', parse: int(100, 3_600_000), expected: 'milliseconds 100-3600000 (a job idle this long at a dead worker is taken over)', default: 30_000 },
+  workerConcurrency: { env: 'CHANGELENS_WORKER_CONCURRENCY', doc: 'jobs a worker runs at once', kind: 'int', parse: int(1, 256), expected: 'an integer 1-256', default: 8 },
+  downstreamTimeoutMs: { env: 'CHANGELENS_DOWNSTREAM_TIMEOUT_MS', doc: 'how long a timing-out downstream call hangs (dependency regression)', kind: 'int', parse: int(1, 60_000), expected: 'milliseconds 1-60000 (how long a timing-out downstream call hangs)', default: 1_000 },
   // A release's regressions from birth (the API reads it at start), e.g. cpu:50,errors:0.1.
-  regression: { env: 'CHANGELENS_REGRESSION', kind: 'string', parse: regressionSpec, expected: 'type:intensity[,…] with types cpu (1-10000), db (1-10000), dependency (ms 1-60000, optionally /timeoutRate), errors (0-1), e.g. cpu:50,errors:0.1', default: undefined },
+  regression: { env: 'CHANGELENS_REGRESSION', doc: 'regressions the API carries from birth', kind: 'string', parse: regressionSpec, expected: 'type:intensity[,…] with types cpu (1-10000), db (1-10000), dependency (ms 1-60000, optionally /timeoutRate), errors (0-1), e.g. cpu:50,errors:0.1', default: undefined },
+  platform: { env: 'CHANGELENS_PLATFORM', doc: 'where it runs; cloudrun and cloudbase refuse embedded Postgres on a non-durable data dir', kind: 'string', parse: oneOf<Platform>('auto', 'bare', 'docker', 'cloudrun', 'cloudbase'), expected: 'auto, bare, docker, cloudrun or cloudbase', default: 'auto' },
+  ephemeral: { env: 'CHANGELENS_EPHEMERAL', doc: 'demo mode on cloud platforms: embedded data may vanish with the instance', kind: 'string', parse: oneOf('0', '1'), expected: '0 or 1 (1: demo mode, embedded data may be lost with the instance)', default: '0' },
+  // Set by Cloud Run in every container it runs.
+  cloudRunService: { env: 'K_SERVICE', doc: 'set by Cloud Run; its presence means the platform is Cloud Run', kind: 'string', parse: text(), expected: 'a Cloud Run service name', default: undefined },
   // Set by pm2 for each process it runs: stable across restarts of that process.
-  pmId: { env: 'pm_id', kind: 'int', parse: int(0, 1_000_000), expected: 'a pm2 process id', default: undefined },
+  pmId: { env: 'pm_id', doc: 'set by pm2 for each process (internal)', kind: 'int', parse: int(0, 1_000_000), expected: 'a pm2 process id', default: undefined },
   // Set by the supervisor for the processes it starts: which colour this API copy is.
-  color: { env: 'CHANGELENS_COLOR', kind: 'string', parse: oneOf<Color>('blue', 'green'), expected: 'blue or green', default: undefined },
+  color: { env: 'CHANGELENS_COLOR', doc: 'set by the supervisor for each API copy (internal)', kind: 'string', parse: oneOf<Color>('blue', 'green'), expected: 'blue or green', default: undefined },
 } as const;
 
 type Fields = typeof FIELDS;
@@ -175,6 +180,24 @@ function checkPortsDistinct(out: Record<string, unknown>, raw: Record<string, { 
     if (other !== undefined) problems.push(`${name}: port ${value} is already used by ${other}; expected distinct ports`);
     else seen.set(value, name);
   }
+}
+
+export interface ConfigFieldReference {
+  key: string;
+  env: string;
+  expected: string;
+  default: string | number | undefined;
+  doc: string;
+  /** Set by the supervisor or pm2, not by operators. */
+  internal: boolean;
+}
+
+/** Every setting, for the configuration reference (docs/configuration.md is generated from it). */
+export function configReference(): ConfigFieldReference[] {
+  return (Object.keys(FIELDS) as (keyof Fields)[]).map((key) => ({
+    key, env: FIELDS[key].env, expected: FIELDS[key].expected, default: FIELDS[key].default, doc: FIELDS[key].doc,
+    internal: key === 'color' || key === 'pmId' || key === 'cloudRunService',
+  }));
 }
 
 /** The env var name of a config key, for messages ("set CHANGELENS_PG_PORT"). */

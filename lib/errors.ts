@@ -71,6 +71,9 @@ export const CL_ERR_MIGRATION_FAILED = defineError<[string, string]>(
 export const CL_ERR_MIGRATION_CHANGED = defineError<[string]>(
   'CL_ERR_MIGRATION_CHANGED', 500, 'migration %s was already applied but its file has changed since',
   'never edit an applied migration: restore it and add a new one');
+export const CL_ERR_EPHEMERAL_DATA = defineError<[string, string]>(
+  'CL_ERR_EPHEMERAL_DATA', 500, 'on %s, embedded Postgres would lose its data: %s',
+  'mount a persistent volume at the data dir, or use external mode (DATABASE_URL and REDIS_URL), or set CHANGELENS_EPHEMERAL=1 for a demo whose data may vanish');
 export const CL_ERR_ALREADY_RUNNING = defineError<[string, string]>(
   'CL_ERR_ALREADY_RUNNING', 409, 'an appliance already runs on data dir %s (supervisor pid %s)',
   'stop it first (SIGTERM), or use another CHANGELENS_DATA_DIR');

@@ -22,6 +22,7 @@ import { seedItems } from '../apps/api/index.js';
 import { ProcessManager, type LogLine } from './process-manager.js';
 import { collectStatus } from './status.js';
 import { reapOrphans } from './orphans.js';
+import { assertDataSurvives } from './platform.js';
 
 export interface UpOptions {
   configFile?: string | undefined;
@@ -42,6 +43,8 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   const orphans = await reapOrphans(paths.pm2Home);
   if (orphans.length > 0) log.warn({ orphans }, 'stopped processes left running by a supervisor that did not shut down');
   await assertPortsFree(portClaims(config, embedded));
+  const mount = assertDataSurvives(config, paths.root, embedded.postgres);
+  if (mount && !mount.durable) log.warn({ dataDir: paths.root, mount }, 'demo mode (CHANGELENS_EPHEMERAL=1): the data dir does not survive this instance');
   const serviceUser = embedded.postgres || embedded.redis ? resolveServiceUser(config) : undefined;
   const bin = resolveBinaries(config, embedded);
   prepareDataDir(paths, serviceUser, embedded);

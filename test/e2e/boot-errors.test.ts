@@ -65,6 +65,16 @@ describe('changelens up refuses bad input before starting anything', () => {
     expect(stderr).toContain('unknown regression type "memory"');
   });
 
+  it('on Cloud Run, embedded Postgres on the container\'s own filesystem is refused, saying why and what to do', async () => {
+    const { env: e, dataDir } = await env({ K_SERVICE: 'changelens' });
+    const { code, stderr } = await runCli(['up'], e);
+    expect(code).toBe(1);
+    expect(stderr).toContain('CL_ERR_EPHEMERAL_DATA: on Cloud Run, embedded Postgres would lose its data');
+    expect(stderr).toContain('CHANGELENS_EPHEMERAL=1');
+    expect(stderr).toContain('DATABASE_URL');
+    expect(existsSync(dataDir)).toBe(false);
+  });
+
   it('an unknown setting (a typo) is refused, naming it', async () => {
     const { env: e } = await env({ CHANGELENS_PG_PROT: '5433' });
     const { code, stderr } = await runCli(['up'], e);

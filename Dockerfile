@@ -1,0 +1,47 @@
+# syntax=docker/dockerfile:1
+# ChangeLens: one image running Postgres, Redis, the API (blue and green), the worker and the
+# proxy under pm2, supervised by `changelens up`. Data lives in the /data volume.
+
+# --- build: compile the TypeScript, then keep only production dependencies -------------------
+FROM node:22-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json ecosystem.config.js ./
+COPY lib ./lib
+COPY supervisor ./supervisor
+COPY apps ./apps
+COPY proxy ./proxy
+COPY monitoring ./monitoring
+COPY cli ./cli
+COPY bench ./bench
+RUN npm run build && npm prune --omit=dev
+
+# --- runtime: Debian + Node, Postgres and Redis from the same install script CI uses ----------
+FROM node:22-bookworm-slim AS runtime
+COPY scripts/install-system-deps.sh /usr/local/lib/changelens/install-system-deps.sh
+RUN /usr/local/lib/changelens/install-system-deps.sh \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 10001 changelens \
+ && useradd --system --uid 10001 --gid changelens --home-dir /data --shell /usr/sbin/nologin changelens \
+ && mkdir -p /data \
+ && chown changelens:changelens /data
+WORKDIR /app
+COPY --from=build /app/package.json ./package.json
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY migrations ./migrations
+# `docker exec <container> changelens status` works from anywhere.
+RUN ln -s /app/dist/cli/main.js /usr/local/bin/changelens
+ENV NODE_ENV=production \
+    PORT=8080 \
+    CHANGELENS_DATA_DIR=/data
+USER changelens
+VOLUME /data
+EXPOSE 8080
+# Readiness, not liveness: ready means the proxy reaches an API that reaches Postgres and Redis.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 8080) + '/readyz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+# tini is PID 1: it reaps zombies and hands SIGTERM to the supervisor, which stops everything in order.
+ENTRYPOINT ["/usr/bin/tini", "--"]
+CMD ["node", "dist/cli/main.js", "up"]
