@@ -31,6 +31,7 @@ COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY migrations ./migrations
+COPY cloudbaserc.json ./cloudbaserc.json
 # `docker exec <container> changelens status` works from anywhere.
 RUN ln -s /app/dist/cli/main.js /usr/local/bin/changelens
 ENV NODE_ENV=production \

@@ -5,11 +5,13 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { loadConfig } from '../lib/config.js';
 import type { ApplianceStatus, NotRunningStatus } from '../lib/contracts/status.js';
 import { ChangeLensError, CL_ERR_CLI_USAGE, CL_ERR_NOT_RUNNING, EXIT, exitCodeFor } from '../lib/errors.js';
-import { packageVersion } from '../lib/package-root.js';
+import { packageRoot, packageVersion } from '../lib/package-root.js';
 import { dataPaths } from '../lib/paths.js';
-import { queryControl, runUp } from '../supervisor/index.js';
+import { queryControl, runningMs, runUp } from '../supervisor/index.js';
 import { formatStatus } from './format-status.js';
 import { renderConfigReference } from '../lib/config-reference.js';
+import { estimateCost, formatCost, readPrices, readServiceResources } from './cost.js';
+import { join } from 'node:path';
 
 const USAGE = `changelens ${packageVersion}: one appliance that runs a small web system and guards every change
 
@@ -19,6 +21,8 @@ Usage:
                                            processes, Postgres and Redis reachability, active colour, boot time
   changelens process start|stop api-blue|api-green [--json]
                                            start the idle API colour (waits until ready), or stop it
+  changelens cost [--json] [--days N] [--rc FILE] [--prices FILE]
+                                           monthly CloudBase Run cost from cloudbaserc.json and observed instance-hours
   changelens config [--json] [--reference] the effective configuration (secrets redacted), or the reference of every setting
   changelens --help | --version
 
@@ -49,6 +53,24 @@ const commands: Record<string, Command> = {
       return EXIT.notRunning;
     }
   },
+};
+
+/** `changelens cost [--json] [--days N] [--rc FILE] [--prices FILE]`: monthly CloudBase Run cost. */
+commands.cost = async (args) => {
+  const { values } = parse(args, { json: { type: 'boolean' }, days: { type: 'string' }, rc: { type: 'string' }, prices: { type: 'string' }, config: { type: 'string' } });
+  const days = values.days === undefined ? 30 : Number(values.days);
+  if (!Number.isInteger(days) || days < 1 || days > 366) throw new CL_ERR_CLI_USAGE(`--days: expected an integer 1-366, got ${JSON.stringify(values.days)}`);
+  const paths = dataPaths(loadConfig({ file: values.config }).dataDir);
+  let estimate;
+  try {
+    const resources = readServiceResources(values.rc ?? join(packageRoot, 'cloudbaserc.json'));
+    const { ms, starts } = runningMs(paths.runLog, new Date(Date.now() - days * 86_400_000));
+    estimate = estimateCost(resources, readPrices(values.prices), { days, ms, starts });
+  } catch (err) {
+    throw new CL_ERR_CLI_USAGE((err as Error).message);
+  }
+  process.stdout.write(values.json ? JSON.stringify(estimate, null, 2) + '\n' : formatCost(estimate));
+  return EXIT.ok;
 };
 
 /** `changelens config [--json] [--reference]`: the effective configuration (secrets redacted), or the reference. */

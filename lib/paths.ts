@@ -13,6 +13,7 @@ export interface DataPaths {
   redisConf: string;
   pm2Home: string;
   controlSocket: string;
+  runLog: string;
 }
 
 export function dataPaths(root: string): DataPaths {
@@ -30,5 +31,6 @@ export function dataPaths(root: string): DataPaths {
     redisConf: join(root, 'redis', 'redis.conf'),
     pm2Home: join(state, 'pm2'),
     controlSocket: join(state, 'supervisor.sock'),
+    runLog: join(state, 'runs.jsonl'),
   };
 }

@@ -4,3 +4,4 @@ export { queryControl } from './control-socket.js';
 export { orderGraph, bootNodes, type GraphNode, type GraphContext, type Probe } from './process-graph.js';
 export { reapOrphans, findOrphans } from './orphans.js';
 export { readMigrations } from './migrations.js';
+export { runningMs } from './run-log.js';

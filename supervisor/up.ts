@@ -23,6 +23,7 @@ import { ProcessManager, type LogLine } from './process-manager.js';
 import { collectStatus } from './status.js';
 import { reapOrphans } from './orphans.js';
 import { assertDataSurvives } from './platform.js';
+import { recordRun } from './run-log.js';
 
 export interface UpOptions {
   configFile?: string | undefined;
@@ -100,6 +101,7 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   process.on('SIGINT', onSignal);
 
   const finish = async (code: number): Promise<number> => {
+    if (phase === 'ready') recordRun(paths.runLog, 'stop');
     phase = 'stopping';
     await control.stopAll(log);
     await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -128,6 +130,7 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
 
   boot.durationMs = Math.round(performance.now() - t0);
   phase = 'ready';
+  recordRun(paths.runLog, 'start');
   log.info({ bootMs: boot.durationMs, firstBoot, activeColor, url: `http://${config.host}:${config.port}` }, 'appliance ready');
 
   await stopSignal;
