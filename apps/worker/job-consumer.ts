@@ -55,6 +55,8 @@ export class JobConsumer {
   /** Stops reading and waits for the jobs in hand to finish (they are short; pm2's kill_timeout bounds it). */
   async stop(): Promise<void> {
     this.stopping = true;
+    // Cut the blocking read short instead of waiting out its BLOCK time.
+    this.o.reader.destroy();
     await this.loopDone;
   }
 
@@ -63,7 +65,11 @@ export class JobConsumer {
     await this.handle(await this.read('0'));
     while (!this.stopping) {
       await this.claimStale();
-      await this.handle(await this.read('>'));
+      const entries = await this.read('>').catch((err: unknown) => {
+        if (this.stopping) return [];
+        throw err;
+      });
+      await this.handle(entries);
     }
   }
 
