@@ -1,0 +1,88 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { consecutiveFailures, DEFAULT_RULES, judgeWindow, type JudgeRules, type WindowVerdict } from './judge.js';
+import type { WindowStats } from './sliced-window.js';
+
+const stats = (over: Partial<WindowStats>): WindowStats => ({
+  color: 'green', startMs: 0, endMs: 5_000, count: 200, errors: 0, errorRate: 0, p50Ms: 5, p95Ms: 8, p99Ms: 10, maxMs: 12, ...over,
+});
+
+const statsArb = (color: 'blue' | 'green') => fc.record({
+  count: fc.integer({ min: 0, max: 2_000 }),
+  errorShare: fc.double({ min: 0, max: 1, noNaN: true }),
+  p99Ms: fc.double({ min: 0.001, max: 10_000, noNaN: true }),
+  p95Factor: fc.double({ min: 0.1, max: 1, noNaN: true }),
+}).map(({ count, errorShare, p99Ms, p95Factor }) => {
+  const errors = Math.round(count * errorShare);
+  return stats({ color, count, errors, errorRate: count === 0 ? 0 : errors / count, p99Ms, p95Ms: p99Ms * p95Factor, p50Ms: p99Ms * p95Factor / 2, maxMs: p99Ms });
+});
+
+const rulesArb: fc.Arbitrary<JudgeRules> = fc.record({
+  p99Ratio: fc.double({ min: 1, max: 5, noNaN: true }),
+  maxErrorRate: fc.double({ min: 0, max: 0.5, noNaN: true }),
+  maxP95Ms: fc.option(fc.double({ min: 1, max: 5_000, noNaN: true }), { nil: undefined }),
+  maxP99Ms: fc.option(fc.double({ min: 1, max: 5_000, noNaN: true }), { nil: undefined }),
+  minSamples: fc.integer({ min: 1, max: 500 }),
+  failuresToRollback: fc.integer({ min: 1, max: 5 }),
+});
+
+describe('judgeWindow', () => {
+  it('no window that a rule fails is ever judged a pass; a pass means every rule passed with enough samples', () => {
+    fc.assert(fc.property(statsArb('green'), statsArb('blue'), rulesArb, (candidate, stable, rules) => {
+      const j = judgeWindow(candidate, stable, rules);
+      if (j.rules.some((r) => r.verdict === 'fail')) expect(j.verdict).toBe('fail');
+      if (j.verdict === 'pass') {
+        expect(j.rules.every((r) => r.verdict === 'pass')).toBe(true);
+        expect(candidate.count).toBeGreaterThanOrEqual(rules.minSamples);
+      }
+      // Independently of the code: each threshold actually exceeded (with enough samples) fails the window.
+      const enough = candidate.count >= rules.minSamples;
+      if (enough && candidate.errorRate > rules.maxErrorRate) expect(j.verdict).toBe('fail');
+      if (enough && stable.count >= rules.minSamples && candidate.p99Ms / stable.p99Ms > rules.p99Ratio * 1.000001) expect(j.verdict).toBe('fail');
+      if (enough && rules.maxP99Ms !== undefined && candidate.p99Ms > rules.maxP99Ms) expect(j.verdict).toBe('fail');
+      if (!enough) expect(j.verdict).toBe('insufficient');
+    }));
+  });
+
+  it('a window with too few samples is insufficient, never a pass or a fail', () => {
+    const j = judgeWindow(stats({ count: 10, errors: 10, errorRate: 1, p99Ms: 10_000 }), stats({ color: 'blue' }), DEFAULT_RULES);
+    expect(j.verdict).toBe('insufficient');
+    expect(j.rules.every((r) => r.verdict === 'insufficient')).toBe(true);
+    expect(j.rules[0]!.message).toBe('10 candidate samples < 50');
+  });
+
+  it('explains every verdict with rule, observed value, threshold, samples and window', () => {
+    const j = judgeWindow(stats({ p99Ms: 412, errors: 4, errorRate: 0.02 }), stats({ color: 'blue', p99Ms: 133 }), DEFAULT_RULES);
+    expect(j.verdict).toBe('fail');
+    expect(j.samples).toEqual({ candidate: 200, stable: 200 });
+    expect(j.window).toEqual({ startMs: 0, endMs: 5_000 });
+    const ratio = j.rules.find((r) => r.rule === 'p99_ratio')!;
+    expect(ratio).toMatchObject({ verdict: 'fail', threshold: 1.5 });
+    expect(ratio.observed).toBeCloseTo(412 / 133, 6);
+    expect(ratio.message).toBe('p99 412.0ms = 3.10× stable 133.0ms > 1.5×');
+    expect(j.rules.find((r) => r.rule === 'error_rate')!.message).toBe('error rate 2.0% (4/200) ≤ 5.0%');
+  });
+
+  it('the P99 ratio needs stable samples too; the error rate does not', () => {
+    const j = judgeWindow(stats({ errors: 20, errorRate: 0.1 }), stats({ color: 'blue', count: 3 }), DEFAULT_RULES);
+    expect(j.verdict).toBe('fail');
+    expect(j.rules.find((r) => r.rule === 'p99_ratio')!.verdict).toBe('insufficient');
+  });
+});
+
+describe('consecutiveFailures', () => {
+  it('counts failing windows since the last pass; insufficient ones neither count nor reset', () => {
+    expect(consecutiveFailures(['fail', 'pass', 'fail', 'insufficient', 'fail'])).toBe(2);
+    expect(consecutiveFailures(['fail', 'fail', 'pass'])).toBe(0);
+    expect(consecutiveFailures([])).toBe(0);
+  });
+
+  it('never exceeds the number of fails, and is 0 right after a pass', () => {
+    fc.assert(fc.property(fc.array(fc.constantFrom<WindowVerdict>('pass', 'fail', 'insufficient')), (history) => {
+      const n = consecutiveFailures(history);
+      expect(n).toBeLessThanOrEqual(history.filter((v) => v === 'fail').length);
+      expect(consecutiveFailures([...history, 'pass'])).toBe(0);
+      expect(consecutiveFailures([...history, 'fail'])).toBe(n + 1);
+    }));
+  });
+});

@@ -1,0 +1,89 @@
+// Judging one window of the candidate against the stable colour in the same window (a concurrent
+// baseline) and against absolute ceilings. A window with too few samples is `insufficient`:
+// never a pass, never a fail. Every verdict says which rule, the observed value, the threshold,
+// the samples and the window, so a rollback can always be explained. Pure: no clock, no I/O.
+import type { WindowStats } from './sliced-window.js';
+
+export type WindowVerdict = 'pass' | 'fail' | 'insufficient';
+
+export interface JudgeRules {
+  /** Candidate P99 / stable P99 above this fails (seed default 1.5). */
+  p99Ratio: number;
+  /** Candidate error rate above this fails (seed default 5 %). */
+  maxErrorRate: number;
+  /** Absolute ceilings in ms; undefined means none. */
+  maxP95Ms?: number;
+  maxP99Ms?: number;
+  /** Fewer candidate samples than this (or fewer stable samples, for the ratio) is insufficient. */
+  minSamples: number;
+  /** Consecutive failing windows before a rollback (seed default 2). */
+  failuresToRollback: number;
+}
+
+export const DEFAULT_RULES: JudgeRules = { p99Ratio: 1.5, maxErrorRate: 0.05, minSamples: 50, failuresToRollback: 2 };
+
+export interface RuleResult {
+  rule: 'p99_ratio' | 'error_rate' | 'p95_ceiling' | 'p99_ceiling';
+  verdict: WindowVerdict;
+  observed: number;
+  threshold: number;
+  /** Human-readable, with the numbers: "p99 412.0ms = 3.10× stable 133.0ms > 1.5×". */
+  message: string;
+}
+
+export interface WindowJudgement {
+  verdict: WindowVerdict;
+  window: { startMs: number; endMs: number };
+  samples: { candidate: number; stable: number };
+  rules: RuleResult[];
+}
+
+export function judgeWindow(candidate: WindowStats, stable: WindowStats, rules: JudgeRules): WindowJudgement {
+  const results: RuleResult[] = [];
+  const enough = candidate.count >= rules.minSamples;
+  const insufficient = (rule: RuleResult['rule'], threshold: number, why: string): RuleResult =>
+    ({ rule, verdict: 'insufficient', observed: NaN, threshold, message: why });
+  const few = `${candidate.count} candidate samples < ${rules.minSamples}`;
+
+  results.push(enough
+    ? outcome('error_rate', candidate.errorRate, rules.maxErrorRate, `error rate ${pct(candidate.errorRate)} (${candidate.errors}/${candidate.count})`, pct(rules.maxErrorRate))
+    : insufficient('error_rate', rules.maxErrorRate, few));
+
+  if (!enough) results.push(insufficient('p99_ratio', rules.p99Ratio, few));
+  else if (stable.count < rules.minSamples) results.push(insufficient('p99_ratio', rules.p99Ratio, `${stable.count} stable samples < ${rules.minSamples}`));
+  else {
+    // A stable P99 of 0 cannot happen with samples (values are ≥ 1 µs), but guard the division.
+    const ratio = candidate.p99Ms / Math.max(stable.p99Ms, 0.001);
+    results.push(outcome('p99_ratio', ratio, rules.p99Ratio, `p99 ${ms(candidate.p99Ms)} = ${ratio.toFixed(2)}× stable ${ms(stable.p99Ms)}`, `${rules.p99Ratio}×`));
+  }
+
+  if (rules.maxP95Ms !== undefined) {
+    results.push(enough ? outcome('p95_ceiling', candidate.p95Ms, rules.maxP95Ms, `p95 ${ms(candidate.p95Ms)}`, ms(rules.maxP95Ms)) : insufficient('p95_ceiling', rules.maxP95Ms, few));
+  }
+  if (rules.maxP99Ms !== undefined) {
+    results.push(enough ? outcome('p99_ceiling', candidate.p99Ms, rules.maxP99Ms, `p99 ${ms(candidate.p99Ms)}`, ms(rules.maxP99Ms)) : insufficient('p99_ceiling', rules.maxP99Ms, few));
+  }
+
+  // Any failing rule fails the window; otherwise any insufficient rule makes it insufficient.
+  const verdict: WindowVerdict = results.some((r) => r.verdict === 'fail') ? 'fail' : results.some((r) => r.verdict === 'insufficient') ? 'insufficient' : 'pass';
+  return { verdict, window: { startMs: candidate.startMs, endMs: candidate.endMs }, samples: { candidate: candidate.count, stable: stable.count }, rules: results };
+}
+
+/** Rolls back after N consecutive failing windows; an insufficient window neither counts nor resets. */
+export function consecutiveFailures(history: readonly WindowVerdict[]): number {
+  let n = 0;
+  for (let i = history.length - 1; i >= 0; i--) {
+    const v = history[i];
+    if (v === 'fail') n++;
+    else if (v === 'pass') break;
+  }
+  return n;
+}
+
+function outcome(rule: RuleResult['rule'], observed: number, threshold: number, what: string, limit: string): RuleResult {
+  const failed = observed > threshold;
+  return { rule, verdict: failed ? 'fail' : 'pass', observed, threshold, message: `${what} ${failed ? '>' : '≤'} ${limit}` };
+}
+
+const ms = (x: number): string => `${x.toFixed(1)}ms`;
+const pct = (x: number): string => `${(x * 100).toFixed(1)}%`;

@@ -1,0 +1,63 @@
+import fc from 'fast-check';
+import hdr from 'hdr-histogram-js';
+import { describe, expect, it } from 'vitest';
+import { SlicedWindow } from './sliced-window.js';
+
+const sampleArb = fc.record({
+  atMs: fc.integer({ min: 0, max: 9_999 }),
+  latencyMs: fc.double({ min: 0.001, max: 5_000, noNaN: true }),
+  isError: fc.boolean(),
+  color: fc.constantFrom('blue' as const, 'green' as const),
+});
+
+describe('SlicedWindow', () => {
+  it('a window is exactly one histogram of all its samples (merging slices never averages)', () => {
+    fc.assert(
+      fc.property(fc.array(sampleArb, { minLength: 1, maxLength: 400 }), fc.integer({ min: 1, max: 10 }), fc.integer({ min: 1, max: 10 }), (samples, endSecond, lengthSeconds) => {
+        const w = new SlicedWindow({ sliceMs: 1_000, slices: 20 });
+        for (const s of samples) w.record(s.color, s.latencyMs, s.isError, s.atMs);
+        const endMs = endSecond * 1_000;
+        const startMs = endMs - lengthSeconds * 1_000;
+        for (const color of ['blue', 'green'] as const) {
+          const inside = samples.filter((s) => s.color === color && s.atMs >= startMs && s.atMs < endMs);
+          const one = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3, useWebAssembly: false });
+          for (const s of inside) one.recordValue(Math.max(1, Math.round(s.latencyMs * 1000)));
+          const got = w.window(color, endMs, lengthSeconds * 1_000);
+          expect(got.count).toBe(inside.length);
+          expect(got.errors).toBe(inside.filter((s) => s.isError).length);
+          for (const [p, key] of [[50, 'p50Ms'], [95, 'p95Ms'], [99, 'p99Ms']] as const) {
+            const expected = inside.length === 0 ? 0 : Math.min(one.getValueAtPercentile(p), one.maxValue) / 1000;
+            expect(got[key]).toBeCloseTo(expected, 9);
+          }
+          expect(got.startMs).toBe(startMs);
+          expect(got.endMs).toBe(endMs);
+        }
+      }),
+    );
+  });
+
+  it('does not average percentiles: one stalled slice shows in the window P99 as it truly is', () => {
+    const w = new SlicedWindow();
+    // Twelve seconds of 100 fast requests each; in one of them 3 stall for 2 s.
+    for (let s = 0; s < 12; s++) for (let i = 0; i < 100; i++) w.record('green', s === 5 && i < 3 ? 2_000 : 10, false, s * 1_000 + i);
+    const win = w.window('green', 12_000, 12_000);
+    expect(win.count).toBe(1_200);
+    expect(win.p99Ms).toBeCloseTo(10, 1); // 3 of 1,200 is 0.25 %: below the P99
+    expect(win.maxMs).toBeCloseTo(2_000, 0);
+    expect(w.window('green', 6_000, 1_000).p99Ms).toBeCloseTo(2_000, 0);
+  });
+
+  it('forgets seconds older than the ring, and keeps colours apart', () => {
+    const w = new SlicedWindow({ slices: 5 });
+    w.record('blue', 1, true, 0);
+    w.record('blue', 1, false, 5_000); // same ring slot as second 0, five seconds later
+    expect(w.window('blue', 1_000, 1_000).count).toBe(0);
+    expect(w.window('blue', 6_000, 1_000)).toMatchObject({ count: 1, errors: 0 });
+    expect(w.window('green', 6_000, 6_000).count).toBe(0);
+  });
+
+  it('refuses nonsense options', () => {
+    expect(() => new SlicedWindow({ slices: 0 })).toThrow('slices');
+    expect(() => new SlicedWindow({ sliceMs: 0 })).toThrow('sliceMs');
+  });
+});
