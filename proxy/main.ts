@@ -5,6 +5,7 @@ import { dataPaths } from '../lib/paths.js';
 import { readRoutingSnapshot } from '../lib/routing-snapshot.js';
 import { onStopSignal } from '../lib/shutdown.js';
 import { initTracing, shutdownTracing } from '../lib/tracing.js';
+import { stableOnly } from './router.js';
 import { buildProxyServer } from './server.js';
 
 const config = loadConfig();
@@ -12,10 +13,12 @@ const log = createLogger('proxy', { level: config.logLevel });
 await initTracing('proxy', config.otlpEndpoint);
 // The routing snapshot lets a restarted proxy route before Postgres answers.
 const activeColor = readRoutingSnapshot(dataPaths(config.dataDir).routing)?.activeColor ?? 'blue';
+// Until rollouts drive it, the table sends everything that is not pinned to the active colour.
+const table = stableOnly(activeColor);
 const app = await buildProxyServer({
   log,
   upstreams: { blue: `http://127.0.0.1:${config.apiBluePort}`, green: `http://127.0.0.1:${config.apiGreenPort}` },
-  activeColor: () => activeColor,
+  routingTable: () => table,
   accessLog: config.accessLog,
 });
 await app.listen({ port: config.port, host: config.host });

@@ -8,19 +8,20 @@ import type { AccessLog, Color } from '../lib/config.js';
 import { createHttpServer } from '../lib/http-server.js';
 import type { Logger } from '../lib/logger.js';
 import { endSpan, injectInto, SpanKind, startSpanFrom, traceFields, type Context, type Span } from '../lib/tracing.js';
-import { COLOR_PIN_HEADER, pickColor } from './router.js';
+import { COLOR_PIN_HEADER, route, STICKY_COOKIE, type RoutingTable } from './router.js';
 
 export interface ProxyOptions {
   log: Logger;
   upstreams: Record<Color, string>;
-  /** The colour that gets unpinned traffic; read per request, swapped whole when routing changes. */
-  activeColor: () => Color;
+  /** The current routing table; read per request, swapped whole when routing changes. */
+  routingTable: () => RoutingTable;
   accessLog: AccessLog;
 }
 
 declare module 'fastify' {
   interface FastifyRequest {
     color: Color;
+    setSticky: string | null;
     proxySpan: Span | null;
     proxyContext: Context | null;
   }
@@ -38,7 +39,7 @@ export async function buildProxyServer(options: ProxyOptions) {
 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {
-    const color = options.activeColor();
+    const color = options.routingTable().stable;
     try {
       const res = await fetch(`${options.upstreams[color]}/readyz`, { signal: AbortSignal.timeout(UPSTREAM_READY_TIMEOUT_MS) });
       await res.arrayBuffer();
@@ -51,14 +52,16 @@ export async function buildProxyServer(options: ProxyOptions) {
 
   await app.register(async (proxied) => {
     proxied.decorateRequest('color', 'blue');
+    proxied.decorateRequest('setSticky', null);
     proxied.decorateRequest('proxySpan', null);
     proxied.decorateRequest('proxyContext', null);
     proxied.addHook('onRequest', async (req, reply) => {
-      const decision = pickColor(req.headers, options.activeColor());
+      const decision = route(req.headers, options.routingTable(), Math.random);
       if ('error' in decision) {
         return reply.code(400).send({ statusCode: 400, code: 'CL_ERR_BAD_PIN', error: 'Bad Request', message: decision.error });
       }
       req.color = decision.color;
+      req.setSticky = decision.setSticky ?? null;
       const { span, ctx } = startSpanFrom(req.headers, `proxy ${req.method}`, SpanKind.SERVER);
       span.setAttribute('changelens.color', decision.color);
       req.proxySpan = span;
@@ -80,7 +83,16 @@ export async function buildProxyServer(options: ProxyOptions) {
           const ctx = (req as FastifyRequest).proxyContext;
           return ctx ? { ...headers, ...injectInto(ctx, {}) } : headers;
         },
-        rewriteHeaders: (headers, req) => ({ ...headers, [COLOR_PIN_HEADER]: (req as FastifyRequest | undefined)?.color }),
+        rewriteHeaders: (headers, req) => {
+          const r = req as FastifyRequest | undefined;
+          const out: Record<string, unknown> = { ...headers, [COLOR_PIN_HEADER]: r?.color };
+          if (r?.setSticky) {
+            const sticky = `${STICKY_COOKIE}=${encodeURIComponent(r.setSticky)}; Path=/; HttpOnly; SameSite=Lax; Max-Age=86400`;
+            const upstream = headers['set-cookie'];
+            out['set-cookie'] = upstream === undefined ? sticky : [...(Array.isArray(upstream) ? upstream : [String(upstream)]), sticky];
+          }
+          return out as typeof headers;
+        },
         // reply-from retries a GET answered 503 up to 10 times by default (and `maxRetriesOn503: 0`
         // reads as 10): that would hide a failing colour's errors from clients and from the judge,
         // and stretch its latency. Never retry here; retrying on the stable colour is the router's call.
