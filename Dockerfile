@@ -13,6 +13,7 @@ COPY supervisor ./supervisor
 COPY apps ./apps
 COPY proxy ./proxy
 COPY monitoring ./monitoring
+COPY rollout ./rollout
 COPY cli ./cli
 COPY bench ./bench
 RUN npm run build && npm prune --omit=dev

@@ -28,6 +28,7 @@ const SAMPLES: Record<string, { args: string[]; message: string }> = {
   CL_ERR_DOWNSTREAM_TIMEOUT: { args: ['1000'], message: 'downstream call timed out after 1000 ms' },
   CL_ERR_INJECTED_FAILURE: { args: ['green'], message: 'injected failure (errors regression on green)' },
   CL_ERR_EPHEMERAL_DATA: { args: ['Cloud Run', '/data is on the container\'s own filesystem'], message: 'on Cloud Run, embedded Postgres would lose its data: /data is on the container\'s own filesystem' },
+  CL_ERR_ROLLOUT_BAD_TRANSITION: { args: ['promoted', 'resume', 'nothing: it is finished'], message: 'a deployment that is promoted cannot take "resume" (allowed now: nothing: it is finished)' },
   CL_ERR_PROCESS_CONTROL: { args: ['api-blue is the active colour'], message: 'api-blue is the active colour' },
 };
 

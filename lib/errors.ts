@@ -92,6 +92,11 @@ export const CL_ERR_INJECTED_FAILURE = defineError<[string]>(
   'CL_ERR_INJECTED_FAILURE', 503, 'injected failure (errors regression on %s)',
   'an errors regression is on for this colour: DELETE /api/regression/errors');
 
+// Rollouts
+export const CL_ERR_ROLLOUT_BAD_TRANSITION = defineError<[string, string, string]>(
+  'CL_ERR_ROLLOUT_BAD_TRANSITION', 409, 'a deployment that is %s cannot take "%s" (allowed now: %s)',
+  'check the deployment\'s phase first; a finished deployment takes nothing more');
+
 // Supervisor control (status, process start/stop)
 export const CL_ERR_PROCESS_CONTROL = defineError<[string]>(
   'CL_ERR_PROCESS_CONTROL', 409, '%s',

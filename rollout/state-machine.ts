@@ -1,0 +1,92 @@
+// The one place that lists a deployment's phases and the transitions between them, as data, with
+// a pure `transition` that returns the next status or throws. The rollout controller persists
+// what this returns; nothing else changes a deployment's phase.
+import { CL_ERR_ROLLOUT_BAD_TRANSITION } from '../lib/errors.js';
+
+export type Phase =
+  | 'starting'      // the idle colour is being started with the release
+  | 'warming'       // started; waiting for readiness
+  | 'shifting'      // weight moves to the step's share; analysis runs for the step
+  | 'paused'        // an inconclusive verdict, or an operator's pause
+  | 'promoted'      // the candidate is active and last_good
+  | 'rolling_back'  // the candidate's weight is 0; persisting, auditing, firing hooks
+  | 'rolled_back'
+  | 'aborted'
+  | 'failed';       // the candidate never became ready
+
+export type DeploymentEvent =
+  | { type: 'started' }
+  | { type: 'ready' }
+  | { type: 'not_ready'; reason: string }
+  | { type: 'step_passed' }
+  | { type: 'inconclusive'; reason: string }
+  | { type: 'verdict_failed'; reason: string }
+  | { type: 'pause'; reason: string }
+  | { type: 'resume' }
+  | { type: 'promote' }
+  | { type: 'rollback'; reason: string }
+  | { type: 'rolled_back' }
+  | { type: 'abort'; reason: string };
+
+export interface DeploymentStatus {
+  phase: Phase;
+  /** Index into the strategy's steps (weights), while shifting or paused. */
+  stepIndex: number;
+  steps: readonly number[];
+  /** Why it paused, rolled back, aborted or failed. */
+  reason: string | null;
+  /** Incremented on every transition: the compare-and-swap version of the persisted row. */
+  version: number;
+}
+
+const TERMINAL: ReadonlySet<Phase> = new Set(['promoted', 'rolled_back', 'aborted', 'failed']);
+
+/** Allowed transitions: phase → event type → next phase (or a function of the status). */
+const TRANSITIONS: Record<Phase, Partial<Record<DeploymentEvent['type'], Phase>>> = {
+  starting: { started: 'warming', not_ready: 'failed', abort: 'aborted' },
+  warming: { ready: 'shifting', not_ready: 'failed', abort: 'aborted' },
+  shifting: { step_passed: 'shifting', inconclusive: 'paused', verdict_failed: 'rolling_back', pause: 'paused', promote: 'promoted', rollback: 'rolling_back', abort: 'aborted' },
+  paused: { resume: 'shifting', promote: 'promoted', rollback: 'rolling_back', abort: 'aborted', verdict_failed: 'rolling_back' },
+  rolling_back: { rolled_back: 'rolled_back' },
+  promoted: {},
+  rolled_back: {},
+  aborted: {},
+  failed: {},
+};
+
+export function isTerminal(phase: Phase): boolean {
+  return TERMINAL.has(phase);
+}
+
+export function initialStatus(steps: readonly number[]): DeploymentStatus {
+  if (steps.length === 0 || steps.some((w, i) => !(w > 0 && w <= 100) || (i > 0 && w <= steps[i - 1]!)) || steps.at(-1) !== 100) {
+    throw new Error(`steps: expected increasing percentages in (0, 100] ending at 100, got ${JSON.stringify(steps)}`);
+  }
+  return { phase: 'starting', stepIndex: 0, steps, reason: null, version: 0 };
+}
+
+export function transition(status: DeploymentStatus, event: DeploymentEvent): DeploymentStatus {
+  let next = TRANSITIONS[status.phase][event.type];
+  if (next === undefined) throw new CL_ERR_ROLLOUT_BAD_TRANSITION(status.phase, event.type, Object.keys(TRANSITIONS[status.phase]).join(', ') || 'nothing: it is finished');
+  let stepIndex = status.stepIndex;
+  if (event.type === 'step_passed') {
+    // The last step passing promotes; any other moves to the next weight.
+    if (stepIndex >= status.steps.length - 1) next = 'promoted';
+    else stepIndex++;
+  }
+  const reason = 'reason' in event ? event.reason : next === 'shifting' ? null : status.reason;
+  return { ...status, phase: next, stepIndex, reason, version: status.version + 1 };
+}
+
+/** The candidate's traffic share (0-1) a status implies: derived, never stored. */
+export function candidateWeight(status: DeploymentStatus): number {
+  switch (status.phase) {
+    case 'shifting':
+    case 'paused':
+      return status.steps[status.stepIndex]! / 100;
+    case 'promoted':
+      return 1;
+    default:
+      return 0;
+  }
+}
