@@ -5,7 +5,7 @@ import { format } from 'node:util';
 import { pino } from 'pino';
 import { processGraph } from '../ecosystem.config.js';
 import { configToEnv, envNameOf, loadConfig, type Config } from '../lib/config.js';
-import { ChangeLensError } from '../lib/errors.js';
+import { ChangeLensError, CL_ERR_PROCESS_CONTROL } from '../lib/errors.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { distDir, migrationsDir } from '../lib/package-root.js';
 import { dataPaths, type DataPaths } from '../lib/paths.js';
@@ -76,9 +76,12 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   const control = new ProcessControl(orderGraph(graph), { pm, log, urls, readyTimeoutMs }, () => readRoutingSnapshot(paths.routing)?.activeColor ?? activeColor);
   const server = await startControlServer(paths.controlSocket, [
     { method: 'GET', path: /^\/status$/, handler: () => collectStatus({ pm, graph, paths, urls, embedded, fallbackColor: activeColor, boot, phase: () => phase }) },
-    { method: 'POST', path: /^\/processes\/([a-z-]+)\/start$/, handler: (name) => control.start(name!) },
-    { method: 'POST', path: /^\/processes\/([a-z-]+)\/stop$/, handler: (name) => control.stop(name!) },
+    { method: 'POST', path: /^\/processes\/([a-z-]+)\/start$/, handler: (name) => whenReady(() => control.start(name!)) },
+    { method: 'POST', path: /^\/processes\/([a-z-]+)\/stop$/, handler: (name) => whenReady(() => control.stop(name!)) },
   ]);
+  // Starting or stopping a colour only makes sense between the end of the boot and the stop.
+  const whenReady = <T>(fn: () => Promise<T>): Promise<T> =>
+    phase === 'ready' ? fn() : Promise.reject(new CL_ERR_PROCESS_CONTROL(`the appliance is ${phase}; try again when it is ready`));
   pm.onEvent((e) => {
     if (phase === 'ready' && (e.event === 'exit' || e.event === 'restart overlimit')) {
       log.warn({ process: e.name, event: e.event }, e.event === 'exit' ? `${e.name} exited; pm2 restarts it` : `${e.name} keeps crashing; pm2 gave up restarting it`);
