@@ -9,10 +9,19 @@
 
 /** pm2 options every process shares: output only through pm2's bus (the supervisor prints it to
  *  stdout), never into files under PM2_HOME that grow without bound. */
-const quiet = { out_file: '/dev/null', error_file: '/dev/null', merge_logs: true, autorestart: true };
+const quiet = {
+  out_file: '/dev/null', error_file: '/dev/null', merge_logs: true, autorestart: true,
+  // pm2 copies the supervisor's whole environment into every process. Keep our settings and
+  // secrets out of it: each process gets exactly the ones its `env` gives it (childEnv), so a
+  // release's regression reaches only its colour and Postgres never sees a password.
+  // (`filter_env: true` is a no-op in pm2 7: it checks `.length`; a list of substrings works.)
+  filter_env: ['CHANGELENS_', 'DATABASE_URL', 'REDIS_URL', 'PORT', 'OTEL_', 'K_SERVICE'],
+};
 /** Node processes: no @pm2/io agent injected into them (it costs ~35 MB each and reports to pm2.io,
- *  which we do not use; our own monitor measures requests). */
-const node = { ...quiet, pmx: false, automation: false };
+ *  which we do not use; our own monitor measures requests). pm2 stops them with a "shutdown"
+ *  message rather than SIGINT: cluster workers share the supervisor's process group, so a Ctrl-C
+ *  in the terminal would otherwise stop the APIs before the proxy has drained. */
+const node = { ...quiet, pmx: false, automation: false, shutdown_with_message: true };
 /** V8's young generation grows to 2 × 16 MB during start-up and stays resident; 4 MB semi-spaces
  *  cost a few more (short) scavenges and save ~20 MB per process (npm run bench:boot). */
 const smallHeap = ['--max-semi-space-size=4'];
@@ -22,7 +31,9 @@ const smallHeap = ['--max-semi-space-size=4'];
  * @returns {GraphNode[]}
  */
 export function processGraph(ctx) {
-  const { config, paths, bin, childEnv, distDir, serviceUser, activeColor, embedded } = ctx;
+  const { config, paths, bin, childEnv, colorEnv, distDir, serviceUser, activeColor, embedded } = ctx;
+  // Every pool that can be open at once, plus room for the supervisor, probes and an operator.
+  const maxConnections = Math.max(60, 2 * config.apiInstances * 10 + config.workerConcurrency + 2 + 15);
   const asServiceUser = serviceUser ? { user: serviceUser } : {};
   /** @param {'blue' | 'green'} color */
   const api = (color) => /** @type {GraphNode} */ ({
@@ -42,7 +53,8 @@ export function processGraph(ctx) {
       min_uptime: 1000,
       max_restarts: 16,
       exp_backoff_restart_delay: 100,
-      env: { ...childEnv, CHANGELENS_COLOR: color },
+      // A release's own settings (its regressions from birth) reach its colour only.
+      env: { ...childEnv, ...colorEnv[color], CHANGELENS_COLOR: color },
     },
   });
 
@@ -64,15 +76,16 @@ export function processGraph(ctx) {
           '-c', `port=${config.pgPort}`,
           '-c', 'listen_addresses=127.0.0.1',
           '-c', 'unix_socket_directories=',
-          '-c', 'max_connections=60',
+          '-c', `max_connections=${maxConnections}`,
           '-c', 'shared_buffers=32MB',
           '-c', 'logging_collector=off',
           '-c', 'log_line_prefix=',
         ],
-        // SIGINT (pm2's signal) is Postgres's fast shutdown. Never SIGKILL it early, and do not
-        // send the signal to its backends too (treekill): the postmaster shuts them down itself.
+        // SIGINT (pm2's signal) is Postgres's fast shutdown. Never SIGKILL it (pm2 would after
+        // kill_timeout: a fast shutdown takes well under a second, so this is only a backstop),
+        // and do not signal its backends too (treekill): the postmaster shuts them down itself.
         treekill: false,
-        kill_timeout: 7000,
+        kill_timeout: 60_000,
         min_uptime: 2000,
         max_restarts: 16,
         // A postmaster killed -9 leaves its backends for a moment; restarting too fast only fails.

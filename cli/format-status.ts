@@ -2,6 +2,8 @@
 import type { ApplianceStatus, ServiceStatus } from '../lib/contracts/status.js';
 
 export function formatStatus(s: ApplianceStatus): string {
+  // Right after start, while the data dir is being prepared, the supervisor knows little yet.
+  if (!Array.isArray(s.processes)) return `ChangeLens: ${s.phase} (preparing ${s.dataDir}), supervisor pid ${s.supervisorPid}\n`;
   const boot = s.boot.durationMs === null ? 'booting' : `booted in ${(s.boot.durationMs / 1000).toFixed(1)} s (${s.boot.firstBoot ? 'first boot' : 'warm'})`;
   const lines = [
     `ChangeLens ${s.version}: ${s.phase}, ${boot}, supervisor pid ${s.supervisorPid}`,

@@ -19,8 +19,8 @@ Usage:
   changelens up [--config FILE]            boot the appliance in the foreground (Ctrl-C / SIGTERM stops it)
   changelens status [--json] [--config FILE]
                                            processes, Postgres and Redis reachability, active colour, boot time
-  changelens process start|stop api-blue|api-green [--json]
-                                           start the idle API colour (waits until ready), or stop it
+  changelens process start|stop api-blue|api-green [--set CHANGELENS_REGRESSION=…] [--json]
+                                           start the idle API colour (waits until ready) with a release's settings, or stop it
   changelens cost [--json] [--days N] [--rc FILE] [--prices FILE]
                                            monthly CloudBase Run cost from cloudbaserc.json and observed instance-hours
   changelens config [--json] [--reference] the effective configuration (secrets redacted), or the reference of every setting
@@ -89,14 +89,18 @@ const SECRET_KEYS = new Set(['adminToken', 'pgPassword', 'redisPassword', 'datab
 
 /** `changelens process start|stop <name>`: asks the running supervisor. */
 commands.process = async (args) => {
-  const { values, positionals } = parse(args, { json: { type: 'boolean' }, config: { type: 'string' } }, true);
+  const { values, positionals } = parse(args, { json: { type: 'boolean' }, config: { type: 'string' }, set: { type: 'string', multiple: true } }, true);
   const [action, name, ...extra] = positionals;
   if ((action !== 'start' && action !== 'stop') || name === undefined || extra.length > 0) {
-    throw new CL_ERR_CLI_USAGE('usage: changelens process start|stop api-blue|api-green [--json]');
+    throw new CL_ERR_CLI_USAGE('usage: changelens process start|stop api-blue|api-green [--set KEY=VALUE]… [--json]');
   }
+  const sets = values.set ?? [];
+  if (action === 'stop' && sets.length > 0) throw new CL_ERR_CLI_USAGE('--set: only with process start');
+  for (const pair of sets) if (!/^[A-Z_]+=/.test(pair)) throw new CL_ERR_CLI_USAGE(`--set ${pair}: expected KEY=VALUE`);
+  const query = sets.length > 0 ? `?${sets.map((p) => `set=${encodeURIComponent(p)}`).join('&')}` : '';
   const paths = dataPaths(loadConfig({ file: values.config }).dataDir);
   // Starting waits for the readiness probe, which may take up to CHANGELENS_READY_TIMEOUT_MS.
-  const change = await queryControl<{ name: string; action: string; ms: number }>(paths.controlSocket, `/processes/${encodeURIComponent(name)}/${action}`, paths.root, { method: 'POST', timeoutMs: 660_000 });
+  const change = await queryControl<{ name: string; action: string; ms: number }>(paths.controlSocket, `/processes/${encodeURIComponent(name)}/${action}${query}`, paths.root, { method: 'POST', timeoutMs: 660_000 });
   process.stdout.write(values.json ? JSON.stringify(change, null, 2) + '\n' : `${change.name}: ${change.action === 'unchanged' ? `already ${action === 'start' ? 'running' : 'stopped'}` : `${change.action} in ${change.ms} ms`}\n`);
   return EXIT.ok;
 };

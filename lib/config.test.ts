@@ -14,7 +14,7 @@ const PORT_ENVS = ['PORT', 'CHANGELENS_PG_PORT', 'CHANGELENS_REDIS_PORT', 'CHANG
 const ALL_KEYS: (keyof Config)[] = [
   ...PORT_KEYS, 'host', 'dataDir', 'apiInstances', 'readyTimeoutMs', 'stopTimeoutMs', 'logLevel', 'serviceUser',
   'pgBinDir', 'redisServer', 'databaseUrl', 'redisUrl', 'adminToken', 'pgPassword', 'redisPassword', 'color',
-  'otlpEndpoint', 'accessLog', 'seedItems', 'jobMaxAttempts', 'jobClaimIdleMs', 'workerConcurrency', 'downstreamTimeoutMs', 'regression', 'pmId', 'platform', 'ephemeral', 'cloudRunService',
+  'otlpEndpoint', 'accessLog', 'seedItems', 'jobMaxAttempts', 'jobClaimIdleMs', 'workerConcurrency', 'downstreamTimeoutMs', 'regression', 'pmId', 'platform', 'ephemeral', 'cloudRunService', 'releaseId',
 ];
 const ALL_ENVS = ALL_KEYS.map(envNameOf);
 
@@ -30,7 +30,7 @@ const FULL_ENV: Record<string, string> = {
   CHANGELENS_COLOR: 'green',
   OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318', CHANGELENS_ACCESS_LOG: 'all', CHANGELENS_SEED_ITEMS: '500',
   CHANGELENS_JOB_MAX_ATTEMPTS: '5', CHANGELENS_JOB_CLAIM_IDLE_MS: '2000', CHANGELENS_WORKER_CONCURRENCY: '2',
-  CHANGELENS_DOWNSTREAM_TIMEOUT_MS: '250', CHANGELENS_REGRESSION: 'cpu:50,dependency:200/0.1', pm_id: '7', CHANGELENS_PLATFORM: 'cloudrun', CHANGELENS_EPHEMERAL: '1', K_SERVICE: 'changelens',
+  CHANGELENS_DOWNSTREAM_TIMEOUT_MS: '250', CHANGELENS_REGRESSION: 'cpu:50,dependency:200/0.1', pm_id: '7', CHANGELENS_PLATFORM: 'cloudrun', CHANGELENS_EPHEMERAL: '1', K_SERVICE: 'changelens', CHANGELENS_RELEASE_ID: 'r-1',
 };
 
 /** Whether `message` names the setting `name` as a whole word (PORT must not match CHANGELENS_PG_PORT). */

@@ -23,13 +23,14 @@ const oneOf = <T extends string>(...values: T[]) => (v: unknown): T | undefined 
 const regressionSpec = (v: unknown): string | undefined =>
   typeof v === 'string' && 'regressions' in parseRegressionSpec(v) ? v : undefined;
 const port = int(1, 65535);
+export const ROOT_DATA_DIR = '/var/lib/changelens';
 const secret = text(/^[A-Za-z0-9_\-.~+/=]{16,}$/);
 
 // Each field: its parser, its env name and the expected form shown in errors.
 const FIELDS = {
   port: { env: 'PORT', doc: 'the public port, the only one (the proxy)', kind: 'int', parse: port, expected: 'a TCP port 1-65535', default: 8080 },
   host: { env: 'CHANGELENS_HOST', doc: 'interface the public port binds', kind: 'string', parse: text(), expected: 'an interface address such as 0.0.0.0', default: '0.0.0.0' },
-  dataDir: { env: 'CHANGELENS_DATA_DIR', doc: 'all state: postgres/, redis/, backups/, releases/, state/ (`/data` in the image)', kind: 'string', parse: text(), expected: 'a directory path', default: './data' },
+  dataDir: { env: 'CHANGELENS_DATA_DIR', doc: 'all state: postgres/, redis/, backups/, releases/, state/; the default is /var/lib/changelens when run as root, `/data` in the image', kind: 'string', parse: text(), expected: 'a directory path', default: './data' },
   pgPort: { env: 'CHANGELENS_PG_PORT', doc: 'embedded Postgres, loopback only', kind: 'int', parse: port, expected: 'a TCP port 1-65535', default: 5432 },
   redisPort: { env: 'CHANGELENS_REDIS_PORT', doc: 'embedded Redis, loopback only', kind: 'int', parse: port, expected: 'a TCP port 1-65535', default: 6379 },
   apiBluePort: { env: 'CHANGELENS_API_BLUE_PORT', doc: 'api-blue, loopback only', kind: 'int', parse: port, expected: 'a TCP port 1-65535', default: 3001 },
@@ -60,6 +61,8 @@ const FIELDS = {
   ephemeral: { env: 'CHANGELENS_EPHEMERAL', doc: 'demo mode on cloud platforms: embedded data may vanish with the instance', kind: 'string', parse: oneOf('0', '1'), expected: '0 or 1 (1: demo mode, embedded data may be lost with the instance)', default: '0' },
   // Set by Cloud Run in every container it runs.
   cloudRunService: { env: 'K_SERVICE', doc: 'set by Cloud Run; its presence means the platform is Cloud Run', kind: 'string', parse: text(), expected: 'a Cloud Run service name', default: undefined },
+  // Set by the supervisor each time it starts a colour: run-time changes (regressions) belong to it.
+  releaseId: { env: 'CHANGELENS_RELEASE_ID', kind: 'string', doc: 'set by the supervisor for each start of a colour (internal)', parse: text(/^[a-z0-9-]{1,64}$/), expected: 'an id of a-z, 0-9 and -', default: undefined },
   // Set by pm2 for each process it runs: stable across restarts of that process.
   pmId: { env: 'pm_id', doc: 'set by pm2 for each process (internal)', kind: 'int', parse: int(0, 1_000_000), expected: 'a pm2 process id', default: undefined },
   // Set by the supervisor for the processes it starts: which colour this API copy is.
@@ -129,6 +132,9 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
 
   checkPortsDistinct(out, raw, problems);
   if (problems.length > 0) throw new CL_ERR_CONFIG_INVALID(problems.map((p) => `  - ${p}`).join('\n'));
+  // As root, ./data would usually sit under /root (0700), where the unprivileged user that runs
+  // Postgres cannot reach it: the machine-wide place is the default instead.
+  if (raw.dataDir === undefined && process.getuid?.() === 0) out.dataDir = ROOT_DATA_DIR;
   out.dataDir = resolve(out.dataDir as string);
   return Object.freeze(out) as Config;
 }
@@ -196,7 +202,7 @@ export interface ConfigFieldReference {
 export function configReference(): ConfigFieldReference[] {
   return (Object.keys(FIELDS) as (keyof Fields)[]).map((key) => ({
     key, env: FIELDS[key].env, expected: FIELDS[key].expected, default: FIELDS[key].default, doc: FIELDS[key].doc,
-    internal: key === 'color' || key === 'pmId' || key === 'cloudRunService',
+    internal: key === 'color' || key === 'pmId' || key === 'cloudRunService' || key === 'releaseId',
   }));
 }
 

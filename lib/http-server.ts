@@ -18,6 +18,14 @@ export function createHttpServer(log: Logger, options: HttpServerOptions = {}) {
     return503OnClosing: true,
     ...options,
   });
+  const counter = { inFlight: 0 };
+  inFlightOf.set(app, counter);
+  app.addHook('onRequest', (_req, reply, done) => {
+    counter.inFlight++;
+    // 'close' fires once per response, finished or aborted.
+    reply.raw.once('close', () => counter.inFlight--);
+    done();
+  });
   app.setErrorHandler((err: FastifyError | ChangeLensError, req, reply) => {
     if (err instanceof ChangeLensError) {
       if (err.statusCode >= 500) req.log.warn({ code: err.code, url: req.url }, err.message);
@@ -33,6 +41,22 @@ export function createHttpServer(log: Logger, options: HttpServerOptions = {}) {
     return reply.code(status).send({ statusCode: status, code: err.code ?? 'CL_ERR_BAD_REQUEST', error: reasonOf(status), message: err.message });
   });
   return app;
+}
+
+const inFlightOf = new WeakMap<object, { inFlight: number }>();
+
+/**
+ * Stops accepting, lets the requests in flight finish (up to `deadlineMs`), then closes every
+ * connection. Fastify's close alone waits for keep-alive connections that went idle after it
+ * began, which a pooling client (the proxy's, a load generator's) keeps open indefinitely.
+ */
+export async function closeGracefully(app: { close(): PromiseLike<unknown>; server: { closeAllConnections(): void } }, deadlineMs: number): Promise<void> {
+  const counter = inFlightOf.get(app);
+  const closing = app.close();
+  const deadline = Date.now() + deadlineMs;
+  while (counter && counter.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  app.server.closeAllConnections();
+  await closing;
 }
 
 function reasonOf(status: number): string {

@@ -1,6 +1,7 @@
 // The routing table as last decided, snapshotted to the data dir so that a restarted proxy routes
-// safely before Postgres answers. Written atomically (temp file + rename): never half a file.
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+// safely before Postgres answers. Written atomically (lib/atomic-file.ts): never half a file.
+import { readFileSync } from 'node:fs';
+import { writeFileAtomic } from './atomic-file.js';
 import type { Color } from './config.js';
 
 export interface RoutingSnapshot {
@@ -26,8 +27,6 @@ export function readRoutingSnapshot(path: string): RoutingSnapshot | undefined {
 
 export function writeRoutingSnapshot(path: string, activeColor: Color): RoutingSnapshot {
   const snapshot: RoutingSnapshot = { schemaVersion: 1, activeColor, updatedAt: new Date().toISOString() };
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, JSON.stringify(snapshot, null, 2) + '\n', { mode: 0o644 });
-  renameSync(tmp, path);
+  writeFileAtomic(path, JSON.stringify(snapshot, null, 2) + '\n', 0o644);
   return snapshot;
 }

@@ -1,18 +1,21 @@
-// Graceful stop for every Node process: pm2 sends SIGINT (its kill signal), a terminal or a
-// container runtime may send SIGTERM. Either runs the stop work once, then exits 0.
+// Graceful stop for every Node process. Under pm2, the supervisor stops a process with a
+// "shutdown" message (ecosystem.config.js: shutdown_with_message); SIGINT is then ignored,
+// because pm2's cluster workers share the supervisor's process group and a Ctrl-C in its
+// terminal would otherwise stop them before the proxy has drained. Run by hand, SIGINT stops it.
+// SIGTERM always does. The stop work runs once, then the process exits (1 if anything failed).
 import type { Logger } from './logger.js';
 
-export function onStopSignal(log: Logger, stop: () => Promise<void>): void {
+export function onStopSignal(log: Logger, stop: () => Promise<void>, options: { underPm2: boolean }): void {
   let stopping = false;
-  const handler = (signal: NodeJS.Signals): void => {
+  const handler = (cause: string): void => {
     if (stopping) return;
     stopping = true;
     const t = performance.now();
-    log.info({ signal }, 'stopping');
+    log.info({ cause }, 'stopping');
     stop().then(
       () => {
         log.info({ ms: Math.round(performance.now() - t) }, 'stopped');
-        log.flush(() => process.exit(0));
+        log.flush(() => process.exit(typeof process.exitCode === 'number' ? process.exitCode : 0));
       },
       (err: unknown) => {
         log.error({ err }, 'stop failed');
@@ -20,6 +23,13 @@ export function onStopSignal(log: Logger, stop: () => Promise<void>): void {
       },
     );
   };
-  process.on('SIGINT', handler);
-  process.on('SIGTERM', handler);
+  process.on('SIGTERM', () => handler('SIGTERM'));
+  if (options.underPm2) {
+    process.on('SIGINT', () => log.debug('SIGINT ignored: the supervisor stops this process'));
+    process.on('message', (msg) => {
+      if (msg === 'shutdown') handler('shutdown message from the supervisor');
+    });
+  } else {
+    process.on('SIGINT', () => handler('SIGINT'));
+  }
 }

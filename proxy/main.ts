@@ -4,6 +4,7 @@ import { createLogger } from '../lib/logger.js';
 import { dataPaths } from '../lib/paths.js';
 import { readRoutingSnapshot } from '../lib/routing-snapshot.js';
 import { onStopSignal } from '../lib/shutdown.js';
+import { closeGracefully } from '../lib/http-server.js';
 import { initTracing, shutdownTracing } from '../lib/tracing.js';
 import { stableOnly } from './router.js';
 import { buildProxyServer } from './server.js';
@@ -26,6 +27,7 @@ log.info({ port: config.port, activeColor }, 'proxy listening');
 
 // Stop accepting, finish every request in flight, then exit: the supervisor stops the APIs after.
 onStopSignal(log, async () => {
-  await app.close();
+  // All of pm2's kill_timeout but a margin: the drain is bounded by the stop budget.
+  await closeGracefully(app, Math.max(500, config.stopTimeoutMs - 3_500));
   await shutdownTracing();
-});
+}, { underPm2: config.pmId !== undefined });

@@ -7,7 +7,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { AccessLog, Color } from '../lib/config.js';
 import { createHttpServer } from '../lib/http-server.js';
 import type { Logger } from '../lib/logger.js';
-import { endSpan, injectInto, SpanKind, startSpanFrom, traceFields, type Context, type Span } from '../lib/tracing.js';
+import { endSpan, injectInto, loggerFor, SpanKind, startSpanFrom, traceFields, type Context, type Span } from '../lib/tracing.js';
 import { COLOR_PIN_HEADER, route, STICKY_COOKIE, type RoutingTable } from './router.js';
 
 export interface ProxyOptions {
@@ -66,6 +66,8 @@ export async function buildProxyServer(options: ProxyOptions) {
       span.setAttribute('changelens.color', decision.color);
       req.proxySpan = span;
       req.proxyContext = ctx;
+      // Any line fastify or reply-from logs for this request (an upstream failure) carries the trace.
+      req.log = loggerFor(req.log, span);
       return undefined;
     });
     proxied.addHook('onResponse', async (req, reply) => {
@@ -100,6 +102,8 @@ export async function buildProxyServer(options: ProxyOptions) {
       },
       // One request per connection at a time: pipelining inflates throughput and distorts P99.
       undici: { connections: 128, pipelining: 1, keepAliveTimeout: 4_000 },
+      // reply-from logs two info lines per request otherwise: nothing per request on the hot path.
+      disableRequestLogging: true,
     });
   });
   return app;

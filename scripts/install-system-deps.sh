@@ -64,5 +64,10 @@ $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
   $sudo systemctl disable --now redis-server >/dev/null 2>&1 || true
 fi
-pgdir=$(pg_bin)
-echo "install-system-deps: ok (postgres: $pgdir, redis: $(command -v redis-server))" >&2
+# What the distribution gave may still be too old (PostgreSQL < 15 or Redis < 7): say so, fail.
+if "$0" --check; then
+  echo "install-system-deps: ok (postgres: $(pg_bin), redis: $(command -v redis-server))" >&2
+else
+  echo "install-system-deps: this distribution's packages are too old; ChangeLens needs PostgreSQL >= 15 and Redis >= 7 (Debian 12 or newer)" >&2
+  exit 1
+fi

@@ -5,11 +5,12 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { accessSync, chmodSync, chownSync, constants, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { delimiter, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Config } from '../lib/config.js';
-import { CL_ERR_DATA_DIR, CL_ERR_INITDB_FAILED, CL_ERR_MISSING_BINARY, CL_ERR_SERVICE_USER } from '../lib/errors.js';
+import { CL_ERR_CONFIG_INVALID, CL_ERR_DATA_DIR, CL_ERR_INITDB_FAILED, CL_ERR_MISSING_BINARY, CL_ERR_SERVICE_USER } from '../lib/errors.js';
 import type { DataPaths } from '../lib/paths.js';
+import { writeFileAtomic } from '../lib/atomic-file.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -69,8 +70,16 @@ export function resolveBinaries(config: Config, needs: { postgres: boolean; redi
 export function prepareDataDir(paths: DataPaths, user: ServiceUser | undefined, embedded: { postgres: boolean; redis: boolean }): void {
   try {
     mkdirSync(paths.root, { recursive: true, mode: 0o711 });
-    // The service user must be able to reach its folders through the root (not list it).
-    if (user) chmodSync(paths.root, statSync(paths.root).mode | 0o111);
+    // The service user must be able to reach its folders through the root (not list it), and
+    // through every directory above it.
+    if (user) {
+      chmodSync(paths.root, statSync(paths.root).mode | 0o111);
+      for (let dir = dirname(paths.root); dir !== dirname(dir); dir = dirname(dir)) {
+        if ((statSync(dir).mode & 0o001) === 0) {
+          throw new CL_ERR_DATA_DIR(paths.root, `${dir} is not traversable by the service user ${user.name}, who runs Postgres; choose a data dir it can reach (e.g. CHANGELENS_DATA_DIR=/var/lib/changelens)`);
+        }
+      }
+    }
     for (const dir of [paths.backups, paths.releases]) mkdirSync(dir, { recursive: true, mode: 0o750 });
     mkdirSync(paths.state, { recursive: true, mode: 0o700 });
     mkdirSync(paths.pm2Home, { recursive: true, mode: 0o700 });
@@ -80,13 +89,14 @@ export function prepareDataDir(paths: DataPaths, user: ServiceUser | undefined, 
     }
     accessSync(paths.state, constants.W_OK);
   } catch (err) {
+    if (err instanceof CL_ERR_DATA_DIR) throw err;
     const e = err as NodeJS.ErrnoException;
     throw new CL_ERR_DATA_DIR(paths.root, `${e.code ?? ''} ${e.message}`.trim(), { cause: err });
   }
 }
 
 /** Reads state/secrets.json, lets env-given values win, generates what is missing, and persists (0600). */
-export function ensureSecrets(paths: DataPaths, config: Config): { secrets: Secrets; generated: (keyof Secrets)[] } {
+export function ensureSecrets(paths: DataPaths, config: Config, initialised: boolean): { secrets: Secrets; generated: (keyof Secrets)[] } {
   let stored: Partial<Secrets> = {};
   if (existsSync(paths.secrets)) {
     try {
@@ -94,6 +104,11 @@ export function ensureSecrets(paths: DataPaths, config: Config): { secrets: Secr
     } catch (err) {
       throw new CL_ERR_DATA_DIR(paths.root, `${paths.secrets} is not valid JSON; restore it from a backup`, { cause: err });
     }
+  }
+  // Postgres keeps the password it was initialised with: a different one from the env would lock
+  // us out and, once persisted, lose the only copy of the working one.
+  if (initialised && config.pgPassword !== undefined && typeof stored.pgPassword === 'string' && config.pgPassword !== stored.pgPassword) {
+    throw new CL_ERR_CONFIG_INVALID(`  - CHANGELENS_PG_PASSWORD: differs from the password Postgres was initialised with (kept in ${paths.secrets}); to change it, run ALTER ROLE ${PG_USER} PASSWORD '…' first, then set both`);
   }
   const generated: (keyof Secrets)[] = [];
   const pick = (key: keyof Secrets): string => {
@@ -165,12 +180,6 @@ export function writeRedisConf(paths: DataPaths, port: number, password: string,
   writeFileAtomic(paths.redisConf, conf, 0o600, user);
 }
 
-export function writeFileAtomic(path: string, content: string, mode: number, owner?: ServiceUser): void {
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, content, { mode });
-  if (owner) chownSync(tmp, owner.uid, owner.gid);
-  renameSync(tmp, path);
-}
 
 function isExecutable(path: string): boolean {
   try {

@@ -49,6 +49,8 @@ export async function applyMigrations(url: string, migrations: readonly Migratio
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5_000 });
   await client.connect();
   try {
+    // Another appliance migrating the same database holds the lock for seconds, not minutes.
+    await client.query("SET lock_timeout = '60s'");
     await client.query('SELECT pg_advisory_lock($1)', [LOCK_KEY]);
     await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
       version    integer PRIMARY KEY,

@@ -6,7 +6,7 @@ import type { Color } from '../lib/config.js';
 import { CL_ERR_PROCESS_CONTROL } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { startProcess, type ProbeDeps } from './boot.js';
-import type { GraphNode } from './process-graph.js';
+import { stopStages, type GraphNode } from './process-graph.js';
 
 export interface ProcessChange {
   name: string;
@@ -24,6 +24,8 @@ export class ProcessControl {
     private readonly graph: readonly GraphNode[],
     private readonly deps: ProbeDeps,
     private readonly activeColor: () => Color,
+    /** Aborted when the appliance stops: a start in progress gives up instead of delaying the stop. */
+    private readonly stopping: AbortSignal,
   ) {}
 
   /** Records a process started by the boot. */
@@ -35,13 +37,15 @@ export class ProcessControl {
     return this.running.has(name);
   }
 
-  start(name: string): Promise<ProcessChange> {
+  /** Starts an idle colour; `env` is the release's own settings for it (validated by the caller). */
+  start(name: string, env: Record<string, string> = {}): Promise<ProcessChange> {
     return this.serially(async () => {
       const node = this.manualNode(name, 'start');
       const t = performance.now();
       if (this.running.has(name)) return { name, action: 'unchanged', ms: 0 };
+      const withEnv: GraphNode = { ...node, app: { ...node.app!, env: { ...node.app!.env, ...env } } };
       try {
-        await startProcess(node, this.deps, new AbortController().signal, (n) => this.running.add(n));
+        await startProcess(withEnv, this.deps, this.stopping, (n) => this.running.add(n));
       } catch (err) {
         // Leave nothing half-started behind.
         await this.remove(name);
@@ -62,20 +66,24 @@ export class ProcessControl {
     });
   }
 
-  /** Stops everything in reverse dependency order: proxy, APIs, worker, Redis, Postgres. */
+  /**
+   * Stops everything in reverse dependency order — the proxy, then the APIs and the worker
+   * together, then Redis, then Postgres — each stage after the one before has exited.
+   */
   async stopAll(log: Logger): Promise<void> {
     await this.serially(async () => {
       const t0 = performance.now();
-      for (const node of [...this.graph].reverse()) {
-        if (!this.running.has(node.name)) continue;
-        const t = performance.now();
-        try {
-          await this.deps.pm.stop(node.name);
-          this.running.delete(node.name);
-          log.info({ process: node.name, ms: Math.round(performance.now() - t) }, `${node.name} stopped`);
-        } catch (err) {
-          log.error({ process: node.name, err: (err as Error).message }, `${node.name} did not stop cleanly`);
-        }
+      for (const stage of stopStages(this.graph)) {
+        await Promise.all(stage.filter((node) => this.running.has(node.name)).map(async (node) => {
+          const t = performance.now();
+          try {
+            await this.deps.pm.stop(node.name);
+            this.running.delete(node.name);
+            log.info({ process: node.name, ms: Math.round(performance.now() - t) }, `${node.name} stopped`);
+          } catch (err) {
+            log.error({ process: node.name, err: (err as Error).message }, `${node.name} did not stop cleanly`);
+          }
+        }));
       }
       log.info({ ms: Math.round(performance.now() - t0) }, 'appliance stopped');
     });

@@ -34,6 +34,8 @@ export interface GraphContext {
   serviceUser: string | undefined;
   /** The environment each Node process gets: the resolved config, with effective DATABASE_URL/REDIS_URL. */
   childEnv: Record<string, string>;
+  /** Settings of the release each API colour runs (e.g. CHANGELENS_REGRESSION), on top of childEnv. */
+  colorEnv: Record<Color, Record<string, string>>;
   /** The directory of the built JavaScript (dist/). */
   distDir: string;
   embedded: { postgres: boolean; redis: boolean };
@@ -67,6 +69,18 @@ export function orderGraph(nodes: readonly GraphNode[]): GraphNode[] {
   };
   for (const node of nodes) visit(node, []);
   return ordered;
+}
+
+/**
+ * Stop stages, last started first: nodes of equal depth in the graph (the APIs and the worker)
+ * stop together; a node always stops before anything it needs.
+ */
+export function stopStages(ordered: readonly GraphNode[]): GraphNode[][] {
+  const depth = new Map<string, number>();
+  for (const node of ordered) depth.set(node.name, Math.max(-1, ...node.needs.map((n) => depth.get(n) ?? 0)) + 1);
+  const stages = new Map<number, GraphNode[]>();
+  for (const node of ordered) stages.set(depth.get(node.name)!, [...(stages.get(depth.get(node.name)!) ?? []), node]);
+  return [...stages.entries()].sort(([a], [b]) => b - a).map(([, nodes]) => nodes);
 }
 
 /** The nodes a boot brings up, in dependency order; refuses a boot node that needs a non-boot one. */

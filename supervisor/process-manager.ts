@@ -29,6 +29,9 @@ export interface AppOptions {
   exp_backoff_restart_delay?: number;
   /** Inject pm2's @pm2/io agent into a Node process. */
   pmx?: boolean;
+  /** Substrings of inherited environment variable names to drop. */
+  filter_env?: string[];
+  shutdown_with_message?: boolean;
   automation?: boolean;
 }
 

@@ -1,22 +1,24 @@
 // `changelens up`: the foreground supervisor. Prepares the data dir (first boot: secrets, initdb),
 // boots the process graph of ecosystem.config.js in dependency order with real readiness probes,
 // serves status on its control socket, and on SIGTERM/SIGINT stops everything in reverse order.
+import { randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
 import { format } from 'node:util';
 import { pino } from 'pino';
 import { processGraph } from '../ecosystem.config.js';
 import { configToEnv, envNameOf, loadConfig, type Config } from '../lib/config.js';
-import { ChangeLensError, CL_ERR_PROCESS_CONTROL } from '../lib/errors.js';
+import { ChangeLensError, CL_ERR_DATA_DIR, CL_ERR_PROCESS_CONTROL } from '../lib/errors.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { distDir, migrationsDir } from '../lib/package-root.js';
 import { dataPaths, type DataPaths } from '../lib/paths.js';
 import { readRoutingSnapshot, writeRoutingSnapshot } from '../lib/routing-snapshot.js';
 import type { ApplianceStatus } from '../lib/contracts/status.js';
 import { bootGraph } from './boot.js';
-import { claimControlSocket, startControlServer } from './control-socket.js';
+import { claimControlSocket, startControlServer, type ControlRoute } from './control-socket.js';
 import { ensureSecrets, initPostgres, isInitialised, PG_DATABASE, PG_USER, prepareDataDir, resolveBinaries, resolveServiceUser, writeRedisConf, type Secrets } from './first-boot.js';
 import { applyMigrations, ensureDatabase, readMigrations } from './migrations.js';
 import { assertPortsFree, type PortClaim } from './ports.js';
-import { bootNodes, orderGraph, type GraphNode } from './process-graph.js';
+import { bootNodes, orderGraph, type GraphContext, type GraphNode } from './process-graph.js';
 import { ProcessControl } from './process-control.js';
 import { seedItems } from '../apps/api/index.js';
 import { ProcessManager, type LogLine } from './process-manager.js';
@@ -39,30 +41,38 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   const paths = dataPaths(config.dataDir);
   const embedded = { postgres: config.databaseUrl === undefined, redis: config.redisUrl === undefined };
 
+  // Refused before anything is written: another supervisor here, a taken port, a data dir that
+  // would not survive on a cloud platform.
   await claimControlSocket(paths.controlSocket, paths.root);
-  // No supervisor answers on this data dir, so anything pm2 left running is an orphan.
-  const orphans = await reapOrphans(paths.pm2Home);
-  if (orphans.length > 0) log.warn({ orphans }, 'stopped processes left running by a supervisor that did not shut down');
   await assertPortsFree(portClaims(config, embedded));
   const mount = assertDataSurvives(config, paths.root, embedded.postgres);
-  if (mount && !mount.durable) log.warn({ dataDir: paths.root, mount }, 'demo mode (CHANGELENS_EPHEMERAL=1): the data dir does not survive this instance');
-  const serviceUser = embedded.postgres || embedded.redis ? resolveServiceUser(config) : undefined;
-  const bin = resolveBinaries(config, embedded);
-  prepareDataDir(paths, serviceUser, embedded);
-  const { secrets, generated } = ensureSecrets(paths, config);
 
-  const firstBoot = embedded.postgres && !isInitialised(paths);
-  if (firstBoot) {
-    log.info({ dataDir: paths.root }, 'first boot: initialising Postgres (initdb, scram-sha-256)');
-    await initPostgres(paths, bin.initdb, secrets.pgPassword, serviceUser);
+  // Hold the data dir from here on: the control socket is the lock, answering "booting" at once,
+  // so a second `up` cannot race this one through secrets, initdb or orphan reaping.
+  let phase: ApplianceStatus['phase'] = 'booting';
+  let statusNow: () => unknown = () => ({ schemaVersion: 1, running: true, phase, supervisorPid: process.pid, dataDir: paths.root });
+  const routes: ControlRoute[] = [{ method: 'GET', path: /^\/status$/, handler: () => statusNow() }];
+  const server = await bindControlSocket(paths, routes);
+  const releaseLock = (): Promise<void> => new Promise((resolve) => server.close(() => resolve()));
+
+  let prepared: Awaited<ReturnType<typeof prepare>>;
+  try {
+    prepared = await prepare(config, paths, embedded, log, mount);
+  } catch (err) {
+    await releaseLock();
+    throw err;
   }
-  if (embedded.redis) writeRedisConf(paths, config.redisPort, secrets.redisPassword, serviceUser);
-  announceSecrets(log, paths, generated, secrets);
+  const { serviceUser, bin, secrets, firstBoot } = prepared;
 
   const activeColor = readRoutingSnapshot(paths.routing)?.activeColor ?? writeRoutingSnapshot(paths.routing, 'blue').activeColor;
   const urls = effectiveUrls(config, secrets);
   const childEnv = childEnvironment(config, urls, secrets);
-  const graph = processGraph({ config, paths, activeColor, bin, serviceUser: serviceUser?.name, childEnv, distDir, embedded });
+  // The release that boots carries its regressions from birth; the idle colour gets a release's
+  // own settings when it is started for one.
+  const colorEnv: GraphContext['colorEnv'] = { blue: {}, green: {} };
+  colorEnv[activeColor][envNameOf('releaseId')] = newReleaseId();
+  if (config.regression !== undefined) colorEnv[activeColor][envNameOf('regression')] = config.regression;
+  const graph = processGraph({ config, paths, activeColor, bin, serviceUser: serviceUser?.name, childEnv, colorEnv, distDir, embedded });
   const nodes = bootNodes(graph);
   const migrations = readMigrations(migrationsDir);
 
@@ -70,25 +80,24 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   const pm = await ProcessManager.connect(paths.pm2Home);
   pm.onLine((line) => forwardLine(out, line));
 
-  let phase: ApplianceStatus['phase'] = 'booting';
   const boot = { startedAt, firstBoot, durationMs: null as number | null, readyMs: {} as Record<string, number> };
   const readyTimeoutMs = config.readyTimeoutMs;
-  const control = new ProcessControl(orderGraph(graph), { pm, log, urls, readyTimeoutMs }, () => readRoutingSnapshot(paths.routing)?.activeColor ?? activeColor);
-  const server = await startControlServer(paths.controlSocket, [
-    { method: 'GET', path: /^\/status$/, handler: () => collectStatus({ pm, graph, paths, urls, embedded, fallbackColor: activeColor, boot, phase: () => phase }) },
-    { method: 'POST', path: /^\/processes\/([a-z-]+)\/start$/, handler: (name) => whenReady(() => control.start(name!)) },
-    { method: 'POST', path: /^\/processes\/([a-z-]+)\/stop$/, handler: (name) => whenReady(() => control.stop(name!)) },
-  ]);
+  const interrupt = new AbortController();
+  const control = new ProcessControl(orderGraph(graph), { pm, log, urls, readyTimeoutMs }, () => readRoutingSnapshot(paths.routing)?.activeColor ?? activeColor, interrupt.signal);
+  statusNow = () => collectStatus({ pm, graph, paths, urls, embedded, fallbackColor: activeColor, boot, phase: () => phase });
   // Starting or stopping a colour only makes sense between the end of the boot and the stop.
   const whenReady = <T>(fn: () => Promise<T>): Promise<T> =>
     phase === 'ready' ? fn() : Promise.reject(new CL_ERR_PROCESS_CONTROL(`the appliance is ${phase}; try again when it is ready`));
+  routes.push(
+    { method: 'POST', path: /^\/processes\/([a-z-]+)\/start(?:\?(.*))?$/, handler: (name, query) => whenReady(() => control.start(name!, releaseEnv(config, query))) },
+    { method: 'POST', path: /^\/processes\/([a-z-]+)\/stop$/, handler: (name) => whenReady(() => control.stop(name!)) },
+  );
   pm.onEvent((e) => {
     if (phase === 'ready' && (e.event === 'exit' || e.event === 'restart overlimit')) {
       log.warn({ process: e.name, event: e.event }, e.event === 'exit' ? `${e.name} exited; pm2 restarts it` : `${e.name} keeps crashing; pm2 gave up restarting it`);
     }
   });
 
-  const interrupt = new AbortController();
   let stopRequested: (signal: string) => void = () => {};
   const stopSignal = new Promise<string>((resolve) => (stopRequested = resolve));
   const onSignal = (signal: NodeJS.Signals): void => {
@@ -107,7 +116,7 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
     if (phase === 'ready') recordRun(paths.runLog, 'stop');
     phase = 'stopping';
     await control.stopAll(log);
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await releaseLock();
     out.flushSync();
     return code;
   };
@@ -139,6 +148,59 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   await stopSignal;
   return finish(0);
 }
+
+/** Everything before the first process starts; runs while the data dir's lock is held. */
+async function prepare(config: Config, paths: DataPaths, embedded: { postgres: boolean; redis: boolean }, log: Logger, mount: ReturnType<typeof assertDataSurvives>) {
+  // No other supervisor holds this data dir, so anything pm2 left running is an orphan.
+  const orphans = await reapOrphans(paths.pm2Home);
+  if (orphans.length > 0) log.warn({ orphans }, 'stopped processes left running by a supervisor that did not shut down');
+  if (mount && !mount.durable) log.warn({ dataDir: paths.root, mount }, 'demo mode (CHANGELENS_EPHEMERAL=1): the data dir does not survive this instance');
+  const serviceUser = embedded.postgres || embedded.redis ? resolveServiceUser(config) : undefined;
+  const bin = resolveBinaries(config, embedded);
+  prepareDataDir(paths, serviceUser, embedded);
+  const firstBoot = embedded.postgres && !isInitialised(paths);
+  const { secrets, generated } = ensureSecrets(paths, config, !firstBoot && embedded.postgres);
+  if (firstBoot) {
+    log.info({ dataDir: paths.root }, 'first boot: initialising Postgres (initdb, scram-sha-256)');
+    await initPostgres(paths, bin.initdb, secrets.pgPassword, serviceUser);
+  }
+  if (embedded.redis) writeRedisConf(paths, config.redisPort, secrets.redisPassword, serviceUser);
+  announceSecrets(log, paths, generated, secrets);
+  return { serviceUser, bin, secrets, firstBoot };
+}
+
+/** Creates just the state dir and binds the control socket in it. */
+async function bindControlSocket(paths: DataPaths, routes: ControlRoute[]) {
+  try {
+    mkdirSync(paths.state, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    throw new CL_ERR_DATA_DIR(paths.root, (err as Error).message, { cause: err });
+  }
+  return startControlServer(paths.controlSocket, routes);
+}
+
+/**
+ * A release's own settings for the colour being started, from `?set=KEY%3DVALUE&set=…`: only
+ * settings a release may carry, each validated as at boot.
+ */
+function releaseEnv(config: Config, query: string | undefined): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const pair of new URLSearchParams(query ?? '').getAll('set')) {
+    const eq = pair.indexOf('=');
+    const key = eq > 0 ? pair.slice(0, eq) : pair;
+    if (!RELEASE_SETTINGS.has(key)) throw new CL_ERR_PROCESS_CONTROL(`--set ${key}: a release may set only ${[...RELEASE_SETTINGS].join(', ')}`);
+    env[key] = pair.slice(eq + 1);
+  }
+  // The same validation as at boot, on the config this colour will run with.
+  loadConfig({ env: { ...configToEnv(config), ...env } });
+  return { ...env, [envNameOf('releaseId')]: newReleaseId() };
+}
+
+/** Identifies one start of a colour: what was changed at run time belongs to it, not to the next. */
+function newReleaseId(): string {
+  return `r-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
+}
+const RELEASE_SETTINGS = new Set(['CHANGELENS_REGRESSION']);
 
 async function runMigrations(node: GraphNode, log: Logger, embeddedPostgres: boolean, urls: { database: string }, secrets: Secrets, config: Config, migrations: ReturnType<typeof readMigrations>): Promise<void> {
   if (embeddedPostgres) {
@@ -180,6 +242,9 @@ function childEnvironment(config: Config, urls: { database: string; redis: strin
   const env = configToEnv(config);
   delete env[envNameOf('pgPassword')];
   delete env[envNameOf('redisPassword')];
+  // Per colour (colorEnv), never shared: a regression belongs to one release.
+  delete env[envNameOf('regression')];
+  delete env[envNameOf('releaseId')];
   return { ...env, DATABASE_URL: urls.database, REDIS_URL: urls.redis, [envNameOf('adminToken')]: secrets.adminToken, NODE_ENV: 'production' };
 }
 

@@ -5,6 +5,7 @@ import { createPgPool } from '../../lib/db.js';
 import { createLogger } from '../../lib/logger.js';
 import { createRedisClient } from '../../lib/redis.js';
 import { onStopSignal } from '../../lib/shutdown.js';
+import { closeGracefully } from '../../lib/http-server.js';
 import { initTracing, shutdownTracing } from '../../lib/tracing.js';
 import { RegressionEffects } from './regression-effects.js';
 import { RegressionState } from './regression-state.js';
@@ -24,7 +25,8 @@ await Promise.all([redis.connect(), subscriber.connect()]);
 
 // config validated the spec already; parse it again for its values.
 const spec = config.regression === undefined ? { regressions: [] } : parseRegressionSpec(config.regression);
-const regressions = new RegressionState(color, redis, 'regressions' in spec ? spec.regressions : [], log);
+// Run by hand (not by the supervisor) a copy has no release id: its changes last for this process.
+const regressions = new RegressionState(color, config.releaseId ?? `pid-${process.pid}`, redis, 'regressions' in spec ? spec.regressions : [], log);
 await regressions.start(subscriber);
 const effects = new RegressionEffects(color, regressions, config.downstreamTimeoutMs);
 
@@ -32,6 +34,6 @@ const app = buildApiServer({ color, pool, redis, log, regressions, effects });
 await app.listen({ port: color === 'blue' ? config.apiBluePort : config.apiGreenPort, host: '127.0.0.1' });
 
 onStopSignal(log, async () => {
-  await app.close();
+  await closeGracefully(app, 3_000);
   await Promise.allSettled([pool.end(), redis.quit(), subscriber.quit(), shutdownTracing()]);
-});
+}, { underPm2: config.pmId !== undefined });

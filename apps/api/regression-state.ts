@@ -1,7 +1,8 @@
 // The regressions switched on in one colour. A release's env gives the ones it carries from birth;
-// run-time changes (POST/DELETE /api/regression) are kept in Redis per colour and announced on a
-// channel, so every instance of the colour (pm2 cluster mode) applies the same set, and an
-// instance restarted by pm2 comes back with it. The other colour's state is never touched.
+// run-time changes (POST/DELETE /api/regression) are kept in Redis per colour and per start of
+// that colour (its release id) and announced on a channel, so every instance of the colour (pm2
+// cluster mode) applies the same set, an instance restarted by pm2 comes back with it, and the
+// next release on the colour starts clean. The other colour's state is never touched.
 import type { Color } from '../../lib/config.js';
 import type { Logger } from '../../lib/logger.js';
 import type { RedisClient } from '../../lib/redis.js';
@@ -12,6 +13,7 @@ export interface ActiveRegression extends Regression {
 }
 
 const OFF = 'off';
+const KEY_TTL_SECONDS = 7 * 24 * 3600;
 
 export class RegressionState {
   private active = new Map<RegressionType, ActiveRegression>();
@@ -19,11 +21,12 @@ export class RegressionState {
 
   constructor(
     private readonly color: Color,
+    releaseId: string,
     private readonly redis: RedisClient,
     private readonly baseline: readonly Regression[],
     private readonly log: Logger,
   ) {
-    this.key = `changelens:regressions:${color}`;
+    this.key = `changelens:regressions:${color}:${releaseId}`;
     this.apply({});
   }
 
@@ -54,6 +57,8 @@ export class RegressionState {
   }
 
   private async announce(): Promise<ActiveRegression[]> {
+    // Old releases' keys fade away on their own.
+    await this.redis.expire(this.key, KEY_TTL_SECONDS);
     await this.redis.publish(this.key, 'changed');
     await this.reload();
     return this.list();

@@ -20,7 +20,13 @@ export async function enqueueTask(pool: Pool, redis: RedisClient, job: { workMs:
   const { rows } = await pool.query<{ id: string }>('INSERT INTO tasks (work_ms, fail, trace_id) VALUES ($1, $2, $3) RETURNING id', [job.workMs, job.fail, job.traceId]);
   const id = rows[0]!.id;
   const message: JobMessage = { schemaVersion: '1', taskId: id, workMs: String(job.workMs), fail: job.fail ? '1' : '0', ...injectInto(ctx, {}) };
-  await redis.xAdd(JOB_STREAM, '*', { ...message });
+  try {
+    await redis.xAdd(JOB_STREAM, '*', { ...message });
+  } catch (err) {
+    // Never leave a task queued that no worker will ever see.
+    await pool.query("UPDATE tasks SET state = 'failed', error = $2, finished_at = now() WHERE id = $1", [id, `not enqueued: ${(err as Error).message}`]).catch(() => {});
+    throw err;
+  }
   return id;
 }
 

@@ -114,6 +114,10 @@ export class JobConsumer {
         return;
       }
       log.info({ attempt: task.attempts, workMs: task.work_ms }, 'job started');
+      // While it works, keep the entry fresh so no other worker takes it over as abandoned.
+      const keepClaimed = setInterval(() => {
+        this.o.redis.xClaimJustId(JOB_STREAM, JOB_GROUP, this.o.consumer, 0, entry.id).catch(() => {});
+      }, Math.max(100, Math.floor(this.o.claimIdleMs / 3)));
       try {
         await new Promise((resolve) => setTimeout(resolve, task.work_ms));
         if (task.fail) throw new Error('the job asked to fail');
@@ -121,9 +125,15 @@ export class JobConsumer {
         failure = err;
         await this.retryOrDeadLetter(entry, job, task.attempts, (err as Error).message, log);
         return;
+      } finally {
+        clearInterval(keepClaimed);
       }
-      await this.complete(job.taskId, { workMs: task.work_ms, attempt: task.attempts, worker: this.o.consumer });
+      const completed = await this.complete(job.taskId, task.attempts, { workMs: task.work_ms, attempt: task.attempts, worker: this.o.consumer });
       await this.ack(entry.id);
+      if (!completed) {
+        log.warn({ attempt: task.attempts }, 'job result discarded: a later attempt owns the task');
+        return;
+      }
       this.processed++;
       log.info({ attempt: task.attempts }, 'job completed');
     } catch (err) {
@@ -135,13 +145,22 @@ export class JobConsumer {
     }
   }
 
-  private async complete(taskId: string, result: object): Promise<void> {
+  /**
+   * Writes the result, fenced by the attempt number: only the attempt that started last may finish
+   * the task, so a run that was taken over (or outlived its worker) can never overwrite it.
+   */
+  private async complete(taskId: string, attempt: number, result: object): Promise<boolean> {
     const client = await this.o.pool.connect();
     try {
       await client.query('BEGIN');
+      const { rowCount } = await client.query("UPDATE tasks SET state = 'completed', error = NULL, finished_at = now() WHERE id = $1 AND state = 'running' AND attempts = $2", [taskId, attempt]);
+      if (!rowCount) {
+        await client.query('ROLLBACK');
+        return false;
+      }
       await client.query('INSERT INTO task_results (task_id, result, worker) VALUES ($1, $2, $3) ON CONFLICT (task_id) DO NOTHING', [taskId, JSON.stringify(result), this.o.consumer]);
-      await client.query("UPDATE tasks SET state = 'completed', error = NULL, finished_at = now() WHERE id = $1", [taskId]);
       await client.query('COMMIT');
+      return true;
     } catch (err) {
       await client.query('ROLLBACK').catch(() => {});
       throw err;
@@ -155,7 +174,12 @@ export class JobConsumer {
       await this.deadLetter(entry, job, attempts, error, log);
       return;
     }
-    await this.o.pool.query("UPDATE tasks SET state = 'queued', error = $2 WHERE id = $1", [job.taskId, error]);
+    const { rowCount } = await this.o.pool.query("UPDATE tasks SET state = 'queued', error = $2 WHERE id = $1 AND state = 'running' AND attempts = $3", [job.taskId, error, attempts]);
+    if (!rowCount) {
+      // A later attempt owns the task now: this one's failure changes nothing.
+      await this.ack(entry.id);
+      return;
+    }
     // A new entry for the next attempt, then the old one acknowledged: a crash in between only
     // means one more (idempotent) attempt, never a lost job.
     await this.o.redis.xAdd(JOB_STREAM, '*', { ...entry.message });
@@ -165,12 +189,13 @@ export class JobConsumer {
 
   private async deadLetter(entry: StreamEntry, job: JobMessage, attempts: number, error: string, log: Logger): Promise<void> {
     await this.o.redis.xAdd(DEAD_LETTER_STREAM, '*', { ...entry.message, error, attempts: String(attempts), failedAt: new Date().toISOString(), sourceId: entry.id });
-    await this.o.pool.query("UPDATE tasks SET state = 'failed', error = $2, finished_at = now() WHERE id = $1", [job.taskId, error]);
+    await this.o.pool.query("UPDATE tasks SET state = 'failed', error = $2, finished_at = now() WHERE id = $1 AND state IN ('queued', 'running') AND attempts = $3", [job.taskId, error, attempts]);
     await this.ack(entry.id);
     log.error({ attempts, error }, 'job failed for good; moved to the dead-letter stream');
   }
 
+  /** Acknowledges and deletes the entry: a processed job has no reason to stay in the stream. */
   private async ack(id: string): Promise<void> {
-    await this.o.redis.xAck(JOB_STREAM, JOB_GROUP, id);
+    await this.o.redis.multi().xAck(JOB_STREAM, JOB_GROUP, id).xDel(JOB_STREAM, id).exec();
   }
 }

@@ -1,4 +1,5 @@
 // Composition root of the worker: the job consumer, plus a loopback health port the supervisor probes.
+import { hostname } from 'node:os';
 import { loadConfig } from '../../lib/config.js';
 import { createPgPool } from '../../lib/db.js';
 import { createHttpServer } from '../../lib/http-server.js';
@@ -18,10 +19,12 @@ const redis = createRedisClient(config.redisUrl, { name: 'changelens-worker' });
 const reader = redis.duplicate();
 await Promise.all([redis.connect(), reader.connect()]);
 
-// pm2 keeps a process's id across its restarts: the restarted worker finds its own pending jobs.
+// pm2 keeps a process's id across its restarts, so the restarted worker finds its own pending
+// jobs; the host name keeps appliances that share one Redis (external mode) apart.
+const consumerName = `${hostname()}-worker-${config.pmId ?? 0}`;
 const consumer = new JobConsumer({
   pool, redis, reader, log,
-  consumer: `worker-${config.pmId ?? 0}`,
+  consumer: consumerName,
   maxAttempts: config.jobMaxAttempts,
   claimIdleMs: config.jobClaimIdleMs,
   concurrency: config.workerConcurrency,
@@ -35,10 +38,10 @@ health.get('/readyz', async (_req, reply) => {
   return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not ready', postgres, redis: rd, processed: consumer.processed });
 });
 await health.listen({ port: config.workerPort, host: '127.0.0.1' });
-log.info({ port: config.workerPort, consumer: `worker-${config.pmId ?? 0}` }, 'worker ready');
+log.info({ port: config.workerPort, consumer: consumerName }, 'worker ready');
 
 onStopSignal(log, async () => {
   await health.close();
   await consumer.stop();
   await Promise.allSettled([pool.end(), redis.quit(), reader.quit(), shutdownTracing()]);
-});
+}, { underPm2: config.pmId !== undefined });

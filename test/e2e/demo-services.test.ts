@@ -260,18 +260,46 @@ describe('each regression degrades only its own colour (measured through the pro
   });
 });
 
-describe('regressions from a release\'s env, and across instances (real Redis)', () => {
+describe('regressions from a release\'s env', () => {
+  it('a colour started with CHANGELENS_REGRESSION carries it from birth, and only that colour does', async () => {
+    expect((await runCli(['process', 'stop', 'api-green'], app.env)).code).toBe(0);
+    const bad = await runCli(['process', 'start', 'api-green', '--set', 'CHANGELENS_REGRESSION=errors:2'], app.env);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('CHANGELENS_REGRESSION');
+    const refused = await runCli(['process', 'start', 'api-green', '--set', 'CHANGELENS_PG_PORT=1'], app.env);
+    expect(refused.stderr).toContain('a release may set only CHANGELENS_REGRESSION');
+    const started = await runCli(['process', 'start', 'api-green', '--set', 'CHANGELENS_REGRESSION=errors:1'], app.env);
+    expect(started.code, started.stderr).toBe(0);
+    try {
+      expect((await call('green', '/api/regression')).body.regressions).toEqual([{ type: 'errors', intensity: 1, source: 'release' }]);
+      expect((await call('blue', '/api/regression')).body.regressions).toEqual([]);
+      const green = await call('green', '/api/data?limit=1');
+      expect(green.status).toBe(503);
+      expect(green.body.code).toBe('CL_ERR_INJECTED_FAILURE');
+      expect((await call('blue', '/api/data?limit=1')).status).toBe(200);
+    } finally {
+      // The next start of the colour is a new release: it starts clean.
+      await runCli(['process', 'stop', 'api-green'], app.env);
+      expect((await runCli(['process', 'start', 'api-green'], app.env)).code).toBe(0);
+    }
+    expect((await call('green', '/api/regression')).body.regressions).toEqual([]);
+    expect((await call('green', '/api/data?limit=1')).status).toBe(200);
+  });
+});
+
+describe('run-time regressions across instances of a colour (real Redis)', () => {
   it('a birth regression is active until switched off, and run-time changes reach every instance of the colour', async () => {
     // A keyspace of its own (db 1), so the running colours keep theirs.
     const url = `redis://default:${encodeURIComponent(app.secrets().redisPassword)}@127.0.0.1:${app.ports.redisPort}/1`;
     const log = createLogger('test', { level: 'silent' });
+    const KEY = 'changelens:regressions:green:test-release';
     const clients = Array.from({ length: 4 }, () => createRedisClient(url));
     await Promise.all(clients.map((c) => c.connect()));
     const [r1, s1, r2, s2] = clients as [typeof clients[0], typeof clients[0], typeof clients[0], typeof clients[0]];
     try {
-      await r1.del('changelens:regressions:green');
-      const a = new RegressionState('green', r1, [{ type: 'cpu', intensity: 50 }], log);
-      const b = new RegressionState('green', r2, [{ type: 'cpu', intensity: 50 }], log);
+      await r1.del(KEY);
+      const a = new RegressionState('green', 'test-release', r1, [{ type: 'cpu', intensity: 50 }], log);
+      const b = new RegressionState('green', 'test-release', r2, [{ type: 'cpu', intensity: 50 }], log);
       await a.start(s1);
       await b.start(s2);
       expect(b.list()).toEqual([{ type: 'cpu', intensity: 50, source: 'release' }]);
@@ -280,11 +308,15 @@ describe('regressions from a release\'s env, and across instances (real Redis)',
       await eventually('instance b follows', async () => (b.list().length === 1 && b.get('errors') ? true : undefined), 5_000);
       expect(b.list()).toEqual([{ type: 'errors', intensity: 0.2, source: 'runtime' }]);
       // A restarted instance comes back with the colour's current set, not just its birth set.
-      const c = new RegressionState('green', r2, [{ type: 'cpu', intensity: 50 }], log);
+      const c = new RegressionState('green', 'test-release', r2, [{ type: 'cpu', intensity: 50 }], log);
       await c.start(s2);
       expect(c.list()).toEqual(b.list());
+      // The next release on the colour starts from its own birth set.
+      const next = new RegressionState('green', 'next-release', r2, [{ type: 'cpu', intensity: 50 }], log);
+      await next.start(s2);
+      expect(next.list()).toEqual([{ type: 'cpu', intensity: 50, source: 'release' }]);
     } finally {
-      await r1.del('changelens:regressions:green');
+      await r1.del(KEY);
       clients.forEach((c) => c.destroy());
     }
   });
@@ -303,6 +335,11 @@ describe('jobs survive a worker killed mid-job', () => {
     expect(task.attempts).toBe(2);
     const { rows } = await db.query('SELECT count(*)::int AS n FROM task_results WHERE task_id = $1', [accepted.body.id]);
     expect(rows[0].n).toBe(1);
+    // Processed to the end exactly once (the killed attempt never completed).
+    const completions = () => app.records.filter((r) => r.service === 'worker' && r.taskId === accepted.body.id && r.msg === 'job completed');
+    await new Promise((r) => setTimeout(r, 500));
+    expect(completions()).toHaveLength(1);
+    expect(completions()[0]!.attempt).toBe(2);
     const restarted = (await app.status()).processes.find((p) => p.name === 'worker')!;
     expect(restarted.pid).not.toBe(worker.pid);
     expect(restarted.restarts).toBeGreaterThan(worker.restarts);
