@@ -31,7 +31,7 @@ const smallHeap = ['--max-semi-space-size=4'];
  * @returns {GraphNode[]}
  */
 export function processGraph(ctx) {
-  const { config, paths, bin, childEnv, colorEnv, distDir, serviceUser, activeColor, embedded } = ctx;
+  const { config, paths, bin, childEnv, colorEnv, proxyEnv, distDir, serviceUser, activeColor, embedded } = ctx;
   // Every pool that can be open at once, plus room for the supervisor, probes and an operator.
   const maxConnections = Math.max(60, 2 * config.apiInstances * 10 + config.workerConcurrency + 2 + 15);
   const asServiceUser = serviceUser ? { user: serviceUser } : {};
@@ -148,7 +148,7 @@ export function processGraph(ctx) {
         min_uptime: 1000,
         max_restarts: 16,
         exp_backoff_restart_delay: 100,
-        env: { ...childEnv },
+        env: { ...childEnv, ...proxyEnv },
       },
     },
   ];

@@ -96,7 +96,7 @@ describe('the process graph of ecosystem.config.js', () => {
       activeColor,
       bin: { postgres: '/usr/lib/postgresql/16/bin/postgres', redisServer: '/usr/bin/redis-server' },
       serviceUser: undefined,
-      childEnv: {}, colorEnv: { blue: {}, green: {} },
+      childEnv: {}, colorEnv: { blue: {}, green: {} }, proxyEnv: {},
       distDir: '/d',
       embedded,
     });

@@ -34,6 +34,8 @@ export interface GraphContext {
   serviceUser: string | undefined;
   /** The environment each Node process gets: the resolved config, with effective DATABASE_URL/REDIS_URL. */
   childEnv: Record<string, string>;
+  /** What only the proxy gets (the admin token). */
+  proxyEnv: Record<string, string>;
   /** Settings of the release each API colour runs (e.g. CHANGELENS_REGRESSION), on top of childEnv. */
   colorEnv: Record<Color, Record<string, string>>;
   /** The directory of the built JavaScript (dist/). */

@@ -72,7 +72,8 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   const colorEnv: GraphContext['colorEnv'] = { blue: {}, green: {} };
   colorEnv[activeColor][envNameOf('releaseId')] = newReleaseId();
   if (config.regression !== undefined) colorEnv[activeColor][envNameOf('regression')] = config.regression;
-  const graph = processGraph({ config, paths, activeColor, bin, serviceUser: serviceUser?.name, childEnv, colorEnv, distDir, embedded });
+  const proxyEnv = { [envNameOf('adminToken')]: secrets.adminToken };
+  const graph = processGraph({ config, paths, activeColor, bin, serviceUser: serviceUser?.name, childEnv, colorEnv, proxyEnv, distDir, embedded });
   const nodes = bootNodes(graph);
   const migrations = readMigrations(migrationsDir);
 
@@ -237,7 +238,7 @@ function effectiveUrls(config: Config, secrets: Secrets): { database: string; re
   };
 }
 
-/** The env every Node process gets: the same config, the effective service URLs and the admin token. */
+/** The env every Node process gets: the same config and the effective service URLs. */
 function childEnvironment(config: Config, urls: { database: string; redis: string }, secrets: Secrets): Record<string, string> {
   const env = configToEnv(config);
   delete env[envNameOf('pgPassword')];
@@ -245,7 +246,9 @@ function childEnvironment(config: Config, urls: { database: string; redis: strin
   // Per colour (colorEnv), never shared: a regression belongs to one release.
   delete env[envNameOf('regression')];
   delete env[envNameOf('releaseId')];
-  return { ...env, DATABASE_URL: urls.database, REDIS_URL: urls.redis, [envNameOf('adminToken')]: secrets.adminToken, NODE_ENV: 'production' };
+  // The admin token goes to the proxy only (proxyEnv): the APIs run release code.
+  delete env[envNameOf('adminToken')];
+  return { ...env, DATABASE_URL: urls.database, REDIS_URL: urls.redis, NODE_ENV: 'production' };
 }
 
 function announceSecrets(log: Logger, paths: DataPaths, generated: readonly string[], secrets: Secrets): void {

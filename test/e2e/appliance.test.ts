@@ -130,6 +130,29 @@ describe('the appliance (one embedded appliance, shared)', () => {
     for (const name of EXPECTED_AT_BOOT) expect(human.stdout).toMatch(new RegExp(`^${name}\\s+online`, 'm'));
   });
 
+  it('gives each process only the settings and secrets it needs', async () => {
+    const envOf = (pid: number): Record<string, string> => {
+      const env: Record<string, string> = Object.fromEntries(readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+      // pm2's cluster workers receive their env as one JSON variable, applied after start.
+      if (env.pm2_env) {
+        const pm2Env = JSON.parse(env.pm2_env) as Record<string, unknown> & { env?: Record<string, string> };
+        Object.assign(env, ...Object.entries(pm2Env).filter(([, v]) => typeof v === 'string').map(([k, v]) => ({ [k]: v })), pm2Env.env ?? {});
+      }
+      return env;
+    };
+    const pids = Object.fromEntries((await app.status()).processes.filter((p) => p.pid).map((p) => [p.name, p.pid!]));
+    const token = app.secrets().adminToken;
+    expect(envOf(pids.proxy!).CHANGELENS_ADMIN_TOKEN).toBe(token);
+    for (const name of ['api-blue', 'worker']) {
+      const env = envOf(pids[name]!);
+      expect(env.CHANGELENS_ADMIN_TOKEN, name).toBeUndefined();
+      expect(env.DATABASE_URL, name).toMatch(/^postgres:\/\//);
+    }
+    // Postgres gets none of ours: no URLs, passwords or settings leak in from the supervisor.
+    const pg = envOf(pids.postgres!);
+    expect(Object.keys(pg).filter((k) => k.startsWith('CHANGELENS_') || k === 'DATABASE_URL' || k === 'REDIS_URL')).toEqual([]);
+  });
+
   it('refuses a second supervisor on the same data dir while this one runs', async () => {
     const second = await runCli(['up'], { ...app.env, ...portsEnv(await appliancePorts()) });
     expect(second.code).toBe(1);
