@@ -5,6 +5,7 @@ import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from '
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eventually } from '../helpers/eventually.js';
 import { appliancePorts, launchAppliance, portsEnv, runCli, type Appliance, type LogRecord } from '../../bench/harness.js';
 import { readMigrations, reapOrphans } from '../../supervisor/index.js';
 import { migrationsDir } from '../../lib/package-root.js';
@@ -25,20 +26,6 @@ async function sql<T extends pg.QueryResultRow>(app: Appliance, text: string, va
   }
 }
 
-async function eventually<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await fn();
-      if (value !== undefined) return value;
-    } catch (err) {
-      lastError = err;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`${what} did not happen within ${timeoutMs} ms (last error: ${String(lastError)})`);
-}
 
 const indexOfMsg = (records: LogRecord[], msg: string, from = 0): number => records.findIndex((r, i) => i >= from && r.msg === msg);
 

@@ -5,6 +5,7 @@
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eventually } from '../helpers/eventually.js';
 import { launchAppliance, runCli, type Appliance } from '../../bench/harness.js';
 import { createRedisClient } from '../../lib/redis.js';
 import { RegressionState } from '../../apps/api/regression-state.js';
@@ -70,15 +71,6 @@ async function measureBoth(path: string, perColor: number): Promise<Record<Color
   return { blue: summary(samples.blue), green: summary(samples.green) };
 }
 
-async function eventually<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const value = await fn().catch(() => undefined);
-    if (value !== undefined) return value;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`${what} did not happen within ${timeoutMs} ms`);
-}
 
 describe('endpoints', () => {
   it('both colours run and the pin header picks one', async () => {
