@@ -16,3 +16,16 @@ export function createPgPool(url: string, options: { max?: number; applicationNa
   pool.on('error', () => {});
   return pool;
 }
+
+/** Runs fn between BEGIN and COMMIT on one client; any error rolls back and is rethrown. */
+export async function inTransaction<T>(client: pg.ClientBase, fn: () => Promise<T>, begin = 'BEGIN'): Promise<T> {
+  await client.query(begin);
+  try {
+    const result = await fn();
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw err;
+  }
+}

@@ -1,32 +1,22 @@
 // Per-colour request measurements in 1-second slices, kept in a ring, so the judge can read any
 // recent window (default 5 s) as the exact merge of its slices: percentiles come from the merged
 // histogram, never from averaging the slices' percentiles. Recording is one histogram write.
-import hdr from 'hdr-histogram-js';
 import type { Color } from '../lib/config.js';
+import { newHistogram, recordLatency, summarize, type Histogram, type LatencySummary } from './histogram.js';
 
-export interface WindowStats {
+export interface WindowStats extends LatencySummary {
   color: Color;
   /** Window bounds, milliseconds since the epoch: [startMs, endMs). */
   startMs: number;
   endMs: number;
-  count: number;
-  errors: number;
-  errorRate: number;
-  p50Ms: number;
-  p95Ms: number;
-  p99Ms: number;
-  maxMs: number;
 }
 
 interface Slice {
   /** Which second this slice holds (epoch ms / sliceMs); -1 when empty. */
   index: number;
-  histogram: hdr.Histogram;
+  histogram: Histogram;
   errors: number;
 }
-
-const newHistogram = (): hdr.Histogram =>
-  hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3, useWebAssembly: false });
 
 export interface SlicedWindowOptions {
   /** Length of one slice; default 1 s. */
@@ -59,7 +49,7 @@ export class SlicedWindow {
       slice.errors = 0;
       slice.index = index;
     }
-    slice.histogram.recordValue(Math.min(60_000_000, Math.max(1, Math.round(latencyMs * 1000))));
+    recordLatency(slice.histogram, latencyMs);
     if (isError) slice.errors++;
   }
 
@@ -79,20 +69,6 @@ export class SlicedWindow {
       merged.add(slice.histogram);
       errors += slice.errors;
     }
-    const count = merged.totalCount;
-    const max = merged.maxValue;
-    const at = (p: number): number => (count === 0 ? 0 : Math.min(merged.getValueAtPercentile(p), max) / 1000);
-    return {
-      color,
-      startMs: first * this.sliceMs,
-      endMs: (last + 1) * this.sliceMs,
-      count,
-      errors,
-      errorRate: count === 0 ? 0 : errors / count,
-      p50Ms: at(50),
-      p95Ms: at(95),
-      p99Ms: at(99),
-      maxMs: count === 0 ? 0 : max / 1000,
-    };
+    return { color, startMs: first * this.sliceMs, endMs: (last + 1) * this.sliceMs, ...summarize(merged, errors) };
   }
 }

@@ -6,6 +6,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { CL_ERR_MIGRATION_CHANGED, CL_ERR_MIGRATION_FAILED } from '../lib/errors.js';
+import { inTransaction } from '../lib/db.js';
 
 export interface Migration {
   version: number;
@@ -68,13 +69,12 @@ export async function applyMigrations(url: string, migrations: readonly Migratio
         continue;
       }
       try {
-        await client.query('BEGIN');
-        await client.query(m.sql);
-        await client.query('INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)', [m.version, m.name, m.checksum]);
-        await client.query('COMMIT');
+        await inTransaction(client, async () => {
+          await client.query(m.sql);
+          await client.query('INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)', [m.version, m.name, m.checksum]);
+        });
         done.push(m.version);
       } catch (err) {
-        await client.query('ROLLBACK').catch(() => {});
         throw new CL_ERR_MIGRATION_FAILED(`${pad(m.version)}_${m.name}`, (err as Error).message, { cause: err });
       }
     }

@@ -5,7 +5,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Color } from '../../lib/config.js';
 import { REGRESSION_TYPES, regressionProblem, type RegressionType } from '../../lib/contracts/regressions.js';
-import type { Pool } from '../../lib/db.js';
+import { inTransaction, type Pool } from '../../lib/db.js';
 import { CL_ERR_REGRESSION_INVALID, CL_ERR_TASK_NOT_FOUND } from '../../lib/errors.js';
 import { createHttpServer } from '../../lib/http-server.js';
 import type { Logger } from '../../lib/logger.js';
@@ -180,14 +180,9 @@ async function queryItems(pool: Pool, q: { category?: string; limit: number }, c
   }
   const client = await pool.connect();
   try {
-    await client.query('BEGIN; SET LOCAL enable_indexscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_indexonlyscan = off');
     const slowWhere = `${where ? `${where} AND` : 'WHERE'} (SELECT count(*) FROM generate_series(1, $${args.length + 1}::int * 1000)) >= 0`;
-    const { rows } = await client.query(`SELECT id, category, name, price_cents FROM items ${slowWhere} ORDER BY id LIMIT $1`, [...args, cost]);
-    await client.query('COMMIT');
-    return rows;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw err;
+    return await inTransaction(client, async () => (await client.query(`SELECT id, category, name, price_cents FROM items ${slowWhere} ORDER BY id LIMIT $1`, [...args, cost])).rows,
+      'BEGIN; SET LOCAL enable_indexscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_indexonlyscan = off');
   } finally {
     client.release();
   }

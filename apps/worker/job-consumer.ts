@@ -6,7 +6,7 @@
 //   other consumer for longer than claimIdleMs;
 // - a failing job is retried up to maxAttempts, then moved to the dead-letter stream.
 import { DEAD_LETTER_STREAM, JOB_GROUP, JOB_STREAM, type JobMessage } from '../../lib/contracts/jobs.js';
-import type { Pool } from '../../lib/db.js';
+import { inTransaction, type Pool } from '../../lib/db.js';
 import type { Logger } from '../../lib/logger.js';
 import type { RedisClient } from '../../lib/redis.js';
 import { endSpan, loggerFor, SpanKind, startSpanFrom } from '../../lib/tracing.js';
@@ -152,18 +152,12 @@ export class JobConsumer {
   private async complete(taskId: string, attempt: number, result: object): Promise<boolean> {
     const client = await this.o.pool.connect();
     try {
-      await client.query('BEGIN');
-      const { rowCount } = await client.query("UPDATE tasks SET state = 'completed', error = NULL, finished_at = now() WHERE id = $1 AND state = 'running' AND attempts = $2", [taskId, attempt]);
-      if (!rowCount) {
-        await client.query('ROLLBACK');
-        return false;
-      }
-      await client.query('INSERT INTO task_results (task_id, result, worker) VALUES ($1, $2, $3) ON CONFLICT (task_id) DO NOTHING', [taskId, JSON.stringify(result), this.o.consumer]);
-      await client.query('COMMIT');
-      return true;
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw err;
+      return await inTransaction(client, async () => {
+        const { rowCount } = await client.query("UPDATE tasks SET state = 'completed', error = NULL, finished_at = now() WHERE id = $1 AND state = 'running' AND attempts = $2", [taskId, attempt]);
+        if (!rowCount) return false;
+        await client.query('INSERT INTO task_results (task_id, result, worker) VALUES ($1, $2, $3) ON CONFLICT (task_id) DO NOTHING', [taskId, JSON.stringify(result), this.o.consumer]);
+        return true;
+      });
     } finally {
       client.release();
     }
