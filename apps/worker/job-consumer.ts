@@ -60,36 +60,47 @@ export class JobConsumer {
     await this.loopDone;
   }
 
+  /** Jobs being processed; at most `concurrency`, and a slow one never holds up the others' slots. */
+  private readonly inFlight = new Set<Promise<void>>();
+
   private async loop(): Promise<void> {
     // What this consumer had been given before a crash: pending under its own name.
-    await this.handle(await this.read('0'));
+    for (const entry of await this.read('0', this.o.concurrency)) this.dispatch(entry);
     while (!this.stopping) {
-      await this.claimStale();
-      const entries = await this.read('>').catch((err: unknown) => {
+      const free = this.o.concurrency - this.inFlight.size;
+      if (free <= 0) {
+        await Promise.race(this.inFlight);
+        continue;
+      }
+      await this.claimStale(free);
+      const entries = await this.read('>', this.o.concurrency - this.inFlight.size).catch((err: unknown) => {
         if (this.stopping) return [];
         throw err;
       });
-      await this.handle(entries);
+      for (const entry of entries) this.dispatch(entry);
     }
+    await Promise.all(this.inFlight);
   }
 
-  private async read(id: '0' | '>'): Promise<StreamEntry[]> {
-    const res = await this.o.reader.xReadGroup(JOB_GROUP, this.o.consumer, { key: JOB_STREAM, id }, { COUNT: this.o.concurrency, ...(id === '>' ? { BLOCK: BLOCK_MS } : {}) });
+  private dispatch(entry: StreamEntry): void {
+    const job: Promise<void> = this.process(entry).finally(() => this.inFlight.delete(job));
+    this.inFlight.add(job);
+  }
+
+  private async read(id: '0' | '>', count: number): Promise<StreamEntry[]> {
+    if (count <= 0) return [];
+    const res = await this.o.reader.xReadGroup(JOB_GROUP, this.o.consumer, { key: JOB_STREAM, id }, { COUNT: count, ...(id === '>' ? { BLOCK: BLOCK_MS } : {}) });
     return (res as { messages: StreamEntry[] }[] | null)?.[0]?.messages ?? [];
   }
 
-  private async claimStale(): Promise<void> {
+  private async claimStale(free: number): Promise<void> {
     const now = Date.now();
     if (now - this.lastClaim < Math.max(100, this.o.claimIdleMs / 2)) return;
     this.lastClaim = now;
-    const res = await this.o.redis.xAutoClaim(JOB_STREAM, JOB_GROUP, this.o.consumer, this.o.claimIdleMs, '0-0', { COUNT: this.o.concurrency });
+    const res = await this.o.redis.xAutoClaim(JOB_STREAM, JOB_GROUP, this.o.consumer, this.o.claimIdleMs, '0-0', { COUNT: free });
     const claimed = (res.messages as (StreamEntry | null)[]).filter((m): m is StreamEntry => m !== null);
     if (claimed.length > 0) this.o.log.warn({ count: claimed.length }, 'took over jobs left idle by another worker');
-    await this.handle(claimed);
-  }
-
-  private async handle(entries: StreamEntry[]): Promise<void> {
-    await Promise.all(entries.map((e) => this.process(e)));
+    for (const entry of claimed) this.dispatch(entry);
   }
 
   private async process(entry: StreamEntry): Promise<void> {
