@@ -15,11 +15,11 @@ export function onStopSignal(log: Logger, stop: () => Promise<void>, options: { 
     stop().then(
       () => {
         log.info({ ms: Math.round(performance.now() - t) }, 'stopped');
-        log.flush(() => process.exit(typeof process.exitCode === 'number' ? process.exitCode : 0));
+        exit(log, typeof process.exitCode === 'number' ? process.exitCode : 0);
       },
       (err: unknown) => {
         log.error({ err }, 'stop failed');
-        log.flush(() => process.exit(1));
+        exit(log, 1);
       },
     );
   };
@@ -31,5 +31,18 @@ export function onStopSignal(log: Logger, stop: () => Promise<void>, options: { 
     });
   } else {
     process.on('SIGINT', () => handler('SIGINT'));
+  }
+}
+
+/**
+ * Flushes the log, then exits. A flush can never complete when nobody reads stdout any more (an
+ * orphan whose supervisor died: EPIPE), so exit anyway shortly after.
+ */
+function exit(log: Logger, code: number): void {
+  setTimeout(() => process.exit(code), 500).unref();
+  try {
+    log.flush(() => process.exit(code));
+  } catch {
+    process.exit(code);
   }
 }

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 export interface Orphan {
   name: string;
   pid: number;
+  pidFile: string;
 }
 
 const CLOCK_TICKS_PER_SECOND = 100; // Linux USER_HZ on every platform we run on
@@ -28,19 +29,27 @@ export function findOrphans(pm2Home: string): Orphan[] {
     const startedAt = processStartSeconds(pid, bootTime);
     if (!Number.isInteger(pid) || pid <= 1 || pid === process.pid || startedAt === undefined) continue;
     const writtenAt = statSync(path).mtimeMs / 1000;
-    if (startedAt <= writtenAt + 1 && writtenAt - startedAt < 120) orphans.push({ name: file.replace(/-\d+\.pid$/, ''), pid });
+    if (startedAt <= writtenAt + 1 && writtenAt - startedAt < 120) orphans.push({ name: file.replace(/-\d+\.pid$/, ''), pid, pidFile: path });
   }
   return orphans;
 }
 
-/** Stops orphans gracefully (SIGINT: Postgres's fast shutdown), then SIGKILL after the grace period. */
+/**
+ * Stops orphans gracefully — SIGINT for Postgres (its fast shutdown), SIGTERM for the rest (our
+ * Node processes ignore SIGINT under pm2) — then SIGKILL after the grace period, and waits until
+ * they are gone, so their ports are free when this returns.
+ */
 export async function reapOrphans(pm2Home: string, graceMs = 6_000): Promise<Orphan[]> {
   const orphans = findOrphans(pm2Home);
-  for (const o of orphans) signal(o.pid, 'SIGINT');
-  const deadline = Date.now() + graceMs;
-  while (orphans.some((o) => isAlive(o.pid)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  for (const o of orphans) signal(o.pid, o.name === 'postgres' ? 'SIGINT' : 'SIGTERM');
+  const waitGone = async (ms: number): Promise<void> => {
+    const deadline = Date.now() + ms;
+    while (orphans.some((o) => isAlive(o.pid)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  };
+  await waitGone(graceMs);
   for (const o of orphans) if (isAlive(o.pid)) signal(o.pid, 'SIGKILL');
-  rmSync(join(pm2Home, 'pids'), { recursive: true, force: true });
+  await waitGone(2_000);
+  for (const o of orphans) rmSync(o.pidFile, { force: true });
   return orphans;
 }
 

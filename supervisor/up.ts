@@ -44,6 +44,10 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   // Refused before anything is written: another supervisor here, a taken port, a data dir that
   // would not survive on a cloud platform.
   await claimControlSocket(paths.controlSocket, paths.root);
+  // No supervisor answers on this data dir, so anything pm2 left running is an orphan of one that
+  // died; it holds the ports, so it goes before the port check. (Reaping writes nothing new.)
+  const orphans = await reapOrphans(paths.pm2Home);
+  if (orphans.length > 0) log.warn({ orphans }, 'stopped processes left running by a supervisor that did not shut down');
   await assertPortsFree(portClaims(config, embedded));
   const mount = assertDataSurvives(config, paths.root, embedded.postgres);
 
@@ -56,7 +60,12 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   const releaseLock = (): Promise<void> => new Promise((resolve) => server.close(() => resolve()));
 
   let prepared: Awaited<ReturnType<typeof prepare>>;
+  let connecting: Promise<ProcessManager>;
   try {
+    // pm2 starts (in this process) while the data dir is prepared: neither needs the other.
+    routeConsoleTo(log.child({ component: 'pm2' }));
+    connecting = ProcessManager.connect(paths.pm2Home);
+    connecting.catch(() => {}); // awaited below; a failure of prepare() is reported first
     prepared = await prepare(config, paths, embedded, log, mount);
   } catch (err) {
     await releaseLock();
@@ -77,8 +86,7 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   const nodes = bootNodes(graph);
   const migrations = readMigrations(migrationsDir);
 
-  routeConsoleTo(log.child({ component: 'pm2' }));
-  const pm = await ProcessManager.connect(paths.pm2Home);
+  const pm = await connecting;
   pm.onLine((line) => forwardLine(out, line));
 
   const boot = { startedAt, firstBoot, durationMs: null as number | null, readyMs: {} as Record<string, number> };
@@ -152,9 +160,6 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
 
 /** Everything before the first process starts; runs while the data dir's lock is held. */
 async function prepare(config: Config, paths: DataPaths, embedded: { postgres: boolean; redis: boolean }, log: Logger, mount: ReturnType<typeof assertDataSurvives>) {
-  // No other supervisor holds this data dir, so anything pm2 left running is an orphan.
-  const orphans = await reapOrphans(paths.pm2Home);
-  if (orphans.length > 0) log.warn({ orphans }, 'stopped processes left running by a supervisor that did not shut down');
   if (mount && !mount.durable) log.warn({ dataDir: paths.root, mount }, 'demo mode (CHANGELENS_EPHEMERAL=1): the data dir does not survive this instance');
   const serviceUser = embedded.postgres || embedded.redis ? resolveServiceUser(config) : undefined;
   const bin = resolveBinaries(config, embedded);
@@ -170,10 +175,10 @@ async function prepare(config: Config, paths: DataPaths, embedded: { postgres: b
   return { serviceUser, bin, secrets, firstBoot };
 }
 
-/** Creates just the state dir and binds the control socket in it. */
+/** Creates just the state dir (and pm2's home in it) and binds the control socket there. */
 async function bindControlSocket(paths: DataPaths, routes: ControlRoute[]) {
   try {
-    mkdirSync(paths.state, { recursive: true, mode: 0o700 });
+    mkdirSync(paths.pm2Home, { recursive: true, mode: 0o700 });
   } catch (err) {
     throw new CL_ERR_DATA_DIR(paths.root, (err as Error).message, { cause: err });
   }

@@ -175,6 +175,20 @@ describe('the appliance (one embedded appliance, shared)', () => {
     });
   });
 
+  it('kill -9 of the supervisor: the next up stops what it left running, then boots on the same data', async () => {
+    const before = (await app.status()).processes.find((p) => p.name === 'postgres')!;
+    app.child.kill('SIGKILL');
+    await app.exited;
+    // pm2's children are detached: Postgres outlives the supervisor and still holds its port.
+    expect(() => process.kill(before.pid!, 0)).not.toThrow();
+    app = await launchAppliance({ dataDir: app.dataDir, ports: app.ports });
+    await app.ready;
+    const reaped = app.records.find((r) => r.msg === 'stopped processes left running by a supervisor that did not shut down');
+    expect((reaped?.orphans as { name: string }[] | undefined)?.map((o) => o.name)).toContain('postgres');
+    expect(() => process.kill(before.pid!, 0)).toThrow();
+    expect((await sql<{ name: string }>(app, "SELECT name FROM items WHERE category = 'durable'")).map((r) => r.name)).toEqual(['committed-before-kill']);
+  });
+
   it('external mode: a second appliance uses this one\'s Postgres and Redis and starts neither', async () => {
     const external = await launchAppliance({
       env: {
