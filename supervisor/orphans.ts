@@ -42,13 +42,19 @@ export function findOrphans(pm2Home: string): Orphan[] {
 export async function reapOrphans(pm2Home: string, graceMs = 6_000): Promise<Orphan[]> {
   const orphans = findOrphans(pm2Home);
   for (const o of orphans) signal(o.pid, o.name === 'postgres' ? 'SIGINT' : 'SIGTERM');
-  const waitGone = async (ms: number): Promise<void> => {
+  const waitGone = async (which: Orphan[], ms: number): Promise<void> => {
     const deadline = Date.now() + ms;
-    while (orphans.some((o) => isAlive(o.pid)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    while (which.some((o) => isAlive(o.pid)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
   };
-  await waitGone(graceMs);
+  // Postgres gets the whole grace period (a SIGKILL costs it a crash recovery); the others, whose
+  // work is gone with their supervisor anyway, a short one. (An orphaned proxy has been seen to
+  // ignore SIGTERM; cause not found yet.)
+  const others = orphans.filter((o) => o.name !== 'postgres');
+  await waitGone(others, Math.min(graceMs, 2_000));
+  for (const o of others) if (isAlive(o.pid)) signal(o.pid, 'SIGKILL');
+  await waitGone(orphans, graceMs);
   for (const o of orphans) if (isAlive(o.pid)) signal(o.pid, 'SIGKILL');
-  await waitGone(2_000);
+  await waitGone(orphans, 2_000);
   for (const o of orphans) rmSync(o.pidFile, { force: true });
   return orphans;
 }
