@@ -6,7 +6,7 @@
 // Context is passed explicitly (a request's span lives on the request, a job's in its message),
 // not through AsyncLocalStorage: cheaper on the proxy's hot path, and it survives the async hops
 // (body parsing, Redis) where implicit context is easily lost.
-import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Span } from '@opentelemetry/api';
+import { propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Span } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { BatchSpanProcessor, NodeTracerProvider, type SpanProcessor } from '@opentelemetry/sdk-trace-node';
@@ -67,9 +67,4 @@ export function endSpan(span: Span, statusCode: number | undefined, error?: unkn
     span.setStatus({ code: SpanStatusCode.ERROR, ...(error instanceof Error ? { message: error.message } : {}) });
   }
   span.end();
-}
-
-/** Runs fn with ctx as the active OpenTelemetry context (for libraries that read it). */
-export function withContext<T>(ctx: Context, fn: () => T): T {
-  return context.with(ctx, fn);
 }

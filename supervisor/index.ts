@@ -2,6 +2,6 @@
 export { runUp, type UpOptions } from './up.js';
 export { queryControl } from './control-socket.js';
 export { orderGraph, bootNodes, type GraphNode, type GraphContext, type Probe } from './process-graph.js';
-export { reapOrphans, findOrphans } from './orphans.js';
+export { reapOrphans } from './orphans.js';
 export { readMigrations } from './migrations.js';
 export { runningMs } from './run-log.js';
