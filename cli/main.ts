@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The changelens command: how operators and scripts drive the appliance. Every command validates
 // its arguments (an unknown option is an error naming it) and has --json output for scripts.
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { parse } from './args.js';
 import { loadConfig } from '../lib/config.js';
 import type { ApplianceStatus, NotRunningStatus } from '../lib/contracts/status.js';
 import { ChangeLensError, CL_ERR_CLI_USAGE, CL_ERR_NOT_RUNNING, EXIT, exitCodeFor } from '../lib/errors.js';
@@ -12,6 +12,7 @@ import { formatStatus } from './format-status.js';
 import { renderConfigReference } from '../lib/config-reference.js';
 import { estimateCost, formatCost, readPrices, readServiceResources } from './cost.js';
 import { join } from 'node:path';
+import { ROLLOUT_USAGE, rolloutCommands } from './rollout-commands.js';
 
 const USAGE = `changelens ${packageVersion}: one appliance that runs a small web system and guards every change
 
@@ -24,6 +25,7 @@ Usage:
   changelens cost [--json] [--days N] [--rc FILE] [--prices FILE]
                                            monthly CloudBase Run cost from cloudbaserc.json and observed instance-hours
   changelens config [--json] [--reference] the effective configuration (secrets redacted), or the reference of every setting
+${ROLLOUT_USAGE}
   changelens --help | --version
 
 Configuration comes from environment variables (PORT, CHANGELENS_DATA_DIR, DATABASE_URL, REDIS_URL, …)
@@ -105,13 +107,6 @@ commands.process = async (args) => {
   return EXIT.ok;
 };
 
-function parse<O extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: O, allowPositionals = false) {
-  try {
-    return parseArgs({ args, options, strict: true as const, allowPositionals });
-  } catch (err) {
-    throw new CL_ERR_CLI_USAGE((err as Error).message);
-  }
-}
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
@@ -123,8 +118,8 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(packageVersion + '\n');
     return EXIT.ok;
   }
-  const command = commands[name];
-  if (!command) throw new CL_ERR_CLI_USAGE(`unknown command "${name}" (expected one of: ${Object.keys(commands).join(', ')})`);
+  const command = commands[name] ?? rolloutCommands[name];
+  if (!command) throw new CL_ERR_CLI_USAGE(`unknown command "${name}" (expected one of: ${[...Object.keys(commands), ...Object.keys(rolloutCommands)].join(', ')})`);
   return command(rest);
 }
 

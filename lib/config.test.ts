@@ -15,6 +15,8 @@ const ALL_KEYS: (keyof Config)[] = [
   ...PORT_KEYS, 'host', 'dataDir', 'apiInstances', 'readyTimeoutMs', 'stopTimeoutMs', 'logLevel', 'serviceUser',
   'pgBinDir', 'redisServer', 'databaseUrl', 'redisUrl', 'adminToken', 'pgPassword', 'redisPassword', 'color',
   'otlpEndpoint', 'accessLog', 'seedItems', 'jobMaxAttempts', 'jobClaimIdleMs', 'workerConcurrency', 'downstreamTimeoutMs', 'regression', 'pmId', 'platform', 'ephemeral', 'cloudRunService', 'releaseId',
+  'canarySteps', 'stepSeconds', 'windowSeconds', 'p99Ratio', 'maxErrorRate', 'maxP95Ms', 'maxP99Ms', 'minSamples', 'failuresToRollback',
+  'keepWarmSeconds', 'inspectSeconds', 'previewSeconds', 'hookUrls', 'hookCommand', 'hookTimeoutMs',
 ];
 const ALL_ENVS = ALL_KEYS.map(envNameOf);
 
@@ -31,6 +33,10 @@ const FULL_ENV: Record<string, string> = {
   OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318', CHANGELENS_ACCESS_LOG: 'all', CHANGELENS_SEED_ITEMS: '500',
   CHANGELENS_JOB_MAX_ATTEMPTS: '5', CHANGELENS_JOB_CLAIM_IDLE_MS: '2000', CHANGELENS_WORKER_CONCURRENCY: '2',
   CHANGELENS_DOWNSTREAM_TIMEOUT_MS: '250', CHANGELENS_REGRESSION: 'cpu:50,dependency:200/0.1', pm_id: '7', CHANGELENS_PLATFORM: 'cloudrun', CHANGELENS_EPHEMERAL: '1', K_SERVICE: 'changelens', CHANGELENS_RELEASE_ID: 'r-1',
+  CHANGELENS_CANARY_STEPS: '10,100', CHANGELENS_STEP_SECONDS: '60', CHANGELENS_WINDOW_SECONDS: '10', CHANGELENS_P99_RATIO: '2.5',
+  CHANGELENS_MAX_ERROR_RATE: '0.01', CHANGELENS_MAX_P95_MS: '250', CHANGELENS_MAX_P99_MS: '800.5', CHANGELENS_MIN_SAMPLES: '100',
+  CHANGELENS_FAILURES_TO_ROLLBACK: '3', CHANGELENS_KEEP_WARM_SECONDS: '60', CHANGELENS_INSPECT_SECONDS: '30', CHANGELENS_PREVIEW_SECONDS: '5',
+  CHANGELENS_HOOK_URLS: 'http://hooks.local/a,https://hooks.local/b', CHANGELENS_HOOK_COMMAND: 'logger changelens', CHANGELENS_HOOK_TIMEOUT_MS: '2000',
 };
 
 /** Whether `message` names the setting `name` as a whole word (PORT must not match CHANGELENS_PG_PORT). */
@@ -85,6 +91,10 @@ const otherSettingsArb = fc.record(
     CHANGELENS_PG_PASSWORD: secretArb,
     CHANGELENS_REDIS_PASSWORD: secretArb,
     CHANGELENS_COLOR: fc.constantFrom('blue', 'green'),
+    CHANGELENS_CANARY_STEPS: fc.uniqueArray(fc.integer({ min: 1, max: 99 }), { maxLength: 6 }).map((s) => [...s.sort((a, b) => a - b), 100].join(',')),
+    CHANGELENS_P99_RATIO: fc.double({ min: 1, max: 1000, noNaN: true }).map(String),
+    CHANGELENS_MAX_ERROR_RATE: fc.double({ min: 0, max: 1, noNaN: true }).map(String),
+    CHANGELENS_MIN_SAMPLES: fc.integer({ min: 1, max: 1_000_000 }).map(String),
   },
   { requiredKeys: [] },
 );
@@ -140,7 +150,7 @@ describe('loadConfig: environment', () => {
   it('reads every setting from its env var', () => {
     const config = loadConfig({ env: FULL_ENV });
     expect(Object.keys(config).sort()).toEqual([...ALL_KEYS].sort());
-    expect(config).toMatchObject({ port: 8081, apiInstances: 2, logLevel: 'debug', color: 'green', dataDir: '/srv/changelens' });
+    expect(config).toMatchObject({ port: 8081, apiInstances: 2, logLevel: 'debug', color: 'green', dataDir: '/srv/changelens', p99Ratio: 2.5, maxErrorRate: 0.01, maxP99Ms: 800.5, canarySteps: '10,100' });
   });
 
   it('round-trips through configToEnv', () => {
@@ -286,5 +296,23 @@ describe('loadConfig: config file', () => {
     const file = writeConfig({ logLevel: 'loud', bogusKey: 1 });
     const { message } = configError({ env: { CHANGELENS_REDIS_PORT: '70000' }, file });
     for (const part of [`${file}: logLevel`, `"bogusKey"`, 'CHANGELENS_REDIS_PORT']) expect(message).toContain(part);
+  });
+});
+
+describe('loadConfig: rollout settings', () => {
+  it('refuses canary steps that do not increase to 100, and numbers out of range, naming the variable', () => {
+    for (const [name, value, expected] of [
+      ['CHANGELENS_CANARY_STEPS', '50,25,100', 'increasing percentages'],
+      ['CHANGELENS_CANARY_STEPS', '5,25', 'ending at 100'],
+      ['CHANGELENS_CANARY_STEPS', '0,100', 'increasing percentages'],
+      ['CHANGELENS_P99_RATIO', '0.9', 'a number 1-1000'],
+      ['CHANGELENS_P99_RATIO', '1.5x', 'a number 1-1000'],
+      ['CHANGELENS_MAX_ERROR_RATE', '5', 'a fraction 0-1'],
+      ['CHANGELENS_HOOK_URLS', 'ftp://x', 'http(s) URLs'],
+    ] as const) {
+      const { message } = configError({ env: { [name]: value } });
+      expect(names(message, name), `${name}=${value}`).toBe(true);
+      expect(message).toContain(expected);
+    }
   });
 });

@@ -23,6 +23,19 @@ const oneOf = <T extends string>(...values: T[]) => (v: unknown): T | undefined 
 const regressionSpec = (v: unknown): string | undefined =>
   typeof v === 'string' && 'regressions' in parseRegressionSpec(v) ? v : undefined;
 const port = int(1, 65535);
+const num = (min: number, max: number) => (v: unknown): number | undefined =>
+  typeof v === 'number' && Number.isFinite(v) && v >= min && v <= max ? v : undefined;
+/** Canary weights in percent: strictly increasing, ending at 100, e.g. "5,25,50,100". */
+export function parseSteps(v: unknown): number[] | undefined {
+  const parts = typeof v === 'string' ? v.split(',').map((p) => p.trim()) : Array.isArray(v) ? v : undefined;
+  if (!parts || parts.length === 0 || parts.length > 20) return undefined;
+  const steps = parts.map((p) => (typeof p === 'number' ? p : /^\d+$/.test(String(p)) ? Number(p) : NaN));
+  const ok = steps.every((w, i) => Number.isInteger(w) && w >= 1 && w <= 100 && (i === 0 || w > steps[i - 1]!)) && steps.at(-1) === 100;
+  return ok ? steps : undefined;
+}
+const stepsSpec = (v: unknown): string | undefined => (parseSteps(v) ? String(v) : undefined);
+const urlList = (v: unknown): string | undefined =>
+  typeof v === 'string' && v.split(',').every((u) => /^https?:\/\/\S+$/.test(u.trim())) ? v : undefined;
 export const ROOT_DATA_DIR = '/var/lib/changelens';
 const secret = text(/^[A-Za-z0-9_\-.~+/=]{16,}$/);
 
@@ -57,6 +70,22 @@ const FIELDS = {
   downstreamTimeoutMs: { env: 'CHANGELENS_DOWNSTREAM_TIMEOUT_MS', doc: 'how long a timing-out downstream call hangs (dependency regression)', kind: 'int', parse: int(1, 60_000), expected: 'milliseconds 1-60000 (how long a timing-out downstream call hangs)', default: 1_000 },
   // A release's regressions from birth (the API reads it at start), e.g. cpu:50,errors:0.1.
   regression: { env: 'CHANGELENS_REGRESSION', doc: 'regressions the API carries from birth', kind: 'string', parse: regressionSpec, expected: 'type:intensity[,…] with types cpu (1-10000), db (1-10000), dependency (ms 1-60000, optionally /timeoutRate), errors (0-1), e.g. cpu:50,errors:0.1', default: undefined },
+  // Progressive delivery: the defaults of every deployment; a deploy may override each.
+  canarySteps: { env: 'CHANGELENS_CANARY_STEPS', doc: 'canary weights in percent, one analysis period each (100 promotes)', kind: 'string', parse: stepsSpec, expected: 'increasing percentages 1-100 ending at 100, e.g. 5,25,50,100 (or 10,100 for a fixed 90/10)', default: '5,25,50,100' },
+  stepSeconds: { env: 'CHANGELENS_STEP_SECONDS', doc: 'analysis period of each canary step, and of blue/green\'s post-switch analysis', kind: 'int', parse: int(1, 86_400), expected: 'seconds 1-86400', default: 30 },
+  windowSeconds: { env: 'CHANGELENS_WINDOW_SECONDS', doc: 'length of one judged window (merged 1 s slices)', kind: 'int', parse: int(1, 60), expected: 'seconds 1-60', default: 5 },
+  p99Ratio: { env: 'CHANGELENS_P99_RATIO', doc: 'a window fails when the candidate\'s P99 exceeds the stable colour\'s by this factor', kind: 'number', parse: num(1, 1000), expected: 'a number 1-1000, e.g. 1.5', default: 1.5 },
+  maxErrorRate: { env: 'CHANGELENS_MAX_ERROR_RATE', doc: 'a window fails when the candidate\'s share of 5xx exceeds this', kind: 'number', parse: num(0, 1), expected: 'a fraction 0-1, e.g. 0.05', default: 0.05 },
+  maxP95Ms: { env: 'CHANGELENS_MAX_P95_MS', doc: 'absolute P95 ceiling of the candidate (none by default)', kind: 'number', parse: num(0.001, 600_000), expected: 'milliseconds 0.001-600000', default: undefined },
+  maxP99Ms: { env: 'CHANGELENS_MAX_P99_MS', doc: 'absolute P99 ceiling of the candidate (none by default)', kind: 'number', parse: num(0.001, 600_000), expected: 'milliseconds 0.001-600000', default: undefined },
+  minSamples: { env: 'CHANGELENS_MIN_SAMPLES', doc: 'fewer candidate requests than this in a window make it insufficient: neither pass nor fail', kind: 'int', parse: int(1, 1_000_000), expected: 'an integer 1-1000000', default: 50 },
+  failuresToRollback: { env: 'CHANGELENS_FAILURES_TO_ROLLBACK', doc: 'consecutive failing windows that roll back', kind: 'int', parse: int(1, 100), expected: 'an integer 1-100', default: 2 },
+  keepWarmSeconds: { env: 'CHANGELENS_KEEP_WARM_SECONDS', doc: 'how long the previous colour keeps running after a promotion, so switching back is instant', kind: 'int', parse: int(0, 604_800), expected: 'seconds 0-604800', default: 300 },
+  inspectSeconds: { env: 'CHANGELENS_INSPECT_SECONDS', doc: 'how long a rolled-back candidate keeps running for inspection (pin to it)', kind: 'int', parse: int(0, 604_800), expected: 'seconds 0-604800', default: 600 },
+  previewSeconds: { env: 'CHANGELENS_PREVIEW_SECONDS', doc: 'blue/green: how long the new colour is reachable by pin only before the switch', kind: 'int', parse: int(0, 86_400), expected: 'seconds 0-86400', default: 0 },
+  hookUrls: { env: 'CHANGELENS_HOOK_URLS', doc: 'webhooks POSTed a JSON event on deploy, promote and rollback', kind: 'string', parse: urlList, expected: 'comma-separated http(s) URLs', default: undefined },
+  hookCommand: { env: 'CHANGELENS_HOOK_COMMAND', doc: 'shell command run on deploy, promote and rollback; the event is on stdin (JSON) and in CHANGELENS_EVENT', kind: 'string', parse: text(), expected: 'a shell command', default: undefined },
+  hookTimeoutMs: { env: 'CHANGELENS_HOOK_TIMEOUT_MS', doc: 'how long one hook may take', kind: 'int', parse: int(100, 300_000), expected: 'milliseconds 100-300000', default: 10_000 },
   platform: { env: 'CHANGELENS_PLATFORM', doc: 'where it runs; cloudrun and cloudbase refuse embedded Postgres on a non-durable data dir', kind: 'string', parse: oneOf<Platform>('auto', 'bare', 'docker', 'cloudrun', 'cloudbase'), expected: 'auto, bare, docker, cloudrun or cloudbase', default: 'auto' },
   ephemeral: { env: 'CHANGELENS_EPHEMERAL', doc: 'demo mode on cloud platforms: embedded data may vanish with the instance', kind: 'string', parse: oneOf('0', '1'), expected: '0 or 1 (1: demo mode, embedded data may be lost with the instance)', default: '0' },
   // Set by Cloud Run in every container it runs.
@@ -114,7 +143,8 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
       }
       continue;
     }
-    raw[field] = { value: FIELDS[field].kind === 'int' ? parseIntStrict(value) : value, source: name };
+    const kind: string = FIELDS[field].kind;
+    raw[field] = { value: kind === 'int' ? parseIntStrict(value) : kind === 'number' ? parseNumberStrict(value) : value, source: name };
   }
 
   const out: Record<string, unknown> = {};
@@ -165,6 +195,10 @@ function readConfigFile(file: string, problems: string[]): Record<string, unknow
     problems.push(`${file}: not valid JSON (${(err as Error).message})`);
     return {};
   }
+}
+
+function parseNumberStrict(value: string): number | string {
+  return /^-?(\d+\.?\d*|\.\d+)(e-?\d+)?$/i.test(value.trim()) ? Number(value.trim()) : value;
 }
 
 function parseIntStrict(value: string): number | string {

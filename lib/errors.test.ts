@@ -10,6 +10,13 @@ const CODES = ERROR_CLASSES.map(([name]) => name);
 
 /** Realistic constructor arguments per code (one per placeholder) and the message they must give. */
 const SAMPLES: Record<string, { args: string[]; message: string }> = {
+  CL_ERR_DEPLOYMENT_RUNNING: { args: ['d-1', 'v2', 'shifting'], message: 'deployment d-1 of release v2 is still shifting; one deployment runs at a time' },
+  CL_ERR_NO_DEPLOYMENT: { args: ['promote'], message: 'no deployment is running to promote' },
+  CL_ERR_NOT_FOUND: { args: ['deployment d-9'], message: 'deployment d-9 not found' },
+  CL_ERR_RELEASE_CONFLICT: { args: ['v2', 'env'], message: 'release v2 already exists with a different env; a release never changes' },
+  CL_ERR_ARTIFACT_INVALID: { args: ['artifact /x: no such file'], message: 'artifact /x: no such file' },
+  CL_ERR_INVALID_REQUEST: { args: ['body/steps: expected increasing percentages'], message: 'body/steps: expected increasing percentages' },
+  CL_ERR_UNAUTHORIZED: { args: [], message: 'missing or wrong bearer token' },
   CL_ERR_CONFIG_INVALID: { args: ['  - PORT: expected a TCP port 1-65535, got "x"'], message: 'invalid configuration:\n  - PORT: expected a TCP port 1-65535, got "x"' },
   CL_ERR_CLI_USAGE: { args: ['unknown command "bogus"'], message: 'unknown command "bogus"' },
   CL_ERR_PORT_IN_USE: { args: ['port 8080 (PORT) is already in use'], message: 'port 8080 (PORT) is already in use' },

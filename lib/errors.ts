@@ -96,6 +96,27 @@ export const CL_ERR_INJECTED_FAILURE = defineError<[string]>(
 export const CL_ERR_ROLLOUT_BAD_TRANSITION = defineError<[string, string, string]>(
   'CL_ERR_ROLLOUT_BAD_TRANSITION', 409, 'a deployment that is %s cannot take "%s" (allowed now: %s)',
   'check the deployment\'s phase first; a finished deployment takes nothing more');
+export const CL_ERR_DEPLOYMENT_RUNNING = defineError<[string, string, string]>(
+  'CL_ERR_DEPLOYMENT_RUNNING', 409, 'deployment %s of release %s is still %s; one deployment runs at a time',
+  'wait for it (changelens status), or end it first: changelens promote | rollback | abort');
+export const CL_ERR_NO_DEPLOYMENT = defineError<[string]>(
+  'CL_ERR_NO_DEPLOYMENT', 409, 'no deployment is running to %s',
+  'start one with: changelens deploy <version>');
+export const CL_ERR_NOT_FOUND = defineError<[string]>(
+  'CL_ERR_NOT_FOUND', 404, '%s not found',
+  'list what exists with: changelens releases, or GET /_changelens/api/deployments');
+export const CL_ERR_RELEASE_CONFLICT = defineError<[string, string]>(
+  'CL_ERR_RELEASE_CONFLICT', 409, 'release %s already exists with a different %s; a release never changes',
+  'deploy it as it is (omit --artifact and --set), or give the new build a new version');
+export const CL_ERR_ARTIFACT_INVALID = defineError<[string]>(
+  'CL_ERR_ARTIFACT_INVALID', 400, '%s',
+  'an artifact is a directory or a .tar.gz holding a Node app (package.json "main", or server.js / index.js) that listens on $PORT');
+export const CL_ERR_INVALID_REQUEST = defineError<[string]>(
+  'CL_ERR_INVALID_REQUEST', 400, '%s',
+  'correct the named field; changelens deploy --help lists every option and its range');
+export const CL_ERR_UNAUTHORIZED = defineError<[]>(
+  'CL_ERR_UNAUTHORIZED', 401, 'missing or wrong bearer token',
+  'send Authorization: Bearer <token>; the token is CHANGELENS_ADMIN_TOKEN, or adminToken in <data>/state/secrets.json');
 
 // Supervisor control (status, process start/stop)
 export const CL_ERR_PROCESS_CONTROL = defineError<[string]>(

@@ -7,6 +7,8 @@ import type { Color } from './config.js';
 export interface RoutingSnapshot {
   schemaVersion: 1;
   activeColor: Color;
+  /** The active release, so a (re)booting supervisor starts the active colour with it. */
+  release?: { version: string; artifact: string; env: Record<string, string> };
   updatedAt: string;
 }
 
@@ -25,8 +27,8 @@ export function readRoutingSnapshot(path: string): RoutingSnapshot | undefined {
   return parsed as RoutingSnapshot;
 }
 
-export function writeRoutingSnapshot(path: string, activeColor: Color): RoutingSnapshot {
-  const snapshot: RoutingSnapshot = { schemaVersion: 1, activeColor, updatedAt: new Date().toISOString() };
+export function writeRoutingSnapshot(path: string, activeColor: Color, release?: RoutingSnapshot['release']): RoutingSnapshot {
+  const snapshot: RoutingSnapshot = { schemaVersion: 1, activeColor, ...(release ? { release } : {}), updatedAt: new Date().toISOString() };
   writeFileAtomic(path, JSON.stringify(snapshot, null, 2) + '\n', 0o644);
   return snapshot;
 }

@@ -1,33 +1,79 @@
-// Composition root of the proxy process: the only public port.
+// Composition root of the proxy process: the only public port. It routes, measures every request
+// per colour, and runs the rollout controller and the admin API in the same process, so a failing
+// verdict changes the routing without a network hop.
 import { loadConfig } from '../lib/config.js';
+import { BUILTIN_ARTIFACT } from '../lib/contracts/releases.js';
+import { createPgPool } from '../lib/db.js';
+import { closeGracefully } from '../lib/http-server.js';
 import { createLogger } from '../lib/logger.js';
 import { dataPaths } from '../lib/paths.js';
 import { readRoutingSnapshot } from '../lib/routing-snapshot.js';
 import { onStopSignal } from '../lib/shutdown.js';
-import { closeGracefully } from '../lib/http-server.js';
 import { initTracing, shutdownTracing } from '../lib/tracing.js';
-import { stableOnly } from './router.js';
+import { SlicedWindow } from '../monitoring/index.js';
+const createProxyMetrics = () => ({ setRollout() {}, countVerdict() {}, countRollback() {}, observeRequest(..._a: unknown[]) {}, render: async () => ({ contentType: 'text/plain', body: '' }) });
+import { RolloutController, RolloutStore } from '../rollout/index.js';
+import { registerAdminApi } from './admin-api.js';
 import { buildProxyServer } from './server.js';
+import { supervisorLink } from './supervisor-link.js';
 
 const config = loadConfig();
 const log = createLogger('proxy', { level: config.logLevel });
 await initTracing('proxy', config.otlpEndpoint);
-// The routing snapshot lets a restarted proxy route before Postgres answers.
-const activeColor = readRoutingSnapshot(dataPaths(config.dataDir).routing)?.activeColor ?? 'blue';
-// Until rollouts drive it, the table sends everything that is not pinned to the active colour.
-const table = stableOnly(activeColor);
+const paths = dataPaths(config.dataDir);
+if (config.adminToken === undefined || config.databaseUrl === undefined) throw new Error('the proxy needs CHANGELENS_ADMIN_TOKEN and DATABASE_URL (the supervisor sets both)');
+
+// The routing snapshot lets a restarted proxy route before Postgres answers: to the active colour only.
+const snapshot = readRoutingSnapshot(paths.routing);
+const activeColor = snapshot?.activeColor ?? 'blue';
+const upstreams = { blue: `http://127.0.0.1:${config.apiBluePort}`, green: `http://127.0.0.1:${config.apiGreenPort}` };
+const pool = createPgPool(config.databaseUrl, { max: 4, applicationName: 'changelens-proxy' });
+const store = new RolloutStore(pool);
+const window = new SlicedWindow();
+const metrics = createProxyMetrics();
+const controller = new RolloutController({
+  store, window, log, gauges: metrics, activeColor,
+  supervisor: supervisorLink(paths.controlSocket, paths.root, upstreams, config.readyTimeoutMs),
+  routingPath: paths.routing,
+  releasesDir: paths.releases,
+  hooks: { urls: config.hookUrls?.split(',').map((u) => u.trim()) ?? [], command: config.hookCommand, timeoutMs: config.hookTimeoutMs },
+  initialRelease: snapshot?.release ?? { version: 'initial', artifact: BUILTIN_ARTIFACT, env: {} },
+});
+
 const app = await buildProxyServer({
   log,
-  upstreams: { blue: `http://127.0.0.1:${config.apiBluePort}`, green: `http://127.0.0.1:${config.apiGreenPort}` },
-  routingTable: () => table,
+  upstreams,
+  routingTable: controller.routingTable,
   accessLog: config.accessLog,
+  onMeasured: (color, latencyMs, statusCode) => {
+    controller.record(color, latencyMs, statusCode);
+    metrics.observeRequest(color, controller.releaseServedBy(color), latencyMs, statusCode);
+  },
 });
+let initialized = false;
+await registerAdminApi(app, { token: config.adminToken, controller, store, config, metrics: () => metrics.render(), ready: () => initialized });
 await app.listen({ port: config.port, host: config.host });
 log.info({ port: config.port, activeColor }, 'proxy listening');
 
+// Rollout state: read from Postgres, retried until it answers; meanwhile only the stable colour serves.
+void (async () => {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await controller.init();
+      initialized = true;
+      return;
+    } catch (err) {
+      log.warn({ err: (err as Error).message, attempt }, 'could not load rollout state; routing to the active colour only, retrying');
+      await new Promise((r) => setTimeout(r, Math.min(5_000, 250 * attempt)));
+    }
+  }
+})();
+
 // Stop accepting, finish every request in flight, then exit: the supervisor stops the APIs after.
 onStopSignal(log, async () => {
+  controller.close();
   // All of pm2's kill_timeout but a margin: the drain is bounded by the stop budget.
   await closeGracefully(app, Math.max(500, config.stopTimeoutMs - 3_500));
+  await pool.end().catch(() => {});
   await shutdownTracing();
 }, { underPm2: config.pmId !== undefined });

@@ -13,14 +13,14 @@ const eventArb: fc.Arbitrary<DeploymentEvent> = fc.oneof(
 const stepsArb = fc.uniqueArray(fc.integer({ min: 1, max: 99 }), { maxLength: 5 }).map((s) => [...s.sort((a, b) => a - b), 100]);
 
 describe('deployment state machine', () => {
-  it('every event is either a legal transition (version +1) or refused with a coded error, leaving the status as it was', () => {
+  it('every event is either a legal transition (revision +1) or refused with a coded error, leaving the status as it was', () => {
     fc.assert(fc.property(stepsArb, fc.array(eventArb, { maxLength: 40 }), (steps, events) => {
       let status: DeploymentStatus = initialStatus(steps);
       for (const event of events) {
         const before = status;
         try {
           status = transition(status, event);
-          expect(status.version).toBe(before.version + 1);
+          expect(status.revision).toBe(before.revision + 1);
           expect(isTerminal(before.phase)).toBe(false);
         } catch (err) {
           expect(err).toBeInstanceOf(ChangeLensError);

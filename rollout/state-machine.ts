@@ -36,7 +36,7 @@ export interface DeploymentStatus {
   /** Why it paused, rolled back, aborted or failed. */
   reason: string | null;
   /** Incremented on every transition: the compare-and-swap version of the persisted row. */
-  version: number;
+  revision: number;
 }
 
 const TERMINAL: ReadonlySet<Phase> = new Set(['promoted', 'rolled_back', 'aborted', 'failed']);
@@ -62,7 +62,7 @@ export function initialStatus(steps: readonly number[]): DeploymentStatus {
   if (steps.length === 0 || steps.some((w, i) => !(w > 0 && w <= 100) || (i > 0 && w <= steps[i - 1]!)) || steps.at(-1) !== 100) {
     throw new Error(`steps: expected increasing percentages in (0, 100] ending at 100, got ${JSON.stringify(steps)}`);
   }
-  return { phase: 'starting', stepIndex: 0, steps, reason: null, version: 0 };
+  return { phase: 'starting', stepIndex: 0, steps, reason: null, revision: 0 };
 }
 
 export function transition(status: DeploymentStatus, event: DeploymentEvent): DeploymentStatus {
@@ -75,7 +75,7 @@ export function transition(status: DeploymentStatus, event: DeploymentEvent): De
     else stepIndex++;
   }
   const reason = 'reason' in event ? event.reason : next === 'shifting' ? null : status.reason;
-  return { ...status, phase: next, stepIndex, reason, version: status.version + 1 };
+  return { ...status, phase: next, stepIndex, reason, revision: status.revision + 1 };
 }
 
 /** The candidate's traffic share (0-1) a status implies: derived, never stored. */

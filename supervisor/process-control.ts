@@ -2,7 +2,9 @@
 // through here too, so the shutdown order always follows the graph (reversed), whatever was
 // started later. By hand, only the idle API colour may be started or stopped — the rollout
 // controller will drive exactly this to bring a release up on the idle colour.
+import { dirname } from 'node:path';
 import type { Color } from '../lib/config.js';
+import type { ArtifactEntry } from '../lib/contracts/releases.js';
 import { CL_ERR_PROCESS_CONTROL } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { startProcess, type ProbeDeps } from './boot.js';
@@ -37,13 +39,16 @@ export class ProcessControl {
     return this.running.has(name);
   }
 
-  /** Starts an idle colour; `env` is the release's own settings for it (validated by the caller). */
-  start(name: string, env: Record<string, string> = {}): Promise<ProcessChange> {
+  /**
+   * Starts an idle colour; `env` is the release's own settings for it (validated by the caller),
+   * `artifact` another app to run instead of the built-in API.
+   */
+  start(name: string, env: Record<string, string> = {}, artifact?: ArtifactEntry): Promise<ProcessChange> {
     return this.serially(async () => {
       const node = this.manualNode(name, 'start');
       const t = performance.now();
       if (this.running.has(name)) return { name, action: 'unchanged', ms: 0 };
-      const withEnv: GraphNode = { ...node, app: { ...node.app!, env: { ...node.app!.env, ...env } } };
+      const withEnv = nodeForRelease(node, env, artifact);
       try {
         await startProcess(withEnv, this.deps, this.stopping, (n) => this.running.add(n));
       } catch (err) {
@@ -108,4 +113,18 @@ export class ProcessControl {
     this.tail = run.catch(() => {});
     return run;
   }
+}
+
+/** An API colour's node set up for one release: its env and, for another app, its script and probe. */
+export function nodeForRelease(node: GraphNode, env: Record<string, string>, artifact?: ArtifactEntry): GraphNode {
+  const withEnv: GraphNode = { ...node, app: { ...node.app!, env: { ...node.app!.env, ...env } } };
+  if (!artifact || node.probe.kind !== 'http') return withEnv;
+  // Another app: it listens on $PORT (the colour's port) and answers its readiness path there.
+  const url = new URL(node.probe.url);
+  return {
+    ...withEnv,
+    probe: { kind: 'http', url: `${url.origin}${artifact.readyPath}` },
+    // It knows nothing of pm2's "shutdown" message: stop it with a signal (SIGINT).
+    app: { ...withEnv.app!, script: artifact.script, cwd: dirname(artifact.script), shutdown_with_message: false, env: { ...withEnv.app!.env, PORT: url.port } },
+  };
 }

@@ -10,6 +10,7 @@ const require = createRequire(import.meta.url);
 export interface AppOptions {
   name: string;
   script: string;
+  cwd?: string;
   args?: string[];
   interpreter?: string;
   node_args?: string[];

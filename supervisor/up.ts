@@ -3,6 +3,7 @@
 // serves status on its control socket, and on SIGTERM/SIGINT stops everything in reverse order.
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
+import { resolve as resolvePath } from 'node:path';
 import { format } from 'node:util';
 import { pino } from 'pino';
 import { processGraph } from '../ecosystem.config.js';
@@ -11,15 +12,16 @@ import { ChangeLensError, CL_ERR_DATA_DIR, CL_ERR_PROCESS_CONTROL } from '../lib
 import { createLogger, type Logger } from '../lib/logger.js';
 import { distDir, migrationsDir } from '../lib/package-root.js';
 import { dataPaths, type DataPaths } from '../lib/paths.js';
-import { readRoutingSnapshot, writeRoutingSnapshot } from '../lib/routing-snapshot.js';
+import { readRoutingSnapshot, writeRoutingSnapshot, type RoutingSnapshot } from '../lib/routing-snapshot.js';
 import type { ApplianceStatus } from '../lib/contracts/status.js';
+import { BUILTIN_ARTIFACT, resolveArtifactEntry, validateReleaseEnv, type ArtifactEntry } from '../lib/contracts/releases.js';
 import { bootGraph } from './boot.js';
 import { claimControlSocket, startControlServer, type ControlRoute } from './control-socket.js';
 import { ensureSecrets, initPostgres, isInitialised, PG_DATABASE, PG_USER, prepareDataDir, resolveBinaries, resolveServiceUser, writeRedisConf, type Secrets } from './first-boot.js';
 import { applyMigrations, ensureDatabase, readMigrations } from './migrations.js';
 import { assertPortsFree, type PortClaim } from './ports.js';
 import { bootNodes, orderGraph, type GraphContext, type GraphNode } from './process-graph.js';
-import { ProcessControl } from './process-control.js';
+import { nodeForRelease, ProcessControl } from './process-control.js';
 import { seedItems } from '../apps/api/index.js';
 import { ProcessManager, type LogLine } from './process-manager.js';
 import { collectStatus } from './status.js';
@@ -73,16 +75,21 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   }
   const { serviceUser, bin, secrets, firstBoot } = prepared;
 
-  const activeColor = readRoutingSnapshot(paths.routing)?.activeColor ?? writeRoutingSnapshot(paths.routing, 'blue').activeColor;
+  const snapshot = readRoutingSnapshot(paths.routing) ?? writeRoutingSnapshot(paths.routing, 'blue');
+  const activeColor = snapshot.activeColor;
   const urls = effectiveUrls(config, secrets);
   const childEnv = childEnvironment(config, urls, secrets);
   // The release that boots carries its regressions from birth; the idle colour gets a release's
   // own settings when it is started for one.
   const colorEnv: GraphContext['colorEnv'] = { blue: {}, green: {} };
+  // The active release (as the last promotion snapshotted it) is what the active colour runs.
+  const activeRelease = bootRelease(paths, snapshot);
+  Object.assign(colorEnv[activeColor], activeRelease.env);
   colorEnv[activeColor][envNameOf('releaseId')] = newReleaseId();
   if (config.regression !== undefined) colorEnv[activeColor][envNameOf('regression')] = config.regression;
   const proxyEnv = { [envNameOf('adminToken')]: secrets.adminToken };
-  const graph = processGraph({ config, paths, activeColor, bin, serviceUser: serviceUser?.name, childEnv, colorEnv, proxyEnv, distDir, embedded });
+  const graph = processGraph({ config, paths, activeColor, bin, serviceUser: serviceUser?.name, childEnv, colorEnv, proxyEnv, distDir, embedded })
+    .map((node) => (node.name === `api-${activeColor}` && activeRelease.artifact ? nodeForRelease(node, {}, activeRelease.artifact) : node));
   const nodes = bootNodes(graph);
   const migrations = readMigrations(migrationsDir);
 
@@ -98,8 +105,10 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   const whenReady = <T>(fn: () => Promise<T>): Promise<T> =>
     phase === 'ready' ? fn() : Promise.reject(new CL_ERR_PROCESS_CONTROL(`the appliance is ${phase}; try again when it is ready`));
   routes.push(
-    { method: 'POST', path: /^\/processes\/([a-z-]+)\/start(?:\?(.*))?$/, handler: (name, query) => whenReady(() => control.start(name!, releaseEnv(config, query))) },
+    { method: 'POST', path: /^\/processes\/([a-z-]+)\/start(?:\?(.*))?$/, handler: (name, query) => whenReady(() => control.start(name!, releaseEnv(config, query), releaseArtifact(paths, query))) },
     { method: 'POST', path: /^\/processes\/([a-z-]+)\/stop$/, handler: (name) => whenReady(() => control.stop(name!)) },
+    // Cheap, for the rollout controller: is a colour running (started and not stopped)?
+    { method: 'GET', path: /^\/processes\/([a-z-]+)$/, handler: (name) => ({ name, running: control.isRunning(name!) }) },
   );
   pm.onEvent((e) => {
     if (phase === 'ready' && (e.event === 'exit' || e.event === 'restart overlimit')) {
@@ -186,27 +195,49 @@ async function bindControlSocket(paths: DataPaths, routes: ControlRoute[]) {
 }
 
 /**
- * A release's own settings for the colour being started, from `?set=KEY%3DVALUE&set=…`: only
- * settings a release may carry, each validated as at boot.
+ * A release's own settings for the colour being started, from `?set=KEY%3DVALUE&set=…`: only what
+ * a release may carry (lib/contracts/releases.ts), each validated as at boot.
  */
 function releaseEnv(config: Config, query: string | undefined): Record<string, string> {
-  const env: Record<string, string> = {};
+  const given: Record<string, string> = {};
   for (const pair of new URLSearchParams(query ?? '').getAll('set')) {
     const eq = pair.indexOf('=');
-    const key = eq > 0 ? pair.slice(0, eq) : pair;
-    if (!RELEASE_SETTINGS.has(key)) throw new CL_ERR_PROCESS_CONTROL(`--set ${key}: a release may set only ${[...RELEASE_SETTINGS].join(', ')}`);
-    env[key] = pair.slice(eq + 1);
+    given[eq > 0 ? pair.slice(0, eq) : pair] = eq > 0 ? pair.slice(eq + 1) : '';
   }
+  const checked = validateReleaseEnv(given, '--set');
+  if ('error' in checked) throw new CL_ERR_PROCESS_CONTROL(checked.error);
   // The same validation as at boot, on the config this colour will run with.
-  loadConfig({ env: { ...configToEnv(config), ...env } });
-  return { ...env, [envNameOf('releaseId')]: newReleaseId() };
+  loadConfig({ env: { ...configToEnv(config), ...Object.fromEntries(Object.entries(checked.env).filter(([k]) => k.startsWith('CHANGELENS_'))) } });
+  return { ...checked.env, [envNameOf('releaseId')]: newReleaseId() };
+}
+
+/** The env and artifact of the release the routing snapshot says is active (the built-in API if none). */
+function bootRelease(paths: DataPaths, snapshot: RoutingSnapshot): { env: Record<string, string>; artifact?: ArtifactEntry } {
+  const release = snapshot.release;
+  if (!release) return { env: {} };
+  const checked = validateReleaseEnv(release.env, `${paths.routing}: release.env`);
+  if ('error' in checked) throw new CL_ERR_DATA_DIR(paths.root, checked.error);
+  if (release.artifact === BUILTIN_ARTIFACT) return { env: checked.env };
+  const entry = resolveArtifactEntry(release.artifact);
+  if ('error' in entry) throw new CL_ERR_DATA_DIR(paths.root, `active release ${release.version}: ${entry.error}`);
+  return { env: checked.env, artifact: entry };
+}
+
+/** `?artifact=<dir>`: another app, which must sit under <data>/releases/ (where deploys put them). */
+function releaseArtifact(paths: DataPaths, query: string | undefined): ArtifactEntry | undefined {
+  const dir = new URLSearchParams(query ?? '').get('artifact');
+  if (dir === null || dir === BUILTIN_ARTIFACT) return undefined;
+  const resolved = resolvePath(dir);
+  if (!resolved.startsWith(paths.releases + '/')) throw new CL_ERR_PROCESS_CONTROL(`artifact ${dir}: expected a directory under ${paths.releases}`);
+  const entry = resolveArtifactEntry(resolved);
+  if ('error' in entry) throw new CL_ERR_PROCESS_CONTROL(entry.error);
+  return entry;
 }
 
 /** Identifies one start of a colour: what was changed at run time belongs to it, not to the next. */
 function newReleaseId(): string {
   return `r-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
 }
-const RELEASE_SETTINGS = new Set(['CHANGELENS_REGRESSION']);
 
 async function runMigrations(node: GraphNode, log: Logger, embeddedPostgres: boolean, urls: { database: string }, secrets: Secrets, config: Config, migrations: ReturnType<typeof readMigrations>): Promise<void> {
   if (embeddedPostgres) {

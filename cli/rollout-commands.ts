@@ -1,0 +1,181 @@
+// The rollout commands: deploy (optionally waiting for the verdict), promote, rollback, pause,
+// resume, abort, releases, audit and export. Thin clients of the admin API; each has --json.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { ParseArgsConfig } from 'node:util';
+import { parse } from './args.js';
+import { loadConfig } from '../lib/config.js';
+import { CL_ERR_CLI_USAGE, EXIT } from '../lib/errors.js';
+import type { AuditEvent, Deployment, Release, StoredVerdict } from '../rollout/index.js';
+import { adminClient } from './admin-client.js';
+
+type Command = (args: string[]) => Promise<number>;
+
+/** CLI flag → deploy body field, and how the flag's text becomes a value. */
+const NUMERIC_FLAGS = {
+  'step-seconds': 'stepSeconds', 'window-seconds': 'windowSeconds', 'p99-ratio': 'p99Ratio', 'max-error-rate': 'maxErrorRate',
+  'max-p95-ms': 'maxP95Ms', 'max-p99-ms': 'maxP99Ms', 'min-samples': 'minSamples', 'failures-to-rollback': 'failuresToRollback',
+  'keep-warm-seconds': 'keepWarmSeconds', 'inspect-seconds': 'inspectSeconds', 'preview-seconds': 'previewSeconds',
+} as const;
+
+export const ROLLOUT_USAGE = `  changelens deploy <version> [--strategy canary|bluegreen|direct] [--steps 5,25,50,100] [--step-seconds 30]
+                   [--window-seconds 5] [--set KEY=VALUE]… [--artifact PATH] [--wait] [--json]
+                   [--p99-ratio 1.5] [--max-error-rate 0.05] [--max-p95-ms N] [--max-p99-ms N] [--min-samples 50]
+                   [--failures-to-rollback 2] [--keep-warm-seconds 300] [--inspect-seconds 600] [--preview-seconds 0]
+                                           roll a release out on the idle colour; --wait exits 0 when promoted, 1 otherwise
+  changelens promote|rollback|pause|resume|abort [--reason TEXT] [--json]
+                                           act on the running deployment
+  changelens deployments [--limit N] [--json] | changelens deployment <id> [--json]
+  changelens releases [--json]             releases, and which is active and last_good
+  changelens audit [--since 1h] [--json]   the audit log
+  changelens export <deployment-id> [--out DIR] [--json]
+                                           the result and 5-second bucket metrics (result.json, metrics.json)`;
+
+const common = { json: { type: 'boolean' }, config: { type: 'string' } } as const;
+
+export const rolloutCommands: Record<string, Command> = {
+  async deploy(args) {
+    const options = {
+      ...common, strategy: { type: 'string' }, steps: { type: 'string' }, set: { type: 'string', multiple: true }, artifact: { type: 'string' }, wait: { type: 'boolean' },
+      ...Object.fromEntries(Object.keys(NUMERIC_FLAGS).map((f) => [f, { type: 'string' }])),
+    } as const satisfies ParseArgsConfig['options'];
+    const { values, positionals } = parse(args, options, true);
+    const [version, ...extra] = positionals;
+    if (version === undefined || extra.length > 0) throw new CL_ERR_CLI_USAGE('usage: changelens deploy <version> [options] (changelens --help lists them)');
+    const body: Record<string, unknown> = { version };
+    if (values.strategy !== undefined) body.strategy = values.strategy;
+    if (values.steps !== undefined) {
+      const steps = values.steps.split(',').map((s) => s.trim());
+      if (!steps.every((s) => /^\d+$/.test(s))) throw new CL_ERR_CLI_USAGE(`--steps: expected percentages like 5,25,50,100, got ${JSON.stringify(values.steps)}`);
+      body.steps = steps.map(Number);
+    }
+    for (const [flag, field] of Object.entries(NUMERIC_FLAGS)) {
+      const raw = (values as Record<string, unknown>)[flag] as string | undefined;
+      if (raw === undefined) continue;
+      if (!/^-?(\d+\.?\d*|\.\d+)$/.test(raw)) throw new CL_ERR_CLI_USAGE(`--${flag}: expected a number, got ${JSON.stringify(raw)}`);
+      body[field] = Number(raw);
+    }
+    if (values.set) {
+      const env: Record<string, string> = {};
+      for (const pair of values.set) {
+        const eq = pair.indexOf('=');
+        if (eq <= 0) throw new CL_ERR_CLI_USAGE(`--set ${pair}: expected KEY=VALUE`);
+        env[pair.slice(0, eq)] = pair.slice(eq + 1);
+      }
+      body.env = env;
+    }
+    if (values.artifact !== undefined) body.artifact = resolve(values.artifact);
+    const api = client(values.config);
+    const d = await withFlagNames(api.post<Deployment>('/api/deployments', body));
+    if (!values.wait) {
+      write(values.json, d, `deployment ${d.id}: ${d.strategy} of ${d.version} onto ${d.candidateColor} (stable ${d.stableVersion} on ${d.stableColor}); follow it with: changelens deployment ${d.id}\n`);
+      return EXIT.ok;
+    }
+    return waitFor(api, d.id, values.json === true);
+  },
+
+  async deployments(args) {
+    const { values } = parse(args, { ...common, limit: { type: 'string' } });
+    const limit = values.limit === undefined ? 20 : Number(values.limit);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new CL_ERR_CLI_USAGE(`--limit: expected an integer 1-1000, got ${JSON.stringify(values.limit)}`);
+    const { deployments } = await client(values.config).get<{ deployments: Deployment[] }>(`/api/deployments?limit=${limit}`);
+    write(values.json, { deployments }, deployments.map((d) => `${d.id}  ${d.version.padEnd(14)} ${d.strategy.padEnd(9)} ${d.status.phase.padEnd(11)} ${d.startedAt}${d.status.reason ? `  ${d.status.reason}` : ''}`).join('\n') + '\n');
+    return EXIT.ok;
+  },
+
+  async deployment(args) {
+    const { values, positionals } = parse(args, common, true);
+    if (positionals.length !== 1) throw new CL_ERR_CLI_USAGE('usage: changelens deployment <id> [--json]');
+    const d = await client(values.config).get<Deployment & { verdicts: StoredVerdict[] }>(`/api/deployments/${encodeURIComponent(positionals[0]!)}`);
+    write(values.json, d, describe(d) + d.verdicts.map((v) => `  #${v.seq} step ${v.stepIndex + 1} @${Math.round(v.weight * 100)}%  ${v.verdict.padEnd(12)} ${v.rules.map((r) => r.message).join('; ')}`).join('\n') + '\n');
+    return EXIT.ok;
+  },
+
+  async releases(args) {
+    const { values } = parse(args, common);
+    const { releases } = await client(values.config).get<{ releases: Array<Release & { active: boolean; lastGood: boolean }> }>('/api/releases');
+    write(values.json, { releases }, releases.map((r) => `${r.version.padEnd(16)} ${[r.active ? 'active' : '', r.lastGood ? 'last_good' : ''].filter(Boolean).join(',').padEnd(17)} ${r.artifact === 'builtin' ? 'builtin' : r.artifact}  ${Object.keys(r.env).length ? JSON.stringify(r.env) : ''}  ${r.createdAt}`).join('\n') + '\n');
+    return EXIT.ok;
+  },
+
+  async audit(args) {
+    const { values } = parse(args, { ...common, since: { type: 'string' } });
+    const since = values.since ?? '24h';
+    const { events } = await client(values.config).get<{ events: AuditEvent[] }>(`/api/audit?since=${encodeURIComponent(since)}`);
+    write(values.json, { events }, events.map((e) => `${e.at}  ${e.eventType.padEnd(9)} ${(e.version ?? '').padEnd(14)} ${e.actor.padEnd(14)} ${e.success ? 'ok ' : 'ERR'} ${e.error ?? JSON.stringify(e.details)}`).join('\n') + '\n');
+    return EXIT.ok;
+  },
+
+  async export(args) {
+    const { values, positionals } = parse(args, { ...common, out: { type: 'string' } }, true);
+    if (positionals.length !== 1) throw new CL_ERR_CLI_USAGE('usage: changelens export <deployment-id> [--out DIR] [--json]');
+    const exported = await client(values.config).get<{ result: unknown; metrics: { total_buckets: number } }>(`/api/deployments/${encodeURIComponent(positionals[0]!)}/export`);
+    if (values.out !== undefined) {
+      mkdirSync(values.out, { recursive: true });
+      writeFileSync(join(values.out, 'result.json'), JSON.stringify(exported.result, null, 2) + '\n');
+      writeFileSync(join(values.out, 'metrics.json'), JSON.stringify(exported.metrics, null, 2) + '\n');
+    }
+    write(values.json, exported, values.out !== undefined ? `wrote ${join(values.out, 'result.json')} and ${join(values.out, 'metrics.json')} (${exported.metrics.total_buckets} buckets)\n` : JSON.stringify(exported, null, 2) + '\n');
+    return EXIT.ok;
+  },
+};
+
+for (const action of ['promote', 'rollback', 'pause', 'resume', 'abort'] as const) {
+  rolloutCommands[action] = async (args) => {
+    const { values, positionals } = parse(args, { ...common, reason: { type: 'string' } }, true);
+    if (positionals.length > 0) throw new CL_ERR_CLI_USAGE(`usage: changelens ${action} [--reason TEXT] [--json] (it acts on the running deployment)`);
+    if (values.reason !== undefined && action === 'promote') throw new CL_ERR_CLI_USAGE('--reason: not for promote');
+    const d = await client(values.config).post<Deployment>(`/api/deployment/${action}`, values.reason === undefined ? {} : { reason: values.reason });
+    write(values.json, d, describe(d));
+    return EXIT.ok;
+  };
+}
+
+/** Polls the deployment until it ends, printing each change; 0 when promoted. */
+async function waitFor(api: ReturnType<typeof adminClient>, id: string, json: boolean): Promise<number> {
+  let last = '';
+  for (;;) {
+    const d = await api.get<Deployment & { verdicts: StoredVerdict[] }>(`/api/deployments/${encodeURIComponent(id)}`);
+    const v = d.verdicts.at(-1);
+    const line = `${d.status.phase} step ${d.status.stepIndex + 1}/${d.status.steps.length} weight ${weightOf(d)}%${v ? ` last window ${v.verdict} (${v.samples.candidate} candidate / ${v.samples.stable} stable requests)` : ''}`;
+    if (line !== last) process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
+    last = line;
+    if (['promoted', 'rolled_back', 'aborted', 'failed'].includes(d.status.phase)) {
+      const failing = d.verdicts.filter((x) => x.verdict === 'fail').at(-1);
+      write(json, d, `${describe(d)}${failing ? `  last failing window: ${failing.rules.filter((r) => r.verdict === 'fail').map((r) => r.message).join('; ')}\n` : ''}`);
+      return d.status.phase === 'promoted' ? EXIT.ok : EXIT.failure;
+    }
+    await new Promise((r) => setTimeout(r, 1_000));
+  }
+}
+
+function weightOf(d: Deployment): number {
+  const { phase, steps, stepIndex } = d.status;
+  return phase === 'promoted' ? 100 : phase === 'shifting' || phase === 'paused' ? steps[stepIndex]! : 0;
+}
+
+function describe(d: Deployment): string {
+  return `deployment ${d.id}: ${d.strategy} of ${d.version} on ${d.candidateColor} is ${d.status.phase} (step ${d.status.stepIndex + 1}/${d.status.steps.length}, weight ${weightOf(d)}%)${d.status.reason ? `: ${d.status.reason}` : ''}\n`;
+}
+
+/** The API names body fields (body/stepSeconds); the person typed flags (--step-seconds). */
+async function withFlagNames<T>(p: Promise<T>): Promise<T> {
+  try {
+    return await p;
+  } catch (err) {
+    const e = err as Error;
+    for (const [flag, field] of Object.entries({ ...NUMERIC_FLAGS, steps: 'steps', strategy: 'strategy', artifact: 'artifact', set: 'env', version: 'version' })) {
+      e.message = e.message.replace(new RegExp(`body/${field}\\b`, 'g'), flag === 'version' ? '<version>' : `--${flag}`);
+    }
+    throw e;
+  }
+}
+
+function client(configFile: string | undefined) {
+  return adminClient(loadConfig({ file: configFile }));
+}
+
+function write(json: boolean | undefined, value: unknown, text: string): void {
+  process.stdout.write(json ? JSON.stringify(value, null, 2) + '\n' : text);
+}
+

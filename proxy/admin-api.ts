@@ -1,0 +1,210 @@
+// The admin API under /_changelens/ (bearer token, compared in constant time): deployments and
+// their actions, releases, the audit log, exports and the Prometheus exposition. Every body is
+// validated; an error names the field. The CLI (cli/) is a thin client of these routes.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { FastifyRequest } from 'fastify';
+import type { createHttpServer } from '../lib/http-server.js';
+import { parseSteps, type Config } from '../lib/config.js';
+import { validateReleaseEnv } from '../lib/contracts/releases.js';
+import { CL_ERR_DEPENDENCY_FAILED, CL_ERR_INVALID_REQUEST, CL_ERR_NOT_FOUND, CL_ERR_UNAUTHORIZED } from '../lib/errors.js';
+import type { DeployRequest, RolloutController } from '../rollout/controller.js';
+import type { Plan, RolloutStore, Strategy } from '../rollout/store.js';
+
+export interface AdminApiOptions {
+  token: string;
+  controller: RolloutController;
+  store: RolloutStore;
+  config: Config;
+  /** The Prometheus exposition (monitoring/metrics.ts). */
+  metrics: () => Promise<{ contentType: string; body: string }>;
+  /** Rollout state loaded from Postgres; until then the API answers 503. */
+  ready: () => boolean;
+}
+
+export const ADMIN_PREFIX = '/_changelens';
+
+type AdminHost = Awaited<ReturnType<typeof createHttpServer>>;
+
+const DEPLOY_FIELDS = {
+  version: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$' },
+  strategy: { type: 'string', enum: ['canary', 'bluegreen', 'direct'] },
+  steps: { type: 'array', items: { type: 'integer', minimum: 1, maximum: 100 }, minItems: 1, maxItems: 20 },
+  stepSeconds: { type: 'integer', minimum: 1, maximum: 86_400 },
+  windowSeconds: { type: 'integer', minimum: 1, maximum: 60 },
+  env: { type: 'object', additionalProperties: { type: 'string' } },
+  artifact: { type: 'string', minLength: 1, maxLength: 4096 },
+  p99Ratio: { type: 'number', minimum: 1, maximum: 1000 },
+  maxErrorRate: { type: 'number', minimum: 0, maximum: 1 },
+  maxP95Ms: { type: 'number', exclusiveMinimum: 0, maximum: 600_000 },
+  maxP99Ms: { type: 'number', exclusiveMinimum: 0, maximum: 600_000 },
+  minSamples: { type: 'integer', minimum: 1, maximum: 1_000_000 },
+  failuresToRollback: { type: 'integer', minimum: 1, maximum: 100 },
+  keepWarmSeconds: { type: 'integer', minimum: 0, maximum: 604_800 },
+  inspectSeconds: { type: 'integer', minimum: 0, maximum: 604_800 },
+  previewSeconds: { type: 'integer', minimum: 0, maximum: 86_400 },
+} as const;
+
+type DeployBody = { version: string; strategy?: Strategy; steps?: number[]; env?: Record<string, string>; artifact?: string } & Partial<Record<Exclude<keyof typeof DEPLOY_FIELDS, 'version' | 'strategy' | 'steps' | 'env' | 'artifact'>, number>>;
+
+function reasonOf(body: unknown): string | undefined {
+  if (body === undefined || body === null || body === '') return undefined;
+  if (typeof body !== 'object' || Array.isArray(body)) throw new CL_ERR_INVALID_REQUEST('body: expected a JSON object like {"reason": "…"} or nothing');
+  const unknown = Object.keys(body).filter((k) => k !== 'reason');
+  if (unknown.length > 0) throw new CL_ERR_INVALID_REQUEST(`body/${unknown[0]}: unknown field (known: reason)`);
+  const reason = (body as { reason?: unknown }).reason;
+  if (reason === undefined) return undefined;
+  if (typeof reason !== 'string' || reason.length < 1 || reason.length > 500) throw new CL_ERR_INVALID_REQUEST('body/reason: expected a string of 1-500 characters');
+  return reason;
+}
+
+export async function registerAdminApi(app: AdminHost, o: AdminApiOptions): Promise<void> {
+  const expected = digest(o.token);
+  await app.register(async (admin) => {
+    admin.addHook('onRequest', async (req) => {
+      const header = req.headers.authorization;
+      const given = typeof header === 'string' && header.startsWith('Bearer ') ? header.slice(7) : '';
+      // Digests have one length, so the comparison takes the same time whatever was sent.
+      if (!timingSafeEqual(digest(given), expected)) throw new CL_ERR_UNAUTHORIZED();
+      if (!o.ready() && req.url.startsWith(`${ADMIN_PREFIX}/api/`)) throw new CL_ERR_DEPENDENCY_FAILED('rollout state', 'Postgres has not answered the proxy yet', '');
+    });
+
+    admin.get('/metrics', async (_req, reply) => {
+      const { contentType, body } = await o.metrics();
+      return reply.type(contentType).send(body);
+    });
+
+    admin.get('/api/status', async () => {
+      const s = o.controller.status();
+      return { schemaVersion: 1, ...s, pointers: await o.store.pointers() };
+    });
+
+    admin.post<{ Body: DeployBody }>('/api/deployments', {
+      schema: { body: { type: 'object', required: ['version'], properties: DEPLOY_FIELDS } },
+    }, async (req, reply) => {
+      const d = await o.controller.deploy(deployRequest(req.body, o.config, actorOf(req)));
+      return reply.code(202).send(d);
+    });
+
+    admin.get<{ Querystring: { limit?: number } }>('/api/deployments', {
+      schema: { querystring: { type: 'object', properties: { limit: { type: 'integer', minimum: 1, maximum: 1000 } } } },
+    }, async (req) => ({ deployments: await o.store.deployments(req.query.limit ?? 50) }));
+
+    admin.get<{ Params: { id: string } }>('/api/deployments/:id', async (req) => {
+      const d = await o.store.deployment(req.params.id);
+      return { ...d, verdicts: await o.store.verdicts(d.id) };
+    });
+
+    admin.get<{ Params: { id: string } }>('/api/deployments/:id/export', async (req) => exportDeployment(o.store, req.params.id));
+
+    for (const action of ['promote', 'rollback', 'pause', 'resume', 'abort'] as const) {
+      // A body is optional ({"reason": "…"}), so `curl -X POST` alone works too.
+      admin.post<{ Body: unknown }>(`/api/deployment/${action}`, async (req) => {
+        const actor = actorOf(req);
+        const reason = reasonOf(req.body);
+        switch (action) {
+          case 'promote': return o.controller.promote(actor);
+          case 'rollback': return o.controller.rollback(actor, reason);
+          case 'pause': return o.controller.pause(actor, reason);
+          case 'resume': return o.controller.resume(actor);
+          case 'abort': return o.controller.abort(actor, reason);
+        }
+      });
+    }
+
+    admin.get('/api/releases', async () => ({ releases: await o.store.releases(), pointers: await o.store.pointers() }));
+
+    admin.get<{ Querystring: { since?: string; limit?: number } }>('/api/audit', {
+      schema: { querystring: { type: 'object', properties: { since: { type: 'string' }, limit: { type: 'integer', minimum: 1, maximum: 10_000 } } } },
+    }, async (req) => {
+      const sinceMs = parseSince(req.query.since ?? '24h', 'querystring/since');
+      return { since: new Date(sinceMs).toISOString(), events: await o.store.auditSince(sinceMs, req.query.limit ?? 1000) };
+    });
+
+    // Nothing under /_changelens/ ever reaches an app colour.
+    admin.all('/*', async (req) => {
+      throw new CL_ERR_NOT_FOUND(`${req.method} ${req.url}`);
+    });
+  }, { prefix: ADMIN_PREFIX });
+}
+
+/** The deploy body with the appliance's defaults filled in, checked beyond what the schema can say. */
+export function deployRequest(body: DeployBody, config: Config, actor: string): DeployRequest {
+  const unknown = Object.keys(body).filter((k) => !Object.hasOwn(DEPLOY_FIELDS, k));
+  if (unknown.length > 0) throw new CL_ERR_INVALID_REQUEST(`body/${unknown[0]}: unknown field (known: ${Object.keys(DEPLOY_FIELDS).join(', ')})`);
+  const strategy = body.strategy ?? 'canary';
+  if (body.steps !== undefined && strategy !== 'canary') throw new CL_ERR_INVALID_REQUEST(`body/steps: only a canary has steps (${strategy} switches 100 % at once)`);
+  const steps = parseSteps(body.steps ?? config.canarySteps);
+  if (!steps) throw new CL_ERR_INVALID_REQUEST(`body/steps: expected increasing percentages 1-100 ending at 100, got ${JSON.stringify(body.steps)}`);
+  let env: Record<string, string> | undefined;
+  if (body.env !== undefined) {
+    const checked = validateReleaseEnv(body.env, 'body/env');
+    if ('error' in checked) throw new CL_ERR_INVALID_REQUEST(checked.error);
+    env = checked.env;
+  }
+  const maxP95Ms = body.maxP95Ms ?? config.maxP95Ms;
+  const maxP99Ms = body.maxP99Ms ?? config.maxP99Ms;
+  const plan: Plan = {
+    stepSeconds: body.stepSeconds ?? config.stepSeconds,
+    windowSeconds: body.windowSeconds ?? config.windowSeconds,
+    rules: {
+      p99Ratio: body.p99Ratio ?? config.p99Ratio,
+      maxErrorRate: body.maxErrorRate ?? config.maxErrorRate,
+      minSamples: body.minSamples ?? config.minSamples,
+      failuresToRollback: body.failuresToRollback ?? config.failuresToRollback,
+      ...(maxP95Ms !== undefined ? { maxP95Ms } : {}),
+      ...(maxP99Ms !== undefined ? { maxP99Ms } : {}),
+    },
+    keepWarmSeconds: body.keepWarmSeconds ?? config.keepWarmSeconds,
+    inspectSeconds: body.inspectSeconds ?? config.inspectSeconds,
+    previewSeconds: body.previewSeconds ?? config.previewSeconds,
+  };
+  if (plan.windowSeconds > plan.stepSeconds) throw new CL_ERR_INVALID_REQUEST(`body/windowSeconds: expected at most stepSeconds (${plan.stepSeconds}), got ${plan.windowSeconds}`);
+  return { version: body.version, strategy, steps, env, artifact: body.artifact, plan, actor };
+}
+
+/** The seed's two exports: the deployment's result and its 5-second buckets. */
+export async function exportDeployment(store: RolloutStore, id: string) {
+  const d = await store.deployment(id);
+  const buckets = await store.buckets(id);
+  return {
+    result: d.result ?? { deployment_id: d.id, status: d.status.phase, start_time: d.startedAt, end_time: null, note: 'still running: the summary is written when it ends' },
+    metrics: {
+      export_timestamp: new Date().toISOString(),
+      deployment_id: d.id,
+      bucket_duration_sec: d.plan.windowSeconds,
+      total_buckets: buckets.length,
+      buckets: buckets.map((b) => ({
+        timestamp: new Date(b.startMs).toISOString(),
+        duration_sec: b.durationSec,
+        color: b.color,
+        release: b.color === d.candidateColor ? d.version : d.stableVersion,
+        role: b.color === d.candidateColor ? 'candidate' : 'stable',
+        response_count: b.count,
+        errors: b.errors,
+        error_rate: b.count ? b.errors / b.count : 0,
+        p50_ms: b.p50Ms,
+        p95_ms: b.p95Ms,
+        p99_ms: b.p99Ms,
+        slo_violations: b.violations,
+      })),
+    },
+  };
+}
+
+/** "90m", "1h", "7d" ago, or an ISO time. */
+export function parseSince(value: string, field: string, now = Date.now()): number {
+  const rel = /^(\d{1,6})([smhd])$/.exec(value);
+  if (rel) return now - Number(rel[1]) * { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[rel[2] as 's' | 'm' | 'h' | 'd'];
+  const abs = Date.parse(value);
+  if (/^\d{4}-\d{2}-\d{2}/.test(value) && !Number.isNaN(abs)) return abs;
+  throw new CL_ERR_INVALID_REQUEST(`${field}: expected a duration like 30m, 1h, 7d or an ISO time, got ${JSON.stringify(value)}`);
+}
+
+function actorOf(req: FastifyRequest): string {
+  const actor = req.headers['x-changelens-actor'];
+  return typeof actor === 'string' && /^[\w.@:-]{1,64}$/.test(actor) ? actor : 'admin';
+}
+
+function digest(s: string): Buffer {
+  return createHash('sha256').update(s).digest();
+}

@@ -1,0 +1,40 @@
+// Bringing a release's artifact into the data dir: a directory is copied and a .tar.gz unpacked
+// into <data>/releases/<version>/, through a temporary directory renamed into place, so a release
+// never points at something half-copied or at a path outside the appliance that could change.
+import { spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { isAbsolute, join } from 'node:path';
+import { BUILTIN_ARTIFACT, resolveArtifactEntry } from '../lib/contracts/releases.js';
+import { CL_ERR_ARTIFACT_INVALID } from '../lib/errors.js';
+
+/** Imports `source` (absolute path) for `version`; returns the release's artifact directory. */
+export function importArtifact(source: string, releasesDir: string, version: string): string {
+  if (source === BUILTIN_ARTIFACT) return BUILTIN_ARTIFACT;
+  if (!isAbsolute(source)) throw new CL_ERR_ARTIFACT_INVALID(`artifact ${source}: expected an absolute path`);
+  if (!existsSync(source)) throw new CL_ERR_ARTIFACT_INVALID(`artifact ${source}: no such file or directory`);
+  const target = join(releasesDir, version);
+  const tmp = `${target}.tmp-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(releasesDir, { recursive: true });
+  try {
+    if (statSync(source).isDirectory()) {
+      cpSync(source, tmp, { recursive: true, filter: (src) => !src.includes('/.git/') && !src.endsWith('/.git') });
+    } else if (/\.(tar\.gz|tgz)$/.test(source)) {
+      mkdirSync(tmp);
+      const tar = spawnSync('tar', ['-xzf', source, '-C', tmp, '--no-same-owner'], { encoding: 'utf8', timeout: 120_000 });
+      if (tar.status !== 0) throw new CL_ERR_ARTIFACT_INVALID(`artifact ${source}: tar could not unpack it: ${(tar.stderr || tar.error?.message || '').trim()}`);
+    } else {
+      throw new CL_ERR_ARTIFACT_INVALID(`artifact ${source}: expected a directory or a .tar.gz`);
+    }
+    // `npm pack` and many build tools wrap everything in one top-level directory.
+    const entries = readdirSync(tmp);
+    const root = entries.length === 1 && statSync(join(tmp, entries[0]!)).isDirectory() && !existsSync(join(tmp, 'package.json')) ? join(tmp, entries[0]!) : tmp;
+    const entry = resolveArtifactEntry(root);
+    if ('error' in entry) throw new CL_ERR_ARTIFACT_INVALID(entry.error.replace(root, source));
+    rmSync(target, { recursive: true, force: true });
+    renameSync(root, target);
+    return target;
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}

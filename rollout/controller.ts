@@ -1,0 +1,580 @@
+// The rollout controller: the only thing that changes the routing table. It runs in the proxy, so a
+// failing verdict reaches the router in the same process: the candidate's weight goes to 0 in
+// memory first (the next request already goes to the stable colour), then the state is persisted,
+// audited and the hooks fire. One deployment runs at a time, driven by `drive()`; operator actions
+// (promote, rollback, pause, resume, abort) take the same lock and wake the driver.
+import type { Color } from '../lib/config.js';
+import { BUILTIN_ARTIFACT } from '../lib/contracts/releases.js';
+import { CL_ERR_DEPLOYMENT_RUNNING, CL_ERR_NO_DEPLOYMENT, CL_ERR_RELEASE_CONFLICT } from '../lib/errors.js';
+import { importArtifact } from './artifacts.js';
+import type { Logger } from '../lib/logger.js';
+import { writeRoutingSnapshot } from '../lib/routing-snapshot.js';
+import { consecutiveFailures, judgeWindow, type JudgeRules, type SlicedWindow, type WindowJudgement, type WindowStats, type WindowVerdict } from '../monitoring/index.js';
+import { stableOnly, type RoutingTable } from '../proxy/router.js';
+import { fireHooks, type HookEventType, type HookOptions } from './hooks.js';
+import { candidateWeight, initialStatus, isTerminal, transition, type DeploymentEvent, type Phase } from './state-machine.js';
+import { newId, type Bucket, type Deployment, type Plan, type Release, type RolloutStore, type Strategy } from './store.js';
+
+/** How the controller starts and stops a colour: the supervisor, over its control socket. */
+export interface SupervisorLink {
+  /** Starts the colour with the release and resolves once it passes its readiness probe. */
+  start(color: Color, release: Release): Promise<void>;
+  stop(color: Color): Promise<void>;
+  isRunning(color: Color): Promise<boolean>;
+}
+
+/** What the Prometheus exposition needs to know of rollouts (monitoring/metrics.ts). */
+export interface RolloutGauges {
+  setRollout(s: { deploymentId: string | null; phase: string | null; candidateColor: Color | null; candidateWeight: number; activeColor: Color }): void;
+  countVerdict(verdict: WindowVerdict): void;
+  countRollback(trigger: string): void;
+}
+
+export interface DeployRequest {
+  version: string;
+  strategy: Strategy;
+  /** Canary weights; bluegreen and direct always switch 100 %. */
+  steps: number[];
+  /** The release's env; undefined: a new release gets none, an existing one keeps its own. */
+  env: Record<string, string> | undefined;
+  /** An absolute path (directory or .tar.gz) to import; undefined: the built-in API, or the existing release's. */
+  artifact: string | undefined;
+  plan: Plan;
+  actor: string;
+}
+
+export interface ControllerOptions {
+  store: RolloutStore;
+  supervisor: SupervisorLink;
+  window: SlicedWindow;
+  log: Logger;
+  routingPath: string;
+  /** <data>/releases: where artifacts are imported. */
+  releasesDir: string;
+  hooks: HookOptions;
+  gauges?: RolloutGauges;
+  /** The active colour the routing snapshot gave at start. */
+  activeColor: Color;
+  /** The env the booted release runs with (the initial release's, on first boot). */
+  initialRelease: { version: string; artifact: string; env: Record<string, string> };
+}
+
+/** How fast a rollback took effect, measured in process (see the note of issue 4). */
+export interface RollbackTiming {
+  /** Verdict (or operator call) to the routing table swap, microseconds. */
+  verdictToSwapUs: number;
+  /** Candidate requests that started after the swap (pinned previews only; else a bug). */
+  candidateRequestsAfterSwap: number;
+  /** Candidate requests in flight at the swap that finished after it. */
+  candidateInFlightAtSwap: number;
+}
+
+interface Run {
+  d: Deployment;
+  release: Release;
+  history: WindowVerdict[];
+  seq: number;
+  stepStartedMs: number;
+  /** bluegreen: the stable colour's latency before the switch, the baseline of its analysis. */
+  baseline: WindowStats | null;
+  wake: () => void;
+  rollback: (RollbackTiming & { swappedAtMs: number }) | null;
+}
+
+const GRACE_MS = 30; // a response that ended in a window's last millisecond is recorded by now
+const BASELINE_SECONDS = 30;
+
+export class RolloutController {
+  private table: RoutingTable;
+  private active: { version: string; color: Color };
+  private run: Run | null = null;
+  private lock: Promise<unknown> = Promise.resolve();
+  private readonly timers = new Map<Color, NodeJS.Timeout>();
+  private readonly releaseOf: Record<Color, string | null> = { blue: null, green: null };
+  private closed = false;
+
+  constructor(private readonly o: ControllerOptions) {
+    // Until init() has read Postgres: everything to the snapshot's active colour, never a candidate.
+    this.table = stableOnly(o.activeColor);
+    this.active = { version: o.initialRelease.version, color: o.activeColor };
+    this.releaseOf[o.activeColor] = o.initialRelease.version;
+  }
+
+  /** Read per request by the router: an immutable object, swapped whole. */
+  routingTable = (): RoutingTable => this.table;
+
+  /** The release a colour serves, for metric labels. */
+  releaseServedBy(color: Color): string {
+    return this.releaseOf[color] ?? 'none';
+  }
+
+  /** One proxied response: into its colour's slice, and counted against a rollback in progress. */
+  record(color: Color, latencyMs: number, statusCode: number): void {
+    const now = Date.now();
+    this.o.window.record(color, latencyMs, statusCode >= 500, now);
+    const rb = this.run?.rollback;
+    if (rb && color === this.run!.d.candidateColor) {
+      if (now - latencyMs >= rb.swappedAtMs) rb.candidateRequestsAfterSwap++;
+      else if (now >= rb.swappedAtMs) rb.candidateInFlightAtSwap++;
+    }
+  }
+
+  /** Reads pointers and any deployment a previous proxy left running, and takes it over safely. */
+  async init(): Promise<void> {
+    const { store } = this.o;
+    await store.ensureInitialRelease({ ...this.o.initialRelease, createdBy: 'appliance' }, this.o.activeColor);
+    const { active } = await store.pointers();
+    if (active) {
+      this.active = active;
+      this.releaseOf[active.color] = active.version;
+      if (active.color !== this.o.activeColor) this.o.log.warn({ snapshot: this.o.activeColor, database: active.color }, 'routing snapshot and database disagree on the active colour; the database wins');
+      this.table = stableOnly(active.color);
+      const release = await store.release(active.version);
+      writeRoutingSnapshot(this.o.routingPath, active.color, release ? { version: release.version, artifact: release.artifact, env: release.env } : undefined);
+    }
+    this.publish();
+    const running = await store.runningDeployment();
+    if (running) await this.takeOver(running);
+  }
+
+  /** Starts a deployment; resolves once it is recorded (the rollout goes on in the background). */
+  deploy(req: DeployRequest): Promise<Deployment> {
+    return this.locked(async () => {
+      const { store } = this.o;
+      // Refused before anything is copied: one deployment at a time (Postgres decides races below).
+      if (this.run) throw new CL_ERR_DEPLOYMENT_RUNNING(this.run.d.id, this.run.d.version, this.run.d.status.phase);
+      const existing = await store.release(req.version);
+      if (existing && req.artifact !== undefined) throw new CL_ERR_RELEASE_CONFLICT(req.version, 'artifact');
+      const release = await store.putRelease({
+        version: req.version,
+        artifact: existing?.artifact ?? importArtifact(req.artifact ?? BUILTIN_ARTIFACT, this.o.releasesDir, req.version),
+        env: req.env ?? existing?.env ?? {},
+        createdBy: req.actor,
+      });
+      const steps = req.strategy === 'canary' ? req.steps : [100];
+      const stableColor = this.active.color;
+      const d = await store.createDeployment({
+        id: newId('dep'), version: release.version, strategy: req.strategy, stableVersion: this.active.version, stableColor,
+        candidateColor: other(stableColor), status: initialStatus(steps), plan: req.plan, actor: req.actor,
+      });
+      await this.audit('deploy', d, req.actor, { strategy: d.strategy, steps, plan: d.plan, candidateColor: d.candidateColor, stableVersion: d.stableVersion });
+      const run: Run = { d, release, history: [], seq: 0, stepStartedMs: Date.now(), baseline: null, wake: () => {}, rollback: null };
+      this.run = run;
+      this.publish();
+      void this.hooks('deploy', run);
+      void this.drive(run);
+      return d;
+    });
+  }
+
+  promote(actor: string): Promise<Deployment> {
+    return this.action('promote', async (run) => {
+      await this.finishPromotion(run, { type: 'promote' }, actor);
+    });
+  }
+
+  rollback(actor: string, reason = 'operator rollback'): Promise<Deployment> {
+    return this.action('rollback', (run) => this.rollBack(run, reason, 'operator', actor, performance.now()));
+  }
+
+  abort(actor: string, reason = 'aborted by operator'): Promise<Deployment> {
+    return this.action('abort', async (run) => {
+      this.toStable(run, performance.now());
+      await this.apply(run, { type: 'abort', reason });
+      await this.audit('abort', run.d, actor, { reason });
+      this.stopLater(run.d.candidateColor, run.d.plan.inspectSeconds, `aborted ${run.d.version}; kept ${run.d.plan.inspectSeconds} s for inspection`);
+      this.finish(run);
+    });
+  }
+
+  pause(actor: string, reason = 'paused by operator'): Promise<Deployment> {
+    return this.action('pause', async (run) => {
+      await this.apply(run, { type: 'pause', reason });
+      await this.audit('pause', run.d, actor, { reason, stepIndex: run.d.status.stepIndex });
+    });
+  }
+
+  resume(actor: string): Promise<Deployment> {
+    return this.action('resume', async (run) => {
+      await this.apply(run, { type: 'resume' });
+      // A resumed step gets its whole analysis period again.
+      run.stepStartedMs = Date.now();
+      await this.audit('resume', run.d, actor, { stepIndex: run.d.status.stepIndex });
+    });
+  }
+
+  /** The running deployment (or null), with the routing it implies now. */
+  status(): { active: { version: string; color: Color }; routing: RoutingTable; deployment: (Deployment & { weight: number; lastVerdict: WindowVerdict | null }) | null } {
+    const run = this.run;
+    return {
+      active: this.active,
+      routing: this.table,
+      deployment: run ? { ...run.d, weight: this.table.candidateWeight, lastVerdict: run.history.at(-1) ?? null } : null,
+    };
+  }
+
+  /** Stops the driver's timers (the proxy is shutting down); persisted state stays as it is. */
+  close(): void {
+    this.closed = true;
+    for (const t of this.timers.values()) clearTimeout(t);
+    this.run?.wake();
+  }
+
+  // ---- the driver ----
+
+  private async drive(run: Run): Promise<void> {
+    const { log, supervisor } = this.o;
+    const { d } = run;
+    try {
+      // A colour left running (kept warm, a rolled-back candidate kept for inspection, or still
+      // starting for an aborted deployment) goes first. The supervisor runs one change at a time,
+      // so this stop waits for any start in flight: the colour ends up running this release.
+      this.cancelTimer(d.candidateColor);
+      await supervisor.stop(d.candidateColor);
+      try {
+        await supervisor.start(d.candidateColor, run.release);
+      } catch (err) {
+        await this.locked(async () => {
+          if (isTerminal(run.d.status.phase)) return;
+          await this.apply(run, { type: 'not_ready', reason: `${d.candidateColor} did not become ready: ${(err as Error).message}` });
+          await this.audit('failed', run.d, 'controller', { reason: run.d.status.reason }, false, (err as Error).message);
+          this.finish(run);
+        });
+        await supervisor.stop(d.candidateColor).catch(() => {});
+        return;
+      }
+      this.releaseOf[d.candidateColor] = d.version;
+      if (!(await this.step(run, () => this.apply(run, { type: 'started' })))) {
+        // Aborted while it started: nobody needs it.
+        if (this.run?.d.candidateColor !== d.candidateColor) await supervisor.stop(d.candidateColor).catch(() => {});
+        return;
+      }
+      if (d.strategy === 'bluegreen' && d.plan.previewSeconds > 0) {
+        // Reachable by pin only (x-changelens-color), for a person or a smoke test to look first.
+        await this.sleep(run, d.plan.previewSeconds * 1000);
+      }
+      if (!(await this.step(run, async () => {
+        if (d.strategy === 'bluegreen') run.baseline = this.o.window.window(d.stableColor, Date.now(), BASELINE_SECONDS * 1000);
+        await this.apply(run, { type: 'ready' });
+        await this.audit('ready', run.d, 'controller', { candidateColor: d.candidateColor });
+        if (d.strategy === 'direct') await this.finishPromotion(run, { type: 'promote' }, 'controller');
+        else this.enterStep(run);
+      }))) return;
+      await this.analyse(run);
+    } catch (err) {
+      // Postgres unreachable, most likely: send everything to the stable colour and stay there.
+      log.error({ err: (err as Error).message, deployment: d.id }, 'rollout driver failed; all traffic to the stable colour');
+      if (!isTerminal(run.d.status.phase)) this.toStable(run, performance.now());
+    }
+  }
+
+  /** Judges one window after another until the deployment ends. */
+  private async analyse(run: Run): Promise<void> {
+    const { plan } = run.d;
+    const windowMs = plan.windowSeconds * 1000;
+    // Windows are whole slices: the first starts at the first whole second of the step.
+    let windowEnd = Math.ceil(run.stepStartedMs / 1000) * 1000 + windowMs;
+    while (!this.closed && !isTerminal(run.d.status.phase)) {
+      await this.sleep(run, windowEnd + GRACE_MS - Date.now());
+      if (this.closed || isTerminal(run.d.status.phase)) return;
+      if (Date.now() < windowEnd + GRACE_MS) continue; // woken early (an operator action)
+      const stepAtJudging = run.d.status.stepIndex;
+      const startOfStep = run.stepStartedMs;
+      const judgement = this.judge(run, windowEnd);
+      const verdictAt = performance.now();
+      const ended = await this.locked(async () => {
+        if (isTerminal(run.d.status.phase)) return true;
+        await this.recordVerdict(run, judgement);
+        if (consecutiveFailures(run.history) >= plan.rules.failuresToRollback) {
+          const why = judgement.rules.filter((r) => r.verdict === 'fail').map((r) => r.message).join('; ');
+          await this.rollBack(run, `${plan.rules.failuresToRollback} consecutive failing windows: ${why}`, 'judge', 'controller', verdictAt);
+          return true;
+        }
+        // An operator's step change or resume while judging starts the windows afresh.
+        if (run.d.status.stepIndex !== stepAtJudging || run.stepStartedMs !== startOfStep) return false;
+        if (run.d.status.phase === 'shifting' && Date.now() - run.stepStartedMs >= plan.stepSeconds * 1000) {
+          const decisive = run.history.slice(-this.windowsInStep(run, windowEnd)).filter((v) => v !== 'insufficient');
+          if (decisive.length === 0) {
+            await this.apply(run, { type: 'inconclusive', reason: `no window of step ${run.d.status.stepIndex + 1} had ${plan.rules.minSamples} candidate requests; resume, promote or roll back` });
+            await this.audit('pause', run.d, 'controller', { reason: run.d.status.reason });
+          } else if (decisive.at(-1) === 'pass') {
+            await this.passStep(run);
+          }
+          // Last decisive window failed (but fewer than N in a row): judge on until it settles.
+        }
+        return isTerminal(run.d.status.phase);
+      });
+      if (ended) return;
+      windowEnd = run.stepStartedMs > windowEnd - windowMs
+        ? Math.ceil(run.stepStartedMs / 1000) * 1000 + windowMs
+        : windowEnd + windowMs;
+    }
+  }
+
+  private windowsInStep(run: Run, windowEnd: number): number {
+    return Math.max(1, Math.floor((windowEnd - Math.ceil(run.stepStartedMs / 1000) * 1000) / (run.d.plan.windowSeconds * 1000)));
+  }
+
+  private judge(run: Run, windowEnd: number): WindowJudgement {
+    const { d } = run;
+    const lengthMs = d.plan.windowSeconds * 1000;
+    const candidate = this.o.window.window(d.candidateColor, windowEnd, lengthMs);
+    // blue/green's candidate takes everything: it is compared with the stable colour before the switch.
+    const stable = run.baseline ?? this.o.window.window(d.stableColor, windowEnd, lengthMs);
+    return judgeWindow(candidate, stable, d.plan.rules);
+  }
+
+  private async recordVerdict(run: Run, j: WindowJudgement): Promise<void> {
+    const { d } = run;
+    run.history.push(j.verdict);
+    this.o.gauges?.countVerdict(j.verdict);
+    const seq = ++run.seq;
+    const weight = this.table.candidateWeight;
+    const lengthMs = j.window.endMs - j.window.startMs;
+    const bucket = (color: Color, violations: number): Bucket => {
+      const w = this.o.window.window(color, j.window.endMs, lengthMs);
+      return { color, startMs: w.startMs, durationSec: lengthMs / 1000, count: w.count, errors: w.errors, p50Ms: w.p50Ms, p95Ms: w.p95Ms, p99Ms: w.p99Ms, violations };
+    };
+    const violations = j.rules.filter((r) => r.verdict === 'fail').length;
+    await Promise.all([
+      this.o.store.addVerdict(d.id, { ...j, seq, stepIndex: d.status.stepIndex, weight }),
+      this.o.store.addBuckets(d.id, [bucket(d.candidateColor, violations), bucket(d.stableColor, 0)]),
+    ]);
+    if (j.verdict !== 'pass') this.o.log.info({ deployment: d.id, verdict: j.verdict, rules: j.rules.filter((r) => r.verdict !== 'pass').map((r) => r.message), samples: j.samples }, `window ${j.verdict}`);
+  }
+
+  private async passStep(run: Run): Promise<void> {
+    const { d } = run;
+    const last = d.status.stepIndex >= d.status.steps.length - 1;
+    if (last) return this.finishPromotion(run, { type: 'step_passed' }, 'controller');
+    await this.apply(run, { type: 'step_passed' });
+    await this.audit('step', run.d, 'controller', { stepIndex: run.d.status.stepIndex, weight: run.d.status.steps[run.d.status.stepIndex] });
+    this.enterStep(run);
+    // Canary's last step is 100 %: reaching it is the promotion (nothing is left to compare with).
+    if (d.strategy === 'canary' && run.d.status.steps[run.d.status.stepIndex] === 100) {
+      await this.finishPromotion(run, { type: 'step_passed' }, 'controller');
+    }
+  }
+
+  private enterStep(run: Run): void {
+    run.stepStartedMs = Date.now();
+    this.setWeights(run);
+  }
+
+  private setWeights(run: Run): void {
+    const { d } = run;
+    this.table = { stable: d.stableColor, candidate: d.candidateColor, candidateWeight: candidateWeight(run.d.status), rolloutId: d.id };
+    this.publish();
+  }
+
+  // ---- endings ----
+
+  private async finishPromotion(run: Run, event: DeploymentEvent, actor: string): Promise<void> {
+    const { d } = run;
+    const next = transition(run.d.status, event);
+    if (next.phase !== 'promoted') throw new Error(`expected promotion, got ${next.phase}`);
+    // The new colour takes everything at once; the old one stays warm so switching back is instant.
+    this.table = stableOnly(d.candidateColor);
+    this.active = { version: d.version, color: d.candidateColor };
+    await this.o.store.saveStatus(d.id, run.d.status, next, { promoteTo: this.active, result: await this.result(run, next.phase, null) });
+    run.d.status = next;
+    writeRoutingSnapshot(this.o.routingPath, d.candidateColor, { version: run.release.version, artifact: run.release.artifact, env: run.release.env });
+    await this.audit('promote', run.d, actor, { activeColor: d.candidateColor, previous: d.stableVersion, keepWarmSeconds: d.plan.keepWarmSeconds });
+    this.o.log.info({ deployment: d.id, version: d.version, color: d.candidateColor }, 'promoted');
+    this.stopLater(d.stableColor, d.plan.keepWarmSeconds, `kept warm ${d.plan.keepWarmSeconds} s after promoting ${d.version}`);
+    this.finish(run);
+    void this.hooks('promote', run);
+  }
+
+  private async rollBack(run: Run, reason: string, trigger: 'judge' | 'operator' | 'restart', actor: string, decidedAt: number): Promise<void> {
+    // First the routing (the next request goes to stable), then everything that can be slow.
+    this.toStable(run, decidedAt);
+    this.o.gauges?.countRollback(trigger);
+    await this.apply(run, { type: 'rollback', reason });
+    await this.audit('rollback', run.d, actor, { reason, trigger, inspectSeconds: run.d.plan.inspectSeconds });
+    this.o.log.warn({ deployment: run.d.id, version: run.d.version, reason, timing: run.rollback }, 'rolled back');
+    void this.hooks('rollback', run);
+    // Counting requests that reach the candidate after the swap needs a moment of traffic.
+    await new Promise((r) => setTimeout(r, 200));
+    await this.apply(run, { type: 'rolled_back' }, await this.result(run, 'rolled_back', reason));
+    this.stopLater(run.d.candidateColor, run.d.plan.inspectSeconds, `rolled back ${run.d.version}; kept ${run.d.plan.inspectSeconds} s for inspection`);
+    this.finish(run);
+  }
+
+  /** All traffic to the stable colour, now (synchronous: no await before the swap). */
+  private toStable(run: Run, decidedAt: number): void {
+    this.table = { ...this.table, stable: run.d.stableColor, candidate: run.d.candidateColor, candidateWeight: 0, rolloutId: run.d.id };
+    run.rollback = { verdictToSwapUs: Math.round((performance.now() - decidedAt) * 1000), candidateRequestsAfterSwap: 0, candidateInFlightAtSwap: 0, swappedAtMs: Date.now() };
+    this.publish();
+  }
+
+  private finish(run: Run): void {
+    if (this.run === run) this.run = null;
+    if (run.d.status.phase !== 'promoted') this.table = stableOnly(this.active.color);
+    this.publish();
+    run.wake();
+  }
+
+  private async result(run: Run, status: Phase, reason: string | null): Promise<unknown> {
+    const { d } = run;
+    const buckets = await this.o.store.buckets(d.id);
+    const summary = (color: Color) => {
+      const own = buckets.filter((b) => b.color === color);
+      const count = own.reduce((n, b) => n + b.count, 0);
+      const errors = own.reduce((n, b) => n + b.errors, 0);
+      const worst = (k: 'p95Ms' | 'p99Ms') => own.reduce((m, b) => Math.max(m, b[k]), 0);
+      return { color, release: color === d.candidateColor ? d.version : d.stableVersion, requests: count, errors, errorRate: count ? errors / count : 0, worstP95Ms: worst('p95Ms'), worstP99Ms: worst('p99Ms'), buckets: own.length };
+    };
+    const weight = status === 'promoted' ? 1 : Math.max(...run.d.status.steps.slice(0, run.d.status.stepIndex + 1).map((s) => s / 100), 0);
+    const stable = summary(d.stableColor);
+    const candidate = summary(d.candidateColor);
+    const rb = run.rollback;
+    return {
+      deployment_id: d.id,
+      start_time: d.startedAt,
+      end_time: new Date().toISOString(),
+      status,
+      strategy: d.strategy,
+      active_release: status === 'promoted' ? d.version : d.stableVersion,
+      candidate_release: d.version,
+      traffic_split: { active: status === 'promoted' ? 1 : 1 - (status === 'rolled_back' ? 0 : weight), candidate: status === 'promoted' ? 1 : 0, candidate_max: weight },
+      metrics_summary: { stable, candidate },
+      verdicts: { total: run.history.length, pass: run.history.filter((v) => v === 'pass').length, fail: run.history.filter((v) => v === 'fail').length, insufficient: run.history.filter((v) => v === 'insufficient').length },
+      rollback_reason: reason,
+      rollback_timing: rb ? { verdict_to_swap_us: rb.verdictToSwapUs, candidate_requests_after_swap: rb.candidateRequestsAfterSwap, candidate_in_flight_at_swap: rb.candidateInFlightAtSwap } : null,
+      total_requests: stable.requests + candidate.requests,
+      duration_seconds: (Date.now() - Date.parse(d.startedAt)) / 1000,
+    };
+  }
+
+  // ---- restart ----
+
+  /** A deployment a previous proxy left unfinished: judged again, or ended safely. Never unjudged. */
+  private async takeOver(d: Deployment): Promise<void> {
+    const release = (await this.o.store.release(d.version))!;
+    const run: Run = { d, release, history: [], seq: (await this.o.store.verdicts(d.id)).length, stepStartedMs: Date.now(), baseline: null, wake: () => {}, rollback: null };
+    this.run = run;
+    const { phase } = d.status;
+    this.o.log.warn({ deployment: d.id, phase }, 'taking over a deployment left unfinished by a restart');
+    await this.locked(async () => {
+      if (phase === 'starting' || phase === 'warming') {
+        await this.apply(run, { type: 'not_ready', reason: 'the proxy restarted while the candidate was starting; deploy again' });
+        await this.audit('failed', run.d, 'controller', { reason: run.d.status.reason }, false, run.d.status.reason);
+        this.finish(run);
+        await this.o.supervisor.stop(d.candidateColor).catch(() => {});
+        return;
+      }
+      if (phase === 'rolling_back') {
+        await this.apply(run, { type: 'rolled_back' }, await this.result(run, 'rolled_back', d.status.reason));
+        this.finish(run);
+        return;
+      }
+      // shifting or paused: resume judging from a fresh window, if the candidate still runs.
+      if (!(await this.o.supervisor.isRunning(d.candidateColor).catch(() => false))) {
+        await this.rollBack(run, `the candidate ${d.candidateColor} was not running after a restart`, 'restart', 'controller', performance.now());
+        return;
+      }
+      this.releaseOf[d.candidateColor] = d.version;
+      if (d.strategy === 'bluegreen') run.baseline = null; // the pre-switch baseline died with the old proxy
+      this.setWeights(run);
+      await this.audit('resume', run.d, 'controller', { reason: 'proxy restarted; judging resumes with fresh windows', stepIndex: d.status.stepIndex });
+    });
+    if (this.run === run) void this.analyse(run).catch((err) => {
+      this.o.log.error({ err: (err as Error).message }, 'rollout driver failed; all traffic to the stable colour');
+      this.toStable(run, performance.now());
+    });
+  }
+
+  // ---- plumbing ----
+
+  private action(name: string, fn: (run: Run) => Promise<void>): Promise<Deployment> {
+    return this.locked(async () => {
+      const run = this.run;
+      if (!run) throw new CL_ERR_NO_DEPLOYMENT(name);
+      await fn(run);
+      run.wake();
+      return run.d;
+    });
+  }
+
+  private async apply(run: Run, event: DeploymentEvent, result?: unknown): Promise<void> {
+    const next = transition(run.d.status, event);
+    await this.o.store.saveStatus(run.d.id, run.d.status, next, result === undefined ? {} : { result });
+    run.d.status = next;
+    if (next.phase === 'shifting' || next.phase === 'paused') this.setWeights(run);
+    this.publish();
+  }
+
+  /** Runs fn under the lock unless the deployment ended meanwhile; false when it had. */
+  private step(run: Run, fn: () => Promise<void>): Promise<boolean> {
+    return this.locked(async () => {
+      if (isTerminal(run.d.status.phase) || this.closed) return false;
+      await fn();
+      return !isTerminal(run.d.status.phase);
+    });
+  }
+
+  private locked<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.lock.then(fn, fn);
+    this.lock = next.catch(() => {});
+    return next;
+  }
+
+  private sleep(run: Run, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, Math.max(0, ms));
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      run.wake = done;
+    });
+  }
+
+  private stopLater(color: Color, seconds: number, why: string): void {
+    this.cancelTimer(color);
+    const timer = setTimeout(() => {
+      this.timers.delete(color);
+      // Never stop what became active or a candidate since.
+      if (color === this.active.color || this.run?.d.candidateColor === color) return;
+      this.o.supervisor.stop(color).then(
+        () => { this.releaseOf[color] = null; this.o.log.info({ color, why }, `stopped api-${color}`); },
+        (err: Error) => this.o.log.warn({ color, err: err.message }, `could not stop api-${color}`),
+      );
+    }, seconds * 1000);
+    timer.unref();
+    this.timers.set(color, timer);
+  }
+
+  private cancelTimer(color: Color): void {
+    clearTimeout(this.timers.get(color));
+    this.timers.delete(color);
+  }
+
+  private async audit(type: string, d: Deployment, actor: string, details: Record<string, unknown>, success = true, error: string | null = null): Promise<void> {
+    await this.o.store.audit({ eventType: type, deploymentId: d.id, actor, version: d.version, details, success, error });
+  }
+
+  private async hooks(type: HookEventType, run: Run): Promise<void> {
+    const { hooks } = this.o;
+    if (hooks.urls.length === 0 && !hooks.command) return;
+    const { d } = run;
+    const outcomes = await fireHooks({ type, deploymentId: d.id, version: d.version, strategy: d.strategy, phase: d.status.phase, reason: d.status.reason, at: new Date().toISOString() }, hooks);
+    for (const o of outcomes) {
+      if (!o.ok) this.o.log.warn({ hook: o.hook, event: type, err: o.error }, 'hook failed');
+      await this.o.store.audit({ eventType: 'hook', deploymentId: d.id, actor: 'controller', version: d.version, details: { event: type, hook: o.hook, ms: o.ms }, success: o.ok, error: o.error ?? null }).catch(() => {});
+    }
+  }
+
+  private publish(): void {
+    const run = this.run;
+    this.o.gauges?.setRollout({
+      deploymentId: run?.d.id ?? null, phase: run?.d.status.phase ?? null, candidateColor: run?.d.candidateColor ?? null,
+      candidateWeight: this.table.candidateWeight, activeColor: this.active.color,
+    });
+  }
+}
+
+export const other = (c: Color): Color => (c === 'blue' ? 'green' : 'blue');
+
+export type { JudgeRules };

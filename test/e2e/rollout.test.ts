@@ -1,0 +1,342 @@
+// Progressive delivery end to end, on one shared appliance under open-model load: canaries that
+// are promoted or rolled back by the judge, blue/green with a preview pin and an instant switch
+// back, the proxy killed -9 mid-rollout, the admin API's refusals, the CLI, exports, hooks,
+// another app as an artifact, and the Prometheus exposition checked by promtool.
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { launchAppliance, runCli, type Appliance } from '../../bench/harness.js';
+import { reapOrphans } from '../../supervisor/index.js';
+import { startLoad, type Load } from '../helpers/load.js';
+
+type Color = 'blue' | 'green';
+/** Retries fn (its expectations) until it passes. */
+const until = <T>(fn: () => Promise<T>, timeoutMs = 30_000): Promise<T> => vi.waitFor(fn, { timeout: timeoutMs, interval: 200 });
+const TERMINAL = ['promoted', 'rolled_back', 'aborted', 'failed'];
+const RATE = 80; // requests per second through the proxy while a deployment runs
+vi.setConfig({ testTimeout: 120_000 });
+
+let app: Appliance;
+let token: string;
+let hooksFile: string;
+
+beforeAll(async () => {
+  const scratch = join(process.env.TMPDIR ?? '/tmp', `changelens-rollout-${process.pid}`);
+  mkdirSync(scratch, { recursive: true });
+  hooksFile = join(scratch, 'hooks.jsonl');
+  app = await launchAppliance({
+    env: {
+      CHANGELENS_SEED_ITEMS: '200',
+      // Short analysis so the file runs in about two minutes; the rules are the defaults.
+      CHANGELENS_CANARY_STEPS: '50,100',
+      CHANGELENS_STEP_SECONDS: '6',
+      CHANGELENS_WINDOW_SECONDS: '3',
+      CHANGELENS_MIN_SAMPLES: '30',
+      CHANGELENS_HOOK_COMMAND: `cat >> ${hooksFile} && echo >> ${hooksFile}`,
+    },
+  });
+  await app.ready;
+  token = app.secrets().adminToken;
+});
+
+afterAll(async () => {
+  if (app && app.child.exitCode === null) await app.stop('SIGTERM');
+  if (app) await reapOrphans(join(app.dataDir, 'state', 'pm2'));
+});
+
+async function api(method: string, path: string, body?: unknown, auth: string | null = token): Promise<{ status: number; body: any }> {
+  const res = await fetch(`${app.url}/_changelens${path}`, {
+    method,
+    headers: { ...(auth === null ? {} : { authorization: `Bearer ${auth}` }), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: res.status, body: await res.json() };
+}
+
+async function deploy(body: Record<string, unknown>): Promise<any> {
+  const r = await api('POST', '/api/deployments', body);
+  expect(r.status, JSON.stringify(r.body)).toBe(202);
+  return r.body;
+}
+
+async function finished(id: string, timeoutMs = 60_000): Promise<any> {
+  return until(async () => {
+    const r = await api('GET', `/api/deployments/${id}`);
+    expect(TERMINAL, `deployment ${id} is ${r.body.status?.phase}`).toContain(r.body.status.phase);
+    return r.body;
+  }, timeoutMs);
+}
+
+const active = async (): Promise<{ version: string; color: Color }> => (await api('GET', '/api/status')).body.active;
+const other = (c: Color): Color => (c === 'blue' ? 'green' : 'blue');
+
+/** Runs fn under load and returns the load's samples with fn's result. */
+async function underLoad<T>(fn: (load: Load) => Promise<T>, path = '/api/work?ms=10'): Promise<{ load: Load; result: T }> {
+  const load = startLoad(`${app.url}${path}`, RATE);
+  try {
+    return { load, result: await fn(load) };
+  } finally {
+    await load.stop();
+  }
+}
+
+describe('the admin API refuses what it must', () => {
+  it('401 without the bearer token or with a wrong one, on every admin route', async () => {
+    for (const auth of [null, 'wrong-token-wrong-token']) {
+      for (const [method, path] of [['GET', '/api/status'], ['POST', '/api/deployments'], ['GET', '/metrics'], ['GET', '/api/audit']] as const) {
+        const r = await api(method, path, method === 'POST' ? { version: 'x' } : undefined, auth);
+        expect(r.status, `${method} ${path}`).toBe(401);
+        expect(r.body.code).toBe('CL_ERR_UNAUTHORIZED');
+      }
+    }
+  });
+
+  it('400 naming the field for bad payloads, and nothing is recorded', async () => {
+    const cases: Array<[Record<string, unknown>, string]> = [
+      [{}, 'version'],
+      [{ version: 'bad version!' }, 'body/version'],
+      [{ version: 'v1', strategy: 'yolo' }, 'body/strategy'],
+      [{ version: 'v1', steps: [50, 25, 100] }, 'body/steps'],
+      [{ version: 'v1', steps: [5, 25] }, 'body/steps'],
+      [{ version: 'v1', stepSeconds: 0 }, 'body/stepSeconds'],
+      [{ version: 'v1', p99Ratio: 0.5 }, 'body/p99Ratio'],
+      [{ version: 'v1', env: { DATABASE_URL: 'postgres://x' } }, 'body/env.DATABASE_URL'],
+      [{ version: 'v1', env: { CHANGELENS_REGRESSION: 'cpu:0' } }, 'body/env.CHANGELENS_REGRESSION'],
+      [{ version: 'v1', colour: 'green' }, 'body/colour'],
+      [{ version: 'v1', strategy: 'bluegreen', steps: [50, 100] }, 'body/steps'],
+      [{ version: 'v1', artifact: '/nonexistent/app' }, '/nonexistent/app'],
+    ];
+    for (const [body, field] of cases) {
+      const r = await api('POST', '/api/deployments', body);
+      expect(r.status, JSON.stringify(body)).toBe(400);
+      expect(r.body.message, JSON.stringify(body)).toContain(field);
+    }
+    const releases = (await api('GET', '/api/releases')).body.releases.map((r: any) => r.version);
+    expect(releases).toEqual(['initial']);
+    expect((await api('GET', '/api/deployments')).body.deployments).toEqual([]);
+    expect((await api('POST', '/api/deployment/promote', {})).body.code).toBe('CL_ERR_NO_DEPLOYMENT');
+    expect((await api('GET', '/api/nothing-here')).status).toBe(404);
+  });
+});
+
+describe('canary', () => {
+  it('promotes a good release under load: it becomes active and last_good, and the old colour stays warm', async () => {
+    const before = await active();
+    const { load, result: d } = await underLoad(async () => finished((await deploy({ version: 'good-1' })).id));
+    expect(d.status.phase, d.status.reason).toBe('promoted');
+    expect(d.verdicts.filter((v: any) => v.verdict === 'pass').length).toBeGreaterThanOrEqual(1);
+    expect(d.verdicts.every((v: any) => v.verdict !== 'fail' || d.verdicts.filter((w: any) => w.verdict === 'fail').length < 2)).toBe(true);
+    const now = await active();
+    expect(now).toEqual({ version: 'good-1', color: other(before.color) });
+    const { pointers } = (await api('GET', '/api/releases')).body;
+    expect(pointers).toEqual({ active: now, lastGood: now });
+    // Both colours served during the canary, and after the promotion only the new one does.
+    expect(load.served(before.color).length).toBeGreaterThan(0);
+    expect(load.served(now.color).length).toBeGreaterThan(0);
+    const after = await fetch(`${app.url}/api/work?ms=1`);
+    expect(after.headers.get('x-changelens-color')).toBe(now.color);
+    const snapshot = JSON.parse(readFileSync(join(app.dataDir, 'state', 'routing.json'), 'utf8'));
+    expect(snapshot).toMatchObject({ activeColor: now.color, release: { version: 'good-1', artifact: 'builtin' } });
+    const processes = (await app.status()).processes;
+    expect(processes.find((p) => p.name === `api-${before.color}`)?.state).toBe('online');
+  });
+
+  it('promotes a release identical to the running one, run after run', async () => {
+    for (const version of ['same-1', 'same-2']) {
+      const { result: d } = await underLoad(async () => finished((await deploy({ version })).id));
+      expect(d.status.phase, `${version}: ${d.status.reason}`).toBe('promoted');
+      expect((await active()).version).toBe(version);
+    }
+  });
+
+  it('rolls back a release that answers errors, while the stable colour serves none', async () => {
+    const stable = await active();
+    const { load, result: d } = await underLoad(async () => finished((await deploy({ version: 'errors-1', env: { CHANGELENS_REGRESSION: 'errors:0.5' } })).id));
+    expect(d.status.phase).toBe('rolled_back');
+    expect(d.status.reason).toMatch(/error rate/);
+    const failing = d.verdicts.filter((v: any) => v.verdict === 'fail');
+    expect(failing.length).toBeGreaterThanOrEqual(2);
+    const rule = failing.at(-1).rules.find((r: any) => r.rule === 'error_rate');
+    expect(rule).toMatchObject({ verdict: 'fail', threshold: 0.05 });
+    expect(rule.observed).toBeGreaterThan(0.05);
+    expect(await active()).toEqual(stable);
+    expect(load.served(stable.color).filter((s) => s.status >= 500)).toEqual([]);
+    expect(load.served(other(stable.color)).filter((s) => s.status >= 500).length).toBeGreaterThan(0);
+    // After the verdict no unpinned request reached the candidate.
+    expect(d.result.rollback_timing.candidate_requests_after_swap).toBe(0);
+    const rolledBackAt = Date.parse(d.updatedAt);
+    expect(load.served(other(stable.color), rolledBackAt)).toEqual([]);
+  });
+
+  it('rolls back a release whose P99 regressed, on the P99 ratio rule', async () => {
+    const stable = await active();
+    const { result: d } = await underLoad(async () => finished((await deploy({ version: 'slow-1', env: { CHANGELENS_REGRESSION: 'dependency:150' } })).id));
+    expect(d.status.phase).toBe('rolled_back');
+    const failing = d.verdicts.filter((v: any) => v.verdict === 'fail').at(-1);
+    const rule = failing.rules.find((r: any) => r.rule === 'p99_ratio');
+    expect(rule).toMatchObject({ verdict: 'fail', threshold: 1.5 });
+    expect(rule.observed).toBeGreaterThan(1.5);
+    expect(failing.samples.candidate).toBeGreaterThanOrEqual(30);
+    expect(await active()).toEqual(stable);
+  });
+
+  it('refuses a second deployment while one runs (409 naming it), and aborts on request', async () => {
+    const first = await deploy({ version: 'busy-1', stepSeconds: 60 });
+    const second = await api('POST', '/api/deployments', { version: 'busy-2' });
+    expect(second.status).toBe(409);
+    expect(second.body.code).toBe('CL_ERR_DEPLOYMENT_RUNNING');
+    expect(second.body.message).toContain(first.id);
+    const aborted = await api('POST', '/api/deployment/abort', { reason: 'test is done with it' });
+    expect(aborted.status).toBe(200);
+    const d = await finished(first.id);
+    expect(d.status).toMatchObject({ phase: 'aborted', reason: 'test is done with it' });
+    expect((await api('GET', '/api/releases')).body.releases.map((r: any) => r.version)).not.toContain('busy-2');
+  });
+});
+
+describe('blue/green', () => {
+  it('reaches the new colour by pin only during the preview, then switches back at once when the post-switch analysis fails', async () => {
+    const stable = await active();
+    const candidate = other(stable.color);
+    const stablePid = (await app.status()).processes.find((p) => p.name === `api-${stable.color}`)!.pid;
+    const d0 = await deploy({ version: 'bg-errors', strategy: 'bluegreen', previewSeconds: 4, env: { CHANGELENS_REGRESSION: 'errors:0.5' } });
+    await until(async () => expect((await api('GET', `/api/deployments/${d0.id}`)).body.status.phase).toBe('warming'), 30_000);
+    for (let i = 0; i < 20; i++) {
+      const res = await fetch(`${app.url}/api/work?ms=1`);
+      await res.arrayBuffer();
+      expect(res.headers.get('x-changelens-color')).toBe(stable.color);
+      const pinned = await fetch(`${app.url}/api/regression`, { headers: { 'x-changelens-color': candidate } });
+      expect(pinned.headers.get('x-changelens-color')).toBe(candidate);
+      expect((await pinned.json()).color).toBe(candidate);
+    }
+    const { load, result: d } = await underLoad(() => finished(d0.id));
+    expect(d.status.phase, JSON.stringify(d.verdicts)).toBe('rolled_back');
+    expect(load.served(candidate).length).toBeGreaterThan(0); // the switch happened
+    expect(d.result.rollback_timing.candidate_requests_after_swap).toBe(0);
+    // Switching back started nothing: the old colour had stayed up, same process.
+    expect((await app.status()).processes.find((p) => p.name === `api-${stable.color}`)!.pid).toBe(stablePid);
+    expect(load.served(candidate, Date.parse(d.updatedAt))).toEqual([]);
+    expect(await active()).toEqual(stable);
+  });
+});
+
+describe('a proxy killed -9 mid-rollout', () => {
+  it('comes back routing safely and judges the deployment again', async () => {
+    const stable = await active();
+    const { result } = await underLoad(async () => {
+      const d0 = await deploy({ version: 'restart-1', stepSeconds: 120 });
+      await until(async () => expect((await api('GET', `/api/deployments/${d0.id}`)).body.verdicts.length).toBeGreaterThanOrEqual(1), 30_000);
+      const proxy = (await app.status()).processes.find((p) => p.name === 'proxy')!;
+      process.kill(proxy.pid!, 'SIGKILL');
+      // pm2 restarts it; the new proxy takes the deployment over and judges fresh windows.
+      const resumed = await until(async () => {
+        const r = await api('GET', `/api/deployments/${d0.id}`);
+        expect(r.status).toBe(200);
+        return r.body;
+      }, 30_000);
+      const before = resumed.verdicts.length;
+      await until(async () => {
+        const r = await api('GET', `/api/deployments/${d0.id}`);
+        expect(r.body.verdicts.length).toBeGreaterThan(before);
+      }, 30_000);
+      const audit = (await api('GET', '/api/audit?since=5m')).body.events;
+      expect(audit.some((e: any) => e.eventType === 'resume' && e.deploymentId === d0.id && e.actor === 'controller')).toBe(true);
+      const rolledBack = await api('POST', '/api/deployment/rollback', { reason: 'enough' });
+      expect(rolledBack.status).toBe(200);
+      return finished(d0.id);
+    });
+    expect(result.status.phase).toBe('rolled_back');
+    expect(await active()).toEqual(stable);
+  });
+});
+
+describe('the changelens command', () => {
+  it('deploy --wait exits 0 when promoted and 1 when rolled back, showing progress and the verdict', async () => {
+    const load = startLoad(`${app.url}/api/work?ms=10`, RATE);
+    try {
+      const good = await runCli(['deploy', 'cli-good', '--wait', '--json'], app.env, 90_000);
+      expect(good.code, good.stderr).toBe(0);
+      expect(JSON.parse(good.stdout).status.phase).toBe('promoted');
+      expect(good.stderr).toMatch(/shifting step 1\/2 weight 50%/);
+      const bad = await runCli(['deploy', 'cli-bad', '--set', 'CHANGELENS_REGRESSION=errors:0.6', '--wait'], app.env, 90_000);
+      expect(bad.code).toBe(1);
+      expect(bad.stdout).toMatch(/rolled_back/);
+      expect(bad.stdout).toMatch(/error rate/);
+    } finally {
+      await load.stop();
+    }
+    const usage = await runCli(['deploy', 'v9', '--step-seconds', 'soon'], app.env);
+    expect(usage.code).toBe(2);
+    expect(usage.stderr).toContain('--step-seconds');
+    const range = await runCli(['deploy', 'v9', '--step-seconds', '0'], app.env);
+    expect(range.code).toBe(1);
+    expect(range.stderr).toContain('--step-seconds');
+  });
+
+  it('lists releases, the audit log and exports a deployment in the seed\'s formats', async () => {
+    const releases = await runCli(['releases', '--json'], app.env);
+    expect(releases.code, releases.stderr).toBe(0);
+    const list = JSON.parse(releases.stdout).releases;
+    expect(list.find((r: any) => r.version === 'cli-good')).toMatchObject({ active: true, lastGood: true });
+    const audit = await runCli(['audit', '--since', '1h', '--json'], app.env);
+    const events = JSON.parse(audit.stdout).events;
+    for (const type of ['deploy', 'promote', 'rollback', 'abort', 'resume']) expect(events.map((e: any) => e.eventType)).toContain(type);
+    expect(events[0]).toEqual(expect.objectContaining({ eventId: expect.any(String), eventType: expect.any(String), at: expect.any(String), actor: expect.any(String), success: expect.any(Boolean) }));
+    const deployments = (await api('GET', '/api/deployments')).body.deployments;
+    const bad = deployments.find((d: any) => d.version === 'cli-bad');
+    const out = join(app.dataDir, 'export');
+    const exported = await runCli(['export', bad.id, '--out', out], app.env);
+    expect(exported.code, exported.stderr).toBe(0);
+    const result = JSON.parse(readFileSync(join(out, 'result.json'), 'utf8'));
+    expect(result).toMatchObject({ deployment_id: bad.id, status: 'rolled_back', rollback_reason: expect.stringMatching(/error rate/) });
+    expect(result.metrics_summary.candidate.errors).toBeGreaterThan(0);
+    expect(result.metrics_summary.stable.errors).toBe(0);
+    const metrics = JSON.parse(readFileSync(join(out, 'metrics.json'), 'utf8'));
+    expect(metrics.bucket_duration_sec).toBe(3);
+    expect(metrics.total_buckets).toBe(metrics.buckets.length);
+    expect(metrics.buckets[0]).toEqual(expect.objectContaining({ timestamp: expect.any(String), p50_ms: expect.any(Number), p95_ms: expect.any(Number), p99_ms: expect.any(Number), error_rate: expect.any(Number), response_count: expect.any(Number), slo_violations: expect.any(Number), color: expect.stringMatching(/^(blue|green)$/) }));
+    expect(metrics.buckets.some((b: any) => b.role === 'candidate' && b.slo_violations > 0)).toBe(true);
+  });
+});
+
+describe('another app as the artifact', () => {
+  it('runs a directory holding a Node app on the port it is given', async () => {
+    const dir = join(app.dataDir, '..', `other-app-${process.pid}`);
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'other', main: 'app.js', changelens: { readyPath: '/health' } }));
+    writeFileSync(join(dir, 'app.js'), `require('node:http').createServer((req, res) => {
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ app: 'other', path: req.url }));
+    }).listen(Number(process.env.PORT), '127.0.0.1');\n`);
+    const d = await finished((await deploy({ version: 'other-1', strategy: 'direct', artifact: dir })).id);
+    expect(d.status.phase, d.status.reason).toBe('promoted');
+    const res = await fetch(`${app.url}/anything`);
+    expect(await res.json()).toEqual({ app: 'other', path: '/anything' });
+    // And back to the built-in API, whose release exists already.
+    const back = await finished((await deploy({ version: 'cli-good', strategy: 'direct' })).id);
+    expect(back.status.phase).toBe('promoted');
+    expect((await fetch(`${app.url}/api/regression`)).status).toBe(200);
+  });
+});
+
+describe('observability of rollouts', () => {
+  it('exposes Prometheus metrics that promtool accepts, by colour and release', async () => {
+    const r = await fetch(`${app.url}/_changelens/metrics`, { headers: { authorization: `Bearer ${token}` } });
+    expect(r.status).toBe(200);
+    const text = await r.text();
+    const check = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+    expect(check.error, 'promtool missing: run scripts/install-system-deps.sh --test').toBeUndefined();
+    expect(check.status, check.stdout + check.stderr).toBe(0);
+    expect(text).toMatch(/changelens_request_duration_seconds_bucket\{[^}]*color="(blue|green)"[^}]*release="cli-good"/);
+    expect(text).toMatch(/changelens_rollbacks_total\{trigger="judge"\} [1-9]/);
+    expect(text).toMatch(/changelens_verdicts_total\{verdict="fail"\} [1-9]/);
+  });
+
+  it('fired the hook command on deploy, promote and rollback', async () => {
+    const events = readFileSync(hooksFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    const types = new Set(events.map((e) => e.type));
+    expect([...types].sort()).toEqual(['deploy', 'promote', 'rollback']);
+    expect(events.find((e) => e.type === 'rollback')).toMatchObject({ version: expect.any(String), phase: expect.any(String), reason: expect.any(String) });
+  });
+});
