@@ -16,6 +16,8 @@ export interface ProxyOptions {
   /** The current routing table; read per request, swapped whole when routing changes. */
   routingTable: () => RoutingTable;
   accessLog: AccessLog;
+  /** Called once per proxied response: the monitor records it into its colour's current slice. */
+  onMeasured?: (color: Color, latencyMs: number, statusCode: number) => void;
 }
 
 declare module 'fastify' {
@@ -70,8 +72,10 @@ export async function buildProxyServer(options: ProxyOptions) {
       req.log = loggerFor(req.log, span);
       return undefined;
     });
+    const measured = options.onMeasured ?? (() => {});
     proxied.addHook('onResponse', async (req, reply) => {
       if (!req.proxySpan) return;
+      measured(req.color, reply.elapsedTime, reply.statusCode);
       endSpan(req.proxySpan, reply.statusCode);
       writeAccessLog(req, reply);
     });

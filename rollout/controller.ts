@@ -28,6 +28,8 @@ export interface RolloutGauges {
   setRollout(s: { deploymentId: string | null; phase: string | null; candidateColor: Color | null; candidateWeight: number; activeColor: Color }): void;
   countVerdict(verdict: WindowVerdict): void;
   countRollback(trigger: string): void;
+  /** A release no colour serves any more: its series can go. */
+  forgetRelease(release: string): void;
 }
 
 export interface DeployRequest {
@@ -126,7 +128,7 @@ export class RolloutController {
     const { active } = await store.pointers();
     if (active) {
       this.active = active;
-      this.releaseOf[active.color] = active.version;
+      this.serve(active.color, active.version);
       if (active.color !== this.o.activeColor) this.o.log.warn({ snapshot: this.o.activeColor, database: active.color }, 'routing snapshot and database disagree on the active colour; the database wins');
       this.table = stableOnly(active.color);
       const release = await store.release(active.version);
@@ -243,7 +245,7 @@ export class RolloutController {
         await supervisor.stop(d.candidateColor).catch(() => {});
         return;
       }
-      this.releaseOf[d.candidateColor] = d.version;
+      this.serve(d.candidateColor, d.version);
       if (!(await this.step(run, () => this.apply(run, { type: 'started' })))) {
         // Aborted while it started: nobody needs it.
         if (this.run?.d.candidateColor !== d.candidateColor) await supervisor.stop(d.candidateColor).catch(() => {});
@@ -282,10 +284,14 @@ export class RolloutController {
       const startOfStep = run.stepStartedMs;
       const judgement = this.judge(run, windowEnd);
       const verdictAt = performance.now();
+      run.history.push(judgement.verdict);
+      const trips = consecutiveFailures(run.history) >= plan.rules.failuresToRollback;
+      // The routing changes now, synchronously; persisting and auditing follow under the lock.
+      if (trips && !isTerminal(run.d.status.phase)) this.toStable(run, verdictAt);
       const ended = await this.locked(async () => {
         if (isTerminal(run.d.status.phase)) return true;
         await this.recordVerdict(run, judgement);
-        if (consecutiveFailures(run.history) >= plan.rules.failuresToRollback) {
+        if (trips) {
           const why = judgement.rules.filter((r) => r.verdict === 'fail').map((r) => r.message).join('; ');
           await this.rollBack(run, `${plan.rules.failuresToRollback} consecutive failing windows: ${why}`, 'judge', 'controller', verdictAt);
           return true;
@@ -326,7 +332,6 @@ export class RolloutController {
 
   private async recordVerdict(run: Run, j: WindowJudgement): Promise<void> {
     const { d } = run;
-    run.history.push(j.verdict);
     this.o.gauges?.countVerdict(j.verdict);
     const seq = ++run.seq;
     const weight = this.table.candidateWeight;
@@ -388,7 +393,7 @@ export class RolloutController {
 
   private async rollBack(run: Run, reason: string, trigger: 'judge' | 'operator' | 'restart', actor: string, decidedAt: number): Promise<void> {
     // First the routing (the next request goes to stable), then everything that can be slow.
-    this.toStable(run, decidedAt);
+    if (!run.rollback) this.toStable(run, decidedAt);
     this.o.gauges?.countRollback(trigger);
     await this.apply(run, { type: 'rollback', reason });
     await this.audit('rollback', run.d, actor, { reason, trigger, inspectSeconds: run.d.plan.inspectSeconds });
@@ -410,7 +415,8 @@ export class RolloutController {
 
   private finish(run: Run): void {
     if (this.run === run) this.run = null;
-    if (run.d.status.phase !== 'promoted') this.table = stableOnly(this.active.color);
+    // Whatever raced with the ending (a verdict swapping to stable), the active colour takes all.
+    this.table = stableOnly(this.active.color);
     this.publish();
     run.wake();
   }
@@ -441,7 +447,7 @@ export class RolloutController {
       metrics_summary: { stable, candidate },
       verdicts: { total: run.history.length, pass: run.history.filter((v) => v === 'pass').length, fail: run.history.filter((v) => v === 'fail').length, insufficient: run.history.filter((v) => v === 'insufficient').length },
       rollback_reason: reason,
-      rollback_timing: rb ? { verdict_to_swap_us: rb.verdictToSwapUs, candidate_requests_after_swap: rb.candidateRequestsAfterSwap, candidate_in_flight_at_swap: rb.candidateInFlightAtSwap } : null,
+      rollback_timing: rb ? { swapped_at: new Date(rb.swappedAtMs).toISOString(), verdict_to_swap_us: rb.verdictToSwapUs, candidate_requests_after_swap: rb.candidateRequestsAfterSwap, candidate_in_flight_at_swap: rb.candidateInFlightAtSwap } : null,
       total_requests: stable.requests + candidate.requests,
       duration_seconds: (Date.now() - Date.parse(d.startedAt)) / 1000,
     };
@@ -474,7 +480,7 @@ export class RolloutController {
         await this.rollBack(run, `the candidate ${d.candidateColor} was not running after a restart`, 'restart', 'controller', performance.now());
         return;
       }
-      this.releaseOf[d.candidateColor] = d.version;
+      this.serve(d.candidateColor, d.version);
       if (d.strategy === 'bluegreen') run.baseline = null; // the pre-switch baseline died with the old proxy
       this.setWeights(run);
       await this.audit('resume', run.d, 'controller', { reason: 'proxy restarted; judging resumes with fresh windows', stepIndex: d.status.stepIndex });
@@ -538,12 +544,19 @@ export class RolloutController {
       // Never stop what became active or a candidate since.
       if (color === this.active.color || this.run?.d.candidateColor === color) return;
       this.o.supervisor.stop(color).then(
-        () => { this.releaseOf[color] = null; this.o.log.info({ color, why }, `stopped api-${color}`); },
+        () => { this.serve(color, null); this.o.log.info({ color, why }, `stopped api-${color}`); },
         (err: Error) => this.o.log.warn({ color, err: err.message }, `could not stop api-${color}`),
       );
     }, seconds * 1000);
     timer.unref();
     this.timers.set(color, timer);
+  }
+
+  /** Which release a colour serves now (metric labels); a release no colour serves is forgotten. */
+  private serve(color: Color, version: string | null): void {
+    const previous = this.releaseOf[color];
+    this.releaseOf[color] = version;
+    if (previous && previous !== version && this.releaseOf[other(color)] !== previous) this.o.gauges?.forgetRelease(previous);
   }
 
   private cancelTimer(color: Color): void {

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { launchAppliance, runCli, type Appliance } from '../../bench/harness.js';
 import { reapOrphans } from '../../supervisor/index.js';
-import { startLoad, type Load } from '../helpers/load.js';
+import { startLoad, type Load } from '../../bench/load.js';
 
 type Color = 'blue' | 'green';
 /** Retries fn (its expectations) until it passes. */

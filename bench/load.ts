@@ -1,4 +1,4 @@
-// A small open-model load for end-to-end tests: requests start at a constant rate whatever the
+// A small open-model load for end-to-end tests and bench:rollback: requests start at a constant rate whatever the
 // answers do (a slow colour cannot slow the arrivals), and each answer is counted by the colour
 // that served it (x-changelens-color) and by when it started. Not a benchmark: bench/ has that.
 type Color = 'blue' | 'green';
