@@ -10,7 +10,7 @@ export interface AdminClient {
   post<T>(path: string, body: unknown): Promise<T>;
 }
 
-export function adminClient(config: Config): AdminClient {
+export function adminClient(config: Config, options: { timeoutMs?: number } = {}): AdminClient {
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   const base = `http://${host.includes(':') ? `[${host}]` : host}:${config.port}/_changelens`;
   const paths = dataPaths(config.dataDir);
@@ -23,7 +23,7 @@ export function adminClient(config: Config): AdminClient {
         method,
         headers: { authorization: `Bearer ${token}`, 'x-changelens-actor': actor(), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
         body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(60_000),
+        signal: AbortSignal.timeout(options.timeoutMs ?? 60_000),
       });
     } catch (err) {
       throw new CL_ERR_NOT_RUNNING(`${paths.root} (nothing answers on ${base}: ${(err as Error & { cause?: Error }).cause?.message ?? (err as Error).message})`);

@@ -1,5 +1,5 @@
 // `changelens status` for people: a header, the services, then one row per process.
-import type { ApplianceStatus, ServiceStatus } from '../lib/contracts/status.js';
+import type { ApplianceStatus, RolloutSummary, ServiceStatus } from '../lib/contracts/status.js';
 
 export function formatStatus(s: ApplianceStatus): string {
   // Right after start, while the data dir is being prepared, the supervisor knows little yet.
@@ -8,7 +8,8 @@ export function formatStatus(s: ApplianceStatus): string {
   const lines = [
     `ChangeLens ${s.version}: ${s.phase}, ${boot}, supervisor pid ${s.supervisorPid}`,
     `data dir  ${s.dataDir}`,
-    `active    ${s.activeColor}`,
+    `active    ${s.activeColor}${s.rollout ? ` (release ${s.rollout.active.version})` : ''}`,
+    ...(s.rollout?.deployment ? [`rollout   ${rolloutLine(s.rollout.deployment)}`] : []),
     `postgres  ${service(s.services.postgres)}`,
     `redis     ${service(s.services.redis)}`,
     `jobs      ${s.jobs ? `${s.jobs.waiting} waiting, ${s.jobs.pending} in progress, ${s.jobs.deadLetters} dead-lettered` : 'unknown (Redis does not answer)'}`,
@@ -24,6 +25,10 @@ export function formatStatus(s: ApplianceStatus): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   for (const row of rows) lines.push(row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd());
   return lines.join('\n') + '\n';
+}
+
+function rolloutLine(d: NonNullable<RolloutSummary['deployment']>): string {
+  return `${d.id}: ${d.strategy} of ${d.version} ${d.phase}, step ${d.step}/${d.steps}, weight ${Math.round(d.weight * 100)}%${d.lastVerdict ? `, last window ${d.lastVerdict}` : ''}`;
 }
 
 function service(s: ServiceStatus): string {

@@ -3,7 +3,9 @@
 // its arguments (an unknown option is an error naming it) and has --json output for scripts.
 import { parse } from './args.js';
 import { loadConfig } from '../lib/config.js';
-import type { ApplianceStatus, NotRunningStatus } from '../lib/contracts/status.js';
+import type { ApplianceStatus, NotRunningStatus, RolloutSummary } from '../lib/contracts/status.js';
+import type { Deployment } from '../rollout/index.js';
+import { adminClient } from './admin-client.js';
 import { ChangeLensError, CL_ERR_CLI_USAGE, CL_ERR_NOT_RUNNING, EXIT, exitCodeFor } from '../lib/errors.js';
 import { packageRoot, packageVersion } from '../lib/package-root.js';
 import { dataPaths } from '../lib/paths.js';
@@ -46,6 +48,7 @@ const commands: Record<string, Command> = {
     const paths = dataPaths(config.dataDir);
     try {
       const status = await queryControl<ApplianceStatus>(paths.controlSocket, '/status', paths.root);
+      if (status.phase === 'ready') status.rollout = await rolloutSummary(config);
       process.stdout.write(values.json ? JSON.stringify(status, null, 2) + '\n' : formatStatus(status));
       return status.phase === 'ready' ? EXIT.ok : EXIT.failure;
     } catch (err) {
@@ -56,6 +59,20 @@ const commands: Record<string, Command> = {
     }
   },
 };
+
+/** The active release and the running deployment, from the admin API; null when it does not answer. */
+async function rolloutSummary(config: ReturnType<typeof loadConfig>): Promise<RolloutSummary | null> {
+  try {
+    const s = await adminClient(config, { timeoutMs: 3_000 }).get<{ active: RolloutSummary['active']; routing: { candidateWeight: number }; deployment: (Deployment & { lastVerdict: string | null }) | null }>('/api/status');
+    const d = s.deployment;
+    return {
+      active: s.active,
+      deployment: d ? { id: d.id, version: d.version, strategy: d.strategy, phase: d.status.phase, step: d.status.stepIndex + 1, steps: d.status.steps.length, weight: s.routing.candidateWeight, lastVerdict: d.lastVerdict } : null,
+    };
+  } catch {
+    return null;
+  }
+}
 
 /** `changelens cost [--json] [--days N] [--rc FILE] [--prices FILE]`: monthly CloudBase Run cost. */
 commands.cost = async (args) => {

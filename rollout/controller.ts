@@ -232,9 +232,12 @@ export class RolloutController {
       // starting for an aborted deployment) goes first. The supervisor runs one change at a time,
       // so this stop waits for any start in flight: the colour ends up running this release.
       this.cancelTimer(d.candidateColor);
-      await supervisor.stop(d.candidateColor);
+      // The same release still warm there (kept after a promotion or a rollback): reuse it, so
+      // switching back to the previous release is instant. A release never changes, so it is the same.
+      const warm = this.releaseOf[d.candidateColor] === d.version && await supervisor.isRunning(d.candidateColor);
+      if (!warm) await supervisor.stop(d.candidateColor);
       try {
-        await supervisor.start(d.candidateColor, run.release);
+        if (!warm) await supervisor.start(d.candidateColor, run.release);
       } catch (err) {
         await this.locked(async () => {
           if (isTerminal(run.d.status.phase)) return;

@@ -2,17 +2,23 @@
 # Installs the system packages ChangeLens needs: PostgreSQL (>= 15) and Redis (>= 7) from Debian's
 # packages, plus util-linux's setpriv (drops root for Postgres) and tini (PID 1 in the image).
 # Idempotent and quiet when everything is already there. Used by README, .ci/run and the Dockerfile.
+# With --test it also requires what only the test suite uses (promtool, from Debian's `prometheus`
+# package, to lint the proxy's /metrics); the production image does not take it.
 #
-#   scripts/install-system-deps.sh           install what is missing (needs root, or sudo)
-#   scripts/install-system-deps.sh --check   only report what is missing; exit 1 if anything is
+#   scripts/install-system-deps.sh                  install what is missing (needs root, or sudo)
+#   scripts/install-system-deps.sh --test           the same, plus the test-only tools
+#   scripts/install-system-deps.sh --check [--test] only report what is missing; exit 1 if anything is
 set -euo pipefail
 
 check_only=0
-case "${1:-}" in
-  --check) check_only=1 ;;
-  "") ;;
-  *) echo "install-system-deps: unknown argument '$1' (expected: --check or nothing)" >&2; exit 2 ;;
-esac
+with_test=0
+for arg in "$@"; do
+  case "$arg" in
+    --check) check_only=1 ;;
+    --test) with_test=1 ;;
+    *) echo "install-system-deps: unknown argument '$arg' (expected: --check and/or --test, or nothing)" >&2; exit 2 ;;
+  esac
+done
 
 pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
 
@@ -29,6 +35,10 @@ if ! command -v redis-server >/dev/null 2>&1 ||
 fi
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
 command -v tini >/dev/null 2>&1 || missing+=(tini)
+# Test-only: promtool (Debian ships it in the prometheus server package).
+if [ "$with_test" = 1 ]; then
+  command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
@@ -59,15 +69,21 @@ if [ ! -e "$policy" ]; then
 fi
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# The packaged redis-server may have been started by an init system on a full machine; ChangeLens
-# runs its own instance, so stop the packaged one if it runs (ignore when there is no systemd).
+# The packaged redis-server (and, with --test, the prometheus server: only its promtool is wanted)
+# may have been started by an init system on a full machine; ChangeLens runs its own instance, so
+# stop the packaged ones if they run (ignore when there is no systemd).
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
   $sudo systemctl disable --now redis-server >/dev/null 2>&1 || true
+  if [ "$with_test" = 1 ]; then
+    $sudo systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
 fi
 # What the distribution gave may still be too old (PostgreSQL < 15 or Redis < 7): say so, fail.
-if "$0" --check; then
-  echo "install-system-deps: ok (postgres: $(pg_bin), redis: $(command -v redis-server))" >&2
+recheck=(--check)
+[ "$with_test" = 1 ] && recheck+=(--test)
+if "$0" "${recheck[@]}"; then
+  echo "install-system-deps: ok (postgres: $(pg_bin), redis: $(command -v redis-server)$([ "$with_test" = 1 ] && echo ", promtool: $(command -v promtool)"))" >&2
 else
-  echo "install-system-deps: this distribution's packages are too old; ChangeLens needs PostgreSQL >= 15 and Redis >= 7 (Debian 12 or newer)" >&2
+  echo "install-system-deps: this distribution's packages are too old or incomplete; ChangeLens needs PostgreSQL >= 15 and Redis >= 7 (Debian 12 or newer)$([ "$with_test" = 1 ] && echo ", and its tests need promtool")" >&2
   exit 1
 fi

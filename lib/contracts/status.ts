@@ -42,6 +42,13 @@ export interface ApplianceStatus {
   services: { postgres: ServiceStatus; redis: ServiceStatus };
   /** The job queue; null when Redis does not answer. */
   jobs: JobsStatus | null;
+  /** Added by the CLI from the admin API: the active release and the running deployment; null when the proxy does not answer. */
+  rollout?: RolloutSummary | null;
+}
+
+export interface RolloutSummary {
+  active: { version: string; color: Color };
+  deployment: { id: string; version: string; strategy: string; phase: string; step: number; steps: number; weight: number; lastVerdict: string | null } | null;
 }
 
 export interface JobsStatus {

@@ -49,6 +49,8 @@ describe('Dockerfile', () => {
   it('installs Postgres and Redis with the same script CI uses', () => {
     expect(all(runtime, 'COPY').some((c) => c.startsWith('scripts/install-system-deps.sh'))).toBe(true);
     expect(all(runtime, 'RUN').some((r) => r.includes('install-system-deps.sh'))).toBe(true);
+    // The test-only tools (promtool) stay out of the production image.
+    expect(all(runtime, 'RUN').join('\n')).not.toMatch(/install-system-deps\.sh[^\n&]*--test/);
     expect(read('.ci/run')).toContain('scripts/install-system-deps.sh');
   });
 
@@ -124,7 +126,7 @@ describe('GitHub workflows', () => {
 
   it('CI runs the README\'s test command; deploy smoke-tests /readyz and rolls back on failure', () => {
     const readme = read('README.md');
-    const command = 'scripts/install-system-deps.sh && npm ci && npm test';
+    const command = 'scripts/install-system-deps.sh --test && npm ci && npm test';
     expect(readme).toContain(command);
     expect(read('.github/workflows/ci.yml')).toContain(command);
     expect(read('.ci/run')).toContain(command);

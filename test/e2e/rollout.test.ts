@@ -208,7 +208,7 @@ describe('blue/green', () => {
       expect(res.headers.get('x-changelens-color')).toBe(stable.color);
       const pinned = await fetch(`${app.url}/api/regression`, { headers: { 'x-changelens-color': candidate } });
       expect(pinned.headers.get('x-changelens-color')).toBe(candidate);
-      expect((await pinned.json()).color).toBe(candidate);
+      expect(((await pinned.json()) as { color: string }).color).toBe(candidate);
     }
     const { load, result: d } = await underLoad(() => finished(d0.id));
     expect(d.status.phase, JSON.stringify(d.verdicts)).toBe('rolled_back');
@@ -279,6 +279,8 @@ describe('the changelens command', () => {
     expect(releases.code, releases.stderr).toBe(0);
     const list = JSON.parse(releases.stdout).releases;
     expect(list.find((r: any) => r.version === 'cli-good')).toMatchObject({ active: true, lastGood: true });
+    const status = await runCli(['status'], app.env);
+    expect(status.stdout).toMatch(/active +(blue|green) \(release cli-good\)/);
     const audit = await runCli(['audit', '--since', '1h', '--json'], app.env);
     const events = JSON.parse(audit.stdout).events;
     for (const type of ['deploy', 'promote', 'rollback', 'abort', 'resume']) expect(events.map((e: any) => e.eventType)).toContain(type);
@@ -313,9 +315,14 @@ describe('another app as the artifact', () => {
     expect(d.status.phase, d.status.reason).toBe('promoted');
     const res = await fetch(`${app.url}/anything`);
     expect(await res.json()).toEqual({ app: 'other', path: '/anything' });
-    // And back to the built-in API, whose release exists already.
+    // And back to the built-in API, whose release exists already and is still warm on the other
+    // colour: switching back reuses that process instead of starting one.
+    const warmColor = other(d.candidateColor);
+    const warmPid = (await app.status()).processes.find((p) => p.name === `api-${warmColor}`)!.pid;
     const back = await finished((await deploy({ version: 'cli-good', strategy: 'direct' })).id);
     expect(back.status.phase).toBe('promoted');
+    expect(back.candidateColor).toBe(warmColor);
+    expect((await app.status()).processes.find((p) => p.name === `api-${warmColor}`)!.pid).toBe(warmPid);
     expect((await fetch(`${app.url}/api/regression`)).status).toBe(200);
   });
 });

@@ -1,0 +1,191 @@
+// The proxy's Prometheus exposition: what an operator's Prometheus scrapes to watch releases from
+// outside — request latency by colour, release and status class (fine buckets: the APIs answer in
+// milliseconds), where a rollout stands (phase, candidate weight, active colour), and how many
+// verdicts and rollbacks there were. Its own registry, so nothing else in the process leaks into it;
+// the judge does not read it (it has its own HdrHistograms, see sliced-window.ts).
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+type Color = 'blue' | 'green';
+
+/** Latency buckets in seconds: 0.5 ms to 10 s, fine enough for millisecond APIs. */
+export const REQUEST_DURATION_BUCKETS: readonly number[] = Object.freeze([
+  0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075,
+  0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 10,
+]);
+
+/** Every value `changelens_rollout_phase{phase}` takes; `none`: no deployment in progress or remembered. */
+export const ROLLOUT_PHASES: readonly string[] = Object.freeze([
+  'starting', 'warming', 'shifting', 'paused', 'promoted', 'rolling_back', 'rolled_back', 'aborted', 'failed', 'none',
+]);
+
+export interface RolloutMetricsState {
+  deploymentId: string | null;
+  phase: string | null;
+  candidateColor: Color | null;
+  /** The candidate's share of traffic, 0-1. */
+  candidateWeight: number;
+  activeColor: Color;
+}
+
+export interface ProxyMetricsOptions {
+  /** Distinct release labels kept at once; observing one more drops the least recently observed (default 8). */
+  maxReleases?: number;
+  /** Node process metrics (CPU, memory, event loop lag, GC) prefixed `changelens_proxy_` (default true). */
+  processMetrics?: boolean;
+}
+
+export interface ProxyMetrics {
+  /** Per request, on the hot path: never throws, allocates nothing once the (colour, release, class) series exists. */
+  observeRequest(color: Color, release: string, latencyMs: number, statusCode: number): void;
+  /** Removes every series of a release that is no longer served (its latency histogram children). */
+  forgetRelease(release: string): void;
+  setRollout(s: RolloutMetricsState): void;
+  countVerdict(verdict: 'pass' | 'fail' | 'insufficient'): void;
+  countRollback(trigger: string): void;
+  /** The text exposition of this registry only. */
+  render(): Promise<{ contentType: string; body: string }>;
+}
+
+const COLORS: readonly Color[] = ['blue', 'green'];
+const CODE_CLASSES = ['2xx', '3xx', '4xx', '5xx'] as const;
+
+/**
+ * Status code → index into CODE_CLASSES. 1xx (a 101 upgrade) counts as success; anything that is
+ * not a valid status (0 for an aborted exchange, > 599) counts as a server-side failure.
+ */
+function classIndex(statusCode: number): number {
+  if (statusCode < 300) return statusCode >= 100 ? 0 : 3;
+  if (statusCode < 400) return 1;
+  if (statusCode < 500) return 2;
+  return 3;
+}
+
+type Observer = { observe(value: number): void };
+
+interface ReleaseSeries {
+  /** Indexed colour * 4 + class; filled on first use. */
+  readonly children: (Observer | undefined)[];
+  lastUsed: number;
+}
+
+export function createProxyMetrics(options: ProxyMetricsOptions = {}): ProxyMetrics {
+  const maxReleases = Math.max(1, Math.floor(options.maxReleases ?? 8));
+  const registry = new Registry();
+  if (options.processMetrics ?? true) {
+    const prefix = 'changelens_proxy_';
+    collectDefaultMetrics({ register: registry, prefix });
+    // prom-client exports these three as gauges named *_total, which promtool's lint rejects
+    // (non-counter metrics should not have "_total" suffix); each is the sum of the labelled
+    // gauge of the same name without the suffix, so nothing is lost.
+    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(prefix + name);
+  }
+
+  const duration = new Histogram({
+    name: 'changelens_request_duration_seconds',
+    help: 'Latency of requests through the proxy, by API colour, release served and status class.',
+    labelNames: ['color', 'release', 'code_class'] as const,
+    buckets: [...REQUEST_DURATION_BUCKETS],
+    registers: [registry],
+  });
+  const candidateWeight = new Gauge({
+    name: 'changelens_rollout_candidate_weight',
+    help: 'Share of traffic (0-1) routed to the candidate colour of the current rollout.',
+    registers: [registry],
+  });
+  const active = new Gauge({
+    name: 'changelens_rollout_active',
+    help: '1 for the active (stable) API colour, 0 for the other.',
+    labelNames: ['color'] as const,
+    registers: [registry],
+  });
+  const phase = new Gauge({
+    name: 'changelens_rollout_phase',
+    help: 'Phase of the current or last deployment: 1 for that phase, 0 for the others (none: no deployment).',
+    labelNames: ['phase'] as const,
+    registers: [registry],
+  });
+  const verdicts = new Counter({
+    name: 'changelens_verdicts_total',
+    help: 'Canary analysis window verdicts, by verdict.',
+    labelNames: ['verdict'] as const,
+    registers: [registry],
+  });
+  const rollbacks = new Counter({
+    name: 'changelens_rollbacks_total',
+    help: 'Rollbacks, by what triggered them (judge, operator, restart).',
+    labelNames: ['trigger'] as const,
+    registers: [registry],
+  });
+
+  // Series that exist from the start, so rate() and alerts see a 0 before the first event.
+  for (const v of ['pass', 'fail', 'insufficient']) verdicts.inc({ verdict: v }, 0);
+  for (const t of ['judge', 'operator', 'restart']) rollbacks.inc({ trigger: t }, 0);
+  const phases = new Set(ROLLOUT_PHASES);
+  const setPhase = (current: string): void => {
+    phases.add(current);
+    for (const p of phases) phase.set({ phase: p }, p === current ? 1 : 0);
+  };
+  setPhase('none');
+  candidateWeight.set(0);
+
+  const releases = new Map<string, ReleaseSeries>();
+  let tick = 0;
+
+  const forgetRelease = (release: string): void => {
+    const series = releases.get(release);
+    if (!series) return;
+    releases.delete(release);
+    series.children.forEach((child, i) => {
+      if (child) duration.remove(COLORS[i >> 2]!, release, CODE_CLASSES[i & 3]!);
+    });
+  };
+
+  const seriesFor = (release: string): ReleaseSeries => {
+    if (releases.size >= maxReleases) {
+      let oldest: string | undefined;
+      let oldestTick = Infinity;
+      for (const [name, s] of releases) if (s.lastUsed < oldestTick) { oldest = name; oldestTick = s.lastUsed; }
+      if (oldest !== undefined) forgetRelease(oldest);
+    }
+    const series: ReleaseSeries = { children: new Array<Observer | undefined>(COLORS.length * CODE_CLASSES.length).fill(undefined), lastUsed: tick };
+    releases.set(release, series);
+    return series;
+  };
+
+  return {
+    observeRequest(color, release, latencyMs, statusCode) {
+      const series = releases.get(release) ?? seriesFor(release);
+      series.lastUsed = ++tick;
+      const i = (color === 'green' ? 4 : 0) + classIndex(statusCode);
+      let child = series.children[i];
+      if (child === undefined) {
+        child = duration.labels(COLORS[i >> 2]!, release, CODE_CLASSES[i & 3]!);
+        series.children[i] = child;
+      }
+      // prom-client throws on a non-finite value; a clock oddity must never fail a request
+      // (NaN and negatives count as 0, anything beyond an hour as an hour).
+      child.observe(latencyMs > 0 ? Math.min(latencyMs, 3_600_000) / 1000 : 0);
+    },
+
+    forgetRelease,
+
+    setRollout(s) {
+      const w = s.candidateWeight;
+      candidateWeight.set(w > 0 ? Math.min(1, w) : 0);
+      for (const c of COLORS) active.set({ color: c }, c === s.activeColor ? 1 : 0);
+      setPhase(s.phase ?? 'none');
+    },
+
+    countVerdict(verdict) {
+      verdicts.inc({ verdict });
+    },
+
+    countRollback(trigger) {
+      rollbacks.inc({ trigger });
+    },
+
+    async render() {
+      return { contentType: registry.contentType, body: await registry.metrics() };
+    },
+  };
+}
