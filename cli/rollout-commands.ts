@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import type { ParseArgsConfig } from 'node:util';
 import { parse } from './args.js';
 import { loadConfig } from '../lib/config.js';
-import { CL_ERR_CLI_USAGE, EXIT } from '../lib/errors.js';
+import { ChangeLensError, CL_ERR_CLI_USAGE, CL_ERR_NOT_RUNNING, EXIT } from '../lib/errors.js';
 import type { AuditEvent, Deployment, Release, StoredVerdict } from '../rollout/index.js';
 import { adminClient } from './admin-client.js';
 
@@ -134,8 +134,21 @@ for (const action of ['promote', 'rollback', 'pause', 'resume', 'abort'] as cons
 /** Polls the deployment until it ends, printing each change; 0 when promoted. */
 async function waitFor(api: ReturnType<typeof adminClient>, id: string, json: boolean): Promise<number> {
   let last = '';
+  let unreachableSince: number | null = null;
   for (;;) {
-    const d = await api.get<Deployment & { verdicts: StoredVerdict[] }>(`/api/deployments/${encodeURIComponent(id)}`);
+    let d: Deployment & { verdicts: StoredVerdict[] };
+    try {
+      d = await api.get<Deployment & { verdicts: StoredVerdict[] }>(`/api/deployments/${encodeURIComponent(id)}`);
+      unreachableSince = null;
+    } catch (err) {
+      // A proxy restarting (pm2 brings it back, and it takes the deployment over) is not the end.
+      const transient = err instanceof CL_ERR_NOT_RUNNING || (err instanceof ChangeLensError && err.statusCode >= 502);
+      unreachableSince ??= Date.now();
+      if (!transient || Date.now() - unreachableSince > 60_000) throw err;
+      process.stderr.write(`${new Date().toISOString().slice(11, 19)} the appliance does not answer (${(err as Error).message}); still waiting\n`);
+      await new Promise((r) => setTimeout(r, 1_000));
+      continue;
+    }
     const v = d.verdicts.at(-1);
     const line = `${d.status.phase} step ${d.status.stepIndex + 1}/${d.status.steps.length} weight ${weightOf(d)}%${v ? ` last window ${v.verdict} (${v.samples.candidate} candidate / ${v.samples.stable} stable requests)` : ''}`;
     if (line !== last) process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);

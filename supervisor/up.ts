@@ -204,10 +204,11 @@ function releaseEnv(config: Config, query: string | undefined): Record<string, s
     const eq = pair.indexOf('=');
     given[eq > 0 ? pair.slice(0, eq) : pair] = eq > 0 ? pair.slice(eq + 1) : '';
   }
+  // Our own settings get the same validation as at boot, on the config this colour will run with
+  // (a bad value is a configuration error); then what a release may set at all.
+  loadConfig({ env: { ...configToEnv(config), ...Object.fromEntries(Object.entries(given).filter(([k]) => k.startsWith('CHANGELENS_'))) } });
   const checked = validateReleaseEnv(given, '--set');
   if ('error' in checked) throw new CL_ERR_PROCESS_CONTROL(checked.error);
-  // The same validation as at boot, on the config this colour will run with.
-  loadConfig({ env: { ...configToEnv(config), ...Object.fromEntries(Object.entries(checked.env).filter(([k]) => k.startsWith('CHANGELENS_'))) } });
   return { ...checked.env, [envNameOf('releaseId')]: newReleaseId() };
 }
 
