@@ -81,6 +81,8 @@ interface Run {
   baseline: WindowStats | null;
   wake: () => void;
   rollback: (RollbackTiming & { swappedAtMs: number }) | null;
+  /** The largest candidate weight so far. */
+  maxWeight: number;
 }
 
 const GRACE_MS = 30; // a response that ended in a window's last millisecond is recorded by now
@@ -160,7 +162,7 @@ export class RolloutController {
         candidateColor: other(stableColor), status: initialStatus(steps), plan: req.plan, actor: req.actor,
       });
       await this.audit('deploy', d, req.actor, { strategy: d.strategy, steps, plan: d.plan, candidateColor: d.candidateColor, stableVersion: d.stableVersion });
-      const run: Run = { d, release, history: [], seq: 0, stepStartedMs: Date.now(), baseline: null, wake: () => {}, rollback: null };
+      const run: Run = { d, release, history: [], seq: 0, stepStartedMs: Date.now(), baseline: null, wake: () => {}, rollback: null, maxWeight: 0 };
       this.run = run;
       this.publish();
       void this.hooks('deploy', run);
@@ -372,6 +374,7 @@ export class RolloutController {
   private setWeights(run: Run): void {
     const { d } = run;
     this.table = { stable: d.stableColor, candidate: d.candidateColor, candidateWeight: candidateWeight(run.d.status), rolloutId: d.id };
+    run.maxWeight = Math.max(run.maxWeight, this.table.candidateWeight);
     this.publish();
   }
 
@@ -434,7 +437,8 @@ export class RolloutController {
       const worst = (k: 'p95Ms' | 'p99Ms') => own.reduce((m, b) => Math.max(m, b[k]), 0);
       return { color, release: color === d.candidateColor ? d.version : d.stableVersion, requests: count, errors, errorRate: count ? errors / count : 0, worstP95Ms: worst('p95Ms'), worstP99Ms: worst('p99Ms'), buckets: own.length };
     };
-    const weight = status === 'promoted' ? 1 : Math.max(...run.d.status.steps.slice(0, run.d.status.stepIndex + 1).map((s) => s / 100), 0);
+    // The largest share the candidate was given (a rollback drops it to 0; this says how far it got).
+    const reached = status === 'promoted' ? 1 : run.maxWeight;
     const stable = summary(d.stableColor);
     const candidate = summary(d.candidateColor);
     const rb = run.rollback;
@@ -446,7 +450,8 @@ export class RolloutController {
       strategy: d.strategy,
       active_release: status === 'promoted' ? d.version : d.stableVersion,
       candidate_release: d.version,
-      traffic_split: { active: status === 'promoted' ? 1 : 1 - (status === 'rolled_back' ? 0 : weight), candidate: status === 'promoted' ? 1 : 0, candidate_max: weight },
+      traffic_split: { active: 1 - reached, candidate: reached },
+      final_split: status === 'promoted' ? { active: 0, candidate: 1 } : { active: 1, candidate: 0 },
       metrics_summary: { stable, candidate },
       verdicts: { total: run.history.length, pass: run.history.filter((v) => v === 'pass').length, fail: run.history.filter((v) => v === 'fail').length, insufficient: run.history.filter((v) => v === 'insufficient').length },
       rollback_reason: reason,
@@ -461,7 +466,7 @@ export class RolloutController {
   /** A deployment a previous proxy left unfinished: judged again, or ended safely. Never unjudged. */
   private async takeOver(d: Deployment): Promise<void> {
     const release = (await this.o.store.release(d.version))!;
-    const run: Run = { d, release, history: [], seq: (await this.o.store.verdicts(d.id)).length, stepStartedMs: Date.now(), baseline: null, wake: () => {}, rollback: null };
+    const run: Run = { d, release, history: [], seq: (await this.o.store.verdicts(d.id)).length, stepStartedMs: Date.now(), baseline: null, wake: () => {}, rollback: null, maxWeight: 0 };
     this.run = run;
     const { phase } = d.status;
     this.o.log.warn({ deployment: d.id, phase }, 'taking over a deployment left unfinished by a restart');
