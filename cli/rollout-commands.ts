@@ -16,12 +16,14 @@ const NUMERIC_FLAGS = {
   'step-seconds': 'stepSeconds', 'window-seconds': 'windowSeconds', 'p99-ratio': 'p99Ratio', 'max-error-rate': 'maxErrorRate',
   'max-p95-ms': 'maxP95Ms', 'max-p99-ms': 'maxP99Ms', 'min-samples': 'minSamples', 'failures-to-rollback': 'failuresToRollback',
   'keep-warm-seconds': 'keepWarmSeconds', 'inspect-seconds': 'inspectSeconds', 'preview-seconds': 'previewSeconds',
+  'trip-consecutive-5xx': 'tripConsecutive5xx',
 } as const;
 
 export const ROLLOUT_USAGE = `  changelens deploy <version> [--strategy canary|bluegreen|direct] [--steps 5,25,50,100] [--step-seconds 30]
                    [--window-seconds 5] [--set KEY=VALUE]… [--artifact PATH] [--wait] [--json]
                    [--p99-ratio 1.5] [--max-error-rate 0.05] [--max-p95-ms N] [--max-p99-ms N] [--min-samples 50]
                    [--failures-to-rollback 2] [--keep-warm-seconds 300] [--inspect-seconds 600] [--preview-seconds 0]
+                   [--trip-consecutive-5xx 5]
                                            roll a release out on the idle colour; --wait exits 0 when promoted, 1 otherwise
   changelens promote|rollback|pause|resume|abort [--reason TEXT] [--json]
                                            act on the running deployment

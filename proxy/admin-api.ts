@@ -42,6 +42,7 @@ const DEPLOY_FIELDS = {
   keepWarmSeconds: { type: 'integer', minimum: 0, maximum: 604_800 },
   inspectSeconds: { type: 'integer', minimum: 0, maximum: 604_800 },
   previewSeconds: { type: 'integer', minimum: 0, maximum: 86_400 },
+  tripConsecutive5xx: { type: 'integer', minimum: 0, maximum: 10_000 },
 } as const;
 
 type DeployBody = { version: string; strategy?: Strategy; steps?: number[]; env?: Record<string, string>; artifact?: string } & Partial<Record<Exclude<keyof typeof DEPLOY_FIELDS, 'version' | 'strategy' | 'steps' | 'env' | 'artifact'>, number>>;
@@ -157,6 +158,7 @@ export function deployRequest(body: DeployBody, config: Config, actor: string): 
     keepWarmSeconds: body.keepWarmSeconds ?? config.keepWarmSeconds,
     inspectSeconds: body.inspectSeconds ?? config.inspectSeconds,
     previewSeconds: body.previewSeconds ?? config.previewSeconds,
+    tripConsecutive5xx: body.tripConsecutive5xx ?? config.tripConsecutive5xx,
   };
   if (plan.windowSeconds > plan.stepSeconds) throw new CL_ERR_INVALID_REQUEST(`body/windowSeconds: expected at most stepSeconds (${plan.stepSeconds}), got ${plan.windowSeconds}`);
   return { version: body.version, strategy, steps, env, artifact: body.artifact, plan, actor };

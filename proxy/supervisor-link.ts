@@ -3,7 +3,7 @@
 import type { Color } from '../lib/config.js';
 import { queryControl } from '../supervisor/control-socket.js';
 import type { Release } from '../rollout/store.js';
-import type { SupervisorLink } from '../rollout/controller.js';
+import type { ColorHealth, SupervisorLink } from '../rollout/controller.js';
 
 export function supervisorLink(socketPath: string, dataDir: string, upstreams: Record<Color, string>, readyTimeoutMs: number): SupervisorLink {
   return {
@@ -17,16 +17,16 @@ export function supervisorLink(socketPath: string, dataDir: string, upstreams: R
     async stop(color: Color): Promise<void> {
       await queryControl(socketPath, `/processes/api-${color}/stop`, dataDir, { method: 'POST', timeoutMs: 30_000 });
     },
-    async isRunning(color: Color): Promise<boolean> {
-      const { running } = await queryControl<{ running: boolean }>(socketPath, `/processes/api-${color}`, dataDir);
-      if (!running) return false;
+    async health(color: Color): Promise<ColorHealth> {
+      const p = await queryControl<{ running: boolean; online: boolean; restarts: number }>(socketPath, `/processes/api-${color}`, dataDir, { timeoutMs: 2_000 });
+      if (!p.running) return { running: false, online: false, restarts: p.restarts, ready: false, error: `api-${color} is not running` };
       // Started is not enough: it must answer (another app may not have /readyz: any answer but a 5xx).
       try {
-        const res = await fetch(`${upstreams[color]}/readyz`, { signal: AbortSignal.timeout(2_000) });
+        const res = await fetch(`${upstreams[color]}/readyz`, { signal: AbortSignal.timeout(1_000) });
         await res.arrayBuffer();
-        return res.status < 500;
-      } catch {
-        return false;
+        return { running: true, online: p.online, restarts: p.restarts, ready: res.status < 500, ...(res.status < 500 ? {} : { error: `/readyz answered ${res.status}` }) };
+      } catch (err) {
+        return { running: true, online: p.online, restarts: p.restarts, ready: false, error: `/readyz: ${(err as Error).message}` };
       }
     },
   };

@@ -9,7 +9,7 @@ import { CL_ERR_DEPLOYMENT_RUNNING, CL_ERR_NO_DEPLOYMENT, CL_ERR_RELEASE_CONFLIC
 import { importArtifact } from './artifacts.js';
 import type { Logger } from '../lib/logger.js';
 import { writeRoutingSnapshot } from '../lib/routing-snapshot.js';
-import { consecutiveFailures, judgeWindow, type JudgeRules, type SlicedWindow, type WindowJudgement, type WindowStats, type WindowVerdict } from '../monitoring/index.js';
+import { consecutiveFailures, judgeWindow, type JudgeRules, type RuleResult, type SlicedWindow, type WindowJudgement, type WindowStats, type WindowVerdict } from '../monitoring/index.js';
 import { stableOnly, type RoutingTable } from '../proxy/router.js';
 import { fireHooks, type HookEventType, type HookOptions } from './hooks.js';
 import { candidateWeight, initialStatus, isTerminal, transition, type DeploymentEvent, type Phase } from './state-machine.js';
@@ -20,7 +20,19 @@ export interface SupervisorLink {
   /** Starts the colour with the release and resolves once it passes its readiness probe. */
   start(color: Color, release: Release): Promise<void>;
   stop(color: Color): Promise<void>;
-  isRunning(color: Color): Promise<boolean>;
+  health(color: Color): Promise<ColorHealth>;
+}
+
+export interface ColorHealth {
+  /** Started and not stopped. */
+  running: boolean;
+  /** Every pm2 instance online. */
+  online: boolean;
+  /** pm2 restarts of its instances so far: a rise is a crash. */
+  restarts: number;
+  /** It answered its readiness probe. */
+  ready: boolean;
+  error?: string;
 }
 
 /** What the Prometheus exposition needs to know of rollouts (monitoring/metrics.ts). */
@@ -83,9 +95,16 @@ interface Run {
   rollback: (RollbackTiming & { swappedAtMs: number }) | null;
   /** The largest candidate weight so far. */
   maxWeight: number;
+  /** 5xx in a row from the candidate (a fast trip at plan.tripConsecutive5xx). */
+  consecutive5xx: number;
 }
 
 const GRACE_MS = 30; // a response that ended in a window's last millisecond is recorded by now
+const WATCH_INTERVAL_MS = 250;
+const WATCH_NOT_READY = 2;
+
+/** The candidate takes traffic and is being judged. */
+const judging = (run: Run): boolean => run.d.status.phase === 'shifting' || run.d.status.phase === 'paused';
 const BASELINE_SECONDS = 30;
 
 export class RolloutController {
@@ -116,10 +135,18 @@ export class RolloutController {
   record(color: Color, latencyMs: number, statusCode: number): void {
     const now = Date.now();
     this.o.window.record(color, latencyMs, statusCode >= 500, now);
-    const rb = this.run?.rollback;
-    if (rb && color === this.run!.d.candidateColor) {
+    const run = this.run;
+    if (run === null || color !== run.d.candidateColor) return;
+    const rb = run.rollback;
+    if (rb) {
       if (now - latencyMs >= rb.swappedAtMs) rb.candidateRequestsAfterSwap++;
       else if (now >= rb.swappedAtMs) rb.candidateInFlightAtSwap++;
+      return;
+    }
+    // Fast trip: a run of 5xx does not wait for a window (Envoy ejects a host after 5 in a row).
+    if (statusCode < 500) run.consecutive5xx = 0;
+    else if (++run.consecutive5xx === run.d.plan.tripConsecutive5xx && run.d.plan.tripConsecutive5xx > 0 && judging(run)) {
+      this.trip(run, 'consecutive_5xx', run.consecutive5xx, run.d.plan.tripConsecutive5xx, `${run.consecutive5xx} 5xx in a row from the candidate`);
     }
   }
 
@@ -162,7 +189,7 @@ export class RolloutController {
         candidateColor: other(stableColor), status: initialStatus(steps), plan: req.plan, actor: req.actor,
       });
       await this.audit('deploy', d, req.actor, { strategy: d.strategy, steps, plan: d.plan, candidateColor: d.candidateColor, stableVersion: d.stableVersion });
-      const run: Run = { d, release, history: [], seq: 0, stepStartedMs: Date.now(), baseline: null, wake: () => {}, rollback: null, maxWeight: 0 };
+      const run: Run = { d, release, history: [], seq: 0, stepStartedMs: Date.now(), baseline: null, wake: () => {}, rollback: null, maxWeight: 0, consecutive5xx: 0 };
       this.run = run;
       this.publish();
       void this.hooks('deploy', run);
@@ -234,12 +261,21 @@ export class RolloutController {
       // starting for an aborted deployment) goes first. The supervisor runs one change at a time,
       // so this stop waits for any start in flight: the colour ends up running this release.
       this.cancelTimer(d.candidateColor);
-      // The same release still warm there (kept after a promotion or a rollback): reuse it, so
-      // switching back to the previous release is instant. A release never changes, so it is the same.
-      const warm = this.releaseOf[d.candidateColor] === d.version && await supervisor.isRunning(d.candidateColor);
-      if (!warm) await supervisor.stop(d.candidateColor);
+      let started: boolean;
       try {
-        if (!warm) await supervisor.start(d.candidateColor, run.release);
+        // One deployment's stop-and-start of a colour never interleaves with another's (a deploy
+        // right after an abort whose start is still in flight).
+        started = await this.colorOp(async () => {
+          if (isTerminal(run.d.status.phase)) return false;
+          // The same release still warm there (kept after a promotion or a rollback): reuse it, so
+          // switching back to the previous release is instant. A release never changes.
+          if (this.releaseOf[d.candidateColor] === d.version && await this.isUp(d.candidateColor)) return true;
+          await supervisor.stop(d.candidateColor);
+          if (isTerminal(run.d.status.phase)) return false;
+          await supervisor.start(d.candidateColor, run.release);
+          this.serve(d.candidateColor, d.version);
+          return true;
+        });
       } catch (err) {
         await this.locked(async () => {
           if (isTerminal(run.d.status.phase)) return;
@@ -250,10 +286,11 @@ export class RolloutController {
         await supervisor.stop(d.candidateColor).catch(() => {});
         return;
       }
-      this.serve(d.candidateColor, d.version);
-      if (!(await this.step(run, () => this.apply(run, { type: 'started' })))) {
-        // Aborted while it started: nobody needs it.
-        if (this.run?.d.candidateColor !== d.candidateColor) await supervisor.stop(d.candidateColor).catch(() => {});
+      if (!started || !(await this.step(run, () => this.apply(run, { type: 'started' })))) {
+        // Aborted while it started: nobody needs it, unless a newer deployment took the colour over.
+        await this.colorOp(async () => {
+          if (this.run?.d.candidateColor !== d.candidateColor && this.active.color !== d.candidateColor) await supervisor.stop(d.candidateColor);
+        }).catch(() => {});
         return;
       }
       if (d.strategy === 'bluegreen' && d.plan.previewSeconds > 0) {
@@ -267,6 +304,7 @@ export class RolloutController {
         if (d.strategy === 'direct') await this.finishPromotion(run, { type: 'promote' }, 'controller');
         else this.enterStep(run);
       }))) return;
+      void this.watch(run);
       await this.analyse(run);
     } catch (err) {
       // Postgres unreachable, most likely: send everything to the stable colour and stay there.
@@ -335,7 +373,7 @@ export class RolloutController {
     return judgeWindow(candidate, stable, d.plan.rules);
   }
 
-  private async recordVerdict(run: Run, j: WindowJudgement): Promise<void> {
+  private async recordVerdict(run: Run, j: WindowJudgement, withBuckets = true): Promise<void> {
     const { d } = run;
     this.o.gauges?.countVerdict(j.verdict);
     const seq = ++run.seq;
@@ -348,7 +386,8 @@ export class RolloutController {
     const violations = j.rules.filter((r) => r.verdict === 'fail').length;
     await Promise.all([
       this.o.store.addVerdict(d.id, { ...j, seq, stepIndex: d.status.stepIndex, weight }),
-      this.o.store.addBuckets(d.id, [bucket(d.candidateColor, violations), bucket(d.stableColor, 0)]),
+      // A fast trip is not a window: it has no bucket of its own.
+      withBuckets ? this.o.store.addBuckets(d.id, [bucket(d.candidateColor, violations), bucket(d.stableColor, 0)]) : undefined,
     ]);
     if (j.verdict !== 'pass') this.o.log.info({ deployment: d.id, verdict: j.verdict, rules: j.rules.filter((r) => r.verdict !== 'pass').map((r) => r.message), samples: j.samples }, `window ${j.verdict}`);
   }
@@ -378,6 +417,55 @@ export class RolloutController {
     this.publish();
   }
 
+  // ---- fast trips ----
+
+  /**
+   * Rolls back now, without waiting for a window: the routing swaps synchronously, then the trip is
+   * recorded as a failing verdict (so it is explained like any other) and the rollback persisted.
+   */
+  private trip(run: Run, rule: RuleResult['rule'], observed: number, threshold: number, message: string): void {
+    if (run.rollback || isTerminal(run.d.status.phase)) return;
+    const decidedAt = performance.now();
+    this.toStable(run, decidedAt);
+    const now = Date.now();
+    const judgement: WindowJudgement = {
+      verdict: 'fail',
+      window: { startMs: run.stepStartedMs, endMs: now },
+      samples: { candidate: 0, stable: 0 },
+      rules: [{ rule, verdict: 'fail', observed, threshold, message }],
+    };
+    run.history.push('fail');
+    void this.locked(async () => {
+      if (isTerminal(run.d.status.phase)) return;
+      await this.recordVerdict(run, judgement, false);
+      await this.rollBack(run, `fast trip: ${message}`, 'trip', 'controller', decidedAt);
+    }).catch((err: Error) => this.o.log.error({ err: err.message, deployment: run.d.id }, 'could not persist a fast-trip rollback; traffic is on the stable colour'));
+  }
+
+  /** While the candidate takes traffic: a crash (pm2 restart), a stop, or failing readiness trips. */
+  private async watch(run: Run): Promise<void> {
+    const color = run.d.candidateColor;
+    let baseline: number | null = null;
+    let notReady = 0;
+    while (!this.closed && this.run === run && !isTerminal(run.d.status.phase) && !run.rollback) {
+      let health: ColorHealth;
+      try {
+        health = await this.o.supervisor.health(color);
+      } catch {
+        health = { running: true, online: true, restarts: baseline ?? 0, ready: true }; // supervisor busy: no evidence either way
+      }
+      if (this.run !== run || isTerminal(run.d.status.phase) || run.rollback) return;
+      baseline ??= health.restarts;
+      if (!health.running) return this.trip(run, 'process_restart', 0, 1, `api-${color} is not running`);
+      if (health.restarts > baseline || !health.online) {
+        return this.trip(run, 'process_restart', health.restarts - baseline, 0, `api-${color} crashed: pm2 restarted it (${health.restarts - baseline} restart${health.restarts - baseline === 1 ? '' : 's'} since it took traffic)`);
+      }
+      notReady = health.ready ? 0 : notReady + 1;
+      if (notReady >= WATCH_NOT_READY) return this.trip(run, 'readiness', notReady, WATCH_NOT_READY, `api-${color} failed its readiness probe ${notReady} times in a row: ${health.error ?? 'no answer'}`);
+      await new Promise((r) => setTimeout(r, WATCH_INTERVAL_MS));
+    }
+  }
+
   // ---- endings ----
 
   private async finishPromotion(run: Run, event: DeploymentEvent, actor: string): Promise<void> {
@@ -397,7 +485,7 @@ export class RolloutController {
     void this.hooks('promote', run);
   }
 
-  private async rollBack(run: Run, reason: string, trigger: 'judge' | 'operator' | 'restart', actor: string, decidedAt: number): Promise<void> {
+  private async rollBack(run: Run, reason: string, trigger: 'judge' | 'trip' | 'operator' | 'restart', actor: string, decidedAt: number): Promise<void> {
     // First the routing (the next request goes to stable), then everything that can be slow.
     if (!run.rollback) this.toStable(run, decidedAt);
     this.o.gauges?.countRollback(trigger);
@@ -466,7 +554,7 @@ export class RolloutController {
   /** A deployment a previous proxy left unfinished: judged again, or ended safely. Never unjudged. */
   private async takeOver(d: Deployment): Promise<void> {
     const release = (await this.o.store.release(d.version))!;
-    const run: Run = { d, release, history: [], seq: (await this.o.store.verdicts(d.id)).length, stepStartedMs: Date.now(), baseline: null, wake: () => {}, rollback: null, maxWeight: 0 };
+    const run: Run = { d, release, history: [], seq: (await this.o.store.verdicts(d.id)).length, stepStartedMs: Date.now(), baseline: null, wake: () => {}, rollback: null, maxWeight: 0, consecutive5xx: 0 };
     this.run = run;
     const { phase } = d.status;
     this.o.log.warn({ deployment: d.id, phase }, 'taking over a deployment left unfinished by a restart');
@@ -484,7 +572,7 @@ export class RolloutController {
         return;
       }
       // shifting or paused: resume judging from a fresh window, if the candidate still runs.
-      if (!(await this.o.supervisor.isRunning(d.candidateColor).catch(() => false))) {
+      if (!(await this.isUp(d.candidateColor))) {
         await this.rollBack(run, `the candidate ${d.candidateColor} was not running after a restart`, 'restart', 'controller', performance.now());
         return;
       }
@@ -493,6 +581,7 @@ export class RolloutController {
       this.setWeights(run);
       await this.audit('resume', run.d, 'controller', { reason: 'proxy restarted; judging resumes with fresh windows', stepIndex: d.status.stepIndex });
     });
+    if (this.run === run) void this.watch(run);
     if (this.run === run) void this.analyse(run).catch((err) => {
       this.o.log.error({ err: (err as Error).message }, 'rollout driver failed; all traffic to the stable colour');
       this.toStable(run, performance.now());
@@ -528,6 +617,15 @@ export class RolloutController {
     });
   }
 
+  private colorOps: Promise<unknown> = Promise.resolve();
+
+  /** Starting and stopping colours, one at a time (apart from the state lock: a start takes seconds). */
+  private colorOp<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.colorOps.then(fn, fn);
+    this.colorOps = next.catch(() => {});
+    return next;
+  }
+
   private locked<T>(fn: () => Promise<T>): Promise<T> {
     const next = this.lock.then(fn, fn);
     this.lock = next.catch(() => {});
@@ -558,6 +656,11 @@ export class RolloutController {
     }, seconds * 1000);
     timer.unref();
     this.timers.set(color, timer);
+  }
+
+  private async isUp(color: Color): Promise<boolean> {
+    const health = await this.o.supervisor.health(color).catch(() => null);
+    return health !== null && health.running && health.online && health.ready;
   }
 
   /** Which release a colour serves now (metric labels); a release no colour serves is forgotten. */

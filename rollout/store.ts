@@ -30,6 +30,8 @@ export interface Plan {
   inspectSeconds: number;
   /** bluegreen: how long the new colour is reachable by pin only before the switch. */
   previewSeconds: number;
+  /** Fast trips: this many 5xx in a row from the candidate roll back at once (0: off). */
+  tripConsecutive5xx: number;
 }
 
 export interface Deployment {

@@ -107,8 +107,17 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   routes.push(
     { method: 'POST', path: /^\/processes\/([a-z-]+)\/start(?:\?(.*))?$/, handler: (name, query) => whenReady(() => control.start(name!, releaseEnv(config, query), releaseArtifact(paths, query))) },
     { method: 'POST', path: /^\/processes\/([a-z-]+)\/stop$/, handler: (name) => whenReady(() => control.stop(name!)) },
-    // Cheap, for the rollout controller: is a colour running (started and not stopped)?
-    { method: 'GET', path: /^\/processes\/([a-z-]+)$/, handler: (name) => ({ name, running: control.isRunning(name!) }) },
+    // Cheap, for the rollout controller: is a colour running (started and not stopped), are all its
+    // instances online, and how often has pm2 restarted them (a crash is a fast trip).
+    { method: 'GET', path: /^\/processes\/([a-z-]+)$/, handler: async (name) => {
+      const instances = control.isRunning(name!) ? await pm.describe(name!) : [];
+      return {
+        name, running: control.isRunning(name!),
+        online: instances.length > 0 && instances.every((p) => p.state === 'online'),
+        restarts: instances.reduce((n, p) => n + p.restarts, 0),
+        pids: instances.map((p) => p.pid),
+      };
+    } },
   );
   pm.onEvent((e) => {
     if (phase === 'ready' && (e.event === 'exit' || e.event === 'restart overlimit')) {

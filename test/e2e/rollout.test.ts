@@ -150,9 +150,9 @@ describe('canary', () => {
     }
   });
 
-  it('rolls back a release that answers errors, while the stable colour serves none', async () => {
+  it('rolls back a release that answers errors on the window rule (fast trip off), while the stable colour serves none', async () => {
     const stable = await active();
-    const { load, result: d } = await underLoad(async () => finished((await deploy({ version: 'errors-1', env: { CHANGELENS_REGRESSION: 'errors:0.5' } })).id));
+    const { load, result: d } = await underLoad(async () => finished((await deploy({ version: 'errors-1', env: { CHANGELENS_REGRESSION: 'errors:0.5' }, tripConsecutive5xx: 0 })).id));
     expect(d.status.phase).toBe('rolled_back');
     expect(d.status.reason).toMatch(/error rate/);
     const failing = d.verdicts.filter((v: any) => v.verdict === 'fail');
@@ -181,6 +181,33 @@ describe('canary', () => {
     expect(await active()).toEqual(stable);
   });
 
+  it('trips at once on a candidate answering 5xx to everything: rolled back before its first window closes', async () => {
+    const stable = await active();
+    const { load, result: d } = await underLoad(async () => finished((await deploy({ version: 'all-5xx', env: { CHANGELENS_REGRESSION: 'errors:1' }, windowSeconds: 6 })).id));
+    expect(d.status.phase).toBe('rolled_back');
+    expect(d.status.reason).toMatch(/^fast trip: 5 5xx in a row/);
+    // The trip is the only verdict: no window had closed.
+    expect(d.verdicts).toHaveLength(1);
+    expect(d.verdicts[0].rules[0]).toMatchObject({ rule: 'consecutive_5xx', verdict: 'fail', observed: 5, threshold: 5 });
+    expect(load.served(stable.color).filter((s) => s.status >= 500)).toEqual([]);
+    expect(await active()).toEqual(stable);
+  });
+
+  it('trips at once when the candidate process is killed -9', async () => {
+    const stable = await active();
+    const candidate = other(stable.color);
+    // No traffic: the crash alone (pm2's restart) must trip it, not the 502s it would cause.
+    const d0 = await deploy({ version: 'crashy-1', stepSeconds: 120 });
+    await until(async () => expect((await api('GET', `/api/deployments/${d0.id}`)).body.status.phase).toBe('shifting'), 30_000);
+    const victim = (await app.status()).processes.find((p) => p.name === `api-${candidate}`)!;
+    process.kill(victim.pid!, 'SIGKILL');
+    const d = await finished(d0.id, 20_000);
+    expect(d.status.phase).toBe('rolled_back');
+    expect(d.status.reason).toMatch(/fast trip: api-(blue|green) crashed/);
+    expect(d.verdicts.at(-1).rules[0].rule).toBe('process_restart');
+    expect(await active()).toEqual(stable);
+  });
+
   it('refuses a second deployment while one runs (409 naming it), and aborts on request', async () => {
     const first = await deploy({ version: 'busy-1', stepSeconds: 60 });
     const second = await api('POST', '/api/deployments', { version: 'busy-2' });
@@ -201,6 +228,7 @@ describe('blue/green', () => {
     const candidate = other(stable.color);
     const stablePid = (await app.status()).processes.find((p) => p.name === `api-${stable.color}`)!.pid;
     const d0 = await deploy({ version: 'bg-errors', strategy: 'bluegreen', previewSeconds: 4, env: { CHANGELENS_REGRESSION: 'errors:0.5' } });
+    // (Right after the abort above, whose candidate may still be starting: this one must not inherit it.)
     await until(async () => expect((await api('GET', `/api/deployments/${d0.id}`)).body.status.phase).toBe('warming'), 30_000);
     for (let i = 0; i < 20; i++) {
       const res = await fetch(`${app.url}/api/work?ms=1`);
@@ -259,7 +287,7 @@ describe('the changelens command', () => {
       expect(good.code, good.stderr).toBe(0);
       expect(JSON.parse(good.stdout).status.phase).toBe('promoted');
       expect(good.stderr).toMatch(/shifting step 1\/2 weight 50%/);
-      const bad = await runCli(['deploy', 'cli-bad', '--set', 'CHANGELENS_REGRESSION=errors:0.6', '--wait'], app.env, 90_000);
+      const bad = await runCli(['deploy', 'cli-bad', '--set', 'CHANGELENS_REGRESSION=errors:0.6', '--trip-consecutive-5xx', '0', '--wait'], app.env, 90_000);
       expect(bad.code).toBe(1);
       expect(bad.stdout).toMatch(/rolled_back/);
       expect(bad.stdout).toMatch(/error rate/);
