@@ -23,7 +23,7 @@ export const ROLLOUT_USAGE = `  changelens deploy <version> [--strategy canary|b
                    [--window-seconds 5] [--set KEY=VALUE]… [--artifact PATH] [--wait] [--json]
                    [--p99-ratio 1.5] [--max-error-rate 0.05] [--max-p95-ms N] [--max-p99-ms N] [--min-samples 50]
                    [--failures-to-rollback 2] [--keep-warm-seconds 300] [--inspect-seconds 600] [--preview-seconds 0]
-                   [--trip-consecutive-5xx 5]
+                   [--trip-consecutive-5xx 5] [--metric-rules recall_at_10>=0.30]
                                            roll a release out on the idle colour; --wait exits 0 when promoted, 1 otherwise
   changelens promote|rollback|pause|resume|abort [--reason TEXT] [--json]
                                            act on the running deployment
@@ -38,7 +38,7 @@ const common = { json: { type: 'boolean' }, config: { type: 'string' } } as cons
 export const rolloutCommands: Record<string, Command> = {
   async deploy(args) {
     const options = {
-      ...common, strategy: { type: 'string' }, steps: { type: 'string' }, set: { type: 'string', multiple: true }, artifact: { type: 'string' }, wait: { type: 'boolean' },
+      ...common, strategy: { type: 'string' }, steps: { type: 'string' }, 'metric-rules': { type: 'string' }, set: { type: 'string', multiple: true }, artifact: { type: 'string' }, wait: { type: 'boolean' },
       ...Object.fromEntries(Object.keys(NUMERIC_FLAGS).map((f) => [f, { type: 'string' }])),
     } as const satisfies ParseArgsConfig['options'];
     const { values, positionals } = parse(args, options, true);
@@ -67,6 +67,7 @@ export const rolloutCommands: Record<string, Command> = {
       body.env = env;
     }
     if (values.artifact !== undefined) body.artifact = resolve(values.artifact);
+    if (values['metric-rules'] !== undefined) body.metricRules = values['metric-rules'];
     const api = client(values.config);
     const d = await withFlagNames(api.post<Deployment>('/api/deployments', body));
     if (!values.wait) {
@@ -179,7 +180,7 @@ async function withFlagNames<T>(p: Promise<T>): Promise<T> {
     return await p;
   } catch (err) {
     const e = err as Error;
-    for (const [flag, field] of Object.entries({ ...NUMERIC_FLAGS, steps: 'steps', strategy: 'strategy', artifact: 'artifact', set: 'env', version: 'version' })) {
+    for (const [flag, field] of Object.entries({ ...NUMERIC_FLAGS, steps: 'steps', strategy: 'strategy', 'metric-rules': 'metricRules', artifact: 'artifact', set: 'env', version: 'version' })) {
       e.message = e.message.replace(new RegExp(`body/${field}\\b`, 'g'), flag === 'version' ? '<version>' : `--${flag}`);
     }
     throw e;

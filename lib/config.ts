@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { CL_ERR_CONFIG_INVALID } from './errors.js';
 import { parseRegressionSpec } from './contracts/regressions.js';
+import { parseMetricRules } from './contracts/metric-rules.js';
 
 export type Color = 'blue' | 'green';
 export const COLORS: readonly Color[] = ['blue', 'green'];
@@ -34,6 +35,7 @@ export function parseSteps(v: unknown): number[] | undefined {
   return ok ? steps : undefined;
 }
 const stepsSpec = (v: unknown): string | undefined => (parseSteps(v) ? String(v) : undefined);
+const metricRulesSpec = (v: unknown): string | undefined => (typeof v === 'string' && Array.isArray(parseMetricRules(v)) ? v : undefined);
 const urlList = (v: unknown): string | undefined =>
   typeof v === 'string' && v.split(',').every((u) => /^https?:\/\/\S+$/.test(u.trim())) ? v : undefined;
 export const ROOT_DATA_DIR = '/var/lib/changelens';
@@ -80,6 +82,7 @@ const FIELDS = {
   maxP99Ms: { env: 'CHANGELENS_MAX_P99_MS', doc: 'absolute P99 ceiling of the candidate (none by default)', kind: 'number', parse: num(0.001, 600_000), expected: 'milliseconds 0.001-600000', default: undefined },
   minSamples: { env: 'CHANGELENS_MIN_SAMPLES', doc: 'fewer candidate requests than this in a window make it insufficient: neither pass nor fail', kind: 'int', parse: int(1, 1_000_000), expected: 'an integer 1-1000000', default: 50 },
   failuresToRollback: { env: 'CHANGELENS_FAILURES_TO_ROLLBACK', doc: 'consecutive failing windows that roll back', kind: 'int', parse: int(1, 100), expected: 'an integer 1-100', default: 2 },
+  metricRules: { env: 'CHANGELENS_METRIC_RULES', doc: 'rules on metrics the app reports per response in x-changelens-metric-<name> headers, judged on each window\'s mean', kind: 'string', parse: metricRulesSpec, expected: 'name>=number or name<=number, comma-separated, e.g. recall_at_10>=0.30', default: undefined },
   tripConsecutive5xx: { env: 'CHANGELENS_TRIP_CONSECUTIVE_5XX', doc: 'this many 5xx in a row from the candidate roll back at once, without waiting for a window (0: off)', kind: 'int', parse: int(0, 10_000), expected: 'an integer 0-10000 (0 turns the trip off)', default: 5 },
   keepWarmSeconds: { env: 'CHANGELENS_KEEP_WARM_SECONDS', doc: 'how long the previous colour keeps running after a promotion, so switching back is instant', kind: 'int', parse: int(0, 604_800), expected: 'seconds 0-604800', default: 300 },
   inspectSeconds: { env: 'CHANGELENS_INSPECT_SECONDS', doc: 'how long a rolled-back candidate keeps running for inspection (pin to it)', kind: 'int', parse: int(0, 604_800), expected: 'seconds 0-604800', default: 600 },

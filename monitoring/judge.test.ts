@@ -1,10 +1,10 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { consecutiveFailures, DEFAULT_RULES, judgeWindow, type JudgeRules, type WindowVerdict } from './judge.js';
+import { consecutiveFailures, DEFAULT_RULES, judgeWindow, parseMetricRules, type JudgeRules, type WindowVerdict } from './judge.js';
 import type { WindowStats } from './sliced-window.js';
 
 const stats = (over: Partial<WindowStats>): WindowStats => ({
-  color: 'green', startMs: 0, endMs: 5_000, count: 200, errors: 0, errorRate: 0, p50Ms: 5, p95Ms: 8, p99Ms: 10, maxMs: 12, ...over,
+  color: 'green', startMs: 0, endMs: 5_000, count: 200, errors: 0, errorRate: 0, p50Ms: 5, p95Ms: 8, p99Ms: 10, maxMs: 12, metrics: {}, ...over,
 });
 
 const statsArb = (color: 'blue' | 'green') => fc.record({
@@ -84,5 +84,31 @@ describe('consecutiveFailures', () => {
       expect(consecutiveFailures([...history, 'pass'])).toBe(0);
       expect(consecutiveFailures([...history, 'fail'])).toBe(n + 1);
     }));
+  });
+});
+
+describe('custom metric rules', () => {
+  const rules: JudgeRules = { ...DEFAULT_RULES, metrics: [{ name: 'recall_at_10', op: '>=', threshold: 0.3 }] };
+  const withRecall = (mean: number, count: number) => stats({ metrics: { recall_at_10: { mean, count } } });
+
+  it('fails a window whose mean is below its floor, passes at or above it, and is insufficient with few values', () => {
+    const low = judgeWindow(withRecall(0.25, 40), stats({ color: 'blue' }), rules);
+    expect(low.verdict).toBe('fail');
+    expect(low.rules.find((r) => r.rule === 'metric:recall_at_10')).toMatchObject({ verdict: 'fail', observed: 0.25, threshold: 0.3 });
+    expect(judgeWindow(withRecall(0.3, 40), stats({ color: 'blue' }), rules).verdict).toBe('pass');
+    expect(judgeWindow(withRecall(0.1, 5), stats({ color: 'blue' }), rules).verdict).toBe('insufficient');
+    expect(judgeWindow(stats({}), stats({ color: 'blue' }), rules).verdict).toBe('insufficient');
+  });
+
+  it('a ceiling fails above it', () => {
+    const ceiling: JudgeRules = { ...DEFAULT_RULES, metrics: [{ name: 'cost', op: '<=', threshold: 2 }] };
+    expect(judgeWindow(stats({ metrics: { cost: { mean: 2.5, count: 100 } } }), stats({ color: 'blue' }), ceiling).verdict).toBe('fail');
+    expect(judgeWindow(stats({ metrics: { cost: { mean: 2, count: 100 } } }), stats({ color: 'blue' }), ceiling).verdict).toBe('pass');
+  });
+
+  it('parses rule lists and names what it refuses', () => {
+    expect(parseMetricRules('recall_at_10>=0.30, cost <= 2')).toEqual([{ name: 'recall_at_10', op: '>=', threshold: 0.3 }, { name: 'cost', op: '<=', threshold: 2 }]);
+    expect(parseMetricRules('')).toEqual([]);
+    for (const bad of ['recall>0.3', 'recall>=x', 'bad-name>=1', 'a>=1,a>=2']) expect(parseMetricRules(bad)).toHaveProperty('error');
   });
 });

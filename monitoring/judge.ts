@@ -2,7 +2,10 @@
 // baseline) and against absolute ceilings. A window with too few samples is `insufficient`:
 // never a pass, never a fail. Every verdict says which rule, the observed value, the threshold,
 // the samples and the window, so a rollback can always be explained. Pure: no clock, no I/O.
+import type { MetricRule } from '../lib/contracts/metric-rules.js';
 import type { WindowStats } from './sliced-window.js';
+
+export { parseMetricRules, type MetricRule } from '../lib/contracts/metric-rules.js';
 
 export type WindowVerdict = 'pass' | 'fail' | 'insufficient';
 
@@ -18,13 +21,16 @@ export interface JudgeRules {
   minSamples: number;
   /** Consecutive failing windows before a rollback (seed default 2). */
   failuresToRollback: number;
+  /** Floors and ceilings on app-reported metrics' window means (the canary seed's recall@10 ≥ 0.30). */
+  metrics?: MetricRule[];
 }
+
 
 export const DEFAULT_RULES: JudgeRules = { p99Ratio: 1.5, maxErrorRate: 0.05, minSamples: 50, failuresToRollback: 2 };
 
 export interface RuleResult {
   /** A window rule, or a fast trip that did not wait for a window (rollout/controller.ts). */
-  rule: 'p99_ratio' | 'error_rate' | 'p95_ceiling' | 'p99_ceiling' | 'consecutive_5xx' | 'process_restart' | 'readiness';
+  rule: 'p99_ratio' | 'error_rate' | 'p95_ceiling' | 'p99_ceiling' | 'consecutive_5xx' | 'process_restart' | 'readiness' | `metric:${string}`;
   verdict: WindowVerdict;
   observed: number;
   threshold: number;
@@ -65,6 +71,18 @@ export function judgeWindow(candidate: WindowStats, stable: WindowStats, rules: 
     results.push(enough ? outcome('p99_ceiling', candidate.p99Ms, rules.maxP99Ms, `p99 ${ms(candidate.p99Ms)}`, ms(rules.maxP99Ms)) : insufficient('p99_ceiling', rules.maxP99Ms, few));
   }
 
+  for (const rule of rules.metrics ?? []) {
+    const m = candidate.metrics[rule.name];
+    const id = `metric:${rule.name}` as const;
+    // An app reports its metric on some requests only: enough of those, not of all requests.
+    const needed = Math.min(rules.minSamples, METRIC_MIN_SAMPLES);
+    if (!m || m.count < needed) results.push(insufficient(id, rule.threshold, `${m?.count ?? 0} ${rule.name} values < ${needed}`));
+    else {
+      const failed = rule.op === '>=' ? m.mean < rule.threshold : m.mean > rule.threshold;
+      results.push({ rule: id, verdict: failed ? 'fail' : 'pass', observed: m.mean, threshold: rule.threshold, message: `${rule.name} mean ${round(m.mean)} over ${m.count} ${failed ? (rule.op === '>=' ? '<' : '>') : rule.op} ${rule.threshold}` });
+    }
+  }
+
   // Any failing rule fails the window; otherwise any insufficient rule makes it insufficient.
   const verdict: WindowVerdict = results.some((r) => r.verdict === 'fail') ? 'fail' : results.some((r) => r.verdict === 'insufficient') ? 'insufficient' : 'pass';
   return { verdict, window: { startMs: candidate.startMs, endMs: candidate.endMs }, samples: { candidate: candidate.count, stable: stable.count }, rules: results };
@@ -87,4 +105,7 @@ function outcome(rule: RuleResult['rule'], observed: number, threshold: number, 
 }
 
 const ms = (x: number): string => `${x.toFixed(1)}ms`;
+const round = (x: number): string => String(Math.round(x * 10_000) / 10_000);
+/** The fewest metric values a window needs before its mean is judged. */
+const METRIC_MIN_SAMPLES = 20;
 const pct = (x: number): string => `${(x * 100).toFixed(1)}%`;

@@ -4,8 +4,16 @@
 import type { Color } from '../lib/config.js';
 import { newHistogram, recordLatency, summarize, type Histogram, type LatencySummary } from './histogram.js';
 
+/** An app-reported quality metric (x-changelens-metric-<name> response header) over a window. */
+export interface MetricStats {
+  count: number;
+  mean: number;
+}
+
 export interface WindowStats extends LatencySummary {
   color: Color;
+  /** Custom metrics reported in the window, by name. */
+  metrics: Record<string, MetricStats>;
   /** Window bounds, milliseconds since the epoch: [startMs, endMs). */
   startMs: number;
   endMs: number;
@@ -16,6 +24,8 @@ interface Slice {
   index: number;
   histogram: Histogram;
   errors: number;
+  /** Sum and count per custom metric; null until one is reported (most apps report none). */
+  metrics: Map<string, { sum: number; count: number }> | null;
 }
 
 export interface SlicedWindowOptions {
@@ -34,12 +44,31 @@ export class SlicedWindow {
     const slices = options.slices ?? 120;
     if (!Number.isInteger(slices) || slices < 1) throw new Error(`slices: expected a positive integer, got ${slices}`);
     if (!(this.sliceMs > 0)) throw new Error(`sliceMs: expected a positive number, got ${this.sliceMs}`);
-    const ring = (): Slice[] => Array.from({ length: slices }, () => ({ index: -1, histogram: newHistogram(), errors: 0 }));
+    const ring = (): Slice[] => Array.from({ length: slices }, () => ({ index: -1, histogram: newHistogram(), errors: 0, metrics: null }));
     this.rings = { blue: ring(), green: ring() };
   }
 
   /** One request of `color` that ended at `atMs` after `latencyMs`. */
   record(color: Color, latencyMs: number, isError: boolean, atMs: number): void {
+    const slice = this.sliceAt(color, atMs);
+    recordLatency(slice.histogram, latencyMs);
+    if (isError) slice.errors++;
+  }
+
+  /** One value of an app-reported metric, for a response of `color` that ended at `atMs`. */
+  recordMetric(color: Color, name: string, value: number, atMs: number): void {
+    const slice = this.sliceAt(color, atMs);
+    slice.metrics ??= new Map();
+    const m = slice.metrics.get(name);
+    if (m) {
+      m.sum += value;
+      m.count++;
+    } else {
+      slice.metrics.set(name, { sum: value, count: 1 });
+    }
+  }
+
+  private sliceAt(color: Color, atMs: number): Slice {
     const index = Math.floor(atMs / this.sliceMs);
     const ring = this.rings[color];
     const slice = ring[index % ring.length]!;
@@ -47,10 +76,10 @@ export class SlicedWindow {
       // The ring came round: this slot held an older second.
       slice.histogram.reset();
       slice.errors = 0;
+      slice.metrics = null;
       slice.index = index;
     }
-    recordLatency(slice.histogram, latencyMs);
-    if (isError) slice.errors++;
+    return slice;
   }
 
   /**
@@ -62,13 +91,22 @@ export class SlicedWindow {
     const first = last - Math.max(1, Math.round(lengthMs / this.sliceMs)) + 1;
     const merged = newHistogram();
     let errors = 0;
+    const sums = new Map<string, { sum: number; count: number }>();
     const ring = this.rings[color];
     for (let index = first; index <= last; index++) {
       const slice = ring[((index % ring.length) + ring.length) % ring.length]!;
       if (slice.index !== index) continue;
       merged.add(slice.histogram);
       errors += slice.errors;
+      for (const [name, m] of slice.metrics ?? []) {
+        const total = sums.get(name) ?? { sum: 0, count: 0 };
+        total.sum += m.sum;
+        total.count += m.count;
+        sums.set(name, total);
+      }
     }
-    return { color, startMs: first * this.sliceMs, endMs: (last + 1) * this.sliceMs, ...summarize(merged, errors) };
+    const metrics: Record<string, MetricStats> = {};
+    for (const [name, m] of sums) metrics[name] = { count: m.count, mean: m.sum / m.count };
+    return { color, startMs: first * this.sliceMs, endMs: (last + 1) * this.sliceMs, metrics, ...summarize(merged, errors) };
   }
 }

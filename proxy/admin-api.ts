@@ -6,6 +6,7 @@ import type { FastifyRequest } from 'fastify';
 import type { createHttpServer } from '../lib/http-server.js';
 import { parseSteps, type Config } from '../lib/config.js';
 import { validateReleaseEnv } from '../lib/contracts/releases.js';
+import { parseMetricRules } from '../lib/contracts/metric-rules.js';
 import { CL_ERR_DEPENDENCY_FAILED, CL_ERR_INVALID_REQUEST, CL_ERR_NOT_FOUND, CL_ERR_UNAUTHORIZED } from '../lib/errors.js';
 import type { DeployRequest, RolloutController } from '../rollout/controller.js';
 import type { Plan, RolloutStore, Strategy } from '../rollout/store.js';
@@ -43,9 +44,10 @@ const DEPLOY_FIELDS = {
   inspectSeconds: { type: 'integer', minimum: 0, maximum: 604_800 },
   previewSeconds: { type: 'integer', minimum: 0, maximum: 86_400 },
   tripConsecutive5xx: { type: 'integer', minimum: 0, maximum: 10_000 },
+  metricRules: { type: 'string', maxLength: 1000 },
 } as const;
 
-type DeployBody = { version: string; strategy?: Strategy; steps?: number[]; env?: Record<string, string>; artifact?: string } & Partial<Record<Exclude<keyof typeof DEPLOY_FIELDS, 'version' | 'strategy' | 'steps' | 'env' | 'artifact'>, number>>;
+type DeployBody = { version: string; strategy?: Strategy; steps?: number[]; env?: Record<string, string>; artifact?: string; metricRules?: string } & Partial<Record<Exclude<keyof typeof DEPLOY_FIELDS, 'version' | 'strategy' | 'steps' | 'env' | 'artifact' | 'metricRules'>, number>>;
 
 function reasonOf(body: unknown): string | undefined {
   if (body === undefined || body === null || body === '') return undefined;
@@ -142,6 +144,8 @@ export function deployRequest(body: DeployBody, config: Config, actor: string): 
     if ('error' in checked) throw new CL_ERR_INVALID_REQUEST(checked.error);
     env = checked.env;
   }
+  const metrics = parseMetricRules(body.metricRules ?? config.metricRules ?? '');
+  if ('error' in metrics) throw new CL_ERR_INVALID_REQUEST(`body/metricRules: ${metrics.error}`);
   const maxP95Ms = body.maxP95Ms ?? config.maxP95Ms;
   const maxP99Ms = body.maxP99Ms ?? config.maxP99Ms;
   const plan: Plan = {
@@ -154,6 +158,7 @@ export function deployRequest(body: DeployBody, config: Config, actor: string): 
       failuresToRollback: body.failuresToRollback ?? config.failuresToRollback,
       ...(maxP95Ms !== undefined ? { maxP95Ms } : {}),
       ...(maxP99Ms !== undefined ? { maxP99Ms } : {}),
+      ...(metrics.length > 0 ? { metrics } : {}),
     },
     keepWarmSeconds: body.keepWarmSeconds ?? config.keepWarmSeconds,
     inspectSeconds: body.inspectSeconds ?? config.inspectSeconds,

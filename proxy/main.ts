@@ -48,6 +48,7 @@ const app = await buildProxyServer({
     controller.record(color, latencyMs, statusCode);
     metrics.observeRequest(color, controller.releaseServedBy(color), latencyMs, statusCode);
   },
+  onMetric: (color, name, value) => controller.recordMetric(color, name, value),
 });
 let initialized = false;
 await registerAdminApi(app, { token: config.adminToken, controller, store, config, metrics: () => metrics.render(), ready: () => initialized });

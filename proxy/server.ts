@@ -18,7 +18,11 @@ export interface ProxyOptions {
   accessLog: AccessLog;
   /** Called once per proxied response: the monitor records it into its colour's current slice. */
   onMeasured?: (color: Color, latencyMs: number, statusCode: number) => void;
+  /** An app-reported metric (x-changelens-metric-<name> response header, stripped before the client sees it). */
+  onMetric?: (color: Color, name: string, value: number) => void;
 }
+
+const METRIC_HEADER = 'x-changelens-metric-';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -73,6 +77,7 @@ export async function buildProxyServer(options: ProxyOptions) {
       return undefined;
     });
     const measured = options.onMeasured ?? (() => {});
+    const reportMetric = options.onMetric ?? (() => {});
     proxied.addHook('onResponse', async (req, reply) => {
       if (!req.proxySpan) return;
       measured(req.color, reply.elapsedTime, reply.statusCode);
@@ -92,6 +97,13 @@ export async function buildProxyServer(options: ProxyOptions) {
         rewriteHeaders: (headers, req) => {
           const r = req as FastifyRequest | undefined;
           const out: Record<string, unknown> = { ...headers, [COLOR_PIN_HEADER]: r?.color };
+          for (const name in out) {
+            if (!name.startsWith(METRIC_HEADER)) continue;
+            const value = Number(out[name]);
+            const metric = name.slice(METRIC_HEADER.length);
+            if (r && Number.isFinite(value) && /^[a-z0-9_]{1,40}$/.test(metric)) reportMetric(r.color, metric, value);
+            delete out[name];
+          }
           if (r?.setSticky) {
             const sticky = `${STICKY_COOKIE}=${encodeURIComponent(r.setSticky)}; Path=/; HttpOnly; SameSite=Lax; Max-Age=86400`;
             const upstream = headers['set-cookie'];

@@ -150,6 +150,11 @@ export class RolloutController {
     }
   }
 
+  /** One value of an app-reported metric (x-changelens-metric-<name>), into its colour's slice. */
+  recordMetric(color: Color, name: string, value: number): void {
+    this.o.window.recordMetric(color, name, value, Date.now());
+  }
+
   /** Reads pointers and any deployment a previous proxy left running, and takes it over safely. */
   async init(): Promise<void> {
     const { store } = this.o;

@@ -355,6 +355,33 @@ describe('another app as the artifact', () => {
   });
 });
 
+describe('custom metric rules', () => {
+  it('rolls back a release whose own quality metric falls below its floor, and strips the metric header', async () => {
+    const stable = await active();
+    const dir = join(app.dataDir, '..', `recall-app-${process.pid}`);
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'server.js'), `require('node:http').createServer((req, res) => {
+      res.setHeader('x-changelens-metric-recall_at_10', process.env.RECALL);
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ app: 'recall' }));
+    }).listen(Number(process.env.PORT), '127.0.0.1');\n`);
+    const { load, result: d } = await underLoad(async () => {
+      const d0 = await deploy({ version: 'recall-low', artifact: dir, env: { RECALL: '0.2' }, metricRules: 'recall_at_10>=0.30' });
+      await until(async () => expect((await api('GET', `/api/deployments/${d0.id}`)).body.status.phase).toBe('shifting'), 30_000);
+      const pinned = await fetch(`${app.url}/x`, { headers: { 'x-changelens-color': d0.candidateColor } });
+      expect(await pinned.json()).toEqual({ app: 'recall' });
+      expect([...pinned.headers.keys()].filter((h) => h.startsWith('x-changelens-metric'))).toEqual([]);
+      return finished(d0.id);
+    });
+    expect(d.status.phase).toBe('rolled_back');
+    const rule = d.verdicts.filter((v: any) => v.verdict === 'fail').at(-1).rules.find((r: any) => r.rule === 'metric:recall_at_10');
+    expect(rule).toMatchObject({ verdict: 'fail', threshold: 0.3 });
+    expect(rule.observed).toBeCloseTo(0.2, 9);
+    expect(load.served(other(stable.color)).length).toBeGreaterThan(0);
+    expect(await active()).toEqual(stable);
+  });
+});
+
 describe('observability of rollouts', () => {
   it('exposes Prometheus metrics that promtool accepts, by colour and release', async () => {
     const r = await fetch(`${app.url}/_changelens/metrics`, { headers: { authorization: `Bearer ${token}` } });
