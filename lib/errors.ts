@@ -114,6 +114,9 @@ export const CL_ERR_ARTIFACT_INVALID = defineError<[string]>(
 export const CL_ERR_INVALID_REQUEST = defineError<[string]>(
   'CL_ERR_INVALID_REQUEST', 400, '%s',
   'correct the named field; changelens deploy --help lists every option and its range');
+export const CL_ERR_BAD_PIN = defineError<[string]>(
+  'CL_ERR_BAD_PIN', 400, '%s',
+  'pin a colour with x-changelens-color: blue|green (header) or changelens-color=blue|green (cookie), or send neither');
 export const CL_ERR_UNAUTHORIZED = defineError<[]>(
   'CL_ERR_UNAUTHORIZED', 401, 'missing or wrong bearer token',
   'send Authorization: Bearer <token>; the token is CHANGELENS_ADMIN_TOKEN, or adminToken in <data>/state/secrets.json');

@@ -5,6 +5,7 @@
 import httpProxy from '@fastify/http-proxy';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { AccessLog, Color } from '../lib/config.js';
+import { CL_ERR_BAD_PIN } from '../lib/errors.js';
 import { createHttpServer } from '../lib/http-server.js';
 import type { Logger } from '../lib/logger.js';
 import { endSpan, injectInto, loggerFor, SpanKind, startSpanFrom, traceFields, type Context, type Span } from '../lib/tracing.js';
@@ -64,7 +65,7 @@ export async function buildProxyServer(options: ProxyOptions) {
     proxied.addHook('onRequest', async (req, reply) => {
       const decision = route(req.headers, options.routingTable(), Math.random);
       if ('error' in decision) {
-        return reply.code(400).send({ statusCode: 400, code: 'CL_ERR_BAD_PIN', error: 'Bad Request', message: decision.error });
+        throw new CL_ERR_BAD_PIN(decision.error);
       }
       req.color = decision.color;
       req.setSticky = decision.setSticky ?? null;

@@ -117,6 +117,9 @@ describe('the admin API refuses what it must', () => {
     expect((await api('GET', '/api/deployments')).body.deployments).toEqual([]);
     expect((await api('POST', '/api/deployment/promote', {})).body.code).toBe('CL_ERR_NO_DEPLOYMENT');
     expect((await api('GET', '/api/nothing-here')).status).toBe(404);
+    const badPin = await fetch(`${app.url}/api/work?ms=1`, { headers: { 'x-changelens-color': 'red' } });
+    expect(badPin.status).toBe(400);
+    expect(await badPin.json()).toMatchObject({ code: 'CL_ERR_BAD_PIN', message: expect.stringContaining('x-changelens-color') });
   });
 });
 
