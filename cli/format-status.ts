@@ -28,7 +28,7 @@ export function formatStatus(s: ApplianceStatus): string {
 }
 
 function rolloutLine(d: NonNullable<RolloutSummary['deployment']>): string {
-  return `${d.id}: ${d.strategy} of ${d.version} ${d.phase}, step ${d.step}/${d.steps}, weight ${Math.round(d.weight * 100)}%${d.lastVerdict ? `, last window ${d.lastVerdict}` : ''}`;
+  return `${d.id}: ${d.strategy} of ${d.version} ${d.phase}, step ${d.step}/${d.steps}, weight ${Math.round(d.weight * 100)}%${d.lastExplanation ? `\n          last window ${d.lastExplanation}` : ''}`;
 }
 
 function service(s: ServiceStatus): string {

@@ -90,7 +90,7 @@ export const rolloutCommands: Record<string, Command> = {
     const { values, positionals } = parse(args, common, true);
     if (positionals.length !== 1) throw new CL_ERR_CLI_USAGE('usage: changelens deployment <id> [--json]');
     const d = await client(values.config).get<Deployment & { verdicts: StoredVerdict[] }>(`/api/deployments/${encodeURIComponent(positionals[0]!)}`);
-    write(values.json, d, describe(d) + d.verdicts.map((v) => `  #${v.seq} step ${v.stepIndex + 1} @${Math.round(v.weight * 100)}%  ${v.verdict.padEnd(12)} ${v.rules.map((r) => r.message).join('; ')}`).join('\n') + '\n');
+    write(values.json, d, describe(d) + d.verdicts.map((v) => `  #${v.seq} step ${v.stepIndex + 1} @${Math.round(v.weight * 100)}%  ${v.explanation}`).join('\n') + '\n');
     return EXIT.ok;
   },
 
@@ -153,12 +153,12 @@ async function waitFor(api: ReturnType<typeof adminClient>, id: string, json: bo
       continue;
     }
     const v = d.verdicts.at(-1);
-    const line = `${d.status.phase} step ${d.status.stepIndex + 1}/${d.status.steps.length} weight ${weightOf(d)}%${v ? ` last window ${v.verdict} (${v.samples.candidate} candidate / ${v.samples.stable} stable requests)` : ''}`;
+    const line = `${d.status.phase} step ${d.status.stepIndex + 1}/${d.status.steps.length} weight ${weightOf(d)}%${v ? ` last window (${v.samples.candidate} candidate / ${v.samples.stable} stable requests) ${v.explanation}` : ''}`;
     if (line !== last) process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
     last = line;
     if (['promoted', 'rolled_back', 'aborted', 'failed'].includes(d.status.phase)) {
       const failing = d.verdicts.filter((x) => x.verdict === 'fail').at(-1);
-      write(json, d, `${describe(d)}${failing ? `  last failing window: ${failing.rules.filter((r) => r.verdict === 'fail').map((r) => r.message).join('; ')}\n` : ''}`);
+      write(json, d, `${describe(d)}${failing ? `  verdict: ${failing.explanation}\n` : ''}`);
       return d.status.phase === 'promoted' ? EXIT.ok : EXIT.failure;
     }
     await new Promise((r) => setTimeout(r, 1_000));

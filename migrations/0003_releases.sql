@@ -58,6 +58,8 @@ CREATE TABLE verdicts (
   window_end     timestamptz NOT NULL,
   samples        jsonb       NOT NULL,
   rules          jsonb       NOT NULL,
+  -- One sentence: what fired, or why this window did not roll back.
+  explanation    text        NOT NULL,
   PRIMARY KEY (deployment_id, seq)
 );
 

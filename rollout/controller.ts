@@ -97,6 +97,7 @@ interface Run {
   maxWeight: number;
   /** 5xx in a row from the candidate (a fast trip at plan.tripConsecutive5xx). */
   consecutive5xx: number;
+  lastExplanation: string | null;
 }
 
 const GRACE_MS = 30; // a response that ended in a window's last millisecond is recorded by now
@@ -194,7 +195,7 @@ export class RolloutController {
         candidateColor: other(stableColor), status: initialStatus(steps), plan: req.plan, actor: req.actor,
       });
       await this.audit('deploy', d, req.actor, { strategy: d.strategy, steps, plan: d.plan, candidateColor: d.candidateColor, stableVersion: d.stableVersion });
-      const run: Run = { d, release, history: [], seq: 0, stepStartedMs: Date.now(), baseline: null, wake: () => {}, rollback: null, maxWeight: 0, consecutive5xx: 0 };
+      const run: Run = { d, release, history: [], seq: 0, stepStartedMs: Date.now(), baseline: null, wake: () => {}, rollback: null, maxWeight: 0, consecutive5xx: 0, lastExplanation: null };
       this.run = run;
       this.publish();
       void this.hooks('deploy', run);
@@ -240,12 +241,12 @@ export class RolloutController {
   }
 
   /** The running deployment (or null), with the routing it implies now. */
-  status(): { active: { version: string; color: Color }; routing: RoutingTable; deployment: (Deployment & { weight: number; lastVerdict: WindowVerdict | null }) | null } {
+  status(): { active: { version: string; color: Color }; routing: RoutingTable; deployment: (Deployment & { weight: number; lastVerdict: WindowVerdict | null; lastExplanation: string | null }) | null } {
     const run = this.run;
     return {
       active: this.active,
       routing: this.table,
-      deployment: run ? { ...run.d, weight: this.table.candidateWeight, lastVerdict: run.history.at(-1) ?? null } : null,
+      deployment: run ? { ...run.d, weight: this.table.candidateWeight, lastVerdict: run.history.at(-1) ?? null, lastExplanation: run.lastExplanation } : null,
     };
   }
 
@@ -378,7 +379,17 @@ export class RolloutController {
     return judgeWindow(candidate, stable, d.plan.rules);
   }
 
-  private async recordVerdict(run: Run, j: WindowJudgement, withBuckets = true): Promise<void> {
+  /** One sentence per verdict: what fired, or why this window did not roll back. */
+  private explain(run: Run, j: WindowJudgement): string {
+    const needed = run.d.plan.rules.failuresToRollback;
+    const of = (v: RuleResult['verdict']) => j.rules.filter((r) => r.verdict === v).map((r) => r.message).join('; ');
+    if (j.verdict === 'pass') return `passed: ${of('pass')}`;
+    if (j.verdict === 'insufficient') return `not judged (too few requests, neither pass nor fail): ${of('insufficient')}`;
+    const streak = consecutiveFailures(run.history);
+    return streak >= needed ? `failed, ${streak} in a row (rolls back at ${needed}): ${of('fail')}` : `failed, ${streak} in a row of the ${needed} that roll back: ${of('fail')}`;
+  }
+
+  private async recordVerdict(run: Run, j: WindowJudgement, withBuckets = true, explanation = this.explain(run, j)): Promise<void> {
     const { d } = run;
     this.o.gauges?.countVerdict(j.verdict);
     const seq = ++run.seq;
@@ -390,11 +401,12 @@ export class RolloutController {
     };
     const violations = j.rules.filter((r) => r.verdict === 'fail').length;
     await Promise.all([
-      this.o.store.addVerdict(d.id, { ...j, seq, stepIndex: d.status.stepIndex, weight }),
+      this.o.store.addVerdict(d.id, { ...j, seq, stepIndex: d.status.stepIndex, weight, explanation }),
       // A fast trip is not a window: it has no bucket of its own.
       withBuckets ? this.o.store.addBuckets(d.id, [bucket(d.candidateColor, violations), bucket(d.stableColor, 0)]) : undefined,
     ]);
-    if (j.verdict !== 'pass') this.o.log.info({ deployment: d.id, verdict: j.verdict, rules: j.rules.filter((r) => r.verdict !== 'pass').map((r) => r.message), samples: j.samples }, `window ${j.verdict}`);
+    run.lastExplanation = explanation;
+    if (j.verdict !== 'pass') this.o.log.info({ deployment: d.id, verdict: j.verdict, samples: j.samples, explanation }, `window ${j.verdict}`);
   }
 
   private async passStep(run: Run): Promise<void> {
@@ -442,7 +454,7 @@ export class RolloutController {
     run.history.push('fail');
     void this.locked(async () => {
       if (isTerminal(run.d.status.phase)) return;
-      await this.recordVerdict(run, judgement, false);
+      await this.recordVerdict(run, judgement, false, `fast trip, without waiting for a window: ${message}`);
       await this.rollBack(run, `fast trip: ${message}`, 'trip', 'controller', decidedAt);
     }).catch((err: Error) => this.o.log.error({ err: err.message, deployment: run.d.id }, 'could not persist a fast-trip rollback; traffic is on the stable colour'));
   }
@@ -559,7 +571,7 @@ export class RolloutController {
   /** A deployment a previous proxy left unfinished: judged again, or ended safely. Never unjudged. */
   private async takeOver(d: Deployment): Promise<void> {
     const release = (await this.o.store.release(d.version))!;
-    const run: Run = { d, release, history: [], seq: (await this.o.store.verdicts(d.id)).length, stepStartedMs: Date.now(), baseline: null, wake: () => {}, rollback: null, maxWeight: 0, consecutive5xx: 0 };
+    const run: Run = { d, release, history: [], seq: (await this.o.store.verdicts(d.id)).length, stepStartedMs: Date.now(), baseline: null, wake: () => {}, rollback: null, maxWeight: 0, consecutive5xx: 0, lastExplanation: null };
     this.run = run;
     const { phase } = d.status;
     this.o.log.warn({ deployment: d.id, phase }, 'taking over a deployment left unfinished by a restart');

@@ -69,6 +69,7 @@ export interface AuditEvent {
 
 export interface StoredVerdict extends WindowJudgement {
   seq: number;
+  explanation: string;
   at: string;
   stepIndex: number;
   weight: number;
@@ -216,9 +217,9 @@ export class RolloutStore {
 
   async addVerdict(deploymentId: string, v: Omit<StoredVerdict, 'at'>): Promise<void> {
     await this.pool.query(
-      `INSERT INTO verdicts (deployment_id, seq, step_index, weight, verdict, window_start, window_end, samples, rules)
-       VALUES ($1, $2, $3, $4, $5, to_timestamp($6 / 1000.0), to_timestamp($7 / 1000.0), $8, $9)`,
-      [deploymentId, v.seq, v.stepIndex, v.weight, v.verdict, v.window.startMs, v.window.endMs, JSON.stringify(v.samples), JSON.stringify(v.rules)]);
+      `INSERT INTO verdicts (deployment_id, seq, step_index, weight, verdict, window_start, window_end, samples, rules, explanation)
+       VALUES ($1, $2, $3, $4, $5, to_timestamp($6 / 1000.0), to_timestamp($7 / 1000.0), $8, $9, $10)`,
+      [deploymentId, v.seq, v.stepIndex, v.weight, v.verdict, v.window.startMs, v.window.endMs, JSON.stringify(v.samples), JSON.stringify(v.rules), v.explanation]);
   }
 
   async verdicts(deploymentId: string): Promise<StoredVerdict[]> {
@@ -226,7 +227,7 @@ export class RolloutStore {
     return rows.map((r) => ({
       seq: r.seq, at: iso(r.at), stepIndex: r.step_index, weight: r.weight, verdict: r.verdict,
       window: { startMs: (r.window_start as Date).getTime(), endMs: (r.window_end as Date).getTime() },
-      samples: r.samples, rules: r.rules,
+      samples: r.samples, rules: r.rules, explanation: r.explanation,
     }));
   }
 

@@ -48,7 +48,7 @@ export interface ApplianceStatus {
 
 export interface RolloutSummary {
   active: { version: string; color: Color };
-  deployment: { id: string; version: string; strategy: string; phase: string; step: number; steps: number; weight: number; lastVerdict: string | null } | null;
+  deployment: { id: string; version: string; strategy: string; phase: string; step: number; steps: number; weight: number; lastVerdict: string | null; lastExplanation: string | null } | null;
 }
 
 export interface JobsStatus {

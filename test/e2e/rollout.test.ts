@@ -273,6 +273,10 @@ describe('a proxy killed -9 mid-rollout', () => {
       }, 30_000);
       const audit = (await api('GET', '/api/audit?since=5m')).body.events;
       expect(audit.some((e: any) => e.eventType === 'resume' && e.deploymentId === d0.id && e.actor === 'controller')).toBe(true);
+      // Operators see the running deployment and why its last window did (not) roll back.
+      const status = await runCli(['status'], app.env);
+      expect(status.stdout).toContain(`rollout   ${d0.id}: canary of restart-1 shifting, step 1/2, weight 50%`);
+      expect(status.stdout).toMatch(/last window (passed|failed|not judged)/);
       const rolledBack = await api('POST', '/api/deployment/rollback', { reason: 'enough' });
       expect(rolledBack.status).toBe(200);
       return finished(d0.id);
