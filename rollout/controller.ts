@@ -289,7 +289,7 @@ export class RolloutController {
           await this.audit('failed', run.d, 'controller', { reason: run.d.status.reason }, false, (err as Error).message);
           this.finish(run);
         });
-        await supervisor.stop(d.candidateColor).catch(() => {});
+        await this.colorOp(() => supervisor.stop(d.candidateColor)).catch(() => {});
         return;
       }
       if (!started || !(await this.step(run, () => this.apply(run, { type: 'started' })))) {
