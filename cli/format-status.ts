@@ -1,5 +1,5 @@
 // `changelens status` for people: a header, the services, then one row per process.
-import type { ApplianceStatus, RolloutSummary, ServiceStatus } from '../lib/contracts/status.js';
+import type { ApplianceStatus, MonitorStatusSummary, RolloutSummary, ServiceStatus } from '../lib/contracts/status.js';
 
 export function formatStatus(s: ApplianceStatus): string {
   // Right after start, while the data dir is being prepared, the supervisor knows little yet.
@@ -12,6 +12,7 @@ export function formatStatus(s: ApplianceStatus): string {
     ...(s.rollout?.deployment ? [`rollout   ${rolloutLine(s.rollout.deployment)}`] : []),
     `postgres  ${service(s.services.postgres)}`,
     `redis     ${service(s.services.redis)}`,
+    ...monitorLines(s.monitor),
     `jobs      ${s.jobs ? `${s.jobs.waiting} waiting, ${s.jobs.pending} in progress, ${s.jobs.deadLetters} dead-lettered` : 'unknown (Redis does not answer)'}`,
     '',
   ];
@@ -25,6 +26,13 @@ export function formatStatus(s: ApplianceStatus): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   for (const row of rows) lines.push(row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd());
   return lines.join('\n') + '\n';
+}
+
+function monitorLines(m: MonitorStatusSummary | null | undefined): string[] {
+  if (!m) return [];
+  const lines = [`monitor   ${m.rules} rules every ${m.intervalSeconds} s; ${m.breaching.length ? `holding now: ${m.breaching.map((b) => `${b.rule} (${b.metric})`).join(', ')}` : 'none holding'}`];
+  for (const a of m.recent.slice(0, 3)) lines.push(`          ${a.at.slice(11, 19)} ${a.rule}: ${a.ok ? '' : 'FAILED '}${a.outcome}`);
+  return lines;
 }
 
 function rolloutLine(d: NonNullable<RolloutSummary['deployment']>): string {

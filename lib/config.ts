@@ -7,6 +7,7 @@ import { resolve } from 'node:path';
 import { CL_ERR_CONFIG_INVALID } from './errors.js';
 import { parseRegressionSpec } from './contracts/regressions.js';
 import { parseMetricRules } from './contracts/metric-rules.js';
+import { parseMonitorRules } from './contracts/monitor-rules.js';
 
 export type Color = 'blue' | 'green';
 export const COLORS: readonly Color[] = ['blue', 'green'];
@@ -35,6 +36,10 @@ export function parseSteps(v: unknown): number[] | undefined {
   return ok ? steps : undefined;
 }
 const stepsSpec = (v: unknown): string | undefined => (parseSteps(v) ? String(v) : undefined);
+const monitorRulesSpec = (v: unknown): string | undefined => {
+  const text = typeof v === 'string' ? v : Array.isArray(v) ? JSON.stringify(v) : undefined;
+  return text !== undefined && Array.isArray(parseMonitorRules(text)) ? text : undefined;
+};
 const metricRulesSpec = (v: unknown): string | undefined => (typeof v === 'string' && Array.isArray(parseMetricRules(v)) ? v : undefined);
 const urlList = (v: unknown): string | undefined =>
   typeof v === 'string' && v.split(',').every((u) => /^https?:\/\/\S+$/.test(u.trim())) ? v : undefined;
@@ -90,6 +95,10 @@ const FIELDS = {
   hookUrls: { env: 'CHANGELENS_HOOK_URLS', doc: 'webhooks POSTed a JSON event on deploy, promote and rollback', kind: 'string', parse: urlList, expected: 'comma-separated http(s) URLs', default: undefined },
   hookCommand: { env: 'CHANGELENS_HOOK_COMMAND', doc: 'shell command run on deploy, promote and rollback; the event is on stdin (JSON) and in CHANGELENS_EVENT', kind: 'string', parse: text(), expected: 'a shell command', default: undefined },
   hookTimeoutMs: { env: 'CHANGELENS_HOOK_TIMEOUT_MS', doc: 'how long one hook may take', kind: 'int', parse: int(100, 300_000), expected: 'milliseconds 100-300000', default: 10_000 },
+  // The monitor: rules on the appliance's own metrics that scale, restart and alert.
+  monitorRules: { env: 'CHANGELENS_MONITOR_RULES', doc: 'monitor rules as a JSON array of {name, metric, op, threshold, forSeconds, action, cooldownSeconds[, url, command]}; [] turns them off (default: the rules in docs/operations.md)', kind: 'string', parse: monitorRulesSpec, expected: 'a JSON array of rules, e.g. [{"name":"cpu-high","metric":"cpu_percent","op":">","threshold":80,"forSeconds":300,"action":"scale_up","cooldownSeconds":300}]', default: undefined },
+  monitorIntervalSeconds: { env: 'CHANGELENS_MONITOR_INTERVAL_SECONDS', doc: 'how often the monitor samples and judges its rules', kind: 'int', parse: int(1, 3600), expected: 'seconds 1-3600', default: 10 },
+  apiMaxInstances: { env: 'CHANGELENS_API_MAX_INSTANCES', doc: 'the most instances scale_up gives the active API colour (the fewest is CHANGELENS_API_INSTANCES; default: 4, or CHANGELENS_API_INSTANCES if more)', kind: 'int', parse: int(1, 16), expected: 'an integer 1-16, at least CHANGELENS_API_INSTANCES', default: undefined },
   platform: { env: 'CHANGELENS_PLATFORM', doc: 'where it runs; cloudrun and cloudbase refuse embedded Postgres on a non-durable data dir', kind: 'string', parse: oneOf<Platform>('auto', 'bare', 'docker', 'cloudrun', 'cloudbase'), expected: 'auto, bare, docker, cloudrun or cloudbase', default: 'auto' },
   ephemeral: { env: 'CHANGELENS_EPHEMERAL', doc: 'demo mode on cloud platforms: embedded data may vanish with the instance', kind: 'string', parse: oneOf('0', '1'), expected: '0 or 1 (1: demo mode, embedded data may be lost with the instance)', default: '0' },
   // Set by Cloud Run in every container it runs.
@@ -165,6 +174,9 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   }
 
   checkPortsDistinct(out, raw, problems);
+  if (typeof out.apiMaxInstances === 'number' && typeof out.apiInstances === 'number' && out.apiMaxInstances < out.apiInstances) {
+    problems.push(`${raw.apiMaxInstances!.source}: expected at least CHANGELENS_API_INSTANCES (${out.apiInstances}), got ${out.apiMaxInstances}`);
+  }
   if (problems.length > 0) throw new CL_ERR_CONFIG_INVALID(problems.map((p) => `  - ${p}`).join('\n'));
   // As root, ./data would usually sit under /root (0700), where the unprivileged user that runs
   // Postgres cannot reach it: the machine-wide place is the default instead.
@@ -175,6 +187,10 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
 
 /** The specific reason a structured value was refused, where there is more to say than its form. */
 function explain(key: keyof Fields, value: unknown): string {
+  if (key === 'monitorRules') {
+    const result = parseMonitorRules(typeof value === 'string' ? value : JSON.stringify(value));
+    return 'error' in result ? ` (${result.error})` : '';
+  }
   if (key !== 'regression' || typeof value !== 'string') return '';
   const result = parseRegressionSpec(value);
   return 'problems' in result ? ` (${result.problems.join('; ')})` : '';

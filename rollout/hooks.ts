@@ -45,13 +45,14 @@ async function timed(hook: string, fn: () => Promise<void>): Promise<HookOutcome
   }
 }
 
-async function postJson(url: string, body: string, timeoutMs: number): Promise<void> {
+export async function postJson(url: string, body: string, timeoutMs: number): Promise<void> {
   const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body, signal: AbortSignal.timeout(timeoutMs) });
   await res.arrayBuffer();
   if (!res.ok) throw new Error(`answered HTTP ${res.status}`);
 }
 
-function runCommand(command: string, body: string, type: HookEventType, timeoutMs: number): Promise<void> {
+/** Runs `command` with the event's JSON on stdin and in CHANGELENS_EVENT_JSON, its type in CHANGELENS_EVENT. */
+export function runCommand(command: string, body: string, type: string, timeoutMs: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn('/bin/sh', ['-c', command], {
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin', CHANGELENS_EVENT: type, CHANGELENS_EVENT_JSON: body },

@@ -78,6 +78,8 @@ interface Pm2Api {
   stop(name: string, cb: (err: Error | null, value?: unknown) => void): void;
   delete(name: string, cb: (err: Error | null, value?: unknown) => void): void;
   list(cb: (err: Error | null, list: Pm2Description[]) => void): void;
+  restart(name: string, cb: (err: Error | null, value?: unknown) => void): void;
+  scale(name: string, instances: number, cb: (err: Error | null, value?: unknown) => void): void;
   launchBus(cb: (err: Error | null, bus: Pm2Bus) => void): void;
 }
 
@@ -131,6 +133,15 @@ export class ProcessManager {
 
   async delete(name: string): Promise<void> {
     await callback((cb) => this.pm2.delete(name, cb));
+  }
+
+  async restart(name: string): Promise<void> {
+    await callback((cb) => this.pm2.restart(name, cb));
+  }
+
+  /** Cluster mode: instances share the port, so more of them serve more of the same colour. */
+  async scale(name: string, instances: number): Promise<void> {
+    await callback((cb) => this.pm2.scale(name, instances, cb));
   }
 
   async list(): Promise<ProcessInfo[]> {

@@ -25,6 +25,7 @@ import { nodeForRelease, ProcessControl } from './process-control.js';
 import { seedItems } from '../apps/api/index.js';
 import { ProcessManager, type LogLine } from './process-manager.js';
 import { collectStatus } from './status.js';
+import { startMonitor } from './monitor.js';
 import { reapOrphans } from './orphans.js';
 import { assertDataSurvives } from './platform.js';
 import { recordRun } from './run-log.js';
@@ -100,7 +101,8 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   const readyTimeoutMs = config.readyTimeoutMs;
   const interrupt = new AbortController();
   const control = new ProcessControl(orderGraph(graph), { pm, log, urls, readyTimeoutMs }, () => readRoutingSnapshot(paths.routing)?.activeColor ?? activeColor, interrupt.signal);
-  statusNow = () => collectStatus({ pm, graph, paths, urls, embedded, fallbackColor: activeColor, boot, phase: () => phase });
+  let monitoring: ReturnType<typeof startMonitor> = null;
+  statusNow = async () => ({ ...await collectStatus({ pm, graph, paths, urls, embedded, fallbackColor: activeColor, boot, phase: () => phase }), monitor: monitoring?.monitor.status() ?? null });
   // Starting or stopping a colour only makes sense between the end of the boot and the stop.
   const whenReady = <T>(fn: () => Promise<T>): Promise<T> =>
     phase === 'ready' ? fn() : Promise.reject(new CL_ERR_PROCESS_CONTROL(`the appliance is ${phase}; try again when it is ready`));
@@ -142,6 +144,7 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   const finish = async (code: number): Promise<number> => {
     if (phase === 'ready') recordRun(paths.runLog, 'stop');
     phase = 'stopping';
+    await monitoring?.close();
     await control.stopAll(log);
     await releaseLock();
     out.flushSync();
@@ -171,6 +174,10 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   phase = 'ready';
   recordRun(paths.runLog, 'start');
   log.info({ bootMs: boot.durationMs, firstBoot, activeColor, url: `http://${config.host}:${config.port}` }, 'appliance ready');
+  monitoring = startMonitor(config, {
+    pm, log, urls, dataDir: paths.root, graph: orderGraph(graph), isRunning: (name) => control.isRunning(name),
+    activeColor: () => readRoutingSnapshot(paths.routing)?.activeColor ?? activeColor,
+  });
 
   await stopSignal;
   return finish(0);

@@ -44,6 +44,16 @@ export interface ApplianceStatus {
   jobs: JobsStatus | null;
   /** Added by the CLI from the admin API: the active release and the running deployment; null when the proxy does not answer. */
   rollout?: RolloutSummary | null;
+  /** The monitor's rules: which hold now and the latest actions; null when there are none. */
+  monitor?: MonitorStatusSummary | null;
+}
+
+export interface MonitorStatusSummary {
+  intervalSeconds: number;
+  rules: number;
+  breaching: Array<{ rule: string; metric: string; since: string }>;
+  recent: Array<{ rule: string; metric: string; value: number; action: string; at: string; ok: boolean; outcome: string }>;
+  lastSample: Record<string, number> | null;
 }
 
 export interface RolloutSummary {
