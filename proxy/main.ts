@@ -14,7 +14,7 @@ import { createProxyMetrics, SlicedWindow } from '../monitoring/index.js';
 import { RolloutController, RolloutStore } from '../rollout/index.js';
 import { registerAdminApi } from './admin-api.js';
 import { buildProxyServer } from './server.js';
-import { supervisorLink } from './supervisor-link.js';
+import { healthDetails, supervisorLink } from './supervisor-link.js';
 
 const config = loadConfig();
 const log = createLogger('proxy', { level: config.logLevel });
@@ -49,6 +49,7 @@ const app = await buildProxyServer({
     metrics.observeRequest(color, controller.releaseServedBy(color), latencyMs, statusCode);
   },
   onMetric: (color, name, value) => controller.recordMetric(color, name, value),
+  healthDetails: () => healthDetails(paths.controlSocket, paths.root),
 });
 let initialized = false;
 await registerAdminApi(app, { token: config.adminToken, controller, store, config, metrics: () => metrics.render(), ready: () => initialized });

@@ -19,6 +19,8 @@ export interface ProxyOptions {
   accessLog: AccessLog;
   /** Called once per proxied response: the monitor records it into its colour's current slice. */
   onMeasured?: (color: Color, latencyMs: number, statusCode: number) => void;
+  /** `/healthz?all=1`: every service's state, `degraded` when one is not well. */
+  healthDetails?: () => Promise<{ status: 'ok' | 'degraded'; [key: string]: unknown }>;
   /** An app-reported metric (x-changelens-metric-<name> response header, stripped before the client sees it). */
   onMetric?: (color: Color, name: string, value: number) => void;
 }
@@ -44,7 +46,12 @@ export async function buildProxyServer(options: ProxyOptions) {
   });
   const writeAccessLog = accessLogWriter(options.log, options.accessLog);
 
-  app.get('/healthz', async () => ({ status: 'ok' }));
+  // Liveness stays trivially cheap; `?all=1` asks for every service's state (for a person or a
+  // platform's richer check), still answered 200: liveness must not fail for a degraded dependency.
+  app.get<{ Querystring: { all?: string } }>('/healthz', async (req) => {
+    if (req.query.all !== '1' || !options.healthDetails) return { status: 'ok' };
+    return options.healthDetails();
+  });
   app.get('/readyz', async (_req, reply) => {
     const color = options.routingTable().stable;
     try {

@@ -1,6 +1,7 @@
 // The rollout controller's hands: starting and stopping an API colour through the supervisor's
 // control socket (the proxy runs under the supervisor, which owns pm2).
 import type { Color } from '../lib/config.js';
+import type { ApplianceStatus } from '../lib/contracts/status.js';
 import { queryControl } from '../supervisor/control-socket.js';
 import type { Release } from '../rollout/store.js';
 import type { ColorHealth, SupervisorLink } from '../rollout/controller.js';
@@ -30,4 +31,24 @@ export function supervisorLink(socketPath: string, dataDir: string, upstreams: R
       }
     },
   };
+}
+
+/**
+ * `/healthz?all=1`: each process's pm2 state and Postgres/Redis reachability, from the supervisor;
+ * `degraded` when any is not well (or the supervisor does not answer).
+ */
+export async function healthDetails(socketPath: string, dataDir: string): Promise<{ status: 'ok' | 'degraded'; [key: string]: unknown }> {
+  try {
+    const s = await queryControl<ApplianceStatus>(socketPath, '/status', dataDir, { timeoutMs: 3_000 });
+    const services: Record<string, string> = {};
+    for (const p of s.processes ?? []) if (p.state !== 'not started') services[p.name] = p.state;
+    if (s.services) {
+      services.postgres = s.services.postgres.reachable ? 'reachable' : `unreachable: ${s.services.postgres.error ?? 'no answer'}`;
+      services.redis = s.services.redis.reachable ? 'reachable' : `unreachable: ${s.services.redis.error ?? 'no answer'}`;
+    }
+    const unwell = Object.entries(services).filter(([, state]) => state !== 'online' && state !== 'reachable').map(([name]) => name);
+    return { status: s.phase === 'ready' && unwell.length === 0 ? 'ok' : 'degraded', phase: s.phase, activeColor: s.activeColor, services, ...(unwell.length ? { unwell } : {}), alerts: s.monitor?.breaching ?? [] };
+  } catch (err) {
+    return { status: 'degraded', error: `the supervisor did not answer: ${(err as Error).message}` };
+  }
 }

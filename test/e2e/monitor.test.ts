@@ -48,6 +48,15 @@ async function audit(): Promise<any[]> {
   return ((await res.json()) as { events: any[] }).events;
 }
 
+describe('health', () => {
+  it('/healthz stays trivial; /healthz?all=1 reports every service\'s state', async () => {
+    expect(await (await fetch(`${app.url}/healthz`)).json()).toEqual({ status: 'ok' });
+    const all = await (await fetch(`${app.url}/healthz?all=1`)).json() as any;
+    expect(all).toMatchObject({ status: 'ok', phase: 'ready', activeColor: 'blue', services: { postgres: 'reachable', redis: 'reachable', worker: 'online', 'api-blue': 'online', proxy: 'online' } });
+    expect(all.services).not.toHaveProperty('api-green'); // the idle colour is not started
+  });
+});
+
 describe('monitor rules', () => {
   it('POSTs a webhook rule\'s payload', async () => {
     await until(async () => expect(hooks.length).toBeGreaterThan(0));
