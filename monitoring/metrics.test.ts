@@ -258,3 +258,21 @@ describe('setRollout, countVerdict, countRollback', () => {
     expect(value(s, 'changelens_rollbacks_total', { trigger: 'webhook' })).toBe(1);
   });
 });
+
+describe('setMonitor', () => {
+  it('turns the supervisor\'s cumulative firings into a counter that only goes up, across a supervisor restart', async () => {
+    const m = createProxyMetrics({ processMetrics: false });
+    const firings = async () => value(parse((await m.render()).body), 'changelens_monitor_firings_total', { rule: 'cpu-high' });
+    m.setMonitor({ firings: { 'cpu-high': 2 }, rules: ['cpu-high', 'disk-full'], holding: ['cpu-high'] });
+    expect(await firings()).toBe(2);
+    m.setMonitor({ firings: { 'cpu-high': 3 }, rules: ['cpu-high', 'disk-full'], holding: [] });
+    expect(await firings()).toBe(3);
+    // The supervisor restarted and counts from 0: 1 new firing, the counter never goes down.
+    m.setMonitor({ firings: { 'cpu-high': 1 }, rules: ['cpu-high', 'disk-full'], holding: ['disk-full'] });
+    expect(await firings()).toBe(4);
+    const samples = parse((await m.render()).body);
+    expect(value(samples, 'changelens_monitor_rule_holding', { rule: 'cpu-high' })).toBe(0);
+    expect(value(samples, 'changelens_monitor_rule_holding', { rule: 'disk-full' })).toBe(1);
+    expect(promtool((await m.render()).body).status).toBe(0);
+  });
+});

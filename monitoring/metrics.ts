@@ -42,6 +42,8 @@ export interface ProxyMetrics {
   setRollout(s: RolloutMetricsState): void;
   countVerdict(verdict: 'pass' | 'fail' | 'insufficient'): void;
   countRollback(trigger: string): void;
+  /** The supervisor's monitor: cumulative firings per rule, every rule's name, and which hold now. */
+  setMonitor(m: { firings: Record<string, number>; rules: readonly string[]; holding: readonly string[] }): void;
   /** The text exposition of this registry only. */
   render(): Promise<{ contentType: string; body: string }>;
 }
@@ -117,6 +119,20 @@ export function createProxyMetrics(options: ProxyMetricsOptions = {}): ProxyMetr
     registers: [registry],
   });
 
+  const ruleFirings = new Counter({
+    name: 'changelens_monitor_firings_total',
+    help: 'Monitor rule firings (actions taken), by rule; from the supervisor at scrape time.',
+    labelNames: ['rule'] as const,
+    registers: [registry],
+  });
+  const ruleHolding = new Gauge({
+    name: 'changelens_monitor_rule_holding',
+    help: '1 while a monitor rule\'s condition holds (firing or waiting out its duration), by rule.',
+    labelNames: ['rule'] as const,
+    registers: [registry],
+  });
+  const seenFirings = new Map<string, number>();
+
   // Series that exist from the start, so rate() and alerts see a 0 before the first event.
   for (const v of ['pass', 'fail', 'insufficient']) verdicts.inc({ verdict: v }, 0);
   for (const t of ['judge', 'operator', 'restart']) rollbacks.inc({ trigger: t }, 0);
@@ -182,6 +198,16 @@ export function createProxyMetrics(options: ProxyMetricsOptions = {}): ProxyMetr
 
     countRollback(trigger) {
       rollbacks.inc({ trigger });
+    },
+
+    setMonitor(m) {
+      for (const [rule, total] of Object.entries(m.firings)) {
+        const seen = seenFirings.get(rule) ?? 0;
+        // A restarted supervisor counts from 0 again: a counter only goes up, by what is new.
+        ruleFirings.inc({ rule }, total >= seen ? total - seen : total);
+        seenFirings.set(rule, total);
+      }
+      for (const rule of m.rules) ruleHolding.set({ rule }, m.holding.includes(rule) ? 1 : 0);
     },
 
     async render() {

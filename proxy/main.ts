@@ -14,7 +14,7 @@ import { createProxyMetrics, SlicedWindow } from '../monitoring/index.js';
 import { RolloutController, RolloutStore } from '../rollout/index.js';
 import { registerAdminApi } from './admin-api.js';
 import { buildProxyServer } from './server.js';
-import { healthDetails, supervisorLink } from './supervisor-link.js';
+import { healthDetails, monitorSummary, supervisorLink } from './supervisor-link.js';
 
 const config = loadConfig();
 const log = createLogger('proxy', { level: config.logLevel });
@@ -52,7 +52,15 @@ const app = await buildProxyServer({
   healthDetails: () => healthDetails(paths.controlSocket, paths.root),
 });
 let initialized = false;
-await registerAdminApi(app, { token: config.adminToken, controller, store, config, metrics: () => metrics.render(), ready: () => initialized });
+await registerAdminApi(app, {
+  token: config.adminToken, controller, store, config, ready: () => initialized,
+  metrics: async () => {
+    // The supervisor's monitor joins the exposition at scrape time (it runs in another process).
+    const monitor = await monitorSummary(paths.controlSocket, paths.root);
+    if (monitor) metrics.setMonitor({ firings: monitor.firings, rules: monitor.ruleNames, holding: monitor.breaching.map((b) => b.rule) });
+    return metrics.render();
+  },
+});
 await app.listen({ port: config.port, host: config.host });
 log.info({ port: config.port, activeColor }, 'proxy listening');
 

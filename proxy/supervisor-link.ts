@@ -1,7 +1,7 @@
 // The rollout controller's hands: starting and stopping an API colour through the supervisor's
 // control socket (the proxy runs under the supervisor, which owns pm2).
 import type { Color } from '../lib/config.js';
-import type { ApplianceStatus } from '../lib/contracts/status.js';
+import type { ApplianceStatus, MonitorStatusSummary } from '../lib/contracts/status.js';
 import { queryControl } from '../supervisor/control-socket.js';
 import type { Release } from '../rollout/store.js';
 import type { ColorHealth, SupervisorLink } from '../rollout/controller.js';
@@ -51,4 +51,9 @@ export async function healthDetails(socketPath: string, dataDir: string): Promis
   } catch (err) {
     return { status: 'degraded', error: `the supervisor did not answer: ${(err as Error).message}` };
   }
+}
+
+/** The supervisor's monitor rules (for the Prometheus exposition); null when it does not answer. */
+export function monitorSummary(socketPath: string, dataDir: string): Promise<MonitorStatusSummary | null> {
+  return queryControl<MonitorStatusSummary | null>(socketPath, '/monitor', dataDir, { timeoutMs: 1_000 }).catch(() => null);
 }

@@ -47,6 +47,9 @@ export interface MonitorStatus {
   breaching: Array<{ rule: string; metric: string; since: string }>;
   /** The latest actions, newest first. */
   recent: MonitorAction[];
+  /** Every rule's name, and how often each fired since the supervisor started. */
+  ruleNames: string[];
+  firings: Record<string, number>;
   lastSample: Sample | null;
 }
 
@@ -58,6 +61,7 @@ export class Monitor {
   private readonly recent: MonitorAction[] = [];
   private lastSample: Sample | null = null;
   private busy = false;
+  private readonly firings = new Map<string, number>();
 
   constructor(private readonly o: MonitorOptions) {
     this.engine = new RuleEngine(o.rules);
@@ -79,6 +83,8 @@ export class Monitor {
       rules: this.o.rules.length,
       breaching: this.engine.breaching().map((b) => ({ rule: b.rule, metric: b.metric, since: new Date(b.sinceMs).toISOString() })),
       recent: [...this.recent].reverse(),
+      ruleNames: this.o.rules.map((r) => r.name),
+      firings: Object.fromEntries(this.firings),
       lastSample: this.lastSample,
     };
   }
@@ -107,6 +113,7 @@ export class Monitor {
       ok = false;
       outcome = (err as Error).message;
     }
+    this.firings.set(f.rule.name, (this.firings.get(f.rule.name) ?? 0) + 1);
     const action: MonitorAction = { rule: f.rule.name, metric: f.metric, value: round(f.value), action: f.rule.action, at: new Date(f.atMs).toISOString(), ok, outcome };
     this.recent.push(action);
     if (this.recent.length > 20) this.recent.shift();

@@ -109,6 +109,8 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   routes.push(
     { method: 'POST', path: /^\/processes\/([a-z-]+)\/start(?:\?(.*))?$/, handler: (name, query) => whenReady(() => control.start(name!, releaseEnv(config, query), releaseArtifact(paths, query))) },
     { method: 'POST', path: /^\/processes\/([a-z-]+)\/stop$/, handler: (name) => whenReady(() => control.stop(name!)) },
+    // For the proxy's Prometheus exposition: the monitor's rules, without the full status's probes.
+    { method: 'GET', path: /^\/monitor$/, handler: () => monitoring?.monitor.status() ?? null },
     // Cheap, for the rollout controller: is a colour running (started and not stopped), are all its
     // instances online, and how often has pm2 restarted them (a crash is a fast trip).
     { method: 'GET', path: /^\/processes\/([a-z-]+)$/, handler: async (name) => {

@@ -53,6 +53,8 @@ export interface MonitorStatusSummary {
   rules: number;
   breaching: Array<{ rule: string; metric: string; since: string }>;
   recent: Array<{ rule: string; metric: string; value: number; action: string; at: string; ok: boolean; outcome: string }>;
+  ruleNames: string[];
+  firings: Record<string, number>;
   lastSample: Record<string, number> | null;
 }
 

@@ -99,6 +99,9 @@ describe('monitor rules', () => {
     expect(restarted).toMatchObject({ success: true, details: { metric: 'down:worker', action: 'restart_service' } });
     const status = await runCli(['status'], app.env);
     expect(status.stdout).toMatch(/monitor +3 rules every 1 s/);
+    const metrics = await (await fetch(`${app.url}/_changelens/metrics`, { headers: { authorization: `Bearer ${app.secrets().adminToken}` } })).text();
+    expect(metrics).toMatch(/changelens_monitor_firings_total\{rule="down"\} [1-9]/);
+    expect(metrics).toMatch(/changelens_monitor_firings_total\{rule="hook-on-start"\} 1/);
     expect(status.stdout).toMatch(/down: restarted worker/);
   });
 });
