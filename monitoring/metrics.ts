@@ -42,6 +42,8 @@ export interface ProxyMetrics {
   setRollout(s: RolloutMetricsState): void;
   countVerdict(verdict: 'pass' | 'fail' | 'insufficient'): void;
   countRollback(trigger: string): void;
+  /** A request the candidate could not take, answered by the stable colour instead. */
+  countRetryOnStable(from: Color): void;
   /** The supervisor's monitor: cumulative firings per rule, every rule's name, and which hold now. */
   setMonitor(m: { firings: Record<string, number>; rules: readonly string[]; holding: readonly string[] }): void;
   /** The text exposition of this registry only. */
@@ -132,6 +134,12 @@ export function createProxyMetrics(options: ProxyMetricsOptions = {}): ProxyMetr
     registers: [registry],
   });
   const seenFirings = new Map<string, number>();
+  const retriedOnStable = new Counter({
+    name: 'changelens_retried_on_stable_total',
+    help: 'Idempotent requests the candidate could not take (connection refused or reset) that the stable colour answered, by the colour that failed.',
+    labelNames: ['from'] as const,
+    registers: [registry],
+  });
 
   // Series that exist from the start, so rate() and alerts see a 0 before the first event.
   for (const v of ['pass', 'fail', 'insufficient']) verdicts.inc({ verdict: v }, 0);
@@ -198,6 +206,10 @@ export function createProxyMetrics(options: ProxyMetricsOptions = {}): ProxyMetr
 
     countRollback(trigger) {
       rollbacks.inc({ trigger });
+    },
+
+    countRetryOnStable(from) {
+      retriedOnStable.inc({ from });
     },
 
     setMonitor(m) {

@@ -49,6 +49,7 @@ const app = await buildProxyServer({
     metrics.observeRequest(color, controller.releaseServedBy(color), latencyMs, statusCode);
   },
   onMetric: (color, name, value) => controller.recordMetric(color, name, value),
+  onRetriedOnStable: (from) => metrics.countRetryOnStable(from),
   healthDetails: () => healthDetails(paths.controlSocket, paths.root),
 });
 let initialized = false;

@@ -21,6 +21,8 @@ export interface ProxyOptions {
   onMeasured?: (color: Color, latencyMs: number, statusCode: number) => void;
   /** `/healthz?all=1`: every service's state, `degraded` when one is not well. */
   healthDetails?: () => Promise<{ status: 'ok' | 'degraded'; [key: string]: unknown }>;
+  /** A request to the candidate that could not connect was sent to the stable colour instead. */
+  onRetriedOnStable?: (from: Color) => void;
   /** An app-reported metric (x-changelens-metric-<name> response header, stripped before the client sees it). */
   onMetric?: (color: Color, name: string, value: number) => void;
 }
@@ -33,8 +35,19 @@ declare module 'fastify' {
     setSticky: string | null;
     proxySpan: Span | null;
     proxyContext: Context | null;
+    /** Where a failed connection to the candidate goes instead (null: no retry for this request). */
+    retryColor: Color | null;
+    /** The colour that refused the connection, when the request was retried. */
+    retriedFrom: Color | null;
+    /** What http-proxy handed to reply.from, to send the same request again. */
+    proxyTarget: { dest: string; options: object } | null;
   }
 }
+
+/** Safe to send twice and carry no body (the first attempt consumed the request stream). */
+const RETRYABLE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+/** Failures where the candidate never answered: nothing reached the app, or its socket was dead. */
+const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'ECONNRESET', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'EPIPE']);
 
 const UPSTREAM_READY_TIMEOUT_MS = 1_000;
 const SLOW_REQUEST_MS = 1_000;
@@ -69,12 +82,19 @@ export async function buildProxyServer(options: ProxyOptions) {
     proxied.decorateRequest('setSticky', null);
     proxied.decorateRequest('proxySpan', null);
     proxied.decorateRequest('proxyContext', null);
+    proxied.decorateRequest('retryColor', null);
+    proxied.decorateRequest('retriedFrom', null);
+    proxied.decorateRequest('proxyTarget', null);
     proxied.addHook('onRequest', async (req, reply) => {
-      const decision = route(req.headers, options.routingTable(), Math.random);
+      const table = options.routingTable();
+      const decision = route(req.headers, table, Math.random);
       if ('error' in decision) {
         throw new CL_ERR_BAD_PIN(decision.error);
       }
       req.color = decision.color;
+      // A request the rollout sent to the candidate falls back to the stable colour if the candidate
+      // cannot be reached; a pinned one (a preview) must see the candidate's real failure.
+      req.retryColor = decision.reason !== 'pin' && decision.color !== table.stable && RETRYABLE_METHODS.has(req.method) ? table.stable : null;
       req.setSticky = decision.setSticky ?? null;
       const { span, ctx } = startSpanFrom(req.headers, `proxy ${req.method}`, SpanKind.SERVER);
       span.setAttribute('changelens.color', decision.color);
@@ -93,10 +113,29 @@ export async function buildProxyServer(options: ProxyOptions) {
       writeAccessLog(req, reply);
     });
 
+    const retriedOnStable = options.onRetriedOnStable ?? (() => {});
     await proxied.register(httpProxy, {
       upstream: '',
       prefix: '/',
+      // Remember what was sent, so a refused connection can be sent again to another colour.
+      handler: (req, reply, dest, replyOptions) => {
+        req.proxyTarget = { dest, options: replyOptions };
+        return reply.from(dest, replyOptions);
+      },
       replyOptions: {
+        onError: (reply, { error }) => {
+          const req = reply.request as FastifyRequest;
+          if (req.retryColor !== null && req.retriedFrom === null && req.proxyTarget && !reply.sent && isConnectFailure(error)) {
+            // The judge still sees the candidate fail; the client gets the stable colour's answer.
+            measured(req.color, reply.elapsedTime, 502);
+            retriedOnStable(req.color);
+            req.retriedFrom = req.color;
+            req.color = req.retryColor;
+            // http-proxy hands the handler a getUpstream fixed to the first choice: choose again.
+            return reply.from(req.proxyTarget.dest, { ...req.proxyTarget.options, getUpstream: () => options.upstreams[req.color] });
+          }
+          return reply.send(error);
+        },
         getUpstream: (req) => options.upstreams[(req as FastifyRequest).color],
         rewriteRequestHeaders: (req, headers) => {
           const ctx = (req as FastifyRequest).proxyContext;
@@ -105,6 +144,7 @@ export async function buildProxyServer(options: ProxyOptions) {
         rewriteHeaders: (headers, req) => {
           const r = req as FastifyRequest | undefined;
           const out: Record<string, unknown> = { ...headers, [COLOR_PIN_HEADER]: r?.color };
+          if (r?.retriedFrom) out['x-changelens-retried-from'] = r.retriedFrom;
           for (const name in out) {
             if (!name.startsWith(METRIC_HEADER)) continue;
             const value = Number(out[name]);
@@ -149,4 +189,11 @@ function accessLogWriter(log: Logger, mode: AccessLog): AccessLogWriter {
       if (reply.statusCode >= 500 || reply.elapsedTime > SLOW_REQUEST_MS) write(req, reply);
     };
   }
+}
+
+function isConnectFailure(error: unknown): boolean {
+  for (let e = error as { code?: string; cause?: unknown } | undefined, depth = 0; e && depth < 4; e = e.cause as typeof e, depth++) {
+    if (e.code && CONNECT_FAILURES.has(e.code)) return true;
+  }
+  return false;
 }
