@@ -167,8 +167,8 @@ export async function buildProxyServer(options: ProxyOptions) {
       // One request per connection at a time: pipelining inflates throughput and distorts P99.
       // An idle pooled socket is dropped after 4 s, before any app closes it: the built-in API keeps
       // sockets 72 s, Node's default is 5 s. A socket reused just as the app closes it ("other side
-      // closed", undici #583/#3141) would fail the request; for idempotent ones the retry on the
-      // stable colour (onError above) covers an app with a shorter timeout.
+      // closed", undici #583/#3141) would fail the request; an idempotent request to a candidate with
+      // a shorter timeout is covered by the retry on the stable colour (onError above).
       undici: { connections: 128, pipelining: 1, keepAliveTimeout: 4_000 },
       // reply-from logs two info lines per request otherwise: nothing per request on the hot path.
       disableRequestLogging: true,
