@@ -1,39 +1,64 @@
-// The CLI's way to the admin API of the appliance on this machine: the public port on loopback,
-// with the bearer token from CHANGELENS_ADMIN_TOKEN or the data dir's secrets file.
-import { readFileSync } from 'node:fs';
+// The CLI's way to an appliance's admin API: this machine's public port on loopback by default, or a
+// remote appliance (`--url`, CHANGELENS_URL) as CI uses it. The bearer token comes from
+// CHANGELENS_ADMIN_TOKEN, or, for the local appliance only, from the data dir's secrets file.
+import { createHash } from 'node:crypto';
+import { createReadStream, readFileSync, statSync } from 'node:fs';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type { Config } from '../lib/config.js';
-import { ChangeLensError, CL_ERR_NOT_RUNNING } from '../lib/errors.js';
+import { ChangeLensError, CL_ERR_CLI_USAGE, CL_ERR_UNREACHABLE } from '../lib/errors.js';
 import { dataPaths } from '../lib/paths.js';
 
 export interface AdminClient {
+  /** The admin API's base, e.g. http://127.0.0.1:8080/_changelens. */
+  base: string;
+  remote: boolean;
   get<T>(path: string): Promise<T>;
   post<T>(path: string, body: unknown): Promise<T>;
+  /** Streams a .tar.gz to PUT /api/releases/<version>/artifact with its sha256. */
+  upload<T>(version: string, file: string): Promise<T>;
 }
 
-export function adminClient(config: Config, options: { timeoutMs?: number } = {}): AdminClient {
-  const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
-  const base = `http://${host.includes(':') ? `[${host}]` : host}:${config.port}/_changelens`;
-  const paths = dataPaths(config.dataDir);
+export interface AdminClientOptions {
+  /** A remote appliance's URL (its public origin); default: this machine's. */
+  url?: string | undefined;
+  timeoutMs?: number;
+}
+
+export function adminClient(config: Config, options: AdminClientOptions = {}): AdminClient {
+  const url = options.url ?? process.env.CHANGELENS_URL;
+  const remote = url !== undefined && url !== '';
+  let base: string;
+  if (remote) {
+    if (!/^https?:\/\/[^/\s]+/.test(url)) throw new CL_ERR_CLI_USAGE(`--url: expected http(s)://host[:port] of an appliance, got ${JSON.stringify(url)}`);
+    base = `${url.replace(/\/+$/, '')}/_changelens`;
+  } else {
+    const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+    base = `http://${host.includes(':') ? `[${host}]` : host}:${config.port}/_changelens`;
+  }
+  const secrets = dataPaths(config.dataDir).secrets;
   let token = config.adminToken;
-  const call = async <T>(method: string, path: string, body?: unknown): Promise<T> => {
-    token ??= readToken(paths.secrets);
+
+  const call = async <T>(method: string, path: string, body?: string | ReadableStream, headers: Record<string, string> = {}, timeoutMs = options.timeoutMs ?? 60_000): Promise<T> => {
+    token ??= remote ? missingRemoteToken() : readToken(secrets);
     let res: Response;
     try {
       res = await fetch(base + path, {
         method,
-        headers: { authorization: `Bearer ${token}`, 'x-changelens-actor': actor(), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-        body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(options.timeoutMs ?? 60_000),
-      });
+        headers: { authorization: `Bearer ${token}`, 'x-changelens-actor': actor(), ...headers },
+        body,
+        signal: AbortSignal.timeout(timeoutMs),
+        ...(body instanceof ReadableStream ? { duplex: 'half' } : {}),
+      } as RequestInit);
     } catch (err) {
-      throw new CL_ERR_NOT_RUNNING(`${paths.root} (nothing answers on ${base}: ${(err as Error & { cause?: Error }).cause?.message ?? (err as Error).message})`);
+      throw new CL_ERR_UNREACHABLE(base, describeFetchError(err));
     }
     const text = await res.text();
     let parsed: unknown;
     try {
       parsed = JSON.parse(text);
     } catch {
-      throw new ChangeLensError('CL_ERR_INTERNAL', res.status, `the admin API answered ${res.status} with something that is not JSON: ${text.slice(0, 200)}`, 'is another program listening on the public port?');
+      throw new ChangeLensError('CL_ERR_INTERNAL', res.status, `${base} answered ${res.status} with something that is not JSON: ${text.slice(0, 200)}`, 'is it a ChangeLens appliance? check --url');
     }
     if (!res.ok) {
       const e = parsed as { code?: string; message?: string; hint?: string };
@@ -41,7 +66,42 @@ export function adminClient(config: Config, options: { timeoutMs?: number } = {}
     }
     return parsed as T;
   };
-  return { get: (path) => call('GET', path), post: (path, body) => call('POST', path, body) };
+
+  return {
+    base,
+    remote,
+    get: (path) => call('GET', path),
+    post: (path, body) => call('POST', path, JSON.stringify(body), { 'content-type': 'application/json' }),
+    async upload(version, file) {
+      let size: number;
+      try {
+        size = statSync(file).size;
+      } catch (err) {
+        throw new CL_ERR_CLI_USAGE(`--artifact ${file}: ${(err as Error).message}`);
+      }
+      const hash = createHash('sha256');
+      await pipeline(createReadStream(file), hash);
+      const sha256 = hash.digest('hex');
+      // Streamed, never read whole into memory; a large artifact gets time in proportion.
+      const body = Readable.toWeb(createReadStream(file)) as ReadableStream;
+      return call('PUT', `/api/releases/${encodeURIComponent(version)}/artifact`, body, { 'content-type': 'application/gzip', 'x-changelens-sha256': sha256 }, 60_000 + Math.ceil(size / 100));
+    },
+  };
+}
+
+/** The cause of a failed fetch in a person's words: refused, unknown host, TLS, timeout. */
+function describeFetchError(err: unknown): string {
+  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+  const code = cause?.code ?? (err as { code?: string }).code ?? '';
+  const message = cause?.message ?? (err as Error).message;
+  if ((err as Error).name === 'TimeoutError') return 'no answer in time';
+  if (/CERT|SSL|TLS|SELF_SIGNED|UNABLE_TO_VERIFY/.test(code)) return `TLS: ${code} ${message}`;
+  return code && !message.includes(code) ? `${code} ${message}` : message;
+}
+
+function missingRemoteToken(): never {
+  throw new ChangeLensError('CL_ERR_UNAUTHORIZED', 401, 'no admin token for the remote appliance: set CHANGELENS_ADMIN_TOKEN',
+    'the token is CHANGELENS_ADMIN_TOKEN where the appliance runs, or adminToken in its <data>/state/secrets.json');
 }
 
 function readToken(secretsPath: string): string {
@@ -55,8 +115,8 @@ function readToken(secretsPath: string): string {
     'set CHANGELENS_ADMIN_TOKEN, or run as the user that owns the data dir');
 }
 
-/** Who the audit log records: $CHANGELENS_ACTOR is not a setting, so the login name. */
+/** Who the audit log records: the login name (or the CI's, e.g. GITHUB_ACTOR). */
 function actor(): string {
-  const name = process.env.USER ?? process.env.LOGNAME ?? 'cli';
-  return /^[\w.@:-]{1,64}$/.test(name) ? `cli:${name}`.slice(0, 64) : 'cli';
+  const name = process.env.GITHUB_ACTOR ?? process.env.USER ?? process.env.LOGNAME ?? 'cli';
+  return /^[\w.@:-]{1,60}$/.test(name) ? `cli:${name}` : 'cli';
 }

@@ -63,7 +63,7 @@ const commands: Record<string, Command> = {
 /** The active release and the running deployment, from the admin API; null when it does not answer. */
 async function rolloutSummary(config: ReturnType<typeof loadConfig>): Promise<RolloutSummary | null> {
   try {
-    const s = await adminClient(config, { timeoutMs: 3_000 }).get<{ active: RolloutSummary['active']; routing: { candidateWeight: number }; deployment: (Deployment & { lastVerdict: string | null; lastExplanation: string | null }) | null }>('/api/status');
+    const s = await adminClient(config, { url: '', timeoutMs: 3_000 }).get<{ active: RolloutSummary['active']; routing: { candidateWeight: number }; deployment: (Deployment & { lastVerdict: string | null; lastExplanation: string | null }) | null }>('/api/status');
     const d = s.deployment;
     return {
       active: s.active,

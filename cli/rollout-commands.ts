@@ -1,11 +1,13 @@
 // The rollout commands: deploy (optionally waiting for the verdict), promote, rollback, pause,
 // resume, abort, releases, audit and export. Thin clients of the admin API; each has --json.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { ParseArgsConfig } from 'node:util';
 import { parse } from './args.js';
 import { loadConfig } from '../lib/config.js';
-import { ChangeLensError, CL_ERR_CLI_USAGE, CL_ERR_NOT_RUNNING, EXIT } from '../lib/errors.js';
+import { ChangeLensError, CL_ERR_CLI_USAGE, CL_ERR_UNREACHABLE, EXIT } from '../lib/errors.js';
 import type { AuditEvent, Deployment, Release, StoredVerdict } from '../rollout/index.js';
 import { adminClient } from './admin-client.js';
 
@@ -19,7 +21,8 @@ const NUMERIC_FLAGS = {
   'trip-consecutive-5xx': 'tripConsecutive5xx',
 } as const;
 
-export const ROLLOUT_USAGE = `  changelens deploy <version> [--strategy canary|bluegreen|direct] [--steps 5,25,50,100] [--step-seconds 30]
+export const ROLLOUT_USAGE = `  (each of these takes --url URL, or CHANGELENS_URL, to drive a remote appliance with CHANGELENS_ADMIN_TOKEN)
+  changelens deploy <version> [--strategy canary|bluegreen|direct] [--steps 5,25,50,100] [--step-seconds 30]
                    [--window-seconds 5] [--set KEY=VALUE]… [--artifact PATH] [--wait] [--json]
                    [--p99-ratio 1.5] [--max-error-rate 0.05] [--max-p95-ms N] [--max-p99-ms N] [--min-samples 50]
                    [--failures-to-rollback 2] [--keep-warm-seconds 300] [--inspect-seconds 600] [--preview-seconds 0]
@@ -33,7 +36,7 @@ export const ROLLOUT_USAGE = `  changelens deploy <version> [--strategy canary|b
   changelens export <deployment-id> [--out DIR] [--json]
                                            the result and 5-second bucket metrics (result.json, metrics.json)`;
 
-const common = { json: { type: 'boolean' }, config: { type: 'string' } } as const;
+const common = { json: { type: 'boolean' }, config: { type: 'string' }, url: { type: 'string' } } as const;
 
 export const rolloutCommands: Record<string, Command> = {
   async deploy(args) {
@@ -66,9 +69,18 @@ export const rolloutCommands: Record<string, Command> = {
       }
       body.env = env;
     }
-    if (values.artifact !== undefined) body.artifact = resolve(values.artifact);
+    const api = client(values);
+    if (values.artifact !== undefined) {
+      // A remote appliance cannot read this machine's files: the artifact travels with the request.
+      if (api.remote) {
+        const uploaded = await api.upload<{ sha256: string; bytes: number; unchanged: boolean }>(version, await asTarball(resolve(values.artifact)));
+        process.stderr.write(`artifact ${uploaded.unchanged ? 'already uploaded' : 'uploaded'}: ${uploaded.bytes} bytes, sha256 ${uploaded.sha256}\n`);
+        body.artifact = 'uploaded';
+      } else {
+        body.artifact = resolve(values.artifact);
+      }
+    }
     if (values['metric-rules'] !== undefined) body.metricRules = values['metric-rules'];
-    const api = client(values.config);
     const d = await withFlagNames(api.post<Deployment>('/api/deployments', body));
     if (!values.wait) {
       write(values.json, d, `deployment ${d.id}: ${d.strategy} of ${d.version} onto ${d.candidateColor} (stable ${d.stableVersion} on ${d.stableColor}); follow it with: changelens deployment ${d.id}\n`);
@@ -81,7 +93,7 @@ export const rolloutCommands: Record<string, Command> = {
     const { values } = parse(args, { ...common, limit: { type: 'string' } });
     const limit = values.limit === undefined ? 20 : Number(values.limit);
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new CL_ERR_CLI_USAGE(`--limit: expected an integer 1-1000, got ${JSON.stringify(values.limit)}`);
-    const { deployments } = await client(values.config).get<{ deployments: Deployment[] }>(`/api/deployments?limit=${limit}`);
+    const { deployments } = await client(values).get<{ deployments: Deployment[] }>(`/api/deployments?limit=${limit}`);
     write(values.json, { deployments }, deployments.map((d) => `${d.id}  ${d.version.padEnd(14)} ${d.strategy.padEnd(9)} ${d.status.phase.padEnd(11)} ${d.startedAt}${d.status.reason ? `  ${d.status.reason}` : ''}`).join('\n') + '\n');
     return EXIT.ok;
   },
@@ -89,14 +101,14 @@ export const rolloutCommands: Record<string, Command> = {
   async deployment(args) {
     const { values, positionals } = parse(args, common, true);
     if (positionals.length !== 1) throw new CL_ERR_CLI_USAGE('usage: changelens deployment <id> [--json]');
-    const d = await client(values.config).get<Deployment & { verdicts: StoredVerdict[] }>(`/api/deployments/${encodeURIComponent(positionals[0]!)}`);
+    const d = await client(values).get<Deployment & { verdicts: StoredVerdict[] }>(`/api/deployments/${encodeURIComponent(positionals[0]!)}`);
     write(values.json, d, describe(d) + d.verdicts.map((v) => `  #${v.seq} step ${v.stepIndex + 1} @${Math.round(v.weight * 100)}%  ${v.explanation}`).join('\n') + '\n');
     return EXIT.ok;
   },
 
   async releases(args) {
     const { values } = parse(args, common);
-    const { releases } = await client(values.config).get<{ releases: Array<Release & { active: boolean; lastGood: boolean }> }>('/api/releases');
+    const { releases } = await client(values).get<{ releases: Array<Release & { active: boolean; lastGood: boolean }> }>('/api/releases');
     write(values.json, { releases }, releases.map((r) => `${r.version.padEnd(16)} ${[r.active ? 'active' : '', r.lastGood ? 'last_good' : ''].filter(Boolean).join(',').padEnd(17)} ${r.artifact === 'builtin' ? 'builtin' : r.artifact}  ${Object.keys(r.env).length ? JSON.stringify(r.env) : ''}  ${r.createdAt}`).join('\n') + '\n');
     return EXIT.ok;
   },
@@ -104,7 +116,7 @@ export const rolloutCommands: Record<string, Command> = {
   async audit(args) {
     const { values } = parse(args, { ...common, since: { type: 'string' } });
     const since = values.since ?? '24h';
-    const { events } = await client(values.config).get<{ events: AuditEvent[] }>(`/api/audit?since=${encodeURIComponent(since)}`);
+    const { events } = await client(values).get<{ events: AuditEvent[] }>(`/api/audit?since=${encodeURIComponent(since)}`);
     write(values.json, { events }, events.map((e) => `${e.at}  ${e.eventType.padEnd(9)} ${(e.version ?? '').padEnd(14)} ${e.actor.padEnd(14)} ${e.success ? 'ok ' : 'ERR'} ${e.error ?? JSON.stringify(e.details)}`).join('\n') + '\n');
     return EXIT.ok;
   },
@@ -112,7 +124,7 @@ export const rolloutCommands: Record<string, Command> = {
   async export(args) {
     const { values, positionals } = parse(args, { ...common, out: { type: 'string' } }, true);
     if (positionals.length !== 1) throw new CL_ERR_CLI_USAGE('usage: changelens export <deployment-id> [--out DIR] [--json]');
-    const exported = await client(values.config).get<{ result: unknown; metrics: { total_buckets: number } }>(`/api/deployments/${encodeURIComponent(positionals[0]!)}/export`);
+    const exported = await client(values).get<{ result: unknown; metrics: { total_buckets: number } }>(`/api/deployments/${encodeURIComponent(positionals[0]!)}/export`);
     if (values.out !== undefined) {
       mkdirSync(values.out, { recursive: true });
       writeFileSync(join(values.out, 'result.json'), JSON.stringify(exported.result, null, 2) + '\n');
@@ -128,7 +140,7 @@ for (const action of ['promote', 'rollback', 'pause', 'resume', 'abort'] as cons
     const { values, positionals } = parse(args, { ...common, reason: { type: 'string' } }, true);
     if (positionals.length > 0) throw new CL_ERR_CLI_USAGE(`usage: changelens ${action} [--reason TEXT] [--json] (it acts on the running deployment)`);
     if (values.reason !== undefined && action === 'promote') throw new CL_ERR_CLI_USAGE('--reason: not for promote');
-    const d = await client(values.config).post<Deployment>(`/api/deployment/${action}`, values.reason === undefined ? {} : { reason: values.reason });
+    const d = await client(values).post<Deployment>(`/api/deployment/${action}`, values.reason === undefined ? {} : { reason: values.reason });
     write(values.json, d, describe(d));
     return EXIT.ok;
   };
@@ -145,7 +157,7 @@ async function waitFor(api: ReturnType<typeof adminClient>, id: string, json: bo
       unreachableSince = null;
     } catch (err) {
       // A proxy restarting (pm2 brings it back, and it takes the deployment over) is not the end.
-      const transient = err instanceof CL_ERR_NOT_RUNNING || (err instanceof ChangeLensError && err.statusCode >= 502);
+      const transient = err instanceof CL_ERR_UNREACHABLE || (err instanceof ChangeLensError && err.statusCode >= 502);
       unreachableSince ??= Date.now();
       if (!transient || Date.now() - unreachableSince > 60_000) throw err;
       process.stderr.write(`${new Date().toISOString().slice(11, 19)} the appliance does not answer (${(err as Error).message}); still waiting\n`);
@@ -174,6 +186,24 @@ function describe(d: Deployment): string {
   return `deployment ${d.id}: ${d.strategy} of ${d.version} on ${d.candidateColor} is ${d.status.phase} (step ${d.status.stepIndex + 1}/${d.status.steps.length}, weight ${weightOf(d)}%)${d.status.reason ? `: ${d.status.reason}` : ''}\n`;
 }
 
+/** A directory is packed into a temporary .tar.gz for the upload; a .tar.gz goes as it is. */
+async function asTarball(path: string): Promise<string> {
+  let isDir: boolean;
+  try {
+    isDir = statSync(path).isDirectory();
+  } catch (err) {
+    throw new CL_ERR_CLI_USAGE(`--artifact ${path}: ${(err as Error).message}`);
+  }
+  if (!isDir) {
+    if (!/\.(tar\.gz|tgz)$/.test(path)) throw new CL_ERR_CLI_USAGE(`--artifact ${path}: expected a directory or a .tar.gz`);
+    return path;
+  }
+  const file = join(mkdtempSync(join(tmpdir(), 'changelens-artifact-')), 'artifact.tgz');
+  const packed = spawnSync('tar', ['-czf', file, '--exclude=.git', '--exclude=node_modules/.cache', '-C', path, '.'], { encoding: 'utf8' });
+  if (packed.status !== 0) throw new CL_ERR_CLI_USAGE(`--artifact ${path}: tar could not pack it: ${packed.stderr.trim()}`);
+  return file;
+}
+
 /** The API names body fields (body/stepSeconds); the person typed flags (--step-seconds). */
 async function withFlagNames<T>(p: Promise<T>): Promise<T> {
   try {
@@ -187,8 +217,9 @@ async function withFlagNames<T>(p: Promise<T>): Promise<T> {
   }
 }
 
-function client(configFile: string | undefined) {
-  return adminClient(loadConfig({ file: configFile }));
+/** The admin API of this machine's appliance, or of the one at --url / CHANGELENS_URL. */
+function client(values: { config?: string | undefined; url?: string | undefined }) {
+  return adminClient(loadConfig({ file: values.config }), { url: values.url });
 }
 
 function write(json: boolean | undefined, value: unknown, text: string): void {

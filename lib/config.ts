@@ -88,6 +88,8 @@ const FIELDS = {
   minSamples: { env: 'CHANGELENS_MIN_SAMPLES', doc: 'fewer candidate requests than this in a window make it insufficient: neither pass nor fail', kind: 'int', parse: int(1, 1_000_000), expected: 'an integer 1-1000000', default: 50 },
   failuresToRollback: { env: 'CHANGELENS_FAILURES_TO_ROLLBACK', doc: 'consecutive failing windows that roll back', kind: 'int', parse: int(1, 100), expected: 'an integer 1-100', default: 2 },
   metricRules: { env: 'CHANGELENS_METRIC_RULES', doc: 'rules on metrics the app reports per response in x-changelens-metric-<name> headers, judged on each window\'s mean', kind: 'string', parse: metricRulesSpec, expected: 'name>=number or name<=number, comma-separated, e.g. recall_at_10>=0.30', default: undefined },
+  artifactMaxMb: { env: 'CHANGELENS_ARTIFACT_MAX_MB', doc: 'the largest release artifact an upload may send', kind: 'int', parse: int(1, 10_000), expected: 'megabytes 1-10000', default: 200 },
+  releasesKeep: { env: 'CHANGELENS_RELEASES_KEEP', doc: 'release artifact directories kept in releases/ (the active, last_good and running ones always are)', kind: 'int', parse: int(1, 1000), expected: 'an integer 1-1000', default: 10 },
   tripConsecutive5xx: { env: 'CHANGELENS_TRIP_CONSECUTIVE_5XX', doc: 'this many 5xx in a row from the candidate roll back at once, without waiting for a window (0: off)', kind: 'int', parse: int(0, 10_000), expected: 'an integer 0-10000 (0 turns the trip off)', default: 5 },
   keepWarmSeconds: { env: 'CHANGELENS_KEEP_WARM_SECONDS', doc: 'how long the previous colour keeps running after a promotion, so switching back is instant', kind: 'int', parse: int(0, 604_800), expected: 'seconds 0-604800', default: 300 },
   inspectSeconds: { env: 'CHANGELENS_INSPECT_SECONDS', doc: 'how long a rolled-back candidate keeps running for inspection (pin to it)', kind: 'int', parse: int(0, 604_800), expected: 'seconds 0-604800', default: 600 },
@@ -118,7 +120,8 @@ type Optional = { [K in keyof Fields as Fields[K]['default'] extends undefined ?
 export type Config = Readonly<Required & Optional>;
 
 /** Environment variables that are not config keys but are ours to read. */
-const OTHER_ENV = new Set(['CHANGELENS_CONFIG']);
+/** The CLI's own: which appliance to talk to. */
+const OTHER_ENV = new Set(['CHANGELENS_CONFIG', 'CHANGELENS_URL']);
 const ENV_TO_FIELD = new Map<string, keyof Fields>(
   (Object.keys(FIELDS) as (keyof Fields)[]).map((k) => [FIELDS[k].env, k]),
 );

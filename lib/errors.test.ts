@@ -17,6 +17,7 @@ const SAMPLES: Record<string, { args: string[]; message: string }> = {
   CL_ERR_ARTIFACT_INVALID: { args: ['artifact /x: no such file'], message: 'artifact /x: no such file' },
   CL_ERR_INVALID_REQUEST: { args: ['body/steps: expected increasing percentages'], message: 'body/steps: expected increasing percentages' },
   CL_ERR_UNAUTHORIZED: { args: [], message: 'missing or wrong bearer token' },
+  CL_ERR_UNREACHABLE: { args: ['https://x/_changelens', 'ECONNREFUSED'], message: 'nothing answers at https://x/_changelens: ECONNREFUSED' },
   CL_ERR_BAD_PIN: { args: ['header x-changelens-color: expected blue or green, got "red"'], message: 'header x-changelens-color: expected blue or green, got "red"' },
   CL_ERR_CONFIG_INVALID: { args: ['  - PORT: expected a TCP port 1-65535, got "x"'], message: 'invalid configuration:\n  - PORT: expected a TCP port 1-65535, got "x"' },
   CL_ERR_CLI_USAGE: { args: ['unknown command "bogus"'], message: 'unknown command "bogus"' },

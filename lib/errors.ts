@@ -114,6 +114,9 @@ export const CL_ERR_ARTIFACT_INVALID = defineError<[string]>(
 export const CL_ERR_INVALID_REQUEST = defineError<[string]>(
   'CL_ERR_INVALID_REQUEST', 400, '%s',
   'correct the named field; changelens deploy --help lists every option and its range');
+export const CL_ERR_UNREACHABLE = defineError<[string, string]>(
+  'CL_ERR_UNREACHABLE', 503, 'nothing answers at %s: %s',
+  'check --url (or CHANGELENS_URL), that the appliance runs, and the network between; a TLS error means its certificate is not trusted here (NODE_EXTRA_CA_CERTS)');
 export const CL_ERR_BAD_PIN = defineError<[string]>(
   'CL_ERR_BAD_PIN', 400, '%s',
   'pin a colour with x-changelens-color: blue|green (header) or changelens-color=blue|green (cookie), or send neither');
@@ -139,6 +142,6 @@ export const EXIT = { ok: 0, failure: 1, usage: 2, notRunning: 3 } as const;
 export function exitCodeFor(err: unknown): number {
   if (!(err instanceof ChangeLensError)) return EXIT.failure;
   if (err.code === 'CL_ERR_CONFIG_INVALID' || err.code === 'CL_ERR_CLI_USAGE') return EXIT.usage;
-  if (err.code === 'CL_ERR_NOT_RUNNING') return EXIT.notRunning;
+  if (err.code === 'CL_ERR_NOT_RUNNING' || err.code === 'CL_ERR_UNREACHABLE') return EXIT.notRunning;
   return EXIT.failure;
 }

@@ -10,6 +10,8 @@ import { parseMetricRules } from '../lib/contracts/metric-rules.js';
 import { CL_ERR_DEPENDENCY_FAILED, CL_ERR_INVALID_REQUEST, CL_ERR_NOT_FOUND, CL_ERR_UNAUTHORIZED } from '../lib/errors.js';
 import type { DeployRequest, RolloutController } from '../rollout/controller.js';
 import type { Plan, RolloutStore, Strategy } from '../rollout/store.js';
+import { receiveArtifact } from '../rollout/upload.js';
+import { Readable } from 'node:stream';
 
 export interface AdminApiOptions {
   token: string;
@@ -18,6 +20,8 @@ export interface AdminApiOptions {
   config: Config;
   /** The Prometheus exposition (monitoring/metrics.ts). */
   metrics: () => Promise<{ contentType: string; body: string }>;
+  /** <data>/releases: where uploaded artifacts go. */
+  releasesDir: string;
   /** Rollout state loaded from Postgres; until then the API answers 503. */
   ready: () => boolean;
 }
@@ -115,6 +119,20 @@ export async function registerAdminApi(app: AdminHost, o: AdminApiOptions): Prom
     }
 
     admin.get('/api/releases', async () => ({ releases: await o.store.releases(), pointers: await o.store.pointers() }));
+
+    // CI uploads a release's app (a .tar.gz, streamed) before deploying it with artifact "uploaded".
+    admin.addContentTypeParser(['application/gzip', 'application/x-gzip', 'application/octet-stream'], (_req, payload, done) => done(null, payload));
+    admin.put<{ Params: { version: string }; Headers: { 'x-changelens-sha256'?: string } }>('/api/releases/:version/artifact', {
+      schema: {
+        params: { type: 'object', properties: { version: DEPLOY_FIELDS.version } },
+        headers: { type: 'object', required: ['x-changelens-sha256'], properties: { 'x-changelens-sha256': { type: 'string', pattern: '^[0-9a-fA-F]{64}$' } } },
+      },
+    }, async (req, reply) => {
+      if (!(req.body instanceof Readable)) throw new CL_ERR_INVALID_REQUEST('body: expected the artifact as application/gzip (a .tar.gz)');
+      const result = await receiveArtifact(req.body, { releasesDir: o.releasesDir, version: req.params.version, sha256: req.headers['x-changelens-sha256']!, maxBytes: o.config.artifactMaxMb * 1024 * 1024 });
+      await o.store.audit({ eventType: 'upload', deploymentId: null, actor: actorOf(req), version: result.version, details: { sha256: result.sha256, bytes: result.bytes, unchanged: result.unchanged }, success: true, error: null });
+      return reply.code(result.unchanged ? 200 : 201).send(result);
+    });
 
     admin.get<{ Querystring: { since?: string; limit?: number } }>('/api/audit', {
       schema: { querystring: { type: 'object', properties: { since: { type: 'string' }, limit: { type: 'integer', minimum: 1, maximum: 10_000 } } } },

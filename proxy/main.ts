@@ -35,6 +35,7 @@ const controller = new RolloutController({
   supervisor: supervisorLink(paths.controlSocket, paths.root, upstreams, config.readyTimeoutMs),
   routingPath: paths.routing,
   releasesDir: paths.releases,
+  releasesKeep: config.releasesKeep,
   hooks: { urls: config.hookUrls?.split(',').map((u) => u.trim()) ?? [], command: config.hookCommand, timeoutMs: config.hookTimeoutMs },
   initialRelease: snapshot?.release ?? { version: 'initial', artifact: BUILTIN_ARTIFACT, env: {} },
 });
@@ -54,7 +55,7 @@ const app = await buildProxyServer({
 });
 let initialized = false;
 await registerAdminApi(app, {
-  token: config.adminToken, controller, store, config, ready: () => initialized,
+  token: config.adminToken, controller, store, config, ready: () => initialized, releasesDir: paths.releases,
   metrics: async () => {
     // The supervisor's monitor joins the exposition at scrape time (it runs in another process).
     const monitor = await monitorSummary(paths.controlSocket, paths.root);

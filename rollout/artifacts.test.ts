@@ -1,9 +1,9 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { importArtifact } from './artifacts.js';
+import { importArtifact, pruneReleaseDirs } from './artifacts.js';
 
 function appDir(root: string, files: Record<string, string>): string {
   mkdirSync(root, { recursive: true });
@@ -49,5 +49,22 @@ describe('importArtifact', () => {
       expect(() => importArtifact(source, releases, 'v1'), source).toThrow(message);
     }
     expect(existsSync(releases) ? readdirSync(releases) : []).toEqual([]);
+  });
+});
+
+describe('pruneReleaseDirs', () => {
+  it('keeps the newest N and every protected one, removes exactly the rest, ignores temporary entries', () => {
+    const releases = mkdtempSync(join(tmpdir(), 'prune-'));
+    const names = ['v1', 'v2', 'v3', 'v4', 'v5'];
+    names.forEach((name, i) => {
+      mkdirSync(join(releases, name));
+      const t = new Date(Date.UTC(2026, 0, 1 + i)); // v5 newest
+      utimesSync(join(releases, name), t, t);
+    });
+    mkdirSync(join(releases, '.unpack-v6-1'));
+    const removed = pruneReleaseDirs(releases, 2, new Set([join(releases, 'v1')]));
+    expect(removed.sort()).toEqual([join(releases, 'v2'), join(releases, 'v3')]);
+    expect(readdirSync(releases).sort()).toEqual(['.unpack-v6-1', 'v1', 'v4', 'v5']);
+    expect(pruneReleaseDirs(join(releases, 'nope'), 1, new Set())).toEqual([]);
   });
 });

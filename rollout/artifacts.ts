@@ -38,3 +38,23 @@ export function importArtifact(source: string, releasesDir: string, version: str
     rmSync(tmp, { recursive: true, force: true });
   }
 }
+
+/**
+ * Keeps the newest `keep` release directories in releases/ and every protected one (the active and
+ * last_good releases, a running deployment's); removes the rest. Returns what it removed.
+ */
+export function pruneReleaseDirs(releasesDir: string, keep: number, protectedDirs: ReadonlySet<string>): string[] {
+  if (!existsSync(releasesDir)) return [];
+  const dirs = readdirSync(releasesDir)
+    .filter((name) => !name.startsWith('.') && !name.includes('.tmp-'))
+    .map((name) => join(releasesDir, name))
+    .filter((dir) => statSync(dir).isDirectory())
+    .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
+  const removed: string[] = [];
+  for (const dir of dirs.slice(keep)) {
+    if (protectedDirs.has(dir)) continue;
+    rmSync(dir, { recursive: true, force: true });
+    removed.push(dir);
+  }
+  return removed;
+}

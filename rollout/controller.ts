@@ -5,8 +5,10 @@
 // (promote, rollback, pause, resume, abort) take the same lock and wake the driver.
 import type { Color } from '../lib/config.js';
 import { BUILTIN_ARTIFACT } from '../lib/contracts/releases.js';
-import { CL_ERR_DEPLOYMENT_RUNNING, CL_ERR_NO_DEPLOYMENT, CL_ERR_RELEASE_CONFLICT } from '../lib/errors.js';
-import { importArtifact } from './artifacts.js';
+import { CL_ERR_DEPLOYMENT_RUNNING, CL_ERR_INVALID_REQUEST, CL_ERR_NO_DEPLOYMENT, CL_ERR_RELEASE_CONFLICT } from '../lib/errors.js';
+import { importArtifact, pruneReleaseDirs } from './artifacts.js';
+import { uploadedArtifact } from './upload.js';
+import { existsSync } from 'node:fs';
 import type { Logger } from '../lib/logger.js';
 import { writeRoutingSnapshot } from '../lib/routing-snapshot.js';
 import { consecutiveFailures, judgeWindow, type JudgeRules, type RuleResult, type SlicedWindow, type WindowJudgement, type WindowStats, type WindowVerdict } from '../monitoring/index.js';
@@ -65,6 +67,8 @@ export interface ControllerOptions {
   routingPath: string;
   /** <data>/releases: where artifacts are imported. */
   releasesDir: string;
+  /** How many release directories to keep (CHANGELENS_RELEASES_KEEP). */
+  releasesKeep: number;
   hooks: HookOptions;
   gauges?: RolloutGauges;
   /** The active colour the routing snapshot gave at start. */
@@ -100,6 +104,8 @@ interface Run {
   lastExplanation: string | null;
 }
 
+/** A deploy's artifact that PUT /api/releases/<version>/artifact uploaded before. */
+export const UPLOADED = 'uploaded';
 const GRACE_MS = 30; // a response that ended in a window's last millisecond is recorded by now
 const WATCH_INTERVAL_MS = 250;
 const WATCH_NOT_READY = 2;
@@ -181,10 +187,16 @@ export class RolloutController {
       // Refused before anything is copied: one deployment at a time (Postgres decides races below).
       if (this.run) throw new CL_ERR_DEPLOYMENT_RUNNING(this.run.d.id, this.run.d.version, this.run.d.status.phase);
       const existing = await store.release(req.version);
-      if (existing && req.artifact !== undefined) throw new CL_ERR_RELEASE_CONFLICT(req.version, 'artifact');
+      // "uploaded": what PUT /api/releases/<version>/artifact stored (from CI).
+      const uploaded = req.artifact === UPLOADED ? uploadedArtifact(this.o.releasesDir, req.version) : null;
+      if (req.artifact === UPLOADED && uploaded === null) throw new CL_ERR_INVALID_REQUEST(`body/artifact: no artifact was uploaded for ${req.version} (PUT /_changelens/api/releases/${req.version}/artifact first)`);
+      if (existing && req.artifact !== undefined && !(uploaded !== null && existing.artifact === uploaded)) throw new CL_ERR_RELEASE_CONFLICT(req.version, 'artifact');
+      if (existing && existing.artifact !== BUILTIN_ARTIFACT && !existsSync(existing.artifact)) {
+        throw new CL_ERR_INVALID_REQUEST(`release ${req.version}: its artifact was pruned from releases/; upload it again`);
+      }
       const release = await store.putRelease({
         version: req.version,
-        artifact: existing?.artifact ?? importArtifact(req.artifact ?? BUILTIN_ARTIFACT, this.o.releasesDir, req.version),
+        artifact: existing?.artifact ?? uploaded ?? importArtifact(req.artifact ?? BUILTIN_ARTIFACT, this.o.releasesDir, req.version),
         env: req.env ?? existing?.env ?? {},
         createdBy: req.actor,
       });
@@ -525,6 +537,7 @@ export class RolloutController {
   }
 
   private finish(run: Run): void {
+    void this.pruneReleases();
     if (this.run === run) this.run = null;
     // Whatever raced with the ending (a verdict swapping to stable), the active colour takes all.
     this.table = stableOnly(this.active.color);
@@ -632,6 +645,22 @@ export class RolloutController {
       await fn();
       return !isTerminal(run.d.status.phase);
     });
+  }
+
+  /** Old release directories go once a deployment ends; what is active, last_good or running stays. */
+  private async pruneReleases(): Promise<void> {
+    try {
+      const { active, lastGood } = await this.o.store.pointers();
+      const protectedDirs = new Set<string>();
+      for (const version of [active?.version, lastGood?.version, this.run?.d.version, this.releaseOf.blue, this.releaseOf.green]) {
+        const release = version ? await this.o.store.release(version) : null;
+        if (release && release.artifact !== BUILTIN_ARTIFACT) protectedDirs.add(release.artifact);
+      }
+      const removed = pruneReleaseDirs(this.o.releasesDir, this.o.releasesKeep, protectedDirs);
+      if (removed.length > 0) this.o.log.info({ removed }, `pruned ${removed.length} old release director${removed.length === 1 ? 'y' : 'ies'}`);
+    } catch (err) {
+      this.o.log.warn({ err: (err as Error).message }, 'could not prune old releases');
+    }
   }
 
   private colorOps: Promise<unknown> = Promise.resolve();

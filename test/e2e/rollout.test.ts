@@ -3,10 +3,11 @@
 // back, the proxy killed -9 mid-rollout, the admin API's refusals, the CLI, exports, hooks,
 // another app as an artifact, and the Prometheus exposition checked by promtool.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { launchAppliance, runCli, type Appliance } from '../../bench/harness.js';
+import { freePorts, launchAppliance, runCli, type Appliance } from '../../bench/harness.js';
 import { reapOrphans } from '../../supervisor/index.js';
 import { startLoad, type Load } from '../../bench/load.js';
 
@@ -407,5 +408,82 @@ describe('observability of rollouts', () => {
     const types = new Set(events.map((e) => e.type));
     expect([...types].sort()).toEqual(['deploy', 'promote', 'rollback']);
     expect(events.find((e) => e.type === 'rollback')).toMatchObject({ version: expect.any(String), phase: expect.any(String), reason: expect.any(String) });
+  });
+});
+
+describe('shipping from CI: upload and the remote CLI', () => {
+  /** A tiny app of its own, answering `status` to everything. */
+  function appDir(name: string, status: number): string {
+    const dir = join(app.dataDir, '..', `${name}-${process.pid}`);
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'package.json'), JSON.stringify({ name, main: 'server.js' }));
+    writeFileSync(join(dir, 'server.js'), `require('node:http').createServer((req, res) => {
+      res.statusCode = req.url === '/readyz' ? 200 : ${status};
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ app: '${name}' }));
+    }).listen(Number(process.env.PORT), '127.0.0.1');\n`);
+    return dir;
+  }
+  const remoteEnv = () => ({ ...app.env, CHANGELENS_DATA_DIR: '/nonexistent', CHANGELENS_ADMIN_TOKEN: token });
+
+  it('refuses without a token, with a wrong one, and says when nothing answers', async () => {
+    const none = await runCli(['releases', '--url', app.url], { ...app.env, CHANGELENS_DATA_DIR: '/nonexistent' });
+    expect(none.code).toBe(1);
+    expect(none.stderr).toContain('no admin token for the remote appliance');
+    const wrong = await runCli(['releases', '--url', app.url], { ...remoteEnv(), CHANGELENS_ADMIN_TOKEN: 'x'.repeat(24) });
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toContain('CL_ERR_UNAUTHORIZED');
+    const [deadPort] = await freePorts(1);
+    const dead = await runCli(['releases', '--url', `http://127.0.0.1:${deadPort}`], remoteEnv());
+    expect(dead.code).toBe(3);
+    expect(dead.stderr).toContain(`CL_ERR_UNREACHABLE: nothing answers at http://127.0.0.1:${deadPort}/_changelens: connect ECONNREFUSED`);
+    const ok = await runCli(['releases', '--json'], { ...remoteEnv(), CHANGELENS_URL: app.url });
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(JSON.parse(ok.stdout).releases.length).toBeGreaterThan(1);
+  });
+
+  it('uploads, deploys and waits: a good app is promoted (exit 0), one answering 5xx is rolled back (exit 1)', async () => {
+    const good = await runCli(['deploy', 'up-good', '--artifact', appDir('up-good', 200), '--url', app.url, '--strategy', 'direct', '--wait', '--json'], remoteEnv(), 90_000);
+    expect(good.code, good.stderr).toBe(0);
+    expect(good.stderr).toMatch(/artifact uploaded: \d+ bytes, sha256 [0-9a-f]{64}/);
+    expect(JSON.parse(good.stdout).status.phase).toBe('promoted');
+    expect(await (await fetch(`${app.url}/anything`)).json()).toEqual({ app: 'up-good' });
+    const load = startLoad(`${app.url}/x`, RATE);
+    try {
+      const bad = await runCli(['deploy', 'up-bad', '--artifact', appDir('up-bad', 500), '--url', app.url, '--wait'], remoteEnv(), 90_000);
+      expect(bad.code).toBe(1);
+      expect(bad.stdout).toMatch(/rolled_back/);
+    } finally {
+      await load.stop();
+    }
+    expect((await active()).version).toBe('up-good');
+    // Back to the built-in API for whatever runs after.
+    expect((await finished((await deploy({ version: 'cli-good', strategy: 'direct' })).id)).status.phase).toBe('promoted');
+  });
+
+  it('refuses an upload with a wrong sha256, a zip-slip archive, or other content for an uploaded version', async () => {
+    const put = async (version: string, body: Buffer, sha256: string) => {
+      const res = await fetch(`${app.url}/_changelens/api/releases/${version}/artifact`, { method: 'PUT', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/gzip', 'x-changelens-sha256': sha256 }, body });
+      return { status: res.status, body: await res.json() as any };
+    };
+    const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+    const dir = appDir('up-slip', 200);
+    writeFileSync(join(dir, '..', 'up-slip-x'), 'escape');
+    const evil = spawnSync('tar', ['-czf', '-', '-P', 'package.json', 'server.js', '../up-slip-x'], { cwd: dir }).stdout;
+    const refused = await put('slip-1', evil, sha(evil));
+    expect(refused.status).toBe(400);
+    expect(refused.body.message).toMatch(/climbs out with \.\./);
+    const wrongSha = await put('slip-2', evil, 'f'.repeat(64));
+    expect(wrongSha.body.message).toContain('sha256');
+    const releases = join(app.dataDir, 'releases');
+    expect(readdirSync(releases).filter((n) => n.startsWith('slip') || n.startsWith('.'))).toEqual([]);
+    const good = spawnSync('tar', ['-czf', '-', 'package.json', 'server.js'], { cwd: dir }).stdout;
+    expect((await put('up-same', good, sha(good))).status).toBe(201);
+    expect((await put('up-same', good, sha(good))).status).toBe(200);
+    writeFileSync(join(dir, 'server.js'), '// another build');
+    const other = spawnSync('tar', ['-czf', '-', 'package.json', 'server.js'], { cwd: dir }).stdout;
+    const conflict = await put('up-same', other, sha(other));
+    expect(conflict.status).toBe(409);
+    expect(conflict.body.code).toBe('CL_ERR_RELEASE_CONFLICT');
   });
 });
