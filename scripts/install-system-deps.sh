@@ -35,9 +35,11 @@ if ! command -v redis-server >/dev/null 2>&1 ||
 fi
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
 command -v tini >/dev/null 2>&1 || missing+=(tini)
-# Test-only: promtool (Debian ships it in the prometheus server package).
+# Test-only: promtool (Debian ships it in the prometheus server package) and openssl.
 if [ "$with_test" = 1 ]; then
   command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+  # openssl makes an untrusted certificate for the remote CLI's TLS test.
+  command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then

@@ -4,6 +4,7 @@
 // another app as an artifact, and the Prometheus exposition checked by promtool.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { createServer as createHttpsServer } from 'node:https';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -438,6 +439,20 @@ describe('shipping from CI: upload and the remote CLI', () => {
     const dead = await runCli(['releases', '--url', `http://127.0.0.1:${deadPort}`], remoteEnv());
     expect(dead.code).toBe(3);
     expect(dead.stderr).toContain(`CL_ERR_UNREACHABLE: nothing answers at http://127.0.0.1:${deadPort}/_changelens: connect ECONNREFUSED`);
+    // An appliance behind a certificate this machine does not trust: said to be TLS, not "down".
+    const certDir = join(app.dataDir, '..', `tls-${process.pid}`);
+    mkdirSync(certDir, { recursive: true });
+    const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-days', '1', '-keyout', join(certDir, 'key.pem'), '-out', join(certDir, 'cert.pem')], { encoding: 'utf8' });
+    expect(made.status, made.stderr).toBe(0);
+    const tls = createHttpsServer({ key: readFileSync(join(certDir, 'key.pem')), cert: readFileSync(join(certDir, 'cert.pem')) }, (_req, res) => res.end('{}'));
+    await new Promise<void>((r) => tls.listen(0, '127.0.0.1', r));
+    try {
+      const untrusted = await runCli(['releases', '--url', `https://127.0.0.1:${(tls.address() as { port: number }).port}`], remoteEnv());
+      expect(untrusted.code).toBe(3);
+      expect(untrusted.stderr).toMatch(/CL_ERR_UNREACHABLE: nothing answers at https:\/\/127\.0\.0\.1:\d+\/_changelens: TLS: DEPTH_ZERO_SELF_SIGNED_CERT/);
+    } finally {
+      tls.close();
+    }
     const ok = await runCli(['releases', '--json'], { ...remoteEnv(), CHANGELENS_URL: app.url });
     expect(ok.code, ok.stderr).toBe(0);
     expect(JSON.parse(ok.stdout).releases.map((r: any) => r.version)).toContain('initial');
