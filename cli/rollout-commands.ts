@@ -26,7 +26,7 @@ export const ROLLOUT_USAGE = `  (each of these takes --url URL, or CHANGELENS_UR
                    [--window-seconds 5] [--set KEY=VALUE]… [--artifact PATH] [--wait] [--json]
                    [--p99-ratio 1.5] [--max-error-rate 0.05] [--max-p95-ms N] [--max-p99-ms N] [--min-samples 50]
                    [--failures-to-rollback 2] [--keep-warm-seconds 300] [--inspect-seconds 600] [--preview-seconds 0]
-                   [--trip-consecutive-5xx 5] [--metric-rules recall_at_10>=0.30]
+                   [--trip-consecutive-5xx 5] [--metric-rules recall_at_10>=0.30] [--no-sequential]
                                            roll a release out on the idle colour; --wait exits 0 when promoted, 1 otherwise
   changelens promote|rollback|pause|resume|abort [--reason TEXT] [--json]
                                            act on the running deployment
@@ -41,7 +41,7 @@ const common = { json: { type: 'boolean' }, config: { type: 'string' }, url: { t
 export const rolloutCommands: Record<string, Command> = {
   async deploy(args) {
     const options = {
-      ...common, strategy: { type: 'string' }, steps: { type: 'string' }, 'metric-rules': { type: 'string' }, set: { type: 'string', multiple: true }, artifact: { type: 'string' }, wait: { type: 'boolean' },
+      ...common, strategy: { type: 'string' }, steps: { type: 'string' }, 'metric-rules': { type: 'string' }, 'no-sequential': { type: 'boolean' }, set: { type: 'string', multiple: true }, artifact: { type: 'string' }, wait: { type: 'boolean' },
       ...Object.fromEntries(Object.keys(NUMERIC_FLAGS).map((f) => [f, { type: 'string' }])),
     } as const satisfies ParseArgsConfig['options'];
     const { values, positionals } = parse(args, options, true);
@@ -81,6 +81,7 @@ export const rolloutCommands: Record<string, Command> = {
       }
     }
     if (values['metric-rules'] !== undefined) body.metricRules = values['metric-rules'];
+    if (values['no-sequential']) body.sequential = false;
     const d = await withFlagNames(api.post<Deployment>('/api/deployments', body));
     if (!values.wait) {
       write(values.json, d, `deployment ${d.id}: ${d.strategy} of ${d.version} onto ${d.candidateColor} (stable ${d.stableVersion} on ${d.stableColor}); follow it with: changelens deployment ${d.id}\n`);

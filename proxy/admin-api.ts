@@ -49,9 +49,10 @@ const DEPLOY_FIELDS = {
   previewSeconds: { type: 'integer', minimum: 0, maximum: 86_400 },
   tripConsecutive5xx: { type: 'integer', minimum: 0, maximum: 10_000 },
   metricRules: { type: 'string', maxLength: 1000 },
+  sequential: { type: 'boolean' },
 } as const;
 
-type DeployBody = { version: string; strategy?: Strategy; steps?: number[]; env?: Record<string, string>; artifact?: string; metricRules?: string } & Partial<Record<Exclude<keyof typeof DEPLOY_FIELDS, 'version' | 'strategy' | 'steps' | 'env' | 'artifact' | 'metricRules'>, number>>;
+type DeployBody = { version: string; strategy?: Strategy; steps?: number[]; env?: Record<string, string>; artifact?: string; metricRules?: string; sequential?: boolean } & Partial<Record<Exclude<keyof typeof DEPLOY_FIELDS, 'version' | 'strategy' | 'steps' | 'env' | 'artifact' | 'metricRules' | 'sequential'>, number>>;
 
 function reasonOf(body: unknown): string | undefined {
   if (body === undefined || body === null || body === '') return undefined;
@@ -182,6 +183,7 @@ export function deployRequest(body: DeployBody, config: Config, actor: string): 
     inspectSeconds: body.inspectSeconds ?? config.inspectSeconds,
     previewSeconds: body.previewSeconds ?? config.previewSeconds,
     tripConsecutive5xx: body.tripConsecutive5xx ?? config.tripConsecutive5xx,
+    sequential: body.sequential ?? config.sequential === '1',
   };
   if (plan.windowSeconds > plan.stepSeconds) throw new CL_ERR_INVALID_REQUEST(`body/windowSeconds: expected at most stepSeconds (${plan.stepSeconds}), got ${plan.windowSeconds}`);
   return { version: body.version, strategy, steps, env, artifact: body.artifact, plan, actor };

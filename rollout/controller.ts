@@ -12,6 +12,7 @@ import { existsSync } from 'node:fs';
 import type { Logger } from '../lib/logger.js';
 import { writeRoutingSnapshot } from '../lib/routing-snapshot.js';
 import { consecutiveFailures, judgeWindow, type JudgeRules, type RuleResult, type SlicedWindow, type WindowJudgement, type WindowStats, type WindowVerdict } from '../monitoring/index.js';
+import { SequentialJudge } from '../monitoring/sequential.js';
 import { stableOnly, type RoutingTable } from '../proxy/router.js';
 import { fireHooks, type HookEventType, type HookOptions } from './hooks.js';
 import { candidateWeight, initialStatus, isTerminal, transition, type DeploymentEvent, type Phase } from './state-machine.js';
@@ -101,6 +102,11 @@ interface Run {
   maxWeight: number;
   /** 5xx in a row from the candidate (a fast trip at plan.tripConsecutive5xx). */
   consecutive5xx: number;
+  /** The early-verdict tests, fed once a second with what `acc` counted; null when off. */
+  sequential: SequentialJudge | null;
+  acc: { count: number; slow: number; errors: number };
+  /** A candidate request slower than this (the stable P99) counts as slow; null: not known yet. */
+  slowThresholdMs: number | null;
   lastExplanation: string | null;
 }
 
@@ -108,6 +114,9 @@ interface Run {
 export const UPLOADED = 'uploaded';
 const GRACE_MS = 30; // a response that ended in a window's last millisecond is recorded by now
 const WATCH_INTERVAL_MS = 250;
+const SEQUENTIAL_TICK_MS = 1_000;
+/** Stable requests needed before its P99 defines "slow" for the latency test. */
+const SEQUENTIAL_MIN_BASELINE = 100;
 const WATCH_NOT_READY = 2;
 
 /** The candidate takes traffic and is being judged. */
@@ -150,6 +159,10 @@ export class RolloutController {
       else if (now >= rb.swappedAtMs) rb.candidateInFlightAtSwap++;
       return;
     }
+    const acc = run.acc;
+    acc.count++;
+    if (run.slowThresholdMs !== null && latencyMs > run.slowThresholdMs) acc.slow++;
+    if (statusCode >= 500) acc.errors++;
     // Fast trip: a run of 5xx does not wait for a window (Envoy ejects a host after 5 in a row).
     if (statusCode < 500) run.consecutive5xx = 0;
     else if (++run.consecutive5xx === run.d.plan.tripConsecutive5xx && run.d.plan.tripConsecutive5xx > 0 && judging(run)) {
@@ -207,7 +220,7 @@ export class RolloutController {
         candidateColor: other(stableColor), status: initialStatus(steps), plan: req.plan, actor: req.actor,
       });
       await this.audit('deploy', d, req.actor, { strategy: d.strategy, steps, plan: d.plan, candidateColor: d.candidateColor, stableVersion: d.stableVersion });
-      const run: Run = { d, release, history: [], seq: 0, stepStartedMs: Date.now(), baseline: null, wake: () => {}, rollback: null, maxWeight: 0, consecutive5xx: 0, lastExplanation: null };
+      const run: Run = { d, release, history: [], seq: 0, stepStartedMs: Date.now(), baseline: null, wake: () => {}, rollback: null, maxWeight: 0, consecutive5xx: 0, lastExplanation: null, sequential: null, acc: { count: 0, slow: 0, errors: 0 }, slowThresholdMs: null };
       this.run = run;
       this.publish();
       void this.hooks('deploy', run);
@@ -323,6 +336,7 @@ export class RolloutController {
         else this.enterStep(run);
       }))) return;
       void this.watch(run);
+      void this.sequentialLoop(run);
       await this.analyse(run);
     } catch (err) {
       // Postgres unreachable, most likely: send everything to the stable colour and stay there.
@@ -452,7 +466,7 @@ export class RolloutController {
    * Rolls back now, without waiting for a window: the routing swaps synchronously, then the trip is
    * recorded as a failing verdict (so it is explained like any other) and the rollback persisted.
    */
-  private trip(run: Run, rule: RuleResult['rule'], observed: number, threshold: number, message: string): void {
+  private trip(run: Run, rule: RuleResult['rule'], observed: number, threshold: number, message: string, kind = 'fast trip'): void {
     if (run.rollback || isTerminal(run.d.status.phase)) return;
     const decidedAt = performance.now();
     this.toStable(run, decidedAt);
@@ -466,8 +480,8 @@ export class RolloutController {
     run.history.push('fail');
     void this.locked(async () => {
       if (isTerminal(run.d.status.phase)) return;
-      await this.recordVerdict(run, judgement, false, `fast trip, without waiting for a window: ${message}`);
-      await this.rollBack(run, `fast trip: ${message}`, 'trip', 'controller', decidedAt);
+      await this.recordVerdict(run, judgement, false, `${kind}, without waiting for a window: ${message}`);
+      await this.rollBack(run, `${kind}: ${message}`, 'trip', 'controller', decidedAt);
     }).catch((err: Error) => this.o.log.error({ err: err.message, deployment: run.d.id }, 'could not persist a fast-trip rollback; traffic is on the stable colour'));
   }
 
@@ -493,6 +507,35 @@ export class RolloutController {
       if (notReady >= WATCH_NOT_READY) return this.trip(run, 'readiness', notReady, WATCH_NOT_READY, `api-${color} failed its readiness probe ${notReady} times in a row: ${health.error ?? 'no answer'}`);
       await new Promise((r) => setTimeout(r, WATCH_INTERVAL_MS));
     }
+  }
+
+  /**
+   * Early verdicts (monitoring/sequential.ts): once a second the candidate's requests of that second
+   * go to the sequential tests, whose false-alarm rate holds however often they look.
+   */
+  private async sequentialLoop(run: Run): Promise<void> {
+    if (!run.d.plan.sequential) return;
+    run.sequential = new SequentialJudge();
+    run.acc = { count: 0, slow: 0, errors: 0 };
+    this.refreshThreshold(run);
+    while (!this.closed && this.run === run && !isTerminal(run.d.status.phase) && !run.rollback) {
+      await new Promise((r) => setTimeout(r, SEQUENTIAL_TICK_MS));
+      if (this.run !== run || isTerminal(run.d.status.phase) || run.rollback) return;
+      const { acc } = run;
+      run.acc = { count: 0, slow: 0, errors: 0 };
+      const thresholdMs = run.slowThresholdMs;
+      const stableErrorRate = this.refreshThreshold(run);
+      if (!judging(run)) continue;
+      const v = run.sequential.feed({ ...acc, thresholdMs, stableErrorRate });
+      if (v.verdict === 'fail') return this.trip(run, v.test!, v.observed!, v.threshold!, v.message!, 'early verdict');
+    }
+  }
+
+  /** The stable colour's P99 over its last 30 s (blue/green: before the switch) sets what "slow" means. */
+  private refreshThreshold(run: Run): number | null {
+    const stable = run.baseline ?? this.o.window.window(run.d.stableColor, Date.now(), BASELINE_SECONDS * 1000);
+    run.slowThresholdMs = stable.count >= SEQUENTIAL_MIN_BASELINE ? stable.p99Ms : null;
+    return stable.count >= SEQUENTIAL_MIN_BASELINE ? stable.errorRate : null;
   }
 
   // ---- endings ----
@@ -584,7 +627,7 @@ export class RolloutController {
   /** A deployment a previous proxy left unfinished: judged again, or ended safely. Never unjudged. */
   private async takeOver(d: Deployment): Promise<void> {
     const release = (await this.o.store.release(d.version))!;
-    const run: Run = { d, release, history: [], seq: (await this.o.store.verdicts(d.id)).length, stepStartedMs: Date.now(), baseline: null, wake: () => {}, rollback: null, maxWeight: 0, consecutive5xx: 0, lastExplanation: null };
+    const run: Run = { d, release, history: [], seq: (await this.o.store.verdicts(d.id)).length, stepStartedMs: Date.now(), baseline: null, wake: () => {}, rollback: null, maxWeight: 0, consecutive5xx: 0, lastExplanation: null, sequential: null, acc: { count: 0, slow: 0, errors: 0 }, slowThresholdMs: null };
     this.run = run;
     const { phase } = d.status;
     this.o.log.warn({ deployment: d.id, phase }, 'taking over a deployment left unfinished by a restart');
@@ -612,6 +655,7 @@ export class RolloutController {
       await this.audit('resume', run.d, 'controller', { reason: 'proxy restarted; judging resumes with fresh windows', stepIndex: d.status.stepIndex });
     });
     if (this.run === run) void this.watch(run);
+    if (this.run === run) void this.sequentialLoop(run);
     if (this.run === run) void this.analyse(run).catch((err) => {
       this.o.log.error({ err: (err as Error).message }, 'rollout driver failed; all traffic to the stable colour');
       this.toStable(run, performance.now());

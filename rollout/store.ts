@@ -32,6 +32,8 @@ export interface Plan {
   previewSeconds: number;
   /** Fast trips: this many 5xx in a row from the candidate roll back at once (0: off). */
   tripConsecutive5xx: number;
+  /** Early verdicts from the sequential tests (monitoring/sequential.ts). */
+  sequential: boolean;
 }
 
 export interface Deployment {

@@ -156,9 +156,9 @@ describe('canary', () => {
     }
   });
 
-  it('rolls back a release that answers errors on the window rule (fast trip off), while the stable colour serves none', async () => {
+  it('rolls back a release that answers errors on the window rule (fast trip and early verdicts off), while the stable colour serves none', async () => {
     const stable = await active();
-    const { load, result: d } = await underLoad(async () => finished((await deploy({ version: 'errors-1', env: { CHANGELENS_REGRESSION: 'errors:0.5' }, tripConsecutive5xx: 0 })).id));
+    const { load, result: d } = await underLoad(async () => finished((await deploy({ version: 'errors-1', env: { CHANGELENS_REGRESSION: 'errors:0.5' }, tripConsecutive5xx: 0, sequential: false })).id));
     expect(d.status.phase).toBe('rolled_back');
     expect(d.status.reason).toMatch(/error rate/);
     const failing = d.verdicts.filter((v: any) => v.verdict === 'fail');
@@ -175,9 +175,9 @@ describe('canary', () => {
     expect(load.served(other(stable.color), rolledBackAt)).toEqual([]);
   });
 
-  it('rolls back a release whose P99 regressed, on the P99 ratio rule', async () => {
+  it('rolls back a release whose P99 regressed, on the P99 ratio rule (early verdicts off)', async () => {
     const stable = await active();
-    const { result: d } = await underLoad(async () => finished((await deploy({ version: 'slow-1', env: { CHANGELENS_REGRESSION: 'dependency:150' } })).id));
+    const { result: d } = await underLoad(async () => finished((await deploy({ version: 'slow-1', env: { CHANGELENS_REGRESSION: 'dependency:150' }, sequential: false })).id));
     expect(d.status.phase).toBe('rolled_back');
     const failing = d.verdicts.filter((v: any) => v.verdict === 'fail').at(-1);
     const rule = failing.rules.find((r: any) => r.rule === 'p99_ratio');
@@ -197,6 +197,19 @@ describe('canary', () => {
     expect(d.verdicts[0].rules[0]).toMatchObject({ rule: 'consecutive_5xx', verdict: 'fail', observed: 5, threshold: 5 });
     expect(load.served(stable.color).filter((s) => s.status >= 500)).toEqual([]);
     expect(await active()).toEqual(stable);
+  });
+
+  it('early verdicts: the sequential tests roll back 10 % errors or a 4× slower release without waiting for windows of evidence', async () => {
+    for (const [version, regression, rule] of [['seq-errors', 'errors:0.1', 'sequential_errors'], ['seq-slow', 'dependency:30', 'sequential_latency']] as const) {
+      const stable = await active();
+      const { result: d } = await underLoad(async () => finished((await deploy({ version, env: { CHANGELENS_REGRESSION: regression }, tripConsecutive5xx: 0, windowSeconds: 6 })).id));
+      expect(d.status.phase, version).toBe('rolled_back');
+      expect(d.status.reason).toMatch(/^early verdict: /);
+      const fired = d.verdicts.at(-1);
+      expect(fired.rules[0]).toMatchObject({ rule, verdict: 'fail' });
+      expect(fired.explanation).toMatch(/95 % interval .* the sequential test crossed its boundary/);
+      expect(await active()).toEqual(stable);
+    }
   });
 
   it('trips at once when the candidate process is killed -9', async () => {
@@ -297,7 +310,7 @@ describe('the changelens command', () => {
       expect(good.code, good.stderr).toBe(0);
       expect(JSON.parse(good.stdout).status.phase).toBe('promoted');
       expect(good.stderr).toMatch(/shifting step 1\/2 weight 50%/);
-      const bad = await runCli(['deploy', 'cli-bad', '--set', 'CHANGELENS_REGRESSION=errors:0.6', '--trip-consecutive-5xx', '0', '--wait'], app.env, 90_000);
+      const bad = await runCli(['deploy', 'cli-bad', '--set', 'CHANGELENS_REGRESSION=errors:0.6', '--trip-consecutive-5xx', '0', '--no-sequential', '--wait'], app.env, 90_000);
       expect(bad.code).toBe(1);
       expect(bad.stdout).toMatch(/rolled_back/);
       expect(bad.stdout).toMatch(/error rate/);
