@@ -97,7 +97,7 @@ const rows = SCENARIOS.map(({ name }) => {
     inFlightAtSwapMedian: median(own.map((r) => r.inFlightAtSwap)),
   };
 });
-console.log(`rollback under ${rate} req/s, canary 10 %, windows 5 s, 2 failing windows roll back (seed defaults)`);
+console.log(`rollback under ${rate} req/s, canary 10 %, the judge's defaults: fast trips, early verdicts, 5 s windows × 2`);
 console.log('scenario           detect→rollback  verdict→swap  after swap (proxy / client)  in flight at swap');
 for (const r of rows) {
   console.log(`${r.scenario.padEnd(18)} ${`${(r.detectMsMedian / 1000).toFixed(1)} s`.padStart(15)}  ${`${r.verdictToSwapUsMax} µs`.padStart(12)}  ${`${r.afterSwapProxyMax} / ${r.afterSwapClientMax}`.padStart(27)}  ${String(r.inFlightAtSwapMedian).padStart(17)}`);
