@@ -35,11 +35,14 @@ if ! command -v redis-server >/dev/null 2>&1 ||
 fi
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
 command -v tini >/dev/null 2>&1 || missing+=(tini)
-# Test-only: promtool (Debian ships it in the prometheus server package) and openssl.
+# Test-only: promtool (Debian ships it in the prometheus server package), openssl, nginx and wrk.
 if [ "$with_test" = 1 ]; then
   command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
   # openssl makes an untrusted certificate for the remote CLI's TLS test.
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+  # npm run bench:proxy compares the proxy with nginx (weighted upstreams) under wrk.
+  [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+  command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then
@@ -77,7 +80,7 @@ $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
   $sudo systemctl disable --now redis-server >/dev/null 2>&1 || true
   if [ "$with_test" = 1 ]; then
-    $sudo systemctl disable --now prometheus >/dev/null 2>&1 || true
+    $sudo systemctl disable --now prometheus nginx >/dev/null 2>&1 || true
   fi
 fi
 # What the distribution gave may still be too old (PostgreSQL < 15 or Redis < 7): say so, fail.
