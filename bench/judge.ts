@@ -18,6 +18,7 @@ import { parseArgs } from 'node:util';
 import { packageRoot } from '../lib/package-root.js';
 import { consecutiveFailures, judgeWindow, DEFAULT_RULES, type JudgeRules, type WindowStats, type WindowVerdict } from '../monitoring/index.js';
 import { SequentialJudge, wilson } from '../monitoring/sequential.js';
+import { prng } from './prng.js';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '1000' } } });
 const RUNS = Number(values.runs);
@@ -37,17 +38,10 @@ const TARGETS: Record<string, string> = {
   '50/A/A': '≤ 1 % false', '50/errors 0 → 10 %': '≤ 15 s', '50/P99 × 3': '≤ 10 s',
 };
 
-/** mulberry32 + Box-Muller: fast, seeded, allocation-free. */
+/** Seeded uniform and normal (Box-Muller) draws: fast and allocation-free. */
 function rng(seed: number) {
-  let a = seed >>> 0;
+  const uniform = prng(seed);
   let spare: number | null = null;
-  const uniform = (): number => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
   const normal = (): number => {
     if (spare !== null) { const s = spare; spare = null; return s; }
     let u = 0;

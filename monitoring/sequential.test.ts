@@ -1,19 +1,9 @@
 // The sequential judge in accelerated time: slices of binomial counts, no clock, no sleeping.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { prng } from '../bench/prng.js';
 import { SEQUENTIAL_DEFAULTS, SequentialJudge, wilson } from './sequential.js';
 
-/** mulberry32: a seeded PRNG, so a failing run replays exactly. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function binomial(n: number, p: number, random: () => number): number {
   let k = 0;

@@ -1,18 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { prng } from '../bench/prng.js';
 import { COLOR_PIN_COOKIE, COLOR_PIN_HEADER, readCookie, route, stableOnly, STICKY_COOKIE, type RoutingTable } from './router.js';
 
-/** A seeded PRNG (mulberry32), so a failing case replays exactly. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const rollout = (weight: number, rolloutId = 'r1'): RoutingTable => ({ stable: 'blue', candidate: 'green', candidateWeight: weight, rolloutId });
 const colorOf = (d: ReturnType<typeof route>) => ('error' in d ? d.error : d.color);
