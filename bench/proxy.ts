@@ -20,6 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
 import { createLogger } from '../lib/logger.js';
+import { initTracing } from '../lib/tracing.js';
 import { packageRoot } from '../lib/package-root.js';
 import { newHistogram, recordLatency, summarize } from '../monitoring/histogram.js';
 import { createProxyMetrics, SlicedWindow } from '../monitoring/index.js';
@@ -51,6 +52,9 @@ async function child(role: string, port: number, blue: number, green: number): P
     await app.listen({ port, host: '127.0.0.1' });
     return;
   }
+  // As in production: the OpenTelemetry SDK is registered (recording spans, no exporter), so the
+  // trace ids in logs and the traceparent to the API cost what they cost in the appliance.
+  await initTracing('proxy', undefined);
   const window = new SlicedWindow();
   const metrics = createProxyMetrics({ processMetrics: false });
   const app = await buildProxyServer({
