@@ -26,9 +26,7 @@ export function importArtifact(source: string, releasesDir: string, version: str
     } else {
       throw new CL_ERR_ARTIFACT_INVALID(`artifact ${source}: expected a directory or a .tar.gz`);
     }
-    // `npm pack` and many build tools wrap everything in one top-level directory.
-    const entries = readdirSync(tmp);
-    const root = entries.length === 1 && statSync(join(tmp, entries[0]!)).isDirectory() && !existsSync(join(tmp, 'package.json')) ? join(tmp, entries[0]!) : tmp;
+    const root = releaseRoot(tmp);
     const entry = resolveArtifactEntry(root);
     if ('error' in entry) throw new CL_ERR_ARTIFACT_INVALID(entry.error.replace(root, source));
     rmSync(target, { recursive: true, force: true });
@@ -57,4 +55,10 @@ export function pruneReleaseDirs(releasesDir: string, keep: number, protectedDir
     removed.push(dir);
   }
   return removed;
+}
+
+/** The app's directory in an unpacked artifact: `npm pack` and many build tools wrap everything in one top-level directory. */
+export function releaseRoot(dir: string): string {
+  const entries = readdirSync(dir);
+  return entries.length === 1 && statSync(join(dir, entries[0]!)).isDirectory() && !existsSync(join(dir, 'package.json')) ? join(dir, entries[0]!) : dir;
 }

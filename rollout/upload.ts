@@ -4,13 +4,14 @@
 // release, no devices: zip-slip), unpacked into a temporary directory, checked for an entry point,
 // and renamed to <data>/releases/<version>/. The same version uploaded again is accepted only with
 // the same content.
-import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import { isAbsolute, join, normalize, posix } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar';
 import { resolveArtifactEntry } from '../lib/contracts/releases.js';
+import { releaseRoot } from './artifacts.js';
 import { CL_ERR_ARTIFACT_INVALID, CL_ERR_RELEASE_CONFLICT } from '../lib/errors.js';
 
 /** Written beside an uploaded release: what was uploaded, to tell a repeat from a conflict. */
@@ -58,9 +59,7 @@ export async function receiveArtifact(body: Readable, o: { releasesDir: string; 
     await vetEntries(file, o.version);
     mkdirSync(tmp);
     await tar.x({ file, cwd: tmp, strict: true, preservePaths: false, preserveOwner: false });
-    // Build tools often wrap everything in one top-level directory (npm pack: package/).
-    const entries = readdirSync(tmp);
-    const root = entries.length === 1 && statSync(join(tmp, entries[0]!)).isDirectory() && !existsSync(join(tmp, 'package.json')) ? join(tmp, entries[0]!) : tmp;
+    const root = releaseRoot(tmp);
     const entry = resolveArtifactEntry(root);
     if ('error' in entry) throw new CL_ERR_ARTIFACT_INVALID(`artifact for ${o.version}: ${entry.error.replace(root, '<archive>')}`);
     writeFileSync(join(root, UPLOAD_MARKER), JSON.stringify({ sha256, bytes, uploadedAt: new Date().toISOString() }) + '\n');
