@@ -4,6 +4,7 @@
 //                the judge's slices and the Prometheus histogram)
 //   no-judge     the same proxy without recording (what the judge costs)
 //   stock        a bare fastify + @fastify/http-proxy choosing the upstream by weight
+//   bare         the floor for a Node proxy: node:http + an undici Pool per colour, nothing else
 //   nginx        Debian's nginx, one worker, weighted upstreams with keepalive
 // Each target is its own process; two small upstreams answer "ok". Per round and target: a warm-up,
 // wrk's maximum throughput (1 thread, 32 connections), then 1,000 req/s open-model (latency from
@@ -44,6 +45,19 @@ async function child(role: string, port: number, blue: number, green: number): P
     return;
   }
   const upstreams = { blue: `http://127.0.0.1:${blue}`, green: `http://127.0.0.1:${green}` };
+  if (role === 'bare') {
+    const pools = [new Pool(upstreams.blue, { connections: 128 }), new Pool(upstreams.green, { connections: 128 })];
+    createServer((req, res) => {
+      pools[Math.random() < 0.1 ? 1 : 0]!.dispatch({ method: req.method as 'GET', path: req.url!, headers: req.headers, body: null }, {
+        onRequestStart() {},
+        onResponseStart(_c, status, headers) { res.writeHead(status, headers as Record<string, string>); },
+        onResponseData(_c, chunk) { res.write(chunk); },
+        onResponseEnd() { res.end(); },
+        onResponseError() { res.writeHead(502).end(); },
+      });
+    }).listen(port, '127.0.0.1').keepAliveTimeout = 72_000;
+    return;
+  }
   if (role === 'stock') {
     const Fastify = (await import('fastify')).default;
     const httpProxy = (await import('@fastify/http-proxy')).default;
@@ -72,7 +86,7 @@ interface Target { name: string; port: number; proc?: ChildProcess }
 interface Measure { rps: number; p50: number; p99: number }
 
 async function main(rounds: number, seconds: number): Promise<void> {
-  const [blue, green, direct, lens, noJudge, stock, nginxPort] = await freePorts(7);
+  const [blue, green, direct, lens, noJudge, stock, bare, nginxPort] = await freePorts(8);
   const self = fileURLToPath(import.meta.url);
   const procs: ChildProcess[] = [];
   const start = (role: string, port: number): ChildProcess => {
@@ -97,6 +111,7 @@ http {
     { name: 'changelens', port: lens!, proc: start('changelens', lens!) },
     { name: 'no-judge', port: noJudge!, proc: start('no-judge', noJudge!) },
     { name: 'stock', port: stock!, proc: start('stock', stock!) },
+    { name: 'bare', port: bare!, proc: start('bare', bare!) },
     { name: 'nginx', port: nginxPort!, proc: nginx },
   ];
   // "direct" is the blue upstream itself.
@@ -169,6 +184,7 @@ function report(results: Record<string, Measure[]>, rounds: number): void {
   });
   const overhead = 1 - paired('changelens', 'no-judge', 'rps');
   console.log(`judge overhead (throughput, changelens vs no-judge): ${(overhead * 100).toFixed(1)} %`);
+  console.log(`changelens vs the bare floor (node:http + undici, nothing else): ${paired('changelens', 'bare', 'rps').toFixed(2)}× its throughput`);
   const dir = join(packageRoot, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
   const file = join(dir, `proxy-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);

@@ -38,6 +38,10 @@ const SAMPLES: Record<string, { args: string[]; message: string }> = {
   CL_ERR_INJECTED_FAILURE: { args: ['green'], message: 'injected failure (errors regression on green)' },
   CL_ERR_EPHEMERAL_DATA: { args: ['Cloud Run', '/data is on the container\'s own filesystem'], message: 'on Cloud Run, embedded Postgres would lose its data: /data is on the container\'s own filesystem' },
   CL_ERR_ROLLOUT_BAD_TRANSITION: { args: ['promoted', 'resume', 'nothing: it is finished'], message: 'a deployment that is promoted cannot take "resume" (allowed now: nothing: it is finished)' },
+  CL_ERR_UPSTREAM: { args: ['api-green', 'connect ECONNREFUSED 127.0.0.1:3002'], message: 'api-green could not be reached: connect ECONNREFUSED 127.0.0.1:3002' },
+  CL_ERR_UPSTREAM_TIMEOUT: { args: ['api-blue', 'Headers Timeout Error'], message: 'api-blue did not answer in time: Headers Timeout Error' },
+  CL_ERR_CLOSING: { args: [], message: 'shutting down' },
+  CL_ERR_MAINTENANCE: { args: ['restoring backup 20261129-020000-pg'], message: 'restoring backup 20261129-020000-pg' },
   CL_ERR_PROCESS_CONTROL: { args: ['api-blue is the active colour'], message: 'api-blue is the active colour' },
 };
 

@@ -124,6 +124,20 @@ export const CL_ERR_UNAUTHORIZED = defineError<[]>(
   'CL_ERR_UNAUTHORIZED', 401, 'missing or wrong bearer token',
   'send Authorization: Bearer <token>; the token is CHANGELENS_ADMIN_TOKEN, or adminToken in <data>/state/secrets.json');
 
+// The proxy's own answers for proxied requests
+export const CL_ERR_UPSTREAM = defineError<[string, string]>(
+  'CL_ERR_UPSTREAM', 502, '%s could not be reached: %s',
+  'see `changelens status` and the logs of the API colour named');
+export const CL_ERR_UPSTREAM_TIMEOUT = defineError<[string, string]>(
+  'CL_ERR_UPSTREAM_TIMEOUT', 504, '%s did not answer in time: %s',
+  'the app took over 5 minutes to send its headers or between two parts of its body; see its logs');
+export const CL_ERR_CLOSING = defineError<[]>(
+  'CL_ERR_CLOSING', 503, 'shutting down',
+  'the appliance is stopping; retry in a moment or on another instance');
+export const CL_ERR_MAINTENANCE = defineError<[string]>(
+  'CL_ERR_MAINTENANCE', 503, '%s',
+  'traffic resumes by itself when it ends: retry after the seconds in the Retry-After header');
+
 // Supervisor control (status, process start/stop)
 export const CL_ERR_PROCESS_CONTROL = defineError<[string]>(
   'CL_ERR_PROCESS_CONTROL', 409, '%s',

@@ -1,41 +1,69 @@
 // The fastify instance every Node process of ChangeLens starts from: our pino logger, no
 // per-request log lines (the proxy's hot path stays quiet), every 5xx logged with its cause, and
 // errors answered as {statusCode, code, error, message, hint}.
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import Fastify, { LogController, type FastifyError } from 'fastify';
-import { ChangeLensError } from './errors.js';
+import { ChangeLensError, CL_ERR_CLOSING, CL_ERR_INTERNAL } from './errors.js';
 import type { Logger } from './logger.js';
 
 export interface HttpServerOptions {
   keepAliveTimeout?: number;
   forceCloseConnections?: boolean | 'idle';
+  /**
+   * Requests it claims (returns true for) never reach fastify: the proxy's hot path, where
+   * fastify's routing, hooks and reply object cost more than the forwarding itself.
+   */
+  bypass?: (req: IncomingMessage, res: ServerResponse) => boolean;
 }
 
+const DEFAULT_KEEP_ALIVE_MS = 72_000;
+
 export function createHttpServer(log: Logger, options: HttpServerOptions = {}) {
+  const { bypass, ...fastifyOptions } = options;
+  const counter = { inFlight: 0 };
+  let closing = false;
   const app = Fastify({
     loggerInstance: log,
     logController: new LogController({ disableRequestLogging: true }),
     // While closing, answer new requests 503 with Connection: close instead of hanging.
     return503OnClosing: true,
-    ...options,
+    ...fastifyOptions,
+    // Counting at the node:http level covers both fastify's requests and bypassed ones.
+    serverFactory: (handler) => {
+      const server = createServer((req, res) => {
+        counter.inFlight++;
+        // 'close' fires once per response, finished or aborted.
+        res.once('close', () => counter.inFlight--);
+        if (bypass) {
+          if (closing) {
+            res.writeHead(503, { connection: 'close', 'content-type': 'application/json' }).end(JSON.stringify(errorBody(new CL_ERR_CLOSING())));
+            return;
+          }
+          if (bypass(req, res)) return;
+        }
+        handler(req, res);
+      });
+      // What fastify sets on a server it creates itself.
+      server.keepAliveTimeout = options.keepAliveTimeout ?? DEFAULT_KEEP_ALIVE_MS;
+      server.requestTimeout = 0;
+      return server;
+    },
   });
-  const counter = { inFlight: 0 };
   inFlightOf.set(app, counter);
-  app.addHook('onRequest', (_req, reply, done) => {
-    counter.inFlight++;
-    // 'close' fires once per response, finished or aborted.
-    reply.raw.once('close', () => counter.inFlight--);
+  app.addHook('preClose', (done) => {
+    closing = true;
     done();
   });
   app.setErrorHandler((err: FastifyError | ChangeLensError, req, reply) => {
     if (err instanceof ChangeLensError) {
       if (err.statusCode >= 500) req.log.warn({ code: err.code, url: req.url }, err.message);
-      return reply.code(err.statusCode).send({ statusCode: err.statusCode, code: err.code, error: reasonOf(err.statusCode), message: err.message, hint: err.hint });
+      return reply.code(err.statusCode).send(errorBody(err));
     }
     const status = err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
     if (status >= 500) {
       // An uncoded error: log its cause, never show it.
       req.log.error({ err, method: req.method, url: req.url }, 'request failed');
-      return reply.code(500).send({ statusCode: 500, code: 'CL_ERR_INTERNAL', error: 'Internal Server Error', message: 'internal error', hint: 'see the JSON logs for the cause' });
+      return reply.code(500).send(errorBody(new CL_ERR_INTERNAL()));
     }
     // Validation and other client errors: fastify's message names the field (querystring/limit …).
     return reply.code(status).send({ statusCode: status, code: err.code ?? 'CL_ERR_BAD_REQUEST', error: reasonOf(status), message: err.message });
@@ -59,6 +87,11 @@ export async function closeGracefully(app: { close(): PromiseLike<unknown>; serv
   await closing;
 }
 
+/** The one shape of every error ChangeLens answers over HTTP. */
+export function errorBody(err: ChangeLensError) {
+  return { statusCode: err.statusCode, code: err.code, error: reasonOf(err.statusCode), message: err.message, hint: err.hint };
+}
+
 function reasonOf(status: number): string {
-  return ({ 400: 'Bad Request', 404: 'Not Found', 409: 'Conflict', 503: 'Service Unavailable', 504: 'Gateway Timeout' } as Record<number, string>)[status] ?? (status >= 500 ? 'Internal Server Error' : 'Bad Request');
+  return ({ 400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 409: 'Conflict', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' } as Record<number, string>)[status] ?? (status >= 500 ? 'Internal Server Error' : 'Bad Request');
 }

@@ -1,11 +1,12 @@
 // The proxy against real local upstreams: which requests are retried on the stable colour when the
 // candidate cannot be reached (and which are not), what the judge is told, and that a 503 is never
 // retried (reply-from would retry it ten times by default).
-import { createServer, type Server } from 'node:http';
+import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Color } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
+import { initTracing } from '../lib/tracing.js';
 import type { RoutingTable } from './router.js';
 import { buildProxyServer } from './server.js';
 
@@ -41,6 +42,8 @@ async function proxyTo(candidatePort: number) {
 }
 
 beforeAll(async () => {
+  // As in the appliance: the SDK registered (no exporter), so the trace header reaches the app.
+  await initTracing('proxy-test', undefined);
   stable = await upstream('blue', 200);
   candidate503 = await upstream('green', 503);
   // A port nobody listens on: bound once, then released.
@@ -118,6 +121,149 @@ describe('a candidate that answers', () => {
       expect(await res.json()).toEqual({ color: 'green' });
       expect(hits).toEqual([{ color: 'green', method: 'GET' }]);
       expect(measured).toEqual([['green', 503]]);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe('what passes through', () => {
+  /** An upstream that echoes what it received and answers with the headers it is told to. */
+  function echo(answer: Record<string, string | string[]>, body = ''): Promise<Server> {
+    const server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c)).on('end', () => {
+        res.writeHead(200, { ...answer, 'content-type': 'application/json' });
+        res.end(JSON.stringify({ headers: req.headers, method: req.method, url: req.url, body: Buffer.concat(chunks).toString(), extra: body }));
+      });
+    });
+    return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+  }
+
+  it('request: hop-by-hop headers dropped, x-forwarded-* and traceparent added, body and query intact', async () => {
+    table = { stable: 'blue', candidate: null, candidateWeight: 0, rolloutId: null };
+    const up = await echo({});
+    stable.close();
+    stable = up;
+    const { app, url } = await proxyTo(deadPort);
+    try {
+      // node:http, not fetch: fetch refuses to send a Connection header.
+      const { status, body } = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const r = request(`${url}/api/echo?q=1&r=%20`, {
+          method: 'POST',
+          headers: { connection: 'keep-alive, x-hop', 'x-hop': 'secret', 'x-kept': 'yes', 'content-type': 'text/plain' },
+        }, (res) => {
+          let text = '';
+          res.setEncoding('utf8').on('data', (c: string) => { text += c; }).on('end', () => resolve({ status: res.statusCode!, body: text }));
+        });
+        r.on('error', reject).end('x'.repeat(100_000));
+      });
+      const res = { status };
+      const seen = JSON.parse(body) as { headers: Record<string, string>; url: string; body: string; method: string };
+      expect(res.status).toBe(200);
+      expect(seen.method).toBe('POST');
+      expect(seen.url).toBe('/api/echo?q=1&r=%20');
+      expect(seen.body).toBe('x'.repeat(100_000));
+      expect(seen.headers['x-kept']).toBe('yes');
+      expect(seen.headers['x-hop']).toBeUndefined();
+      expect(seen.headers['x-forwarded-for']).toBe('127.0.0.1');
+      expect(seen.headers['x-forwarded-proto']).toBe('http');
+      expect(seen.headers['x-forwarded-host']).toBe(new URL(url).host);
+      expect(seen.headers.traceparent).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('response: metric headers reported and stripped, sticky cookie added after the app\'s own, colour echoed', async () => {
+    table = { stable: 'blue', candidate: 'green', candidateWeight: 1, rolloutId: 'r1' };
+    const green = await echo({ 'x-changelens-metric-recall_at_10': '0.42', 'x-changelens-metric-Bad-Name': '1', 'set-cookie': ['a=1', 'b=2'] });
+    const metrics: Array<[Color, string, number]> = [];
+    const app = await buildProxyServer({
+      log: createLogger('proxy-test', { level: 'silent' }),
+      upstreams: { blue: `http://127.0.0.1:${portOf(stable)}`, green: `http://127.0.0.1:${portOf(green)}` },
+      routingTable: () => table, accessLog: 'off',
+      onMetric: (color, name, value) => metrics.push([color, name, value]),
+    });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      const res = await fetch(`http://127.0.0.1:${portOf(app.server)}/api/data`);
+      await res.arrayBuffer();
+      expect(res.headers.get('x-changelens-color')).toBe('green');
+      expect([...res.headers.keys()].filter((h) => h.startsWith('x-changelens-metric'))).toEqual([]);
+      expect(metrics).toEqual([['green', 'recall_at_10', 0.42]]);
+      const cookies = res.headers.getSetCookie();
+      expect(cookies.slice(0, 2)).toEqual(['a=1', 'b=2']);
+      expect(cookies[2]).toMatch(/^changelens-sticky=.+; Path=\/; HttpOnly/);
+    } finally {
+      await app.close();
+      green.close();
+    }
+  });
+
+  it('own paths stay the appliance\'s; a look-alike path is the app\'s', async () => {
+    table = { stable: 'blue', candidate: null, candidateWeight: 0, rolloutId: null };
+    const { app, url } = await proxyTo(deadPort);
+    try {
+      expect(await (await fetch(`${url}/healthz`)).json()).toEqual({ status: 'ok' });
+      const lookAlike = await fetch(`${url}/_changelensx/y`);
+      expect(lookAlike.headers.get('x-changelens-color')).toBe('blue');
+      await lookAlike.arrayBuffer();
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('while unavailable (a restore): 503 with Retry-After, nothing reaches the app', async () => {
+    table = { stable: 'blue', candidate: null, candidateWeight: 0, rolloutId: null };
+    const app = await buildProxyServer({
+      log: createLogger('proxy-test', { level: 'silent' }),
+      upstreams: { blue: `http://127.0.0.1:${portOf(stable)}`, green: `http://127.0.0.1:${deadPort}` },
+      routingTable: () => table, accessLog: 'off',
+      unavailable: () => ({ retryAfterSeconds: 7, reason: 'restoring backup b-1' }),
+    });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      const res = await fetch(`http://127.0.0.1:${portOf(app.server)}/api/data`);
+      expect(res.status).toBe(503);
+      expect(res.headers.get('retry-after')).toBe('7');
+      expect(await res.json()).toMatchObject({ code: 'CL_ERR_MAINTENANCE', message: 'restoring backup b-1' });
+      expect(hits).toEqual([]);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('a client that leaves mid-request: the app\'s request is aborted and 499 recorded', async () => {
+    table = { stable: 'blue', candidate: null, candidateWeight: 0, rolloutId: null };
+    let upstreamClosed!: () => void;
+    const closed = new Promise<void>((r) => { upstreamClosed = r; });
+    const slow = createServer((req) => { req.socket.on('close', () => upstreamClosed()); });
+    await new Promise<void>((r) => slow.listen(0, '127.0.0.1', r));
+    stable.close();
+    stable = slow;
+    const { app, url } = await proxyTo(deadPort);
+    try {
+      const ac = new AbortController();
+      const pending = fetch(`${url}/api/hang`, { signal: ac.signal }).catch(() => 'aborted');
+      await new Promise((r) => setTimeout(r, 100));
+      ac.abort();
+      expect(await pending).toBe('aborted');
+      await closed;
+      await expect.poll(() => measured).toEqual([['blue', 499]]);
+    } finally {
+      await app.close();
+      slow.closeAllConnections();
+    }
+  });
+
+  it('an app that cannot be reached: 502 naming the colour, in the error shape', async () => {
+    table = { stable: 'green', candidate: null, candidateWeight: 0, rolloutId: null };
+    const { app, url } = await proxyTo(deadPort);
+    try {
+      const res = await fetch(`${url}/api/data`);
+      expect(res.status).toBe(502);
+      expect(await res.json()).toMatchObject({ statusCode: 502, code: 'CL_ERR_UPSTREAM', error: 'Bad Gateway', message: expect.stringContaining('api-green could not be reached') });
     } finally {
       await app.close();
     }
