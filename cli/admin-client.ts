@@ -1,6 +1,7 @@
 // The CLI's way to an appliance's admin API: this machine's public port on loopback by default, or a
 // remote appliance (`--url`, CHANGELENS_URL) as CI uses it. The bearer token comes from
 // CHANGELENS_ADMIN_TOKEN, or, for the local appliance only, from the data dir's secrets file.
+import { Agent, fetch as undiciFetch } from 'undici';
 import { createHash } from 'node:crypto';
 import { createReadStream, readFileSync, statSync } from 'node:fs';
 import { Readable } from 'node:stream';
@@ -8,6 +9,9 @@ import { pipeline } from 'node:stream/promises';
 import type { Config } from '../lib/config.js';
 import { ChangeLensError, CL_ERR_CLI_USAGE, CL_ERR_UNREACHABLE } from '../lib/errors.js';
 import { dataPaths } from '../lib/paths.js';
+
+/** Node's fetch waits at most 300 s for response headers. */
+const LONG_CALL_MS = 290_000;
 
 export interface AdminClient {
   /** The admin API's base, e.g. http://127.0.0.1:8080/_changelens. */
@@ -43,8 +47,12 @@ export function adminClient(config: Config, options: AdminClientOptions = {}): A
     token ??= remote ? missingRemoteToken() : readToken(secrets);
     let res: Response;
     try {
-      res = await fetch(base + path, {
+      // Node's fetch gives up waiting for response headers after 300 s: a long call (a backup)
+      // gets an agent that waits as long as the call may take.
+      const doFetch = timeoutMs > LONG_CALL_MS ? (undiciFetch as unknown as typeof fetch) : fetch;
+      res = await doFetch(base + path, {
         method,
+        ...(timeoutMs > LONG_CALL_MS ? { dispatcher: new Agent({ headersTimeout: timeoutMs, bodyTimeout: timeoutMs }) } : {}),
         headers: { authorization: `Bearer ${token}`, 'x-changelens-actor': actor(), ...headers },
         body,
         signal: AbortSignal.timeout(timeoutMs),

@@ -1,4 +1,5 @@
 // `changelens status` for people: a header, the services, then one row per process.
+import { summaryLines } from './backup-commands.js';
 import type { ApplianceStatus, MonitorStatusSummary, RolloutSummary, ServiceStatus } from '../lib/contracts/status.js';
 
 export function formatStatus(s: ApplianceStatus): string {
@@ -13,6 +14,7 @@ export function formatStatus(s: ApplianceStatus): string {
     `postgres  ${service(s.services.postgres)}`,
     `redis     ${service(s.services.redis)}`,
     ...monitorLines(s.monitor),
+    ...summaryLines(s.backups),
     `jobs      ${s.jobs ? `${s.jobs.waiting} waiting, ${s.jobs.pending} in progress, ${s.jobs.deadLetters} dead-lettered` : 'unknown (Redis does not answer)'}`,
     '',
   ];

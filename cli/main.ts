@@ -15,6 +15,7 @@ import { renderConfigReference } from '../lib/config-reference.js';
 import { estimateCost, formatCost, readPrices, readServiceResources } from './cost.js';
 import { join } from 'node:path';
 import { ROLLOUT_USAGE, rolloutCommands } from './rollout-commands.js';
+import { BACKUP_USAGE, backupCommands } from './backup-commands.js';
 
 const USAGE = `changelens ${packageVersion}: one appliance that runs a small web system and guards every change
 
@@ -28,6 +29,7 @@ Usage:
                                            monthly CloudBase Run cost from cloudbaserc.json and observed instance-hours
   changelens config [--json] [--reference] the effective configuration (secrets redacted), or the reference of every setting
 ${ROLLOUT_USAGE}
+${BACKUP_USAGE}
   changelens --help | --version
 
 Configuration comes from environment variables (PORT, CHANGELENS_DATA_DIR, DATABASE_URL, REDIS_URL, …)
@@ -135,8 +137,8 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(packageVersion + '\n');
     return EXIT.ok;
   }
-  const command = commands[name] ?? rolloutCommands[name];
-  if (!command) throw new CL_ERR_CLI_USAGE(`unknown command "${name}" (expected one of: ${[...Object.keys(commands), ...Object.keys(rolloutCommands)].join(', ')})`);
+  const command = commands[name] ?? rolloutCommands[name] ?? backupCommands[name];
+  if (!command) throw new CL_ERR_CLI_USAGE(`unknown command "${name}" (expected one of: ${[...Object.keys(commands), ...Object.keys(rolloutCommands), ...Object.keys(backupCommands)].join(', ')})`);
   return command(rest);
 }
 

@@ -8,6 +8,7 @@ import { CL_ERR_CONFIG_INVALID } from './errors.js';
 import { parseRegressionSpec } from './contracts/regressions.js';
 import { parseMetricRules } from './contracts/metric-rules.js';
 import { parseMonitorRules } from './contracts/monitor-rules.js';
+import { cronProblem } from './contracts/cron.js';
 
 export type Color = 'blue' | 'green';
 export const COLORS: readonly Color[] = ['blue', 'green'];
@@ -35,6 +36,8 @@ export function parseSteps(v: unknown): number[] | undefined {
   const ok = steps.every((w, i) => Number.isInteger(w) && w >= 1 && w <= 100 && (i === 0 || w > steps[i - 1]!)) && steps.at(-1) === 100;
   return ok ? steps : undefined;
 }
+/** A 5-field cron expression, or "off". */
+const cronSpec = (v: unknown): string | undefined => (typeof v === 'string' && (v === 'off' || cronProblem(v) === null) ? v.trim() : undefined);
 const stepsSpec = (v: unknown): string | undefined => (parseSteps(v) ? String(v) : undefined);
 const monitorRulesSpec = (v: unknown): string | undefined => {
   const text = typeof v === 'string' ? v : Array.isArray(v) ? JSON.stringify(v) : undefined;
@@ -102,6 +105,14 @@ const FIELDS = {
   monitorRules: { env: 'CHANGELENS_MONITOR_RULES', doc: 'monitor rules as a JSON array of {name, metric, op, threshold, forSeconds, action, cooldownSeconds[, url, command]}; [] turns them off (default: the rules in docs/operations.md)', kind: 'string', parse: monitorRulesSpec, expected: 'a JSON array of rules, e.g. [{"name":"cpu-high","metric":"cpu_percent","op":">","threshold":80,"forSeconds":300,"action":"scale_up","cooldownSeconds":300}]', default: undefined },
   monitorIntervalSeconds: { env: 'CHANGELENS_MONITOR_INTERVAL_SECONDS', doc: 'how often the monitor samples and judges its rules', kind: 'int', parse: int(1, 3600), expected: 'seconds 1-3600', default: 10 },
   apiMaxInstances: { env: 'CHANGELENS_API_MAX_INSTANCES', doc: 'the most instances scale_up gives the active API colour (the fewest is CHANGELENS_API_INSTANCES; default: 4, or CHANGELENS_API_INSTANCES if more)', kind: 'int', parse: int(1, 16), expected: 'an integer 1-16, at least CHANGELENS_API_INSTANCES', default: undefined },
+  // Backups (backup/): schedules in the machine's time zone (TZ), retention, safety margins.
+  backupPgSchedule: { env: 'CHANGELENS_BACKUP_PG_SCHEDULE', doc: 'when Postgres is backed up (pg_dump -Fc)', kind: 'string', parse: cronSpec, expected: 'a 5-field cron expression (e.g. "0 2 * * *") or off', default: '0 2 * * *' },
+  backupRedisSchedule: { env: 'CHANGELENS_BACKUP_REDIS_SCHEDULE', doc: 'when Redis is backed up (BGSAVE, then the snapshot copied); embedded Redis only', kind: 'string', parse: cronSpec, expected: 'a 5-field cron expression (e.g. "0 */6 * * *") or off', default: '0 */6 * * *' },
+  backupVerifySchedule: { env: 'CHANGELENS_BACKUP_VERIFY_SCHEDULE', doc: 'when the newest backup is verified (checksums, pg_restore --list, a restore into a scratch database or Redis)', kind: 'string', parse: cronSpec, expected: 'a 5-field cron expression (e.g. "30 3 * * 0") or off', default: '30 3 * * 0' },
+  backupKeep: { env: 'CHANGELENS_BACKUP_KEEP', doc: 'good backups kept per kind (Postgres, Redis), newest first', kind: 'int', parse: int(1, 1000), expected: 'an integer 1-1000', default: 7 },
+  backupMaxAgeDays: { env: 'CHANGELENS_BACKUP_MAX_AGE_DAYS', doc: 'backups older than this are deleted, except the newest of each kind (0: no age limit)', kind: 'int', parse: int(0, 3650), expected: 'days 0-3650', default: 30 },
+  backupMinFreeMb: { env: 'CHANGELENS_BACKUP_MIN_FREE_MB', doc: 'a backup starts only if the disk keeps this much free after it (estimated from the database and snapshot sizes)', kind: 'int', parse: int(0, 1_000_000), expected: 'megabytes 0-1000000', default: 256 },
+  backupBeforeDeploy: { env: 'CHANGELENS_BACKUP_BEFORE_DEPLOY', doc: 'back up Postgres before each deployment starts its candidate (a failed backup refuses the deployment)', kind: 'string', parse: oneOf('0', '1'), expected: '0 or 1', default: '0' },
   platform: { env: 'CHANGELENS_PLATFORM', doc: 'where it runs; cloudrun and cloudbase refuse embedded Postgres on a non-durable data dir', kind: 'string', parse: oneOf<Platform>('auto', 'bare', 'docker', 'cloudrun', 'cloudbase'), expected: 'auto, bare, docker, cloudrun or cloudbase', default: 'auto' },
   ephemeral: { env: 'CHANGELENS_EPHEMERAL', doc: 'demo mode on cloud platforms: embedded data may vanish with the instance', kind: 'string', parse: oneOf('0', '1'), expected: '0 or 1 (1: demo mode, embedded data may be lost with the instance)', default: '0' },
   // Set by Cloud Run in every container it runs.

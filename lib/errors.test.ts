@@ -42,6 +42,8 @@ const SAMPLES: Record<string, { args: string[]; message: string }> = {
   CL_ERR_UPSTREAM_TIMEOUT: { args: ['api-blue', 'Headers Timeout Error'], message: 'api-blue did not answer in time: Headers Timeout Error' },
   CL_ERR_CLOSING: { args: [], message: 'shutting down' },
   CL_ERR_MAINTENANCE: { args: ['restoring backup 20261129-020000-pg'], message: 'restoring backup 20261129-020000-pg' },
+  CL_ERR_BACKUP_FAILED: { args: ['pg_dump failed: connection refused'], message: 'backup failed: pg_dump failed: connection refused' },
+  CL_ERR_BACKUP_INVALID: { args: ['20261129T020000Z-postgres', 'postgres.dump: sha256 does not match'], message: 'backup 20261129T020000Z-postgres cannot be used: postgres.dump: sha256 does not match' },
   CL_ERR_PROCESS_CONTROL: { args: ['api-blue is the active colour'], message: 'api-blue is the active colour' },
 };
 

@@ -138,6 +138,14 @@ export const CL_ERR_MAINTENANCE = defineError<[string]>(
   'CL_ERR_MAINTENANCE', 503, '%s',
   'traffic resumes by itself when it ends: retry after the seconds in the Retry-After header');
 
+// Backups
+export const CL_ERR_BACKUP_FAILED = defineError<[string]>(
+  'CL_ERR_BACKUP_FAILED', 500, 'backup failed: %s',
+  'older backups are untouched; fix the cause in the message and run `changelens backup now` again');
+export const CL_ERR_BACKUP_INVALID = defineError<[string, string]>(
+  'CL_ERR_BACKUP_INVALID', 409, 'backup %s cannot be used: %s',
+  'nothing was changed; choose another backup (`changelens backup list`) or run `changelens backup verify <id>` for details');
+
 // Supervisor control (status, process start/stop)
 export const CL_ERR_PROCESS_CONTROL = defineError<[string]>(
   'CL_ERR_PROCESS_CONTROL', 409, '%s',

@@ -3,6 +3,7 @@
 // milliseconds), where a rollout stands (phase, candidate weight, active colour), and how many
 // verdicts and rollbacks there were. Its own registry, so nothing else in the process leaks into it;
 // the judge does not read it (it has its own HdrHistograms, see sliced-window.ts).
+import type { BackupSummary } from '../lib/contracts/status.js';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 type Color = 'blue' | 'green';
@@ -46,6 +47,8 @@ export interface ProxyMetrics {
   countRetryOnStable(from: Color): void;
   /** The supervisor's monitor: cumulative firings per rule, every rule's name, and which hold now. */
   setMonitor(m: { firings: Record<string, number>; rules: readonly string[]; holding: readonly string[] }): void;
+  /** The supervisor's backups: age, size and duration of the newest of each kind, overdue flags. */
+  setBackups(b: BackupSummary): void;
   /** The text exposition of this registry only. */
   render(): Promise<{ contentType: string; body: string }>;
 }
@@ -134,6 +137,12 @@ export function createProxyMetrics(options: ProxyMetricsOptions = {}): ProxyMetr
     registers: [registry],
   });
   const seenFirings = new Map<string, number>();
+  const backupGauge = (name: string, help: string) => new Gauge({ name, help, labelNames: ['kind'] as const, registers: [registry] });
+  const backupAge = backupGauge('changelens_backup_age_seconds', 'Age of the newest good backup, by kind (postgres, redis); from the supervisor at scrape time.');
+  const backupSize = backupGauge('changelens_backup_size_bytes', 'Size of the newest good backup, by kind.');
+  const backupDuration = backupGauge('changelens_backup_duration_seconds', 'How long the newest good backup took, by kind.');
+  const backupVerified = backupGauge('changelens_backup_verified', 'Newest backup of the kind: 1 verified good, 0 failed verification, -1 not verified yet.');
+  const backupOverdue = backupGauge('changelens_backup_overdue', '1 when the newest good backup of the kind is older than its schedule allows.');
   const retriedOnStable = new Counter({
     name: 'changelens_retried_on_stable_total',
     help: 'Idempotent requests the candidate could not take (connection refused or reset) that the stable colour answered, by the colour that failed.',
@@ -220,6 +229,18 @@ export function createProxyMetrics(options: ProxyMetricsOptions = {}): ProxyMetr
         seenFirings.set(rule, total);
       }
       for (const rule of m.rules) ruleHolding.set({ rule }, m.holding.includes(rule) ? 1 : 0);
+    },
+
+    setBackups(b) {
+      for (const kind of b.kinds) {
+        const last = b.last[kind];
+        backupOverdue.set({ kind }, b.overdue.includes(kind) ? 1 : 0);
+        if (!last) continue;
+        backupAge.set({ kind }, last.ageSeconds);
+        backupSize.set({ kind }, last.bytes);
+        backupDuration.set({ kind }, last.durationMs / 1000);
+        backupVerified.set({ kind }, last.verified === null ? -1 : last.verified ? 1 : 0);
+      }
     },
 
     async render() {

@@ -7,10 +7,11 @@ import type { createHttpServer } from '../lib/http-server.js';
 import { parseSteps, type Config } from '../lib/config.js';
 import { validateReleaseEnv } from '../lib/contracts/releases.js';
 import { parseMetricRules } from '../lib/contracts/metric-rules.js';
-import { CL_ERR_DEPENDENCY_FAILED, CL_ERR_INVALID_REQUEST, CL_ERR_NOT_FOUND, CL_ERR_UNAUTHORIZED } from '../lib/errors.js';
+import { CL_ERR_DEPENDENCY_FAILED, CL_ERR_DEPLOYMENT_RUNNING, CL_ERR_INVALID_REQUEST, CL_ERR_NOT_FOUND, CL_ERR_UNAUTHORIZED } from '../lib/errors.js';
 import type { DeployRequest, RolloutController } from '../rollout/controller.js';
 import type { Plan, RolloutStore, Strategy } from '../rollout/store.js';
 import { receiveArtifact } from '../rollout/upload.js';
+import type { BackupLink } from './supervisor-link.js';
 import { Readable } from 'node:stream';
 
 export interface AdminApiOptions {
@@ -24,6 +25,9 @@ export interface AdminApiOptions {
   releasesDir: string;
   /** Rollout state loaded from Postgres; until then the API answers 503. */
   ready: () => boolean;
+  backups: BackupLink;
+  /** Holds every proxied request (503 + Retry-After) while set; cleared with null. */
+  holdTraffic: (hold: { reason: string; retryAfterSeconds: number } | null) => void;
 }
 
 export const ADMIN_PREFIX = '/_changelens';
@@ -89,7 +93,14 @@ export async function registerAdminApi(app: AdminHost, o: AdminApiOptions): Prom
     admin.post<{ Body: DeployBody }>('/api/deployments', {
       schema: { body: { type: 'object', required: ['version'], properties: DEPLOY_FIELDS } },
     }, async (req, reply) => {
-      const d = await o.controller.deploy(deployRequest(req.body, o.config, actorOf(req)));
+      const request = deployRequest(req.body, o.config, actorOf(req));
+      if (o.config.backupBeforeDeploy === '1') {
+        // Refused before the backup if another deployment runs; a failed backup refuses the deployment.
+        const running = o.controller.status().deployment;
+        if (running) throw new CL_ERR_DEPLOYMENT_RUNNING(running.id, running.version, running.status.phase);
+        await o.backups.now(['postgres'], 'pre-deploy');
+      }
+      const d = await o.controller.deploy(request);
       return reply.code(202).send(d);
     });
 
@@ -140,6 +151,27 @@ export async function registerAdminApi(app: AdminHost, o: AdminApiOptions): Prom
     }, async (req) => {
       const sinceMs = parseSince(req.query.since ?? '24h', 'querystring/since');
       return { since: new Date(sinceMs).toISOString(), events: await o.store.auditSince(sinceMs, req.query.limit ?? 1000) };
+    });
+
+    // Backups: the supervisor takes, verifies and restores them; an outside scheduler (a platform's
+    // cron, when the container gets no CPU while idle) can POST /api/backups.
+    admin.get('/api/backups', async () => o.backups.list());
+    admin.post<{ Body: { kinds?: Array<'postgres' | 'redis'> } | undefined }>('/api/backups', {
+      schema: { body: { type: ['object', 'null'], additionalProperties: false, properties: { kinds: { type: 'array', items: { type: 'string', enum: ['postgres', 'redis'] }, minItems: 1, maxItems: 2, uniqueItems: true } } } },
+    }, async (req, reply) => reply.code(201).send(await o.backups.now(req.body?.kinds ?? [], 'manual')));
+    admin.post<{ Params: { id: string } }>('/api/backups/:id/verify', async (req) => o.backups.verify(req.params.id));
+    admin.post<{ Params: { id: string } }>('/api/backups/:id/restore', async (req) => {
+      const running = o.controller.status().deployment;
+      if (running) throw new CL_ERR_DEPLOYMENT_RUNNING(running.id, running.version, running.status.phase);
+      // Clients are held (503 + Retry-After) from before the first write until the services answer again.
+      o.holdTraffic({ reason: `restoring backup ${req.params.id}`, retryAfterSeconds: 30 });
+      try {
+        const result = await o.backups.restore(req.params.id);
+        await o.store.audit({ eventType: 'restore', deploymentId: null, actor: actorOf(req), version: null, details: { backup: req.params.id }, success: true, error: null }).catch(() => {});
+        return result;
+      } finally {
+        o.holdTraffic(null);
+      }
     });
 
     // Nothing under /_changelens/ ever reaches an app colour.

@@ -14,7 +14,7 @@ import { createProxyMetrics, SlicedWindow } from '../monitoring/index.js';
 import { RolloutController, RolloutStore } from '../rollout/index.js';
 import { registerAdminApi } from './admin-api.js';
 import { buildProxyServer } from './server.js';
-import { healthDetails, monitorSummary, supervisorLink } from './supervisor-link.js';
+import { backupLink, healthDetails, monitorSummary, supervisorLink } from './supervisor-link.js';
 
 const config = loadConfig();
 const log = createLogger('proxy', { level: config.logLevel });
@@ -40,8 +40,11 @@ const controller = new RolloutController({
   initialRelease: snapshot?.release ?? { version: 'initial', artifact: BUILTIN_ARTIFACT, env: {} },
 });
 
+let hold: { reason: string; retryAfterSeconds: number } | null = null;
+const backupsLink = backupLink(paths.controlSocket, paths.root);
 const app = await buildProxyServer({
   log,
+  unavailable: () => hold,
   upstreams,
   routingTable: controller.routingTable,
   accessLog: config.accessLog,
@@ -56,9 +59,12 @@ const app = await buildProxyServer({
 let initialized = false;
 await registerAdminApi(app, {
   token: config.adminToken, controller, store, config, ready: () => initialized, releasesDir: paths.releases,
+  backups: backupsLink,
+  holdTraffic: (h) => { hold = h; },
   metrics: async () => {
     // The supervisor's monitor joins the exposition at scrape time (it runs in another process).
-    const monitor = await monitorSummary(paths.controlSocket, paths.root);
+    const [monitor, backups] = await Promise.all([monitorSummary(paths.controlSocket, paths.root), backupsLink.summary()]);
+    if (backups) metrics.setBackups(backups);
     if (monitor) metrics.setMonitor({ firings: monitor.firings, rules: monitor.ruleNames, holding: monitor.breaching.map((b) => b.rule) });
     return metrics.render();
   },

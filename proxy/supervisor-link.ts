@@ -1,7 +1,7 @@
 // The rollout controller's hands: starting and stopping an API colour through the supervisor's
 // control socket (the proxy runs under the supervisor, which owns pm2).
 import type { Color } from '../lib/config.js';
-import type { ApplianceStatus, MonitorStatusSummary } from '../lib/contracts/status.js';
+import type { ApplianceStatus, BackupSummary, MonitorStatusSummary } from '../lib/contracts/status.js';
 import { queryControl } from '../supervisor/control-socket.js';
 import type { Release } from '../rollout/store.js';
 import type { ColorHealth, SupervisorLink } from '../rollout/controller.js';
@@ -47,7 +47,9 @@ export async function healthDetails(socketPath: string, dataDir: string): Promis
       services.redis = s.services.redis.reachable ? 'reachable' : `unreachable: ${s.services.redis.error ?? 'no answer'}`;
     }
     const unwell = Object.entries(services).filter(([, state]) => state !== 'online' && state !== 'reachable').map(([name]) => name);
-    return { status: s.phase === 'ready' && unwell.length === 0 ? 'ok' : 'degraded', phase: s.phase, activeColor: s.activeColor, services, ...(unwell.length ? { unwell } : {}), alerts: s.monitor?.breaching ?? [] };
+    const overdue = s.backups?.overdue ?? [];
+    const backups = s.backups ? { overdue, last: Object.fromEntries(Object.entries(s.backups.last).map(([k, b]) => [k, { id: b.id, at: b.at, verified: b.verified }])) } : null;
+    return { status: s.phase === 'ready' && unwell.length === 0 && overdue.length === 0 ? 'ok' : 'degraded', phase: s.phase, activeColor: s.activeColor, services, ...(unwell.length ? { unwell } : {}), alerts: s.monitor?.breaching ?? [], backups };
   } catch (err) {
     return { status: 'degraded', error: `the supervisor did not answer: ${(err as Error).message}` };
   }
@@ -56,4 +58,30 @@ export async function healthDetails(socketPath: string, dataDir: string): Promis
 /** The supervisor's monitor rules (for the Prometheus exposition); null when it does not answer. */
 export function monitorSummary(socketPath: string, dataDir: string): Promise<MonitorStatusSummary | null> {
   return queryControl<MonitorStatusSummary | null>(socketPath, '/monitor', dataDir, { timeoutMs: 1_000 }).catch(() => null);
+}
+
+/** Backups run in the supervisor (it owns the services); these calls can take as long as a dump. */
+export interface BackupLink {
+  list(): Promise<{ summary: BackupSummary; backups: unknown[] }>;
+  summary(): Promise<BackupSummary | null>;
+  now(kinds: readonly string[], reason: 'manual' | 'pre-deploy'): Promise<unknown>;
+  verify(id: string): Promise<{ ok: boolean }>;
+  restore(id: string): Promise<unknown>;
+}
+
+const BACKUP_TIMEOUT_MS = 6 * 60 * 60_000;
+
+export function backupLink(socketPath: string, dataDir: string): BackupLink {
+  const long = { method: 'POST' as const, timeoutMs: BACKUP_TIMEOUT_MS };
+  return {
+    list: () => queryControl(socketPath, '/backups', dataDir, { timeoutMs: 10_000 }),
+    summary: () => queryControl<{ summary: BackupSummary }>(socketPath, '/backups', dataDir, { timeoutMs: 1_000 }).then((r) => r.summary, () => null),
+    now: (kinds, reason) => {
+      const query = new URLSearchParams(kinds.map((k): [string, string] => ['kind', k]));
+      query.set('reason', reason);
+      return queryControl(socketPath, `/backups?${query}`, dataDir, long);
+    },
+    verify: (id) => queryControl(socketPath, `/backups/${encodeURIComponent(id)}/verify`, dataDir, long),
+    restore: (id) => queryControl(socketPath, `/backups/${encodeURIComponent(id)}/restore`, dataDir, long),
+  };
 }

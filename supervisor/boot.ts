@@ -75,7 +75,8 @@ export async function startProcess(node: GraphNode, deps: ProbeDeps, signal: Abo
   await waitUntilReady(node, deps, signal);
 }
 
-async function waitUntilReady(node: GraphNode, deps: ProbeDeps, signal: AbortSignal): Promise<void> {
+/** Waits until a node passes its probe (and pm2 does not report it dead or crash-looping). */
+export async function waitUntilReady(node: GraphNode, deps: ProbeDeps, signal: AbortSignal): Promise<void> {
   const deadline = Date.now() + deps.readyTimeoutMs;
   let last: ProbeResult | undefined;
   for (;;) {

@@ -16,6 +16,18 @@ export function recordRun(path: string, event: RunEvent['event']): void {
   }
 }
 
+/** When this data dir's appliance first started (null: never recorded). */
+export function firstStart(path: string): Date | null {
+  if (!existsSync(path)) return null;
+  const first = readFileSync(path, 'utf8').split('\n', 1)[0];
+  try {
+    const at = Date.parse((JSON.parse(first ?? '') as RunEvent).at);
+    return Number.isNaN(at) ? null : new Date(at);
+  } catch {
+    return null;
+  }
+}
+
 /** Milliseconds the appliance ran within [since, now]; a start without a stop (a crash, or still running) runs until the next start or now. */
 export function runningMs(path: string, since: Date, now = new Date()): { ms: number; starts: number } {
   if (!existsSync(path)) return { ms: 0, starts: 0 };

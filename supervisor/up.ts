@@ -3,7 +3,7 @@
 // serves status on its control socket, and on SIGTERM/SIGINT stops everything in reverse order.
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
-import { resolve as resolvePath } from 'node:path';
+import { dirname, resolve as resolvePath } from 'node:path';
 import { format } from 'node:util';
 import { pino } from 'pino';
 import { processGraph } from '../ecosystem.config.js';
@@ -28,7 +28,8 @@ import { collectStatus } from './status.js';
 import { startMonitor } from './monitor.js';
 import { reapOrphans } from './orphans.js';
 import { assertDataSurvives } from './platform.js';
-import { recordRun } from './run-log.js';
+import { firstStart, recordRun } from './run-log.js';
+import { startBackups } from './backups.js';
 
 export interface UpOptions {
   configFile?: string | undefined;
@@ -102,7 +103,8 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   const interrupt = new AbortController();
   const control = new ProcessControl(orderGraph(graph), { pm, log, urls, readyTimeoutMs }, () => readRoutingSnapshot(paths.routing)?.activeColor ?? activeColor, interrupt.signal);
   let monitoring: ReturnType<typeof startMonitor> = null;
-  statusNow = async () => ({ ...await collectStatus({ pm, graph, paths, urls, embedded, fallbackColor: activeColor, boot, phase: () => phase }), monitor: monitoring?.monitor.status() ?? null });
+  let backups: ReturnType<typeof startBackups> | null = null;
+  statusNow = async () => ({ ...await collectStatus({ pm, graph, paths, urls, embedded, fallbackColor: activeColor, boot, phase: () => phase }), monitor: monitoring?.monitor.status() ?? null, backups: backups?.summary() ?? null });
   // Starting or stopping a colour only makes sense between the end of the boot and the stop.
   const whenReady = <T>(fn: () => Promise<T>): Promise<T> =>
     phase === 'ready' ? fn() : Promise.reject(new CL_ERR_PROCESS_CONTROL(`the appliance is ${phase}; try again when it is ready`));
@@ -147,6 +149,7 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
     if (phase === 'ready') recordRun(paths.runLog, 'stop');
     phase = 'stopping';
     await monitoring?.close();
+    await backups?.close();
     await control.stopAll(log);
     await releaseLock();
     out.flushSync();
@@ -180,6 +183,15 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
     pm, log, urls, dataDir: paths.root, graph: orderGraph(graph), isRunning: (name) => control.isRunning(name),
     activeColor: () => readRoutingSnapshot(paths.routing)?.activeColor ?? activeColor,
   });
+  backups = startBackups({
+    config, paths, pm, log, urls,
+    pgBinDir: bin.postgres ? dirname(bin.postgres) : undefined,
+    redisServer: embedded.redis ? bin.redisServer : null,
+    graph: orderGraph(graph), isRunning: (name) => control.isRunning(name),
+    probe: { pm, log, urls, readyTimeoutMs },
+    since: firstStart(paths.runLog) ?? startedAt,
+  });
+  routes.push(...backups.routes);
 
   await stopSignal;
   return finish(0);

@@ -46,6 +46,23 @@ export interface ApplianceStatus {
   rollout?: RolloutSummary | null;
   /** The monitor's rules: which hold now and the latest actions; null when there are none. */
   monitor?: MonitorStatusSummary | null;
+  /** Backups: the newest of each kind, the next scheduled runs, what is overdue; null before the boot ends. */
+  backups?: BackupSummary | null;
+}
+
+export interface BackupSummary {
+  /** What runs now ("backup", "verify <id>", "restore <id>"), or null. */
+  running: string | null;
+  kinds: Array<'postgres' | 'redis'>;
+  count: number;
+  totalBytes: number;
+  /** The newest good backup holding each kind. */
+  last: Partial<Record<'postgres' | 'redis', { id: string; at: string; ageSeconds: number; bytes: number; durationMs: number; verified: boolean | null; verifiedAt: string | null }>>;
+  lastFailure: { at: string; error: string } | null;
+  /** ISO time of each schedule's next run; null when that schedule is off. */
+  next: Record<'postgres' | 'redis' | 'verify', string | null>;
+  /** Kinds whose last good backup is older than their schedule allows (healthz reports degraded). */
+  overdue: Array<'postgres' | 'redis'>;
 }
 
 export interface MonitorStatusSummary {

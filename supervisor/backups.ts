@@ -1,0 +1,140 @@
+// The supervisor's side of backups: the service built from the config, its schedules, its events
+// (audited; a failure fires the alert hooks), the quiesce/resume of a restore (the worker stops
+// writing; the worker and the running API colours restart on the restored data), and the
+// control-socket routes the proxy's admin API forwards to.
+import { BackupService, isOverdue, nextRun, startSchedules, type BackupEvent, type BackupKind, type ScheduleName, type Schedules } from '../backup/index.js';
+import type { Config } from '../lib/config.js';
+import type { BackupSummary } from '../lib/contracts/status.js';
+import { createPgPool } from '../lib/db.js';
+import { CL_ERR_INVALID_REQUEST } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
+import type { DataPaths } from '../lib/paths.js';
+import { postJson, runCommand, RolloutStore } from '../rollout/index.js';
+import { waitUntilReady, type ProbeDeps } from './boot.js';
+import type { ControlRoute } from './control-socket.js';
+import type { GraphNode } from './process-graph.js';
+import type { ProcessManager } from './process-manager.js';
+
+export interface BackupsDeps {
+  config: Config;
+  paths: DataPaths;
+  pm: ProcessManager;
+  log: Logger;
+  urls: { database: string; redis: string };
+  /** pg_dump/pg_restore's dir (the embedded server's; undefined: PATH). */
+  pgBinDir: string | undefined;
+  /** The embedded redis-server binary, or null when Redis is external. */
+  redisServer: string | null;
+  /** The graph in dependency order, and whether a process of it runs now. */
+  graph: readonly GraphNode[];
+  isRunning: (name: string) => boolean;
+  probe: ProbeDeps;
+  /** When this appliance first started: a schedule is not overdue before its first run after this. */
+  since: Date;
+}
+
+export interface Backups {
+  service: BackupService;
+  summary(): BackupSummary;
+  routes: ControlRoute[];
+  close(): Promise<void>;
+}
+
+export function startBackups(deps: BackupsDeps): Backups {
+  const { config, log } = deps;
+  const schedules: Schedules = {
+    postgres: off(config.backupPgSchedule),
+    redis: deps.redisServer ? off(config.backupRedisSchedule) : null,
+    verify: off(config.backupVerifySchedule),
+  };
+  const pool = createPgPool(deps.urls.database, { max: 1, applicationName: 'changelens-backup' });
+  const store = new RolloutStore(pool);
+  const hookUrls = config.hookUrls?.split(',').map((u) => u.trim()) ?? [];
+  let lastFailure: BackupSummary['lastFailure'] = null;
+
+  const onEvent = async (event: BackupEvent): Promise<void> => {
+    if (!event.ok) lastFailure = { at: new Date().toISOString(), error: `${event.type}${event.id ? ` ${event.id}` : ''}: ${event.error}` };
+    await store.audit({ eventType: event.type, deploymentId: null, actor: 'backup', version: null, details: { id: event.id, ...event.details }, success: event.ok, error: event.error ?? null });
+    if (event.ok) return;
+    // A failure is an alert: the same hooks as deployments, with the event as JSON.
+    const body = JSON.stringify({ type: `${event.type}_failed`, id: event.id, error: event.error, at: new Date().toISOString() });
+    const sent = await Promise.allSettled([
+      ...hookUrls.map((url) => postJson(url, body, config.hookTimeoutMs)),
+      ...(config.hookCommand ? [runCommand(config.hookCommand, body, `${event.type}_failed`, config.hookTimeoutMs)] : []),
+    ]);
+    for (const s of sent) if (s.status === 'rejected') log.warn({ err: (s.reason as Error).message }, 'a backup alert hook failed');
+  };
+
+  const service = new BackupService({
+    dir: deps.paths.backups,
+    databaseUrl: deps.urls.database,
+    redisUrl: deps.urls.redis,
+    embeddedRedis: deps.redisServer ? { dataDir: deps.paths.redis, server: deps.redisServer } : null,
+    pgBinDir: deps.pgBinDir,
+    policy: { keep: config.backupKeep, maxAgeDays: config.backupMaxAgeDays },
+    minFreeMb: config.backupMinFreeMb,
+    log: log.child({ component: 'backup' }),
+    onEvent,
+  });
+
+  const scheduled = startSchedules(schedules, async (name: ScheduleName) => {
+    try {
+      if (name === 'verify') await service.verifyNewest();
+      else await service.backup([name], 'scheduled');
+    } catch {
+      // Logged, audited and alerted by the service; the next tick tries again.
+    }
+  });
+
+  /** A restore: the worker stops writing first; afterwards it and the running API colours restart on the restored data. */
+  const restartNames = (): GraphNode[] => deps.graph.filter((n) => (n.name === 'worker' || n.name.startsWith('api-')) && deps.isRunning(n.name));
+  const hooks = {
+    quiesce: async () => {
+      if (deps.isRunning('worker')) await deps.pm.stop('worker');
+    },
+    resume: async () => {
+      const nodes = restartNames();
+      for (const node of nodes) await deps.pm.restart(node.name);
+      await Promise.all(nodes.map((node) => waitUntilReady(node, deps.probe, AbortSignal.timeout(config.readyTimeoutMs + 5_000))));
+    },
+  };
+
+  const summary = (): BackupSummary => {
+    const now = Date.now();
+    const list = service.list();
+    const last: BackupSummary['last'] = {};
+    for (const kind of service.kinds) {
+      const b = list.find((x) => x.kinds.includes(kind));
+      if (b) last[kind] = { id: b.id, at: b.startedAt, ageSeconds: Math.round((now - Date.parse(b.startedAt)) / 1000), bytes: b.totalBytes, durationMs: b.durationMs, verified: b.verification?.ok ?? null, verifiedAt: b.verification?.at ?? null };
+    }
+    const overdue = service.kinds.filter((k) => isOverdue(schedules[k], last[k] ? Date.parse(last[k]!.at) : null, deps.since.getTime(), now));
+    const next = Object.fromEntries((Object.keys(schedules) as ScheduleName[]).map((k) => [k, schedules[k] ? new Date(nextRun(schedules[k]!, now)).toISOString() : null])) as BackupSummary['next'];
+    return { running: service.busy, kinds: service.kinds, count: list.length, totalBytes: list.reduce((n, b) => n + b.totalBytes, 0), last, lastFailure, next, overdue };
+  };
+
+  const routes: ControlRoute[] = [
+    { method: 'GET', path: /^\/backups$/, handler: () => ({ summary: summary(), backups: service.list() }) },
+    { method: 'POST', path: /^\/backups(?:\?(.*))?$/, handler: (query) => {
+      const params = new URLSearchParams(query ?? '');
+      const kinds = params.getAll('kind');
+      for (const k of kinds) if (k !== 'postgres' && k !== 'redis') throw new CL_ERR_INVALID_REQUEST(`kind: expected postgres or redis, got ${JSON.stringify(k)}`);
+      const reason = params.get('reason') ?? 'manual';
+      if (reason !== 'manual' && reason !== 'pre-deploy') throw new CL_ERR_INVALID_REQUEST(`reason: expected manual or pre-deploy, got ${JSON.stringify(reason)}`);
+      return service.backup(kinds.length ? (kinds as BackupKind[]) : service.kinds, reason);
+    } },
+    { method: 'POST', path: /^\/backups\/([^/?]+)\/verify$/, handler: (id) => service.verify(decodeURIComponent(id!)) },
+    { method: 'POST', path: /^\/backups\/([^/?]+)\/restore$/, handler: (id) => service.restore(decodeURIComponent(id!), hooks) },
+  ];
+
+  return {
+    service, summary, routes,
+    async close() {
+      await scheduled.stop();
+      await pool.end().catch(() => {});
+    },
+  };
+}
+
+function off(expression: string): string | null {
+  return expression === 'off' ? null : expression;
+}
