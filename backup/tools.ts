@@ -1,14 +1,20 @@
 // The programs a backup runs (pg_dump, pg_restore, redis-server) and the file checks it makes,
 // each with its failure turned into one readable line.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import { delimiter, join } from 'node:path';
 
+/** Nice value of background tools: below every service, above nothing that matters. */
+const BACKGROUND_NICE = 10;
+
 /** Runs a program to completion; rejects with its last stderr lines when it fails. */
-export function runTool(bin: string, args: readonly string[], options: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<string> {
+export function runTool(bin: string, args: readonly string[], options: { env?: Record<string, string>; timeoutMs?: number; background?: boolean } = {}): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = spawn(bin, args, { env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    // Background work (a scheduled dump) yields the CPU to the services answering requests.
+    if (options.background && child.pid !== undefined) toBackground(child.pid);
     const out: Buffer[] = [];
     let err = '';
     child.stdout.on('data', (c: Buffer) => out.push(c));
@@ -25,6 +31,21 @@ export function runTool(bin: string, args: readonly string[], options: { env?: R
 }
 
 /** A Postgres client program: from the server's own bin dir when we run the server, else PATH. */
+/**
+ * Moves a process to the background: SCHED_IDLE (it runs only when a CPU would otherwise idle, so a
+ * request never waits behind it) and the idle I/O class; where that is not possible, nice 10.
+ */
+export function toBackground(pid: number): void {
+  const idle = spawnSync('chrt', ['--idle', '--pid', '0', String(pid)], { stdio: 'ignore' });
+  spawnSync('ionice', ['-c', '3', '-p', String(pid)], { stdio: 'ignore' });
+  if (idle.status === 0) return;
+  try {
+    setPriority(pid, BACKGROUND_NICE);
+  } catch {
+    // Not permitted here: it runs at normal priority.
+  }
+}
+
 export function pgTool(name: 'pg_dump' | 'pg_restore', pgBinDir: string | undefined): string {
   if (pgBinDir && existsSync(join(pgBinDir, name))) return join(pgBinDir, name);
   for (const dir of (process.env.PATH ?? '').split(delimiter)) if (dir && existsSync(join(dir, name))) return join(dir, name);

@@ -23,11 +23,11 @@ import { Pool } from 'undici';
 import { createLogger } from '../lib/logger.js';
 import { initTracing } from '../lib/tracing.js';
 import { packageRoot } from '../lib/package-root.js';
-import { newHistogram, recordLatency, summarize } from '../monitoring/histogram.js';
 import { createProxyMetrics, SlicedWindow } from '../monitoring/index.js';
 import { buildProxyServer } from '../proxy/server.js';
 import type { RoutingTable } from '../proxy/router.js';
 import { freePorts } from './harness.js';
+import { openModel } from './load.js';
 
 const { values } = parseArgs({ options: { role: { type: 'string' }, port: { type: 'string' }, blue: { type: 'string' }, green: { type: 'string' }, rounds: { type: 'string', default: '5' }, seconds: { type: 'string', default: '4' } } });
 const CANARY: RoutingTable = { stable: 'blue', candidate: 'green', candidateWeight: 0.1, rolloutId: 'bench' };
@@ -141,31 +141,6 @@ function wrk(url: string, seconds: number): number {
   const m = /Requests\/sec:\s+([\d.]+)/.exec(r.stdout);
   if (!m) throw new Error(`wrk failed: ${r.stderr || r.stdout}`);
   return Number(m[1]);
-}
-
-/** Constant arrival rate; each latency counted from the request's intended send time. */
-async function openModel(url: string, rate: number, seconds: number): Promise<{ p50: number; p99: number }> {
-  const { origin, pathname } = new URL(url);
-  const pool = new Pool(origin, { connections: 64, pipelining: 1 });
-  const h = newHistogram();
-  const interval = 1000 / rate;
-  const total = rate * seconds;
-  const t0 = performance.now();
-  const pending: Promise<void>[] = [];
-  for (let i = 0; i < total; i++) {
-    const intended = t0 + i * interval;
-    // Never early: a request sent before its intended time would read faster than it was.
-    const wait = intended - performance.now();
-    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-    pending.push(pool.request({ path: pathname, method: 'GET' }).then(async (res) => {
-      await res.body.dump();
-      recordLatency(h, performance.now() - intended);
-    }));
-  }
-  await Promise.all(pending);
-  await pool.close();
-  const s = summarize(h, 0);
-  return { p50: s.p50Ms, p99: s.p99Ms };
 }
 
 function report(results: Record<string, Measure[]>, rounds: number): void {

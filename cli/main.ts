@@ -106,7 +106,7 @@ commands.config = async (args) => {
   process.stdout.write(values.json ? JSON.stringify(shown, null, 2) + '\n' : Object.entries(shown).map(([k, v]) => `${k.padEnd(20)} ${String(v)}`).join('\n') + '\n');
   return EXIT.ok;
 };
-const SECRET_KEYS = new Set(['adminToken', 'pgPassword', 'redisPassword', 'databaseUrl', 'redisUrl']);
+const SECRET_KEYS = new Set(['adminToken', 'pgPassword', 'redisPassword', 'backupKey', 'databaseUrl', 'redisUrl']);
 
 /** `changelens process start|stop <name>`: asks the running supervisor. */
 commands.process = async (args) => {

@@ -2,7 +2,7 @@
 // (audited; a failure fires the alert hooks), the quiesce/resume of a restore (the worker stops
 // writing; the worker and the running API colours restart on the restored data), and the
 // control-socket routes the proxy's admin API forwards to.
-import { BackupService, isOverdue, nextRun, startSchedules, type BackupEvent, type BackupKind, type ScheduleName, type Schedules } from '../backup/index.js';
+import { backupKey, BackupService, isOverdue, nextRun, startSchedules, type BackupEvent, type BackupKind, type ScheduleName, type Schedules } from '../backup/index.js';
 import type { Config } from '../lib/config.js';
 import type { BackupSummary } from '../lib/contracts/status.js';
 import { createPgPool } from '../lib/db.js';
@@ -31,6 +31,8 @@ export interface BackupsDeps {
   probe: ProbeDeps;
   /** When this appliance first started: a schedule is not overdue before its first run after this. */
   since: Date;
+  /** From the secrets (or CHANGELENS_BACKUP_KEY). */
+  backupKey: string;
 }
 
 export interface Backups {
@@ -73,6 +75,7 @@ export function startBackups(deps: BackupsDeps): Backups {
     pgBinDir: deps.pgBinDir,
     policy: { keep: config.backupKeep, maxAgeDays: config.backupMaxAgeDays },
     minFreeMb: config.backupMinFreeMb,
+    encryption: { key: backupKey(deps.backupKey), secretsFile: deps.paths.secrets, encrypt: config.backupEncrypt === '1' },
     log: log.child({ component: 'backup' }),
     onEvent,
   });

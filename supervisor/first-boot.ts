@@ -21,6 +21,8 @@ export interface Secrets {
   adminToken: string;
   pgPassword: string;
   redisPassword: string;
+  /** Encrypts backups (CHANGELENS_BACKUP_ENCRYPT=1); generated even when unused, so turning encryption on needs no reboot dance. */
+  backupKey: string;
 }
 
 /** The unprivileged account Postgres (which refuses root) and Redis run as when we are root. */
@@ -119,8 +121,8 @@ export function ensureSecrets(paths: DataPaths, config: Config, initialised: boo
     generated.push(key);
     return randomBytes(24).toString('base64url');
   };
-  const secrets: Secrets = { adminToken: pick('adminToken'), pgPassword: pick('pgPassword'), redisPassword: pick('redisPassword') };
-  if (JSON.stringify(secrets) !== JSON.stringify({ adminToken: stored.adminToken, pgPassword: stored.pgPassword, redisPassword: stored.redisPassword })) {
+  const secrets: Secrets = { adminToken: pick('adminToken'), pgPassword: pick('pgPassword'), redisPassword: pick('redisPassword'), backupKey: pick('backupKey') };
+  if (JSON.stringify(secrets) !== JSON.stringify({ adminToken: stored.adminToken, pgPassword: stored.pgPassword, redisPassword: stored.redisPassword, backupKey: stored.backupKey })) {
     writeFileAtomic(paths.secrets, JSON.stringify(secrets, null, 2) + '\n', 0o600);
   }
   return { secrets, generated };

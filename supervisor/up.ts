@@ -190,6 +190,7 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
     graph: orderGraph(graph), isRunning: (name) => control.isRunning(name),
     probe: { pm, log, urls, readyTimeoutMs },
     since: firstStart(paths.runLog) ?? startedAt,
+    backupKey: secrets.backupKey,
   });
   routes.push(...backups.routes);
 

@@ -50,7 +50,7 @@ describe('the appliance (one embedded appliance, shared)', () => {
     expect(ready.firstBoot).toBe(true);
     const secrets = statSync(join(app.dataDir, 'state', 'secrets.json'));
     expect(secrets.mode & 0o777).toBe(0o600);
-    expect(Object.keys(app.secrets()).sort()).toEqual(['adminToken', 'pgPassword', 'redisPassword']);
+    expect(Object.keys(app.secrets()).sort()).toEqual(['adminToken', 'backupKey', 'pgPassword', 'redisPassword']);
     expect(existsSync(join(app.dataDir, 'postgres', 'PG_VERSION'))).toBe(true);
     const migrations = await sql<{ version: number; applied_at: Date }>(app, 'SELECT version, applied_at FROM schema_migrations ORDER BY version');
     expect(migrations.map((m) => m.version)).toEqual(readMigrations(migrationsDir).map((m) => m.version));

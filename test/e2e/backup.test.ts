@@ -4,14 +4,15 @@
 // kept, a flipped byte makes verify and restore refuse without touching anything, retention keeps
 // exactly what it should, and a run without disk space leaves the older backups intact.
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { createClient } from '@redis/client';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { launchAppliance, runCli, type Appliance } from '../../bench/harness.js';
-import { BackupService, type BackupEvent, type Manifest } from '../../backup/index.js';
+import { backupKey, BackupService, decryptFile, type BackupEvent, type Manifest } from '../../backup/index.js';
 import { createLogger } from '../../lib/logger.js';
 import { reapOrphans } from '../../supervisor/index.js';
 
@@ -238,6 +239,51 @@ describe('retention and failures', () => {
     expect(ids()).toEqual(before);
     expect(readdirSync(backupsDir()).filter((n) => n.startsWith('.'))).toEqual([]);
     expect(events).toEqual([expect.objectContaining({ type: 'backup', ok: false, error: expect.stringContaining('not enough disk space') })]);
+  });
+});
+
+describe('encryption at rest', () => {
+  it('files and the secrets are stored encrypted; verify and restore read them with the key, and refuse without it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'changelens-enc-'));
+    const secretsFile = join(app.dataDir, 'state', 'secrets.json');
+    const make = (secret: string | null, encrypt: boolean) => new BackupService({
+      dir, databaseUrl: dbUrl, redisUrl, embeddedRedis: { dataDir: join(app.dataDir, 'redis'), server: 'redis-server' },
+      pgBinDir: undefined, policy: { keep: 5, maxAgeDays: 0 }, minFreeMb: 1, log: createLogger('backup-test', { level: 'silent' }),
+      encryption: secret === null ? null : { key: backupKey(secret), secretsFile, encrypt },
+    });
+    try {
+      const withKey = make('the-right-key-0123456789', true);
+      const m = await withKey.backup();
+      expect(m.encryption).toEqual({ algorithm: 'aes-256-gcm', keyId: backupKey('the-right-key-0123456789').id });
+      expect(m.files.map((f) => [f.name, f.kind])).toEqual([['postgres.dump.enc', 'postgres'], ['redis.rdb.enc', 'redis'], ['secrets.json.enc', 'secrets']]);
+      // Nothing readable is left: not the dump's header, not the admin token.
+      const stored = readdirSync(join(dir, m.id)).filter((n) => n !== 'manifest.json');
+      expect(stored.sort()).toEqual(['postgres.dump.enc', 'redis.rdb.enc', 'secrets.json.enc']);
+      for (const name of stored) {
+        const bytes = readFileSync(join(dir, m.id, name));
+        expect(bytes.includes(Buffer.from('PGDMP'))).toBe(false);
+        expect(bytes.includes(Buffer.from(app.secrets().adminToken))).toBe(false);
+      }
+      const secretsBack = join(dir, 'secrets.plain');
+      await decryptFile(join(dir, m.id, 'secrets.json.enc'), secretsBack, backupKey('the-right-key-0123456789'));
+      expect(JSON.parse(readFileSync(secretsBack, 'utf8'))).toEqual(app.secrets());
+
+      const v = await withKey.verify(m.id);
+      expect(v.checks.map((c) => [c.name, c.ok])).toEqual([
+        ['postgres.dump.enc', true], ['redis.rdb.enc', true], ['secrets.json.enc', true], ['decrypt', true], ['pg_restore --list', true],
+        ['restore into a scratch database', true], ['load into a scratch Redis', true],
+      ]);
+      const wrong = await make('a-wrong-key-0123456789ab', false).verify(m.id);
+      expect(wrong.ok).toBe(false);
+      expect(wrong.checks.at(-1)).toMatchObject({ name: 'decrypt', ok: false, detail: expect.stringContaining('CHANGELENS_BACKUP_KEY') });
+      await expect(make(null, false).restore(m.id)).rejects.toMatchObject({ code: 'CL_ERR_BACKUP_INVALID' });
+      // With the key (encryption now off for new backups), the restore reads it.
+      const restored = await make('the-right-key-0123456789', false).restore(m.id);
+      expect(restored.tables['public.items']).toBeGreaterThan(0);
+      expect(readdirSync(dir).filter((n) => n.startsWith('.'))).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
