@@ -17,6 +17,7 @@ import { CL_ERR_BACKUP_FAILED, CL_ERR_BACKUP_INVALID, CL_ERR_NOT_FOUND } from '.
 import type { Logger } from '../lib/logger.js';
 import { createRedisClient } from '../lib/redis.js';
 import { backupsToDelete, type BackupKind, type RetentionPolicy } from './retention.js';
+import type { OffsiteCopy, OffsiteStore } from './offsite.js';
 import { decryptFile, encryptFile, ENCRYPTION_ALGORITHM, type BackupKey } from './encryption.js';
 import { libpqTarget, pgTool, runTool, sha256Of, toBackground } from './tools.js';
 
@@ -70,6 +71,8 @@ export interface Verification {
 export interface BackupEntry extends Manifest {
   totalBytes: number;
   verification: Verification | null;
+  /** The off-box copy, when one was made. */
+  offsite: OffsiteCopy | null;
 }
 
 export interface RestoreResult {
@@ -93,6 +96,8 @@ export interface BackupServiceOptions {
   pgBinDir: string | undefined;
   policy: RetentionPolicy;
   minFreeMb: number;
+  /** Where each good backup is copied off the box (null: nowhere). */
+  offsite?: OffsiteStore | null;
   /** The backup key: with `encrypt`, every file is encrypted at rest and state/secrets.json goes along (encrypted); either way it reads encrypted backups. */
   encryption?: { key: BackupKey; secretsFile: string; encrypt: boolean } | null;
   log: Logger;
@@ -102,7 +107,7 @@ export interface BackupServiceOptions {
 }
 
 export interface BackupEvent {
-  type: 'backup' | 'backup_verify' | 'backup_restore';
+  type: 'backup' | 'backup_verify' | 'backup_restore' | 'backup_offsite';
   id: string | null;
   ok: boolean;
   error?: string;
@@ -118,6 +123,7 @@ export const APPLIANCE_TABLES = ['schema_migrations', 'releases', 'pointers', 'd
 
 const MANIFEST = 'manifest.json';
 const VERIFICATION = 'verification.json';
+const OFFSITE = 'offsite.json';
 const PG_FILE = 'postgres.dump';
 const REDIS_FILE = 'redis.rdb';
 const PARTIAL = '.partial-';
@@ -157,7 +163,7 @@ export class BackupService {
       if (name.startsWith('.')) continue;
       const manifest = readJson<Manifest>(join(this.options.dir, name, MANIFEST));
       if (!manifest || manifest.id !== name) continue;
-      entries.push({ ...manifest, totalBytes: manifest.files.reduce((n, f) => n + f.bytes, 0), verification: readJson<Verification>(join(this.options.dir, name, VERIFICATION)) });
+      entries.push({ ...manifest, totalBytes: manifest.files.reduce((n, f) => n + f.bytes, 0), verification: readJson<Verification>(join(this.options.dir, name, VERIFICATION)), offsite: readJson<OffsiteCopy>(join(this.options.dir, name, OFFSITE)) });
     }
     return entries.sort((a, b) => Date.parse(b.startedAt) - Date.parse(a.startedAt) || (a.id < b.id ? 1 : -1));
   }
@@ -189,7 +195,8 @@ export class BackupService {
         manifest.durationMs = finished - started;
         writeFileAtomic(join(partial, MANIFEST), JSON.stringify(manifest, null, 2) + '\n', 0o640);
         renameSync(partial, join(this.options.dir, id));
-        const pruned = this.prune();
+        await this.copyOffsite(id, manifest);
+        const pruned = await this.prune();
         this.options.log.info({ backup: id, kinds: wanted, ms: manifest.durationMs, bytes: manifest.files.reduce((n, f) => n + f.bytes, 0), pruned }, 'backup taken');
         await this.emit({ type: 'backup', id, ok: true, details: { kinds: wanted, reason, durationMs: manifest.durationMs, files: manifest.files, pruned } });
         return manifest;
@@ -379,12 +386,31 @@ export class BackupService {
     }
   }
 
-  /** Applies retention to the good backups; returns what it deleted. */
-  private prune(): string[] {
+  /** Applies retention to the good backups, here and off the box; returns what it deleted. */
+  private async prune(): Promise<string[]> {
     const good = this.list().map((b) => ({ id: b.id, at: Date.parse(b.startedAt), kinds: b.kinds }));
     const doomed = backupsToDelete(good, this.options.policy, this.now());
-    for (const id of doomed) rmSync(join(this.options.dir, id), { recursive: true, force: true });
+    for (const id of doomed) {
+      rmSync(join(this.options.dir, id), { recursive: true, force: true });
+      await this.options.offsite?.remove(id).catch((err: Error) => this.options.log.warn({ backup: id, err: err.message }, 'could not delete the off-box copy of a pruned backup'));
+    }
     return doomed;
+  }
+
+  /** A good backup stays good if its copy fails: the failure is reported (audit, alert hooks) and the next run copies its own. */
+  private async copyOffsite(id: string, manifest: Manifest): Promise<void> {
+    const offsite = this.options.offsite;
+    if (!offsite) return;
+    const dir = join(this.options.dir, id);
+    try {
+      const copy = await offsite.upload(dir, id, [...manifest.files, { name: MANIFEST }]);
+      writeFileAtomic(join(dir, OFFSITE), JSON.stringify(copy, null, 2) + '\n', 0o640);
+      await this.emit({ type: 'backup_offsite', id, ok: true, details: { ...copy } });
+    } catch (err) {
+      const message = (err as Error).message || (err as Error).name;
+      this.options.log.error({ backup: id, err: message }, 'could not copy the backup off the box; it is kept here');
+      await this.emit({ type: 'backup_offsite', id, ok: false, error: message, details: {} });
+    }
   }
 
   private removeStalePartials(): void {

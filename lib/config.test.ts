@@ -14,7 +14,7 @@ const PORT_ENVS = ['PORT', 'CHANGELENS_PG_PORT', 'CHANGELENS_REDIS_PORT', 'CHANG
 const ALL_KEYS: (keyof Config)[] = [
   ...PORT_KEYS, 'host', 'dataDir', 'apiInstances', 'readyTimeoutMs', 'stopTimeoutMs', 'logLevel', 'serviceUser',
   'pgBinDir', 'redisServer', 'databaseUrl', 'redisUrl', 'adminToken', 'pgPassword', 'redisPassword', 'color',
-  'backupPgSchedule', 'backupRedisSchedule', 'backupVerifySchedule', 'backupKeep', 'backupMaxAgeDays', 'backupMinFreeMb', 'backupBeforeDeploy', 'backupEncrypt', 'backupKey',
+  'backupPgSchedule', 'backupRedisSchedule', 'backupVerifySchedule', 'backupKeep', 'backupMaxAgeDays', 'backupMinFreeMb', 'backupBeforeDeploy', 'backupEncrypt', 'backupKey', 'backupS3Url', 'backupS3Endpoint', 'backupS3Region', 'backupS3PathStyle',
   'otlpEndpoint', 'accessLog', 'seedItems', 'jobMaxAttempts', 'jobClaimIdleMs', 'workerConcurrency', 'downstreamTimeoutMs', 'regression', 'pmId', 'platform', 'ephemeral', 'cloudRunService', 'releaseId',
   'canarySteps', 'stepSeconds', 'windowSeconds', 'p99Ratio', 'maxErrorRate', 'maxP95Ms', 'maxP99Ms', 'minSamples', 'failuresToRollback',
   'sequential', 'artifactMaxMb', 'releasesKeep', 'tripConsecutive5xx', 'metricRules', 'monitorRules', 'monitorIntervalSeconds', 'apiMaxInstances', 'keepWarmSeconds', 'inspectSeconds', 'previewSeconds', 'hookUrls', 'hookCommand', 'hookTimeoutMs',
@@ -26,7 +26,7 @@ const FULL_ENV: Record<string, string> = {
   PORT: '8081', CHANGELENS_PG_PORT: '15432', CHANGELENS_REDIS_PORT: '16379', CHANGELENS_API_BLUE_PORT: '4001',
   CHANGELENS_API_GREEN_PORT: '4002', CHANGELENS_WORKER_PORT: '4003', CHANGELENS_HOST: '127.0.0.1',
   CHANGELENS_BACKUP_PG_SCHEDULE: '15 1 * * *', CHANGELENS_BACKUP_REDIS_SCHEDULE: 'off', CHANGELENS_BACKUP_VERIFY_SCHEDULE: '0 4 * * 1',
-  CHANGELENS_BACKUP_KEEP: '3', CHANGELENS_BACKUP_MAX_AGE_DAYS: '14', CHANGELENS_BACKUP_MIN_FREE_MB: '100', CHANGELENS_BACKUP_BEFORE_DEPLOY: '1', CHANGELENS_BACKUP_ENCRYPT: '1', CHANGELENS_BACKUP_KEY: 'a-backup-key-of-32-characters-xx',
+  CHANGELENS_BACKUP_KEEP: '3', CHANGELENS_BACKUP_MAX_AGE_DAYS: '14', CHANGELENS_BACKUP_MIN_FREE_MB: '100', CHANGELENS_BACKUP_BEFORE_DEPLOY: '1', CHANGELENS_BACKUP_ENCRYPT: '1', CHANGELENS_BACKUP_S3_URL: 's3://changelens-backups/prod', CHANGELENS_BACKUP_S3_ENDPOINT: 'https://cos.ap-shanghai.myqcloud.com', CHANGELENS_BACKUP_S3_REGION: 'ap-shanghai', CHANGELENS_BACKUP_S3_PATH_STYLE: '1', CHANGELENS_BACKUP_KEY: 'a-backup-key-of-32-characters-xx',
   CHANGELENS_DATA_DIR: '/srv/changelens', CHANGELENS_API_INSTANCES: '2', CHANGELENS_READY_TIMEOUT_MS: '1000',
   CHANGELENS_STOP_TIMEOUT_MS: '2000', CHANGELENS_LOG_LEVEL: 'debug', CHANGELENS_SERVICE_USER: 'changelens',
   CHANGELENS_PG_BIN_DIR: '/usr/lib/postgresql/16/bin', CHANGELENS_REDIS_SERVER: '/usr/bin/redis-server',

@@ -9,6 +9,7 @@ import { parseRegressionSpec } from './contracts/regressions.js';
 import { parseMetricRules } from './contracts/metric-rules.js';
 import { parseMonitorRules } from './contracts/monitor-rules.js';
 import { cronProblem } from './contracts/cron.js';
+import { parseS3Url } from './contracts/s3-url.js';
 
 export type Color = 'blue' | 'green';
 export const COLORS: readonly Color[] = ['blue', 'green'];
@@ -36,6 +37,7 @@ export function parseSteps(v: unknown): number[] | undefined {
   const ok = steps.every((w, i) => Number.isInteger(w) && w >= 1 && w <= 100 && (i === 0 || w > steps[i - 1]!)) && steps.at(-1) === 100;
   return ok ? steps : undefined;
 }
+const s3UrlSpec = (v: unknown): string | undefined => (typeof v === 'string' && !('error' in parseS3Url(v)) ? v : undefined);
 /** A 5-field cron expression, or "off". */
 const cronSpec = (v: unknown): string | undefined => (typeof v === 'string' && (v === 'off' || cronProblem(v) === null) ? v.trim() : undefined);
 const stepsSpec = (v: unknown): string | undefined => (parseSteps(v) ? String(v) : undefined);
@@ -114,6 +116,10 @@ const FIELDS = {
   backupMinFreeMb: { env: 'CHANGELENS_BACKUP_MIN_FREE_MB', doc: 'a backup starts only if the disk keeps this much free after it (estimated from the database and snapshot sizes)', kind: 'int', parse: int(0, 1_000_000), expected: 'megabytes 0-1000000', default: 256 },
   backupEncrypt: { env: 'CHANGELENS_BACKUP_ENCRYPT', doc: 'encrypt backups at rest (AES-256-GCM) with the backup key, and take state/secrets.json along, encrypted', kind: 'string', parse: oneOf('0', '1'), expected: '0 or 1', default: '0' },
   backupKey: { env: 'CHANGELENS_BACKUP_KEY', doc: 'the key backups are encrypted with (default: generated into state/secrets.json; keep a copy off the box, or encrypted backups cannot be read on a new one)', kind: 'string', parse: secret, expected: 'at least 16 characters of [A-Za-z0-9_-.~+/=]', default: undefined },
+  backupS3Url: { env: 'CHANGELENS_BACKUP_S3_URL', doc: 'copy every good backup off the box to S3-compatible storage (AWS S3, Tencent COS, MinIO) under this bucket and prefix; credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY', kind: 'string', parse: s3UrlSpec, expected: 's3://bucket or s3://bucket/prefix', default: undefined },
+  backupS3Endpoint: { env: 'CHANGELENS_BACKUP_S3_ENDPOINT', doc: 'the storage service\'s endpoint (COS: https://cos.<region>.myqcloud.com); default: AWS S3\'s for the region', kind: 'string', parse: text(/^https?:\/\/[^\s]+$/), expected: 'an http(s) URL', default: undefined },
+  backupS3Region: { env: 'CHANGELENS_BACKUP_S3_REGION', doc: 'the bucket\'s region (COS: e.g. ap-shanghai)', kind: 'string', parse: text(/^[a-z0-9-]{2,40}$/), expected: 'a region name like us-east-1 or ap-shanghai', default: 'us-east-1' },
+  backupS3PathStyle: { env: 'CHANGELENS_BACKUP_S3_PATH_STYLE', doc: 'path-style bucket addressing (MinIO and most self-hosted stores)', kind: 'string', parse: oneOf('0', '1'), expected: '0 or 1', default: '0' },
   backupBeforeDeploy: { env: 'CHANGELENS_BACKUP_BEFORE_DEPLOY', doc: 'back up Postgres before each deployment starts its candidate (a failed backup refuses the deployment)', kind: 'string', parse: oneOf('0', '1'), expected: '0 or 1', default: '0' },
   platform: { env: 'CHANGELENS_PLATFORM', doc: 'where it runs; cloudrun and cloudbase refuse embedded Postgres on a non-durable data dir', kind: 'string', parse: oneOf<Platform>('auto', 'bare', 'docker', 'cloudrun', 'cloudbase'), expected: 'auto, bare, docker, cloudrun or cloudbase', default: 'auto' },
   ephemeral: { env: 'CHANGELENS_EPHEMERAL', doc: 'demo mode on cloud platforms: embedded data may vanish with the instance', kind: 'string', parse: oneOf('0', '1'), expected: '0 or 1 (1: demo mode, embedded data may be lost with the instance)', default: '0' },

@@ -2,7 +2,7 @@
 // (audited; a failure fires the alert hooks), the quiesce/resume of a restore (the worker stops
 // writing; the worker and the running API colours restart on the restored data), and the
 // control-socket routes the proxy's admin API forwards to.
-import { backupKey, BackupService, isOverdue, nextRun, startSchedules, type BackupEvent, type BackupKind, type ScheduleName, type Schedules } from '../backup/index.js';
+import { backupKey, BackupService, OffsiteStore, isOverdue, nextRun, startSchedules, type BackupEvent, type BackupKind, type ScheduleName, type Schedules } from '../backup/index.js';
 import type { Config } from '../lib/config.js';
 import type { BackupSummary } from '../lib/contracts/status.js';
 import { createPgPool } from '../lib/db.js';
@@ -67,6 +67,9 @@ export function startBackups(deps: BackupsDeps): Backups {
     for (const s of sent) if (s.status === 'rejected') log.warn({ err: (s.reason as Error).message }, 'a backup alert hook failed');
   };
 
+  const offsite = config.backupS3Url
+    ? new OffsiteStore({ url: config.backupS3Url, endpoint: config.backupS3Endpoint, region: config.backupS3Region, pathStyle: config.backupS3PathStyle === '1' })
+    : null;
   const service = new BackupService({
     dir: deps.paths.backups,
     databaseUrl: deps.urls.database,
@@ -76,6 +79,7 @@ export function startBackups(deps: BackupsDeps): Backups {
     policy: { keep: config.backupKeep, maxAgeDays: config.backupMaxAgeDays },
     minFreeMb: config.backupMinFreeMb,
     encryption: { key: backupKey(deps.backupKey), secretsFile: deps.paths.secrets, encrypt: config.backupEncrypt === '1' },
+    offsite,
     log: log.child({ component: 'backup' }),
     onEvent,
   });
@@ -133,6 +137,7 @@ export function startBackups(deps: BackupsDeps): Backups {
     service, summary, routes,
     async close() {
       await scheduled.stop();
+      offsite?.close();
       await pool.end().catch(() => {});
     },
   };

@@ -12,7 +12,9 @@ import { createClient } from '@redis/client';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { launchAppliance, runCli, type Appliance } from '../../bench/harness.js';
-import { backupKey, BackupService, decryptFile, type BackupEvent, type Manifest } from '../../backup/index.js';
+import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import S3rver from 's3rver';
+import { backupKey, BackupService, decryptFile, OffsiteStore, type BackupEvent, type Manifest } from '../../backup/index.js';
 import { createLogger } from '../../lib/logger.js';
 import { reapOrphans } from '../../supervisor/index.js';
 
@@ -283,6 +285,52 @@ describe('encryption at rest', () => {
       expect(readdirSync(dir).filter((n) => n.startsWith('.'))).toEqual([]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('off-box copies (a local S3-compatible server, s3rver, stands in for COS or S3)', () => {
+  it('each good backup is uploaded whole under <prefix>/<id>/; retention deletes it there too; an unreachable store keeps the backup and reports it', async () => {
+    const storeDir = mkdtempSync(join(tmpdir(), 'changelens-s3-'));
+    const s3 = new S3rver({ port: 0, address: '127.0.0.1', silent: true, directory: storeDir, configureBuckets: [{ name: 'backups', configs: [] }] });
+    const { port } = await s3.run();
+    const endpoint = `http://127.0.0.1:${port}`;
+    process.env.AWS_ACCESS_KEY_ID = 'S3RVER';
+    process.env.AWS_SECRET_ACCESS_KEY = 'S3RVER';
+    const dir = mkdtempSync(join(tmpdir(), 'changelens-off-'));
+    const events: BackupEvent[] = [];
+    const offsite = new OffsiteStore({ url: 's3://backups/prod', endpoint, region: 'us-east-1', pathStyle: true });
+    const service = new BackupService({
+      dir, databaseUrl: dbUrl, redisUrl, embeddedRedis: { dataDir: join(app.dataDir, 'redis'), server: 'redis-server' },
+      pgBinDir: undefined, policy: { keep: 1, maxAgeDays: 0 }, minFreeMb: 1, log: createLogger('backup-test', { level: 'silent' }),
+      offsite, onEvent: (e) => { events.push(e); },
+    });
+    const client = new S3Client({ region: 'us-east-1', endpoint, forcePathStyle: true, responseChecksumValidation: 'WHEN_REQUIRED' });
+    const keys = async (): Promise<string[]> => ((await client.send(new ListObjectsV2Command({ Bucket: 'backups' }))).Contents ?? []).map((o) => o.Key!).sort();
+    try {
+      const first = await service.backup(['postgres']);
+      expect(await keys()).toEqual([`prod/${first.id}/manifest.json`, `prod/${first.id}/postgres.dump`]);
+      const object = await client.send(new GetObjectCommand({ Bucket: 'backups', Key: `prod/${first.id}/postgres.dump` }));
+      const body = Buffer.from(await object.Body!.transformToByteArray());
+      expect(createHash('sha256').update(body).digest('hex')).toBe(first.files[0]!.sha256);
+      expect(service.get(first.id).offsite).toMatchObject({ url: `s3://backups/prod/${first.id}/`, objects: 2 });
+
+      // keep 1: the second backup replaces the first, here and in the bucket.
+      const second = await service.backup(['postgres']);
+      expect(await keys()).toEqual([`prod/${second.id}/manifest.json`, `prod/${second.id}/postgres.dump`]);
+
+      // The store goes away: the backup is still taken and kept; the failed copy is reported.
+      await s3.close();
+      events.length = 0;
+      const third = await service.backup(['postgres']);
+      expect(service.get(third.id).offsite).toBeNull();
+      expect(events.map((e) => [e.type, e.ok])).toEqual([['backup_offsite', false], ['backup', true]]);
+    } finally {
+      client.destroy();
+      offsite.close();
+      await s3.close().catch(() => {});
+      rmSync(dir, { recursive: true, force: true });
+      rmSync(storeDir, { recursive: true, force: true });
     }
   });
 });

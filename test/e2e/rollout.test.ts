@@ -37,6 +37,8 @@ beforeAll(async () => {
       CHANGELENS_WINDOW_SECONDS: '3',
       CHANGELENS_MIN_SAMPLES: '30',
       CHANGELENS_HOOK_COMMAND: `cat >> ${hooksFile} && echo >> ${hooksFile}`,
+      // Each deployment starts from a fresh Postgres backup (checked in the first canary test).
+      CHANGELENS_BACKUP_BEFORE_DEPLOY: '1',
     },
   });
   await app.ready;
@@ -146,6 +148,11 @@ describe('canary', () => {
     expect(snapshot).toMatchObject({ activeColor: now.color, release: { version: 'good-1', artifact: 'builtin' } });
     const processes = (await app.status()).processes;
     expect(processes.find((p) => p.name === `api-${before.color}`)?.state).toBe('online');
+    // CHANGELENS_BACKUP_BEFORE_DEPLOY: a Postgres backup was taken before the deployment started.
+    const { backups } = (await api('GET', '/api/backups')).body;
+    const preDeploy = backups.find((b: any) => b.reason === 'pre-deploy');
+    expect(preDeploy).toMatchObject({ kinds: ['postgres'] });
+    expect(Date.parse(preDeploy.finishedAt)).toBeLessThanOrEqual(Date.parse(d.startedAt));
   });
 
   it('promotes a release identical to the running one, run after run', async () => {
