@@ -19,10 +19,14 @@ import { COLOR_PIN_HEADER, route, STICKY_COOKIE, type RoutingTable } from './rou
 export interface ForwardOptions {
   log: Logger;
   upstreams: Record<Color, string>;
+  /** The current routing table; read per request, swapped whole when routing changes. */
   routingTable: () => RoutingTable;
   accessLog: AccessLog;
+  /** Called once per proxied response: the monitor records it into its colour's current slice. */
   onMeasured?: (color: Color, latencyMs: number, statusCode: number) => void;
+  /** A request to the candidate that could not connect was sent to the stable colour instead. */
   onRetriedOnStable?: (from: Color) => void;
+  /** An app-reported metric (x-changelens-metric-<name> response header, stripped before the client sees it). */
   onMetric?: (color: Color, name: string, value: number) => void;
   /** While set (a restore), every proxied request is answered 503 with Retry-After. */
   unavailable?: () => { retryAfterSeconds: number; reason: string } | null;

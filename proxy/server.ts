@@ -2,28 +2,13 @@
 // other request goes straight from node:http to the forwarder (forward.ts), which sends it to the
 // colour the router picks.
 import type { IncomingMessage } from 'node:http';
-import type { AccessLog, Color } from '../lib/config.js';
 import { createHttpServer } from '../lib/http-server.js';
-import type { Logger } from '../lib/logger.js';
 import { createForwarder, type ForwardOptions } from './forward.js';
-import type { RoutingTable } from './router.js';
 
-export interface ProxyOptions {
-  log: Logger;
-  upstreams: Record<Color, string>;
-  /** The current routing table; read per request, swapped whole when routing changes. */
-  routingTable: () => RoutingTable;
-  accessLog: AccessLog;
-  /** Called once per proxied response: the monitor records it into its colour's current slice. */
-  onMeasured?: (color: Color, latencyMs: number, statusCode: number) => void;
+/** The forwarder's options (routing, recording, retry, hold) and the appliance's own health details. */
+export interface ProxyOptions extends ForwardOptions {
   /** `/healthz?all=1`: every service's state, `degraded` when one is not well. */
   healthDetails?: () => Promise<{ status: 'ok' | 'degraded'; [key: string]: unknown }>;
-  /** A request to the candidate that could not connect was sent to the stable colour instead. */
-  onRetriedOnStable?: (from: Color) => void;
-  /** An app-reported metric (x-changelens-metric-<name> response header, stripped before the client sees it). */
-  onMetric?: (color: Color, name: string, value: number) => void;
-  /** While it returns a reason (a restore runs), proxied requests are answered 503 + Retry-After. */
-  unavailable?: ForwardOptions['unavailable'];
 }
 
 const UPSTREAM_READY_TIMEOUT_MS = 1_000;
