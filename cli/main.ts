@@ -16,6 +16,7 @@ import { estimateCost, formatCost, readPrices, readServiceResources } from './co
 import { join } from 'node:path';
 import { ROLLOUT_USAGE, rolloutCommands } from './rollout-commands.js';
 import { BACKUP_USAGE, backupCommands } from './backup-commands.js';
+import { BENCH_USAGE, benchCommands } from './bench-commands.js';
 
 const USAGE = `changelens ${packageVersion}: one appliance that runs a small web system and guards every change
 
@@ -30,6 +31,7 @@ Usage:
   changelens config [--json] [--reference] the effective configuration (secrets redacted), or the reference of every setting
 ${ROLLOUT_USAGE}
 ${BACKUP_USAGE}
+${BENCH_USAGE}
   changelens --help | --version
 
 Configuration comes from environment variables (PORT, CHANGELENS_DATA_DIR, DATABASE_URL, REDIS_URL, …)
@@ -137,8 +139,8 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(packageVersion + '\n');
     return EXIT.ok;
   }
-  const command = commands[name] ?? rolloutCommands[name] ?? backupCommands[name];
-  if (!command) throw new CL_ERR_CLI_USAGE(`unknown command "${name}" (expected one of: ${[...Object.keys(commands), ...Object.keys(rolloutCommands), ...Object.keys(backupCommands)].join(', ')})`);
+  const command = commands[name] ?? rolloutCommands[name] ?? backupCommands[name] ?? benchCommands[name];
+  if (!command) throw new CL_ERR_CLI_USAGE(`unknown command "${name}" (expected one of: ${[...Object.keys(commands), ...Object.keys(rolloutCommands), ...Object.keys(backupCommands), ...Object.keys(benchCommands)].join(', ')})`);
   return command(rest);
 }
 

@@ -32,3 +32,16 @@ export function summarize(histogram: Histogram, errors: number): LatencySummary 
   const at = (p: number): number => (count === 0 ? 0 : Math.min(histogram.getValueAtPercentile(p), max) / 1000);
   return { count, errors, errorRate: count === 0 ? 0 : errors / count, p50Ms: at(50), p95Ms: at(95), p99Ms: at(99), maxMs: count === 0 ? 0 : max / 1000 };
 }
+
+/** A histogram as text (compressed base64), to cross a process boundary and be merged exactly. */
+export function encodeHistogram(histogram: Histogram): string {
+  return hdr.encodeIntoCompressedBase64(histogram);
+}
+
+export function decodeHistogram(text: string): Histogram {
+  const decoded = hdr.decodeFromCompressedBase64(text, 32, false);
+  // Back into our shape (same range and precision), so merges and summaries behave the same.
+  const h = newHistogram();
+  h.add(decoded);
+  return h;
+}

@@ -365,3 +365,28 @@ describe('traces', () => {
     expect(apiLine?.trace_id).toBe(proxyLine.trace_id);
   });
 });
+
+describe('the load generator (changelens bench load)', () => {
+  it('sends the planned requests through the proxy, over the default mix, with latency from each intended send time', async () => {
+    const r = await runCli(['bench', 'load', '--rate', '50', '--duration', '2', '--json'], app.env, 60_000);
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.sent).toBe(100);
+    expect(out.failed).toBe(0);
+    expect(Object.keys(out.byEndpoint).sort()).toEqual(['GET /api/data?limit=10', 'GET /api/work?ms=5', 'POST /api/process']);
+    expect(out.latency.count).toBe(100);
+    expect(out.latency.p50Ms).toBeGreaterThan(0);
+  });
+
+  it('refuses a remote target, a bad mix and a bad rate, naming the option (exit 2)', async () => {
+    const remote = await runCli(['bench', 'load', '--target', 'http://example.com', '--duration', '1'], app.env);
+    expect(remote.code).toBe(2);
+    expect(remote.stderr).toContain('not a loopback address');
+    const mix = await runCli(['bench', 'load', '--mix', 'DELETE:/x:1'], app.env);
+    expect(mix.code).toBe(2);
+    expect(mix.stderr).toContain('--mix');
+    const rate = await runCli(['bench', 'k6', '--rate', 'fast'], app.env);
+    expect(rate.code).toBe(2);
+    expect(rate.stderr).toContain('--rate');
+  });
+});
