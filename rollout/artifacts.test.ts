@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -12,24 +12,24 @@ function appDir(root: string, files: Record<string, string>): string {
 }
 
 describe('importArtifact', () => {
-  it('copies a directory and unpacks a .tar.gz (with or without a top-level folder) into releases/<version>', () => {
+  it('copies a directory and unpacks a .tar.gz (with or without a top-level folder) into releases/<version>', async () => {
     const work = mkdtempSync(join(tmpdir(), 'artifacts-'));
     const releases = join(work, 'releases');
     const src = appDir(join(work, 'src', 'package'), { 'package.json': '{"main":"app.js"}', 'app.js': '' });
-    expect(importArtifact(src, releases, 'v1')).toBe(join(releases, 'v1'));
+    expect(await importArtifact(src, releases, 'v1')).toBe(join(releases, 'v1'));
     expect(readdirSync(join(releases, 'v1')).sort()).toEqual(['app.js', 'package.json']);
     // npm pack style: everything under package/
     expect(spawnSync('tar', ['-czf', join(work, 'app.tgz'), '-C', join(work, 'src'), 'package']).status).toBe(0);
-    expect(importArtifact(join(work, 'app.tgz'), releases, 'v2')).toBe(join(releases, 'v2'));
+    expect(await importArtifact(join(work, 'app.tgz'), releases, 'v2')).toBe(join(releases, 'v2'));
     expect(readdirSync(join(releases, 'v2')).sort()).toEqual(['app.js', 'package.json']);
     // flat
     expect(spawnSync('tar', ['-czf', join(work, 'flat.tar.gz'), '-C', src, '.']).status).toBe(0);
-    importArtifact(join(work, 'flat.tar.gz'), releases, 'v3');
+    await importArtifact(join(work, 'flat.tar.gz'), releases, 'v3');
     expect(existsSync(join(releases, 'v3', 'app.js'))).toBe(true);
     expect(readdirSync(releases).sort()).toEqual(['v1', 'v2', 'v3']); // no temporary directories left
   });
 
-  it('refuses what cannot run, naming the artifact, and leaves nothing behind', () => {
+  it('refuses what cannot run or would escape the release, naming the artifact, and leaves nothing behind', async () => {
     const work = mkdtempSync(join(tmpdir(), 'artifacts-'));
     const releases = join(work, 'releases');
     const noEntry = appDir(join(work, 'empty'), { 'README.md': 'hi' });
@@ -37,6 +37,11 @@ describe('importArtifact', () => {
     const outside = appDir(join(work, 'outside'), { 'package.json': '{"main":"../escape.js"}' });
     writeFileSync(join(work, 'app.zip'), 'PK');
     writeFileSync(join(work, 'broken.tgz'), 'not gzip');
+    // A link out of the release, and a .. path: the same vetting as an upload's.
+    const linked = appDir(join(work, 'linked'), { 'package.json': '{"main":"app.js"}', 'app.js': '' });
+    symlinkSync('/etc/passwd', join(linked, 'secrets'));
+    expect(spawnSync('tar', ['-czf', join(work, 'link.tgz'), '-C', linked, '.']).status).toBe(0);
+    expect(spawnSync('tar', ['-czf', join(work, 'climb.tgz'), '-C', work, '--transform', 's,^linked/app.js,../../escape.js,', 'linked/app.js', 'linked/package.json']).status).toBe(0);
     for (const [source, message] of [
       ['relative/path', 'expected an absolute path'],
       [join(work, 'nope'), 'no such file'],
@@ -44,9 +49,11 @@ describe('importArtifact', () => {
       [badMain, 'no entry point'],
       [outside, 'outside the artifact'],
       [join(work, 'app.zip'), 'expected a directory or a .tar.gz'],
-      [join(work, 'broken.tgz'), 'tar could not unpack it'],
+      [join(work, 'broken.tgz'), 'not a readable .tar.gz'],
+      [join(work, 'link.tgz'), 'a link to /etc/passwd, outside the release'],
+      [join(work, 'climb.tgz'), 'climbs out with ..'],
     ] as const) {
-      expect(() => importArtifact(source, releases, 'v1'), source).toThrow(message);
+      await expect(importArtifact(source, releases, 'v1'), source).rejects.toThrow(message);
     }
     expect(existsSync(releases) ? readdirSync(releases) : []).toEqual([]);
   });

@@ -1,14 +1,14 @@
 // Bringing a release's artifact into the data dir: a directory is copied and a .tar.gz unpacked
 // into <data>/releases/<version>/, through a temporary directory renamed into place, so a release
 // never points at something half-copied or at a path outside the appliance that could change.
-import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { BUILTIN_ARTIFACT, resolveArtifactEntry } from '../lib/contracts/releases.js';
 import { CL_ERR_ARTIFACT_INVALID } from '../lib/errors.js';
+import { unpackVetted } from './upload.js';
 
 /** Imports `source` (absolute path) for `version`; returns the release's artifact directory. */
-export function importArtifact(source: string, releasesDir: string, version: string): string {
+export async function importArtifact(source: string, releasesDir: string, version: string): Promise<string> {
   if (source === BUILTIN_ARTIFACT) return BUILTIN_ARTIFACT;
   if (!isAbsolute(source)) throw new CL_ERR_ARTIFACT_INVALID(`artifact ${source}: expected an absolute path`);
   if (!existsSync(source)) throw new CL_ERR_ARTIFACT_INVALID(`artifact ${source}: no such file or directory`);
@@ -20,9 +20,8 @@ export function importArtifact(source: string, releasesDir: string, version: str
     if (statSync(source).isDirectory()) {
       cpSync(source, tmp, { recursive: true, filter: (src) => !src.includes('/.git/') && !src.endsWith('/.git') });
     } else if (/\.(tar\.gz|tgz)$/.test(source)) {
-      mkdirSync(tmp);
-      const tar = spawnSync('tar', ['-xzf', source, '-C', tmp, '--no-same-owner'], { encoding: 'utf8', timeout: 120_000 });
-      if (tar.status !== 0) throw new CL_ERR_ARTIFACT_INVALID(`artifact ${source}: tar could not unpack it: ${(tar.stderr || tar.error?.message || '').trim()}`);
+      // The same vetting as an upload's: no absolute paths, no .., no link out of the release.
+      await unpackVetted(source, tmp, `artifact ${source}`);
     } else {
       throw new CL_ERR_ARTIFACT_INVALID(`artifact ${source}: expected a directory or a .tar.gz`);
     }

@@ -209,7 +209,7 @@ export class RolloutController {
       }
       const release = await store.putRelease({
         version: req.version,
-        artifact: existing?.artifact ?? uploaded ?? importArtifact(req.artifact ?? BUILTIN_ARTIFACT, this.o.releasesDir, req.version),
+        artifact: existing?.artifact ?? uploaded ?? (await importArtifact(req.artifact ?? BUILTIN_ARTIFACT, this.o.releasesDir, req.version)),
         env: req.env ?? existing?.env ?? {},
         createdBy: req.actor,
       });

@@ -56,9 +56,7 @@ export async function receiveArtifact(body: Readable, o: { releasesDir: string; 
     }
     if (existsSync(target)) throw new CL_ERR_RELEASE_CONFLICT(o.version, 'artifact (one that was not uploaded)');
 
-    await vetEntries(file, o.version);
-    mkdirSync(tmp);
-    await tar.x({ file, cwd: tmp, strict: true, preservePaths: false, preserveOwner: false });
+    await unpackVetted(file, tmp, `artifact for ${o.version}`);
     const root = releaseRoot(tmp);
     const entry = resolveArtifactEntry(root);
     if ('error' in entry) throw new CL_ERR_ARTIFACT_INVALID(`artifact for ${o.version}: ${entry.error.replace(root, '<archive>')}`);
@@ -75,8 +73,19 @@ export async function receiveArtifact(body: Readable, o: { releasesDir: string; 
   }
 }
 
+/**
+ * Unpacks a .tar.gz into `dir` (created) after vetting every entry: an absolute path, a `..`, a link
+ * leaving the archive or a device refuses the whole archive before anything is written. `label`
+ * names the archive in errors.
+ */
+export async function unpackVetted(file: string, dir: string, label: string): Promise<void> {
+  await vetEntries(file, label);
+  mkdirSync(dir);
+  await tar.x({ file, cwd: dir, strict: true, preservePaths: false, preserveOwner: false });
+}
+
 /** Every entry, before anything is written: a bad one refuses the whole archive, naming it. */
-async function vetEntries(file: string, version: string): Promise<void> {
+async function vetEntries(file: string, label: string): Promise<void> {
   const problems: string[] = [];
   try {
     await tar.t({
@@ -91,9 +100,9 @@ async function vetEntries(file: string, version: string): Promise<void> {
       },
     });
   } catch (err) {
-    throw new CL_ERR_ARTIFACT_INVALID(`artifact for ${version}: not a readable .tar.gz (${(err as Error).message})`);
+    throw new CL_ERR_ARTIFACT_INVALID(`${label}: not a readable .tar.gz (${(err as Error).message})`);
   }
-  if (problems.length > 0) throw new CL_ERR_ARTIFACT_INVALID(`artifact for ${version} refused, nothing was unpacked: ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? ` (and ${problems.length - 5} more)` : ''}`);
+  if (problems.length > 0) throw new CL_ERR_ARTIFACT_INVALID(`${label} refused, nothing was unpacked: ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? ` (and ${problems.length - 5} more)` : ''}`);
 }
 
 /** A symlink resolves against its own directory, a hard link against the archive's root. */
