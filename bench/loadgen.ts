@@ -40,6 +40,21 @@ export interface LoadPlan {
   seed?: number;
   /** A target off this machine must be asked for. */
   allowRemote?: boolean;
+  /** Stops sending when aborted (requests in flight still finish). One process only. */
+  signal?: AbortSignal;
+  /** Every answer as it arrives (one process only): for time series by colour. */
+  onResult?: (r: RequestResult) => void;
+}
+
+export interface RequestResult {
+  /** When it was meant to be sent (ms since the epoch). */
+  intendedAt: number;
+  /** From the intended send time. */
+  latencyMs: number;
+  /** 0 when no answer came. */
+  status: number;
+  /** x-changelens-color of the answer (null: none). */
+  color: string | null;
 }
 
 export interface LoadResult {
@@ -81,6 +96,7 @@ export async function runLoad(plan: LoadPlan): Promise<LoadResult> {
   checkPlan(plan);
   const processes = plan.processes ?? 1;
   if (processes <= 1) return runHere(plan, 0, 1);
+  if (plan.signal || plan.onResult) throw new Error('processes: a signal or per-request results need a single process');
   // Each worker takes every n-th request of the same schedule, so together they send exactly it.
   const parts = await Promise.all(Array.from({ length: processes }, (_, k) => inWorker(plan, k, processes)));
   return merge(parts);
@@ -104,9 +120,11 @@ async function runHere(plan: LoadPlan, offset: number, stride: number): Promise<
   const scheduled = Math.floor(plan.rate * (plan.durationSeconds - ramp) + (plan.rate * ramp) / 2);
   const count = Math.min(scheduled, plan.maxRequests ?? Infinity);
   const t0 = performance.now();
+  const epoch0 = Date.now();
+  const report = plan.onResult;
   const pending: Promise<void>[] = [];
   let failed = 0;
-  for (let i = 0; i < count; i++) {
+  for (let i = 0; i < count && !plan.signal?.aborted; i++) {
     // Every request picks its endpoint, so each worker's choices follow the same seeded sequence.
     const endpoint = pick();
     if (i % stride !== offset) continue;
@@ -125,12 +143,14 @@ async function runHere(plan: LoadPlan, offset: number, stride: number): Promise<
       if (res.statusCode >= 500) failed++;
       recordLatency(latency, done - intended);
       recordLatency(service, done - sentAt);
+      report?.({ intendedAt: epoch0 + (intended - t0), latencyMs: done - intended, status: res.statusCode, color: (res.headers['x-changelens-color'] as string | undefined) ?? null });
     }, () => {
       const done = performance.now();
       statuses['0'] = (statuses['0'] ?? 0) + 1;
       failed++;
       recordLatency(latency, done - intended);
       recordLatency(service, done - sentAt);
+      report?.({ intendedAt: epoch0 + (intended - t0), latencyMs: done - intended, status: 0, color: null });
     }));
   }
   await Promise.all(pending);

@@ -19,6 +19,8 @@ export interface AdminClient {
   remote: boolean;
   get<T>(path: string): Promise<T>;
   post<T>(path: string, body: unknown): Promise<T>;
+  /** The bearer token this client sends (for tools that call the API themselves, like the benchmark). */
+  token(): string;
   /** Streams a .tar.gz to PUT /api/releases/<version>/artifact with its sha256. */
   upload<T>(version: string, file: string): Promise<T>;
 }
@@ -78,6 +80,7 @@ export function adminClient(config: Config, options: AdminClientOptions = {}): A
   return {
     base,
     remote,
+    token: () => (token ??= remote ? missingRemoteToken() : readToken(secrets)),
     get: (path) => call('GET', path),
     post: (path, body) => call('POST', path, JSON.stringify(body), { 'content-type': 'application/json' }),
     async upload(version, file) {

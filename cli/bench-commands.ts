@@ -1,13 +1,22 @@
 // `changelens bench load|k6`: the open-model load generator against the appliance (or another
 // loopback target), and the same load written as a k6 script.
 import { writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { loadConfig } from '../lib/config.js';
 import { CL_ERR_CLI_USAGE, EXIT } from '../lib/errors.js';
 import { DEFAULT_MIX, k6Script, parseMix } from '../bench/k6.js';
 import { checkPlan, runLoad, type Endpoint, type LoadPlan } from '../bench/loadgen.js';
+import { adminClient } from './admin-client.js';
 import { parse } from './args.js';
 
-export const BENCH_USAGE = `  changelens bench load [--rate 100] [--duration 30] [--ramp 0] [--mix GET:/api/data:8,POST:/api/process:1]
+export const BENCH_USAGE = `  changelens bench run --scenario none|cpu|db|dependency|errors --strategy direct|bluegreen|canary
+                      [--intensity X] [--rate 100] [--duration 60] [--out DIR] [--boot] [--url URL] [--json]
+                                           one benchmark run: baseline, deploy a regressed release, rollback or
+                                           promotion, recovery; writes timeseries.csv, summary.json, P99 and error charts
+  changelens bench matrix [--scenarios errors,dependency,cpu] [--strategies canary,bluegreen,direct] [--repetitions 1]
+                          [--rate 100] [--duration 60] [--out DIR] [--boot] [--url URL] [--json]
+                                           every scenario × strategy × repetition, and report.html comparing them
+  changelens bench load [--rate 100] [--duration 30] [--ramp 0] [--mix GET:/api/data:8,POST:/api/process:1]
                        [--processes 1] [--max-requests N] [--target URL] [--allow-remote] [--json]
                                            open-model load (latency from each request's intended send time)
   changelens bench k6 [same plan options] [--out FILE]
@@ -23,7 +32,8 @@ export const benchCommands: Record<string, (args: string[]) => Promise<number>> 
     const [sub, ...rest] = args;
     if (sub === 'load') return load(rest);
     if (sub === 'k6') return k6(rest);
-    throw new CL_ERR_CLI_USAGE(`usage: changelens bench load|k6 [options] (got ${sub === undefined ? 'nothing' : JSON.stringify(sub)})`);
+    if (sub === 'run' || sub === 'matrix') return scenarioRuns(sub, rest);
+    throw new CL_ERR_CLI_USAGE(`usage: changelens bench run|matrix|load|k6 [options] (got ${sub === undefined ? 'nothing' : JSON.stringify(sub)})`);
   },
 };
 
@@ -85,6 +95,68 @@ async function k6(args: string[]): Promise<number> {
     process.stdout.write(values.json ? JSON.stringify({ out: values.out }) + '\n' : `wrote ${values.out}; run it with: k6 run ${values.out}\n`);
   } else {
     process.stdout.write(values.json ? JSON.stringify({ script }) + '\n' : script);
+  }
+  return EXIT.ok;
+}
+
+const scenarioOptions = {
+  scenario: { type: 'string' }, strategy: { type: 'string' }, intensity: { type: 'string' }, scenarios: { type: 'string' }, strategies: { type: 'string' },
+  repetitions: { type: 'string' }, rate: { type: 'string' }, duration: { type: 'string' }, out: { type: 'string' }, boot: { type: 'boolean' },
+  url: { type: 'string' }, config: { type: 'string' }, json: { type: 'boolean' },
+} as const;
+
+function listOf<T extends string>(flag: string, value: string, allowed: readonly T[]): T[] {
+  const items = value.split(',').map((s) => s.trim()).filter(Boolean);
+  const bad = items.find((s) => !allowed.includes(s as T));
+  if (bad !== undefined || items.length === 0) throw new CL_ERR_CLI_USAGE(`--${flag}: expected ${allowed.join(', ')} (comma-separated), got ${JSON.stringify(value)}`);
+  return items as T[];
+}
+
+/** `bench run` and `bench matrix`: against the appliance found like every command's (or --url), or a throwaway one (--boot). */
+async function scenarioRuns(kind: 'run' | 'matrix', args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, scenarioOptions, true);
+  if (positionals.length > 0) throw new CL_ERR_CLI_USAGE(`usage: changelens bench ${kind} [options] (changelens --help lists them)`);
+  const { SCENARIOS, STRATEGIES, comparison, runMatrix, runScenario } = await import('../bench/scenario.js');
+  const rate = number('rate', values.rate, 100, 1, 5_000);
+  const durationSeconds = number('duration', values.duration, 60, 5, 3_600);
+  const out = resolve(values.out ?? `changelens-bench-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+  let scenario: (typeof SCENARIOS)[number] | undefined;
+  let strategy: (typeof STRATEGIES)[number] | undefined;
+  if (kind === 'run') {
+    if (values.scenario === undefined || values.strategy === undefined) throw new CL_ERR_CLI_USAGE('bench run: --scenario and --strategy are required');
+    [scenario] = listOf('scenario', values.scenario, SCENARIOS);
+    [strategy] = listOf('strategy', values.strategy, STRATEGIES);
+  }
+  const intensity = values.intensity === undefined ? undefined : number('intensity', values.intensity, 0, 0.001, 100_000);
+  const scenarios = kind === 'matrix' ? listOf('scenarios', values.scenarios ?? 'errors,dependency,cpu', SCENARIOS) : [];
+  const strategies = kind === 'matrix' ? listOf('strategies', values.strategies ?? 'canary,bluegreen,direct', STRATEGIES) : [];
+  const repetitions = number('repetitions', values.repetitions, 1, 1, 100);
+
+  let target: { url: string; token: string; close: () => Promise<void> };
+  if (values.boot) {
+    const { launchAppliance } = await import('../bench/harness.js');
+    const { reapOrphans } = await import('../supervisor/index.js');
+    process.stderr.write('booting a throwaway appliance…\n');
+    const app = await launchAppliance({ env: { CHANGELENS_SEED_ITEMS: '2000', CHANGELENS_MONITOR_RULES: '[]', CHANGELENS_INSPECT_SECONDS: '0', CHANGELENS_KEEP_WARM_SECONDS: '0', CHANGELENS_BACKUP_PG_SCHEDULE: 'off', CHANGELENS_BACKUP_REDIS_SCHEDULE: 'off' } });
+    await app.ready;
+    target = { url: app.url, token: app.secrets().adminToken, close: async () => { await app.stop('SIGTERM'); await reapOrphans(join(app.dataDir, 'state', 'pm2')); } };
+  } else {
+    const client = adminClient(loadConfig({ file: values.config }), { url: values.url });
+    target = { url: client.base.replace(/\/_changelens$/, ''), token: client.token(), close: async () => {} };
+  }
+  try {
+    const common = { url: target.url, token: target.token, rate, durationSeconds, ...(intensity !== undefined ? { intensity } : {}), onProgress: values.json ? undefined : (l: string) => process.stderr.write(`${l}\n`) };
+    if (kind === 'run') {
+      const summary = await runScenario({ ...common, scenario: scenario!, strategy: strategy!, out });
+      process.stdout.write(values.json ? JSON.stringify({ out, summary }, null, 2) + '\n'
+        : `${summary.outcome}: detect ${summary.timeToDetectMs ?? '–'} ms, rollback ${summary.timeToRollbackMs ?? '–'} ms, bad requests ${summary.badRequests}, failed ${summary.failedRequests}, worst P99 ${summary.worstP99Ms.toFixed(1)} ms\nwrote ${out}/ (timeseries.csv, summary.json, p99.svg/png, errors.svg/png)\n`);
+    } else {
+      const runs = await runMatrix({ ...common, scenarios, strategies, repetitions, out });
+      process.stdout.write(values.json ? JSON.stringify({ out, runs, comparison: comparison(runs) }, null, 2) + '\n'
+        : comparison(runs).map((c) => `${c.scenario.padEnd(11)} ${c.strategy.padEnd(10)} detect ${String(c.detectMs ?? '–').padStart(6)} ms  rollback ${String(c.rollbackMs ?? '–').padStart(6)} ms  bad ${String(c.badRequests).padStart(5)}  failed ${String(c.failedRequests).padStart(5)}  worst P99 ${c.worstP99Ms.toFixed(1)} ms`).join('\n') + `\nreport: ${join(out, 'report.html')}\n`);
+    }
+  } finally {
+    await target.close();
   }
   return EXIT.ok;
 }
