@@ -221,7 +221,8 @@ export async function runScenario(o: RunOptions): Promise<RunSummary> {
     const deployAt = Date.now();
     const d0 = await api(o, 'POST', '/api/deployments', {
       version, strategy: o.strategy,
-      ...(o.strategy === 'canary' ? { steps: o.steps ?? [10, 50, 100], stepSeconds: o.stepSeconds ?? 5 } : {}),
+      // 25 % first: at 100 req/s a 5 s window then holds ~125 candidate requests, above the judge's minimum of 50.
+      ...(o.strategy === 'canary' ? { steps: o.steps ?? [25, 50, 100], stepSeconds: o.stepSeconds ?? 5 } : {}),
       ...(o.strategy === 'bluegreen' ? { stepSeconds: o.stepSeconds ?? 5 } : {}),
       ...(o.stepSeconds && o.stepSeconds < 5 ? { windowSeconds: o.stepSeconds } : {}),
       ...(intensity !== null ? { env: { CHANGELENS_REGRESSION: `${o.scenario}:${intensity}` } } : {}),

@@ -27,7 +27,28 @@ const planOptions = {
   config: { type: 'string' }, json: { type: 'boolean' },
 } as const;
 
+export const DEMO_USAGE = `  changelens demo [--scenario errors|cpu|db|dependency] [--strategy canary|bluegreen] [--rate 50] [--url URL]
+                                           load, a bad release, and the automatic rollback to watch on the dashboard`;
+
 export const benchCommands: Record<string, (args: string[]) => Promise<number>> = {
+  /** On a running appliance: load, a bad release, and the rollback, with where to watch it. */
+  async demo(args) {
+    const { values, positionals } = parse(args, { scenario: { type: 'string' }, strategy: { type: 'string' }, rate: { type: 'string' }, url: { type: 'string' }, config: { type: 'string' }, json: { type: 'boolean' } }, true);
+    if (positionals.length > 0) throw new CL_ERR_CLI_USAGE('usage: changelens demo [--scenario errors] [--strategy canary] [--rate 50] [--url URL]');
+    const { runScenario } = await import('../bench/scenario.js');
+    const [scenario] = listOf('scenario', values.scenario ?? 'errors', ['errors', 'cpu', 'db', 'dependency'] as const);
+    const [strategy] = listOf('strategy', values.strategy ?? 'canary', ['canary', 'bluegreen'] as const);
+    const client = adminClient(loadConfig({ file: values.config }), { url: values.url });
+    const origin = client.base.replace(/\/_changelens$/, '');
+    const out = resolve(`changelens-demo-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+    if (!values.json) process.stdout.write(`Watch it on the dashboard: ${origin}/_changelens/ (sign in with the admin token)\n`
+      + `Load at ${values.rate ?? 50} req/s, then a release with the ${scenario} regression goes out as a ${strategy}; ChangeLens should roll it back by itself.\n`);
+    const summary = await runScenario({ url: origin, token: client.token(), scenario: scenario!, strategy: strategy!, rate: number('rate', values.rate, 50, 1, 2_000), durationSeconds: 120, baselineSeconds: 10, recoverySeconds: 10, out, onProgress: values.json ? undefined : (l) => process.stdout.write(`  ${l}\n`) });
+    process.stdout.write(values.json ? JSON.stringify({ out, summary }, null, 2) + '\n'
+      : `${summary.outcome === 'rolled_back' ? `Rolled back ${summary.timeToDetectMs} ms after the bad release took its first request; it served ${summary.badRequests} requests.` : `Outcome: ${summary.outcome}.`}\n`
+        + `Charts and numbers: ${out}/ (p99.png, errors.png, summary.json); the audit log: changelens audit --since 10m\n`);
+    return summary.outcome === 'rolled_back' ? EXIT.ok : EXIT.failure;
+  },
   async bench(args) {
     const [sub, ...rest] = args;
     if (sub === 'load') return load(rest);

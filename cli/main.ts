@@ -16,7 +16,7 @@ import { estimateCost, formatCost, readPrices, readServiceResources } from './co
 import { join } from 'node:path';
 import { ROLLOUT_USAGE, rolloutCommands } from './rollout-commands.js';
 import { BACKUP_USAGE, backupCommands } from './backup-commands.js';
-import { BENCH_USAGE, benchCommands } from './bench-commands.js';
+import { BENCH_USAGE, benchCommands, DEMO_USAGE } from './bench-commands.js';
 
 const USAGE = `changelens ${packageVersion}: one appliance that runs a small web system and guards every change
 
@@ -32,6 +32,7 @@ Usage:
 ${ROLLOUT_USAGE}
 ${BACKUP_USAGE}
 ${BENCH_USAGE}
+${DEMO_USAGE}
   changelens --help | --version
 
 Configuration comes from environment variables (PORT, CHANGELENS_DATA_DIR, DATABASE_URL, REDIS_URL, …)

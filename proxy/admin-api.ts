@@ -13,6 +13,11 @@ import type { Plan, RolloutStore, Strategy } from '../rollout/store.js';
 import { receiveArtifact } from '../rollout/upload.js';
 import type { BackupLink } from './supervisor-link.js';
 import { Readable } from 'node:stream';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { packageRoot } from '../lib/package-root.js';
+import { dashboardPage, loginPage } from './dashboard.js';
+import { readCookie } from './router.js';
 
 export interface AdminApiOptions {
   token: string;
@@ -26,11 +31,25 @@ export interface AdminApiOptions {
   /** Rollout state loaded from Postgres; until then the API answers 503. */
   ready: () => boolean;
   backups: BackupLink;
+  /** The last `seconds` whole seconds of each colour's requests (the judge's own slices), for the dashboard. */
+  live: (seconds: number) => LiveSecond[];
   /** Holds every proxied request (503 + Retry-After) while set; cleared with null. */
   holdTraffic: (hold: { reason: string; retryAfterSeconds: number } | null) => void;
 }
 
 export const ADMIN_PREFIX = '/_changelens';
+/** The dashboard's session: the admin token itself, HttpOnly, sent only to /_changelens/. */
+const SESSION_COOKIE = 'changelens-admin';
+const SESSION_SECONDS = 12 * 3600;
+/** The two files of uPlot the dashboard loads (nothing else is served from node_modules). */
+const ASSETS: Record<string, string> = { 'uPlot.iife.min.js': 'application/javascript; charset=utf-8', 'uPlot.min.css': 'text/css; charset=utf-8' };
+
+export interface LiveSecond {
+  /** The second's start, ms since the epoch. */
+  t: number;
+  blue: { count: number; p50Ms: number; p99Ms: number; errorRate: number };
+  green: { count: number; p50Ms: number; p99Ms: number; errorRate: number };
+}
 
 type AdminHost = Awaited<ReturnType<typeof createHttpServer>>;
 
@@ -72,13 +91,44 @@ function reasonOf(body: unknown): string | undefined {
 export async function registerAdminApi(app: AdminHost, o: AdminApiOptions): Promise<void> {
   const expected = digest(o.token);
   await app.register(async (admin) => {
-    admin.addHook('onRequest', async (req) => {
+    admin.addHook('onRequest', async (req, reply) => {
+      const path = req.url.split('?')[0]!;
+      if (path === `${ADMIN_PREFIX}/login`) return;
       const header = req.headers.authorization;
-      const given = typeof header === 'string' && header.startsWith('Bearer ') ? header.slice(7) : '';
+      const bearer = typeof header === 'string' && header.startsWith('Bearer ') ? header.slice(7) : null;
+      const cookie = bearer === null && req.headers.cookie ? readCookie(req.headers.cookie, SESSION_COOKIE) : undefined;
       // Digests have one length, so the comparison takes the same time whatever was sent.
-      if (!timingSafeEqual(digest(given), expected)) throw new CL_ERR_UNAUTHORIZED();
+      if (!timingSafeEqual(digest(bearer ?? cookie ?? ''), expected)) {
+        if (req.method === 'GET' && (path === `${ADMIN_PREFIX}/` || path === ADMIN_PREFIX)) {
+          return reply.code(401).type('text/html; charset=utf-8').send(loginPage(cookie ? 'That token is not valid (any more).' : 'Sign in with the admin token.'));
+        }
+        throw new CL_ERR_UNAUTHORIZED();
+      }
+      // A session cookie rides along on any request the browser makes: a change must also carry a
+      // header that only our page's own script sends (a cross-site form cannot).
+      if (bearer === null && req.method !== 'GET' && req.method !== 'HEAD' && req.headers['x-changelens-csrf'] !== '1') {
+        throw new CL_ERR_INVALID_REQUEST('header x-changelens-csrf: expected 1 on changes made with the dashboard\'s session (or send Authorization: Bearer)');
+      }
       if (!o.ready() && req.url.startsWith(`${ADMIN_PREFIX}/api/`)) throw new CL_ERR_DEPENDENCY_FAILED('rollout state', 'Postgres has not answered the proxy yet', '');
     });
+
+    admin.get<{ Querystring: { token?: string } }>('/login', async (req, reply) => {
+      const token = req.query.token ?? '';
+      if (!timingSafeEqual(digest(token), expected)) return reply.code(401).type('text/html; charset=utf-8').send(loginPage('That token is not valid.'));
+      const secure = req.headers['x-forwarded-proto'] === 'https' ? '; Secure' : '';
+      return reply.code(303)
+        .header('set-cookie', `${SESSION_COOKIE}=${encodeURIComponent(token)}; Path=${ADMIN_PREFIX}; HttpOnly; SameSite=Strict; Max-Age=${SESSION_SECONDS}${secure}`)
+        .header('location', `${ADMIN_PREFIX}/`).send();
+    });
+    admin.get('/', async (_req, reply) => reply.type('text/html; charset=utf-8').header('cache-control', 'no-store').send(dashboardPage()));
+    admin.get<{ Params: { file: string } }>('/assets/:file', async (req, reply) => {
+      const type = ASSETS[req.params.file];
+      if (!type) throw new CL_ERR_NOT_FOUND(`asset ${req.params.file}`);
+      return reply.type(type).header('cache-control', 'max-age=86400').send(await readFile(join(packageRoot, 'node_modules', 'uplot', 'dist', req.params.file)));
+    });
+    admin.get<{ Querystring: { seconds?: number } }>('/api/live', {
+      schema: { querystring: { type: 'object', properties: { seconds: { type: 'integer', minimum: 1, maximum: 120 } } } },
+    }, async (req) => ({ seconds: o.live(req.query.seconds ?? 60) }));
 
     admin.get('/metrics', async (_req, reply) => {
       const { contentType, body } = await o.metrics();

@@ -12,7 +12,7 @@ import { onStopSignal } from '../lib/shutdown.js';
 import { initTracing, shutdownTracing } from '../lib/tracing.js';
 import { createProxyMetrics, SlicedWindow } from '../monitoring/index.js';
 import { RolloutController, RolloutStore } from '../rollout/index.js';
-import { registerAdminApi } from './admin-api.js';
+import { registerAdminApi, type LiveSecond } from './admin-api.js';
 import { buildProxyServer } from './server.js';
 import { backupLink, healthDetails, monitorSummary, supervisorLink } from './supervisor-link.js';
 
@@ -60,6 +60,7 @@ let initialized = false;
 await registerAdminApi(app, {
   token: config.adminToken, controller, store, config, ready: () => initialized, releasesDir: paths.releases,
   backups: backupsLink,
+  live: (seconds) => liveSeconds(window, seconds),
   holdTraffic: (h) => { hold = h; },
   metrics: async () => {
     // The supervisor's monitor joins the exposition at scrape time (it runs in another process).
@@ -94,3 +95,17 @@ onStopSignal(log, async () => {
   await pool.end().catch(() => {});
   await shutdownTracing();
 }, { underPm2: config.pmId !== undefined });
+
+/** Each of the last `seconds` whole seconds, per colour, from the judge's 1 s slices. */
+function liveSeconds(w: SlicedWindow, seconds: number): LiveSecond[] {
+  const now = Math.floor(Date.now() / 1000) * 1000;
+  const out: LiveSecond[] = [];
+  for (let t = now - seconds * 1000; t < now; t += 1000) {
+    const of = (color: 'blue' | 'green') => {
+      const s = w.window(color, t + 1000, 1000);
+      return { count: s.count, p50Ms: Math.round(s.p50Ms * 100) / 100, p99Ms: Math.round(s.p99Ms * 100) / 100, errorRate: s.errorRate };
+    };
+    out.push({ t, blue: of('blue'), green: of('green') });
+  }
+  return out;
+}

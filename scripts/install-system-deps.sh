@@ -35,7 +35,7 @@ if ! command -v redis-server >/dev/null 2>&1 ||
 fi
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
 command -v tini >/dev/null 2>&1 || missing+=(tini)
-# Test-only: promtool (Debian ships it in the prometheus server package), openssl, nginx and wrk.
+# Test-only: promtool (Debian ships it in the prometheus server package), openssl, nginx, wrk and chromium.
 if [ "$with_test" = 1 ]; then
   command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
   # openssl makes an untrusted certificate for the remote CLI's TLS test.
@@ -43,6 +43,8 @@ if [ "$with_test" = 1 ]; then
   # npm run bench:proxy compares the proxy with nginx (weighted upstreams) under wrk.
   [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
   command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+  # The dashboard's end-to-end test drives Debian's Chromium with playwright-core.
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then

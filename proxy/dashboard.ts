@@ -1,0 +1,120 @@
+// The dashboard at /_changelens/: one page, no build step. Live per-colour P99, error rate and
+// traffic (uPlot, fed every second from /api/live), the running rollout with its verdicts, promote /
+// rollback / pause buttons (with confirmation), recent deployments, the audit log, backups and
+// alerts. It signs in through /_changelens/login (the admin token, once, into an HttpOnly cookie);
+// its POSTs carry x-changelens-csrf, which a cross-site form cannot send.
+
+export function loginPage(message: string): string {
+  return page('ChangeLens — sign in', `
+<main class="login"><h1>ChangeLens</h1><p>${escapeHtml(message)}</p>
+<form method="get" action="/_changelens/login"><label>Admin token <input name="token" type="password" autocomplete="current-password" required></label>
+<button type="submit">Open the dashboard</button></form>
+<p class="hint">The token is CHANGELENS_ADMIN_TOKEN, or adminToken in &lt;data&gt;/state/secrets.json.</p></main>`, '');
+}
+
+export function dashboardPage(): string {
+  return page('ChangeLens', `
+<header><h1>ChangeLens</h1><span id="active">…</span><span id="updated" class="hint"></span></header>
+<section id="rollout" class="card"><h2>Rollout</h2><div id="rollout-body">…</div>
+  <div class="actions"><button data-action="promote">Promote</button><button data-action="rollback" class="danger">Roll back</button><button data-action="pause">Pause</button><button data-action="resume">Resume</button></div></section>
+<section class="card"><h2>P99 latency (ms)</h2><div id="chart-p99" class="chart"></div></section>
+<section class="card"><h2>Error rate</h2><div id="chart-errors" class="chart"></div></section>
+<section class="card"><h2>Traffic (req/s)</h2><div id="chart-traffic" class="chart"></div></section>
+<div class="grid">
+<section class="card"><h2>Deployments</h2><table id="deployments"></table></section>
+<section class="card"><h2>Backups</h2><div id="backups">…</div><h2>Alerts</h2><div id="alerts">…</div></section>
+</div>
+<section class="card"><h2>Audit log (last hour)</h2><table id="audit"></table></section>`, SCRIPT);
+}
+
+function page(title: string, body: string, script: string): string {
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${escapeHtml(title)}</title><link rel="stylesheet" href="/_changelens/assets/uPlot.min.css"><style>${CSS}</style></head>
+<body>${body}${script ? `<script src="/_changelens/assets/uPlot.iife.min.js"></script><script>${script}</script>` : ''}</body></html>`;
+}
+
+function escapeHtml(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+}
+
+const CSS = `
+*{box-sizing:border-box}body{font:14px/1.4 system-ui,sans-serif;margin:0;padding:12px;background:#f6f7f9;color:#1c1e21;max-width:1100px;margin:auto}
+header{display:flex;flex-wrap:wrap;gap:.8rem;align-items:baseline}h1{font-size:1.3rem;margin:.2rem 0}h2{font-size:1rem;margin:.2rem 0 .5rem}
+.card{background:#fff;border:1px solid #dde;border-radius:8px;padding:10px 12px;margin:10px 0;overflow-x:auto}
+.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(300px,1fr));gap:0 10px}
+.chart{width:100%;min-height:200px}.hint{color:#667;font-size:.85rem}
+table{border-collapse:collapse;width:100%;font-size:.85rem}td,th{border-bottom:1px solid #eee;padding:3px 6px;text-align:left;vertical-align:top}
+.actions{display:flex;flex-wrap:wrap;gap:6px;margin-top:8px}button{font:inherit;padding:6px 12px;border-radius:6px;border:1px solid #99a;background:#fff;cursor:pointer}
+button.danger{border-color:#c33;color:#c33}button:disabled{opacity:.4;cursor:default}.ok{color:#1a7f37}.bad{color:#c33}
+.login{max-width:420px;margin:10vh auto;background:#fff;padding:20px;border-radius:8px;border:1px solid #dde}.login input{width:100%;padding:6px;margin:6px 0 12px}
+@media (max-width:600px){body{padding:6px}td,th{padding:2px 3px}}`;
+
+// The page's script: plain browser JavaScript, kept in this string so the page is one response.
+const SCRIPT = `
+const api = async (path, method = 'GET', body) => {
+  const res = await fetch('/_changelens' + path, { method, credentials: 'same-origin', headers: method === 'GET' ? {} : { 'content-type': 'application/json', 'x-changelens-csrf': '1' }, body: body ? JSON.stringify(body) : undefined });
+  if (res.status === 401) { location.href = '/_changelens/'; throw new Error('signed out'); }
+  const json = await res.json();
+  if (!res.ok) throw new Error(json.message || res.status);
+  return json;
+};
+const $ = (id) => document.getElementById(id);
+const esc = (s) => String(s ?? '').replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
+const COLORS = { blue: '#1f6fd1', green: '#1a9c4b' };
+const charts = {};
+function chart(id, key, fmt, yRange) {
+  const el = $(id);
+  const y = yRange ? { range: yRange } : { range: (u, min, max) => [0, Math.max(1, max)] };
+  const opts = { width: el.clientWidth || 600, height: 200, scales: { x: { time: true }, y }, series: [{}, { label: 'blue', stroke: COLORS.blue, width: 2, spanGaps: false }, { label: 'green', stroke: COLORS.green, width: 2, spanGaps: false }], axes: [{}, { size: 64, values: (u, v) => v.map(fmt) }] };
+  charts[key] = new uPlot(opts, [[], [], []], el);
+}
+chart('chart-p99', 'p99', (v) => v + ' ms');
+chart('chart-errors', 'errors', (v) => Math.round(v * 100) + ' %', [0, 1]);
+chart('chart-traffic', 'traffic', (v) => v);
+window.addEventListener('resize', () => { for (const [k, c] of Object.entries(charts)) c.setSize({ width: c.root.parentElement.clientWidth, height: 200 }); });
+window.__changelens = { points: 0 };
+
+async function live() {
+  const l = await api('/api/live?seconds=120');
+  const t = l.seconds.map((s) => s.t / 1000);
+  const col = (color, k) => l.seconds.map((s) => (s[color] && s[color].count ? s[color][k] : null));
+  charts.p99.setData([t, col('blue', 'p99Ms'), col('green', 'p99Ms')]);
+  charts.errors.setData([t, col('blue', 'errorRate'), col('green', 'errorRate')]);
+  charts.traffic.setData([t, l.seconds.map((s) => s.blue ? s.blue.count : 0), l.seconds.map((s) => s.green ? s.green.count : 0)]);
+  window.__changelens.points = l.seconds.filter((s) => (s.blue && s.blue.count) || (s.green && s.green.count)).length;
+  $('updated').textContent = 'updated ' + new Date().toLocaleTimeString();
+}
+
+async function status() {
+  const s = await api('/api/status');
+  $('active').innerHTML = 'active <b>' + esc(s.active.version) + '</b> on <b style="color:' + COLORS[s.active.color] + '">' + esc(s.active.color) + '</b>';
+  const d = s.deployment;
+  document.querySelectorAll('[data-action]').forEach((b) => { b.disabled = !d; });
+  $('rollout-body').innerHTML = d
+    ? '<b>' + esc(d.version) + '</b> (' + esc(d.strategy) + ') on ' + esc(d.candidateColor) + ': <b>' + esc(d.status.phase) + '</b>, step ' + (d.status.stepIndex + 1) + '/' + d.status.steps.length + ' [' + d.status.steps.join(' → ') + ' %], weight ' + Math.round(d.weight * 100) + ' %'
+      + '<br>last verdict: <b class="' + (d.lastVerdict === 'fail' ? 'bad' : 'ok') + '">' + esc(d.lastVerdict || '–') + '</b> ' + esc(d.lastExplanation || '')
+    : 'no deployment running';
+}
+
+async function lists() {
+  const [deps, audit, backups, health] = await Promise.all([api('/api/deployments?limit=8'), api('/api/audit?since=1h&limit=30'), api('/api/backups').catch(() => null), fetch('/healthz?all=1').then((r) => r.json()).catch(() => null)]);
+  $('deployments').innerHTML = '<tr><th>version</th><th>strategy</th><th>phase</th><th>started</th></tr>' + deps.deployments.map((d) => '<tr><td>' + esc(d.version) + '</td><td>' + esc(d.strategy) + '</td><td class="' + (d.status.phase === 'rolled_back' ? 'bad' : '') + '">' + esc(d.status.phase) + '</td><td>' + esc(new Date(d.startedAt).toLocaleTimeString()) + '</td></tr>').join('');
+  $('audit').innerHTML = '<tr><th>at</th><th>event</th><th>actor</th><th></th></tr>' + audit.events.map((e) => '<tr><td>' + esc(new Date(e.at).toLocaleTimeString()) + '</td><td>' + esc(e.eventType) + '</td><td>' + esc(e.actor) + '</td><td class="' + (e.success ? '' : 'bad') + '">' + esc(e.error || e.version || '') + '</td></tr>').join('');
+  const b = backups && backups.summary;
+  $('backups').innerHTML = b ? b.kinds.map((k) => { const l = b.last[k]; return esc(k) + ': ' + (l ? Math.round(l.ageSeconds / 60) + ' min ago, ' + (l.verified ? 'verified' : 'not verified') : 'none yet'); }).join('<br>') + (b.overdue.length ? '<br><b class="bad">overdue: ' + esc(b.overdue.join(', ')) + '</b>' : '') : 'unavailable';
+  const alerts = (health && health.alerts) || [];
+  $('alerts').innerHTML = alerts.length ? alerts.map((a) => '<span class="bad">' + esc(a.rule) + '</span> (' + esc(a.metric) + ')').join('<br>') : '<span class="ok">none</span>';
+}
+
+document.querySelectorAll('[data-action]').forEach((b) => b.addEventListener('click', async () => {
+  const action = b.dataset.action;
+  if (!confirm(b.textContent + ' the running deployment?')) return;
+  try { await api('/api/deployment/' + action, 'POST', { reason: 'from the dashboard' }); } catch (e) { alert(e.message); }
+  await status();
+}));
+
+const tick = async () => { try { await Promise.all([live(), status()]); } catch (e) { console.error(e); } };
+tick(); lists();
+setInterval(tick, 1000);
+setInterval(lists, 5000);
+`;
