@@ -112,8 +112,12 @@ export async function registerAdminApi(app: AdminHost, o: AdminApiOptions): Prom
       if (!o.ready() && req.url.startsWith(`${ADMIN_PREFIX}/api/`)) throw new CL_ERR_DEPENDENCY_FAILED('rollout state', 'Postgres has not answered the proxy yet', '');
     });
 
-    admin.get<{ Querystring: { token?: string } }>('/login', async (req, reply) => {
-      const token = req.query.token ?? '';
+    // A form post, so the token never sits in a URL (history, referrers, logs).
+    admin.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 4096 }, (_req, body, done) => {
+      done(null, Object.fromEntries(new URLSearchParams(body as string)));
+    });
+    admin.post<{ Body: { token?: unknown } | undefined }>('/login', async (req, reply) => {
+      const token = typeof req.body?.token === 'string' ? req.body.token : '';
       if (!timingSafeEqual(digest(token), expected)) return reply.code(401).type('text/html; charset=utf-8').send(loginPage('That token is not valid.'));
       const secure = req.headers['x-forwarded-proto'] === 'https' ? '; Secure' : '';
       return reply.code(303)

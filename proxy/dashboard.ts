@@ -7,7 +7,7 @@
 export function loginPage(message: string): string {
   return page('ChangeLens — sign in', `
 <main class="login"><h1>ChangeLens</h1><p>${escapeHtml(message)}</p>
-<form method="get" action="/_changelens/login"><label>Admin token <input name="token" type="password" autocomplete="current-password" required></label>
+<form method="post" action="/_changelens/login"><label>Admin token <input name="token" type="password" autocomplete="current-password" required></label>
 <button type="submit">Open the dashboard</button></form>
 <p class="hint">The token is CHANGELENS_ADMIN_TOKEN, or adminToken in &lt;data&gt;/state/secrets.json.</p></main>`, '');
 }
