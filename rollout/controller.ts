@@ -117,6 +117,8 @@ const WATCH_INTERVAL_MS = 250;
 const SEQUENTIAL_TICK_MS = 1_000;
 /** Stable requests needed before its P99 defines "slow" for the latency test. */
 const SEQUENTIAL_MIN_BASELINE = 100;
+/** How long the sequential latency test ignores a new candidate's slow answers (its cold start). */
+const COLD_START_GRACE_MS = 3_000;
 const WATCH_NOT_READY = 2;
 
 /** The candidate takes traffic and is being judged. */
@@ -518,12 +520,16 @@ export class RolloutController {
     run.sequential = new SequentialJudge();
     run.acc = { count: 0, slow: 0, errors: 0 };
     this.refreshThreshold(run);
+    const startedMs = Date.now();
     while (!this.closed && this.run === run && !isTerminal(run.d.status.phase) && !run.rollback) {
       await new Promise((r) => setTimeout(r, SEQUENTIAL_TICK_MS));
       if (this.run !== run || isTerminal(run.d.status.phase) || run.rollback) return;
       const { acc } = run;
       run.acc = { count: 0, slow: 0, errors: 0 };
-      const thresholdMs = run.slowThresholdMs;
+      // A fresh process answers its first requests slower (cold JIT, new database connections):
+      // that is not the release's latency. The slow-request test starts after a grace; errors count
+      // from the first request. (bench:changelens's A/A canary was rolled back on exactly this.)
+      const thresholdMs = Date.now() - startedMs >= COLD_START_GRACE_MS ? run.slowThresholdMs : null;
       const stableErrorRate = this.refreshThreshold(run);
       if (!judging(run)) continue;
       const v = run.sequential.feed({ ...acc, thresholdMs, stableErrorRate });
