@@ -320,9 +320,13 @@ export class BackupService {
   private async lowerBackendPriority(dumping: Promise<unknown>): Promise<void> {
     let done = false;
     void dumping.then(() => { done = true; }, () => { done = true; });
+    // One connection for the whole wait: a new one per poll would cost a SCRAM handshake each.
+    const client = new pg.Client({ connectionString: this.options.databaseUrl, connectionTimeoutMillis: 5_000, application_name: 'changelens-backup' });
+    client.on('error', () => {});
     try {
+      await client.connect();
       for (let i = 0; i < 50 && !done; i++) {
-        const rows = await this.pgQuery<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE application_name = '${DUMP_APP_NAME}'`);
+        const { rows } = await client.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE application_name = $1', [DUMP_APP_NAME]);
         if (rows.length > 0) {
           for (const { pid } of rows) toBackground(pid);
           return;
@@ -331,6 +335,8 @@ export class BackupService {
       }
     } catch {
       // A managed Postgres, or not permitted: the dump runs at the server's priority.
+    } finally {
+      await client.end().catch(() => {});
     }
   }
 

@@ -10,8 +10,8 @@ import pg from 'pg';
 import { createClient } from '@redis/client';
 import { packageRoot } from '../lib/package-root.js';
 import { reapOrphans } from '../supervisor/index.js';
-import { launchAppliance, type Appliance } from './harness.js';
-import { openModel } from './load.js';
+import { adminCall, launchAppliance, type Appliance } from './harness.js';
+import { runLoad } from './loadgen.js';
 
 const { values } = parseArgs({ options: { mb: { type: 'string', default: '300' }, rounds: { type: 'string', default: '3' }, 'per-round': { type: 'string', default: '5' }, kinds: { type: 'string', default: 'postgres,redis' }, rate: { type: 'string', default: '200' }, 'redis-mb': { type: 'string', default: '20' } } });
 const targetMb = Number(values.mb);
@@ -24,12 +24,7 @@ if (!(targetMb > 0) || !Number.isInteger(rounds) || rounds < 1 || !(rate > 0) ||
 
 const MB = 1024 * 1024;
 
-async function api(app: Appliance, method: string, path: string, body: unknown = {}): Promise<any> {
-  const res = await fetch(`${app.url}/_changelens${path}`, { method, headers: { authorization: `Bearer ${app.secrets().adminToken}`, 'content-type': 'application/json' }, body: method === 'POST' ? JSON.stringify(body) : undefined });
-  const json = await res.json();
-  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
-  return json;
-}
+const api = (app: Appliance, method: string, path: string, body: unknown = {}): Promise<any> => adminCall(app.url, app.secrets().adminToken, method, path, body);
 
 async function seed(app: Appliance): Promise<{ dbBytes: number; redisKeys: number }> {
   const { pgPassword, redisPassword } = app.secrets();
@@ -68,8 +63,14 @@ try {
   const t = performance.now();
   const seeded = await seed(app);
   console.error(`seeded ${Math.round(seeded.dbBytes / MB)} MB of Postgres and ${seeded.redisKeys} Redis keys in ${((performance.now() - t) / 1000).toFixed(0)} s`);
-  const target = `${app.url}/api/data?limit=1`;
-  await openModel(target, rate, 3); // warm-up
+  // The same open-model generator as every benchmark, on one read endpoint; `until` ends it.
+  const load = async (until: number | Promise<unknown>) => {
+    const stop = new AbortController();
+    if (typeof until !== 'number') void until.then(() => stop.abort(), () => stop.abort());
+    const r = await runLoad({ target: app.url, rate, durationSeconds: typeof until === 'number' ? until : 86_400, mix: [{ method: 'GET', path: '/api/data?limit=1', weight: 1 }], signal: stop.signal });
+    return { p50: r.latency.p50Ms, p99: r.latency.p99Ms, failed: r.failed };
+  };
+  await load(3); // warm-up
 
   const results: Array<{ backupMs: number; bytes: number; p99Without: number; p99With: number; p50Without: number; p50With: number; failedWith: number; failedWithout: number }> = [];
   let last: any;
@@ -79,11 +80,11 @@ try {
     const backups = (async () => {
       for (let i = 0; i < perRound; i++) last = await api(app, 'POST', '/api/backups', { kinds });
     })();
-    const withBackup = await openModel(target, rate, backups);
+    const withBackup = await load(backups);
     await backups;
     const backupMs = performance.now() - t0;
     // The same load for as long as the backup took, with no backup.
-    const without = await openModel(target, rate, Math.max(3, backupMs / 1000));
+    const without = await load(Math.max(3, backupMs / 1000));
     const bytes = last.files.reduce((n: number, f: { bytes: number }) => n + f.bytes, 0);
     results.push({ backupMs: last.durationMs, bytes, p99Without: without.p99, p99With: withBackup.p99, p50Without: without.p50, p50With: withBackup.p50, failedWith: withBackup.failed, failedWithout: without.failed });
     console.error(`round ${round} (${perRound} backups): last backup ${(last.durationMs / 1000).toFixed(1)} s, ${Math.round(bytes / MB)} MB; P99 ${withBackup.p99.toFixed(2)} ms during vs ${without.p99.toFixed(2)} ms without`);

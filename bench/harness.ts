@@ -12,6 +12,14 @@ import { distDir } from '../lib/package-root.js';
 const execFileAsync = promisify(execFile);
 export const cliPath = join(distDir, 'cli', 'main.js');
 
+/** One admin API call with the bearer token (a JSON body when given); throws with the status and answer on an error. */
+export async function adminCall(url: string, token: string, method: string, path: string, body?: unknown): Promise<any> {
+  const res = await fetch(`${url}/_changelens${path}`, { method, headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) }, body: body !== undefined ? JSON.stringify(body) : undefined });
+  const json = await res.json() as any;
+  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${json.code ?? ''} ${json.message ?? JSON.stringify(json)}`.trim());
+  return json;
+}
+
 export interface LogRecord {
   level?: string;
   service?: string;

@@ -131,7 +131,7 @@ async function runHere(plan: LoadPlan, offset: number, stride: number): Promise<
     const intended = t0 + intendedTimeMs(i, plan.rate, ramp);
     // Never early: a request sent before its intended time would read faster than it was.
     const wait = intended - performance.now();
-    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     const key = `${endpoint.method} ${endpoint.path}`;
     byEndpoint[key] = (byEndpoint[key] ?? 0) + 1;
     const sentAt = performance.now();

@@ -27,7 +27,7 @@ import { createProxyMetrics, SlicedWindow } from '../monitoring/index.js';
 import { buildProxyServer } from '../proxy/server.js';
 import type { RoutingTable } from '../proxy/router.js';
 import { freePorts } from './harness.js';
-import { openModel } from './load.js';
+import { runLoad } from './loadgen.js';
 
 const { values } = parseArgs({ options: { role: { type: 'string' }, port: { type: 'string' }, blue: { type: 'string' }, green: { type: 'string' }, rounds: { type: 'string', default: '5' }, seconds: { type: 'string', default: '4' } } });
 const CANARY: RoutingTable = { stable: 'blue', candidate: 'green', candidateWeight: 0.1, rolloutId: 'bench' };
@@ -124,7 +124,9 @@ http {
         const url = `http://127.0.0.1:${t.port}/api/data`;
         wrk(url, 1); // warm-up: JIT, pools
         const rps = wrk(url, seconds);
-        const { p50, p99 } = await openModel(url, RATE, seconds);
+        const { origin, pathname } = new URL(url);
+        const { latency } = await runLoad({ target: origin, rate: RATE, durationSeconds: seconds, mix: [{ method: 'GET', path: pathname, weight: 1 }], connections: 64 });
+        const { p50Ms: p50, p99Ms: p99 } = latency;
         results[t.name]!.push({ rps, p50, p99 });
         process.stderr.write(`round ${round} ${t.name.padEnd(10)} ${Math.round(rps)} req/s, at ${RATE} req/s P50 ${p50.toFixed(2)} ms P99 ${p99.toFixed(2)} ms\n`);
       }

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { packageRoot } from '../lib/package-root.js';
 import { reapOrphans } from '../supervisor/index.js';
-import { launchAppliance, type Appliance } from './harness.js';
+import { adminCall, launchAppliance, type Appliance } from './harness.js';
 import { startLoad } from './load.js';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' }, rate: { type: 'string', default: '200' } } });
@@ -32,12 +32,7 @@ interface Round {
   candidateRequests: number;
 }
 
-async function api(app: Appliance, token: string, method: string, path: string, body?: unknown): Promise<any> {
-  const res = await fetch(`${app.url}/_changelens${path}`, { method, headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) }, body: body ? JSON.stringify(body) : undefined });
-  const json = await res.json();
-  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
-  return json;
-}
+const api = (app: Appliance, token: string, method: string, path: string, body?: unknown): Promise<any> => adminCall(app.url, token, method, path, body);
 
 const app = await launchAppliance({ env: { CHANGELENS_SEED_ITEMS: '500', CHANGELENS_CANARY_STEPS: '10,100', CHANGELENS_STEP_SECONDS: '60' } });
 const rounds: Round[] = [];

@@ -9,6 +9,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { newHistogram, recordLatency, summarize, type Histogram } from '../monitoring/histogram.js';
 import { lineChartSvg, svgToPng, type Phase } from './chart.js';
+import { adminCall } from './harness.js';
 import { DEFAULT_MIX } from './k6.js';
 import { runLoad, type Endpoint, type RequestResult } from './loadgen.js';
 
@@ -181,12 +182,7 @@ export function runCharts(rows: readonly SeriesRow[], t: Timeline, title: string
   };
 }
 
-async function api(o: RunOptions, method: string, path: string, body?: unknown): Promise<any> {
-  const res = await fetch(`${o.url}/_changelens${path}`, { method, headers: { authorization: `Bearer ${o.token}`, ...(body ? { 'content-type': 'application/json' } : {}) }, body: body ? JSON.stringify(body) : undefined });
-  const json = await res.json() as any;
-  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${json.code ?? ''} ${json.message ?? ''}`.trim());
-  return json;
-}
+const api = (o: RunOptions, method: string, path: string, body?: unknown): Promise<any> => adminCall(o.url, o.token, method, path, body);
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const TERMINAL = new Set(['promoted', 'rolled_back', 'aborted', 'failed']);

@@ -94,13 +94,13 @@ export function startBackups(deps: BackupsDeps): Backups {
   });
 
   /** A restore: the worker stops writing first; afterwards it and the running API colours restart on the restored data. */
-  const restartNames = (): GraphNode[] => deps.graph.filter((n) => (n.name === 'worker' || n.name.startsWith('api-')) && deps.isRunning(n.name));
+  const writersRunning = (): GraphNode[] => deps.graph.filter((n) => (n.name === 'worker' || n.name.startsWith('api-')) && deps.isRunning(n.name));
   const hooks = {
     quiesce: async () => {
       if (deps.isRunning('worker')) await deps.pm.stop('worker');
     },
     resume: async () => {
-      const nodes = restartNames();
+      const nodes = writersRunning();
       for (const node of nodes) await deps.pm.restart(node.name);
       await Promise.all(nodes.map((node) => waitUntilReady(node, deps.probe, AbortSignal.timeout(config.readyTimeoutMs + 5_000))));
     },
