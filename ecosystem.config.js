@@ -78,6 +78,9 @@ export function processGraph(ctx) {
           '-c', 'unix_socket_directories=',
           '-c', `max_connections=${maxConnections}`,
           '-c', 'shared_buffers=32MB',
+          // JIT compiles only queries far costlier than a small web system's, and the image ships
+          // without LLVM: off everywhere, so a bare machine and the image plan alike.
+          '-c', 'jit=off',
           '-c', 'logging_collector=off',
           '-c', 'log_line_prefix=',
         ],

@@ -1,7 +1,8 @@
 // The benchmark's charts: a line chart over time as SVG (readable as text, embeddable in the HTML
 // report), with deployment phases shaded and the rollback marked, and the same as PNG (rendered by
 // resvg). Small and dependency-light on purpose: two chart kinds, one layout.
-import { Resvg } from '@resvg/resvg-js';
+import { existsSync } from 'node:fs';
+import { Resvg, type RenderedImage } from '@resvg/resvg-js';
 
 export interface Series {
   name: string;
@@ -100,7 +101,39 @@ export function lineChartSvg(spec: ChartSpec): string {
   return out.join('\n');
 }
 
+/**
+ * The charts' font: DejaVu Sans from Debian's fonts-dejavu-core, which the install script puts on
+ * every machine and in the image. resvg draws no text at all without a font, so name it rather than
+ * hope a system font scan finds one (and skip the scan's cost).
+ */
+export const CHART_FONT_FILES = ['DejaVuSans.ttf', 'DejaVuSans-Bold.ttf'].map((f) => `/usr/share/fonts/truetype/dejavu/${f}`);
+
+/** The SVG rendered to pixels (throws if the SVG does not parse). */
+export function renderSvg(svg: string, fontFiles: readonly string[] = CHART_FONT_FILES): RenderedImage {
+  const files = fontFiles.filter((f) => existsSync(f));
+  const font = files.length > 0
+    ? { loadSystemFonts: false, fontFiles: files, defaultFontFamily: 'DejaVu Sans', sansSerifFamily: 'DejaVu Sans' }
+    : { loadSystemFonts: true };
+  return new Resvg(svg, { background: '#ffffff', font }).render();
+}
+
 /** The SVG rendered to PNG (throws if the SVG does not parse). */
 export function svgToPng(svg: string): Buffer {
-  return new Resvg(svg, { background: '#ffffff', font: { loadSystemFonts: true } }).render().asPng();
+  return renderSvg(svg).asPng();
 }
+
+/** Dark pixels (text, lines) of a rendered image inside a box: how a test tells that text was drawn. */
+export function inkIn(image: RenderedImage, box: { x: number; y: number; width: number; height: number }): number {
+  const px = image.pixels;
+  let ink = 0;
+  for (let y = box.y; y < Math.min(image.height, box.y + box.height); y++) {
+    for (let x = box.x; x < Math.min(image.width, box.x + box.width); x++) {
+      const i = (y * image.width + x) * 4;
+      if (px[i]! + px[i + 1]! + px[i + 2]! < 3 * 128) ink++;
+    }
+  }
+  return ink;
+}
+
+/** Where a chart's title is drawn (see lineChartSvg). */
+export const TITLE_BOX = { x: M.left, y: 4, width: 400, height: 24 };

@@ -2,7 +2,7 @@
 // SLO-violating; the per-second series; charts that parse (SVG), decode (PNG) and carry the phases
 // and the rollback marker.
 import { describe, expect, it } from 'vitest';
-import { svgToPng } from './chart.js';
+import { inkIn, lineChartSvg, renderSvg, svgToPng, TITLE_BOX } from './chart.js';
 import { comparison, htmlReport, matrixCsv, runCharts, seriesCsv, seriesRows, summarizeRun, type Timeline } from './scenario.js';
 import type { RequestResult } from './loadgen.js';
 
@@ -71,6 +71,12 @@ describe('series and charts', () => {
       expect(png.readUInt32BE(20)).toBe(360); // IHDR height
     }
     expect(() => svgToPng(p99.slice(0, -10))).toThrow();
+  });
+
+  it('charts have their text: the title is drawn in the shipped font, and would be missing without one', () => {
+    const chart = (title: string): string => lineChartSvg({ title, yLabel: 'ms', series: [{ name: 'blue', color: '#36c', points: [[0, 1], [1, 2]] }] });
+    expect(inkIn(renderSvg(chart('P99 latency by colour')), TITLE_BOX)).toBeGreaterThan(200);
+    expect(inkIn(renderSvg(chart('')), TITLE_BOX)).toBe(0);
   });
 
   it('the matrix: a comparison of medians, a CSV and an HTML report that links every run\'s charts', () => {

@@ -1,6 +1,7 @@
 // `changelens bench load|k6`: the open-model load generator against the appliance (or another
 // loopback target), and the same load written as a k6 script.
-import { writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { loadConfig } from '../lib/config.js';
 import { CL_ERR_CLI_USAGE, EXIT } from '../lib/errors.js';
@@ -27,20 +28,22 @@ const planOptions = {
   config: { type: 'string' }, json: { type: 'boolean' },
 } as const;
 
-export const DEMO_USAGE = `  changelens demo [--scenario errors|cpu|db|dependency] [--strategy canary|bluegreen] [--rate 50] [--url URL]
-                                           load, a bad release, and the automatic rollback to watch on the dashboard`;
+export const DEMO_USAGE = `  changelens demo [--scenario errors|cpu|db|dependency] [--strategy canary|bluegreen] [--rate 50] [--out DIR] [--url URL]
+                                           load, a bad release, and the automatic rollback to watch on the dashboard
+                                           (charts and numbers: --out, or the data dir's reports/, or the temp dir)`;
 
 export const benchCommands: Record<string, (args: string[]) => Promise<number>> = {
   /** On a running appliance: load, a bad release, and the rollback, with where to watch it. */
   async demo(args) {
-    const { values, positionals } = parse(args, { scenario: { type: 'string' }, strategy: { type: 'string' }, rate: { type: 'string' }, url: { type: 'string' }, config: { type: 'string' }, json: { type: 'boolean' } }, true);
-    if (positionals.length > 0) throw new CL_ERR_CLI_USAGE('usage: changelens demo [--scenario errors] [--strategy canary] [--rate 50] [--url URL]');
+    const { values, positionals } = parse(args, { scenario: { type: 'string' }, strategy: { type: 'string' }, rate: { type: 'string' }, out: { type: 'string' }, url: { type: 'string' }, config: { type: 'string' }, json: { type: 'boolean' } }, true);
+    if (positionals.length > 0) throw new CL_ERR_CLI_USAGE('usage: changelens demo [--scenario errors] [--strategy canary] [--rate 50] [--out DIR] [--url URL]');
     const { runScenario } = await import('../bench/scenario.js');
     const [scenario] = listOf('scenario', values.scenario ?? 'errors', ['errors', 'cpu', 'db', 'dependency'] as const);
     const [strategy] = listOf('strategy', values.strategy ?? 'canary', ['canary', 'bluegreen'] as const);
-    const client = adminClient(loadConfig({ file: values.config }), { url: values.url });
+    const config = loadConfig({ file: values.config });
+    const client = adminClient(config, { url: values.url });
     const origin = client.base.replace(/\/_changelens$/, '');
-    const out = resolve(`changelens-demo-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+    const out = outDir(values.out, 'changelens-demo', config.dataDir);
     if (!values.json) process.stdout.write(`Watch it on the dashboard: ${origin}/_changelens/ (sign in with the admin token)\n`
       + `Load at ${values.rate ?? 50} req/s, then a release with the ${scenario} regression goes out as a ${strategy}; ChangeLens should roll it back by itself.\n`);
     const summary = await runScenario({ url: origin, token: client.token(), scenario: scenario!, strategy: strategy!, rate: number('rate', values.rate, 50, 1, 2_000), durationSeconds: 120, baselineSeconds: 10, recoverySeconds: 10, out, onProgress: values.json ? undefined : (l) => process.stdout.write(`  ${l}\n`) });
@@ -57,6 +60,27 @@ export const benchCommands: Record<string, (args: string[]) => Promise<number>> 
     throw new CL_ERR_CLI_USAGE(`usage: changelens bench run|matrix|load|k6 [options] (got ${sub === undefined ? 'nothing' : JSON.stringify(sub)})`);
   },
 };
+
+/**
+ * Where a command writes its files: --out, else a fresh folder under the data dir's reports/ when
+ * this user may write there, else under the temp dir — never the working directory, which in the
+ * image is /app and not the service user's.
+ */
+function outDir(given: string | undefined, prefix: string, dataDir: string): string {
+  if (given !== undefined) return resolve(given);
+  const name = `${prefix}-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+  if (existsSync(dataDir)) {
+    try {
+      const reports = join(dataDir, 'reports');
+      mkdirSync(reports, { recursive: true });
+      accessSync(reports, constants.W_OK);
+      return join(reports, name);
+    } catch {
+      // Not ours to write (a root-owned data dir read by an operator's account): the temp dir.
+    }
+  }
+  return join(tmpdir(), name);
+}
 
 function number(flag: string, value: string | undefined, fallback: number, min: number, max: number): number {
   if (value === undefined) return fallback;
@@ -140,7 +164,7 @@ async function scenarioRuns(kind: 'run' | 'matrix', args: string[]): Promise<num
   const { SCENARIOS, STRATEGIES, comparison, runMatrix, runScenario } = await import('../bench/scenario.js');
   const rate = number('rate', values.rate, 100, 1, 5_000);
   const durationSeconds = number('duration', values.duration, 60, 5, 3_600);
-  const out = resolve(values.out ?? `changelens-bench-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+  const out = outDir(values.out, 'changelens-bench', loadConfig({ file: values.config }).dataDir);
   let scenario: (typeof SCENARIOS)[number] | undefined;
   let strategy: (typeof STRATEGIES)[number] | undefined;
   if (kind === 'run') {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages ChangeLens needs: PostgreSQL (>= 15) and Redis (>= 7) from Debian's
-# packages, plus util-linux's setpriv (drops root for Postgres) and tini (PID 1 in the image).
+# packages, plus util-linux's setpriv (drops root for Postgres), tini (PID 1 in the image) and the
+# DejaVu fonts (text in the benchmark's PNG charts).
 # Idempotent and quiet when everything is already there. Used by README, .ci/run and the Dockerfile.
 # With --test it also requires what only the test suite uses (promtool, from Debian's `prometheus`
 # package, to lint the proxy's /metrics); the production image does not take it.
@@ -35,7 +36,10 @@ if ! command -v redis-server >/dev/null 2>&1 ||
 fi
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
 command -v tini >/dev/null 2>&1 || missing+=(tini)
-# Test-only: promtool (Debian ships it in the prometheus server package), openssl, nginx, wrk and chromium.
+# The benchmark's PNG charts (resvg) draw their text with DejaVu Sans; without a font they have none.
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
+# Test-only: promtool (Debian ships it in the prometheus server package), openssl, nginx, wrk,
+# chromium, podman and mmdebstrap.
 if [ "$with_test" = 1 ]; then
   command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
   # openssl makes an untrusted certificate for the remote CLI's TLS test.
@@ -45,6 +49,10 @@ if [ "$with_test" = 1 ]; then
   command -v wrk >/dev/null 2>&1 || missing+=(wrk)
   # The dashboard's end-to-end test drives Debian's Chromium with playwright-core.
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  # npm run test:image builds the real Dockerfile with podman (and, where no image registry answers,
+  # a stand-in base image with mmdebstrap), then runs it as `docker run` would (nsenter, setpriv).
+  command -v podman >/dev/null 2>&1 || missing+=(podman)
+  command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then

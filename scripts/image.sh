@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Builds and runs the ChangeLens image the way Docker would, on a machine with podman but no Docker
+# engine and no usable OCI runtime (this project's CI machine: podman builds with
+# --isolation=chroot; crun cannot start containers there). Used by `npm run test:image`; handy by
+# hand too. Needs root (mounts, namespaces, chroot).
+#
+#   scripts/image.sh base [TAG]          make sure the Dockerfile's FROM image exists: pull it, or
+#                                        where no registry answers, build a stand-in under its name
+#                                        (Debian 12 minbase + this machine's node and npm); cached
+#   scripts/image.sh build TAG [ARGS..]  podman build of the real Dockerfile (docker format, so
+#                                        HEALTHCHECK is kept); prints the build's seconds last
+#   scripts/image.sh run NAME TAG DATA_DIR [-e KEY=VALUE]... [-- CMD...]
+#                                        `docker run --network=host -v DATA_DIR:/data`: in the
+#                                        foreground, exits with the container's PID 1's status
+#   scripts/image.sh pid NAME            the container's PID 1, as seen from the host
+#   scripts/image.sh exec NAME CMD...    `docker exec`: same namespaces, root, user, env and workdir
+#   scripts/image.sh stop NAME           `docker stop`: SIGTERM to PID 1 (the run command returns)
+#   scripts/image.sh healthcheck NAME    runs the image's HEALTHCHECK command in the container
+#
+# Nothing machine-specific enters the image: where npm trusts an extra CA bundle (its `cafile`), the
+# build's npm is pointed at a read-only mount of it for the build only.
+set -euo pipefail
+BASE_DEFAULT=docker.io/library/node:22-bookworm-slim
+STATE=/run/changelens-image
+
+die() { echo "image.sh: $*" >&2; exit 2; }
+# One field of the image's config (User, WorkingDir: a string; Env, Entrypoint, Cmd: one per line;
+# Healthcheck: JSON, which podman shows beside Config rather than in it).
+config() {
+  podman image inspect "$1" | node -e '
+    const [i] = JSON.parse(require("fs").readFileSync(0, "utf8")); const v = i.Config[process.argv[1]] ?? i[process.argv[1]];
+    const out = Array.isArray(v) ? v : typeof v === "string" ? [v] : v ? [JSON.stringify(v)] : [];
+    for (const line of out) console.log(line);' "$2"
+}
+state() { [ -f "$STATE/$1/$2" ] || die "no running container named '$1'"; cat "$STATE/$1/$2"; }
+
+cmd=${1:-}; [ $# -gt 0 ] && shift
+case "$cmd" in
+  base)
+    tag=${1:-$BASE_DEFAULT}
+    podman image exists "$tag" && exit 0
+    # A real registry first (GitHub runners, most machines); a stand-in where none answers.
+    timeout 120 podman pull -q "$tag" >/dev/null 2>&1 && exit 0
+    command -v mmdebstrap >/dev/null || die "no registry answers and mmdebstrap is missing (scripts/install-system-deps.sh --test installs it)"
+    w=$(mktemp -d); trap 'rm -rf "$w"' EXIT
+    mmdebstrap --variant=minbase --quiet bookworm "$w/rootfs.tar"
+    podman import -q "$w/rootfs.tar" localhost/debian-bookworm-minbase >/dev/null
+    npmdir=$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")
+    cp "$(node -p process.execPath)" "$w/node"; cp -a "$npmdir" "$w/npm"
+    cat >"$w/Containerfile" <<'CF'
+FROM localhost/debian-bookworm-minbase
+COPY node /usr/local/bin/node
+COPY npm /usr/local/lib/node_modules/npm
+RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm && ln -s ../lib/node_modules/npm/bin/npx-cli.js /usr/local/bin/npx && node --version
+CF
+    podman build -q --isolation=chroot --network=host -t "$tag" "$w" >/dev/null
+    echo "$tag: a stand-in (Debian 12 minbase + Node $(node --version))" >&2
+    ;;
+
+  build)
+    [ $# -ge 1 ] || die "usage: image.sh build TAG [podman build args...]"
+    tag=$1; shift
+    root=$(cd "$(dirname "$0")/.." && pwd)
+    "$0" base "$(sed -nE 's/^FROM ([^ ]+).*/\1/p' "$root/Dockerfile" | head -n 1)"
+    args=(--isolation=chroot --network=host --pull=never --format=docker -t "$tag")
+    ca=$(npm config get cafile 2>/dev/null || true)
+    if [ -n "$ca" ] && [ "$ca" != null ] && [ -f "$ca" ]; then
+      rc=$(mktemp); trap 'rm -f "$rc"' EXIT; printf 'cafile=/run/build-ca.crt\n' >"$rc"
+      args+=(-v "$ca:/run/build-ca.crt:ro" -v "$rc:/usr/local/etc/npmrc:ro")
+    fi
+    start=$(date +%s.%N)
+    podman build "${args[@]}" "$@" "$root" >&2
+    awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f\n", e - s }'
+    ;;
+
+  run)
+    [ $# -ge 3 ] || die "usage: image.sh run NAME TAG DATA_DIR [-e KEY=VALUE]... [-- CMD...]"
+    name=$1 tag=$2 data=$3; shift 3
+    extra=()
+    while [ $# -gt 0 ]; do
+      case "$1" in
+        -e) extra+=("$2"); shift 2 ;;
+        --) shift; break ;;
+        *) die "run: unexpected '$1'" ;;
+      esac
+    done
+    dir=$STATE/$name
+    [ -e "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null && die "a container named '$name' is running"
+    rm -rf "$dir"; mkdir -p "$dir"
+    c=$(podman create "$tag" true); m=$(podman mount "$c")
+    echo "$c" >"$dir/cid"; echo "$tag" >"$dir/image"; echo "$m" >"$dir/root"
+    cleanup() { podman umount "$c" >/dev/null 2>&1 || true; podman rm -f "$c" >/dev/null 2>&1 || true; rm -rf "$dir"; }
+    trap cleanup EXIT
+    user=$(config "$tag" User); user=${user:-0}; wd=$(config "$tag" WorkingDir); wd=${wd:-/}
+    mapfile -t envs < <(config "$tag" Env)
+    if [ $# -eq 0 ]; then mapfile -t argv < <(config "$tag" Entrypoint; config "$tag" Cmd); else argv=("$@"); fi
+    uid=$(chroot "$m" id -u "${user%%:*}"); gid=$(chroot "$m" id -g "${user%%:*}")
+    home=$(chroot "$m" getent passwd "$uid" | cut -d: -f6)
+    printf '%s\n' "$uid" >"$dir/uid"; printf '%s\n' "$gid" >"$dir/gid"
+    printf '%s\n' "HOME=${home:-/}" "HOSTNAME=$name" "${envs[@]}" "${extra[@]}" >"$dir/env"
+    mkdir -p "$data"; chown "$uid:$gid" "$data"
+    # Everything mounted inside the new mount namespace vanishes with it. As Docker does: the volume,
+    # a small /dev of its own (null, zero, random, a /dev/shm for Postgres), the host's /etc/hosts
+    # and resolv.conf (host network), a fresh /proc.
+    setup='set -e; m=$1; data=$2; shift 2
+      mount --bind "$data" "$m/data"
+      mount -t tmpfs -o mode=755,nosuid tmpfs "$m/dev"
+      for d in null zero full random urandom tty; do touch "$m/dev/$d"; mount --bind "/dev/$d" "$m/dev/$d"; done
+      mkdir "$m/dev/shm"; mount -t tmpfs -o mode=1777,nosuid,nodev,size=64m shm "$m/dev/shm"
+      ln -s /proc/self/fd "$m/dev/fd"; ln -s fd/0 "$m/dev/stdin"; ln -s fd/1 "$m/dev/stdout"; ln -s fd/2 "$m/dev/stderr"
+      for f in hosts resolv.conf; do [ -f "/etc/$f" ] && [ -f "$m/etc/$f" ] && mount --bind "/etc/$f" "$m/etc/$f"; done
+      exec "$@"'
+    mapfile -t envlist <"$dir/env"
+    unshare --pid --fork --mount --propagation private --mount-proc="$m/proc" \
+      sh -c "$setup" setup "$m" "$(readlink -f "$data")" \
+      chroot "$m" setpriv --reuid "$uid" --regid "$gid" --clear-groups \
+      env -i "${envlist[@]}" sh -c 'cd "$0" && exec "$@"' "$wd" "${argv[@]}" &
+    ns=$!
+    # PID 1 is unshare's only child; `docker stop` is SIGTERM to it (unshare forwards nothing).
+    for _ in $(seq 1 200); do
+      pid1=$(cat "/proc/$ns/task/$ns/children" 2>/dev/null | awk '{print $1}')
+      [ -n "$pid1" ] && break; sleep 0.05
+    done
+    [ -n "${pid1:-}" ] || die "run: the container did not start"
+    echo "$pid1" >"$dir/pid"
+    trap 'kill -TERM "$pid1" 2>/dev/null || true' TERM INT
+    set +e; wait "$ns"; rc=$?
+    while kill -0 "$ns" 2>/dev/null; do wait "$ns"; rc=$?; done
+    exit "$rc"
+    ;;
+
+  pid) state "$1" pid ;;
+
+  exec)
+    [ $# -ge 2 ] || die "usage: image.sh exec NAME CMD..."
+    name=$1; shift
+    pid=$(state "$name" pid); uid=$(state "$name" uid); gid=$(state "$name" gid)
+    mapfile -t envlist <"$STATE/$name/env"
+    # -w: PID 1's working directory, which is the image's WorkingDir.
+    exec nsenter -t "$pid" -p -m -r -w setpriv --reuid "$uid" --regid "$gid" --clear-groups env -i "${envlist[@]}" "$@"
+    ;;
+
+  stop) kill -TERM "$(state "$1" pid)" ;;
+
+  healthcheck)
+    name=$1
+    hc=$(config "$(state "$name" image)" Healthcheck)
+    [ -n "$hc" ] || die "the image has no HEALTHCHECK"
+    mapfile -t test < <(node -e 'for (const a of JSON.parse(process.argv[1]).Test) console.log(a)' "$hc")
+    case "${test[0]}" in
+      CMD) exec "$0" exec "$name" "${test[@]:1}" ;;
+      CMD-SHELL) exec "$0" exec "$name" /bin/sh -c "${test[1]}" ;;
+      *) die "unsupported HEALTHCHECK ${test[0]}" ;;
+    esac
+    ;;
+
+  *) die "usage: image.sh base|build|run|pid|exec|stop|healthcheck ... (see the header of $0)" ;;
+esac
