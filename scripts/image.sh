@@ -13,9 +13,11 @@
 #                                        `docker run --network=host -v DATA_DIR:/data`: in the
 #                                        foreground, exits with the container's PID 1's status
 #   scripts/image.sh pid NAME            the container's PID 1, as seen from the host
-#   scripts/image.sh exec NAME CMD...    `docker exec`: same namespaces, root, user, env and workdir
+#   scripts/image.sh exec NAME [-e KEY=VALUE]... CMD...
+#                                        `docker exec`: same namespaces, root, user, env and workdir
 #   scripts/image.sh stop NAME           `docker stop`: SIGTERM to PID 1 (the run command returns)
-#   scripts/image.sh healthcheck NAME    runs the image's HEALTHCHECK command in the container
+#   scripts/image.sh healthcheck NAME [-e KEY=VALUE]...
+#                                        runs the image's HEALTHCHECK command in the container
 #
 # Nothing machine-specific enters the image: where npm trusts an extra CA bundle (its `cafile`), the
 # build's npm is pointed at a read-only mount of it for the build only.
@@ -132,10 +134,11 @@ CF
   pid) state "$1" pid ;;
 
   exec)
-    [ $# -ge 2 ] || die "usage: image.sh exec NAME CMD..."
+    [ $# -ge 2 ] || die "usage: image.sh exec NAME [-e KEY=VALUE]... CMD..."
     name=$1; shift
     pid=$(state "$name" pid); uid=$(state "$name" uid); gid=$(state "$name" gid)
     mapfile -t envlist <"$STATE/$name/env"
+    while [ "${1:-}" = -e ]; do envlist+=("$2"); shift 2; done
     # -w: PID 1's working directory, which is the image's WorkingDir.
     exec nsenter -t "$pid" -p -m -r -w setpriv --reuid "$uid" --regid "$gid" --clear-groups env -i "${envlist[@]}" "$@"
     ;;
@@ -143,13 +146,15 @@ CF
   stop) kill -TERM "$(state "$1" pid)" ;;
 
   healthcheck)
-    name=$1
+    name=$1; shift
     hc=$(config "$(state "$name" image)" Healthcheck)
     [ -n "$hc" ] || die "the image has no HEALTHCHECK"
     mapfile -t test < <(node -e 'for (const a of JSON.parse(process.argv[1]).Test) console.log(a)' "$hc")
+    # Docker kills a check that outlives its --timeout and counts it as failed.
+    secs=$(node -p 'Math.ceil((JSON.parse(process.argv[1]).Timeout || 30e9) / 1e9)' "$hc")
     case "${test[0]}" in
-      CMD) exec "$0" exec "$name" "${test[@]:1}" ;;
-      CMD-SHELL) exec "$0" exec "$name" /bin/sh -c "${test[1]}" ;;
+      CMD) exec timeout -s KILL "$secs" "$0" exec "$name" "$@" "${test[@]:1}" ;;
+      CMD-SHELL) exec timeout -s KILL "$secs" "$0" exec "$name" "$@" /bin/sh -c "${test[1]}" ;;
       *) die "unsupported HEALTHCHECK ${test[0]}" ;;
     esac
     ;;
