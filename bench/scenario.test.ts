@@ -1,8 +1,9 @@
 // The benchmark's numbers and pictures on synthetic runs: what counts as detected, bad, failed and
 // SLO-violating; the per-second series; charts that parse (SVG), decode (PNG) and carry the phases
 // and the rollback marker.
+import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { inkIn, lineChartSvg, renderSvg, svgToPng, TITLE_BOX } from './chart.js';
+import { CHART_FONT_FILES, inkIn, lineChartSvg, renderSvg, svgToPng, TITLE_BOX } from './chart.js';
 import { comparison, htmlReport, matrixCsv, runCharts, seriesCsv, seriesRows, summarizeRun, type Timeline } from './scenario.js';
 import type { RequestResult } from './loadgen.js';
 
@@ -73,7 +74,9 @@ describe('series and charts', () => {
     expect(() => svgToPng(p99.slice(0, -10))).toThrow();
   });
 
-  it('charts have their text: the title is drawn in the shipped font, and would be missing without one', () => {
+  it('charts have their text: the title is drawn in the shipped font (ink where the title is, none without one)', () => {
+    // scripts/install-system-deps.sh installs the font on every machine and in the image.
+    expect(CHART_FONT_FILES.filter((f) => !existsSync(f))).toEqual([]);
     const chart = (title: string): string => lineChartSvg({ title, yLabel: 'ms', series: [{ name: 'blue', color: '#36c', points: [[0, 1], [1, 2]] }] });
     expect(inkIn(renderSvg(chart('P99 latency by colour')), TITLE_BOX)).toBeGreaterThan(200);
     expect(inkIn(renderSvg(chart('')), TITLE_BOX)).toBe(0);

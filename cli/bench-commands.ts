@@ -1,6 +1,6 @@
 // `changelens bench load|k6`: the open-model load generator against the appliance (or another
 // loopback target), and the same load written as a k6 script.
-import { accessSync, constants, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { loadConfig } from '../lib/config.js';
@@ -43,7 +43,7 @@ export const benchCommands: Record<string, (args: string[]) => Promise<number>> 
     const config = loadConfig({ file: values.config });
     const client = adminClient(config, { url: values.url });
     const origin = client.base.replace(/\/_changelens$/, '');
-    const out = outDir(values.out, 'changelens-demo', config.dataDir);
+    const out = outDir(values.out, 'changelens-demo', () => config.dataDir);
     if (!values.json) process.stdout.write(`Watch it on the dashboard: ${origin}/_changelens/ (sign in with the admin token)\n`
       + `Load at ${values.rate ?? 50} req/s, then a release with the ${scenario} regression goes out as a ${strategy}; ChangeLens should roll it back by itself.\n`);
     const summary = await runScenario({ url: origin, token: client.token(), scenario: scenario!, strategy: strategy!, rate: number('rate', values.rate, 50, 1, 2_000), durationSeconds: 120, baselineSeconds: 10, recoverySeconds: 10, out, onProgress: values.json ? undefined : (l) => process.stdout.write(`  ${l}\n`) });
@@ -63,15 +63,19 @@ export const benchCommands: Record<string, (args: string[]) => Promise<number>> 
 
 /**
  * Where a command writes its files: --out, else a fresh folder under the data dir's reports/ when
- * this user may write there, else under the temp dir — never the working directory, which in the
- * image is /app and not the service user's.
+ * this user may write there, else a fresh private one under the temp dir — never the working
+ * directory, which in the image is /app and not the service user's.
  */
-function outDir(given: string | undefined, prefix: string, dataDir: string): string {
-  if (given !== undefined) return resolve(given);
+function outDir(given: string | undefined, prefix: string, dataDir: () => string | undefined): string {
+  if (given !== undefined) {
+    if (given.trim() === '') throw new CL_ERR_CLI_USAGE('--out: expected a directory path, got ""');
+    return resolve(given);
+  }
   const name = `${prefix}-${new Date().toISOString().replace(/[:.]/g, '-')}`;
-  if (existsSync(dataDir)) {
+  const root = dataDir();
+  if (root !== undefined && existsSync(root)) {
     try {
-      const reports = join(dataDir, 'reports');
+      const reports = join(root, 'reports');
       mkdirSync(reports, { recursive: true });
       accessSync(reports, constants.W_OK);
       return join(reports, name);
@@ -79,7 +83,7 @@ function outDir(given: string | undefined, prefix: string, dataDir: string): str
       // Not ours to write (a root-owned data dir read by an operator's account): the temp dir.
     }
   }
-  return join(tmpdir(), name);
+  return mkdtempSync(join(tmpdir(), `${name}-`));
 }
 
 function number(flag: string, value: string | undefined, fallback: number, min: number, max: number): number {
@@ -164,7 +168,15 @@ async function scenarioRuns(kind: 'run' | 'matrix', args: string[]): Promise<num
   const { SCENARIOS, STRATEGIES, comparison, runMatrix, runScenario } = await import('../bench/scenario.js');
   const rate = number('rate', values.rate, 100, 1, 5_000);
   const durationSeconds = number('duration', values.duration, 60, 5, 3_600);
-  const out = outDir(values.out, 'changelens-bench', loadConfig({ file: values.config }).dataDir);
+  // --boot needs no configuration of this machine's: a bad one only moves the output to the temp dir.
+  const out = outDir(values.out, 'changelens-bench', () => {
+    try {
+      return loadConfig({ file: values.config }).dataDir;
+    } catch (err) {
+      if (values.boot) return undefined;
+      throw err;
+    }
+  });
   let scenario: (typeof SCENARIOS)[number] | undefined;
   let strategy: (typeof STRATEGIES)[number] | undefined;
   if (kind === 'run') {

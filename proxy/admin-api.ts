@@ -14,8 +14,8 @@ import { receiveArtifact } from '../rollout/upload.js';
 import type { BackupLink } from './supervisor-link.js';
 import { Readable } from 'node:stream';
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { packageRoot } from '../lib/package-root.js';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { dashboardPage, loginPage } from './dashboard.js';
 import { readCookie } from './router.js';
 
@@ -42,6 +42,8 @@ export const ADMIN_PREFIX = '/_changelens';
 const SESSION_COOKIE = 'changelens-admin';
 const SESSION_SECONDS = 12 * 3600;
 /** The two files of uPlot the dashboard loads (nothing else is served from node_modules). */
+/** uPlot's dist/, found by module resolution (so the dependency checks see it). */
+const UPLOT_DIST = dirname(createRequire(import.meta.url).resolve('uplot'));
 const ASSETS: Record<string, string> = { 'uPlot.iife.min.js': 'application/javascript; charset=utf-8', 'uPlot.min.css': 'text/css; charset=utf-8' };
 
 export interface LiveSecond {
@@ -128,7 +130,7 @@ export async function registerAdminApi(app: AdminHost, o: AdminApiOptions): Prom
     admin.get<{ Params: { file: string } }>('/assets/:file', async (req, reply) => {
       const type = ASSETS[req.params.file];
       if (!type) throw new CL_ERR_NOT_FOUND(`asset ${req.params.file}`);
-      return reply.type(type).header('cache-control', 'max-age=86400').send(await readFile(join(packageRoot, 'node_modules', 'uplot', 'dist', req.params.file)));
+      return reply.type(type).header('cache-control', 'max-age=86400').send(await readFile(join(UPLOT_DIST, req.params.file)));
     });
     admin.get<{ Querystring: { seconds?: number } }>('/api/live', {
       schema: { querystring: { type: 'object', properties: { seconds: { type: 'integer', minimum: 1, maximum: 120 } } } },

@@ -15,7 +15,8 @@
 #   scripts/image.sh pid NAME            the container's PID 1, as seen from the host
 #   scripts/image.sh exec NAME [-e KEY=VALUE]... CMD...
 #                                        `docker exec`: same namespaces, root, user, env and workdir
-#   scripts/image.sh stop NAME           `docker stop`: SIGTERM to PID 1 (the run command returns)
+#   scripts/image.sh stop NAME [SECONDS] `docker stop`: SIGTERM to PID 1, SIGKILL after SECONDS (10);
+#                                        returns when PID 1 is gone
 #   scripts/image.sh healthcheck NAME [-e KEY=VALUE]...
 #                                        runs the image's HEALTHCHECK command in the container
 #
@@ -40,6 +41,10 @@ cmd=${1:-}; [ $# -gt 0 ] && shift
 case "$cmd" in
   base)
     tag=${1:-$BASE_DEFAULT}
+    # A short name is Docker Hub's (podman may have no search registries configured).
+    first=${tag%%/*}
+    if [ "$first" = "$tag" ]; then tag=docker.io/library/$tag
+    elif [[ $first != *.* && $first != *:* && $first != localhost ]]; then tag=docker.io/$tag; fi
     podman image exists "$tag" && exit 0
     # A real registry first (GitHub runners, most machines); a stand-in where none answers.
     timeout 120 podman pull -q "$tag" >/dev/null 2>&1 && exit 0
@@ -70,8 +75,14 @@ CF
       rc=$(mktemp); trap 'rm -f "$rc"' EXIT; printf 'cafile=/run/build-ca.crt\n' >"$rc"
       args+=(-v "$ca:/run/build-ca.crt:ro" -v "$rc:/usr/local/etc/npmrc:ro")
     fi
+    old=$(podman image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
     start=$(date +%s.%N)
     podman build "${args[@]}" "$@" "$root" >&2
+    # The image the tag leaves behind (~400 MB a build) goes, unless a container still uses it.
+    new=$(podman image inspect --format '{{.Id}}' "$tag")
+    [ -n "$old" ] && [ "$old" != "$new" ] && podman rmi "$old" >/dev/null 2>&1 || true
+    # Build-stage images of earlier builds: a day's worth stays as cache.
+    podman image prune -f --filter until=24h >/dev/null 2>&1 || true
     awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f\n", e - s }'
     ;;
 
@@ -86,21 +97,36 @@ CF
         *) die "run: unexpected '$1'" ;;
       esac
     done
+    [[ $name =~ ^[A-Za-z0-9][A-Za-z0-9_.-]*$ ]] || die "run: NAME: letters, digits and _.- (got '$name')"
     dir=$STATE/$name
-    [ -e "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null && die "a container named '$name' is running"
+    if [ -e "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null; then die "a container named '$name' is running"; fi
     rm -rf "$dir"; mkdir -p "$dir"
-    c=$(podman create "$tag" true); m=$(podman mount "$c")
-    echo "$c" >"$dir/cid"; echo "$tag" >"$dir/image"; echo "$m" >"$dir/root"
-    cleanup() { podman umount "$c" >/dev/null 2>&1 || true; podman rm -f "$c" >/dev/null 2>&1 || true; rm -rf "$dir"; }
+    c=""; ns=""; pid1=""
+    # Whatever ends this script (the container's end, a failure, a signal): the container's
+    # processes are gone (unshare --kill-child takes PID 1, and the PID namespace the rest), then
+    # its podman container and mount, then its state.
+    cleanup() {
+      set +e
+      if [ -n "$ns" ] && kill -0 "$ns" 2>/dev/null; then kill -KILL "$ns" 2>/dev/null; wait "$ns" 2>/dev/null; fi
+      if [ -n "$c" ]; then podman umount "$c" >/dev/null 2>&1; podman rm -f "$c" >/dev/null 2>&1; fi
+      rm -rf "$dir"
+    }
     trap cleanup EXIT
+    trap 'exit 143' TERM INT HUP
+    # No healthcheck timers: podman would ask systemd for them; `healthcheck` runs the check instead.
+    c=$(podman create --no-healthcheck "$tag" true); m=$(podman mount "$c")
+    echo "$c" >"$dir/cid"; echo "$tag" >"$dir/image"
     user=$(config "$tag" User); user=${user:-0}; wd=$(config "$tag" WorkingDir); wd=${wd:-/}
     mapfile -t envs < <(config "$tag" Env)
     if [ $# -eq 0 ]; then mapfile -t argv < <(config "$tag" Entrypoint; config "$tag" Cmd); else argv=("$@"); fi
     uid=$(chroot "$m" id -u "${user%%:*}"); gid=$(chroot "$m" id -g "${user%%:*}")
-    home=$(chroot "$m" getent passwd "$uid" | cut -d: -f6)
+    home=$(chroot "$m" getent passwd "$uid" | cut -d: -f6 || true)
     printf '%s\n' "$uid" >"$dir/uid"; printf '%s\n' "$gid" >"$dir/gid"
     printf '%s\n' "HOME=${home:-/}" "HOSTNAME=$name" "${envs[@]}" "${extra[@]}" >"$dir/env"
-    mkdir -p "$data"; chown "$uid:$gid" "$data"
+    # Like a new named volume: an empty one takes the owner and mode of the image's /data (Docker
+    # copies them); one in use is left as it is.
+    mkdir -p "$data"
+    if [ -z "$(ls -A "$data")" ]; then chown --reference="$m/data" "$data"; chmod --reference="$m/data" "$data"; fi
     # Everything mounted inside the new mount namespace vanishes with it. As Docker does: the volume,
     # a small /dev of its own (null, zero, random, a /dev/shm for Postgres), the host's /etc/hosts
     # and resolv.conf (host network), a fresh /proc.
@@ -110,22 +136,25 @@ CF
       for d in null zero full random urandom tty; do touch "$m/dev/$d"; mount --bind "/dev/$d" "$m/dev/$d"; done
       mkdir "$m/dev/shm"; mount -t tmpfs -o mode=1777,nosuid,nodev,size=64m shm "$m/dev/shm"
       ln -s /proc/self/fd "$m/dev/fd"; ln -s fd/0 "$m/dev/stdin"; ln -s fd/1 "$m/dev/stdout"; ln -s fd/2 "$m/dev/stderr"
-      for f in hosts resolv.conf; do [ -f "/etc/$f" ] && [ -f "$m/etc/$f" ] && mount --bind "/etc/$f" "$m/etc/$f"; done
+      for f in hosts resolv.conf; do if [ -f "/etc/$f" ] && [ -f "$m/etc/$f" ]; then mount --bind "/etc/$f" "$m/etc/$f"; fi; done
       exec "$@"'
     mapfile -t envlist <"$dir/env"
-    unshare --pid --fork --mount --propagation private --mount-proc="$m/proc" \
+    unshare --pid --fork --kill-child --mount --propagation private --mount-proc="$m/proc" \
       sh -c "$setup" setup "$m" "$(readlink -f "$data")" \
       chroot "$m" setpriv --reuid "$uid" --regid "$gid" --clear-groups \
       env -i "${envlist[@]}" sh -c 'cd "$0" && exec "$@"' "$wd" "${argv[@]}" &
     ns=$!
     # PID 1 is unshare's only child; `docker stop` is SIGTERM to it (unshare forwards nothing).
-    for _ in $(seq 1 200); do
-      pid1=$(cat "/proc/$ns/task/$ns/children" 2>/dev/null | awk '{print $1}')
-      [ -n "$pid1" ] && break; sleep 0.05
+    for _ in $(seq 1 600); do
+      pid1=$({ cat "/proc/$ns/task/$ns/children" 2>/dev/null || true; } | awk '{print $1}')
+      [ -n "$pid1" ] && break
+      kill -0 "$ns" 2>/dev/null || break
+      sleep 0.05
     done
-    [ -n "${pid1:-}" ] || die "run: the container did not start"
+    [ -n "$pid1" ] || die "run: the container did not start"
     echo "$pid1" >"$dir/pid"
-    trap 'kill -TERM "$pid1" 2>/dev/null || true' TERM INT
+    # From now on a SIGTERM to this script is a `docker stop`: PID 1 gets it, and this waits.
+    trap 'kill -TERM "$pid1" 2>/dev/null || true' TERM INT HUP
     set +e; wait "$ns"; rc=$?
     while kill -0 "$ns" 2>/dev/null; do wait "$ns"; rc=$?; done
     exit "$rc"
@@ -143,9 +172,19 @@ CF
     exec nsenter -t "$pid" -p -m -r -w setpriv --reuid "$uid" --regid "$gid" --clear-groups env -i "${envlist[@]}" "$@"
     ;;
 
-  stop) kill -TERM "$(state "$1" pid)" ;;
+  stop)
+    # `docker stop [-t SECONDS]`: SIGTERM to PID 1, SIGKILL after the grace period; returns when
+    # PID 1 is gone (the run command then cleans up and exits with its status).
+    [ $# -ge 1 ] || die "usage: image.sh stop NAME [SECONDS]"
+    pid=$(state "$1" pid); grace=${2:-10}
+    kill -TERM "$pid" 2>/dev/null || exit 0
+    for _ in $(seq 1 $((grace * 20))); do kill -0 "$pid" 2>/dev/null || exit 0; sleep 0.05; done
+    echo "image.sh: $1 still running ${grace} s after SIGTERM: SIGKILL" >&2
+    kill -KILL "$pid" 2>/dev/null || true
+    ;;
 
   healthcheck)
+    [ $# -ge 1 ] || die "usage: image.sh healthcheck NAME [-e KEY=VALUE]..."
     name=$1; shift
     hc=$(config "$(state "$name" image)" Healthcheck)
     [ -n "$hc" ] || die "the image has no HEALTHCHECK"

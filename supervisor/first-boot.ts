@@ -45,13 +45,16 @@ export function resolveServiceUser(config: Config): ServiceUser | undefined {
   }
 }
 
-export function resolveBinaries(config: Config, needs: { postgres: boolean; redis: boolean }): { postgres: string; initdb: string; redisServer: string } {
+/** The newest /usr/lib/postgresql/<major>/bin holding `program` (where Debian keeps each major's binaries). */
+function debianPgBinDir(program: string): string | undefined {
+  const majors = existsSync('/usr/lib/postgresql') ? readdirSync('/usr/lib/postgresql').filter((d) => /^\d+$/.test(d)).map(Number).sort((a, b) => b - a) : [];
+  return majors.map((m) => `/usr/lib/postgresql/${m}/bin`).find((d) => isExecutable(join(d, program)));
+}
+
+export function resolveBinaries(config: Config, needs: { postgres: boolean; redis: boolean }): { postgres: string; initdb: string; redisServer: string; pgToolsDir: string | undefined } {
   let pgBinDir = config.pgBinDir;
   if (pgBinDir === undefined && needs.postgres) {
-    // Debian keeps each major version's server binaries in /usr/lib/postgresql/<major>/bin.
-    const majors = existsSync('/usr/lib/postgresql') ? readdirSync('/usr/lib/postgresql').filter((d) => /^\d+$/.test(d)).map(Number).sort((a, b) => b - a) : [];
-    const found = majors.map((m) => `/usr/lib/postgresql/${m}/bin`).find((d) => isExecutable(join(d, 'postgres')));
-    pgBinDir = found ?? dirnameOnPath('postgres');
+    pgBinDir = debianPgBinDir('postgres') ?? dirnameOnPath('postgres');
     if (pgBinDir === undefined) throw new CL_ERR_MISSING_BINARY('postgres', 'looked in /usr/lib/postgresql/*/bin and PATH; set CHANGELENS_PG_BIN_DIR');
   }
   const postgres = pgBinDir ? join(pgBinDir, 'postgres') : '';
@@ -65,7 +68,10 @@ export function resolveBinaries(config: Config, needs: { postgres: boolean; redi
     if (candidate === undefined || !isExecutable(candidate)) throw new CL_ERR_MISSING_BINARY(config.redisServer, 'CHANGELENS_REDIS_SERVER');
     redisServer = candidate;
   }
-  return { postgres, initdb, redisServer };
+  // pg_dump and pg_restore, external Postgres included: the binaries themselves, not Debian's
+  // /usr/bin wrappers (perl scripts; the image has no perl). Undefined: whatever PATH holds.
+  const pgToolsDir = pgBinDir ?? debianPgBinDir('pg_dump');
+  return { postgres, initdb, redisServer, pgToolsDir };
 }
 
 /** Creates the data dir's folders with the right owners and modes; idempotent. */

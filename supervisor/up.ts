@@ -3,7 +3,7 @@
 // serves status on its control socket, and on SIGTERM/SIGINT stops everything in reverse order.
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
-import { dirname, resolve as resolvePath } from 'node:path';
+import { resolve as resolvePath } from 'node:path';
 import { format } from 'node:util';
 import { pino } from 'pino';
 import { processGraph } from '../ecosystem.config.js';
@@ -185,7 +185,7 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   });
   backups = startBackups({
     config, paths, pm, log, urls,
-    pgBinDir: bin.postgres ? dirname(bin.postgres) : undefined,
+    pgBinDir: bin.pgToolsDir,
     redisServer: embedded.redis ? bin.redisServer : null,
     graph: orderGraph(graph), isRunning: (name) => control.isRunning(name),
     probe: { pm, log, urls, readyTimeoutMs },

@@ -28,7 +28,8 @@ function entryPoints(pkg: PackageJson): string[] {
 const packageOf = (specifier: string): string => specifier.split('/').slice(0, specifier.startsWith('@') ? 2 : 1).join('/');
 
 /**
- * Follows the entry points' relative imports (static, dynamic import() and require()) through
+ * Follows the entry points' relative imports (static, dynamic import(), require() and
+ * require.resolve()) through
  * dist/; returns the files reached and each bare package imported, with one file that imports it.
  */
 function reach(entries: string[]): { files: Set<string>; packages: Map<string, string> } {
@@ -38,7 +39,10 @@ function reach(entries: string[]): { files: Set<string>; packages: Map<string, s
   for (let file = queue.pop(); file !== undefined; file = queue.pop()) {
     if (files.has(file)) continue;
     files.add(file);
-    for (const { fileName } of ts.preProcessFile(readFileSync(file, 'utf8'), true, true).importedFiles) {
+    const text = readFileSync(file, 'utf8');
+    // Packages found by module resolution to read their files (the dashboard serves uPlot's).
+    const resolved = [...text.matchAll(/(?:\brequire|\)|import\.meta)\.resolve\(\s*(['"])([^'"]+)\1\s*\)/g)].map((m) => ({ fileName: m[2]! }));
+    for (const { fileName } of [...ts.preProcessFile(text, true, true).importedFiles, ...resolved]) {
       if (fileName.startsWith('.')) {
         const target = resolve(dirname(file), fileName);
         if (!existsSync(target)) throw new Error(`${relative(packageRoot, file)} imports ${fileName}, which is not in the build`);
@@ -73,7 +77,7 @@ describe('production dependencies', () => {
     // The CLI's dynamic imports are followed too (bench run and demo load bench/scenario.js).
     for (const file of ['bench/scenario.js', 'bench/loadgen.js', 'backup/index.js', 'rollout/index.js']) expect(files.has(join(dist, file)), file).toBe(true);
     // The packages the image has needed at boot are found (the scan does see imports).
-    for (const name of ['undici', 'pm2', 'fastify', 'pg', '@resvg/resvg-js']) expect(imports.has(name), name).toBe(true);
+    for (const name of ['undici', 'pm2', 'fastify', 'pg', '@resvg/resvg-js', 'uplot']) expect(imports.has(name), name).toBe(true);
   });
 
   it('every package dist/ imports is a production dependency, installed without dev dependencies', () => {
