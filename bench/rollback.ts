@@ -7,6 +7,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { isTerminal } from '../lib/contracts/phases.js';
 import { packageRoot } from '../lib/package-root.js';
 import { reapOrphans } from '../supervisor/index.js';
 import { adminCall, launchAppliance, type Appliance } from './harness.js';
@@ -50,7 +51,7 @@ try {
         let d: any;
         for (;;) {
           d = await api(app, token, 'GET', `/api/deployments/${d0.id}`);
-          if (['promoted', 'rolled_back', 'aborted', 'failed'].includes(d.status.phase)) break;
+          if (isTerminal(d.status.phase)) break;
           await new Promise((r) => setTimeout(r, 250));
         }
         await new Promise((r) => setTimeout(r, 500)); // let requests in flight finish

@@ -7,6 +7,7 @@
 // repetitions and writes an HTML report comparing them.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { isTerminal } from '../lib/contracts/phases.js';
 import { newHistogram, recordLatency, summarize, type Histogram } from '../monitoring/histogram.js';
 import { lineChartSvg, svgToPng, type Phase } from './chart.js';
 import { adminCall } from './harness.js';
@@ -185,7 +186,6 @@ export function runCharts(rows: readonly SeriesRow[], t: Timeline, title: string
 const api = (o: RunOptions, method: string, path: string, body?: unknown): Promise<any> => adminCall(o.url, o.token, method, path, body);
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-const TERMINAL = new Set(['promoted', 'rolled_back', 'aborted', 'failed']);
 
 /** One run against a running appliance; writes its files into `o.out` and returns its summary. */
 export async function runScenario(o: RunOptions): Promise<RunSummary> {
@@ -227,7 +227,7 @@ export async function runScenario(o: RunOptions): Promise<RunSummary> {
     let d: any;
     for (const deadline = Date.now() + o.durationSeconds * 1000; ;) {
       d = await api(o, 'GET', `/api/deployments/${d0.id}`);
-      if (TERMINAL.has(d.status.phase)) break;
+      if (isTerminal(d.status.phase)) break;
       if (Date.now() > deadline) {
         await api(o, 'POST', '/api/deployment/abort', { reason: `bench: not finished within ${o.durationSeconds} s` }).catch(() => {});
         d = await api(o, 'GET', `/api/deployments/${d0.id}`);
@@ -262,7 +262,7 @@ export async function runScenario(o: RunOptions): Promise<RunSummary> {
     if (d.status.phase === 'promoted' && intensity !== null) {
       say('resetting: a clean release replaces the promoted bad one');
       const reset = await api(o, 'POST', '/api/deployments', { version: `bench-reset-${Date.now().toString(36)}`, strategy: 'direct' });
-      for (let i = 0; i < 240 && !TERMINAL.has((await api(o, 'GET', `/api/deployments/${reset.id}`)).status.phase); i++) await sleep(250);
+      for (let i = 0; i < 240 && !isTerminal((await api(o, 'GET', `/api/deployments/${reset.id}`)).status.phase); i++) await sleep(250);
     }
     return summary;
   } finally {

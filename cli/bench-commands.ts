@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { loadConfig } from '../lib/config.js';
 import { CL_ERR_CLI_USAGE, EXIT } from '../lib/errors.js';
-import { DEFAULT_MIX, k6Script, parseMix } from '../bench/k6.js';
-import { checkPlan, runLoad, type Endpoint, type LoadPlan } from '../bench/loadgen.js';
+// bench/ (undici, HdrHistogram, resvg) is loaded by the commands that use it, not by every command.
+import type { Endpoint, LoadPlan } from '../bench/loadgen.js';
 import { adminClient } from './admin-client.js';
 import { parse } from './args.js';
 
@@ -93,7 +93,8 @@ function number(flag: string, value: string | undefined, fallback: number, min: 
   return n;
 }
 
-function planFrom(values: { rate?: string; duration?: string; ramp?: string; mix?: string; target?: string; config?: string }): LoadPlan {
+async function planFrom(values: { rate?: string; duration?: string; ramp?: string; mix?: string; target?: string; config?: string }): Promise<LoadPlan> {
+  const { DEFAULT_MIX, parseMix } = await import('../bench/k6.js');
   let mix: readonly Endpoint[] = DEFAULT_MIX;
   if (values.mix !== undefined) {
     const parsed = parseMix(values.mix);
@@ -113,8 +114,9 @@ function planFrom(values: { rate?: string; duration?: string; ramp?: string; mix
 async function load(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, { ...planOptions, processes: { type: 'string' }, 'max-requests': { type: 'string' }, 'allow-remote': { type: 'boolean' } }, true);
   if (positionals.length > 0) throw new CL_ERR_CLI_USAGE('usage: changelens bench load [options] (changelens --help lists them)');
+  const { checkPlan, runLoad } = await import('../bench/loadgen.js');
   const plan: LoadPlan = {
-    ...planFrom(values),
+    ...(await planFrom(values)),
     processes: number('processes', values.processes, 1, 1, 64),
     ...(values['max-requests'] !== undefined ? { maxRequests: number('max-requests', values['max-requests'], 0, 1, 1e9) } : {}),
     allowRemote: values['allow-remote'] ?? false,
@@ -138,7 +140,8 @@ async function load(args: string[]): Promise<number> {
 async function k6(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, { ...planOptions, out: { type: 'string' } }, true);
   if (positionals.length > 0) throw new CL_ERR_CLI_USAGE('usage: changelens bench k6 [options] [--out FILE]');
-  const script = k6Script(planFrom(values));
+  const { k6Script } = await import('../bench/k6.js');
+  const script = k6Script(await planFrom(values));
   if (values.out !== undefined) {
     writeFileSync(values.out, script);
     process.stdout.write(values.json ? JSON.stringify({ out: values.out }) + '\n' : `wrote ${values.out}; run it with: k6 run ${values.out}\n`);

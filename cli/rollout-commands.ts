@@ -7,6 +7,7 @@ import { join, resolve } from 'node:path';
 import type { ParseArgsConfig } from 'node:util';
 import { parse } from './args.js';
 import { loadConfig } from '../lib/config.js';
+import { isTerminal } from '../lib/contracts/phases.js';
 import { ChangeLensError, CL_ERR_CLI_USAGE, CL_ERR_UNREACHABLE, EXIT } from '../lib/errors.js';
 import type { AuditEvent, Deployment, Release, StoredVerdict } from '../rollout/index.js';
 import { adminClient } from './admin-client.js';
@@ -169,7 +170,7 @@ async function waitFor(api: ReturnType<typeof adminClient>, id: string, json: bo
     const line = `${d.status.phase} step ${d.status.stepIndex + 1}/${d.status.steps.length} weight ${weightOf(d)}%${v ? ` last window (${v.samples.candidate} candidate / ${v.samples.stable} stable requests) ${v.explanation}` : ''}`;
     if (line !== last) process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
     last = line;
-    if (['promoted', 'rolled_back', 'aborted', 'failed'].includes(d.status.phase)) {
+    if (isTerminal(d.status.phase)) {
       const failing = d.verdicts.filter((x) => x.verdict === 'fail').at(-1);
       write(json, d, `${describe(d)}${failing ? `  verdict: ${failing.explanation}\n` : ''}`);
       return d.status.phase === 'promoted' ? EXIT.ok : EXIT.failure;

@@ -5,6 +5,7 @@
 // the judge does not read it (it has its own HdrHistograms, see sliced-window.ts).
 import type { BackupSummary } from '../lib/contracts/status.js';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { PHASES } from '../lib/contracts/phases.js';
 
 type Color = 'blue' | 'green';
 
@@ -15,9 +16,7 @@ export const REQUEST_DURATION_BUCKETS: readonly number[] = Object.freeze([
 ]);
 
 /** Every value `changelens_rollout_phase{phase}` takes; `none`: no deployment in progress or remembered. */
-export const ROLLOUT_PHASES: readonly string[] = Object.freeze([
-  'starting', 'warming', 'shifting', 'paused', 'promoted', 'rolling_back', 'rolled_back', 'aborted', 'failed', 'none',
-]);
+export const ROLLOUT_PHASES: readonly string[] = Object.freeze([...PHASES, 'none']);
 
 export interface RolloutMetricsState {
   deploymentId: string | null;

@@ -2,17 +2,9 @@
 // a pure `transition` that returns the next status or throws. The rollout controller persists
 // what this returns; nothing else changes a deployment's phase.
 import { CL_ERR_ROLLOUT_BAD_TRANSITION } from '../lib/errors.js';
+import { isTerminal, type Phase } from '../lib/contracts/phases.js';
 
-export type Phase =
-  | 'starting'      // the idle colour is being started with the release
-  | 'warming'       // started; waiting for readiness
-  | 'shifting'      // weight moves to the step's share; analysis runs for the step
-  | 'paused'        // an inconclusive verdict, or an operator's pause
-  | 'promoted'      // the candidate is active and last_good
-  | 'rolling_back'  // the candidate's weight is 0; persisting, auditing, firing hooks
-  | 'rolled_back'
-  | 'aborted'
-  | 'failed';       // the candidate never became ready
+export { isTerminal, type Phase };
 
 export type DeploymentEvent =
   | { type: 'started' }
@@ -39,8 +31,6 @@ export interface DeploymentStatus {
   revision: number;
 }
 
-const TERMINAL: ReadonlySet<Phase> = new Set(['promoted', 'rolled_back', 'aborted', 'failed']);
-
 /** Allowed transitions: phase → event type → next phase (or a function of the status). */
 const TRANSITIONS: Record<Phase, Partial<Record<DeploymentEvent['type'], Phase>>> = {
   starting: { started: 'warming', not_ready: 'failed', abort: 'aborted' },
@@ -53,10 +43,6 @@ const TRANSITIONS: Record<Phase, Partial<Record<DeploymentEvent['type'], Phase>>
   aborted: {},
   failed: {},
 };
-
-export function isTerminal(phase: Phase): boolean {
-  return TERMINAL.has(phase);
-}
 
 export function initialStatus(steps: readonly number[]): DeploymentStatus {
   if (steps.length === 0 || steps.some((w, i) => !(w > 0 && w <= 100) || (i > 0 && w <= steps[i - 1]!)) || steps.at(-1) !== 100) {

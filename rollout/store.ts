@@ -6,6 +6,7 @@ import type { Color } from '../lib/config.js';
 import { inTransaction, type Pool } from '../lib/db.js';
 import { CL_ERR_DEPLOYMENT_RUNNING, CL_ERR_NOT_FOUND, CL_ERR_RELEASE_CONFLICT, ChangeLensError } from '../lib/errors.js';
 import type { JudgeRules, WindowJudgement } from '../monitoring/index.js';
+import { TERMINAL_PHASES_SQL } from '../lib/contracts/phases.js';
 import type { DeploymentStatus, Phase } from './state-machine.js';
 
 export type Strategy = 'canary' | 'bluegreen' | 'direct';
@@ -89,7 +90,6 @@ export interface Bucket {
   violations: number;
 }
 
-const TERMINAL_SQL = `('promoted', 'rolled_back', 'aborted', 'failed')`;
 
 export function newId(prefix: string): string {
   return `${prefix}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
@@ -180,7 +180,7 @@ export class RolloutStore {
       await inTransaction(client, async () => {
         const { rowCount } = await client.query(
           `UPDATE deployments SET phase = $3, step_index = $4, reason = $5, revision = $6, updated_at = now(),
-             finished_at = CASE WHEN $3 IN ${TERMINAL_SQL} THEN now() ELSE NULL END,
+             finished_at = CASE WHEN $3 IN ${TERMINAL_PHASES_SQL} THEN now() ELSE NULL END,
              result = COALESCE($7, result)
            WHERE id = $1 AND revision = $2`,
           [id, from.revision, to.phase, to.stepIndex, to.reason, to.revision, options.result === undefined ? null : JSON.stringify(options.result)]);
@@ -202,7 +202,7 @@ export class RolloutStore {
   }
 
   async runningDeployment(): Promise<Deployment | null> {
-    const { rows } = await this.pool.query(`SELECT * FROM deployments WHERE phase NOT IN ${TERMINAL_SQL} LIMIT 1`);
+    const { rows } = await this.pool.query(`SELECT * FROM deployments WHERE phase NOT IN ${TERMINAL_PHASES_SQL} LIMIT 1`);
     return rows[0] ? toDeployment(rows[0]) : null;
   }
 

@@ -6,6 +6,7 @@
 // and changing the stable colour's capacity mid-rollout would change what it is compared with.
 import type { Color, Config } from '../lib/config.js';
 import { DEFAULT_MONITOR_RULES, parseMonitorRules } from '../lib/contracts/monitor-rules.js';
+import { TERMINAL_PHASES_SQL } from '../lib/contracts/phases.js';
 import { createPgPool, type Pool } from '../lib/db.js';
 import type { Logger } from '../lib/logger.js';
 import { RuleEngine, type Firing, type MonitorRule } from '../monitoring/rules.js';
@@ -154,7 +155,7 @@ export class Monitor {
   }
 
   private async scale(delta: 1 | -1, what: string): Promise<string> {
-    const { rows } = await this.o.pool.query(`SELECT id FROM deployments WHERE phase NOT IN ('promoted', 'rolled_back', 'aborted', 'failed') LIMIT 1`);
+    const { rows } = await this.o.pool.query(`SELECT id FROM deployments WHERE phase NOT IN ${TERMINAL_PHASES_SQL} LIMIT 1`);
     if (rows.length > 0) throw new Error(`not scaled: deployment ${rows[0].id} is running (the judge compares like with like); ${what}`);
     const name = `api-${this.o.activeColor()}`;
     const current = (await this.o.pm.describe(name)).length;
