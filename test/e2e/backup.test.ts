@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { launchAppliance, runCli, type Appliance } from '../../bench/harness.js';
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import S3rver from 's3rver';
-import { backupKey, BackupService, decryptFile, OffsiteStore, type BackupEvent, type Manifest } from '../../backup/index.js';
+import { backupKey, BackupService, decryptFile, OffsiteStore, PostgresDriver, RedisDriver, type BackupDriver, type BackupEvent, type Manifest } from '../../backup/index.js';
 import { createLogger } from '../../lib/logger.js';
 import { reapOrphans } from '../../supervisor/index.js';
 
@@ -360,4 +360,57 @@ describe('visible everywhere', () => {
     await unknown.arrayBuffer();
     expect(existsSync(join(backupsDir(), 'nope'))).toBe(false);
   });
+});
+
+// One contract, both kinds: what the service asks of a driver (backup/kinds/driver.ts), checked on
+// the appliance's own Postgres and Redis. Last in the file: its restores replace live data.
+describe('the backup drivers (one contract, Postgres and Redis)', () => {
+  const drivers = (): BackupDriver[] => [
+    new PostgresDriver({ databaseUrl: dbUrl, pgBinDir: undefined, log: createLogger('backup-test', { level: 'silent' }) }),
+    new RedisDriver({ redisUrl, embedded: { dataDir: join(app.dataDir, 'redis'), server: 'redis-server' }, now: Date.now }),
+  ];
+  /** A marker written before the backup and one after, in each kind's store. */
+  const marks = {
+    postgres: {
+      write: (name: string) => db.query('INSERT INTO items (category, name, price_cents) VALUES ($1, $2, 1)', ['contract', name]),
+      has: async (name: string) => (await db.query('SELECT 1 FROM items WHERE name = $1', [name])).rowCount === 1,
+    },
+    redis: {
+      write: (name: string) => redis.set(`bk:${name}`, '1'),
+      has: async (name: string) => (await redis.exists(`bk:${name}`)) === 1,
+    },
+  };
+
+  for (const kind of ['postgres', 'redis'] as const) {
+    it(`${kind}: estimates, takes, inspects, verifies, refuses a damaged file, restores exactly what it took`, async () => {
+      const driver = drivers().find((d) => d.kind === kind)!;
+      const dir = mkdtempSync(join(tmpdir(), `contract-${kind}-`));
+      try {
+        expect(await driver.estimateBytes()).toBeGreaterThan(0);
+        await marks[kind].write(`${kind}-before`);
+        const manifest: Manifest = { schemaVersion: 1, id: `contract-${kind}`, kinds: [kind], reason: 'manual', startedAt: new Date().toISOString(), finishedAt: '', durationMs: 0, files: [], servers: {} };
+        await driver.take(dir, manifest);
+        expect(manifest.files).toEqual([expect.objectContaining({ kind, bytes: expect.any(Number), sha256: expect.stringMatching(/^[0-9a-f]{64}$/) })]);
+        expect(manifest.servers[kind]).toMatch(/^\d+\.\d+/);
+        const file = join(dir, manifest.files[0]!.name);
+        const entry = { ...manifest, totalBytes: manifest.files[0]!.bytes, verification: null, offsite: null };
+        expect((await driver.inspect(entry, file)).filter((c) => !c.ok)).toEqual([]);
+        expect(await driver.verify(entry, file)).toMatchObject({ ok: true });
+        expect(await driver.refuseRestore(entry)).toEqual([]);
+
+        const damaged = join(dir, 'damaged');
+        writeFileSync(damaged, readFileSync(file).subarray(0, Math.floor(manifest.files[0]!.bytes / 2)));
+        const inspected = await driver.inspect(entry, damaged);
+        const verified = await driver.verify(entry, damaged);
+        expect([...inspected, verified].some((c) => !c.ok)).toBe(true);
+
+        await marks[kind].write(`${kind}-after`);
+        await driver.restore(entry, file);
+        expect(await marks[kind].has(`${kind}-before`)).toBe(true);
+        expect(await marks[kind].has(`${kind}-after`)).toBe(false);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  }
 });

@@ -5,8 +5,8 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { migrationsDir } from '../lib/package-root.js';
-import { appDataOnly, APPLIANCE_TABLES } from './service.js';
+import { migrationsDir } from '../../lib/package-root.js';
+import { appDataOnly, APPLIANCE_TABLES } from './postgres.js';
 
 const sql = readdirSync(migrationsDir).filter((f) => f.endsWith('.sql')).sort().map((f) => ({ file: f, text: readFileSync(join(migrationsDir, f), 'utf8') }));
 const ownFiles = sql.filter((m) => m.file.includes('releases'));
