@@ -18,8 +18,11 @@ export type AccessLog = 'off' | 'errors' | 'all';
 export type Platform = 'auto' | 'bare' | 'docker' | 'cloudrun' | 'cloudbase';
 
 // Parsers: the value when valid, undefined when not (the field's `expected` says what is).
-const int = (min: number, max: number) => (v: unknown): number | undefined =>
-  typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max ? v : undefined;
+/** A numeric setting's range, kept on its parser so other validators (the admin API's) reuse it. */
+export interface NumericRange { min: number; max: number; integer: boolean }
+const ranged = (range: NumericRange) => Object.assign((v: unknown): number | undefined =>
+  typeof v === 'number' && Number.isFinite(v) && (!range.integer || Number.isInteger(v)) && v >= range.min && v <= range.max ? v : undefined, { range });
+const int = (min: number, max: number) => ranged({ min, max, integer: true });
 const text = (pattern = /./) => (v: unknown): string | undefined =>
   typeof v === 'string' && pattern.test(v) ? v : undefined;
 const oneOf = <T extends string>(...values: T[]) => (v: unknown): T | undefined =>
@@ -27,8 +30,7 @@ const oneOf = <T extends string>(...values: T[]) => (v: unknown): T | undefined 
 const regressionSpec = (v: unknown): string | undefined =>
   typeof v === 'string' && 'regressions' in parseRegressionSpec(v) ? v : undefined;
 const port = int(1, 65535);
-const num = (min: number, max: number) => (v: unknown): number | undefined =>
-  typeof v === 'number' && Number.isFinite(v) && v >= min && v <= max ? v : undefined;
+const num = (min: number, max: number) => ranged({ min, max, integer: false });
 /** Canary weights in percent: strictly increasing, ending at 100, e.g. "5,25,50,100". */
 export function parseSteps(v: unknown): number[] | undefined {
   const parts = typeof v === 'string' ? v.split(',').map((p) => p.trim()) : Array.isArray(v) ? v : undefined;
@@ -281,6 +283,13 @@ export function configReference(): ConfigFieldReference[] {
     key, env: FIELDS[key].env, expected: FIELDS[key].expected, default: FIELDS[key].default, doc: FIELDS[key].doc,
     internal: key === 'color' || key === 'pmId' || key === 'cloudRunService' || key === 'releaseId',
   }));
+}
+
+/** The range of a numeric setting (what its env var accepts), for validators of the same value elsewhere. */
+export function rangeOf(key: keyof Fields): NumericRange {
+  const range = (FIELDS[key].parse as { range?: NumericRange }).range;
+  if (!range) throw new Error(`${String(key)} is not a numeric setting`);
+  return range;
 }
 
 /** The env var name of a config key, for messages ("set CHANGELENS_PG_PORT"). */

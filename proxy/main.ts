@@ -12,7 +12,7 @@ import { onStopSignal } from '../lib/shutdown.js';
 import { initTracing, shutdownTracing } from '../lib/tracing.js';
 import { createProxyMetrics, SlicedWindow } from '../monitoring/index.js';
 import { RolloutController, RolloutStore } from '../rollout/index.js';
-import { registerAdminApi, type LiveSecond } from './admin-api.js';
+import { registerAdminApi, type LiveSecond } from './admin/index.js';
 import { buildProxyServer } from './server.js';
 import { backupLink, healthDetails, monitorSummary, supervisorLink } from './supervisor-link.js';
 

@@ -1,0 +1,128 @@
+// The admin API's plugins with fastify's inject(), no appliance: who gets in (token, session
+// cookie, CSRF header, not before the rollout state is loaded), and deploy requests checked against
+// the same ranges as the settings. The controller, store and supervisor link are fakes; the routes
+// against a real appliance are the end-to-end tests'.
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig, rangeOf } from '../../lib/config.js';
+import { createHttpServer } from '../../lib/http-server.js';
+import { createLogger } from '../../lib/logger.js';
+import type { RolloutController } from '../../rollout/controller.js';
+import type { RolloutStore } from '../../rollout/store.js';
+import type { BackupLink } from '../supervisor-link.js';
+import { ADMIN_PREFIX, DEPLOY_FIELDS, registerAdminApi } from './index.js';
+
+const TOKEN = 'admin-token-0123456789';
+const deployed: unknown[] = [];
+let ready = true;
+const app = createHttpServer(createLogger('admin-test', { level: 'silent' }));
+
+const controller = {
+  status: () => ({ active: { version: 'initial', color: 'blue' }, routing: {}, deployment: null }),
+  deploy: async (request: unknown) => { deployed.push(request); return { id: 'd1' }; },
+  pause: async (actor: string, reason?: string) => ({ paused: true, actor, reason }),
+} as unknown as RolloutController;
+const store = { pointers: async () => ({ active: 'initial', lastGood: 'initial' }) } as unknown as RolloutStore;
+
+beforeAll(async () => {
+  await registerAdminApi(app, {
+    token: TOKEN, controller, store, config: loadConfig({ env: {} }), releasesDir: '/nonexistent',
+    ready: () => ready, backups: {} as BackupLink, live: () => [], holdTraffic: () => {},
+    metrics: async () => ({ contentType: 'text/plain', body: 'x 1\n' }),
+  });
+  await app.ready();
+});
+afterAll(() => app.close());
+
+const bearer = { authorization: `Bearer ${TOKEN}` };
+const deploy = (body: Record<string, unknown>) => app.inject({ method: 'POST', url: `${ADMIN_PREFIX}/api/deployments`, headers: { ...bearer, 'content-type': 'application/json' }, payload: body });
+
+describe('who gets in', () => {
+  it('nothing without the token: 401 in the error shape, the sign-in page for the dashboard', async () => {
+    const api = await app.inject({ url: `${ADMIN_PREFIX}/api/status` });
+    expect(api.statusCode).toBe(401);
+    expect(api.json()).toMatchObject({ code: 'CL_ERR_UNAUTHORIZED' });
+    const wrong = await app.inject({ url: `${ADMIN_PREFIX}/api/status`, headers: { authorization: 'Bearer nope' } });
+    expect(wrong.statusCode).toBe(401);
+    const page = await app.inject({ url: `${ADMIN_PREFIX}/` });
+    expect(page.statusCode).toBe(401);
+    expect(page.headers['content-type']).toMatch(/text\/html/);
+    expect((await app.inject({ url: `${ADMIN_PREFIX}/metrics` })).statusCode).toBe(401);
+  });
+
+  it('the bearer token reads and changes', async () => {
+    expect((await app.inject({ url: `${ADMIN_PREFIX}/api/status`, headers: bearer })).json()).toMatchObject({ schemaVersion: 1, active: { version: 'initial' } });
+    expect((await app.inject({ url: `${ADMIN_PREFIX}/metrics`, headers: bearer })).body).toBe('x 1\n');
+  });
+
+  it('the sign-in form sets an HttpOnly session cookie; a change made with it needs the CSRF header', async () => {
+    const bad = await app.inject({ method: 'POST', url: `${ADMIN_PREFIX}/login`, headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: 'token=nope' });
+    expect(bad.statusCode).toBe(401);
+    const login = await app.inject({ method: 'POST', url: `${ADMIN_PREFIX}/login`, headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: `token=${TOKEN}` });
+    expect(login.statusCode).toBe(303);
+    const cookie = String(login.headers['set-cookie']);
+    expect(cookie).toMatch(/HttpOnly; SameSite=Strict/);
+    const session = { cookie: cookie.split(';')[0]! };
+    expect((await app.inject({ url: `${ADMIN_PREFIX}/api/status`, headers: session })).statusCode).toBe(200);
+    const noCsrf = await app.inject({ method: 'POST', url: `${ADMIN_PREFIX}/api/deployment/pause`, headers: session });
+    expect(noCsrf.statusCode).toBe(400);
+    expect(noCsrf.json().message).toContain('x-changelens-csrf');
+    const withCsrf = await app.inject({ method: 'POST', url: `${ADMIN_PREFIX}/api/deployment/pause`, headers: { ...session, 'x-changelens-csrf': '1' } });
+    expect(withCsrf.json()).toEqual({ paused: true, actor: 'admin' });
+  });
+
+  it('the API waits for the rollout state (503); nothing under the prefix reaches an app', async () => {
+    ready = false;
+    try {
+      expect((await app.inject({ url: `${ADMIN_PREFIX}/api/status`, headers: bearer })).statusCode).toBe(503);
+    } finally {
+      ready = true;
+    }
+    expect((await app.inject({ url: `${ADMIN_PREFIX}/api/nothing-here`, headers: bearer })).statusCode).toBe(404);
+  });
+});
+
+describe('deploy requests', () => {
+  const numeric = Object.entries(DEPLOY_FIELDS).filter(([, s]) => s.type === 'integer' || s.type === 'number').map(([k]) => k as Parameters<typeof rangeOf>[0]);
+
+  it('every numeric field takes exactly the range of the setting of the same name', () => {
+    expect(numeric.length).toBeGreaterThanOrEqual(12);
+    for (const key of numeric) {
+      const { min, max, integer } = rangeOf(key);
+      expect(DEPLOY_FIELDS[key as keyof typeof DEPLOY_FIELDS], key).toEqual({ type: integer ? 'integer' : 'number', minimum: min, maximum: max });
+    }
+  });
+
+  it('a value outside a field\'s range is a 400 naming the field; one inside is deployed', async () => {
+    await fc.assert(fc.asyncProperty(fc.constantFrom(...numeric), fc.boolean(), async (key, inside) => {
+      const { max, integer } = rangeOf(key);
+      const value = inside ? max : max + (integer ? 1 : max);
+      // A long step, so any window fits in it (windowSeconds ≤ stepSeconds is checked too).
+      const body = { version: 'v1', strategy: 'canary', stepSeconds: 86_400, [key]: key === 'stepSeconds' && inside ? Math.max(value, 60) : value };
+      const before = deployed.length;
+      const res = await deploy(body);
+      if (inside) {
+        expect(res.statusCode, `${key}=${value}: ${res.body}`).toBe(202);
+        expect(deployed.length).toBe(before + 1);
+      } else {
+        expect(res.statusCode).toBe(400);
+        expect(res.json().message).toContain(key);
+        expect(deployed.length).toBe(before);
+      }
+    }), { numRuns: 40 });
+  });
+
+  it('an unknown field, steps on a blue/green, a window longer than the step: 400 naming what is wrong', async () => {
+    expect((await deploy({ version: 'v1', colour: 'green' })).json().message).toMatch(/colour/);
+    expect((await deploy({ version: 'v1', strategy: 'bluegreen', steps: [50, 100] })).json().message).toMatch(/^body\/steps: only a canary has steps/);
+    expect((await deploy({ version: 'v1', stepSeconds: 5, windowSeconds: 10 })).json().message).toMatch(/^body\/windowSeconds: expected at most stepSeconds \(5\)/);
+    expect((await deploy({ version: '../etc' })).statusCode).toBe(400);
+  });
+
+  it('an action\'s body is nothing or {"reason"}: anything else is a 400 naming the field', async () => {
+    const act = (payload: unknown) => app.inject({ method: 'POST', url: `${ADMIN_PREFIX}/api/deployment/pause`, headers: { ...bearer, 'content-type': 'application/json' }, payload: JSON.stringify(payload) });
+    expect((await act({ reason: 'lunch' })).json()).toEqual({ paused: true, actor: 'admin', reason: 'lunch' });
+    expect((await act({ reason: 5 })).json().message).toMatch(/^body\/reason/);
+    expect((await act({ why: 'x' })).json().message).toMatch(/^body\/why: unknown field/);
+  });
+});

@@ -1,0 +1,166 @@
+// Deployments: start one (the request checked field by field, the appliance's defaults filled
+// in), list and read them with their verdicts, export them in the seed's formats, and act on the
+// running one (promote, rollback, pause, resume, abort).
+import type { FastifyInstance } from 'fastify';
+import { parseSteps, rangeOf, type Config } from '../../lib/config.js';
+import { parseMetricRules } from '../../lib/contracts/metric-rules.js';
+import { validateReleaseEnv } from '../../lib/contracts/releases.js';
+import { CL_ERR_DEPLOYMENT_RUNNING, CL_ERR_INVALID_REQUEST } from '../../lib/errors.js';
+import type { DeployRequest } from '../../rollout/controller.js';
+import type { Plan, RolloutStore, Strategy } from '../../rollout/store.js';
+import { actorOf } from './auth.js';
+import type { AdminApiOptions } from './options.js';
+
+/** A JSON-schema range from the setting's own (lib/config.ts): one table says what is valid. */
+function likeSetting(key: Parameters<typeof rangeOf>[0]) {
+  const { min, max, integer } = rangeOf(key);
+  return { type: integer ? 'integer' : 'number', minimum: min, maximum: max } as const;
+}
+
+export const VERSION_SCHEMA = { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$' } as const;
+
+export const DEPLOY_FIELDS = {
+  version: VERSION_SCHEMA,
+  strategy: { type: 'string', enum: ['canary', 'bluegreen', 'direct'] },
+  steps: { type: 'array', items: { type: 'integer', minimum: 1, maximum: 100 }, minItems: 1, maxItems: 20 },
+  stepSeconds: likeSetting('stepSeconds'),
+  windowSeconds: likeSetting('windowSeconds'),
+  env: { type: 'object', additionalProperties: { type: 'string' } },
+  artifact: { type: 'string', minLength: 1, maxLength: 4096 },
+  p99Ratio: likeSetting('p99Ratio'),
+  maxErrorRate: likeSetting('maxErrorRate'),
+  maxP95Ms: likeSetting('maxP95Ms'),
+  maxP99Ms: likeSetting('maxP99Ms'),
+  minSamples: likeSetting('minSamples'),
+  failuresToRollback: likeSetting('failuresToRollback'),
+  keepWarmSeconds: likeSetting('keepWarmSeconds'),
+  inspectSeconds: likeSetting('inspectSeconds'),
+  previewSeconds: likeSetting('previewSeconds'),
+  tripConsecutive5xx: likeSetting('tripConsecutive5xx'),
+  metricRules: { type: 'string', maxLength: 1000 },
+  sequential: { type: 'boolean' },
+} as const;
+
+type DeployBody = { version: string; strategy?: Strategy; steps?: number[]; env?: Record<string, string>; artifact?: string; metricRules?: string; sequential?: boolean } & Partial<Record<Exclude<keyof typeof DEPLOY_FIELDS, 'version' | 'strategy' | 'steps' | 'env' | 'artifact' | 'metricRules' | 'sequential'>, number>>;
+
+export async function deploymentRoutes(admin: FastifyInstance, o: AdminApiOptions): Promise<void> {
+  admin.post<{ Body: DeployBody }>('/api/deployments', {
+    schema: { body: { type: 'object', required: ['version'], properties: DEPLOY_FIELDS } },
+  }, async (req, reply) => {
+    const request = deployRequest(req.body, o.config, actorOf(req));
+    if (o.config.backupBeforeDeploy === '1') {
+      // Refused before the backup if another deployment runs; a failed backup refuses the deployment.
+      const running = o.controller.status().deployment;
+      if (running) throw new CL_ERR_DEPLOYMENT_RUNNING(running.id, running.version, running.status.phase);
+      await o.backups.now(['postgres'], 'pre-deploy');
+    }
+    const d = await o.controller.deploy(request);
+    return reply.code(202).send(d);
+  });
+
+  admin.get<{ Querystring: { limit?: number } }>('/api/deployments', {
+    schema: { querystring: { type: 'object', properties: { limit: { type: 'integer', minimum: 1, maximum: 1000 } } } },
+  }, async (req) => ({ deployments: await o.store.deployments(req.query.limit ?? 50) }));
+
+  admin.get<{ Params: { id: string } }>('/api/deployments/:id', async (req) => {
+    const d = await o.store.deployment(req.params.id);
+    return { ...d, verdicts: await o.store.verdicts(d.id) };
+  });
+
+  admin.get<{ Params: { id: string } }>('/api/deployments/:id/export', async (req) => exportDeployment(o.store, req.params.id));
+
+  for (const action of ['promote', 'rollback', 'pause', 'resume', 'abort'] as const) {
+    // A body is optional ({"reason": "…"}), so `curl -X POST` alone works too.
+    admin.post<{ Body: unknown }>(`/api/deployment/${action}`, async (req) => {
+      const actor = actorOf(req);
+      const reason = reasonOf(req.body);
+      switch (action) {
+        case 'promote': return o.controller.promote(actor);
+        case 'rollback': return o.controller.rollback(actor, reason);
+        case 'pause': return o.controller.pause(actor, reason);
+        case 'resume': return o.controller.resume(actor);
+        case 'abort': return o.controller.abort(actor, reason);
+      }
+    });
+  }
+}
+
+function reasonOf(body: unknown): string | undefined {
+  if (body === undefined || body === null || body === '') return undefined;
+  if (typeof body !== 'object' || Array.isArray(body)) throw new CL_ERR_INVALID_REQUEST('body: expected a JSON object like {"reason": "…"} or nothing');
+  const unknown = Object.keys(body).filter((k) => k !== 'reason');
+  if (unknown.length > 0) throw new CL_ERR_INVALID_REQUEST(`body/${unknown[0]}: unknown field (known: reason)`);
+  const reason = (body as { reason?: unknown }).reason;
+  if (reason === undefined) return undefined;
+  if (typeof reason !== 'string' || reason.length < 1 || reason.length > 500) throw new CL_ERR_INVALID_REQUEST('body/reason: expected a string of 1-500 characters');
+  return reason;
+}
+
+/** The deploy body with the appliance's defaults filled in, checked beyond what the schema can say. */
+export function deployRequest(body: DeployBody, config: Config, actor: string): DeployRequest {
+  const unknown = Object.keys(body).filter((k) => !Object.hasOwn(DEPLOY_FIELDS, k));
+  if (unknown.length > 0) throw new CL_ERR_INVALID_REQUEST(`body/${unknown[0]}: unknown field (known: ${Object.keys(DEPLOY_FIELDS).join(', ')})`);
+  const strategy = body.strategy ?? 'canary';
+  if (body.steps !== undefined && strategy !== 'canary') throw new CL_ERR_INVALID_REQUEST(`body/steps: only a canary has steps (${strategy} switches 100 % at once)`);
+  const steps = parseSteps(body.steps ?? config.canarySteps);
+  if (!steps) throw new CL_ERR_INVALID_REQUEST(`body/steps: expected increasing percentages 1-100 ending at 100, got ${JSON.stringify(body.steps)}`);
+  let env: Record<string, string> | undefined;
+  if (body.env !== undefined) {
+    const checked = validateReleaseEnv(body.env, 'body/env');
+    if ('error' in checked) throw new CL_ERR_INVALID_REQUEST(checked.error);
+    env = checked.env;
+  }
+  const metrics = parseMetricRules(body.metricRules ?? config.metricRules ?? '');
+  if ('error' in metrics) throw new CL_ERR_INVALID_REQUEST(`body/metricRules: ${metrics.error}`);
+  const maxP95Ms = body.maxP95Ms ?? config.maxP95Ms;
+  const maxP99Ms = body.maxP99Ms ?? config.maxP99Ms;
+  const plan: Plan = {
+    stepSeconds: body.stepSeconds ?? config.stepSeconds,
+    windowSeconds: body.windowSeconds ?? config.windowSeconds,
+    rules: {
+      p99Ratio: body.p99Ratio ?? config.p99Ratio,
+      maxErrorRate: body.maxErrorRate ?? config.maxErrorRate,
+      minSamples: body.minSamples ?? config.minSamples,
+      failuresToRollback: body.failuresToRollback ?? config.failuresToRollback,
+      ...(maxP95Ms !== undefined ? { maxP95Ms } : {}),
+      ...(maxP99Ms !== undefined ? { maxP99Ms } : {}),
+      ...(metrics.length > 0 ? { metrics } : {}),
+    },
+    keepWarmSeconds: body.keepWarmSeconds ?? config.keepWarmSeconds,
+    inspectSeconds: body.inspectSeconds ?? config.inspectSeconds,
+    previewSeconds: body.previewSeconds ?? config.previewSeconds,
+    tripConsecutive5xx: body.tripConsecutive5xx ?? config.tripConsecutive5xx,
+    sequential: body.sequential ?? config.sequential === '1',
+  };
+  if (plan.windowSeconds > plan.stepSeconds) throw new CL_ERR_INVALID_REQUEST(`body/windowSeconds: expected at most stepSeconds (${plan.stepSeconds}), got ${plan.windowSeconds}`);
+  return { version: body.version, strategy, steps, env, artifact: body.artifact, plan, actor };
+}
+
+/** The seed's two exports: the deployment's result and its 5-second buckets. */
+export async function exportDeployment(store: RolloutStore, id: string) {
+  const d = await store.deployment(id);
+  const buckets = await store.buckets(id);
+  return {
+    result: d.result ?? { deployment_id: d.id, status: d.status.phase, start_time: d.startedAt, end_time: null, note: 'still running: the summary is written when it ends' },
+    metrics: {
+      export_timestamp: new Date().toISOString(),
+      deployment_id: d.id,
+      bucket_duration_sec: d.plan.windowSeconds,
+      total_buckets: buckets.length,
+      buckets: buckets.map((b) => ({
+        timestamp: new Date(b.startMs).toISOString(),
+        duration_sec: b.durationSec,
+        color: b.color,
+        release: b.color === d.candidateColor ? d.version : d.stableVersion,
+        role: b.color === d.candidateColor ? 'candidate' : 'stable',
+        response_count: b.count,
+        errors: b.errors,
+        error_rate: b.count ? b.errors / b.count : 0,
+        p50_ms: b.p50Ms,
+        p95_ms: b.p95Ms,
+        p99_ms: b.p99Ms,
+        slo_violations: b.violations,
+      })),
+    },
+  };
+}

@@ -1,0 +1,32 @@
+// The admin API under /_changelens/: one fastify plugin per resource behind one auth hook
+// (bearer token or the dashboard's session). Every body is validated; an error names the field.
+// The CLI (cli/) is a thin client of these routes.
+import type { FastifyInstance } from 'fastify';
+import { CL_ERR_NOT_FOUND } from '../../lib/errors.js';
+import type { createHttpServer } from '../../lib/http-server.js';
+import { auditRoutes } from './audit.js';
+import { authPlugin } from './auth.js';
+import { backupRoutes } from './backups.js';
+import { dashboardRoutes } from './dashboard.js';
+import { deploymentRoutes } from './deployments.js';
+import { ADMIN_PREFIX, type AdminApiOptions } from './options.js';
+import { releaseRoutes } from './releases.js';
+import { statusRoutes } from './status.js';
+
+export { ADMIN_PREFIX, type AdminApiOptions, type LiveSecond } from './options.js';
+export { parseSince } from './audit.js';
+export { DEPLOY_FIELDS, deployRequest, exportDeployment } from './deployments.js';
+
+export async function registerAdminApi(host: Awaited<ReturnType<typeof createHttpServer>>, o: AdminApiOptions): Promise<void> {
+  // The plugins are written against fastify's base instance type: they use nothing of the proxy's
+  // server but routes, hooks and parsers (its logger type, pino's, is the only difference).
+  const app = host as unknown as FastifyInstance;
+  await app.register(async (admin) => {
+    await admin.register(authPlugin, o);
+    for (const routes of [dashboardRoutes, statusRoutes, deploymentRoutes, releaseRoutes, auditRoutes, backupRoutes]) await admin.register(routes, o);
+    // Nothing under /_changelens/ ever reaches an app colour.
+    admin.all('/*', async (req) => {
+      throw new CL_ERR_NOT_FOUND(`${req.method} ${req.url}`);
+    });
+  }, { prefix: ADMIN_PREFIX });
+}

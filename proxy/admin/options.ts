@@ -1,0 +1,32 @@
+// What the admin API's plugins are given by the proxy (proxy/main.ts wires them).
+import type { Config } from '../../lib/config.js';
+import type { RolloutController } from '../../rollout/controller.js';
+import type { RolloutStore } from '../../rollout/store.js';
+import type { BackupLink } from '../supervisor-link.js';
+
+export const ADMIN_PREFIX = '/_changelens';
+
+export interface AdminApiOptions {
+  token: string;
+  controller: RolloutController;
+  store: RolloutStore;
+  config: Config;
+  /** The Prometheus exposition (monitoring/metrics.ts). */
+  metrics: () => Promise<{ contentType: string; body: string }>;
+  /** <data>/releases: where uploaded artifacts go. */
+  releasesDir: string;
+  /** Rollout state loaded from Postgres; until then the API answers 503. */
+  ready: () => boolean;
+  backups: BackupLink;
+  /** The last `seconds` whole seconds of each colour's requests (the judge's own slices), for the dashboard. */
+  live: (seconds: number) => LiveSecond[];
+  /** Holds every proxied request (503 + Retry-After) while set; cleared with null. */
+  holdTraffic: (hold: { reason: string; retryAfterSeconds: number } | null) => void;
+}
+
+export interface LiveSecond {
+  /** The second's start, ms since the epoch. */
+  t: number;
+  blue: { count: number; p50Ms: number; p99Ms: number; errorRate: number };
+  green: { count: number; p50Ms: number; p99Ms: number; errorRate: number };
+}
