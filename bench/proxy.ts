@@ -25,7 +25,7 @@ import { initTracing } from '../lib/tracing.js';
 import { packageRoot } from '../lib/package-root.js';
 import { createProxyMetrics, SlicedWindow } from '../monitoring/index.js';
 import { buildProxyServer } from '../proxy/server.js';
-import type { RoutingTable } from '../proxy/router.js';
+import type { RoutingTable } from '../lib/contracts/routing.js';
 import { freePorts } from './harness.js';
 import { runLoad } from './loadgen.js';
 

@@ -9,7 +9,8 @@ import { parse } from './args.js';
 import { loadConfig } from '../lib/config.js';
 import { isTerminal } from '../lib/contracts/phases.js';
 import { ChangeLensError, CL_ERR_CLI_USAGE, CL_ERR_UNREACHABLE, EXIT } from '../lib/errors.js';
-import type { AuditEvent, Deployment, Release, StoredVerdict } from '../rollout/index.js';
+import type { AuditEvent } from '../lib/audit.js';
+import type { Deployment, Release, StoredVerdict } from '../rollout/index.js';
 import { adminClient } from './admin-client.js';
 
 type Command = (args: string[]) => Promise<number>;

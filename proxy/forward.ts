@@ -14,7 +14,8 @@ import { CL_ERR_BAD_PIN, CL_ERR_MAINTENANCE, CL_ERR_UPSTREAM, CL_ERR_UPSTREAM_TI
 import { errorBody } from '../lib/http-server.js';
 import type { Logger } from '../lib/logger.js';
 import { endSpan, injectInto, SpanKind, startSpanFrom, traceFields, type Context, type Span } from '../lib/tracing.js';
-import { COLOR_PIN_HEADER, route, STICKY_COOKIE, type RoutingTable } from './router.js';
+import type { RoutingTable } from '../lib/contracts/routing.js';
+import { COLOR_PIN_HEADER, route, STICKY_COOKIE } from './router.js';
 
 export interface ForwardOptions {
   log: Logger;

@@ -1,7 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { prng } from '../bench/prng.js';
-import { COLOR_PIN_COOKIE, COLOR_PIN_HEADER, readCookie, route, stableOnly, STICKY_COOKIE, type RoutingTable } from './router.js';
+import { stableOnly, type RoutingTable } from '../lib/contracts/routing.js';
+import { COLOR_PIN_COOKIE, COLOR_PIN_HEADER, readCookie, route, STICKY_COOKIE } from './router.js';
 
 
 const rollout = (weight: number, rolloutId = 'r1'): RoutingTable => ({ stable: 'blue', candidate: 'green', candidateWeight: weight, rolloutId });

@@ -4,23 +4,12 @@
 // the current routing table, an immutable object swapped whole when the rollout changes it.
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Color } from '../lib/config.js';
+import type { RoutingTable } from '../lib/contracts/routing.js';
 
 export const COLOR_PIN_HEADER = 'x-changelens-color';
 export const COLOR_PIN_COOKIE = 'changelens-color';
 export const STICKY_COOKIE = 'changelens-sticky';
 
-export interface RoutingTable {
-  /** The colour that serves when nothing else decides: the active release. */
-  stable: Color;
-  /** The colour being rolled out, if any. */
-  candidate: Color | null;
-  /** The candidate's share of requests that are neither pinned nor sticky, 0-1. 0 after a rollback. */
-  candidateWeight: number;
-  /** The rollout a sticky cookie belongs to; a cookie from an earlier rollout is ignored. */
-  rolloutId: string | null;
-}
-
-export const stableOnly = (stable: Color): RoutingTable => ({ stable, candidate: null, candidateWeight: 0, rolloutId: null });
 
 export type RouteDecision =
   | { color: Color; reason: 'pin' | 'sticky' | 'weight' | 'stable'; /** Set-Cookie value to make the user sticky. */ setSticky?: string }

@@ -7,7 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Color } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
 import { initTracing } from '../lib/tracing.js';
-import type { RoutingTable } from './router.js';
+import type { RoutingTable } from '../lib/contracts/routing.js';
 import { buildProxyServer } from './server.js';
 
 type Hit = { color: Color; method: string };

@@ -5,7 +5,7 @@ import { cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSyn
 import { isAbsolute, join } from 'node:path';
 import { BUILTIN_ARTIFACT, resolveArtifactEntry } from '../lib/contracts/releases.js';
 import { CL_ERR_ARTIFACT_INVALID } from '../lib/errors.js';
-import { unpackVetted } from './upload.js';
+import { releaseRoot, unpackVetted } from './unpack.js';
 
 /** Imports `source` (absolute path) for `version`; returns the release's artifact directory. */
 export async function importArtifact(source: string, releasesDir: string, version: string): Promise<string> {
@@ -54,10 +54,4 @@ export function pruneReleaseDirs(releasesDir: string, keep: number, protectedDir
     removed.push(dir);
   }
   return removed;
-}
-
-/** The app's directory in an unpacked artifact: `npm pack` and many build tools wrap everything in one top-level directory. */
-export function releaseRoot(dir: string): string {
-  const entries = readdirSync(dir);
-  return entries.length === 1 && statSync(join(dir, entries[0]!)).isDirectory() && !existsSync(join(dir, 'package.json')) ? join(dir, entries[0]!) : dir;
 }

@@ -13,10 +13,11 @@ import type { Logger } from '../lib/logger.js';
 import { writeRoutingSnapshot } from '../lib/routing-snapshot.js';
 import { consecutiveFailures, judgeWindow, type JudgeRules, type RuleResult, type SlicedWindow, type WindowJudgement, type WindowStats, type WindowVerdict } from '../monitoring/index.js';
 import { SequentialJudge } from '../monitoring/sequential.js';
-import { stableOnly, type RoutingTable } from '../proxy/router.js';
+import { stableOnly, type RoutingTable } from '../lib/contracts/routing.js';
 import { fireHooks, type HookEventType, type HookOptions } from './hooks.js';
 import { candidateWeight, initialStatus, isTerminal, transition, type DeploymentEvent, type Phase } from './state-machine.js';
-import { newId, type Bucket, type Deployment, type Plan, type Release, type RolloutStore, type Strategy } from './store.js';
+import { newId } from '../lib/ids.js';
+import type { Bucket, Deployment, Plan, Release, RolloutStore, Strategy } from './store.js';
 
 /** How the controller starts and stops a colour: the supervisor, over its control socket. */
 export interface SupervisorLink {

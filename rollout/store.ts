@@ -1,8 +1,8 @@
 // Releases, pointers, deployments, verdicts, buckets and the audit log in Postgres. Only the rollout
 // controller writes here; a deployment's row changes by compare-and-swap on its revision, so two
 // writers can never both move it.
-import { randomBytes } from 'node:crypto';
 import type { Color } from '../lib/config.js';
+import { auditSince, recordAudit, type AuditEvent, type NewAuditEvent } from '../lib/audit.js';
 import { inTransaction, type Pool } from '../lib/db.js';
 import { CL_ERR_DEPLOYMENT_RUNNING, CL_ERR_NOT_FOUND, CL_ERR_RELEASE_CONFLICT, ChangeLensError } from '../lib/errors.js';
 import type { JudgeRules, WindowJudgement } from '../monitoring/index.js';
@@ -58,17 +58,6 @@ export interface Pointers {
   lastGood: { version: string; color: Color } | null;
 }
 
-export interface AuditEvent {
-  eventId: string;
-  eventType: string;
-  at: string;
-  deploymentId: string | null;
-  actor: string;
-  version: string | null;
-  details: Record<string, unknown>;
-  success: boolean;
-  error: string | null;
-}
 
 export interface StoredVerdict extends WindowJudgement {
   seq: number;
@@ -91,9 +80,6 @@ export interface Bucket {
 }
 
 
-export function newId(prefix: string): string {
-  return `${prefix}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
-}
 
 export class RolloutStore {
   constructor(private readonly pool: Pool) {}
@@ -254,18 +240,12 @@ export class RolloutStore {
     }));
   }
 
-  async audit(e: Omit<AuditEvent, 'eventId' | 'at'>): Promise<AuditEvent> {
-    const { rows } = await this.pool.query(
-      `INSERT INTO audit_events (event_id, event_type, deployment_id, actor, version, details, success, error)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *`,
-      [newId('audit'), e.eventType, e.deploymentId, e.actor, e.version, JSON.stringify(e.details), e.success, e.error]);
-    return toAudit(rows[0]);
+  audit(e: NewAuditEvent): Promise<AuditEvent> {
+    return recordAudit(this.pool, e);
   }
 
-  async auditSince(sinceMs: number, limit = 1000): Promise<AuditEvent[]> {
-    const { rows } = await this.pool.query(
-      'SELECT * FROM audit_events WHERE at >= to_timestamp($1 / 1000.0) ORDER BY at DESC LIMIT $2', [sinceMs, limit]);
-    return rows.map(toAudit);
+  auditSince(sinceMs: number, limit = 1000): Promise<AuditEvent[]> {
+    return auditSince(this.pool, sinceMs, limit);
   }
 }
 
@@ -292,9 +272,3 @@ function toDeployment(r: Row): Deployment {
   };
 }
 
-function toAudit(r: Row): AuditEvent {
-  return {
-    eventId: r.event_id, eventType: r.event_type, at: iso(r.at), deploymentId: r.deployment_id, actor: r.actor,
-    version: r.version, details: r.details, success: r.success, error: r.error,
-  };
-}

@@ -6,12 +6,11 @@
 // the same content.
 import { createWriteStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
-import { isAbsolute, join, normalize, posix } from 'node:path';
+import { join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import * as tar from 'tar';
 import { resolveArtifactEntry } from '../lib/contracts/releases.js';
-import { releaseRoot } from './artifacts.js';
+import { releaseRoot, unpackVetted } from './unpack.js';
 import { CL_ERR_ARTIFACT_INVALID, CL_ERR_RELEASE_CONFLICT } from '../lib/errors.js';
 
 /** Written beside an uploaded release: what was uploaded, to tell a repeat from a conflict. */
@@ -25,8 +24,6 @@ export interface UploadResult {
   /** The same content was there already. */
   unchanged: boolean;
 }
-
-const ALLOWED = new Set(['File', 'OldFile', 'ContiguousFile', 'Directory', 'SymbolicLink', 'Link']);
 
 export async function receiveArtifact(body: Readable, o: { releasesDir: string; version: string; sha256: string; maxBytes: number }): Promise<UploadResult> {
   const target = join(o.releasesDir, o.version);
@@ -71,45 +68,6 @@ export async function receiveArtifact(body: Readable, o: { releasesDir: string; 
     rmSync(file, { force: true });
     rmSync(tmp, { recursive: true, force: true });
   }
-}
-
-/**
- * Unpacks a .tar.gz into `dir` (created) after vetting every entry: an absolute path, a `..`, a link
- * leaving the archive or a device refuses the whole archive before anything is written. `label`
- * names the archive in errors.
- */
-export async function unpackVetted(file: string, dir: string, label: string): Promise<void> {
-  await vetEntries(file, label);
-  mkdirSync(dir);
-  await tar.x({ file, cwd: dir, strict: true, preservePaths: false, preserveOwner: false });
-}
-
-/** Every entry, before anything is written: a bad one refuses the whole archive, naming it. */
-async function vetEntries(file: string, label: string): Promise<void> {
-  const problems: string[] = [];
-  try {
-    await tar.t({
-      file,
-      strict: true,
-      onReadEntry: (entry) => {
-        const path = entry.path;
-        if (!ALLOWED.has(entry.type)) problems.push(`${path}: a ${entry.type} entry is not allowed`);
-        else if (isAbsolute(path) || path.startsWith('/')) problems.push(`${path}: an absolute path`);
-        else if (path.split(/[\\/]/).includes('..')) problems.push(`${path}: a path that climbs out with ..`);
-        else if ((entry.type === 'SymbolicLink' || entry.type === 'Link') && !staysInside(path, entry.linkpath ?? '', entry.type)) problems.push(`${path}: a link to ${entry.linkpath}, outside the release`);
-      },
-    });
-  } catch (err) {
-    throw new CL_ERR_ARTIFACT_INVALID(`${label}: not a readable .tar.gz (${(err as Error).message})`);
-  }
-  if (problems.length > 0) throw new CL_ERR_ARTIFACT_INVALID(`${label} refused, nothing was unpacked: ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? ` (and ${problems.length - 5} more)` : ''}`);
-}
-
-/** A symlink resolves against its own directory, a hard link against the archive's root. */
-function staysInside(path: string, linkpath: string, type: 'SymbolicLink' | 'Link'): boolean {
-  if (linkpath === '' || isAbsolute(linkpath)) return false;
-  const resolved = normalize(type === 'SymbolicLink' ? posix.join(posix.dirname(path), linkpath) : linkpath);
-  return resolved !== '..' && !resolved.startsWith('../') && !isAbsolute(resolved);
 }
 
 function readMarker(dir: string): { sha256: string; uploadedAt: string } | null {

@@ -9,7 +9,8 @@ import { createPgPool } from '../lib/db.js';
 import { CL_ERR_INVALID_REQUEST } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { DataPaths } from '../lib/paths.js';
-import { postJson, runCommand, RolloutStore } from '../rollout/index.js';
+import { recordAudit } from '../lib/audit.js';
+import { postJson, runCommand } from '../lib/notify.js';
 import { waitUntilReady, type ProbeDeps } from './boot.js';
 import type { ControlRoute } from './control-socket.js';
 import type { GraphNode } from './process-graph.js';
@@ -50,13 +51,12 @@ export function startBackups(deps: BackupsDeps): Backups {
     verify: off(config.backupVerifySchedule),
   };
   const pool = createPgPool(deps.urls.database, { max: 1, applicationName: 'changelens-backup' });
-  const store = new RolloutStore(pool);
   const hookUrls = config.hookUrls?.split(',').map((u) => u.trim()) ?? [];
   let lastFailure: BackupSummary['lastFailure'] = null;
 
   const onEvent = async (event: BackupEvent): Promise<void> => {
     if (!event.ok) lastFailure = { at: new Date().toISOString(), error: `${event.type}${event.id ? ` ${event.id}` : ''}: ${event.error}` };
-    await store.audit({ eventType: event.type, deploymentId: null, actor: 'backup', version: null, details: { id: event.id, ...event.details }, success: event.ok, error: event.error ?? null });
+    await recordAudit(pool, { eventType: event.type, deploymentId: null, actor: 'backup', version: null, details: { id: event.id, ...event.details }, success: event.ok, error: event.error ?? null });
     if (event.ok) return;
     // A failure is an alert: the same hooks as deployments, with the event as JSON.
     const body = JSON.stringify({ type: `${event.type}_failed`, id: event.id, error: event.error, at: new Date().toISOString() });

@@ -10,7 +10,8 @@ import { TERMINAL_PHASES_SQL } from '../lib/contracts/phases.js';
 import { createPgPool, type Pool } from '../lib/db.js';
 import type { Logger } from '../lib/logger.js';
 import { RuleEngine, type Firing, type MonitorRule } from '../monitoring/rules.js';
-import { postJson, RolloutStore, runCommand } from '../rollout/index.js';
+import { recordAudit } from '../lib/audit.js';
+import { postJson, runCommand } from '../lib/notify.js';
 import type { GraphNode } from './process-graph.js';
 import type { ProcessManager } from './process-manager.js';
 import { SystemSampler, type Sample } from './system-metrics.js';
@@ -21,7 +22,6 @@ export interface MonitorOptions {
   sampler: SystemSampler;
   pm: ProcessManager;
   log: Logger;
-  store: RolloutStore;
   pool: Pool;
   activeColor: () => Color;
   /** API instances per colour: the floor and the ceiling of scaling. */
@@ -119,7 +119,7 @@ export class Monitor {
     this.recent.push(action);
     if (this.recent.length > 20) this.recent.shift();
     this.o.log[ok && f.rule.action !== 'alert' ? 'info' : 'warn']({ monitor: action }, `monitor rule ${f.rule.name}: ${outcome}`);
-    await this.o.store.audit({
+    await recordAudit(this.o.pool, {
       eventType: f.rule.action === 'alert' ? 'alert' : 'monitor', deploymentId: null, actor: 'monitor', version: null,
       details: { rule: f.rule.name, metric: f.metric, value: action.value, threshold: f.rule.threshold, op: f.rule.op, forSeconds: f.rule.forSeconds, action: f.rule.action, outcome },
       success: ok, error: ok ? null : outcome,
@@ -193,7 +193,7 @@ export function startMonitor(config: Config, deps: { pm: ProcessManager; log: Lo
   });
   const monitor = new Monitor({
     rules, intervalSeconds: config.monitorIntervalSeconds, sampler, pm: deps.pm, log: deps.log.child({ component: 'monitor' }),
-    store: new RolloutStore(pool), pool, activeColor: deps.activeColor,
+    pool, activeColor: deps.activeColor,
     minInstances: config.apiInstances, maxInstances: config.apiMaxInstances ?? Math.max(4, config.apiInstances),
     hookUrls: config.hookUrls?.split(',').map((u) => u.trim()) ?? [], hookTimeoutMs: config.hookTimeoutMs,
   });

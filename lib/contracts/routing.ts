@@ -1,0 +1,17 @@
+// The routing table: which colour is stable, which is the candidate and with what share. The
+// rollout controller is its only writer (and snapshots it); the proxy's router reads it on every
+// request. An immutable object, swapped whole.
+import type { Color } from '../config.js';
+
+export interface RoutingTable {
+  /** The colour that serves when nothing else decides: the active release. */
+  stable: Color;
+  /** The colour being rolled out, if any. */
+  candidate: Color | null;
+  /** The candidate's share of requests that are neither pinned nor sticky, 0-1. 0 after a rollback. */
+  candidateWeight: number;
+  /** The rollout a sticky cookie belongs to; a cookie from an earlier rollout is ignored. */
+  rolloutId: string | null;
+}
+
+export const stableOnly = (stable: Color): RoutingTable => ({ stable, candidate: null, candidateWeight: 0, rolloutId: null });
