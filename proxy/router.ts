@@ -10,7 +10,6 @@ export const COLOR_PIN_HEADER = 'x-changelens-color';
 export const COLOR_PIN_COOKIE = 'changelens-color';
 export const STICKY_COOKIE = 'changelens-sticky';
 
-
 export type RouteDecision =
   | { color: Color; reason: 'pin' | 'sticky' | 'weight' | 'stable'; /** Set-Cookie value to make the user sticky. */ setSticky?: string }
   | { error: string };

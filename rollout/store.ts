@@ -1,6 +1,7 @@
-// Releases, pointers, deployments, verdicts, buckets and the audit log in Postgres. Only the rollout
-// controller writes here; a deployment's row changes by compare-and-swap on its revision, so two
-// writers can never both move it.
+// Releases, pointers, deployments, verdicts and buckets in Postgres, and the audit log through
+// lib/audit.ts (which the supervisor writes to as well). Only the rollout controller writes the
+// rest; a deployment's row changes by compare-and-swap on its revision, so two writers can never
+// both move it.
 import type { Color } from '../lib/config.js';
 import { auditSince, recordAudit, type AuditEvent, type NewAuditEvent } from '../lib/audit.js';
 import { inTransaction, type Pool } from '../lib/db.js';
@@ -58,7 +59,6 @@ export interface Pointers {
   lastGood: { version: string; color: Color } | null;
 }
 
-
 export interface StoredVerdict extends WindowJudgement {
   seq: number;
   explanation: string;
@@ -78,8 +78,6 @@ export interface Bucket {
   p99Ms: number;
   violations: number;
 }
-
-
 
 export class RolloutStore {
   constructor(private readonly pool: Pool) {}

@@ -7,6 +7,12 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { CL_ERR_MIGRATION_CHANGED, CL_ERR_MIGRATION_FAILED } from '../lib/errors.js';
 import { inTransaction } from '../lib/db.js';
+import type { Config } from '../lib/config.js';
+import type { Logger } from '../lib/logger.js';
+import { seedItems } from '../apps/api/index.js';
+import { embeddedUrl } from './child-env.js';
+import { PG_DATABASE, type Secrets } from './first-boot.js';
+import type { GraphNode } from './process-graph.js';
 
 export interface Migration {
   version: number;
@@ -87,4 +93,16 @@ export async function applyMigrations(url: string, migrations: readonly Migratio
 
 function pad(version: number): string {
   return String(version).padStart(4, '0');
+}
+
+/** The boot graph's migrations task: our database (embedded Postgres), the migrations, the demo rows. */
+export async function runMigrations(node: GraphNode, log: Logger, embeddedPostgres: boolean, urls: { database: string }, secrets: Secrets, config: Config, migrations: ReturnType<typeof readMigrations>): Promise<void> {
+  if (embeddedPostgres) {
+    const created = await ensureDatabase(embeddedUrl(secrets.pgPassword, config.pgPort, 'postgres'), PG_DATABASE);
+    if (created) log.info({ database: PG_DATABASE }, 'database created');
+  }
+  const applied = await applyMigrations(urls.database, migrations);
+  log.info({ task: node.name, applied, total: migrations.length }, applied.length ? `applied migrations ${applied.join(', ')}` : 'migrations up to date');
+  const seeded = await seedItems(urls.database, config.seedItems);
+  if (seeded > 0) log.info({ rows: seeded }, 'seeded demo items');
 }

@@ -22,6 +22,7 @@ export async function registerAdminApi(host: Awaited<ReturnType<typeof createHtt
   // server but routes, hooks and parsers (its logger type, pino's, is the only difference).
   const app = host as unknown as FastifyInstance;
   await app.register(async (admin) => {
+    // First: its hook guards only the routes registered after it (all of them, below).
     await admin.register(authPlugin, o);
     for (const routes of [dashboardRoutes, statusRoutes, deploymentRoutes, releaseRoutes, auditRoutes, backupRoutes]) await admin.register(routes, o);
     // Nothing under /_changelens/ ever reaches an app colour.

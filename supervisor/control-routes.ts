@@ -1,0 +1,38 @@
+// What the control socket answers once the graph is up, besides status: starting and stopping a
+// colour (for the rollout controller and `changelens process`), a colour's state, the monitor's.
+import type { Config } from '../lib/config.js';
+import type { DataPaths } from '../lib/paths.js';
+import type { ControlRoute } from './control-socket.js';
+import type { ProcessControl } from './process-control.js';
+import type { ProcessManager } from './process-manager.js';
+import { releaseArtifact, releaseEnv } from './release-env.js';
+
+export interface ProcessRoutesOptions {
+  control: ProcessControl;
+  pm: ProcessManager;
+  /** Runs fn only between the end of the boot and the stop; refuses otherwise. */
+  whenReady: <T>(fn: () => Promise<T>) => Promise<T>;
+  monitorStatus: () => unknown;
+  config: Config;
+  paths: DataPaths;
+}
+
+export function processRoutes(o: ProcessRoutesOptions): ControlRoute[] {
+  return [
+    { method: 'POST', path: /^\/processes\/([a-z-]+)\/start(?:\?(.*))?$/, handler: (name, query) => o.whenReady(() => o.control.start(name!, releaseEnv(o.config, query), releaseArtifact(o.paths, query))) },
+    { method: 'POST', path: /^\/processes\/([a-z-]+)\/stop$/, handler: (name) => o.whenReady(() => o.control.stop(name!)) },
+    // For the proxy's Prometheus exposition: the monitor's rules, without the full status's probes.
+    { method: 'GET', path: /^\/monitor$/, handler: () => o.monitorStatus() },
+    // Cheap, for the rollout controller: is a colour running (started and not stopped), are all its
+    // instances online, and how often has pm2 restarted them (a crash is a fast trip).
+    { method: 'GET', path: /^\/processes\/([a-z-]+)$/, handler: async (name) => {
+      const instances = o.control.isRunning(name!) ? await o.pm.describe(name!) : [];
+      return {
+        name, running: o.control.isRunning(name!),
+        online: instances.length > 0 && instances.every((p) => p.state === 'online'),
+        restarts: instances.reduce((n, p) => n + p.restarts, 0),
+        pids: instances.map((p) => p.pid),
+      };
+    } },
+  ];
+}
