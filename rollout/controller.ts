@@ -10,10 +10,10 @@ import { importArtifact, pruneReleaseDirs } from './artifacts.js';
 import { uploadedArtifact } from './upload.js';
 import { existsSync } from 'node:fs';
 import type { Logger } from '../lib/logger.js';
-import { writeRoutingSnapshot } from '../lib/routing-snapshot.js';
 import { consecutiveFailures, judgeWindow, type JudgeRules, type RuleResult, type SlicedWindow, type WindowJudgement, type WindowStats, type WindowVerdict } from '../monitoring/index.js';
 import { SequentialJudge } from '../monitoring/sequential.js';
-import { stableOnly, type RoutingTable } from '../lib/contracts/routing.js';
+import type { RoutingTable } from '../lib/contracts/routing.js';
+import { Traffic } from './traffic.js';
 import { fireHooks, type HookEventType, type HookOptions } from './hooks.js';
 import { candidateWeight, initialStatus, isTerminal, transition, type DeploymentEvent, type Phase } from './state-machine.js';
 import { newId } from '../lib/ids.js';
@@ -127,7 +127,8 @@ const judging = (run: Run): boolean => run.d.status.phase === 'shifting' || run.
 const BASELINE_SECONDS = 30;
 
 export class RolloutController {
-  private table: RoutingTable;
+  /** The only writer of the routing table (and its snapshot). */
+  private readonly traffic: Traffic;
   private active: { version: string; color: Color };
   private run: Run | null = null;
   private lock: Promise<unknown> = Promise.resolve();
@@ -137,13 +138,13 @@ export class RolloutController {
 
   constructor(private readonly o: ControllerOptions) {
     // Until init() has read Postgres: everything to the snapshot's active colour, never a candidate.
-    this.table = stableOnly(o.activeColor);
+    this.traffic = new Traffic(o.routingPath, o.activeColor);
     this.active = { version: o.initialRelease.version, color: o.activeColor };
     this.releaseOf[o.activeColor] = o.initialRelease.version;
   }
 
   /** Read per request by the router: an immutable object, swapped whole. */
-  routingTable = (): RoutingTable => this.table;
+  routingTable = (): RoutingTable => this.traffic.current();
 
   /** The release a colour serves, for metric labels. */
   releaseServedBy(color: Color): string {
@@ -187,9 +188,9 @@ export class RolloutController {
       this.active = active;
       this.serve(active.color, active.version);
       if (active.color !== this.o.activeColor) this.o.log.warn({ snapshot: this.o.activeColor, database: active.color }, 'routing snapshot and database disagree on the active colour; the database wins');
-      this.table = stableOnly(active.color);
+      this.traffic.allTo(active.color);
       const release = await store.release(active.version);
-      writeRoutingSnapshot(this.o.routingPath, active.color, release ? { version: release.version, artifact: release.artifact, env: release.env } : undefined);
+      this.traffic.snapshot(active.color, release ? { version: release.version, artifact: release.artifact, env: release.env } : undefined);
     }
     this.publish();
     const running = await store.runningDeployment();
@@ -273,8 +274,8 @@ export class RolloutController {
     const run = this.run;
     return {
       active: this.active,
-      routing: this.table,
-      deployment: run ? { ...run.d, weight: this.table.candidateWeight, lastVerdict: run.history.at(-1) ?? null, lastExplanation: run.lastExplanation } : null,
+      routing: this.traffic.current(),
+      deployment: run ? { ...run.d, weight: this.traffic.candidateWeight, lastVerdict: run.history.at(-1) ?? null, lastExplanation: run.lastExplanation } : null,
     };
   }
 
@@ -422,7 +423,7 @@ export class RolloutController {
     const { d } = run;
     this.o.gauges?.countVerdict(j.verdict);
     const seq = ++run.seq;
-    const weight = this.table.candidateWeight;
+    const weight = this.traffic.candidateWeight;
     const lengthMs = j.window.endMs - j.window.startMs;
     const bucket = (color: Color, violations: number): Bucket => {
       const w = this.o.window.window(color, j.window.endMs, lengthMs);
@@ -458,8 +459,8 @@ export class RolloutController {
 
   private setWeights(run: Run): void {
     const { d } = run;
-    this.table = { stable: d.stableColor, candidate: d.candidateColor, candidateWeight: candidateWeight(run.d.status), rolloutId: d.id };
-    run.maxWeight = Math.max(run.maxWeight, this.table.candidateWeight);
+    this.traffic.split(d, candidateWeight(run.d.status));
+    run.maxWeight = Math.max(run.maxWeight, this.traffic.candidateWeight);
     this.publish();
   }
 
@@ -552,11 +553,11 @@ export class RolloutController {
     const next = transition(run.d.status, event);
     if (next.phase !== 'promoted') throw new Error(`expected promotion, got ${next.phase}`);
     // The new colour takes everything at once; the old one stays warm so switching back is instant.
-    this.table = stableOnly(d.candidateColor);
+    this.traffic.allTo(d.candidateColor);
     this.active = { version: d.version, color: d.candidateColor };
     await this.o.store.saveStatus(d.id, run.d.status, next, { promoteTo: this.active, result: await this.result(run, next.phase, null) });
     run.d.status = next;
-    writeRoutingSnapshot(this.o.routingPath, d.candidateColor, { version: run.release.version, artifact: run.release.artifact, env: run.release.env });
+    this.traffic.snapshot(d.candidateColor, { version: run.release.version, artifact: run.release.artifact, env: run.release.env });
     await this.audit('promote', run.d, actor, { activeColor: d.candidateColor, previous: d.stableVersion, keepWarmSeconds: d.plan.keepWarmSeconds });
     this.o.log.info({ deployment: d.id, version: d.version, color: d.candidateColor }, 'promoted');
     this.stopLater(d.stableColor, d.plan.keepWarmSeconds, `kept warm ${d.plan.keepWarmSeconds} s after promoting ${d.version}`);
@@ -581,7 +582,7 @@ export class RolloutController {
 
   /** All traffic to the stable colour, now (synchronous: no await before the swap). */
   private toStable(run: Run, decidedAt: number): void {
-    this.table = { ...this.table, stable: run.d.stableColor, candidate: run.d.candidateColor, candidateWeight: 0, rolloutId: run.d.id };
+    this.traffic.toStable(run.d);
     run.rollback = { verdictToSwapUs: Math.round((performance.now() - decidedAt) * 1000), candidateRequestsAfterSwap: 0, candidateInFlightAtSwap: 0, swappedAtMs: Date.now() };
     this.publish();
   }
@@ -590,7 +591,7 @@ export class RolloutController {
     void this.pruneReleases();
     if (this.run === run) this.run = null;
     // Whatever raced with the ending (a verdict swapping to stable), the active colour takes all.
-    this.table = stableOnly(this.active.color);
+    this.traffic.allTo(this.active.color);
     this.publish();
     run.wake();
   }
@@ -791,7 +792,7 @@ export class RolloutController {
     const run = this.run;
     this.o.gauges?.setRollout({
       deploymentId: run?.d.id ?? null, phase: run?.d.status.phase ?? null, candidateColor: run?.d.candidateColor ?? null,
-      candidateWeight: this.table.candidateWeight, activeColor: this.active.color,
+      candidateWeight: this.traffic.candidateWeight, activeColor: this.active.color,
     });
   }
 }

@@ -1,0 +1,51 @@
+// Who changes the routing table: this, and nothing else. The rollout controller decides (all to one
+// colour, a deployment's split, everything back to stable now); this swaps the immutable table the
+// router reads on every request, and writes the routing snapshot a restarted proxy routes by before
+// Postgres answers.
+import type { Color } from '../lib/config.js';
+import { stableOnly, type RoutingTable } from '../lib/contracts/routing.js';
+import { writeRoutingSnapshot, type RoutingSnapshot } from '../lib/routing-snapshot.js';
+
+/** What a split is made of: a deployment's colours and id (its sticky cookies name it). */
+interface Split {
+  id: string;
+  stableColor: Color;
+  candidateColor: Color;
+}
+
+export class Traffic {
+  private table: RoutingTable;
+
+  constructor(private readonly snapshotPath: string, active: Color) {
+    this.table = stableOnly(active);
+  }
+
+  /** The table now: an immutable object, swapped whole. */
+  current(): RoutingTable {
+    return this.table;
+  }
+
+  get candidateWeight(): number {
+    return this.table.candidateWeight;
+  }
+
+  /** Every request to `color`: no rollout. */
+  allTo(color: Color): void {
+    this.table = stableOnly(color);
+  }
+
+  /** A deployment's split: its candidate takes `weight` (0-1) of the requests nothing else decides. */
+  split(d: Split, weight: number): void {
+    this.table = { stable: d.stableColor, candidate: d.candidateColor, candidateWeight: weight, rolloutId: d.id };
+  }
+
+  /** Everything to the deployment's stable colour, now (synchronous: the very next request). */
+  toStable(d: Split): void {
+    this.table = { ...this.table, stable: d.stableColor, candidate: d.candidateColor, candidateWeight: 0, rolloutId: d.id };
+  }
+
+  /** Records `color` as the active colour, with the release it runs, for a restarted proxy. */
+  snapshot(color: Color, release: RoutingSnapshot['release']): void {
+    writeRoutingSnapshot(this.snapshotPath, color, release);
+  }
+}
