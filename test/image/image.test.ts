@@ -217,7 +217,9 @@ describe('the image, run as docker run runs it', () => {
     figures['warm boot: ready (ms)'] = (await readyWithin(second, ports.port, 60_000)).toFixed(0);
     const task = (await (await fetch(`http://127.0.0.1:${ports.port}/api/tasks/${id}`)).json()) as { state: string };
     expect(task.state).toBe('completed');
-    expect(second.output()).toContain('"firstBoot":false');
+    // The supervisor says "appliance ready" just after the proxy's /readyz first answers 200.
+    const ready = await eventually('the second boot\'s "appliance ready" line', async () => second.output().split('\n').find((l) => l.includes('"msg":"appliance ready"')));
+    expect(JSON.parse(ready)).toMatchObject({ firstBoot: false });
     expect(second.output()).not.toContain('not properly shut down');
     const again = await stop(second);
     expect(again.code).toBe(0);
