@@ -27,10 +27,11 @@ BASE_DEFAULT=docker.io/library/node:22-bookworm-slim
 STATE=/run/changelens-image
 
 die() { echo "image.sh: $*" >&2; exit 2; }
-# One field of the image's config (User, WorkingDir: a string; Env, Entrypoint, Cmd: one per line;
-# Healthcheck: JSON, which podman shows beside Config rather than in it).
+# One field of an image's config, from `podman image inspect`'s JSON (read once per command): User,
+# WorkingDir: a string; Env, Entrypoint, Cmd: one per line; Healthcheck: JSON, which podman shows
+# beside Config rather than in it.
 config() {
-  podman image inspect "$1" | node -e '
+  printf '%s' "$1" | node -e '
     const [i] = JSON.parse(require("fs").readFileSync(0, "utf8")); const v = i.Config[process.argv[1]] ?? i[process.argv[1]];
     const out = Array.isArray(v) ? v : typeof v === "string" ? [v] : v ? [JSON.stringify(v)] : [];
     for (const line of out) console.log(line);' "$2"
@@ -116,9 +117,10 @@ CF
     # No healthcheck timers: podman would ask systemd for them; `healthcheck` runs the check instead.
     c=$(podman create --no-healthcheck "$tag" true); m=$(podman mount "$c")
     echo "$c" >"$dir/cid"; echo "$tag" >"$dir/image"
-    user=$(config "$tag" User); user=${user:-0}; wd=$(config "$tag" WorkingDir); wd=${wd:-/}
-    mapfile -t envs < <(config "$tag" Env)
-    if [ $# -eq 0 ]; then mapfile -t argv < <(config "$tag" Entrypoint; config "$tag" Cmd); else argv=("$@"); fi
+    inspect=$(podman image inspect "$tag")
+    user=$(config "$inspect" User); user=${user:-0}; wd=$(config "$inspect" WorkingDir); wd=${wd:-/}
+    mapfile -t envs < <(config "$inspect" Env)
+    if [ $# -eq 0 ]; then mapfile -t argv < <(config "$inspect" Entrypoint; config "$inspect" Cmd); else argv=("$@"); fi
     uid=$(chroot "$m" id -u "${user%%:*}"); gid=$(chroot "$m" id -g "${user%%:*}")
     home=$(chroot "$m" getent passwd "$uid" | cut -d: -f6 || true)
     printf '%s\n' "$uid" >"$dir/uid"; printf '%s\n' "$gid" >"$dir/gid"
@@ -186,7 +188,7 @@ CF
   healthcheck)
     [ $# -ge 1 ] || die "usage: image.sh healthcheck NAME [-e KEY=VALUE]..."
     name=$1; shift
-    hc=$(config "$(state "$name" image)" Healthcheck)
+    hc=$(config "$(podman image inspect "$(state "$name" image)")" Healthcheck)
     [ -n "$hc" ] || die "the image has no HEALTHCHECK"
     mapfile -t test < <(node -e 'for (const a of JSON.parse(process.argv[1]).Test) console.log(a)' "$hc")
     # Docker kills a check that outlives its --timeout and counts it as failed.
