@@ -11,7 +11,7 @@ import { readRoutingSnapshot } from '../lib/routing-snapshot.js';
 import { onStopSignal } from '../lib/shutdown.js';
 import { initTracing, shutdownTracing } from '../lib/tracing.js';
 import { createProxyMetrics, SlicedWindow } from '../monitoring/index.js';
-import { RolloutController, RolloutStore } from '../rollout/index.js';
+import { PgRolloutStore, RolloutController } from '../rollout/index.js';
 import { registerAdminApi, type LiveSecond } from './admin/index.js';
 import { buildProxyServer } from './server.js';
 import { backupLink, healthDetails, monitorSummary, supervisorLink } from './supervisor-link.js';
@@ -27,7 +27,7 @@ const snapshot = readRoutingSnapshot(paths.routing);
 const activeColor = snapshot?.activeColor ?? 'blue';
 const upstreams = { blue: `http://127.0.0.1:${config.apiBluePort}`, green: `http://127.0.0.1:${config.apiGreenPort}` };
 const pool = createPgPool(config.databaseUrl, { max: 4, applicationName: 'changelens-proxy' });
-const store = new RolloutStore(pool);
+const store = new PgRolloutStore(pool);
 const window = new SlicedWindow();
 const metrics = createProxyMetrics();
 const controller = new RolloutController({

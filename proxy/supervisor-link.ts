@@ -3,8 +3,7 @@
 import type { Color } from '../lib/config.js';
 import type { ApplianceStatus, BackupSummary, MonitorStatusSummary } from '../lib/contracts/status.js';
 import { queryControl } from '../supervisor/control-socket.js';
-import type { Release } from '../rollout/store.js';
-import type { ColorHealth, SupervisorLink } from '../rollout/controller.js';
+import type { ColorHealth, Release, SupervisorLink } from '../rollout/index.js';
 
 export function supervisorLink(socketPath: string, dataDir: string, upstreams: Record<Color, string>, readyTimeoutMs: number): SupervisorLink {
   return {

@@ -1,5 +1,12 @@
-// Releases and their rollouts: the deployment state machine, its store in Postgres, and the
-// controller that drives a deployment and owns the routing table.
+// Releases and their rollouts. The proxy holds a `RolloutController` (controller.ts, a facade); the
+// reconciler (reconciler.ts) drives a deployment through the state machine (state-machine.ts), its
+// strategy (strategies/), window analysis (analysis.ts), fast trips (fast-trips.ts), the colours
+// (colours.ts) and events (events.ts); traffic.ts is the only writer of the routing table. Its
+// state lives behind the `RolloutStore` port (ports.ts): Postgres in store.ts.
 export { candidateWeight, initialStatus, isTerminal, transition, type DeploymentEvent, type DeploymentStatus, type Phase } from './state-machine.js';
-export { RolloutStore, type Deployment, type Release, type Plan, type Strategy, type Bucket, type Pointers, type StoredVerdict } from './store.js';
-export { RolloutController, type DeployRequest, type SupervisorLink, type RolloutGauges, type RollbackTiming } from './controller.js';
+export type { Deployment, DeployRequest, Release, Plan, Strategy, Bucket, Pointers, StoredVerdict } from './model.js';
+export type { RolloutStore, SupervisorLink, ColorHealth, RolloutGauges, Clock } from './ports.js';
+export type { RollbackTiming } from './run.js';
+export { PgRolloutStore } from './store.js';
+export { RolloutController } from './controller.js';
+export { UPLOADED } from './release-import.js';

@@ -5,81 +5,14 @@
 import type { Color } from '../lib/config.js';
 import { auditSince, recordAudit, type AuditEvent, type NewAuditEvent } from '../lib/audit.js';
 import { inTransaction, type Pool } from '../lib/db.js';
-import { CL_ERR_DEPLOYMENT_RUNNING, CL_ERR_NOT_FOUND, CL_ERR_RELEASE_CONFLICT, ChangeLensError } from '../lib/errors.js';
-import type { JudgeRules, WindowJudgement } from '../monitoring/index.js';
+import { CL_ERR_DEPLOYMENT_RUNNING, CL_ERR_NOT_FOUND, CL_ERR_RELEASE_CONFLICT } from '../lib/errors.js';
 import { TERMINAL_PHASES_SQL } from '../lib/contracts/phases.js';
 import type { DeploymentStatus, Phase } from './state-machine.js';
+import { sameEnv, staleRevision, type Bucket, type Deployment, type Pointers, type Release, type StoredVerdict } from './model.js';
+import type { RolloutStore } from './ports.js';
 
-export type Strategy = 'canary' | 'bluegreen' | 'direct';
-
-export interface Release {
-  version: string;
-  /** 'builtin' (apps/api) or an absolute directory under <data>/releases/. */
-  artifact: string;
-  env: Record<string, string>;
-  createdBy: string;
-  createdAt: string;
-}
-
-/** What a deployment judges by, fixed when it starts. */
-export interface Plan {
-  stepSeconds: number;
-  windowSeconds: number;
-  rules: JudgeRules;
-  /** bluegreen: how long the old colour stays warm after promotion; canary: the same. */
-  keepWarmSeconds: number;
-  /** How long a rolled-back candidate keeps running for inspection. */
-  inspectSeconds: number;
-  /** bluegreen: how long the new colour is reachable by pin only before the switch. */
-  previewSeconds: number;
-  /** Fast trips: this many 5xx in a row from the candidate roll back at once (0: off). */
-  tripConsecutive5xx: number;
-  /** Early verdicts from the sequential tests (monitoring/sequential.ts). */
-  sequential: boolean;
-}
-
-export interface Deployment {
-  id: string;
-  version: string;
-  strategy: Strategy;
-  stableVersion: string;
-  stableColor: Color;
-  candidateColor: Color;
-  status: DeploymentStatus;
-  plan: Plan;
-  actor: string;
-  startedAt: string;
-  updatedAt: string;
-  finishedAt: string | null;
-  result: unknown;
-}
-
-export interface Pointers {
-  active: { version: string; color: Color } | null;
-  lastGood: { version: string; color: Color } | null;
-}
-
-export interface StoredVerdict extends WindowJudgement {
-  seq: number;
-  explanation: string;
-  at: string;
-  stepIndex: number;
-  weight: number;
-}
-
-export interface Bucket {
-  color: Color;
-  startMs: number;
-  durationSec: number;
-  count: number;
-  errors: number;
-  p50Ms: number;
-  p95Ms: number;
-  p99Ms: number;
-  violations: number;
-}
-
-export class RolloutStore {
+/** The rollout's store in the appliance's Postgres (the one `ports.ts` describes). */
+export class PgRolloutStore implements RolloutStore {
   constructor(private readonly pool: Pool) {}
 
   /** Records a release, or returns the existing one when it is identical; a different one conflicts. */
@@ -168,7 +101,7 @@ export class RolloutStore {
              result = COALESCE($7, result)
            WHERE id = $1 AND revision = $2`,
           [id, from.revision, to.phase, to.stepIndex, to.reason, to.revision, options.result === undefined ? null : JSON.stringify(options.result)]);
-        if (rowCount !== 1) throw new ChangeLensError('CL_ERR_ROLLOUT_BAD_TRANSITION', 409, `deployment ${id} was changed by someone else (expected revision ${from.revision})`, 'read its status again');
+        if (rowCount !== 1) throw staleRevision(id, from.revision);
         if (options.promoteTo) {
           await client.query(
             `INSERT INTO pointers (name, version, color) VALUES ('active', $1, $2), ('last_good', $1, $2)
@@ -179,10 +112,6 @@ export class RolloutStore {
     } finally {
       client.release();
     }
-  }
-
-  async setResult(id: string, result: unknown): Promise<void> {
-    await this.pool.query('UPDATE deployments SET result = $2 WHERE id = $1', [id, JSON.stringify(result)]);
   }
 
   async runningDeployment(): Promise<Deployment | null> {
@@ -251,11 +180,6 @@ type Row = Record<string, any>; // eslint-disable-line @typescript-eslint/no-exp
 
 const iso = (d: Date | null): string => (d ? d.toISOString() : '');
 
-function sameEnv(a: Record<string, string>, b: Record<string, string>): boolean {
-  const ka = Object.keys(a).sort();
-  const kb = Object.keys(b).sort();
-  return ka.length === kb.length && ka.every((k, i) => k === kb[i] && a[k] === b[k]);
-}
 
 function toRelease(r: Row): Release {
   return { version: r.version, artifact: r.artifact, env: r.env, createdBy: r.created_by, createdAt: iso(r.created_at) };

@@ -7,8 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, rangeOf } from '../../lib/config.js';
 import { createHttpServer } from '../../lib/http-server.js';
 import { createLogger } from '../../lib/logger.js';
-import type { RolloutController } from '../../rollout/controller.js';
-import type { RolloutStore } from '../../rollout/store.js';
+import type { RolloutController, RolloutStore } from '../../rollout/index.js';
 import type { BackupLink } from '../supervisor-link.js';
 import { ADMIN_PREFIX, DEPLOY_FIELDS, registerAdminApi } from './index.js';
 

@@ -6,8 +6,7 @@ import { parseSteps, rangeOf, type Config } from '../../lib/config.js';
 import { parseMetricRules } from '../../lib/contracts/metric-rules.js';
 import { validateReleaseEnv } from '../../lib/contracts/releases.js';
 import { CL_ERR_DEPLOYMENT_RUNNING, CL_ERR_INVALID_REQUEST } from '../../lib/errors.js';
-import type { DeployRequest } from '../../rollout/controller.js';
-import type { Plan, RolloutStore, Strategy } from '../../rollout/store.js';
+import type { DeployRequest, Plan, RolloutStore, Strategy } from '../../rollout/index.js';
 import { actorOf } from './auth.js';
 import type { AdminApiOptions } from './options.js';
 

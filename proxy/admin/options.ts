@@ -1,7 +1,6 @@
 // What the admin API's plugins are given by the proxy (proxy/main.ts wires them).
 import type { Config } from '../../lib/config.js';
-import type { RolloutController } from '../../rollout/controller.js';
-import type { RolloutStore } from '../../rollout/store.js';
+import type { RolloutController, RolloutStore } from '../../rollout/index.js';
 import type { BackupLink } from '../supervisor-link.js';
 
 export const ADMIN_PREFIX = '/_changelens';

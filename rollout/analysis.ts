@@ -1,0 +1,98 @@
+// Window analysis: each window (whole 1 s slices) of the candidate is judged against its baseline
+// (monitoring/judge.ts), explained in one sentence, and stored with both colours' buckets. When a
+// step has had its whole period, its last decisive window decides whether it passed.
+import type { Color } from '../lib/config.js';
+import type { Logger } from '../lib/logger.js';
+import { consecutiveFailures, judgeWindow, type RuleResult, type SlicedWindow, type WindowJudgement } from '../monitoring/index.js';
+import type { Bucket } from './model.js';
+import type { RolloutGauges, RolloutStore } from './ports.js';
+import type { Run } from './run.js';
+
+/** A response that ended in a window's last millisecond is recorded by now. */
+export const GRACE_MS = 30;
+/** How much of the stable colour's past is its baseline (blue/green: before the switch). */
+export const BASELINE_SECONDS = 30;
+
+export type StepOutcome = 'passed' | 'inconclusive' | 'undecided';
+
+export class WindowAnalysis {
+  constructor(private readonly o: { window: SlicedWindow; store: RolloutStore; log: Logger; gauges: RolloutGauges | undefined }) {}
+
+  /** The end of the step's first window: the first whole second of the step plus one window. */
+  firstWindowEnd(run: Run): number {
+    return Math.ceil(run.stepStartedMs / 1000) * 1000 + run.d.plan.windowSeconds * 1000;
+  }
+
+  /** The window after `windowEnd`, or a fresh first one when the step began (or resumed) since. */
+  nextWindowEnd(run: Run, windowEnd: number): number {
+    const windowMs = run.d.plan.windowSeconds * 1000;
+    return run.stepStartedMs > windowEnd - windowMs ? this.firstWindowEnd(run) : windowEnd + windowMs;
+  }
+
+  /** The stable colour's recent latency: blue/green's pre-switch baseline, and "slow" for the sequential test. */
+  stableBaseline(run: Run, nowMs: number) {
+    return run.baseline ?? this.o.window.window(run.d.stableColor, nowMs, BASELINE_SECONDS * 1000);
+  }
+
+  captureBaseline(run: Run, nowMs: number): void {
+    run.baseline = this.o.window.window(run.d.stableColor, nowMs, BASELINE_SECONDS * 1000);
+  }
+
+  judge(run: Run, windowEnd: number): WindowJudgement {
+    const { d } = run;
+    const lengthMs = d.plan.windowSeconds * 1000;
+    const candidate = this.o.window.window(d.candidateColor, windowEnd, lengthMs);
+    // blue/green's candidate takes everything: it is compared with the stable colour before the switch.
+    const stable = run.baseline ?? this.o.window.window(d.stableColor, windowEnd, lengthMs);
+    return judgeWindow(candidate, stable, d.plan.rules);
+  }
+
+  /** True when the failure streak (stored verdicts included) reaches the plan's rollback count. */
+  streakTrips(run: Run): boolean {
+    return consecutiveFailures(run.history) >= run.d.plan.rules.failuresToRollback;
+  }
+
+  /** Why the verdicts that trip failed, for the rollback's reason. */
+  failures(j: WindowJudgement): string {
+    return j.rules.filter((r) => r.verdict === 'fail').map((r) => r.message).join('; ');
+  }
+
+  /** After a window of a shifting step: does the step pass, stay undecided, or have nothing to judge by? */
+  stepOutcome(run: Run, windowEnd: number): StepOutcome {
+    const windows = Math.max(1, Math.floor((windowEnd - Math.ceil(run.stepStartedMs / 1000) * 1000) / (run.d.plan.windowSeconds * 1000)));
+    const decisive = run.history.slice(-windows).filter((v) => v !== 'insufficient');
+    if (decisive.length === 0) return 'inconclusive';
+    // Last decisive window failed (but fewer than N in a row): judge on until it settles.
+    return decisive.at(-1) === 'pass' ? 'passed' : 'undecided';
+  }
+
+  /** One sentence per verdict: what fired, or why this window did not roll back. */
+  explain(run: Run, j: WindowJudgement): string {
+    const needed = run.d.plan.rules.failuresToRollback;
+    const of = (v: RuleResult['verdict']) => j.rules.filter((r) => r.verdict === v).map((r) => r.message).join('; ');
+    if (j.verdict === 'pass') return `passed: ${of('pass')}`;
+    if (j.verdict === 'insufficient') return `not judged (too few requests, neither pass nor fail): ${of('insufficient')}`;
+    const streak = consecutiveFailures(run.history);
+    return streak >= needed ? `failed, ${streak} in a row (rolls back at ${needed}): ${of('fail')}` : `failed, ${streak} in a row of the ${needed} that roll back: ${of('fail')}`;
+  }
+
+  /** Stores a verdict (already in run.history) with both colours' buckets; a fast trip has none. */
+  async record(run: Run, j: WindowJudgement, weight: number, o: { buckets: boolean; explanation?: string }): Promise<void> {
+    const { d } = run;
+    const explanation = o.explanation ?? this.explain(run, j);
+    this.o.gauges?.countVerdict(j.verdict);
+    const seq = ++run.seq;
+    const lengthMs = j.window.endMs - j.window.startMs;
+    const bucket = (color: Color, violations: number): Bucket => {
+      const w = this.o.window.window(color, j.window.endMs, lengthMs);
+      return { color, startMs: w.startMs, durationSec: lengthMs / 1000, count: w.count, errors: w.errors, p50Ms: w.p50Ms, p95Ms: w.p95Ms, p99Ms: w.p99Ms, violations };
+    };
+    const violations = j.rules.filter((r) => r.verdict === 'fail').length;
+    await Promise.all([
+      this.o.store.addVerdict(d.id, { ...j, seq, stepIndex: d.status.stepIndex, weight, explanation }),
+      o.buckets ? this.o.store.addBuckets(d.id, [bucket(d.candidateColor, violations), bucket(d.stableColor, 0)]) : undefined,
+    ]);
+    run.lastExplanation = explanation;
+    if (j.verdict !== 'pass') this.o.log.info({ deployment: d.id, verdict: j.verdict, samples: j.samples, explanation }, `window ${j.verdict}`);
+  }
+}

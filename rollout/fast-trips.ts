@@ -1,0 +1,116 @@
+// Fast trips: evidence that does not wait for a window. A run of 5xx from the candidate, its
+// process crashing or stopping, its readiness failing, and the sequential tests' early verdicts
+// (monitoring/sequential.ts) each call `trip`, which swaps the routing to stable at once.
+import type { Color } from '../lib/config.js';
+import type { RuleResult } from '../monitoring/index.js';
+import { SequentialJudge } from '../monitoring/sequential.js';
+import type { WindowAnalysis } from './analysis.js';
+import type { Clock, ColorHealth, SupervisorLink } from './ports.js';
+import { sleep } from './ports.js';
+import { judging, type Run } from './run.js';
+import { isTerminal } from './state-machine.js';
+
+export type Trip = (run: Run, rule: RuleResult['rule'], observed: number, threshold: number, message: string, kind?: string) => void;
+
+const WATCH_INTERVAL_MS = 250;
+const WATCH_NOT_READY = 2;
+const SEQUENTIAL_TICK_MS = 1_000;
+/** Stable requests needed before its P99 defines "slow" for the latency test. */
+const SEQUENTIAL_MIN_BASELINE = 100;
+/** How long the sequential latency test ignores a new candidate's slow answers (its cold start). */
+const COLD_START_GRACE_MS = 3_000;
+
+export class FastTrips {
+  constructor(private readonly o: {
+    supervisor: SupervisorLink;
+    analysis: WindowAnalysis;
+    clock: Clock;
+    trip: Trip;
+    /** Whether `run` is still the one to watch (the deployment running, the controller open). */
+    watching: (run: Run) => boolean;
+  }) {}
+
+  /** One candidate response: counted for the sequential tests, and a 5xx run trips. */
+  count(run: Run, latencyMs: number, statusCode: number): void {
+    const acc = run.acc;
+    acc.count++;
+    if (run.slowThresholdMs !== null && latencyMs > run.slowThresholdMs) acc.slow++;
+    if (statusCode >= 500) acc.errors++;
+    // Envoy ejects a host after 5 in a row; so do we, for the candidate.
+    const limit = run.d.plan.tripConsecutive5xx;
+    if (statusCode < 500) run.consecutive5xx = 0;
+    else if (++run.consecutive5xx === limit && limit > 0 && judging(run)) {
+      this.o.trip(run, 'consecutive_5xx', run.consecutive5xx, limit, `${run.consecutive5xx} 5xx in a row from the candidate`);
+    }
+  }
+
+  /** Both loops, for as long as the candidate takes traffic. */
+  start(run: Run): void {
+    void this.watch(run);
+    void this.sequential(run);
+  }
+
+  /** A crash (pm2 restart), a stop, or failing readiness trips. */
+  private async watch(run: Run): Promise<void> {
+    const color: Color = run.d.candidateColor;
+    let baseline: number | null = null;
+    let notReady = 0;
+    while (this.live(run)) {
+      let health: ColorHealth;
+      try {
+        health = await this.o.supervisor.health(color);
+      } catch {
+        health = { running: true, online: true, restarts: baseline ?? 0, ready: true }; // supervisor busy: no evidence either way
+      }
+      if (!this.live(run)) return;
+      baseline ??= health.restarts;
+      if (!health.running) return this.o.trip(run, 'process_restart', 0, 1, `api-${color} is not running`);
+      if (health.restarts > baseline || !health.online) {
+        const n = health.restarts - baseline;
+        return this.o.trip(run, 'process_restart', n, 0, `api-${color} crashed: pm2 restarted it (${n} restart${n === 1 ? '' : 's'} since it took traffic)`);
+      }
+      notReady = health.ready ? 0 : notReady + 1;
+      if (notReady >= WATCH_NOT_READY) return this.o.trip(run, 'readiness', notReady, WATCH_NOT_READY, `api-${color} failed its readiness probe ${notReady} times in a row: ${health.error ?? 'no answer'}`);
+      await sleep(this.o.clock, WATCH_INTERVAL_MS);
+    }
+  }
+
+  /**
+   * Early verdicts: once a second the candidate's requests of that second go to the sequential
+   * tests, whose false-alarm rate holds however often they look.
+   */
+  private async sequential(run: Run): Promise<void> {
+    if (!run.d.plan.sequential) return;
+    const { clock } = this.o;
+    run.sequential = new SequentialJudge();
+    run.acc = { count: 0, slow: 0, errors: 0 };
+    this.refreshThreshold(run);
+    const startedMs = clock.now();
+    while (this.live(run)) {
+      await sleep(clock, SEQUENTIAL_TICK_MS);
+      if (!this.live(run)) return;
+      const { acc } = run;
+      run.acc = { count: 0, slow: 0, errors: 0 };
+      // A fresh process answers its first requests slower (cold JIT, new database connections):
+      // that is not the release's latency. The slow-request test starts after a grace; errors count
+      // from the first request. (bench:changelens's A/A canary was rolled back on exactly this.)
+      const thresholdMs = clock.now() - startedMs >= COLD_START_GRACE_MS ? run.slowThresholdMs : null;
+      const stableErrorRate = this.refreshThreshold(run);
+      if (!judging(run)) continue;
+      const v = run.sequential.feed({ ...acc, thresholdMs, stableErrorRate });
+      if (v.verdict === 'fail') return this.o.trip(run, v.test!, v.observed!, v.threshold!, v.message!, 'early verdict');
+    }
+  }
+
+  /** The stable colour's P99 over its last 30 s (blue/green: before the switch) sets what "slow" means. */
+  private refreshThreshold(run: Run): number | null {
+    const stable = this.o.analysis.stableBaseline(run, this.o.clock.now());
+    const known = stable.count >= SEQUENTIAL_MIN_BASELINE;
+    run.slowThresholdMs = known ? stable.p99Ms : null;
+    return known ? stable.errorRate : null;
+  }
+
+  private live(run: Run): boolean {
+    return this.o.watching(run) && !isTerminal(run.d.status.phase) && !run.rollback;
+  }
+}

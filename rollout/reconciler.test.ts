@@ -1,0 +1,281 @@
+// The reconciler without Postgres, pm2 or sockets: an in-memory store held to the Postgres store's
+// contract, a fake supervisor (the only thing mocked: the colours' processes), the real sliced
+// window and judge, and a clock the test moves. Traffic is recorded as the proxy would, split by
+// the routing table the controller publishes. Minutes of rollout run in milliseconds.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Color } from '../lib/config.js';
+import { createLogger } from '../lib/logger.js';
+import { SlicedWindow } from '../monitoring/index.js';
+import { ManualClock } from '../test/helpers/manual-clock.js';
+import { MemoryRolloutStore } from '../test/helpers/memory-rollout-store.js';
+import { RolloutController } from './controller.js';
+import type { DeployRequest, Plan } from './model.js';
+import type { ColorHealth, SupervisorLink } from './ports.js';
+import type { DeploymentStatus } from './state-machine.js';
+
+/** The colours' processes: started, stopped, crashed, or not answering, as each test needs. */
+class FakeSupervisor implements SupervisorLink {
+  readonly colours: Record<Color, ColorHealth & { release: string | null }> = {
+    blue: { running: true, online: true, restarts: 0, ready: true, release: 'v1' },
+    green: { running: false, online: false, restarts: 0, ready: false, release: null },
+  };
+  readonly calls: string[] = [];
+  failStart: string | null = null;
+
+  async start(color: Color, release: { version: string }): Promise<void> {
+    this.calls.push(`start ${color} ${release.version}`);
+    if (this.failStart) throw new Error(this.failStart);
+    Object.assign(this.colours[color], { running: true, online: true, ready: true, release: release.version });
+  }
+
+  async stop(color: Color): Promise<void> {
+    this.calls.push(`stop ${color}`);
+    Object.assign(this.colours[color], { running: false, online: false, ready: false, release: null });
+  }
+
+  async health(color: Color): Promise<ColorHealth> {
+    const { release: _, ...health } = this.colours[color];
+    return { ...health };
+  }
+}
+
+/** Counts the store's status writes, to see how many a transition costs. */
+class CountingStore extends MemoryRolloutStore {
+  readonly writes: Array<{ id: string; from: string; to: string }> = [];
+  override async saveStatus(id: string, from: DeploymentStatus, to: DeploymentStatus, options?: Parameters<MemoryRolloutStore['saveStatus']>[3]): Promise<void> {
+    await super.saveStatus(id, from, to, options);
+    this.writes.push({ id, from: from.phase, to: to.phase });
+  }
+}
+
+const PLAN: Plan = {
+  stepSeconds: 10, windowSeconds: 5,
+  rules: { p99Ratio: 1.5, maxErrorRate: 0.05, minSamples: 50, failuresToRollback: 2 },
+  keepWarmSeconds: 60, inspectSeconds: 120, previewSeconds: 0, tripConsecutive5xx: 5, sequential: false,
+};
+
+const request = (version: string, over: Partial<DeployRequest> = {}, plan: Partial<Plan> = {}): DeployRequest => ({
+  version, strategy: 'canary', steps: [50, 100], env: undefined, artifact: undefined, plan: { ...PLAN, ...plan, rules: { ...PLAN.rules, ...plan.rules } }, actor: 'test', ...over,
+});
+
+/** How the candidate answers: a latency multiple of the stable colour's, and its status. */
+interface Behaviour { slower: number; status: number }
+const GOOD: Behaviour = { slower: 1, status: 200 };
+
+let dir: string;
+let clock: ManualClock;
+let store: CountingStore;
+let supervisor: FakeSupervisor;
+let controllers: RolloutController[];
+let candidate: Behaviour;
+
+function boot(): RolloutController {
+  const controller = new RolloutController({
+    store, supervisor, clock, window: new SlicedWindow(), log: createLogger('test', { level: 'silent' }),
+    routingPath: join(dir, 'routing.json'), releasesDir: join(dir, 'releases'), releasesKeep: 5,
+    hooks: { urls: [], command: undefined, timeoutMs: 1000 }, activeColor: 'blue',
+    initialRelease: { version: 'v1', artifact: 'builtin', env: {} },
+  });
+  controllers.push(controller);
+  return controller;
+}
+
+/**
+ * `ms` of traffic, 20 requests per 100 ms, split by the routing table as the router would (the
+ * first weight × 20 of each batch go to the candidate). Latencies cycle through 5-14 ms.
+ */
+async function serve(controller: RolloutController, ms: number): Promise<void> {
+  for (let t = 0; t < ms; t += 100) {
+    await clock.advance(100);
+    const table = controller.routingTable();
+    for (let i = 0; i < 20; i++) {
+      const base = 5 + ((t / 100 + i) % 10);
+      if (table.candidate && i < Math.round(table.candidateWeight * 20)) controller.record(table.candidate, base * candidate.slower, candidate.status);
+      else controller.record(table.stable, base, 200);
+    }
+  }
+}
+
+/** Serves traffic until the deployment reaches a phase (or fails after `maxMs` of clock time). */
+async function serveUntil(controller: RolloutController, id: string, phases: string[], maxMs = 120_000): Promise<string> {
+  for (let waited = 0; waited < maxMs; waited += 500) {
+    const phase = (await store.deployment(id)).status.phase;
+    if (phases.includes(phase)) return phase;
+    await serve(controller, 500);
+  }
+  throw new Error(`deployment ${id} not in ${phases.join('/')} within ${maxMs} ms: ${(await store.deployment(id)).status.phase}`);
+}
+
+/** Moves the clock without traffic until the deployment is shifting (the candidate started and took its first step). */
+async function shifting(id: string): Promise<void> {
+  for (let waited = 0; (await store.deployment(id)).status.phase !== 'shifting'; waited += 100) {
+    if (waited > 10_000) throw new Error(`deployment ${id} not shifting: ${(await store.deployment(id)).status.phase}`);
+    await clock.advance(100);
+  }
+}
+
+beforeEach(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'changelens-reconciler-'));
+  clock = new ManualClock();
+  store = new CountingStore(() => clock.now());
+  supervisor = new FakeSupervisor();
+  controllers = [];
+  candidate = GOOD;
+});
+
+afterEach(() => {
+  for (const c of controllers) c.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('the reconciler', () => {
+  it('walks a good canary through its steps and promotes it', async () => {
+    const c = boot();
+    await c.init();
+    const d = await c.deploy(request('v2'));
+    await shifting(d.id);
+    expect(c.routingTable()).toMatchObject({ stable: 'blue', candidate: 'green', candidateWeight: 0.5 });
+    expect(await serveUntil(c, d.id, ['promoted', 'rolled_back'])).toBe('promoted');
+    expect(c.routingTable()).toMatchObject({ stable: 'green', candidateWeight: 0 });
+    expect(await store.pointers()).toEqual({ active: { version: 'v2', color: 'green' }, lastGood: { version: 'v2', color: 'green' } });
+    const verdicts = await store.verdicts(d.id);
+    expect(verdicts.length).toBeGreaterThanOrEqual(2);
+    expect(verdicts.every((v) => v.verdict === 'pass')).toBe(true);
+    const events = (await store.auditSince(0)).map((e) => e.eventType).reverse();
+    expect(events).toEqual(['deploy', 'ready', 'step', 'promote']);
+    expect((await store.deployment(d.id)).result).toMatchObject({ status: 'promoted', traffic_split: { candidate: 1 }, verdicts: { fail: 0 } });
+    // The old colour stays warm for keepWarmSeconds, then stops.
+    expect(supervisor.calls).not.toContain('stop blue');
+    await clock.advance(PLAN.keepWarmSeconds * 1000);
+    expect(supervisor.calls).toContain('stop blue');
+  });
+
+  it('rolls back after N failing windows, with one status write, and is free for the next deploy at once', async () => {
+    const c = boot();
+    await c.init();
+    candidate = { slower: 4, status: 200 };
+    const d = await c.deploy(request('slow'));
+    expect(await serveUntil(c, d.id, ['promoted', 'rolled_back'])).toBe('rolled_back');
+    const stored = await store.deployment(d.id);
+    expect(stored.status.reason).toMatch(/^2 consecutive failing windows: p99 .* > 1\.5×/);
+    expect(stored.result).toMatchObject({ status: 'rolled_back', rollback_timing: { candidate_requests_after_swap: 0 } });
+    expect(c.routingTable()).toMatchObject({ stable: 'blue', candidateWeight: 0 });
+    expect((await store.verdicts(d.id)).map((v) => v.verdict)).toEqual(['fail', 'fail']);
+    // The rollback is one write: shifting → rolled_back (rolling_back lives in memory while in-flight requests settle).
+    expect(store.writes.filter((w) => w.id === d.id).map((w) => w.to)).toEqual(['warming', 'shifting', 'rolled_back']);
+    candidate = GOOD;
+    const next = await c.deploy(request('good'));
+    expect(next.candidateColor).toBe('green');
+  });
+
+  it('trips on a run of 5xx without waiting for a window', async () => {
+    const c = boot();
+    await c.init();
+    candidate = { slower: 1, status: 503 };
+    const d = await c.deploy(request('broken'));
+    await shifting(d.id);
+    const before = clock.now();
+    expect(await serveUntil(c, d.id, ['rolled_back', 'promoted'])).toBe('rolled_back');
+    const [verdict] = await store.verdicts(d.id);
+    expect(verdict).toMatchObject({ verdict: 'fail', rules: [{ rule: 'consecutive_5xx', threshold: 5 }] });
+    expect(verdict!.explanation).toMatch(/^fast trip, without waiting for a window/);
+    expect(verdict!.window.endMs - before).toBeLessThan(PLAN.windowSeconds * 1000);
+  });
+
+  it('trips when the candidate crashes (pm2 restarted it)', async () => {
+    const c = boot();
+    await c.init();
+    const d = await c.deploy(request('crashy'));
+    await shifting(d.id);
+    supervisor.colours.green.restarts++;
+    expect(await serveUntil(c, d.id, ['rolled_back', 'promoted'], 2_000)).toBe('rolled_back');
+    expect((await store.deployment(d.id)).status.reason).toMatch(/api-green crashed: pm2 restarted it \(1 restart since/);
+  });
+
+  it('fails a candidate that does not become ready, and stops it', async () => {
+    const c = boot();
+    await c.init();
+    supervisor.failStart = 'readiness probe timed out';
+    const d = await c.deploy(request('never-ready'));
+    expect(await serveUntil(c, d.id, ['failed'])).toBe('failed');
+    expect((await store.deployment(d.id)).status.reason).toContain('readiness probe timed out');
+    expect(supervisor.calls.at(-1)).toBe('stop green');
+  });
+
+  it('holds a paused step and moves on once resumed', async () => {
+    const c = boot();
+    await c.init();
+    const d = await c.deploy(request('paused'));
+    await shifting(d.id);
+    await c.pause('operator', 'looking at the logs');
+    await serve(c, 60_000);
+    expect((await store.deployment(d.id)).status).toMatchObject({ phase: 'paused', stepIndex: 0, reason: 'looking at the logs' });
+    expect(c.routingTable().candidateWeight).toBe(0.5);
+    await c.resume('operator');
+    expect(await serveUntil(c, d.id, ['promoted', 'rolled_back'])).toBe('promoted');
+  });
+
+  it('promotes on the operator\'s word mid-canary', async () => {
+    const c = boot();
+    await c.init();
+    const d = await c.deploy(request('urgent'));
+    await shifting(d.id);
+    await c.promote('operator');
+    expect((await store.deployment(d.id)).status.phase).toBe('promoted');
+    expect(c.routingTable()).toMatchObject({ stable: 'green', candidateWeight: 0 });
+    expect((await store.auditSince(0)).find((e) => e.eventType === 'promote')?.actor).toBe('operator');
+  });
+
+  it('rolls back a taken-over deployment whose candidate is gone', async () => {
+    const first = boot();
+    await first.init();
+    const d = await first.deploy(request('orphan'));
+    await shifting(d.id);
+    first.close();
+    // The proxy restarts; meanwhile the candidate died with it.
+    supervisor.colours.green.running = false;
+    const second = boot();
+    await second.init();
+    await clock.advance(1_000);
+    const after = await store.deployment(d.id);
+    expect(after.status).toMatchObject({ phase: 'rolled_back', reason: 'the candidate green was not running after a restart' });
+    expect(second.routingTable()).toMatchObject({ stable: 'blue', candidateWeight: 0 });
+  });
+
+  it('keeps the failure streak across a restart', async () => {
+    const first = boot();
+    await first.init();
+    candidate = { slower: 4, status: 200 };
+    const d = await first.deploy(request('streaky', {}, { rules: { ...PLAN.rules, failuresToRollback: 3 } }));
+    await shifting(d.id);
+    for (let i = 0; (await store.verdicts(d.id)).length < 2; i++) await serve(first, 500);
+    expect((await store.verdicts(d.id)).map((v) => v.verdict)).toEqual(['fail', 'fail']);
+    first.close();
+    const second = boot();
+    await second.init();
+    expect(await serveUntil(second, d.id, ['rolled_back', 'promoted'])).toBe('rolled_back');
+    // One more failing window was enough: the two before the restart counted.
+    const verdicts = await store.verdicts(d.id);
+    expect(verdicts.map((v) => v.verdict)).toEqual(['fail', 'fail', 'fail']);
+    expect(verdicts[2]!.explanation).toMatch(/^failed, 3 in a row \(rolls back at 3\)/);
+  });
+
+  it('rolls back at once when the previous proxy had decided but not yet persisted the rollback', async () => {
+    const first = boot();
+    await first.init();
+    candidate = { slower: 4, status: 200 };
+    const d = await first.deploy(request('decided'));
+    await shifting(d.id);
+    // Stop the first proxy the moment its second failing verdict is stored, before the rollback settles.
+    while ((await store.verdicts(d.id)).length < 2) await serve(first, 100);
+    first.close();
+    expect((await store.deployment(d.id)).status.phase).toBe('shifting');
+    const second = boot();
+    await second.init();
+    await clock.advance(1_000);
+    expect((await store.deployment(d.id)).status).toMatchObject({ phase: 'rolled_back', reason: '2 consecutive failing windows before the proxy restarted' });
+  });
+});

@@ -1,0 +1,521 @@
+// The reconciler: drives the one running deployment from its start to its end. It starts the
+// candidate colour, moves it step by step as its strategy says, acts on each window's verdict and
+// on fast trips, and ends it (promotion, rollback, abort, failure) — persisting every transition
+// through the store and the state machine. Operator actions take the same lock and wake it. A
+// proxy that restarts takes over what the previous one left running.
+//
+// Where a canary moves to its next step: `analyse` → `passStep`. Who changes the routing table:
+// this file only, through `Traffic` (traffic.ts), in `enterStep`/`setWeights`, `toStable`,
+// `finishPromotion` and `finish`.
+import type { Color } from '../lib/config.js';
+import { CL_ERR_DEPLOYMENT_RUNNING, CL_ERR_NO_DEPLOYMENT } from '../lib/errors.js';
+import { newId } from '../lib/ids.js';
+import type { Logger } from '../lib/logger.js';
+import type { RuleResult, WindowJudgement, WindowVerdict } from '../monitoring/index.js';
+import { GRACE_MS, type WindowAnalysis } from './analysis.js';
+import { other, type Colours } from './colours.js';
+import type { RolloutEvents } from './events.js';
+import { FastTrips } from './fast-trips.js';
+import type { Deployment, DeployRequest, Release } from './model.js';
+import { sleep, type Clock, type RolloutStore, type SupervisorLink } from './ports.js';
+import { prepareRelease } from './release-import.js';
+import { newRun, type Run } from './run.js';
+import { initialStatus, isTerminal, transition, candidateWeight, type DeploymentEvent, type Phase } from './state-machine.js';
+import { strategyOf } from './strategies/index.js';
+import { summarise } from './summary.js';
+import type { Traffic } from './traffic.js';
+
+/** After a rollback's swap: requests in flight at it finish, and any that still reach the candidate are counted. */
+const ROLLBACK_SETTLE_MS = 200;
+/** A rollback that could not be persisted (Postgres away) is tried again this often; traffic stays on stable. */
+const PERSIST_RETRY_MS = 1_000;
+
+export interface ReconcilerParts {
+  store: RolloutStore;
+  supervisor: SupervisorLink;
+  clock: Clock;
+  log: Logger;
+  traffic: Traffic;
+  colours: Colours;
+  analysis: WindowAnalysis;
+  events: RolloutEvents;
+  releasesDir: string;
+  /** The active colour the routing snapshot gave at start, and the release it runs. */
+  activeColor: Color;
+  initialRelease: { version: string; artifact: string; env: Record<string, string> };
+}
+
+export interface RolloutStatus {
+  active: { version: string; color: Color };
+  deployment: (Deployment & { weight: number; lastVerdict: WindowVerdict | null; lastExplanation: string | null }) | null;
+}
+
+/** Finished, or rolling back (the routing already on stable, the rollback settling before its one write). */
+const ending = (run: Run): boolean => isTerminal(run.d.status.phase) || run.d.status.phase === 'rolling_back';
+
+export class Reconciler {
+  private active: { version: string; color: Color };
+  private current: Run | null = null;
+  private lock: Promise<unknown> = Promise.resolve();
+  private closed = false;
+  private readonly trips: FastTrips;
+
+  constructor(private readonly o: ReconcilerParts) {
+    this.active = { version: o.initialRelease.version, color: o.activeColor };
+    this.trips = new FastTrips({
+      supervisor: o.supervisor, analysis: o.analysis, clock: o.clock,
+      trip: (run, rule, observed, threshold, message, kind) => this.trip(run, rule, observed, threshold, message, kind),
+      watching: (run) => !this.closed && this.current === run,
+    });
+  }
+
+  /** The running deployment's candidate colour, if any. */
+  get candidateColor(): Color | null {
+    return this.current?.d.candidateColor ?? null;
+  }
+
+  get runningVersion(): string | undefined {
+    return this.current?.d.version;
+  }
+
+  get activeColor(): Color {
+    return this.active.color;
+  }
+
+  /** One proxied response of `color`: counted against a rollback in progress, or fed to the fast trips. */
+  observe(color: Color, latencyMs: number, statusCode: number): void {
+    const run = this.current;
+    if (run === null || color !== run.d.candidateColor) return;
+    const rb = run.rollback;
+    if (rb) {
+      const now = this.o.clock.now();
+      if (now - latencyMs >= rb.swappedAtMs) rb.candidateRequestsAfterSwap++;
+      else if (now >= rb.swappedAtMs) rb.candidateInFlightAtSwap++;
+      return;
+    }
+    this.trips.count(run, latencyMs, statusCode);
+  }
+
+  /** Reads pointers and any deployment a previous proxy left running, and takes it over safely. */
+  async init(): Promise<void> {
+    const { store, traffic, colours, log } = this.o;
+    await store.ensureInitialRelease({ ...this.o.initialRelease, createdBy: 'appliance' }, this.o.activeColor);
+    const { active } = await store.pointers();
+    if (active) {
+      this.active = active;
+      colours.serve(active.color, active.version);
+      if (active.color !== this.o.activeColor) log.warn({ snapshot: this.o.activeColor, database: active.color }, 'routing snapshot and database disagree on the active colour; the database wins');
+      traffic.allTo(active.color);
+      const release = await store.release(active.version);
+      traffic.snapshot(active.color, release ? { version: release.version, artifact: release.artifact, env: release.env } : undefined);
+    }
+    this.publish();
+    const running = await store.runningDeployment();
+    if (running) await this.takeOver(running);
+  }
+
+  /** Starts a deployment; resolves once it is recorded (the rollout goes on in the background). */
+  deploy(req: DeployRequest): Promise<Deployment> {
+    return this.locked(async () => {
+      const { store, clock } = this.o;
+      // Refused before anything is copied: one deployment at a time (Postgres decides races below).
+      if (this.current) throw new CL_ERR_DEPLOYMENT_RUNNING(this.current.d.id, this.current.d.version, this.current.d.status.phase);
+      const release = await prepareRelease(store, this.o.releasesDir, req);
+      const steps = strategyOf(req.strategy).steps(req.steps);
+      const stableColor = this.active.color;
+      const d = await store.createDeployment({
+        id: newId('dep'), version: release.version, strategy: req.strategy, stableVersion: this.active.version, stableColor,
+        candidateColor: other(stableColor), status: initialStatus(steps), plan: req.plan, actor: req.actor,
+      });
+      await this.o.events.audit('deploy', d, req.actor, { strategy: d.strategy, steps, plan: d.plan, candidateColor: d.candidateColor, stableVersion: d.stableVersion });
+      const run = newRun(d, release, clock.now());
+      this.current = run;
+      this.publish();
+      void this.o.events.hooks('deploy', run.d);
+      void this.drive(run);
+      return d;
+    });
+  }
+
+  promote(actor: string): Promise<Deployment> {
+    return this.action('promote', (run) => this.finishPromotion(run, { type: 'promote' }, actor));
+  }
+
+  rollback(actor: string, reason = 'operator rollback'): Promise<Deployment> {
+    return this.action('rollback', (run) => this.rollBack(run, reason, 'operator', actor, this.o.clock.monotonic()));
+  }
+
+  abort(actor: string, reason = 'aborted by operator'): Promise<Deployment> {
+    return this.action('abort', async (run) => {
+      this.toStable(run, this.o.clock.monotonic());
+      await this.apply(run, { type: 'abort', reason });
+      await this.o.events.audit('abort', run.d, actor, { reason });
+      this.o.colours.stopLater(run.d.candidateColor, run.d.plan.inspectSeconds, `aborted ${run.d.version}; kept ${run.d.plan.inspectSeconds} s for inspection`);
+      this.finish(run);
+    });
+  }
+
+  pause(actor: string, reason = 'paused by operator'): Promise<Deployment> {
+    return this.action('pause', async (run) => {
+      await this.apply(run, { type: 'pause', reason });
+      await this.o.events.audit('pause', run.d, actor, { reason, stepIndex: run.d.status.stepIndex });
+    });
+  }
+
+  resume(actor: string): Promise<Deployment> {
+    return this.action('resume', async (run) => {
+      await this.apply(run, { type: 'resume' });
+      // A resumed step gets its whole analysis period again.
+      run.stepStartedMs = this.o.clock.now();
+      await this.o.events.audit('resume', run.d, actor, { stepIndex: run.d.status.stepIndex });
+    });
+  }
+
+  status(): RolloutStatus {
+    const run = this.current;
+    return {
+      active: this.active,
+      deployment: run ? { ...run.d, weight: this.o.traffic.candidateWeight, lastVerdict: run.history.at(-1) ?? null, lastExplanation: run.lastExplanation } : null,
+    };
+  }
+
+  /** Stops the driver (the proxy is shutting down); persisted state stays as it is. */
+  close(): void {
+    this.closed = true;
+    this.o.colours.close();
+    this.current?.wake();
+  }
+
+  // ---- the driver ----
+
+  private async drive(run: Run): Promise<void> {
+    const { log, supervisor, colours, analysis, clock } = this.o;
+    const { d } = run;
+    const strategy = strategyOf(d.strategy);
+    try {
+      // A colour left running (kept warm, a rolled-back candidate kept for inspection, or still
+      // starting for an aborted deployment) goes first. The supervisor runs one change at a time,
+      // so this stop waits for any start in flight: the colour ends up running this release.
+      colours.cancelStop(d.candidateColor);
+      let started: boolean;
+      try {
+        // One deployment's stop-and-start of a colour never interleaves with another's (a deploy
+        // right after an abort whose start is still in flight).
+        started = await colours.op(async () => {
+          if (ending(run)) return false;
+          // The same release still warm there (kept after a promotion or a rollback): reuse it, so
+          // switching back to the previous release is instant. A release never changes.
+          if (colours.servedBy(d.candidateColor) === d.version && await colours.isUp(d.candidateColor)) return true;
+          await supervisor.stop(d.candidateColor);
+          if (ending(run)) return false;
+          await supervisor.start(d.candidateColor, run.release);
+          colours.serve(d.candidateColor, d.version);
+          return true;
+        });
+      } catch (err) {
+        await this.locked(async () => {
+          if (ending(run)) return;
+          await this.apply(run, { type: 'not_ready', reason: `${d.candidateColor} did not become ready: ${(err as Error).message}` });
+          await this.o.events.audit('failed', run.d, 'controller', { reason: run.d.status.reason }, false, (err as Error).message);
+          this.finish(run);
+        });
+        await colours.op(() => supervisor.stop(d.candidateColor)).catch(() => {});
+        return;
+      }
+      if (!started || !(await this.step(run, () => this.apply(run, { type: 'started' })))) {
+        // Aborted while it started: nobody needs it, unless a newer deployment took the colour over.
+        await colours.op(async () => {
+          if (this.current?.d.candidateColor !== d.candidateColor && this.active.color !== d.candidateColor) await supervisor.stop(d.candidateColor);
+        }).catch(() => {});
+        return;
+      }
+      // A preview: reachable by pin only (x-changelens-color), for a person or a smoke test to look first.
+      const previewMs = strategy.previewMs(d.plan);
+      if (previewMs > 0) await this.sleep(run, previewMs);
+      if (!(await this.step(run, async () => {
+        if (strategy.baseline === 'before-switch') analysis.captureBaseline(run, clock.now());
+        await this.apply(run, { type: 'ready' });
+        await this.o.events.audit('ready', run.d, 'controller', { candidateColor: d.candidateColor });
+        if (!strategy.judged) await this.finishPromotion(run, { type: 'promote' }, 'controller');
+        else this.enterStep(run);
+      }))) return;
+      this.trips.start(run);
+      await this.analyse(run);
+    } catch (err) {
+      // Postgres unreachable, most likely: send everything to the stable colour and stay there.
+      log.error({ err: (err as Error).message, deployment: d.id }, 'rollout driver failed; all traffic to the stable colour');
+      if (!isTerminal(run.d.status.phase) && !run.rollback) this.toStable(run, clock.monotonic());
+    }
+  }
+
+  /** Judges one window after another until the deployment ends; a step that passed moves on. */
+  private async analyse(run: Run): Promise<void> {
+    const { analysis, clock } = this.o;
+    const { plan } = run.d;
+    const strategy = strategyOf(run.d.strategy);
+    let windowEnd = analysis.firstWindowEnd(run);
+    while (!this.closed && !ending(run)) {
+      await this.sleep(run, windowEnd + GRACE_MS - clock.now());
+      if (this.closed || ending(run)) return;
+      if (clock.now() < windowEnd + GRACE_MS) continue; // woken early (an operator action)
+      const stepAtJudging = run.d.status.stepIndex;
+      const startOfStep = run.stepStartedMs;
+      const judgement = analysis.judge(run, windowEnd);
+      const verdictAt = clock.monotonic();
+      run.history.push(judgement.verdict);
+      const trips = analysis.streakTrips(run);
+      // The routing changes now, synchronously; persisting and auditing follow under the lock.
+      if (trips && !run.rollback) this.toStable(run, verdictAt);
+      const ended = await this.locked(async () => {
+        if (ending(run)) return true;
+        await analysis.record(run, judgement, this.o.traffic.candidateWeight, { buckets: true });
+        if (trips) {
+          await this.rollBack(run, `${plan.rules.failuresToRollback} consecutive failing windows: ${analysis.failures(judgement)}`, 'judge', 'controller', verdictAt);
+          return true;
+        }
+        // An operator's step change or resume while judging starts the windows afresh.
+        if (run.d.status.stepIndex !== stepAtJudging || run.stepStartedMs !== startOfStep) return false;
+        if (strategy.stepComplete(run, clock.now())) {
+          const outcome = analysis.stepOutcome(run, windowEnd);
+          if (outcome === 'inconclusive') {
+            await this.apply(run, { type: 'inconclusive', reason: `no window of step ${run.d.status.stepIndex + 1} had ${plan.rules.minSamples} candidate requests; resume, promote or roll back` });
+            await this.o.events.audit('pause', run.d, 'controller', { reason: run.d.status.reason });
+          } else if (outcome === 'passed') {
+            await this.passStep(run);
+          }
+        }
+        return ending(run);
+      });
+      if (ended) return;
+      windowEnd = analysis.nextWindowEnd(run, windowEnd);
+    }
+  }
+
+  private async passStep(run: Run): Promise<void> {
+    const { d } = run;
+    if (d.status.stepIndex >= d.status.steps.length - 1) return this.finishPromotion(run, { type: 'step_passed' }, 'controller');
+    await this.apply(run, { type: 'step_passed' });
+    await this.o.events.audit('step', run.d, 'controller', { stepIndex: run.d.status.stepIndex, weight: run.d.status.steps[run.d.status.stepIndex] });
+    this.enterStep(run);
+    if (strategyOf(d.strategy).promotesOnEntering(run.d.status)) await this.finishPromotion(run, { type: 'step_passed' }, 'controller');
+  }
+
+  private enterStep(run: Run): void {
+    run.stepStartedMs = this.o.clock.now();
+    this.setWeights(run);
+  }
+
+  private setWeights(run: Run): void {
+    const { traffic } = this.o;
+    traffic.split(run.d, candidateWeight(run.d.status));
+    run.maxWeight = Math.max(run.maxWeight, traffic.candidateWeight);
+    this.publish();
+  }
+
+  /**
+   * A fast trip rolls back without waiting for a window: the routing swaps synchronously, then the
+   * trip is recorded as a failing verdict (explained like any other) and the rollback persisted.
+   */
+  private trip(run: Run, rule: RuleResult['rule'], observed: number, threshold: number, message: string, kind = 'fast trip'): void {
+    if (run.rollback || ending(run)) return;
+    const { clock, analysis, log } = this.o;
+    const decidedAt = clock.monotonic();
+    this.toStable(run, decidedAt);
+    const judgement: WindowJudgement = {
+      verdict: 'fail',
+      window: { startMs: run.stepStartedMs, endMs: clock.now() },
+      samples: { candidate: 0, stable: 0 },
+      rules: [{ rule, verdict: 'fail', observed, threshold, message }],
+    };
+    run.history.push('fail');
+    void this.locked(async () => {
+      if (ending(run)) return;
+      await analysis.record(run, judgement, this.o.traffic.candidateWeight, { buckets: false, explanation: `${kind}, without waiting for a window: ${message}` });
+      await this.rollBack(run, `${kind}: ${message}`, 'trip', 'controller', decidedAt);
+    }).catch((err: Error) => log.error({ err: err.message, deployment: run.d.id }, 'could not persist a fast-trip rollback; traffic is on the stable colour'));
+  }
+
+  // ---- endings ----
+
+  private async finishPromotion(run: Run, event: DeploymentEvent, actor: string): Promise<void> {
+    const { d } = run;
+    const { traffic, store, colours, events, log } = this.o;
+    const next = transition(run.d.status, event);
+    if (next.phase !== 'promoted') throw new Error(`expected promotion, got ${next.phase}`);
+    // The new colour takes everything at once; the old one stays warm so switching back is instant.
+    traffic.allTo(d.candidateColor);
+    this.active = { version: d.version, color: d.candidateColor };
+    await store.saveStatus(d.id, run.d.status, next, { promoteTo: this.active, result: await this.result(run, next.phase, null) });
+    run.d.status = next;
+    traffic.snapshot(d.candidateColor, { version: run.release.version, artifact: run.release.artifact, env: run.release.env });
+    await events.audit('promote', run.d, actor, { activeColor: d.candidateColor, previous: d.stableVersion, keepWarmSeconds: d.plan.keepWarmSeconds });
+    log.info({ deployment: d.id, version: d.version, color: d.candidateColor }, 'promoted');
+    colours.stopLater(d.stableColor, d.plan.keepWarmSeconds, `kept warm ${d.plan.keepWarmSeconds} s after promoting ${d.version}`);
+    this.finish(run);
+    void events.hooks('promote', run.d);
+  }
+
+  /**
+   * The routing first (the next request goes to stable), then the audit and hooks; the phase is
+   * rolling_back in memory while the candidate's in-flight requests settle, and the one write of
+   * `rolled_back` (with the result) follows off the lock. A restart before that write finds the
+   * deployment still shifting with its failing verdicts stored, and rolls it back (`takeOver`).
+   */
+  private async rollBack(run: Run, reason: string, trigger: 'judge' | 'trip' | 'operator' | 'restart', actor: string, decidedAt: number): Promise<void> {
+    const { events, log } = this.o;
+    const persisted = run.d.status;
+    const rollingBack = transition(persisted, { type: 'rollback', reason }); // refused (before any swap) when it cannot roll back
+    if (!run.rollback) this.toStable(run, decidedAt);
+    run.d.status = rollingBack;
+    run.persisted = persisted;
+    events.countRollback(trigger);
+    this.publish();
+    await events.audit('rollback', run.d, actor, { reason, trigger, inspectSeconds: run.d.plan.inspectSeconds });
+    log.warn({ deployment: run.d.id, version: run.d.version, reason, timing: run.rollback }, 'rolled back');
+    void events.hooks('rollback', run.d);
+    void this.settleRollback(run, reason);
+  }
+
+  private async settleRollback(run: Run, reason: string): Promise<void> {
+    const { clock, store, colours, log } = this.o;
+    await sleep(clock, ROLLBACK_SETTLE_MS);
+    // Closed meanwhile (the proxy stopping): the next proxy finds the failing verdicts and rolls back.
+    while (!this.closed) {
+      try {
+        await this.locked(async () => {
+          const rolledBack = transition(run.d.status, { type: 'rolled_back' });
+          await store.saveStatus(run.d.id, run.persisted ?? run.d.status, rolledBack, { result: await this.result(run, 'rolled_back', reason) });
+          run.d.status = rolledBack;
+          run.persisted = null;
+          colours.stopLater(run.d.candidateColor, run.d.plan.inspectSeconds, `rolled back ${run.d.version}; kept ${run.d.plan.inspectSeconds} s for inspection`);
+          this.finish(run);
+        });
+        return;
+      } catch (err) {
+        log.error({ err: (err as Error).message, deployment: run.d.id }, 'could not persist a rollback; traffic stays on the stable colour, trying again');
+        await sleep(clock, PERSIST_RETRY_MS);
+      }
+    }
+  }
+
+  /** All traffic to the stable colour, now (synchronous: no await before the swap). */
+  private toStable(run: Run, decidedAt: number): void {
+    const { traffic, clock } = this.o;
+    traffic.toStable(run.d);
+    run.rollback = { verdictToSwapUs: Math.round((clock.monotonic() - decidedAt) * 1000), candidateRequestsAfterSwap: 0, candidateInFlightAtSwap: 0, swappedAtMs: clock.now() };
+    this.publish();
+  }
+
+  private finish(run: Run): void {
+    void this.o.colours.pruneReleases();
+    if (this.current === run) this.current = null;
+    // Whatever raced with the ending (a verdict swapping to stable), the active colour takes all.
+    this.o.traffic.allTo(this.active.color);
+    this.publish();
+    run.wake();
+  }
+
+  private async result(run: Run, status: Phase, reason: string | null): Promise<unknown> {
+    return summarise(run, status, reason, await this.o.store.buckets(run.d.id), this.o.clock.now());
+  }
+
+  // ---- restart ----
+
+  /** A deployment a previous proxy left unfinished: judged again, or ended safely. Never unjudged. */
+  private async takeOver(d: Deployment): Promise<void> {
+    const { store, log, colours, clock, analysis, events, supervisor } = this.o;
+    const release = (await store.release(d.version)) as Release;
+    // The failure streak goes on where it was: the stored verdicts are the history.
+    const stored = await store.verdicts(d.id);
+    const run = newRun(d, release, clock.now(), stored.map((v) => v.verdict));
+    this.current = run;
+    const { phase } = d.status;
+    log.warn({ deployment: d.id, phase, verdicts: stored.length }, 'taking over a deployment left unfinished by a restart');
+    await this.locked(async () => {
+      if (phase === 'starting' || phase === 'warming') {
+        await this.apply(run, { type: 'not_ready', reason: 'the proxy restarted while the candidate was starting; deploy again' });
+        await events.audit('failed', run.d, 'controller', { reason: run.d.status.reason }, false, run.d.status.reason);
+        this.finish(run);
+        await supervisor.stop(d.candidateColor).catch(() => {});
+        return;
+      }
+      if (phase === 'rolling_back') {
+        await this.apply(run, { type: 'rolled_back' }, await this.result(run, 'rolled_back', d.status.reason));
+        this.finish(run);
+        return;
+      }
+      // shifting or paused: resume judging from a fresh window, if the candidate still runs.
+      if (!(await colours.isUp(d.candidateColor))) {
+        await this.rollBack(run, `the candidate ${d.candidateColor} was not running after a restart`, 'restart', 'controller', clock.monotonic());
+        return;
+      }
+      // The previous proxy had decided (its failing windows are stored) but not yet persisted the rollback.
+      if (analysis.streakTrips(run)) {
+        await this.rollBack(run, `${d.plan.rules.failuresToRollback} consecutive failing windows before the proxy restarted`, 'restart', 'controller', clock.monotonic());
+        return;
+      }
+      colours.serve(d.candidateColor, d.version);
+      // blue/green's pre-switch baseline died with the old proxy: it is judged against the stable colour alongside.
+      this.setWeights(run);
+      await events.audit('resume', run.d, 'controller', { reason: 'proxy restarted; judging resumes with fresh windows', stepIndex: d.status.stepIndex });
+    });
+    if (this.current !== run || ending(run)) return;
+    this.trips.start(run);
+    void this.analyse(run).catch((err) => {
+      log.error({ err: (err as Error).message }, 'rollout driver failed; all traffic to the stable colour');
+      if (!run.rollback) this.toStable(run, clock.monotonic());
+    });
+  }
+
+  // ---- plumbing ----
+
+  private action(name: string, fn: (run: Run) => Promise<void>): Promise<Deployment> {
+    return this.locked(async () => {
+      const run = this.current;
+      if (!run) throw new CL_ERR_NO_DEPLOYMENT(name);
+      await fn(run);
+      run.wake();
+      return run.d;
+    });
+  }
+
+  /** The state machine's next status, persisted by compare-and-swap, then applied in memory. */
+  private async apply(run: Run, event: DeploymentEvent, result?: unknown): Promise<void> {
+    const next = transition(run.d.status, event);
+    await this.o.store.saveStatus(run.d.id, run.d.status, next, result === undefined ? {} : { result });
+    run.d.status = next;
+    if (next.phase === 'shifting' || next.phase === 'paused') this.setWeights(run);
+    this.publish();
+  }
+
+  /** Runs fn under the lock unless the deployment ended meanwhile; false when it had. */
+  private step(run: Run, fn: () => Promise<void>): Promise<boolean> {
+    return this.locked(async () => {
+      if (ending(run) || this.closed) return false;
+      await fn();
+      return !ending(run);
+    });
+  }
+
+  private locked<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.lock.then(fn, fn);
+    this.lock = next.catch(() => {});
+    return next;
+  }
+
+  /** Sleeps on the clock; `run.wake()` ends it early. */
+  private sleep(run: Run, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = this.o.clock.after(ms, done);
+      function done(): void {
+        timer.cancel();
+        resolve();
+      }
+      run.wake = done;
+    });
+  }
+
+  private publish(): void {
+    this.o.events.publish(this.current?.d ?? null, this.o.traffic.candidateWeight, this.active.color);
+  }
+}

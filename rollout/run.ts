@@ -1,0 +1,52 @@
+// One deployment in flight, as the proxy holds it in memory: the persisted row plus what its
+// analysis and fast trips accumulate. Only the reconciler creates one; its parts read and update it.
+import type { WindowStats, WindowVerdict } from '../monitoring/index.js';
+import type { SequentialJudge } from '../monitoring/sequential.js';
+import type { Deployment, Release } from './model.js';
+import type { DeploymentStatus } from './state-machine.js';
+
+/** How fast a rollback took effect, measured in process (see the note of issue 4). */
+export interface RollbackTiming {
+  /** Verdict (or operator call) to the routing table swap, microseconds. */
+  verdictToSwapUs: number;
+  /** Candidate requests that started after the swap (pinned previews only; else a bug). */
+  candidateRequestsAfterSwap: number;
+  /** Candidate requests in flight at the swap that finished after it. */
+  candidateInFlightAtSwap: number;
+}
+
+export interface Run {
+  d: Deployment;
+  release: Release;
+  /** Every verdict so far, stored ones included (a restarted proxy continues the failure streak). */
+  history: WindowVerdict[];
+  seq: number;
+  stepStartedMs: number;
+  /** bluegreen: the stable colour's latency before the switch, the baseline of its analysis. */
+  baseline: WindowStats | null;
+  /** Ends the driver's current sleep early (an operator action, a close). */
+  wake: () => void;
+  rollback: (RollbackTiming & { swappedAtMs: number }) | null;
+  /** The status as last persisted, while a rollback settles in memory (rolling_back) before its one write. */
+  persisted: DeploymentStatus | null;
+  /** The largest candidate weight so far. */
+  maxWeight: number;
+  /** 5xx in a row from the candidate (a fast trip at plan.tripConsecutive5xx). */
+  consecutive5xx: number;
+  /** The early-verdict tests, fed once a second with what `acc` counted; null when off. */
+  sequential: SequentialJudge | null;
+  acc: { count: number; slow: number; errors: number };
+  /** A candidate request slower than this (the stable P99) counts as slow; null: not known yet. */
+  slowThresholdMs: number | null;
+  lastExplanation: string | null;
+}
+
+export function newRun(d: Deployment, release: Release, nowMs: number, stored: readonly WindowVerdict[] = []): Run {
+  return {
+    d, release, history: [...stored], seq: stored.length, stepStartedMs: nowMs, baseline: null, wake: () => {}, rollback: null, persisted: null,
+    maxWeight: 0, consecutive5xx: 0, sequential: null, acc: { count: 0, slow: 0, errors: 0 }, slowThresholdMs: null, lastExplanation: null,
+  };
+}
+
+/** The candidate takes traffic and is being judged. */
+export const judging = (run: Run): boolean => run.d.status.phase === 'shifting' || run.d.status.phase === 'paused';
