@@ -91,7 +91,8 @@ export function tempDataDir(prefix = 'changelens-'): string {
 }
 
 /** The environment of the test/bench process minus any CHANGELENS_* settings that could leak in. */
-function baseEnv(): Record<string, string> {
+/** This process's env without anything that would configure a child appliance or CLI (the caller's own wins). */
+export function baseEnv(): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) {
     if (v !== undefined && !k.startsWith('CHANGELENS_') && k !== 'PORT' && k !== 'DATABASE_URL' && k !== 'REDIS_URL' && !k.startsWith('PM2_') && !k.startsWith('VITEST') && k !== 'NODE_ENV') env[k] = v;
@@ -174,17 +175,4 @@ export async function launchAppliance(options: LaunchOptions = {}): Promise<Appl
       return JSON.parse(readFileSync(join(dataDir, 'state', 'secrets.json'), 'utf8')) as { adminToken: string; pgPassword: string; redisPassword: string };
     },
   };
-}
-
-/** Runs `changelens <args>` to completion (for commands that are expected to exit). */
-export async function runCli(args: string[], env: Record<string, string>, timeoutMs = 60_000): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [cliPath, ...args], { env: { ...baseEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.once('exit', (code) => { clearTimeout(timer); resolve({ code: code ?? -1, stdout, stderr }); });
-  });
 }

@@ -29,7 +29,7 @@ export interface JudgeRules {
 export const DEFAULT_RULES: JudgeRules = { p99Ratio: 1.5, maxErrorRate: 0.05, minSamples: 50, failuresToRollback: 2 };
 
 export interface RuleResult {
-  /** A window rule, or a fast trip that did not wait for a window (rollout/controller.ts). */
+  /** A window rule, or a fast trip that did not wait for a window (rollout/fast-trips.ts). */
   rule: 'p99_ratio' | 'error_rate' | 'p95_ceiling' | 'p99_ceiling' | 'consecutive_5xx' | 'process_restart' | 'readiness' | 'sequential_latency' | 'sequential_errors' | `metric:${string}`;
   verdict: WindowVerdict;
   observed: number;

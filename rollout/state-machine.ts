@@ -1,5 +1,5 @@
 // The one place that lists a deployment's phases and the transitions between them, as data, with
-// a pure `transition` that returns the next status or throws. The rollout controller persists
+// a pure `transition` that returns the next status or throws. The reconciler persists
 // what this returns; nothing else changes a deployment's phase.
 import { CL_ERR_ROLLOUT_BAD_TRANSITION } from '../lib/errors.js';
 import { isTerminal, type Phase } from '../lib/contracts/phases.js';

@@ -1,4 +1,4 @@
-// Who changes the routing table: this, and nothing else. The rollout controller decides (all to one
+// Who changes the routing table: this, and nothing else. The reconciler (reconciler.ts) decides (all to one
 // colour, a deployment's split, everything back to stable now); this swaps the immutable table the
 // router reads on every request, and writes the routing snapshot a restarted proxy routes by before
 // Postgres answers.

@@ -1,5 +1,5 @@
-// The routing table: which colour is stable, which is the candidate and with what share. The
-// rollout controller is its only writer (and snapshots it); the proxy's router reads it on every
+// The routing table: which colour is stable, which is the candidate and with what share.
+// `rollout/traffic.ts` is its only writer (and snapshots it); the proxy's router reads it on every
 // request. An immutable object, swapped whole.
 import type { Color } from '../config.js';
 

@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually } from '../helpers/eventually.js';
-import { appliancePorts, launchAppliance, portsEnv, runCli, type Appliance, type LogRecord } from '../../bench/harness.js';
+import { appliancePorts, launchAppliance, portsEnv, type Appliance, type LogRecord } from '../../bench/harness.js';
+import { runCli } from '../helpers/cli.js';
 import { readMigrations, reapOrphans } from '../../supervisor/index.js';
 import { migrationsDir } from '../../lib/package-root.js';
 

@@ -6,7 +6,8 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it, vi } from 'vitest';
-import { launchAppliance, runCli, type Appliance } from '../../bench/harness.js';
+import { launchAppliance, type Appliance } from '../../bench/harness.js';
+import { runCli } from '../helpers/cli.js';
 import { svgToPng } from '../../bench/chart.js';
 import { reapOrphans } from '../../supervisor/index.js';
 

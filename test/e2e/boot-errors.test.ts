@@ -5,7 +5,8 @@ import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { appliancePorts, portsEnv, runCli, tempDataDir } from '../../bench/harness.js';
+import { appliancePorts, portsEnv, tempDataDir } from '../../bench/harness.js';
+import { runCli } from '../helpers/cli.js';
 
 const servers: Server[] = [];
 afterEach(async () => {

@@ -4,7 +4,8 @@
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { launchAppliance, runCli, type Appliance } from '../../bench/harness.js';
+import { launchAppliance, type Appliance } from '../../bench/harness.js';
+import { runCli } from '../helpers/cli.js';
 import { startLoad } from '../../bench/load.js';
 import { reapOrphans } from '../../supervisor/index.js';
 
