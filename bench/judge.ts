@@ -8,9 +8,11 @@
 // - Seed rule: 5 s windows, fail when candidate P99 > 1.5 × stable P99 (same window) or errors > 5 %,
 //   no minimum sample count (as the seed states it), roll back after 2 failing windows in a row.
 // - ChangeLens: the same windows with a minimum of 50 candidate requests (fewer: insufficient),
-//   plus the sequential tests (monitoring/sequential.ts) fed every second. The stable P99 the
-//   latency test compares with is re-estimated every 30 s from 30 s of stable traffic (as the
-//   proxy does from its slices; recomputing it every second here would only cost time).
+//   plus the sequential tests (monitoring/sequential.ts) fed every second. As in the proxy
+//   (rollout/fast-trips.ts), the latency test starts after a 3 s cold-start grace and compares with
+//   the stable P99 of the stable traffic since the canary began (once 100 requests; at most the last
+//   30 s), re-estimated every second for the first 30 s, then every 30 s (every second, as the
+//   proxy does from its slices, would only cost time here).
 // Percentiles here are exact (sorted samples), not HdrHistogram's: the comparison is of the rules.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -27,6 +29,9 @@ if (!Number.isInteger(RUNS) || RUNS < 1) throw new Error('--runs: a positive int
 const CANARY_SECONDS = 300;
 const WINDOW_SECONDS = 5;
 const MEDIAN_MS = 10;
+/** As rollout/fast-trips.ts: the latency test needs 100 stable requests, and ignores the candidate's first 3 s. */
+const SEQUENTIAL_MIN_BASELINE = 100;
+const COLD_START_GRACE_SECONDS = 3;
 
 interface Scenario { traffic: string; rate: number; sigma: number; kind: 'A/A' | 'errors 0 → 10 %' | 'P99 × 3' }
 const SCENARIOS: Scenario[] = [];
@@ -75,7 +80,7 @@ function simulate(s: Scenario, seed: number): Outcome {
   const latency = (): number => Math.exp(mu + s.sigma * r.normal());
   const cand = new Float64Array(Math.ceil(candRate * WINDOW_SECONDS) + 8);
   const stab = new Float64Array(Math.ceil(stableRate * WINDOW_SECONDS) + 8);
-  const history = new Float64Array(Math.ceil(stableRate * 30) + 8);
+  const recent: Float64Array[] = []; // the stable colour's samples of each of the last 30 s
   const seedRules: JudgeRules = { ...DEFAULT_RULES, minSamples: 0 };
   const lensRules: JudgeRules = { ...DEFAULT_RULES };
   const seedHistory: WindowVerdict[] = [];
@@ -84,19 +89,21 @@ function simulate(s: Scenario, seed: number): Outcome {
   let seedAt: number | null = null;
   let lensAt: number | null = null;
 
-  // The stable P99 and error rate the sequential test uses: 30 s of stable history, refreshed every 30 s.
-  let threshold = 0;
+  // The stable P99 the sequential latency test uses: the stable traffic since the canary began
+  // (at most 30 s), unknown (null) below 100 requests.
+  let threshold: number | null = null;
   const refresh = (): void => {
-    const n = Math.round(stableRate * 30);
-    for (let i = 0; i < n; i++) history[i] = latency();
-    threshold = percentile(history.subarray(0, n).sort(), n, 99);
+    const n = recent.reduce((sum, a) => sum + a.length, 0);
+    if (n < SEQUENTIAL_MIN_BASELINE) return void (threshold = null);
+    const all = new Float64Array(n);
+    let at = 0;
+    for (const a of recent) { all.set(a, at); at += a.length; }
+    threshold = percentile(all.sort(), n, 99);
   };
-  refresh();
 
   let cn = 0, ce = 0, sn = 0, se = 0;
   let candCarry = 0, stableCarry = 0;
   for (let second = 1; second <= CANARY_SECONDS && (seedAt === null || lensAt === null); second++) {
-    if (second % 30 === 0) refresh();
     candCarry += candRate;
     stableCarry += stableRate;
     const nc = Math.floor(candCarry);
@@ -109,13 +116,17 @@ function simulate(s: Scenario, seed: number): Outcome {
       const e = r.uniform() < errorP;
       cand[cn++] = l;
       if (e) { ce++; errs++; }
-      if (l > threshold) slow++;
+      if (threshold !== null && l > threshold) slow++;
     }
-    for (let i = 0; i < ns; i++) stab[sn++] = latency();
+    const stableSecond = new Float64Array(ns);
+    for (let i = 0; i < ns; i++) stab[sn++] = stableSecond[i] = latency();
     if (lensAt === null) {
-      const v = sequential.feed({ count: nc, slow, errors: errs, stableErrorRate: 0, thresholdMs: threshold });
+      const v = sequential.feed({ count: nc, slow, errors: errs, stableErrorRate: 0, thresholdMs: second > COLD_START_GRACE_SECONDS ? threshold : null });
       if (v.verdict === 'fail') lensAt = second;
     }
+    recent.push(stableSecond);
+    if (recent.length > 30) recent.shift();
+    if (second <= 30 || second % 30 === 0) refresh();
     if (second % WINDOW_SECONDS === 0) {
       const c = stats('green', cand, cn, ce);
       const b = stats('blue', stab, sn, se);

@@ -51,7 +51,8 @@ try {
         let d: any;
         for (;;) {
           d = await api(app, token, 'GET', `/api/deployments/${d0.id}`);
-          if (isTerminal(d.status.phase)) break;
+          // A rollback's timing is final once the requests in flight at the swap settled.
+          if (isTerminal(d.status.phase) && d.result?.rollback_timing?.settled !== false) break;
           await new Promise((r) => setTimeout(r, 250));
         }
         await new Promise((r) => setTimeout(r, 500)); // let requests in flight finish

@@ -3,7 +3,7 @@
 // step has had its whole period, its last decisive window decides whether it passed.
 import type { Color } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
-import { consecutiveFailures, judgeWindow, type RuleResult, type SlicedWindow, type WindowJudgement } from '../monitoring/index.js';
+import { consecutiveFailures, judgeWindow, type RuleResult, type SlicedWindow, type WindowJudgement, type WindowStats } from '../monitoring/index.js';
 import type { Bucket } from './model.js';
 import type { RolloutGauges, RolloutStore } from './ports.js';
 import type { Run } from './run.js';
@@ -29,9 +29,17 @@ export class WindowAnalysis {
     return run.stepStartedMs > windowEnd - windowMs ? this.firstWindowEnd(run) : windowEnd + windowMs;
   }
 
-  /** The stable colour's recent latency: blue/green's pre-switch baseline, and "slow" for the sequential test. */
-  stableBaseline(run: Run, nowMs: number) {
-    return run.baseline ?? this.o.window.window(run.d.stableColor, nowMs, BASELINE_SECONDS * 1000);
+  /**
+   * What "slow" means for the sequential latency test: blue/green's pre-switch baseline, else the
+   * stable colour since `sinceMs` (when the candidate began taking traffic; at most 30 s) — the same
+   * period and the same load on the box as the candidate's own requests. Reaching further back would
+   * take in the candidate's start-up (which slows the stable colour too, on a busy box) or an earlier
+   * deployment, and one inflated P99 can end the test in its first second.
+   */
+  stableBaseline(run: Run, nowMs: number, sinceMs: number): WindowStats {
+    if (run.baseline) return run.baseline;
+    const lengthMs = Math.min(BASELINE_SECONDS * 1000, Math.max(1000, Math.floor((nowMs - sinceMs) / 1000) * 1000));
+    return this.o.window.window(run.d.stableColor, nowMs, lengthMs);
   }
 
   captureBaseline(run: Run, nowMs: number): void {

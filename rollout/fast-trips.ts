@@ -84,8 +84,8 @@ export class FastTrips {
     const { clock } = this.o;
     run.sequential = new SequentialJudge();
     run.acc = { count: 0, slow: 0, errors: 0 };
-    this.refreshThreshold(run);
     const startedMs = clock.now();
+    this.refreshThreshold(run, startedMs);
     while (this.live(run)) {
       await sleep(clock, SEQUENTIAL_TICK_MS);
       if (!this.live(run)) return;
@@ -95,16 +95,16 @@ export class FastTrips {
       // that is not the release's latency. The slow-request test starts after a grace; errors count
       // from the first request. (bench:changelens's A/A canary was rolled back on exactly this.)
       const thresholdMs = clock.now() - startedMs >= COLD_START_GRACE_MS ? run.slowThresholdMs : null;
-      const stableErrorRate = this.refreshThreshold(run);
+      const stableErrorRate = this.refreshThreshold(run, startedMs);
       if (!judging(run)) continue;
       const v = run.sequential.feed({ ...acc, thresholdMs, stableErrorRate });
       if (v.verdict === 'fail') return this.o.trip(run, v.test!, v.observed!, v.threshold!, v.message!, 'early verdict');
     }
   }
 
-  /** The stable colour's P99 over its last 30 s (blue/green: before the switch) sets what "slow" means. */
-  private refreshThreshold(run: Run): number | null {
-    const stable = this.o.analysis.stableBaseline(run, this.o.clock.now());
+  /** The stable colour's P99 since the candidate took traffic (blue/green: before the switch) sets what "slow" means. */
+  private refreshThreshold(run: Run, sinceMs: number): number | null {
+    const stable = this.o.analysis.stableBaseline(run, this.o.clock.now(), sinceMs);
     const known = stable.count >= SEQUENTIAL_MIN_BASELINE;
     run.slowThresholdMs = known ? stable.p99Ms : null;
     return known ? stable.errorRate : null;

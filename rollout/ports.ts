@@ -24,6 +24,8 @@ export interface RolloutStore {
   createDeployment(d: Omit<Deployment, 'startedAt' | 'updatedAt' | 'finishedAt' | 'result'>): Promise<Deployment>;
   /** Compare-and-swap on `from.revision`; `promoteTo` moves both pointers in the same step. */
   saveStatus(id: string, from: DeploymentStatus, to: DeploymentStatus, options?: { promoteTo?: { version: string; color: Color }; result?: unknown }): Promise<void>;
+  /** Replaces a deployment's result (a rollback's timing, once the requests in flight at the swap settled). */
+  saveResult(id: string, result: unknown): Promise<void>;
   runningDeployment(): Promise<Deployment | null>;
   /** CL_ERR_NOT_FOUND when there is none. */
   deployment(id: string): Promise<Deployment>;

@@ -42,10 +42,12 @@ class FakeSupervisor implements SupervisorLink {
   }
 }
 
-/** Counts the store's status writes, to see how many a transition costs. */
+/** Counts the store's status writes (to see how many a transition costs), and loses them on demand (Postgres away). */
 class CountingStore extends MemoryRolloutStore {
   readonly writes: Array<{ id: string; from: string; to: string }> = [];
+  failWrites = false;
   override async saveStatus(id: string, from: DeploymentStatus, to: DeploymentStatus, options?: Parameters<MemoryRolloutStore['saveStatus']>[3]): Promise<void> {
+    if (this.failWrites) throw new Error('connection terminated unexpectedly');
     await super.saveStatus(id, from, to, options);
     this.writes.push({ id, from: from.phase, to: to.phase });
   }
@@ -164,7 +166,7 @@ describe('the reconciler', () => {
     expect(stored.result).toMatchObject({ status: 'rolled_back', rollback_timing: { candidate_requests_after_swap: 0 } });
     expect(c.routingTable()).toMatchObject({ stable: 'blue', candidateWeight: 0 });
     expect((await store.verdicts(d.id)).map((v) => v.verdict)).toEqual(['fail', 'fail']);
-    // The rollback is one write: shifting → rolled_back (rolling_back lives in memory while in-flight requests settle).
+    // The rollback is one status write: shifting → rolled_back.
     expect(store.writes.filter((w) => w.id === d.id).map((w) => w.to)).toEqual(['warming', 'shifting', 'rolled_back']);
     candidate = GOOD;
     const next = await c.deploy(request('good'));
@@ -263,19 +265,80 @@ describe('the reconciler', () => {
     expect(verdicts[2]!.explanation).toMatch(/^failed, 3 in a row \(rolls back at 3\)/);
   });
 
-  it('rolls back at once when the previous proxy had decided but not yet persisted the rollback', async () => {
+  it('rolls back at once when the previous proxy had decided but could not persist the rollback', async () => {
     const first = boot();
     await first.init();
     candidate = { slower: 4, status: 200 };
     const d = await first.deploy(request('decided'));
     await shifting(d.id);
-    // Stop the first proxy the moment its second failing verdict is stored, before the rollback settles.
+    // Postgres goes away just as the second failing window is judged: the verdicts are stored, the rollback is not.
+    while ((await store.verdicts(d.id)).length < 1) await serve(first, 100);
+    store.failWrites = true;
     while ((await store.verdicts(d.id)).length < 2) await serve(first, 100);
+    await serve(first, 1_000);
+    expect(first.routingTable().candidateWeight).toBe(0); // traffic stays on the stable colour meanwhile
     first.close();
+    store.failWrites = false;
     expect((await store.deployment(d.id)).status.phase).toBe('shifting');
     const second = boot();
     await second.init();
     await clock.advance(1_000);
     expect((await store.deployment(d.id)).status).toMatchObject({ phase: 'rolled_back', reason: '2 consecutive failing windows before the proxy restarted' });
+    expect(second.routingTable()).toMatchObject({ stable: 'blue', candidateWeight: 0 });
+  });
+
+  it('takes an operator rollback and is ready for the next deploy at once', async () => {
+    const c = boot();
+    await c.init();
+    const d = await c.deploy(request('regret'));
+    await shifting(d.id);
+    const rolledBack = await c.rollback('operator', 'wrong build');
+    expect(rolledBack.status).toMatchObject({ phase: 'rolled_back', reason: 'wrong build' });
+    expect((await store.deployment(d.id)).result).toMatchObject({ rollback_reason: 'wrong build', rollback_timing: { candidate_requests_after_swap: 0, settled: false } });
+    // A pinned request (x-changelens-color) that reaches the candidate after the swap is counted,
+    // and the timing is final once the requests in flight had time to finish.
+    c.record('green', 3, 200); // started before the swap: in flight at it
+    await clock.advance(50);
+    c.record('green', 3, 200); // started after it
+    await clock.advance(1_000);
+    expect((await store.deployment(d.id)).result).toMatchObject({ rollback_timing: { candidate_requests_after_swap: 1, candidate_in_flight_at_swap: 1, settled: true } });
+    const fix = await c.deploy(request('fix'));
+    expect(fix.status.phase).toBe('starting');
+    await expect(c.abort('operator')).resolves.toMatchObject({ id: fix.id, status: { phase: 'aborted' } });
+  });
+
+  it('refuses to abort what has ended, without touching the routing', async () => {
+    const c = boot();
+    await c.init();
+    const d = await c.deploy(request('done'));
+    await shifting(d.id);
+    await c.promote('operator');
+    const table = c.routingTable();
+    await expect(c.abort('operator')).rejects.toMatchObject({ code: 'CL_ERR_NO_DEPLOYMENT' });
+    expect(c.routingTable()).toBe(table);
+  });
+
+  it('blue/green: pinned preview, then everything at once, judged against the stable colour before the switch', async () => {
+    const c = boot();
+    await c.init();
+    await serve(c, 5_000); // the stable colour's history the candidate is judged against
+    const d = await c.deploy(request('bg', { strategy: 'bluegreen' }, { previewSeconds: 20 }));
+    await clock.advance(10_000);
+    expect((await store.deployment(d.id)).status.phase).toBe('warming');
+    expect(c.routingTable().candidateWeight).toBe(0);
+    await shifting(d.id);
+    expect(c.routingTable()).toMatchObject({ candidate: 'green', candidateWeight: 1 });
+    expect(await serveUntil(c, d.id, ['promoted', 'rolled_back'])).toBe('promoted');
+    expect((await store.verdicts(d.id)).length).toBeGreaterThanOrEqual(1);
+  });
+
+  it('direct: promoted as soon as the candidate is ready, without a verdict', async () => {
+    const c = boot();
+    await c.init();
+    const d = await c.deploy(request('direct', { strategy: 'direct' }));
+    await clock.advance(100);
+    expect((await store.deployment(d.id)).status.phase).toBe('promoted');
+    expect(await store.verdicts(d.id)).toEqual([]);
+    expect(c.routingTable()).toMatchObject({ stable: 'green', candidateWeight: 0 });
   });
 });

@@ -5,7 +5,7 @@
 // proxy that restarts takes over what the previous one left running.
 //
 // Where a canary moves to its next step: `analyse` → `passStep`. Who changes the routing table:
-// this file only, through `Traffic` (traffic.ts), in `enterStep`/`setWeights`, `toStable`,
+// this file only, through `Traffic` (traffic.ts), in `init`, `enterStep`/`setWeights`, `toStable`,
 // `finishPromotion` and `finish`.
 import type { Color } from '../lib/config.js';
 import { CL_ERR_DEPLOYMENT_RUNNING, CL_ERR_NO_DEPLOYMENT } from '../lib/errors.js';
@@ -27,8 +27,6 @@ import type { Traffic } from './traffic.js';
 
 /** After a rollback's swap: requests in flight at it finish, and any that still reach the candidate are counted. */
 const ROLLBACK_SETTLE_MS = 200;
-/** A rollback that could not be persisted (Postgres away) is tried again this often; traffic stays on stable. */
-const PERSIST_RETRY_MS = 1_000;
 
 export interface ReconcilerParts {
   store: RolloutStore;
@@ -50,12 +48,14 @@ export interface RolloutStatus {
   deployment: (Deployment & { weight: number; lastVerdict: WindowVerdict | null; lastExplanation: string | null }) | null;
 }
 
-/** Finished, or rolling back (the routing already on stable, the rollback settling before its one write). */
+/** Finished, or rolling back (a row a proxy of an earlier version left in that phase). */
 const ending = (run: Run): boolean => isTerminal(run.d.status.phase) || run.d.status.phase === 'rolling_back';
 
 export class Reconciler {
   private active: { version: string; color: Color };
   private current: Run | null = null;
+  /** A rolled-back run whose timing still counts candidate requests, until it settles or a new deployment starts. */
+  private settling: Run | null = null;
   private lock: Promise<unknown> = Promise.resolve();
   private closed = false;
   private readonly trips: FastTrips;
@@ -84,7 +84,7 @@ export class Reconciler {
 
   /** One proxied response of `color`: counted against a rollback in progress, or fed to the fast trips. */
   observe(color: Color, latencyMs: number, statusCode: number): void {
-    const run = this.current;
+    const run = this.current ?? this.settling;
     if (run === null || color !== run.d.candidateColor) return;
     const rb = run.rollback;
     if (rb) {
@@ -130,6 +130,7 @@ export class Reconciler {
       await this.o.events.audit('deploy', d, req.actor, { strategy: d.strategy, steps, plan: d.plan, candidateColor: d.candidateColor, stableVersion: d.stableVersion });
       const run = newRun(d, release, clock.now());
       this.current = run;
+      this.settling = null; // the candidate colour is this deployment's now
       this.publish();
       void this.o.events.hooks('deploy', run.d);
       void this.drive(run);
@@ -147,6 +148,7 @@ export class Reconciler {
 
   abort(actor: string, reason = 'aborted by operator'): Promise<Deployment> {
     return this.action('abort', async (run) => {
+      transition(run.d.status, { type: 'abort', reason }); // refused (before any swap) when it cannot abort
       this.toStable(run, this.o.clock.monotonic());
       await this.apply(run, { type: 'abort', reason });
       await this.o.events.audit('abort', run.d, actor, { reason });
@@ -356,45 +358,41 @@ export class Reconciler {
   }
 
   /**
-   * The routing first (the next request goes to stable), then the audit and hooks; the phase is
-   * rolling_back in memory while the candidate's in-flight requests settle, and the one write of
-   * `rolled_back` (with the result) follows off the lock. A restart before that write finds the
-   * deployment still shifting with its failing verdicts stored, and rolls it back (`takeOver`).
+   * The routing first (the next request goes to stable), then one write: the deployment rolled
+   * back, with its result. The requests in flight at the swap are counted for a moment after, and
+   * the result's timing updated once they settled.
    */
   private async rollBack(run: Run, reason: string, trigger: 'judge' | 'trip' | 'operator' | 'restart', actor: string, decidedAt: number): Promise<void> {
-    const { events, log } = this.o;
-    const persisted = run.d.status;
-    const rollingBack = transition(persisted, { type: 'rollback', reason }); // refused (before any swap) when it cannot roll back
+    const { events, log, store, colours } = this.o;
+    const from = run.d.status;
+    // Both steps checked before any swap: refused when it cannot roll back (starting, finished).
+    const rolledBack = transition(transition(from, { type: 'rollback', reason }), { type: 'rolled_back' });
     if (!run.rollback) this.toStable(run, decidedAt);
-    run.d.status = rollingBack;
-    run.persisted = persisted;
     events.countRollback(trigger);
-    this.publish();
-    await events.audit('rollback', run.d, actor, { reason, trigger, inspectSeconds: run.d.plan.inspectSeconds });
-    log.warn({ deployment: run.d.id, version: run.d.version, reason, timing: run.rollback }, 'rolled back');
-    void events.hooks('rollback', run.d);
-    void this.settleRollback(run, reason);
+    await store.saveStatus(run.d.id, from, rolledBack, { result: await this.result(run, 'rolled_back', reason) });
+    run.d.status = rolledBack;
+    try {
+      await events.audit('rollback', run.d, actor, { reason, trigger, inspectSeconds: run.d.plan.inspectSeconds });
+    } finally {
+      log.warn({ deployment: run.d.id, version: run.d.version, reason, timing: run.rollback }, 'rolled back');
+      void events.hooks('rollback', run.d);
+      colours.stopLater(run.d.candidateColor, run.d.plan.inspectSeconds, `rolled back ${run.d.version}; kept ${run.d.plan.inspectSeconds} s for inspection`);
+      this.settling = run;
+      this.finish(run);
+      void this.settleTiming(run, reason);
+    }
   }
 
-  private async settleRollback(run: Run, reason: string): Promise<void> {
-    const { clock, store, colours, log } = this.o;
+  /** After the settle, the rollback's timing is final: written into its result (even if the proxy is closing). */
+  private async settleTiming(run: Run, reason: string): Promise<void> {
+    const { clock, store, log } = this.o;
     await sleep(clock, ROLLBACK_SETTLE_MS);
-    // Closed meanwhile (the proxy stopping): the next proxy finds the failing verdicts and rolls back.
-    while (!this.closed) {
-      try {
-        await this.locked(async () => {
-          const rolledBack = transition(run.d.status, { type: 'rolled_back' });
-          await store.saveStatus(run.d.id, run.persisted ?? run.d.status, rolledBack, { result: await this.result(run, 'rolled_back', reason) });
-          run.d.status = rolledBack;
-          run.persisted = null;
-          colours.stopLater(run.d.candidateColor, run.d.plan.inspectSeconds, `rolled back ${run.d.version}; kept ${run.d.plan.inspectSeconds} s for inspection`);
-          this.finish(run);
-        });
-        return;
-      } catch (err) {
-        log.error({ err: (err as Error).message, deployment: run.d.id }, 'could not persist a rollback; traffic stays on the stable colour, trying again');
-        await sleep(clock, PERSIST_RETRY_MS);
-      }
+    if (this.settling === run) this.settling = null;
+    if (run.rollback) run.rollback.settled = true;
+    try {
+      await store.saveResult(run.d.id, await this.result(run, 'rolled_back', reason));
+    } catch (err) {
+      log.warn({ err: (err as Error).message, deployment: run.d.id }, 'could not record the settled rollback timing; the result keeps the counts at the swap');
     }
   }
 
@@ -402,7 +400,7 @@ export class Reconciler {
   private toStable(run: Run, decidedAt: number): void {
     const { traffic, clock } = this.o;
     traffic.toStable(run.d);
-    run.rollback = { verdictToSwapUs: Math.round((clock.monotonic() - decidedAt) * 1000), candidateRequestsAfterSwap: 0, candidateInFlightAtSwap: 0, swappedAtMs: clock.now() };
+    run.rollback = { verdictToSwapUs: Math.round((clock.monotonic() - decidedAt) * 1000), candidateRequestsAfterSwap: 0, candidateInFlightAtSwap: 0, swappedAtMs: clock.now(), settled: false };
     this.publish();
   }
 
@@ -449,12 +447,12 @@ export class Reconciler {
         await this.rollBack(run, `the candidate ${d.candidateColor} was not running after a restart`, 'restart', 'controller', clock.monotonic());
         return;
       }
-      // The previous proxy had decided (its failing windows are stored) but not yet persisted the rollback.
+      colours.serve(d.candidateColor, d.version);
+      // The previous proxy had decided (its failing windows are stored) but could not persist the rollback.
       if (analysis.streakTrips(run)) {
         await this.rollBack(run, `${d.plan.rules.failuresToRollback} consecutive failing windows before the proxy restarted`, 'restart', 'controller', clock.monotonic());
         return;
       }
-      colours.serve(d.candidateColor, d.version);
       // blue/green's pre-switch baseline died with the old proxy: it is judged against the stable colour alongside.
       this.setWeights(run);
       await events.audit('resume', run.d, 'controller', { reason: 'proxy restarted; judging resumes with fresh windows', stepIndex: d.status.stepIndex });

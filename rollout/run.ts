@@ -3,7 +3,6 @@
 import type { WindowStats, WindowVerdict } from '../monitoring/index.js';
 import type { SequentialJudge } from '../monitoring/sequential.js';
 import type { Deployment, Release } from './model.js';
-import type { DeploymentStatus } from './state-machine.js';
 
 /** How fast a rollback took effect, measured in process (see the note of issue 4). */
 export interface RollbackTiming {
@@ -26,9 +25,8 @@ export interface Run {
   baseline: WindowStats | null;
   /** Ends the driver's current sleep early (an operator action, a close). */
   wake: () => void;
-  rollback: (RollbackTiming & { swappedAtMs: number }) | null;
-  /** The status as last persisted, while a rollback settles in memory (rolling_back) before its one write. */
-  persisted: DeploymentStatus | null;
+  /** Set at the swap to stable; `settled` once the requests in flight at it had time to finish. */
+  rollback: (RollbackTiming & { swappedAtMs: number; settled: boolean }) | null;
   /** The largest candidate weight so far. */
   maxWeight: number;
   /** 5xx in a row from the candidate (a fast trip at plan.tripConsecutive5xx). */
@@ -43,7 +41,7 @@ export interface Run {
 
 export function newRun(d: Deployment, release: Release, nowMs: number, stored: readonly WindowVerdict[] = []): Run {
   return {
-    d, release, history: [...stored], seq: stored.length, stepStartedMs: nowMs, baseline: null, wake: () => {}, rollback: null, persisted: null,
+    d, release, history: [...stored], seq: stored.length, stepStartedMs: nowMs, baseline: null, wake: () => {}, rollback: null,
     maxWeight: 0, consecutive5xx: 0, sequential: null, acc: { count: 0, slow: 0, errors: 0 }, slowThresholdMs: null, lastExplanation: null,
   };
 }

@@ -1,6 +1,6 @@
 // The store port's one contract, held by both stores: Postgres (a scratch server started by the
 // project's own initdb and migrations) and the in-memory one the reconciler's test runs on.
-import { afterAll, beforeAll } from 'vitest';
+import { afterAll, beforeAll, describe } from 'vitest';
 import { createPgPool, type Pool } from '../lib/db.js';
 import { MemoryRolloutStore } from '../test/helpers/memory-rollout-store.js';
 import { rolloutStoreContract } from '../test/helpers/rollout-store-contract.js';
@@ -9,18 +9,20 @@ import { PgRolloutStore } from './store.js';
 
 rolloutStoreContract('in memory', async () => new MemoryRolloutStore());
 
-let pg: ScratchPostgres;
-let pool: Pool;
-beforeAll(async () => {
-  pg = await startScratchPostgres();
-  pool = createPgPool(pg.url, { max: 2 });
-});
-afterAll(async () => {
-  await pool?.end();
-  await pg?.stop();
-});
+describe('PgRolloutStore', () => {
+  let pg: ScratchPostgres;
+  let pool: Pool;
+  beforeAll(async () => {
+    pg = await startScratchPostgres();
+    pool = createPgPool(pg.url, { max: 2 });
+  });
+  afterAll(async () => {
+    await pool?.end();
+    await pg?.stop();
+  });
 
-rolloutStoreContract('in Postgres', async () => {
-  await pool.query('TRUNCATE releases, pointers, deployments, verdicts, deployment_buckets, audit_events CASCADE');
-  return new PgRolloutStore(pool);
+  rolloutStoreContract('in Postgres', async () => {
+    await pool.query('TRUNCATE releases, pointers, deployments, verdicts, deployment_buckets, audit_events CASCADE');
+    return new PgRolloutStore(pool);
+  });
 });

@@ -114,6 +114,10 @@ export class PgRolloutStore implements RolloutStore {
     }
   }
 
+  async saveResult(id: string, result: unknown): Promise<void> {
+    await this.pool.query('UPDATE deployments SET result = $2 WHERE id = $1', [id, JSON.stringify(result)]);
+  }
+
   async runningDeployment(): Promise<Deployment | null> {
     const { rows } = await this.pool.query(`SELECT * FROM deployments WHERE phase NOT IN ${TERMINAL_PHASES_SQL} LIMIT 1`);
     return rows[0] ? toDeployment(rows[0]) : null;

@@ -33,7 +33,8 @@ export function summarise(run: Run, status: Phase, reason: string | null, bucket
     metrics_summary: { stable, candidate },
     verdicts: { total: run.history.length, pass: count('pass'), fail: count('fail'), insufficient: count('insufficient') },
     rollback_reason: reason,
-    rollback_timing: rb ? { swapped_at: new Date(rb.swappedAtMs).toISOString(), verdict_to_swap_us: rb.verdictToSwapUs, candidate_requests_after_swap: rb.candidateRequestsAfterSwap, candidate_in_flight_at_swap: rb.candidateInFlightAtSwap } : null,
+    // settled: false until the requests in flight at the swap had time to finish (the counts are then final).
+    rollback_timing: rb ? { swapped_at: new Date(rb.swappedAtMs).toISOString(), verdict_to_swap_us: rb.verdictToSwapUs, candidate_requests_after_swap: rb.candidateRequestsAfterSwap, candidate_in_flight_at_swap: rb.candidateInFlightAtSwap, settled: rb.settled } : null,
     total_requests: stable.requests + candidate.requests,
     duration_seconds: (nowMs - Date.parse(d.startedAt)) / 1000,
   };

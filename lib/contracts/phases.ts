@@ -8,7 +8,7 @@ export const PHASES = [
   'shifting',     // weight moves to the step's share; analysis runs for the step
   'paused',       // an inconclusive verdict, or an operator's pause
   'promoted',     // the candidate is active and last_good
-  'rolling_back', // the candidate's weight is 0; persisting, auditing, firing hooks
+  'rolling_back', // passed through on the way to rolled_back, in one write; a row an older proxy left here is finished on take-over
   'rolled_back',
   'aborted',
   'failed',       // the candidate never became ready

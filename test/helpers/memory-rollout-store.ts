@@ -82,6 +82,11 @@ export class MemoryRolloutStore implements RolloutStore {
     if (options.promoteTo) this.pointerRows = { active: copy(options.promoteTo), lastGood: copy(options.promoteTo) };
   }
 
+  async saveResult(id: string, result: unknown): Promise<void> {
+    const row = this.deploymentRows.get(id);
+    if (row) row.result = copy(result);
+  }
+
   async runningDeployment(): Promise<Deployment | null> {
     const row = [...this.deploymentRows.values()].find((d) => !isTerminal(d.status.phase));
     return row ? this.toDeployment(row) : null;

@@ -50,9 +50,13 @@ export function rolloutStoreContract(name: string, fresh: () => Promise<RolloutS
     it('runs one deployment at a time and moves it only by compare-and-swap', async () => {
       await store.ensureInitialRelease({ version: 'v1', artifact: 'builtin', env: {}, createdBy: 'appliance' }, 'blue');
       await store.putRelease({ version: 'v2', artifact: 'builtin', env: {}, createdBy: 'ci' });
-      const d = await store.createDeployment(newDeployment('v2'));
+      const planned = { ...newDeployment('v2'), plan: { ...PLAN, rules: { ...PLAN.rules, maxP99Ms: 250.5, metrics: [{ name: 'recall', op: '>=' as const, threshold: 0.3 }] } } };
+      const d = await store.createDeployment(planned);
       expect(d).toMatchObject({ version: 'v2', finishedAt: null, result: null, status: { phase: 'starting', revision: 0 } });
-      expect(await store.runningDeployment()).toMatchObject({ id: d.id });
+      // What a restarted proxy reads back to take a deployment over: every field as it was given.
+      const running = await store.runningDeployment();
+      expect(running).toEqual({ ...planned, startedAt: d.startedAt, updatedAt: d.updatedAt, finishedAt: null, result: null });
+      expect(Date.parse(d.startedAt)).not.toBeNaN();
       await expect(store.createDeployment(newDeployment('v2'))).rejects.toBeInstanceOf(CL_ERR_DEPLOYMENT_RUNNING);
 
       const warming = transition(d.status, { type: 'started' });
@@ -64,9 +68,13 @@ export function rolloutStoreContract(name: string, fresh: () => Promise<RolloutS
       expect((await store.deployment(d.id)).status).toEqual(warming);
 
       const shifting = transition(warming, { type: 'ready' });
-      await store.saveStatus(d.id, warming, shifting);
-      const promoted = transition(shifting, { type: 'promote' });
-      await store.saveStatus(d.id, shifting, promoted, { promoteTo: { version: 'v2', color: 'green' }, result: { status: 'promoted' } });
+      await store.saveStatus(d.id, warming, shifting, { result: { note: 'kept' } });
+      const paused = transition(shifting, { type: 'pause', reason: 'look' });
+      await store.saveStatus(d.id, shifting, paused);
+      expect((await store.deployment(d.id)).result).toEqual({ note: 'kept' }); // a save without a result keeps it
+      await store.saveStatus(d.id, paused, transition(paused, { type: 'resume' }));
+      const promoted = transition(transition(paused, { type: 'resume' }), { type: 'promote' });
+      await store.saveStatus(d.id, transition(paused, { type: 'resume' }), promoted, { promoteTo: { version: 'v2', color: 'green' }, result: { status: 'promoted' } });
       const done = await store.deployment(d.id);
       expect(done).toMatchObject({ status: promoted, result: { status: 'promoted' } });
       expect(done.finishedAt).not.toBeNull();
@@ -74,6 +82,16 @@ export function rolloutStoreContract(name: string, fresh: () => Promise<RolloutS
       expect(await store.runningDeployment()).toBeNull();
 
       const next = await store.createDeployment(newDeployment('v2'));
+      // Rolled back in one write (through rolling_back), then its result replaced once its timing settled.
+      const rolledBack = transition(transition(next.status, { type: 'started' }), { type: 'ready' });
+      await store.saveStatus(next.id, next.status, rolledBack);
+      const end = transition(transition(rolledBack, { type: 'rollback', reason: 'p99' }), { type: 'rolled_back' });
+      await store.saveStatus(next.id, rolledBack, end, { result: { settled: false } });
+      await store.saveResult(next.id, { settled: true });
+      const ended = await store.deployment(next.id);
+      expect(ended).toMatchObject({ status: { phase: 'rolled_back', reason: 'p99', revision: 4 }, result: { settled: true } });
+      expect(ended.finishedAt).not.toBeNull();
+      expect(await store.runningDeployment()).toBeNull();
       expect((await store.deployments(10)).map((x) => x.id)).toEqual([next.id, d.id]);
       expect((await store.deployments(1)).map((x) => x.id)).toEqual([next.id]);
       await expect(store.deployment('dep-missing')).rejects.toBeInstanceOf(CL_ERR_NOT_FOUND);
@@ -103,6 +121,7 @@ export function rolloutStoreContract(name: string, fresh: () => Promise<RolloutS
       expect((await store.buckets(d.id)).map((b) => [b.color, b.startMs, b.count])).toEqual([
         ['green', 1_700_000_000_000, 30], ['blue', 1_700_000_005_000, 20], ['green', 1_700_000_005_000, 10],
       ]);
+      expect((await store.buckets(d.id))[0]).toEqual(bucket('green', 1_700_000_000_000, 30));
       expect(await store.verdicts('dep-none')).toEqual([]);
     });
 
