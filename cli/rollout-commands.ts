@@ -20,7 +20,7 @@ const NUMERIC_FLAGS = {
   'step-seconds': 'stepSeconds', 'window-seconds': 'windowSeconds', 'p99-ratio': 'p99Ratio', 'max-error-rate': 'maxErrorRate',
   'max-p95-ms': 'maxP95Ms', 'max-p99-ms': 'maxP99Ms', 'min-samples': 'minSamples', 'failures-to-rollback': 'failuresToRollback',
   'keep-warm-seconds': 'keepWarmSeconds', 'inspect-seconds': 'inspectSeconds', 'preview-seconds': 'previewSeconds',
-  'trip-consecutive-5xx': 'tripConsecutive5xx',
+  'trip-consecutive-5xx': 'tripConsecutive5xx', 'p99-min-delta-ms': 'p99MinDeltaMs', 'progress-deadline': 'progressDeadlineSeconds',
 } as const;
 
 export const ROLLOUT_USAGE = `  (each of these takes --url URL, or CHANGELENS_URL, to drive a remote appliance with CHANGELENS_ADMIN_TOKEN)
@@ -29,7 +29,10 @@ export const ROLLOUT_USAGE = `  (each of these takes --url URL, or CHANGELENS_UR
                    [--p99-ratio 1.5] [--max-error-rate 0.05] [--max-p95-ms N] [--max-p99-ms N] [--min-samples 50]
                    [--failures-to-rollback 2] [--keep-warm-seconds 300] [--inspect-seconds 600] [--preview-seconds 0]
                    [--trip-consecutive-5xx 5] [--metric-rules recall_at_10>=0.30] [--no-sequential]
-                                           roll a release out on the idle colour; --wait exits 0 when promoted, 1 otherwise
+                   [--p99-min-delta-ms 20] [--progress-deadline 600] [--timeout SECONDS (with --wait)]
+                                           roll a release out on the idle colour; --wait exits 0 promoted,
+                                           1 rolled back or failed, 4 paused, aborted (progress deadline)
+                                           or --timeout passed, 3 unreachable, 5 unauthorized, 2 bad usage
   changelens promote|rollback|pause|resume|abort [--reason TEXT] [--json]
                                            act on the running deployment
   changelens deployments [--limit N] [--json] | changelens deployment <id> [--json]
@@ -43,12 +46,18 @@ const common = { json: { type: 'boolean' }, config: { type: 'string' }, url: { t
 export const rolloutCommands: Record<string, Command> = {
   async deploy(args) {
     const options = {
-      ...common, strategy: { type: 'string' }, steps: { type: 'string' }, 'metric-rules': { type: 'string' }, 'no-sequential': { type: 'boolean' }, set: { type: 'string', multiple: true }, artifact: { type: 'string' }, wait: { type: 'boolean' },
+      ...common, strategy: { type: 'string' }, steps: { type: 'string' }, 'metric-rules': { type: 'string' }, 'no-sequential': { type: 'boolean' }, set: { type: 'string', multiple: true }, artifact: { type: 'string' }, wait: { type: 'boolean' }, timeout: { type: 'string' },
       ...Object.fromEntries(Object.keys(NUMERIC_FLAGS).map((f) => [f, { type: 'string' }])),
     } as const satisfies ParseArgsConfig['options'];
     const { values, positionals } = parse(args, options, true);
     const [version, ...extra] = positionals;
     if (version === undefined || extra.length > 0) throw new CL_ERR_CLI_USAGE('usage: changelens deploy <version> [options] (changelens --help lists them)');
+    let timeoutSeconds: number | undefined;
+    if (values.timeout !== undefined) {
+      if (!values.wait) throw new CL_ERR_CLI_USAGE('--timeout: only with --wait');
+      if (!/^\d+$/.test(values.timeout) || Number(values.timeout) < 1) throw new CL_ERR_CLI_USAGE(`--timeout: expected whole seconds ≥ 1, got ${JSON.stringify(values.timeout)}`);
+      timeoutSeconds = Number(values.timeout);
+    }
     const body: Record<string, unknown> = { version };
     if (values.strategy !== undefined) body.strategy = values.strategy;
     if (values.steps !== undefined) {
@@ -89,7 +98,7 @@ export const rolloutCommands: Record<string, Command> = {
       write(values.json, d, `deployment ${d.id}: ${d.strategy} of ${d.version} onto ${d.candidateColor} (stable ${d.stableVersion} on ${d.stableColor}); follow it with: changelens deployment ${d.id}\n`);
       return EXIT.ok;
     }
-    return waitFor(api, d.id, values.json === true);
+    return waitFor(api, d.id, values.json === true, timeoutSeconds);
   },
 
   async deployments(args) {
@@ -149,11 +158,20 @@ for (const action of ['promote', 'rollback', 'pause', 'resume', 'abort'] as cons
   };
 }
 
-/** Polls the deployment until it ends, printing each change; 0 when promoted. */
-async function waitFor(api: ReturnType<typeof adminClient>, id: string, json: boolean): Promise<number> {
+/**
+ * Polls the deployment until it is decided, printing each change: 0 promoted, 1 rolled back or
+ * failed, 4 paused (a person must decide), aborted (the progress deadline, or an operator) or past
+ * --timeout. Never waits forever on a deployment nobody judges.
+ */
+async function waitFor(api: ReturnType<typeof adminClient>, id: string, json: boolean, timeoutSeconds: number | undefined): Promise<number> {
   let last = '';
   let unreachableSince: number | null = null;
+  const deadline = timeoutSeconds === undefined ? Infinity : Date.now() + timeoutSeconds * 1000;
   for (;;) {
+    if (Date.now() > deadline) {
+      process.stderr.write(`gave up waiting after ${timeoutSeconds} s (--timeout); the deployment goes on: changelens deployment ${id}\n`);
+      return EXIT.undecided;
+    }
     let d: Deployment & { verdicts: StoredVerdict[] };
     try {
       d = await api.get<Deployment & { verdicts: StoredVerdict[] }>(`/api/deployments/${encodeURIComponent(id)}`);
@@ -171,10 +189,15 @@ async function waitFor(api: ReturnType<typeof adminClient>, id: string, json: bo
     const line = `${d.status.phase} step ${d.status.stepIndex + 1}/${d.status.steps.length} weight ${weightOf(d)}%${v ? ` last window (${v.samples.candidate} candidate / ${v.samples.stable} stable requests) ${v.explanation}` : ''}`;
     if (line !== last) process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
     last = line;
-    if (isTerminal(d.status.phase)) {
+    if (isTerminal(d.status.phase) || d.status.phase === 'paused') {
       const failing = d.verdicts.filter((x) => x.verdict === 'fail').at(-1);
-      write(json, d, `${describe(d)}${failing ? `  verdict: ${failing.explanation}\n` : ''}`);
-      return d.status.phase === 'promoted' ? EXIT.ok : EXIT.failure;
+      const next = d.status.phase === 'paused' ? '  it waits for a person: changelens resume, promote or rollback\n' : '';
+      write(json, d, `${describe(d)}${failing ? `  verdict: ${failing.explanation}\n` : ''}${next}`);
+      switch (d.status.phase) {
+        case 'promoted': return EXIT.ok;
+        case 'rolled_back': case 'failed': return EXIT.failure;
+        default: return EXIT.undecided; // paused, aborted
+      }
     }
     await new Promise((r) => setTimeout(r, 1_000));
   }

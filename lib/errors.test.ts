@@ -47,7 +47,7 @@ const SAMPLES: Record<string, { args: string[]; message: string }> = {
   CL_ERR_PROCESS_CONTROL: { args: ['api-blue is the active colour'], message: 'api-blue is the active colour' },
 };
 
-const EXPECTED_EXIT: Record<string, number> = { CL_ERR_CONFIG_INVALID: 2, CL_ERR_CLI_USAGE: 2, CL_ERR_NOT_RUNNING: 3, CL_ERR_UNREACHABLE: 3 };
+const EXPECTED_EXIT: Record<string, number> = { CL_ERR_CONFIG_INVALID: 2, CL_ERR_CLI_USAGE: 2, CL_ERR_NOT_RUNNING: 3, CL_ERR_UNREACHABLE: 3, CL_ERR_UNAUTHORIZED: 5 };
 
 function sampleFor(code: string): { args: string[]; message: string } {
   const sample = SAMPLES[code];
@@ -104,7 +104,7 @@ describe.each(ERROR_CLASSES)('%s', (exportName, ErrorClass) => {
 
 describe('exitCodeFor', () => {
   it('uses the documented exit codes', () => {
-    expect(EXIT).toEqual({ ok: 0, failure: 1, usage: 2, notRunning: 3 });
+    expect(EXIT).toEqual({ ok: 0, failure: 1, usage: 2, notRunning: 3, undecided: 4, unauthorized: 5 });
   });
 
   it.each([

@@ -158,12 +158,16 @@ export const CL_ERR_NOT_RUNNING = defineError<[string]>(
 export const CL_ERR_INTERNAL = defineError<[]>(
   'CL_ERR_INTERNAL', 500, 'internal error', 'see the JSON logs for the cause');
 
-/** Exit codes of the changelens command, one per category. */
-export const EXIT = { ok: 0, failure: 1, usage: 2, notRunning: 3 } as const;
+/**
+ * Exit codes of the changelens command, one per category. `undecided`: deploy --wait saw the
+ * deployment paused, aborted (its progress deadline, or an operator) or its own --timeout pass.
+ */
+export const EXIT = { ok: 0, failure: 1, usage: 2, notRunning: 3, undecided: 4, unauthorized: 5 } as const;
 
 export function exitCodeFor(err: unknown): number {
   if (!(err instanceof ChangeLensError)) return EXIT.failure;
   if (err.code === 'CL_ERR_CONFIG_INVALID' || err.code === 'CL_ERR_CLI_USAGE') return EXIT.usage;
   if (err.code === 'CL_ERR_NOT_RUNNING' || err.code === 'CL_ERR_UNREACHABLE') return EXIT.notRunning;
+  if (err.statusCode === 401 || err.statusCode === 403) return EXIT.unauthorized;
   return EXIT.failure;
 }

@@ -44,6 +44,47 @@ describe('judgeWindow', () => {
     }));
   });
 
+  // Practical significance (issue 16): a busy box's 6 → 10 ms tail is not a regression a user notices.
+  const shiftArb = fc.record({
+    stableP99: fc.double({ min: 0.5, max: 2_000, noNaN: true }),
+    floor: fc.double({ min: 0, max: 200, noNaN: true }),
+    ratio: fc.double({ min: 1, max: 3, noNaN: true }),
+    count: fc.integer({ min: 50, max: 5_000 }),
+  });
+
+  it('a latency shift no larger than the floor never fails the latency rule, whatever the ratio', () => {
+    fc.assert(fc.property(shiftArb, fc.double({ min: 0, max: 1, noNaN: true }), ({ stableP99, floor, ratio, count }, share) => {
+      const candidateP99 = stableP99 + floor * share;
+      fc.pre(candidateP99 - stableP99 <= floor); // the shift as the judge computes it (floating point) is within the floor
+      const rules = { ...DEFAULT_RULES, p99Ratio: ratio, p99MinDeltaMs: floor };
+      const j = judgeWindow(stats({ count, p99Ms: candidateP99 }), stats({ color: 'blue', count, p99Ms: stableP99 }), rules);
+      const rule = j.rules.find((r) => r.rule === 'p99_ratio')!;
+      expect(rule.verdict).toBe('pass');
+      expect(rule.message).toContain(`the ${floor.toFixed(1)}ms floor`);
+    }));
+  });
+
+  it('a shift above the floor, the ratio and the stable colour\'s recent range always fails, with enough samples', () => {
+    fc.assert(fc.property(shiftArb, fc.double({ min: 1.001, max: 10, noNaN: true }), fc.double({ min: 1, max: 1.5, noNaN: true }), ({ stableP99, floor, ratio, count }, over, spread) => {
+      const recent = stableP99 * spread;
+      const candidateP99 = Math.max(stableP99 * ratio, stableP99 + floor, recent) * over;
+      const rules = { ...DEFAULT_RULES, p99Ratio: ratio, p99MinDeltaMs: floor, minSamples: 50 };
+      const j = judgeWindow(stats({ count, p99Ms: candidateP99 }), stats({ color: 'blue', count, p99Ms: stableP99 }), rules, recent);
+      expect(j.rules.find((r) => r.rule === 'p99_ratio')!.verdict).toBe('fail');
+      expect(j.verdict).toBe('fail');
+    }));
+  });
+
+  it('a candidate within the stable colour\'s own recent range passes, and the sentence says so', () => {
+    const rules = { ...DEFAULT_RULES, p99MinDeltaMs: 2 };
+    const j = judgeWindow(stats({ p99Ms: 10.4 }), stats({ color: 'blue', p99Ms: 6 }), rules, 11.2);
+    const rule = j.rules.find((r) => r.rule === 'p99_ratio')!;
+    expect(rule.verdict).toBe('pass');
+    expect(rule.message).toBe('p99 10.4ms = 1.73× stable 6.0ms > 1.5×, +4.4ms > the 2.0ms floor, within the stable colour\'s recent range (up to 11.2ms)');
+    const below = judgeWindow(stats({ p99Ms: 10.4 }), stats({ color: 'blue', p99Ms: 6 }), { ...DEFAULT_RULES, p99MinDeltaMs: 20 }).rules.find((r) => r.rule === 'p99_ratio')!;
+    expect(below).toMatchObject({ verdict: 'pass', message: 'p99 10.4ms = 1.73× stable 6.0ms > 1.5×, +4.4ms ≤ the 20.0ms floor, the stable colour\'s recent range is its own 6.0ms' });
+  });
+
   it('a window with too few samples is insufficient, never a pass or a fail', () => {
     const j = judgeWindow(stats({ count: 10, errors: 10, errorRate: 1, p99Ms: 10_000 }), stats({ color: 'blue' }), DEFAULT_RULES);
     expect(j.verdict).toBe('insufficient');
@@ -59,7 +100,7 @@ describe('judgeWindow', () => {
     const ratio = j.rules.find((r) => r.rule === 'p99_ratio')!;
     expect(ratio).toMatchObject({ verdict: 'fail', threshold: 1.5 });
     expect(ratio.observed).toBeCloseTo(412 / 133, 6);
-    expect(ratio.message).toBe('p99 412.0ms = 3.10× stable 133.0ms > 1.5×');
+    expect(ratio.message).toBe('p99 412.0ms = 3.10× stable 133.0ms > 1.5×, +279.0ms > the 0.0ms floor, the stable colour\'s recent range is its own 133.0ms');
     expect(j.rules.find((r) => r.rule === 'error_rate')!.message).toBe('error rate 2.0% (4/200) ≤ 5.0%');
   });
 

@@ -12,6 +12,11 @@ export type WindowVerdict = 'pass' | 'fail' | 'insufficient';
 export interface JudgeRules {
   /** Candidate P99 / stable P99 above this fails (seed default 1.5). */
   p99Ratio: number;
+  /**
+   * The latency rule also needs the candidate's P99 to exceed the stable colour's by more than this
+   * many ms (practical significance); undefined or 0: the ratio alone decides (plans stored before it).
+   */
+  p99MinDeltaMs?: number;
   /** Candidate error rate above this fails (seed default 5 %). */
   maxErrorRate: number;
   /** Absolute ceilings in ms; undefined means none. */
@@ -45,7 +50,12 @@ export interface WindowJudgement {
   rules: RuleResult[];
 }
 
-export function judgeWindow(candidate: WindowStats, stable: WindowStats, rules: JudgeRules): WindowJudgement {
+/**
+ * Judges one window of the candidate against the stable colour's same window (or its pre-switch
+ * baseline). `stableRecentP99Ms`: the highest P99 the stable colour showed in its recent windows —
+ * its own spread; a candidate inside it is not slower than the stable colour already is.
+ */
+export function judgeWindow(candidate: WindowStats, stable: WindowStats, rules: JudgeRules, stableRecentP99Ms?: number): WindowJudgement {
   const results: RuleResult[] = [];
   const enough = candidate.count >= rules.minSamples;
   const insufficient = (rule: RuleResult['rule'], threshold: number, why: string): RuleResult =>
@@ -59,9 +69,7 @@ export function judgeWindow(candidate: WindowStats, stable: WindowStats, rules: 
   if (!enough) results.push(insufficient('p99_ratio', rules.p99Ratio, few));
   else if (stable.count < rules.minSamples) results.push(insufficient('p99_ratio', rules.p99Ratio, `${stable.count} stable samples < ${rules.minSamples}`));
   else {
-    // A stable P99 of 0 cannot happen with samples (values are ≥ 1 µs), but guard the division.
-    const ratio = candidate.p99Ms / Math.max(stable.p99Ms, 0.001);
-    results.push(outcome('p99_ratio', ratio, rules.p99Ratio, `p99 ${ms(candidate.p99Ms)} = ${ratio.toFixed(2)}× stable ${ms(stable.p99Ms)}`, `${rules.p99Ratio}×`));
+    results.push(latencyRule(candidate.p99Ms, stable.p99Ms, rules, stableRecentP99Ms));
   }
 
   if (rules.maxP95Ms !== undefined) {
@@ -97,6 +105,27 @@ export function consecutiveFailures(history: readonly WindowVerdict[]): number {
     else if (v === 'pass') break;
   }
   return n;
+}
+
+/**
+ * The P99 ratio, made practical: it fails only when the ratio is exceeded, the excess is more than
+ * the floor, and the candidate is above the stable colour's own recent range. The sentence names
+ * the floor and the range it used, whichever way it went.
+ */
+function latencyRule(candidateMs: number, stableMs: number, rules: JudgeRules, stableRecentP99Ms: number | undefined): RuleResult {
+  // A stable P99 of 0 cannot happen with samples (values are ≥ 1 µs), but guard the division.
+  const ratio = candidateMs / Math.max(stableMs, 0.001);
+  const floor = rules.p99MinDeltaMs ?? 0;
+  const excess = candidateMs - stableMs;
+  const range = stableRecentP99Ms !== undefined && stableRecentP99Ms > stableMs ? stableRecentP99Ms : stableMs;
+  const over = ratio > rules.p99Ratio;
+  const material = excess > floor;
+  const outside = candidateMs > range;
+  const failed = over && material && outside;
+  const what = `p99 ${ms(candidateMs)} = ${ratio.toFixed(2)}× stable ${ms(stableMs)} ${over ? '>' : '≤'} ${rules.p99Ratio}×`;
+  const excessText = `${excess >= 0 ? '+' : '−'}${ms(Math.abs(excess))} ${material ? '>' : '≤'} the ${ms(floor)} floor`;
+  const rangeText = range > stableMs ? `${outside ? 'above' : 'within'} the stable colour's recent range (up to ${ms(range)})` : `the stable colour's recent range is its own ${ms(stableMs)}`;
+  return { rule: 'p99_ratio', verdict: failed ? 'fail' : 'pass', observed: ratio, threshold: rules.p99Ratio, message: `${what}, ${excessText}, ${rangeText}` };
 }
 
 function outcome(rule: RuleResult['rule'], observed: number, threshold: number, what: string, limit: string): RuleResult {

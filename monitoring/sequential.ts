@@ -85,7 +85,7 @@ export class SequentialJudge {
     if (slice.count <= 0) return this.state();
     if (slice.thresholdMs !== null) {
       const failed = this.step(this.latency, o.slowP0, o.slowP1, slice.slow, slice.count);
-      if (failed) return this.failure('sequential_latency', o.slowP0, `${fmt(this.latency.hits)} of ${this.latency.n} candidate requests slower than the stable P99 (${slice.thresholdMs.toFixed(1)}ms)`);
+      if (failed) return this.failure('sequential_latency', o.slowP0, `${fmt(this.latency.hits)} of ${this.latency.n} candidate requests slower than ${slice.thresholdMs.toFixed(1)}ms (the stable P99 plus the latency floor)`);
     }
     if (this.errors.p0 === null) {
       this.errors.p0 = Math.min(0.5, Math.max(o.errorFloor, slice.stableErrorRate ?? 0));

@@ -12,6 +12,8 @@ import type { Run } from './run.js';
 export const GRACE_MS = 30;
 /** How much of the stable colour's past is its baseline (blue/green: before the switch). */
 export const BASELINE_SECONDS = 30;
+/** How many of the stable colour's windows before this one show its own spread. */
+const SPREAD_WINDOWS = 5;
 
 export type StepOutcome = 'passed' | 'inconclusive' | 'undecided';
 
@@ -51,8 +53,24 @@ export class WindowAnalysis {
     const lengthMs = d.plan.windowSeconds * 1000;
     const candidate = this.o.window.window(d.candidateColor, windowEnd, lengthMs);
     // blue/green's candidate takes everything: it is compared with the stable colour before the switch.
-    const stable = run.baseline ?? this.o.window.window(d.stableColor, windowEnd, lengthMs);
-    return judgeWindow(candidate, stable, d.plan.rules);
+    if (run.baseline) return judgeWindow(candidate, run.baseline, d.plan.rules);
+    const stable = this.o.window.window(d.stableColor, windowEnd, lengthMs);
+    return judgeWindow(candidate, stable, d.plan.rules, this.stableRecentP99(run, windowEnd, lengthMs));
+  }
+
+  /**
+   * The stable colour's own spread: the highest P99 of its last few windows with enough requests,
+   * since the candidate took traffic (the same box load; not the candidate's start-up before it).
+   */
+  private stableRecentP99(run: Run, windowEnd: number, lengthMs: number): number | undefined {
+    let high: number | undefined;
+    for (let k = 1; k <= SPREAD_WINDOWS; k++) {
+      const end = windowEnd - k * lengthMs;
+      if (run.servingSinceMs === null || end - lengthMs < Math.floor(run.servingSinceMs / 1000) * 1000) break;
+      const w = this.o.window.window(run.d.stableColor, end, lengthMs);
+      if (w.count >= run.d.plan.rules.minSamples) high = Math.max(high ?? 0, w.p99Ms);
+    }
+    return high;
   }
 
   /** True when the failure streak (stored verdicts included) reaches the plan's rollback count. */

@@ -102,11 +102,12 @@ export class FastTrips {
     }
   }
 
-  /** The stable colour's P99 since the candidate took traffic (blue/green: before the switch) sets what "slow" means. */
+  /** The stable colour's P99 since the candidate took traffic (blue/green: before the switch), plus the floor, sets what "slow" means. */
   private refreshThreshold(run: Run, sinceMs: number): number | null {
     const stable = this.o.analysis.stableBaseline(run, this.o.clock.now(), sinceMs);
     const known = stable.count >= SEQUENTIAL_MIN_BASELINE;
-    run.slowThresholdMs = known ? stable.p99Ms : null;
+    // Slow means slower than the stable P99 by more than the plan's floor: a difference a user notices.
+    run.slowThresholdMs = known ? stable.p99Ms + (run.d.plan.rules.p99MinDeltaMs ?? 0) : null;
     return known ? stable.errorRate : null;
   }
 

@@ -31,6 +31,9 @@ export interface Plan {
   tripConsecutive5xx: number;
   /** Early verdicts from the sequential tests (monitoring/sequential.ts). */
   sequential: boolean;
+  /** No decisive verdict for this long (too little traffic): the deadline action; 0 or absent (older plans): none. */
+  progressDeadlineSeconds?: number;
+  progressDeadlineAction?: 'abort' | 'pause';
 }
 
 export interface Deployment {

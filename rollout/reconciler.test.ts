@@ -341,4 +341,47 @@ describe('the reconciler', () => {
     expect(await store.verdicts(d.id)).toEqual([]);
     expect(c.routingTable()).toMatchObject({ stable: 'green', candidateWeight: 0 });
   });
+
+  it('a candidate a few ms slower at the tail is promoted when the excess is under the floor; +100 ms is not', async () => {
+    const c = boot();
+    await c.init();
+    // 2× the stable colour's 5-14 ms: a 1.5× ratio rule alone fails it; +5-14 ms is under a 20 ms floor.
+    candidate = { slower: 2, status: 200 };
+    const d = await c.deploy(request('tail', {}, { rules: { ...PLAN.rules, p99MinDeltaMs: 20 } }));
+    expect(await serveUntil(c, d.id, ['promoted', 'rolled_back'])).toBe('promoted');
+    expect((await store.verdicts(d.id))[0]!.explanation).toMatch(/^passed: .*p99 28\.0ms = 2\.00× stable 14\.0ms > 1\.5×, \+14\.0ms ≤ the 20\.0ms floor/);
+    candidate = { slower: 10, status: 200 };
+    const bad = await c.deploy(request('slow', {}, { rules: { ...PLAN.rules, p99MinDeltaMs: 20 } }));
+    expect(await serveUntil(c, bad.id, ['promoted', 'rolled_back'])).toBe('rolled_back');
+  });
+
+  it('ends a deployment nobody sends traffic to at its progress deadline, audited', async () => {
+    const c = boot();
+    await c.init();
+    const d = await c.deploy(request('idle', {}, { progressDeadlineSeconds: 30 }));
+    await shifting(d.id);
+    await clock.advance(29_000);
+    expect((await store.deployment(d.id)).status.phase).not.toBe('aborted'); // paused (inconclusive) by now, not ended
+    await clock.advance(10_000);
+    const ended = await store.deployment(d.id);
+    expect(ended.status).toMatchObject({ phase: 'aborted', reason: expect.stringMatching(/^progress deadline: no decisive verdict for 30 s/) });
+    expect(c.routingTable()).toMatchObject({ stable: 'blue', candidateWeight: 0 });
+    expect((await store.auditSince(0)).find((e) => e.eventType === 'deadline')).toMatchObject({ deploymentId: d.id, details: { action: 'abort', seconds: 30 } });
+  });
+
+  it('pauses instead when the plan says so, and an operator\'s pause stops the clock', async () => {
+    const c = boot();
+    await c.init();
+    const held = await c.deploy(request('held', {}, { progressDeadlineSeconds: 30, progressDeadlineAction: 'abort' }));
+    await shifting(held.id);
+    await c.pause('operator', 'hold on');
+    await clock.advance(120_000);
+    expect((await store.deployment(held.id)).status).toMatchObject({ phase: 'paused', reason: 'hold on' });
+    await c.abort('operator');
+    const paused = await c.deploy(request('to-pause', {}, { progressDeadlineSeconds: 12, progressDeadlineAction: 'pause', stepSeconds: 60 }));
+    await shifting(paused.id);
+    await clock.advance(20_000);
+    expect((await store.deployment(paused.id)).status).toMatchObject({ phase: 'paused', reason: expect.stringMatching(/^progress deadline/) });
+    expect((await store.auditSince(0)).filter((e) => e.eventType === 'deadline')).toHaveLength(1);
+  });
 });

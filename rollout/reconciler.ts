@@ -160,6 +160,7 @@ export class Reconciler {
   pause(actor: string, reason = 'paused by operator'): Promise<Deployment> {
     return this.action('pause', async (run) => {
       await this.apply(run, { type: 'pause', reason });
+      run.pausedByOperator = true;
       await this.o.events.audit('pause', run.d, actor, { reason, stepIndex: run.d.status.stepIndex });
     });
   }
@@ -167,8 +168,9 @@ export class Reconciler {
   resume(actor: string): Promise<Deployment> {
     return this.action('resume', async (run) => {
       await this.apply(run, { type: 'resume' });
-      // A resumed step gets its whole analysis period again.
-      run.stepStartedMs = this.o.clock.now();
+      // A resumed step gets its whole analysis period again, and the progress deadline starts over.
+      run.stepStartedMs = run.progressMs = this.o.clock.now();
+      run.pausedByOperator = false;
       await this.o.events.audit('resume', run.d, actor, { stepIndex: run.d.status.stepIndex });
     });
   }
@@ -265,6 +267,7 @@ export class Reconciler {
       const judgement = analysis.judge(run, windowEnd);
       const verdictAt = clock.monotonic();
       run.history.push(judgement.verdict);
+      if (judgement.verdict !== 'insufficient') run.progressMs = clock.now();
       const trips = analysis.streakTrips(run);
       // The routing changes now, synchronously; persisting and auditing follow under the lock.
       if (trips && !run.rollback) this.toStable(run, verdictAt);
@@ -274,6 +277,10 @@ export class Reconciler {
         if (trips) {
           await this.rollBack(run, `${plan.rules.failuresToRollback} consecutive failing windows: ${analysis.failures(judgement)}`, 'judge', 'controller', verdictAt);
           return true;
+        }
+        if (this.deadlinePassed(run)) {
+          await this.onDeadline(run);
+          return ending(run);
         }
         // An operator's step change or resume while judging starts the windows afresh.
         if (run.d.status.stepIndex !== stepAtJudging || run.stepStartedMs !== startOfStep) return false;
@@ -293,6 +300,35 @@ export class Reconciler {
     }
   }
 
+  /** No decisive verdict for the plan's progress deadline, and no operator holding it paused. */
+  private deadlinePassed(run: Run): boolean {
+    const seconds = run.d.plan.progressDeadlineSeconds ?? 0;
+    return seconds > 0 && !run.pausedByOperator && !run.deadlinePassed && (run.d.status.phase === 'shifting' || run.d.status.phase === 'paused')
+      && this.o.clock.now() - run.progressMs >= seconds * 1000;
+  }
+
+  /**
+   * Too little traffic to judge by (Flagger's "no values found"): abort, traffic back to the stable
+   * colour, or pause for an operator, as the plan says — audited, never waiting forever.
+   */
+  private async onDeadline(run: Run): Promise<void> {
+    const { d } = run;
+    const seconds = d.plan.progressDeadlineSeconds ?? 0;
+    const action = d.plan.progressDeadlineAction ?? 'abort';
+    const reason = `progress deadline: no decisive verdict for ${seconds} s (fewer than ${d.plan.rules.minSamples} candidate requests in every window); send it traffic and deploy again`;
+    run.deadlinePassed = true;
+    if (action === 'abort') {
+      this.toStable(run, this.o.clock.monotonic());
+      await this.apply(run, { type: 'abort', reason });
+      this.o.colours.stopLater(d.candidateColor, d.plan.inspectSeconds, `progress deadline of ${d.version}; kept ${d.plan.inspectSeconds} s for inspection`);
+    } else if (run.d.status.phase === 'shifting') {
+      await this.apply(run, { type: 'pause', reason });
+    }
+    await this.o.events.audit('deadline', run.d, 'controller', { action, seconds, reason }, false, reason);
+    this.o.log.warn({ deployment: d.id, action, seconds }, 'progress deadline passed');
+    if (action === 'abort') this.finish(run);
+  }
+
   private async passStep(run: Run): Promise<void> {
     const { d } = run;
     if (d.status.stepIndex >= d.status.steps.length - 1) return this.finishPromotion(run, { type: 'step_passed' }, 'controller');
@@ -303,7 +339,8 @@ export class Reconciler {
   }
 
   private enterStep(run: Run): void {
-    run.stepStartedMs = this.o.clock.now();
+    run.stepStartedMs = run.progressMs = this.o.clock.now();
+    run.servingSinceMs ??= run.stepStartedMs;
     this.setWeights(run);
   }
 
@@ -448,6 +485,9 @@ export class Reconciler {
         return;
       }
       colours.serve(d.candidateColor, d.version);
+      run.servingSinceMs = clock.now();
+      // Whether an operator paused it died with the old proxy: a paused one is held as if they had.
+      run.pausedByOperator = d.status.phase === 'paused';
       // The previous proxy had decided (its failing windows are stored) but could not persist the rollback.
       if (analysis.streakTrips(run)) {
         await this.rollBack(run, `${d.plan.rules.failuresToRollback} consecutive failing windows before the proxy restarted`, 'restart', 'controller', clock.monotonic());

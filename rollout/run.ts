@@ -21,6 +21,14 @@ export interface Run {
   history: WindowVerdict[];
   seq: number;
   stepStartedMs: number;
+  /** When the candidate first took traffic (its first step, or a take-over): where the stable colour's recent range starts. */
+  servingSinceMs: number | null;
+  /** The last sign of progress: the start, a step entered or resumed, a decisive verdict (the progress deadline's clock). */
+  progressMs: number;
+  /** Paused by an operator: the progress deadline waits for the resume. */
+  pausedByOperator: boolean;
+  /** The progress deadline acted (once). */
+  deadlinePassed: boolean;
   /** bluegreen: the stable colour's latency before the switch, the baseline of its analysis. */
   baseline: WindowStats | null;
   /** Ends the driver's current sleep early (an operator action, a close). */
@@ -41,7 +49,7 @@ export interface Run {
 
 export function newRun(d: Deployment, release: Release, nowMs: number, stored: readonly WindowVerdict[] = []): Run {
   return {
-    d, release, history: [...stored], seq: stored.length, stepStartedMs: nowMs, baseline: null, wake: () => {}, rollback: null,
+    d, release, history: [...stored], seq: stored.length, stepStartedMs: nowMs, servingSinceMs: null, progressMs: nowMs, pausedByOperator: false, deadlinePassed: false, baseline: null, wake: () => {}, rollback: null,
     maxWeight: 0, consecutive5xx: 0, sequential: null, acc: { count: 0, slow: 0, errors: 0 }, slowThresholdMs: null, lastExplanation: null,
   };
 }

@@ -27,6 +27,7 @@ export const DEPLOY_FIELDS = {
   env: { type: 'object', additionalProperties: { type: 'string' } },
   artifact: { type: 'string', minLength: 1, maxLength: 4096 },
   p99Ratio: likeSetting('p99Ratio'),
+  p99MinDeltaMs: likeSetting('p99MinDeltaMs'),
   maxErrorRate: likeSetting('maxErrorRate'),
   maxP95Ms: likeSetting('maxP95Ms'),
   maxP99Ms: likeSetting('maxP99Ms'),
@@ -36,6 +37,7 @@ export const DEPLOY_FIELDS = {
   inspectSeconds: likeSetting('inspectSeconds'),
   previewSeconds: likeSetting('previewSeconds'),
   tripConsecutive5xx: likeSetting('tripConsecutive5xx'),
+  progressDeadlineSeconds: likeSetting('progressDeadlineSeconds'),
   metricRules: { type: 'string', maxLength: 1000 },
   sequential: { type: 'boolean' },
 } as const;
@@ -118,6 +120,7 @@ export function deployRequest(body: DeployBody, config: Config, actor: string): 
     windowSeconds: body.windowSeconds ?? config.windowSeconds,
     rules: {
       p99Ratio: body.p99Ratio ?? config.p99Ratio,
+      p99MinDeltaMs: body.p99MinDeltaMs ?? config.p99MinDeltaMs,
       maxErrorRate: body.maxErrorRate ?? config.maxErrorRate,
       minSamples: body.minSamples ?? config.minSamples,
       failuresToRollback: body.failuresToRollback ?? config.failuresToRollback,
@@ -130,6 +133,8 @@ export function deployRequest(body: DeployBody, config: Config, actor: string): 
     previewSeconds: body.previewSeconds ?? config.previewSeconds,
     tripConsecutive5xx: body.tripConsecutive5xx ?? config.tripConsecutive5xx,
     sequential: body.sequential ?? config.sequential === '1',
+    progressDeadlineSeconds: body.progressDeadlineSeconds ?? config.progressDeadlineSeconds,
+    progressDeadlineAction: config.progressDeadlineAction === 'pause' ? 'pause' : 'abort',
   };
   if (plan.windowSeconds > plan.stepSeconds) throw new CL_ERR_INVALID_REQUEST(`body/windowSeconds: expected at most stepSeconds (${plan.stepSeconds}), got ${plan.windowSeconds}`);
   return { version: body.version, strategy, steps, env, artifact: body.artifact, plan, actor };

@@ -2,7 +2,7 @@
 // are promoted or rolled back by the judge, blue/green with a preview pin and an instant switch
 // back, the proxy killed -9 mid-rollout, the admin API's refusals, the CLI, exports, hooks,
 // another app as an artifact, and the Prometheus exposition checked by promtool.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createServer as createHttpsServer } from 'node:https';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -163,6 +163,22 @@ describe('canary', () => {
       const { result: d } = await underLoad(async () => finished((await deploy({ version })).id));
       expect(d.status.phase, `${version}: ${d.status.reason}`).toBe('promoted');
       expect((await active()).version).toBe(version);
+    }
+  });
+
+  it('promotes identical releases under a closed-loop client that keeps the box busy (wrk, 4 connections)', async () => {
+    // The load the false rollbacks of issue 16 came from: a fresh candidate process sharing
+    // saturated cores with the stable one. Its tail is a few ms longer, which no user notices.
+    const wrk = spawn('wrk', ['-t1', '-c4', '-d120s', `${app.url}/api/data`], { stdio: 'ignore' });
+    try {
+      for (const version of ['busy-same-1', 'busy-same-2']) {
+        const d = await finished((await deploy({ version })).id);
+        expect(d.status.phase, `${version}: ${d.status.reason} ${JSON.stringify(d.verdicts.map((v: any) => v.explanation))}`).toBe('promoted');
+        expect(d.verdicts.some((v: any) => v.verdict === 'pass'), 'judged, not waved through').toBe(true);
+      }
+    } finally {
+      wrk.kill('SIGINT');
+      await new Promise((r) => wrk.once('exit', r));
     }
   });
 
@@ -339,6 +355,28 @@ describe('the changelens command', () => {
     expect(range.stderr).toContain('--step-seconds');
   });
 
+  it('deploy --wait never hangs on a box with no traffic: the progress deadline aborts (exit 4), and --timeout gives up (exit 4)', async () => {
+    const stable = await active();
+    // No load: every window is insufficient; the deadline (4 s) ends it at the first window after.
+    const idle = await runCli(['deploy', 'idle-1', '--progress-deadline', '4', '--wait', '--json'], app.env, 90_000);
+    expect(idle.code, idle.stderr).toBe(4);
+    const d = JSON.parse(idle.stdout);
+    expect(d.status).toMatchObject({ phase: 'aborted', reason: expect.stringMatching(/^progress deadline: no decisive verdict for 4 s/) });
+    expect(await active()).toEqual(stable);
+    const audit = (await api('GET', '/api/audit?since=5m')).body.events;
+    expect(audit.find((e: any) => e.eventType === 'deadline' && e.deploymentId === d.id)).toMatchObject({ actor: 'controller', details: { action: 'abort', seconds: 4 } });
+    // Its own patience: --timeout ends the wait, not the deployment.
+    const started = Date.now();
+    const impatient = await runCli(['deploy', 'idle-2', '--wait', '--timeout', '2'], app.env, 60_000);
+    expect(impatient.code, impatient.stderr).toBe(4);
+    expect(impatient.stderr).toContain('gave up waiting after 2 s (--timeout); the deployment goes on');
+    expect(Date.now() - started).toBeLessThan(30_000);
+    expect(await api('POST', '/api/deployment/abort', { reason: 'test is done with it' })).toMatchObject({ status: 200 });
+    const usage = await runCli(['deploy', 'idle-3', '--timeout', '5'], app.env);
+    expect(usage.code).toBe(2);
+    expect(usage.stderr).toContain('--timeout: only with --wait');
+  });
+
   it('lists releases, the audit log and exports a deployment in the seed\'s formats', async () => {
     const releases = await runCli(['releases', '--json'], app.env);
     expect(releases.code, releases.stderr).toBe(0);
@@ -457,10 +495,10 @@ describe('shipping from CI: upload and the remote CLI', () => {
 
   it('refuses without a token, with a wrong one, and says when nothing answers', async () => {
     const none = await runCli(['releases', '--url', app.url], { ...app.env, CHANGELENS_DATA_DIR: '/nonexistent' });
-    expect(none.code).toBe(1);
+    expect(none.code).toBe(5);
     expect(none.stderr).toContain('no admin token for the remote appliance');
     const wrong = await runCli(['releases', '--url', app.url], { ...remoteEnv(), CHANGELENS_ADMIN_TOKEN: 'x'.repeat(24) });
-    expect(wrong.code).toBe(1);
+    expect(wrong.code).toBe(5);
     expect(wrong.stderr).toContain('CL_ERR_UNAUTHORIZED');
     const [deadPort] = await freePorts(1);
     const dead = await runCli(['releases', '--url', `http://127.0.0.1:${deadPort}`], remoteEnv());
