@@ -12,14 +12,15 @@
 //   (rollout/fast-trips.ts), the latency test starts after a 3 s cold-start grace and compares with
 //   the stable P99 of the stable traffic since the canary began (once 100 requests; at most the last
 //   30 s), re-estimated every second for the first 30 s, then every 30 s (every second, as the
-//   proxy does from its slices, would only cost time here).
+//   proxy does from its slices, would only cost time here). Its latency rules take the 20 ms floor
+//   and the stable colour's recent range (issue 16), as the appliance's defaults do.
 // Percentiles here are exact (sorted samples), not HdrHistogram's: the comparison is of the rules.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { packageRoot } from '../lib/package-root.js';
 import { consecutiveFailures, judgeWindow, DEFAULT_RULES, type JudgeRules, type WindowStats, type WindowVerdict } from '../monitoring/index.js';
-import { SequentialJudge, wilson } from '../monitoring/sequential.js';
+import { SEQUENTIAL_WITH_FLOOR, SequentialJudge, wilson } from '../monitoring/sequential.js';
 import { prng } from './prng.js';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '1000' } } });
@@ -32,6 +33,8 @@ const MEDIAN_MS = 10;
 /** As rollout/fast-trips.ts: the latency test needs 100 stable requests, and ignores the candidate's first 3 s. */
 const SEQUENTIAL_MIN_BASELINE = 100;
 const COLD_START_GRACE_SECONDS = 3;
+/** The practical-significance floor, CHANGELENS_P99_MIN_DELTA_MS's default: the window rule and "slow" for the sequential test. */
+const P99_MIN_DELTA_MS = 20;
 
 interface Scenario { traffic: string; rate: number; sigma: number; kind: 'A/A' | 'errors 0 → 10 %' | 'P99 × 3' }
 const SCENARIOS: Scenario[] = [];
@@ -82,10 +85,11 @@ function simulate(s: Scenario, seed: number): Outcome {
   const stab = new Float64Array(Math.ceil(stableRate * WINDOW_SECONDS) + 8);
   const recent: Float64Array[] = []; // the stable colour's samples of each of the last 30 s
   const seedRules: JudgeRules = { ...DEFAULT_RULES, minSamples: 0 };
-  const lensRules: JudgeRules = { ...DEFAULT_RULES };
+  const lensRules: JudgeRules = { ...DEFAULT_RULES, p99MinDeltaMs: P99_MIN_DELTA_MS };
+  const stableP99s: number[] = []; // the stable colour's window P99s so far: its own range
   const seedHistory: WindowVerdict[] = [];
   const lensHistory: WindowVerdict[] = [];
-  const sequential = new SequentialJudge();
+  const sequential = new SequentialJudge(SEQUENTIAL_WITH_FLOOR);
   let seedAt: number | null = null;
   let lensAt: number | null = null;
 
@@ -116,7 +120,7 @@ function simulate(s: Scenario, seed: number): Outcome {
       const e = r.uniform() < errorP;
       cand[cn++] = l;
       if (e) { ce++; errs++; }
-      if (threshold !== null && l > threshold) slow++;
+      if (threshold !== null && l > threshold + P99_MIN_DELTA_MS) slow++;
     }
     const stableSecond = new Float64Array(ns);
     for (let i = 0; i < ns; i++) stab[sn++] = stableSecond[i] = latency();
@@ -135,7 +139,10 @@ function simulate(s: Scenario, seed: number): Outcome {
         if (consecutiveFailures(seedHistory) >= 2) seedAt = second;
       }
       if (lensAt === null) {
-        lensHistory.push(judgeWindow(c, b, lensRules).verdict);
+        // As rollout/analysis.ts: the second-highest of the last five windows, once there are three.
+        const recentP99s = stableP99s.slice(-5).sort((x, y) => y - x);
+        lensHistory.push(judgeWindow(c, b, lensRules, recentP99s.length >= 3 ? recentP99s[1] : undefined).verdict);
+        stableP99s.push(b.p99Ms);
         if (consecutiveFailures(lensHistory) >= 2) lensAt = second;
       }
       cn = ce = sn = se = 0;

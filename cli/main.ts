@@ -37,7 +37,8 @@ ${DEMO_USAGE}
 
 Configuration comes from environment variables (PORT, CHANGELENS_DATA_DIR, DATABASE_URL, REDIS_URL, …)
 and an optional JSON file (--config or CHANGELENS_CONFIG); see README.md.
-Exit codes: 0 ok, 1 failure, 2 bad usage or configuration, 3 not running.`;
+Exit codes: 0 ok (deploy --wait: promoted), 1 failure (rolled back), 2 bad usage or configuration,
+3 not running or unreachable, 4 no verdict (paused, aborted, --timeout passed), 5 unauthorized.`;
 
 type Command = (args: string[]) => Promise<number>;
 

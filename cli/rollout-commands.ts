@@ -167,15 +167,18 @@ async function waitFor(api: ReturnType<typeof adminClient>, id: string, json: bo
   let last = '';
   let unreachableSince: number | null = null;
   const deadline = timeoutSeconds === undefined ? Infinity : Date.now() + timeoutSeconds * 1000;
+  let seen: Deployment | undefined;
   for (;;) {
     if (Date.now() > deadline) {
       process.stderr.write(`gave up waiting after ${timeoutSeconds} s (--timeout); the deployment goes on: changelens deployment ${id}\n`);
+      if (json && seen) write(true, seen, '');
       return EXIT.undecided;
     }
     let d: Deployment & { verdicts: StoredVerdict[] };
     try {
       d = await api.get<Deployment & { verdicts: StoredVerdict[] }>(`/api/deployments/${encodeURIComponent(id)}`);
       unreachableSince = null;
+      seen = d;
     } catch (err) {
       // A proxy restarting (pm2 brings it back, and it takes the deployment over) is not the end.
       const transient = err instanceof CL_ERR_UNREACHABLE || (err instanceof ChangeLensError && err.statusCode >= 502);

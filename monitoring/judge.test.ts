@@ -76,13 +76,16 @@ describe('judgeWindow', () => {
   });
 
   it('a candidate within the stable colour\'s own recent range passes, and the sentence says so', () => {
-    const rules = { ...DEFAULT_RULES, p99MinDeltaMs: 2 };
+    const rules = { ...DEFAULT_RULES, p99MinDeltaMs: 3 };
     const j = judgeWindow(stats({ p99Ms: 10.4 }), stats({ color: 'blue', p99Ms: 6 }), rules, 11.2);
     const rule = j.rules.find((r) => r.rule === 'p99_ratio')!;
     expect(rule.verdict).toBe('pass');
-    expect(rule.message).toBe('p99 10.4ms = 1.73× stable 6.0ms > 1.5×, +4.4ms > the 2.0ms floor, within the stable colour\'s recent range (up to 11.2ms)');
+    expect(rule.message).toBe('p99 10.4ms = 1.73× stable 6.0ms > 1.5×, +4.4ms > the 3.0ms floor, within the stable colour\'s recent range (up to 11.2ms)');
     const below = judgeWindow(stats({ p99Ms: 10.4 }), stats({ color: 'blue', p99Ms: 6 }), { ...DEFAULT_RULES, p99MinDeltaMs: 20 }).rules.find((r) => r.rule === 'p99_ratio')!;
-    expect(below).toMatchObject({ verdict: 'pass', message: 'p99 10.4ms = 1.73× stable 6.0ms > 1.5×, +4.4ms ≤ the 20.0ms floor, the stable colour\'s recent range is its own 6.0ms' });
+    expect(below).toMatchObject({ verdict: 'pass', message: 'p99 10.4ms = 1.73× stable 6.0ms > 1.5×, +4.4ms ≤ the 20.0ms floor, no recent range of the stable colour yet' });
+    // A stable colour disturbed in its recent windows never hides more than another floor.
+    const masked = judgeWindow(stats({ p99Ms: 56 }), stats({ color: 'blue', p99Ms: 14 }), { ...DEFAULT_RULES, p99MinDeltaMs: 20 }, 90).rules.find((r) => r.rule === 'p99_ratio')!;
+    expect(masked).toMatchObject({ verdict: 'fail', message: 'p99 56.0ms = 4.00× stable 14.0ms > 1.5×, +42.0ms > the 20.0ms floor, above the stable colour\'s recent range (up to 54.0ms)' });
   });
 
   it('a window with too few samples is insufficient, never a pass or a fail', () => {
@@ -100,7 +103,7 @@ describe('judgeWindow', () => {
     const ratio = j.rules.find((r) => r.rule === 'p99_ratio')!;
     expect(ratio).toMatchObject({ verdict: 'fail', threshold: 1.5 });
     expect(ratio.observed).toBeCloseTo(412 / 133, 6);
-    expect(ratio.message).toBe('p99 412.0ms = 3.10× stable 133.0ms > 1.5×, +279.0ms > the 0.0ms floor, the stable colour\'s recent range is its own 133.0ms');
+    expect(ratio.message).toBe('p99 412.0ms = 3.10× stable 133.0ms > 1.5×, +279.0ms > the 0.0ms floor, no recent range of the stable colour yet');
     expect(j.rules.find((r) => r.rule === 'error_rate')!.message).toBe('error rate 2.0% (4/200) ≤ 5.0%');
   });
 

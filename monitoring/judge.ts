@@ -109,22 +109,26 @@ export function consecutiveFailures(history: readonly WindowVerdict[]): number {
 
 /**
  * The P99 ratio, made practical: it fails only when the ratio is exceeded, the excess is more than
- * the floor, and the candidate is above the stable colour's own recent range. The sentence names
- * the floor and the range it used, whichever way it went.
+ * the floor, and the candidate is above the stable colour's own recent range. The range can raise
+ * the bar by one more floor at most (stable P99 + 2 × floor), so a stable colour that was itself
+ * disturbed never hides a regression larger than that; with no floor it has no effect. The
+ * sentence names the floor and the range it used, whichever way it went.
  */
 function latencyRule(candidateMs: number, stableMs: number, rules: JudgeRules, stableRecentP99Ms: number | undefined): RuleResult {
   // A stable P99 of 0 cannot happen with samples (values are ≥ 1 µs), but guard the division.
   const ratio = candidateMs / Math.max(stableMs, 0.001);
   const floor = rules.p99MinDeltaMs ?? 0;
   const excess = candidateMs - stableMs;
-  const range = stableRecentP99Ms !== undefined && stableRecentP99Ms > stableMs ? stableRecentP99Ms : stableMs;
+  const range = Math.min(Math.max(stableRecentP99Ms ?? stableMs, stableMs), stableMs + 2 * floor);
   const over = ratio > rules.p99Ratio;
   const material = excess > floor;
   const outside = candidateMs > range;
   const failed = over && material && outside;
   const what = `p99 ${ms(candidateMs)} = ${ratio.toFixed(2)}× stable ${ms(stableMs)} ${over ? '>' : '≤'} ${rules.p99Ratio}×`;
   const excessText = `${excess >= 0 ? '+' : '−'}${ms(Math.abs(excess))} ${material ? '>' : '≤'} the ${ms(floor)} floor`;
-  const rangeText = range > stableMs ? `${outside ? 'above' : 'within'} the stable colour's recent range (up to ${ms(range)})` : `the stable colour's recent range is its own ${ms(stableMs)}`;
+  const rangeText = stableRecentP99Ms === undefined ? 'no recent range of the stable colour yet'
+    : range > stableMs ? `${outside ? 'above' : 'within'} the stable colour's recent range (up to ${ms(range)})`
+      : 'the stable colour\'s recent windows no higher than now';
   return { rule: 'p99_ratio', verdict: failed ? 'fail' : 'pass', observed: ratio, threshold: rules.p99Ratio, message: `${what}, ${excessText}, ${rangeText}` };
 }
 

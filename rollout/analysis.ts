@@ -12,8 +12,9 @@ import type { Run } from './run.js';
 export const GRACE_MS = 30;
 /** How much of the stable colour's past is its baseline (blue/green: before the switch). */
 export const BASELINE_SECONDS = 30;
-/** How many of the stable colour's windows before this one show its own spread. */
+/** How many of the stable colour's windows before this one show its own spread, and how many it needs. */
 const SPREAD_WINDOWS = 5;
+const SPREAD_MIN_WINDOWS = 3;
 
 export type StepOutcome = 'passed' | 'inconclusive' | 'undecided';
 
@@ -59,18 +60,20 @@ export class WindowAnalysis {
   }
 
   /**
-   * The stable colour's own spread: the highest P99 of its last few windows with enough requests,
-   * since the candidate took traffic (the same box load; not the candidate's start-up before it).
+   * The stable colour's own spread: the second-highest P99 of its last few windows since the
+   * candidate took traffic (the same box load; not the candidate's start-up before it), counting
+   * only windows with twice the minimum of requests (a P99 of 50 is nearly a maximum), and only
+   * once there are three. The second-highest: one disturbed window of its own is not its range.
    */
   private stableRecentP99(run: Run, windowEnd: number, lengthMs: number): number | undefined {
-    let high: number | undefined;
+    const p99s: number[] = [];
     for (let k = 1; k <= SPREAD_WINDOWS; k++) {
       const end = windowEnd - k * lengthMs;
       if (run.servingSinceMs === null || end - lengthMs < Math.floor(run.servingSinceMs / 1000) * 1000) break;
       const w = this.o.window.window(run.d.stableColor, end, lengthMs);
-      if (w.count >= run.d.plan.rules.minSamples) high = Math.max(high ?? 0, w.p99Ms);
+      if (w.count >= 2 * run.d.plan.rules.minSamples) p99s.push(w.p99Ms);
     }
-    return high;
+    return p99s.length >= SPREAD_MIN_WINDOWS ? p99s.sort((a, b) => b - a)[1] : undefined;
   }
 
   /** True when the failure streak (stored verdicts included) reaches the plan's rollback count. */
@@ -95,7 +98,7 @@ export class WindowAnalysis {
   /** One sentence per verdict: what fired, or why this window did not roll back. */
   explain(run: Run, j: WindowJudgement): string {
     const needed = run.d.plan.rules.failuresToRollback;
-    const of = (v: RuleResult['verdict']) => j.rules.filter((r) => r.verdict === v).map((r) => r.message).join('; ');
+    const of = (v: RuleResult['verdict']) => [...new Set(j.rules.filter((r) => r.verdict === v).map((r) => r.message))].join('; ');
     if (j.verdict === 'pass') return `passed: ${of('pass')}`;
     if (j.verdict === 'insufficient') return `not judged (too few requests, neither pass nor fail): ${of('insufficient')}`;
     const streak = consecutiveFailures(run.history);

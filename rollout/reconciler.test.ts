@@ -384,4 +384,38 @@ describe('the reconciler', () => {
     expect((await store.deployment(paused.id)).status).toMatchObject({ phase: 'paused', reason: expect.stringMatching(/^progress deadline/) });
     expect((await store.auditSince(0)).filter((e) => e.eventType === 'deadline')).toHaveLength(1);
   });
+
+  it('a deadline pause resumed gets a new deadline; an operator can take a judge\'s pause over; a restart keeps who paused', async () => {
+    const c = boot();
+    await c.init();
+    const d = await c.deploy(request('quiet', {}, { progressDeadlineSeconds: 12, progressDeadlineAction: 'pause', stepSeconds: 60 }));
+    await shifting(d.id);
+    await clock.advance(20_000);
+    expect((await store.deployment(d.id)).status.reason).toMatch(/^progress deadline: no decisive verdict for 12 s \(last window: 0 candidate samples < 50\); send it traffic and resume/);
+    await c.resume('operator');
+    await clock.advance(20_000);
+    expect((await store.auditSince(0)).filter((e) => e.eventType === 'deadline')).toHaveLength(2);
+    // The operator holds it now: no deadline, across a restart too.
+    await c.pause('operator', 'mine now');
+    c.close();
+    const second = boot();
+    await second.init();
+    await clock.advance(120_000);
+    expect((await store.deployment(d.id)).status).toMatchObject({ phase: 'paused', reason: 'mine now' });
+    expect((await store.auditSince(0)).filter((e) => e.eventType === 'deadline')).toHaveLength(2);
+  });
+
+  it('a deployment the judge paused for lack of traffic still meets its deadline after a restart', async () => {
+    const first = boot();
+    await first.init();
+    const d = await first.deploy(request('lonely', {}, { progressDeadlineSeconds: 40, stepSeconds: 10 }));
+    await shifting(d.id);
+    await clock.advance(15_000);
+    expect((await store.deployment(d.id)).status).toMatchObject({ phase: 'paused', reason: expect.stringMatching(/^no window of step 1/) });
+    first.close();
+    const second = boot();
+    await second.init();
+    await clock.advance(60_000);
+    expect((await store.deployment(d.id)).status).toMatchObject({ phase: 'aborted', reason: expect.stringMatching(/^progress deadline/) });
+  });
 });

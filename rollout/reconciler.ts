@@ -48,6 +48,10 @@ export interface RolloutStatus {
   deployment: (Deployment & { weight: number; lastVerdict: WindowVerdict | null; lastExplanation: string | null }) | null;
 }
 
+/** How the judge's and the deadline's pauses begin (an operator's is anything else): read back on take-over. */
+const INCONCLUSIVE = 'no window of step';
+const DEADLINE = 'progress deadline';
+
 /** Finished, or rolling back (a row a proxy of an earlier version left in that phase). */
 const ending = (run: Run): boolean => isTerminal(run.d.status.phase) || run.d.status.phase === 'rolling_back';
 
@@ -171,6 +175,7 @@ export class Reconciler {
       // A resumed step gets its whole analysis period again, and the progress deadline starts over.
       run.stepStartedMs = run.progressMs = this.o.clock.now();
       run.pausedByOperator = false;
+      run.deadlinePassed = false;
       await this.o.events.audit('resume', run.d, actor, { stepIndex: run.d.status.stepIndex });
     });
   }
@@ -287,7 +292,7 @@ export class Reconciler {
         if (strategy.stepComplete(run, clock.now())) {
           const outcome = analysis.stepOutcome(run, windowEnd);
           if (outcome === 'inconclusive') {
-            await this.apply(run, { type: 'inconclusive', reason: `no window of step ${run.d.status.stepIndex + 1} had ${plan.rules.minSamples} candidate requests; resume, promote or roll back` });
+            await this.apply(run, { type: 'inconclusive', reason: `${INCONCLUSIVE} ${run.d.status.stepIndex + 1} had ${plan.rules.minSamples} candidate requests; resume, promote or roll back` });
             await this.o.events.audit('pause', run.d, 'controller', { reason: run.d.status.reason });
           } else if (outcome === 'passed') {
             await this.passStep(run);
@@ -315,7 +320,10 @@ export class Reconciler {
     const { d } = run;
     const seconds = d.plan.progressDeadlineSeconds ?? 0;
     const action = d.plan.progressDeadlineAction ?? 'abort';
-    const reason = `progress deadline: no decisive verdict for ${seconds} s (fewer than ${d.plan.rules.minSamples} candidate requests in every window); send it traffic and deploy again`;
+    // Why nothing was decided, in the last window's own words (few candidate requests, few stable ones, a metric not reported).
+    const why = run.lastExplanation?.replace(/^not judged \(too few requests, neither pass nor fail\): /, '') ?? 'no window was judged';
+    const next = action === 'abort' ? 'send it traffic and deploy again' : 'send it traffic and resume, or promote or roll back';
+    const reason = `${DEADLINE}: no decisive verdict for ${seconds} s (last window: ${why}); ${next}`;
     run.deadlinePassed = true;
     if (action === 'abort') {
       this.toStable(run, this.o.clock.monotonic());
@@ -486,8 +494,10 @@ export class Reconciler {
       }
       colours.serve(d.candidateColor, d.version);
       run.servingSinceMs = clock.now();
-      // Whether an operator paused it died with the old proxy: a paused one is held as if they had.
-      run.pausedByOperator = d.status.phase === 'paused';
+      // Who paused it, from its reason: the judge and the deadline say so; anything else is an operator's hold.
+      const pausedBy = d.status.phase === 'paused' ? d.status.reason ?? '' : null;
+      run.pausedByOperator = pausedBy !== null && !pausedBy.startsWith(INCONCLUSIVE) && !pausedBy.startsWith(DEADLINE);
+      run.deadlinePassed = pausedBy?.startsWith(DEADLINE) ?? false;
       // The previous proxy had decided (its failing windows are stored) but could not persist the rollback.
       if (analysis.streakTrips(run)) {
         await this.rollBack(run, `${d.plan.rules.failuresToRollback} consecutive failing windows before the proxy restarted`, 'restart', 'controller', clock.monotonic());

@@ -36,7 +36,8 @@ const TRANSITIONS: Record<Phase, Partial<Record<DeploymentEvent['type'], Phase>>
   starting: { started: 'warming', not_ready: 'failed', abort: 'aborted' },
   warming: { ready: 'shifting', not_ready: 'failed', abort: 'aborted' },
   shifting: { step_passed: 'shifting', inconclusive: 'paused', verdict_failed: 'rolling_back', pause: 'paused', promote: 'promoted', rollback: 'rolling_back', abort: 'aborted' },
-  paused: { resume: 'shifting', promote: 'promoted', rollback: 'rolling_back', abort: 'aborted', verdict_failed: 'rolling_back' },
+  // pause again: an operator takes over a pause the judge or the progress deadline made (its reason now theirs).
+  paused: { resume: 'shifting', pause: 'paused', promote: 'promoted', rollback: 'rolling_back', abort: 'aborted', verdict_failed: 'rolling_back' },
   rolling_back: { rolled_back: 'rolled_back' },
   promoted: {},
   rolled_back: {},

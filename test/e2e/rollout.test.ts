@@ -169,8 +169,10 @@ describe('canary', () => {
   it('promotes identical releases under a closed-loop client that keeps the box busy (wrk, 4 connections)', async () => {
     // The load the false rollbacks of issue 16 came from: a fresh candidate process sharing
     // saturated cores with the stable one. Its tail is a few ms longer, which no user notices.
-    const wrk = spawn('wrk', ['-t1', '-c4', '-d120s', `${app.url}/api/data`], { stdio: 'ignore' });
+    const wrk = spawn('wrk', ['-t1', '-c4', '-d600s', `${app.url}/api/data`], { stdio: 'ignore' });
+    const exited = new Promise<unknown>((resolve) => { wrk.once('exit', resolve); wrk.once('error', resolve); });
     try {
+      expect(wrk.pid, 'wrk (scripts/install-system-deps.sh --test installs it)').toBeDefined();
       for (const version of ['busy-same-1', 'busy-same-2']) {
         const d = await finished((await deploy({ version })).id);
         expect(d.status.phase, `${version}: ${d.status.reason} ${JSON.stringify(d.verdicts.map((v: any) => v.explanation))}`).toBe('promoted');
@@ -178,7 +180,7 @@ describe('canary', () => {
       }
     } finally {
       wrk.kill('SIGINT');
-      await new Promise((r) => wrk.once('exit', r));
+      await exited;
     }
   });
 
