@@ -29,7 +29,8 @@ export const ROLLOUT_USAGE = `  (each of these takes --url URL, or CHANGELENS_UR
                    [--p99-ratio 1.5] [--max-error-rate 0.05] [--max-p95-ms N] [--max-p99-ms N] [--min-samples 50]
                    [--failures-to-rollback 2] [--keep-warm-seconds 300] [--inspect-seconds 600] [--preview-seconds 0]
                    [--trip-consecutive-5xx 5] [--metric-rules recall_at_10>=0.30] [--no-sequential]
-                   [--p99-min-delta-ms 20] [--progress-deadline 600] [--timeout SECONDS (with --wait)]
+                   [--p99-min-delta-ms 20] [--progress-deadline 600] [--analysis-load RATE[,PATH…]]
+                   [--timeout SECONDS (with --wait)]
                                            roll a release out on the idle colour; --wait exits 0 promoted,
                                            1 rolled back or failed, 4 paused, aborted (progress deadline)
                                            or --timeout passed, 3 unreachable, 5 unauthorized, 2 bad usage
@@ -46,7 +47,7 @@ const common = { json: { type: 'boolean' }, config: { type: 'string' }, url: { t
 export const rolloutCommands: Record<string, Command> = {
   async deploy(args) {
     const options = {
-      ...common, strategy: { type: 'string' }, steps: { type: 'string' }, 'metric-rules': { type: 'string' }, 'no-sequential': { type: 'boolean' }, set: { type: 'string', multiple: true }, artifact: { type: 'string' }, wait: { type: 'boolean' }, timeout: { type: 'string' },
+      ...common, strategy: { type: 'string' }, steps: { type: 'string' }, 'metric-rules': { type: 'string' }, 'analysis-load': { type: 'string' }, 'no-sequential': { type: 'boolean' }, set: { type: 'string', multiple: true }, artifact: { type: 'string' }, wait: { type: 'boolean' }, timeout: { type: 'string' },
       ...Object.fromEntries(Object.keys(NUMERIC_FLAGS).map((f) => [f, { type: 'string' }])),
     } as const satisfies ParseArgsConfig['options'];
     const { values, positionals } = parse(args, options, true);
@@ -92,6 +93,7 @@ export const rolloutCommands: Record<string, Command> = {
       }
     }
     if (values['metric-rules'] !== undefined) body.metricRules = values['metric-rules'];
+    if (values['analysis-load'] !== undefined) body.analysisLoad = values['analysis-load'];
     if (values['no-sequential']) body.sequential = false;
     const d = await withFlagNames(api.post<Deployment>('/api/deployments', body));
     if (!values.wait) {
@@ -239,7 +241,7 @@ async function withFlagNames<T>(p: Promise<T>): Promise<T> {
     return await p;
   } catch (err) {
     const e = err as Error;
-    for (const [flag, field] of Object.entries({ ...NUMERIC_FLAGS, steps: 'steps', strategy: 'strategy', 'metric-rules': 'metricRules', artifact: 'artifact', set: 'env', version: 'version' })) {
+    for (const [flag, field] of Object.entries({ ...NUMERIC_FLAGS, steps: 'steps', strategy: 'strategy', 'metric-rules': 'metricRules', 'analysis-load': 'analysisLoad', artifact: 'artifact', set: 'env', version: 'version' })) {
       e.message = e.message.replace(new RegExp(`body/${field}\\b`, 'g'), flag === 'version' ? '<version>' : `--${flag}`);
     }
     throw e;

@@ -7,6 +7,7 @@ import { resolve } from 'node:path';
 import { CL_ERR_CONFIG_INVALID } from './errors.js';
 import { parseRegressionSpec } from './contracts/regressions.js';
 import { parseMetricRules } from './contracts/metric-rules.js';
+import { parseAnalysisLoad } from './contracts/analysis-load.js';
 import { parseMonitorRules } from './contracts/monitor-rules.js';
 import { cronProblem } from './contracts/cron.js';
 import { parseS3Url } from './contracts/s3-url.js';
@@ -48,6 +49,7 @@ const monitorRulesSpec = (v: unknown): string | undefined => {
   return text !== undefined && Array.isArray(parseMonitorRules(text)) ? text : undefined;
 };
 const metricRulesSpec = (v: unknown): string | undefined => (typeof v === 'string' && Array.isArray(parseMetricRules(v)) ? v : undefined);
+const analysisLoadSpec = (v: unknown): string | undefined => (typeof v === 'string' && !('error' in parseAnalysisLoad(v)) ? v : undefined);
 const urlList = (v: unknown): string | undefined =>
   typeof v === 'string' && v.split(',').every((u) => /^https?:\/\/\S+$/.test(u.trim())) ? v : undefined;
 export const ROOT_DATA_DIR = '/var/lib/changelens';
@@ -100,6 +102,7 @@ const FIELDS = {
   releasesKeep: { env: 'CHANGELENS_RELEASES_KEEP', doc: 'release artifact directories kept in releases/ (the active, last_good and running ones always are)', kind: 'int', parse: int(1, 1000), expected: 'an integer 1-1000', default: 10 },
   sequential: { env: 'CHANGELENS_SEQUENTIAL', doc: 'early verdicts: sequential tests on the candidate\'s slow and failed requests, checked every second (false-alarm bound ≈ 0.44 % per deployment)', kind: 'string', parse: oneOf('0', '1'), expected: '1 (on) or 0 (off: windows and fast trips only)', default: '1' },
   tripConsecutive5xx: { env: 'CHANGELENS_TRIP_CONSECUTIVE_5XX', doc: 'this many 5xx in a row from the candidate roll back at once, without waiting for a window (0: off)', kind: 'int', parse: int(0, 10_000), expected: 'an integer 0-10000 (0 turns the trip off)', default: 5 },
+  analysisLoad: { env: 'CHANGELENS_ANALYSIS_LOAD', doc: 'built-in analysis load for a box with little traffic: the proxy drives each colour at RATE req/s on the paths (GET, pinned), from the candidate\'s first step to the end, so windows become decisive (none by default)', kind: 'string', parse: analysisLoadSpec, expected: 'RATE[,PATH…], e.g. 40,/api/data (RATE per colour, up to 500)', default: undefined },
   progressDeadlineSeconds: { env: 'CHANGELENS_PROGRESS_DEADLINE_SECONDS', doc: 'a deployment with no decisive verdict (pass or fail) for this long — too few requests reach the candidate — is ended by the deadline action, audited; an operator\'s pause stops the clock (0: no deadline)', kind: 'int', parse: int(0, 604_800), expected: 'seconds 0-604800', default: 600 },
   progressDeadlineAction: { env: 'CHANGELENS_PROGRESS_DEADLINE_ACTION', doc: 'what the progress deadline does: abort the deployment (traffic back to stable) or pause it for an operator', kind: 'string', parse: oneOf('abort', 'pause'), expected: 'abort or pause', default: 'abort' },
   keepWarmSeconds: { env: 'CHANGELENS_KEEP_WARM_SECONDS', doc: 'how long the previous colour keeps running after a promotion, so switching back is instant', kind: 'int', parse: int(0, 604_800), expected: 'seconds 0-604800', default: 300 },

@@ -11,7 +11,7 @@ import { readRoutingSnapshot } from '../lib/routing-snapshot.js';
 import { onStopSignal } from '../lib/shutdown.js';
 import { initTracing, shutdownTracing } from '../lib/tracing.js';
 import { createProxyMetrics, SlicedWindow } from '../monitoring/index.js';
-import { PgRolloutStore, RolloutController } from '../rollout/index.js';
+import { analysisLoadThrough, PgRolloutStore, RolloutController, systemClock } from '../rollout/index.js';
 import { registerAdminApi, type LiveSecond } from './admin/index.js';
 import { buildProxyServer } from './server.js';
 import { backupLink, healthDetails, monitorSummary, supervisorLink } from './supervisor-link.js';
@@ -38,6 +38,8 @@ const controller = new RolloutController({
   releasesKeep: config.releasesKeep,
   hooks: { urls: config.hookUrls?.split(',').map((u) => u.trim()) ?? [], command: config.hookCommand, timeoutMs: config.hookTimeoutMs },
   initialRelease: snapshot?.release ?? { version: 'initial', artifact: BUILTIN_ARTIFACT, env: {} },
+  // A plan's analysis load goes through this very proxy, so it is routed, measured and judged as any request.
+  analysisLoad: analysisLoadThrough(`http://${selfHost(config.host)}:${config.port}`, systemClock, log),
 });
 
 let hold: { reason: string; retryAfterSeconds: number } | null = null;
@@ -108,4 +110,10 @@ function liveSeconds(w: SlicedWindow, seconds: number): LiveSecond[] {
     out.push({ t, blue: of('blue'), green: of('green') });
   }
   return out;
+}
+
+/** Where this process can reach its own listener: loopback when it listens on every address. */
+function selfHost(host: string): string {
+  if (host === '0.0.0.0' || host === '::' || host === '') return '127.0.0.1';
+  return host.includes(':') ? `[${host}]` : host;
 }

@@ -7,6 +7,7 @@ import type { RoutingTable } from '../lib/contracts/routing.js';
 import type { Logger } from '../lib/logger.js';
 import type { SlicedWindow } from '../monitoring/index.js';
 import { WindowAnalysis } from './analysis.js';
+import type { StartAnalysisLoad } from './analysis-load.js';
 import { Colours } from './colours.js';
 import { RolloutEvents } from './events.js';
 import type { HookOptions } from './hooks.js';
@@ -33,6 +34,8 @@ export interface ControllerOptions {
   initialRelease: { version: string; artifact: string; env: Record<string, string> };
   /** Real time unless a test drives it. */
   clock?: Clock;
+  /** How a plan's analysis load reaches the colours (through the proxy's own port); absent: refused. */
+  analysisLoad?: StartAnalysisLoad;
 }
 
 export class RolloutController {
@@ -56,6 +59,7 @@ export class RolloutController {
       analysis: new WindowAnalysis({ window, store, log, gauges }),
       events: new RolloutEvents({ store, hooks: o.hooks, log, gauges, now: () => clock.now() }),
       releasesDir: o.releasesDir, activeColor: o.activeColor, initialRelease: o.initialRelease,
+      ...(o.analysisLoad ? { analysisLoad: o.analysisLoad } : {}),
     });
     this.colours.serve(o.activeColor, o.initialRelease.version);
   }

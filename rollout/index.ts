@@ -10,3 +10,5 @@ export type { RollbackTiming } from './run.js';
 export { PgRolloutStore } from './store.js';
 export { RolloutController } from './controller.js';
 export { UPLOADED } from './release-import.js';
+export { systemClock } from './ports.js';
+export { analysisLoadThrough } from './analysis-load.js';

@@ -1,6 +1,7 @@
 // What the rollout is made of: a release, a deployment with its plan, the pointers, and what is
 // kept of its analysis (verdicts and per-window buckets). Plain data, stored by a RolloutStore.
 import type { Color } from '../lib/config.js';
+import type { AnalysisLoad } from '../lib/contracts/analysis-load.js';
 import { ChangeLensError } from '../lib/errors.js';
 import type { JudgeRules, WindowJudgement } from '../monitoring/index.js';
 import type { DeploymentStatus } from './state-machine.js';
@@ -34,6 +35,8 @@ export interface Plan {
   /** No decisive verdict for this long (too little traffic): the deadline action; 0 or absent (older plans): none. */
   progressDeadlineSeconds?: number;
   progressDeadlineAction?: 'abort' | 'pause';
+  /** The proxy drives both colours itself (a box with little traffic): from the first step to the end. */
+  analysisLoad?: AnalysisLoad;
 }
 
 export interface Deployment {

@@ -74,8 +74,16 @@ let supervisor: FakeSupervisor;
 let controllers: RolloutController[];
 let candidate: Behaviour;
 
+/** What the analysis load was asked to do (the real one sends HTTP through the proxy: e2e). */
+let loads: Array<{ rate: number; colors: readonly Color[]; stopped: boolean }>;
+
 function boot(): RolloutController {
   const controller = new RolloutController({
+    analysisLoad: (load, colors) => {
+      const run = { rate: load.rate, colors, stopped: false };
+      loads.push(run);
+      return { stop: () => { run.stopped = true; return { sent: 0, skipped: 0, failed: 0 }; } };
+    },
     store, supervisor, clock, window: new SlicedWindow(), log: createLogger('test', { level: 'silent' }),
     routingPath: join(dir, 'routing.json'), releasesDir: join(dir, 'releases'), releasesKeep: 5,
     hooks: { urls: [], command: undefined, timeoutMs: 1000 }, activeColor: 'blue',
@@ -126,6 +134,7 @@ beforeEach(async () => {
   supervisor = new FakeSupervisor();
   controllers = [];
   candidate = GOOD;
+  loads = [];
 });
 
 afterEach(() => {
@@ -417,5 +426,19 @@ describe('the reconciler', () => {
     await second.init();
     await clock.advance(60_000);
     expect((await store.deployment(d.id)).status).toMatchObject({ phase: 'aborted', reason: expect.stringMatching(/^progress deadline/) });
+  });
+
+  it('drives both colours with the plan\'s analysis load from the first step to the end, and only then', async () => {
+    const c = boot();
+    await c.init();
+    const d = await c.deploy(request('loaded', {}, { analysisLoad: { rate: 40, paths: ['/api/data'] } }));
+    expect(loads).toEqual([]); // not while the candidate starts
+    await shifting(d.id);
+    expect(loads).toEqual([{ rate: 40, colors: ['blue', 'green'], stopped: false }]);
+    await serveUntil(c, d.id, ['promoted', 'rolled_back']);
+    expect(loads).toEqual([{ rate: 40, colors: ['blue', 'green'], stopped: true }]);
+    const plain = await c.deploy(request('plain'));
+    await shifting(plain.id);
+    expect(loads).toHaveLength(1);
   });
 });

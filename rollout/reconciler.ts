@@ -13,6 +13,7 @@ import { newId } from '../lib/ids.js';
 import type { Logger } from '../lib/logger.js';
 import type { RuleResult, WindowJudgement, WindowVerdict } from '../monitoring/index.js';
 import { GRACE_MS, type WindowAnalysis } from './analysis.js';
+import type { StartAnalysisLoad } from './analysis-load.js';
 import { other, type Colours } from './colours.js';
 import type { RolloutEvents } from './events.js';
 import { FastTrips } from './fast-trips.js';
@@ -38,6 +39,8 @@ export interface ReconcilerParts {
   analysis: WindowAnalysis;
   events: RolloutEvents;
   releasesDir: string;
+  /** Drives both colours for a plan with an analysis load (the proxy's own port); absent: not offered. */
+  analysisLoad?: StartAnalysisLoad;
   /** The active colour the routing snapshot gave at start, and the release it runs. */
   activeColor: Color;
   initialRelease: { version: string; artifact: string; env: Record<string, string> };
@@ -191,6 +194,7 @@ export class Reconciler {
   /** Stops the driver (the proxy is shutting down); persisted state stays as it is. */
   close(): void {
     this.closed = true;
+    if (this.current) this.stopLoad(this.current);
     this.o.colours.close();
     this.current?.wake();
   }
@@ -350,6 +354,19 @@ export class Reconciler {
     run.stepStartedMs = run.progressMs = this.o.clock.now();
     run.servingSinceMs ??= run.stepStartedMs;
     this.setWeights(run);
+    this.startLoad(run);
+  }
+
+  /** The plan's analysis load, once the candidate takes traffic (pinned requests to both colours). */
+  private startLoad(run: Run): void {
+    const { analysisLoad } = run.d.plan;
+    if (!analysisLoad || run.load || !this.o.analysisLoad) return;
+    run.load = this.o.analysisLoad(analysisLoad, [run.d.stableColor, run.d.candidateColor]);
+  }
+
+  private stopLoad(run: Run): void {
+    run.load?.stop();
+    run.load = null;
   }
 
   private setWeights(run: Run): void {
@@ -450,6 +467,7 @@ export class Reconciler {
   }
 
   private finish(run: Run): void {
+    this.stopLoad(run);
     void this.o.colours.pruneReleases();
     if (this.current === run) this.current = null;
     // Whatever raced with the ending (a verdict swapping to stable), the active colour takes all.
@@ -505,6 +523,7 @@ export class Reconciler {
       }
       // blue/green's pre-switch baseline died with the old proxy: it is judged against the stable colour alongside.
       this.setWeights(run);
+      this.startLoad(run);
       await events.audit('resume', run.d, 'controller', { reason: 'proxy restarted; judging resumes with fresh windows', stepIndex: d.status.stepIndex });
     });
     if (this.current !== run || ending(run)) return;

@@ -3,6 +3,7 @@
 // running one (promote, rollback, pause, resume, abort).
 import type { FastifyInstance } from 'fastify';
 import { parseSteps, rangeOf, type Config } from '../../lib/config.js';
+import { parseAnalysisLoad } from '../../lib/contracts/analysis-load.js';
 import { parseMetricRules } from '../../lib/contracts/metric-rules.js';
 import { validateReleaseEnv } from '../../lib/contracts/releases.js';
 import { CL_ERR_DEPLOYMENT_RUNNING, CL_ERR_INVALID_REQUEST } from '../../lib/errors.js';
@@ -39,10 +40,11 @@ export const DEPLOY_FIELDS = {
   tripConsecutive5xx: likeSetting('tripConsecutive5xx'),
   progressDeadlineSeconds: likeSetting('progressDeadlineSeconds'),
   metricRules: { type: 'string', maxLength: 1000 },
+  analysisLoad: { type: 'string', maxLength: 2500 },
   sequential: { type: 'boolean' },
 } as const;
 
-type DeployBody = { version: string; strategy?: Strategy; steps?: number[]; env?: Record<string, string>; artifact?: string; metricRules?: string; sequential?: boolean } & Partial<Record<Exclude<keyof typeof DEPLOY_FIELDS, 'version' | 'strategy' | 'steps' | 'env' | 'artifact' | 'metricRules' | 'sequential'>, number>>;
+type DeployBody = { version: string; strategy?: Strategy; steps?: number[]; env?: Record<string, string>; artifact?: string; metricRules?: string; analysisLoad?: string; sequential?: boolean } & Partial<Record<Exclude<keyof typeof DEPLOY_FIELDS, 'version' | 'strategy' | 'steps' | 'env' | 'artifact' | 'metricRules' | 'analysisLoad' | 'sequential'>, number>>;
 
 export async function deploymentRoutes(admin: FastifyInstance, o: AdminApiOptions): Promise<void> {
   admin.post<{ Body: DeployBody }>('/api/deployments', {
@@ -113,6 +115,9 @@ export function deployRequest(body: DeployBody, config: Config, actor: string): 
   }
   const metrics = parseMetricRules(body.metricRules ?? config.metricRules ?? '');
   if ('error' in metrics) throw new CL_ERR_INVALID_REQUEST(`body/metricRules: ${metrics.error}`);
+  const loadText = body.analysisLoad ?? config.analysisLoad;
+  const analysisLoad = loadText === undefined || loadText === '' ? undefined : parseAnalysisLoad(loadText);
+  if (analysisLoad && 'error' in analysisLoad) throw new CL_ERR_INVALID_REQUEST(`body/analysisLoad: ${analysisLoad.error}`);
   const maxP95Ms = body.maxP95Ms ?? config.maxP95Ms;
   const maxP99Ms = body.maxP99Ms ?? config.maxP99Ms;
   const plan: Plan = {
@@ -135,6 +140,7 @@ export function deployRequest(body: DeployBody, config: Config, actor: string): 
     sequential: body.sequential ?? config.sequential === '1',
     progressDeadlineSeconds: body.progressDeadlineSeconds ?? config.progressDeadlineSeconds,
     progressDeadlineAction: config.progressDeadlineAction === 'pause' ? 'pause' : 'abort',
+    ...(analysisLoad ? { analysisLoad } : {}),
   };
   if (plan.windowSeconds > plan.stepSeconds) throw new CL_ERR_INVALID_REQUEST(`body/windowSeconds: expected at most stepSeconds (${plan.stepSeconds}), got ${plan.windowSeconds}`);
   return { version: body.version, strategy, steps, env, artifact: body.artifact, plan, actor };
