@@ -166,7 +166,7 @@ describe('canary', () => {
     }
   });
 
-  it('promotes identical releases under a closed-loop client that keeps the box busy (wrk, 4 connections)', async () => {
+  it('under a closed-loop client that keeps the box busy (wrk, 4 connections): identical releases promoted, +100 ms rolled back', async () => {
     // The load the false rollbacks of issue 16 came from: a fresh candidate process sharing
     // saturated cores with the stable one. Its tail is a few ms longer, which no user notices.
     const wrk = spawn('wrk', ['-t1', '-c4', '-d600s', `${app.url}/api/data`], { stdio: 'ignore' });
@@ -178,6 +178,9 @@ describe('canary', () => {
         expect(d.status.phase, `${version}: ${d.status.reason} ${JSON.stringify(d.verdicts.map((v: any) => v.explanation))}`).toBe('promoted');
         expect(d.verdicts.some((v: any) => v.verdict === 'pass'), 'judged, not waved through').toBe(true);
       }
+      // The floor does not hide what a user notices, on the same busy box.
+      const slow = await finished((await deploy({ version: 'busy-slow', env: { CHANGELENS_REGRESSION: 'dependency:100/0' } })).id);
+      expect(slow.status.phase, JSON.stringify(slow.verdicts.map((v: any) => v.explanation))).toBe('rolled_back');
     } finally {
       wrk.kill('SIGINT');
       await exited;
