@@ -45,7 +45,8 @@ interface Run {
   reason: string | null;
   /** Candidate took traffic (ready) → rollback swap, ms; null when not rolled back. */
   detectMs: number | null;
-  seedRule: 'rolled_back' | 'promoted';
+  /** 'too short': ChangeLens ended it before the seed rule had two windows to judge. */
+  seedRule: 'rolled_back' | 'promoted' | 'too short';
   /** Per judged window: candidate P99 − stable P99 and their ratio (A/A: what noise looks like). */
   windows: Array<{ excessMs: number; ratio: number; candidate: number; stable: number }>;
 }
@@ -60,8 +61,9 @@ function startClosedLoop(url: string): { stop(): Promise<void> } {
 }
 
 /** The seed's rule on the stored 5 s buckets: fail on P99 > 1.5× or errors > 5 %, roll back on 2 in a row. */
-function seedRule(buckets: Array<{ color: string; startMs: number; count: number; errors: number; p99Ms: number }>, candidate: string): 'rolled_back' | 'promoted' {
+function seedRule(buckets: Array<{ color: string; startMs: number; count: number; errors: number; p99Ms: number }>, candidate: string): 'rolled_back' | 'promoted' | 'too short' {
   const starts = [...new Set(buckets.map((b) => b.startMs))].sort((a, b) => a - b);
+  if (starts.length < 2) return 'too short';
   let streak = 0;
   for (const t of starts) {
     const c = buckets.find((b) => b.startMs === t && b.color === candidate);
@@ -145,8 +147,9 @@ for (const load of LOADS) {
     const lens = c.kind === 'A/A'
       ? `false rollbacks ${rolled}/${own.length} = ${pct(rolled / own.length)} (95 % ${pct(lo)}-${pct(hi)})`
       : `rolled back ${rolled}/${own.length}, detect median ${(quantile(detect, 0.5) / 1000).toFixed(1)} s, P90 ${(quantile(detect, 0.9) / 1000).toFixed(1)} s`;
-    const seedText = c.kind === 'A/A' ? `false rollbacks ${seed}/${own.length} (95 % ${pct(slo)}-${pct(shi)})` : `rolled back ${seed}/${own.length}`;
-    console.log(`${load.padEnd(9)} ${c.kind.padEnd(20)} ${String(own.length).padStart(4)}  ${lens.padEnd(44)}${seedText}`);
+    const short = own.filter((r) => r.seedRule === 'too short').length;
+    const seedText = c.kind === 'A/A' ? `false rollbacks ${seed}/${own.length} (95 % ${pct(slo)}-${pct(shi)})` : `rolled back ${seed}/${own.length - short}${short ? ` (${short} ended before its 2 windows)` : ''}`;
+    console.log(`${load.padEnd(9)} ${c.kind.padEnd(20)} ${String(own.length).padStart(4)}  ${lens.padEnd(56)} ${seedText}`);
     rows.push({ load, kind: c.kind, runs: own.length, rolledBack: rolled, wilson95: [lo, hi], seedRolledBack: seed, detectMs: detect });
   }
   const aa = runs.filter((r) => r.load === load && r.kind === 'A/A').flatMap((r) => r.windows);
