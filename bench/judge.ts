@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { packageRoot } from '../lib/package-root.js';
 import { consecutiveFailures, judgeWindow, DEFAULT_RULES, type JudgeRules, type WindowStats, type WindowVerdict } from '../monitoring/index.js';
-import { SEQUENTIAL_WITH_FLOOR, SequentialJudge, wilson } from '../monitoring/sequential.js';
+import { SequentialJudge, wilson } from '../monitoring/sequential.js';
 import { prng } from './prng.js';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '1000' } } });
@@ -89,7 +89,7 @@ function simulate(s: Scenario, seed: number): Outcome {
   const stableP99s: number[] = []; // the stable colour's window P99s so far: its own range
   const seedHistory: WindowVerdict[] = [];
   const lensHistory: WindowVerdict[] = [];
-  const sequential = new SequentialJudge(SEQUENTIAL_WITH_FLOOR);
+  const sequential = new SequentialJudge();
   let seedAt: number | null = null;
   let lensAt: number | null = null;
 

@@ -31,13 +31,6 @@ export interface SequentialOptions {
 
 export const SEQUENTIAL_DEFAULTS: SequentialOptions = { alpha: 0.002, beta: 0.1, slowP0: 0.02, slowP1: 0.08, errorFloor: 0.005, errorDelta: 0.05, minSamples: 20 };
 
-/**
- * With a latency floor, "slow" is slower than the stable P99 plus the floor. A candidate no slower
- * than the stable colour has at most 1 % of such requests (the P99's own definition; the floor only
- * lowers it), so H0 is exactly 1 % and needs no margin for the P99's noise: the test can ask for
- * less (5 %) and still hold its false-alarm bound.
- */
-export const SEQUENTIAL_WITH_FLOOR: SequentialOptions = { ...SEQUENTIAL_DEFAULTS, slowP0: 0.01, slowP1: 0.05 };
 
 export interface SliceCounts {
   /** Candidate requests that ended in this slice, how many were slower than the threshold, how many 5xx. */
@@ -93,7 +86,7 @@ export class SequentialJudge {
     if (slice.count <= 0) return this.state();
     if (slice.thresholdMs !== null) {
       const failed = this.step(this.latency, o.slowP0, o.slowP1, slice.slow, slice.count);
-      if (failed) return this.failure('sequential_latency', o.slowP0, `${fmt(this.latency.hits)} of ${this.latency.n} candidate requests slower than ${slice.thresholdMs.toFixed(1)}ms (the stable P99 plus the latency floor)`);
+      if (failed) return this.failure('sequential_latency', o.slowP0, `${fmt(this.latency.hits)} of ${this.latency.n} candidate requests slower than ${slice.thresholdMs.toFixed(1)}ms (the stable P99, plus the latency floor if set)`);
     }
     if (this.errors.p0 === null) {
       this.errors.p0 = Math.min(0.5, Math.max(o.errorFloor, slice.stableErrorRate ?? 0));

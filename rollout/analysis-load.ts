@@ -1,8 +1,9 @@
 // The analysis load (lib/contracts/analysis-load.ts) as it runs: an open model — requests start
 // on a fixed schedule whatever the answers do — to each colour through the proxy's own port, pinned
 // by x-changelens-color, so they are measured and judged like any request. Bounded: at most one
-// second's worth in flight per colour (beyond that a start is skipped and counted), each with a
-// timeout; bodies are discarded.
+// second's worth in flight per colour (beyond that a start is skipped and counted), no burst to
+// catch up after a stall (what is more than one tick late is skipped), each with a timeout; bodies
+// are discarded, and stop() aborts what is in flight. Nothing it does can throw into the proxy.
 import type { Color } from '../lib/config.js';
 import type { AnalysisLoad } from '../lib/contracts/analysis-load.js';
 import type { Logger } from '../lib/logger.js';
@@ -21,25 +22,40 @@ export type StartAnalysisLoad = (load: AnalysisLoad, colors: readonly Color[]) =
 
 export function analysisLoadThrough(proxyUrl: string, clock: Clock, log: Logger): StartAnalysisLoad {
   return (load, colors) => {
-    let stopped = false;
+    const stopped = new AbortController();
     let sent = 0;
     let skipped = 0;
     let failed = 0;
     const inFlight: Record<string, number> = {};
-    const startedMs = clock.now();
-    let due = 0; // requests per colour that should have started by now
+    const startedMs = clock.monotonic();
+    let due = 0; // starts per colour scheduled so far
     let timer: { cancel(): void } | null = null;
     const fire = (color: Color, path: string): void => {
       if ((inFlight[color] ?? 0) >= Math.max(1, load.rate)) return void skipped++;
       inFlight[color] = (inFlight[color] ?? 0) + 1;
       sent++;
-      fetch(`${proxyUrl}${path}`, { headers: { 'x-changelens-color': color, 'user-agent': 'changelens-analysis-load' }, signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) })
-        .then(async (res) => { await res.arrayBuffer(); }, () => { failed++; })
-        .finally(() => { inFlight[color]!--; });
+      const signal = AbortSignal.any([stopped.signal, AbortSignal.timeout(REQUEST_TIMEOUT_MS)]);
+      void (async () => {
+        try {
+          const res = await fetch(`${proxyUrl}${path}`, { headers: { 'x-changelens-color': color, 'user-agent': 'changelens-analysis-load' }, signal });
+          await res.arrayBuffer();
+        } catch {
+          // A candidate crashing mid-answer, a timeout, the stop: counted, never thrown.
+          if (!stopped.signal.aborted) failed++;
+        } finally {
+          inFlight[color]!--;
+        }
+      })();
     };
     const tick = (): void => {
-      if (stopped) return;
-      const target = Math.floor(((clock.now() - startedMs) / 1000) * load.rate);
+      if (stopped.signal.aborted) return;
+      const target = Math.floor(((clock.monotonic() - startedMs) / 1000) * load.rate);
+      // After a stall, only one tick's worth is started late; the rest is skipped, not burst.
+      const oneTick = Math.max(1, Math.ceil((load.rate * TICK_MS) / 1000));
+      if (target - due > oneTick) {
+        skipped += (target - due - oneTick) * colors.length;
+        due = target - oneTick;
+      }
       for (; due < target; due++) for (const color of colors) fire(color, load.paths[due % load.paths.length]!);
       timer = clock.after(TICK_MS, tick);
     };
@@ -47,9 +63,11 @@ export function analysisLoadThrough(proxyUrl: string, clock: Clock, log: Logger)
     log.info({ rate: load.rate, paths: load.paths, colors }, 'analysis load started');
     return {
       stop() {
-        stopped = true;
-        timer?.cancel();
-        log.info({ sent, skipped, failed }, 'analysis load stopped');
+        if (!stopped.signal.aborted) {
+          stopped.abort();
+          timer?.cancel();
+          log.info({ sent, skipped, failed }, 'analysis load stopped');
+        }
         return { sent, skipped, failed };
       },
     };

@@ -3,7 +3,7 @@
 // (monitoring/sequential.ts) each call `trip`, which swaps the routing to stable at once.
 import type { Color } from '../lib/config.js';
 import type { RuleResult } from '../monitoring/index.js';
-import { SEQUENTIAL_DEFAULTS, SEQUENTIAL_WITH_FLOOR, SequentialJudge } from '../monitoring/sequential.js';
+import { SequentialJudge } from '../monitoring/sequential.js';
 import type { WindowAnalysis } from './analysis.js';
 import type { Clock, ColorHealth, SupervisorLink } from './ports.js';
 import { sleep } from './ports.js';
@@ -82,7 +82,7 @@ export class FastTrips {
   private async sequential(run: Run): Promise<void> {
     if (!run.d.plan.sequential) return;
     const { clock } = this.o;
-    run.sequential = new SequentialJudge((run.d.plan.rules.p99MinDeltaMs ?? 0) > 0 ? SEQUENTIAL_WITH_FLOOR : SEQUENTIAL_DEFAULTS);
+    run.sequential = new SequentialJudge();
     run.acc = { count: 0, slow: 0, errors: 0 };
     const startedMs = clock.now();
     this.refreshThreshold(run, startedMs);

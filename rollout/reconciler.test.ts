@@ -351,7 +351,7 @@ describe('the reconciler', () => {
     expect(c.routingTable()).toMatchObject({ stable: 'green', candidateWeight: 0 });
   });
 
-  it('a candidate a few ms slower at the tail is promoted when the excess is under the floor; +100 ms is not', async () => {
+  it('a candidate a few ms slower at the tail is promoted when the excess is under the floor; 10× slower is not', async () => {
     const c = boot();
     await c.init();
     // 2× the stable colour's 5-14 ms: a 1.5× ratio rule alone fails it; +5-14 ms is under a 20 ms floor.
@@ -440,5 +440,14 @@ describe('the reconciler', () => {
     const plain = await c.deploy(request('plain'));
     await shifting(plain.id);
     expect(loads).toHaveLength(1);
+    await c.abort('operator');
+    // A rollback stops it at the swap: its pinned requests would reach the candidate after it.
+    candidate = { slower: 1, status: 503 };
+    const bad = await c.deploy(request('loaded-bad', {}, { analysisLoad: { rate: 40, paths: ['/'] } }));
+    await shifting(bad.id);
+    expect(loads[1]).toMatchObject({ stopped: false });
+    await serveUntil(c, bad.id, ['rolled_back']);
+    expect(loads[1]).toMatchObject({ stopped: true });
+    expect((await store.deployment(bad.id)).result).toMatchObject({ rollback_timing: { candidate_requests_after_swap: 0 } });
   });
 });

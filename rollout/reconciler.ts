@@ -333,7 +333,8 @@ export class Reconciler {
       this.toStable(run, this.o.clock.monotonic());
       await this.apply(run, { type: 'abort', reason });
       this.o.colours.stopLater(d.candidateColor, d.plan.inspectSeconds, `progress deadline of ${d.version}; kept ${d.plan.inspectSeconds} s for inspection`);
-    } else if (run.d.status.phase === 'shifting') {
+    } else {
+      // From shifting, or over the judge's own inconclusive pause: the reason becomes the deadline's.
       await this.apply(run, { type: 'pause', reason });
     }
     await this.o.events.audit('deadline', run.d, 'controller', { action, seconds, reason }, false, reason);
@@ -360,7 +361,7 @@ export class Reconciler {
   /** The plan's analysis load, once the candidate takes traffic (pinned requests to both colours). */
   private startLoad(run: Run): void {
     const { analysisLoad } = run.d.plan;
-    if (!analysisLoad || run.load || !this.o.analysisLoad) return;
+    if (!analysisLoad || run.load || !this.o.analysisLoad || this.closed || run.rollback) return;
     run.load = this.o.analysisLoad(analysisLoad, [run.d.stableColor, run.d.candidateColor]);
   }
 
@@ -462,6 +463,8 @@ export class Reconciler {
   private toStable(run: Run, decidedAt: number): void {
     const { traffic, clock } = this.o;
     traffic.toStable(run.d);
+    // Its pinned requests would reach the candidate after the swap (and be counted as such).
+    this.stopLoad(run);
     run.rollback = { verdictToSwapUs: Math.round((clock.monotonic() - decidedAt) * 1000), candidateRequestsAfterSwap: 0, candidateInFlightAtSwap: 0, swappedAtMs: clock.now(), settled: false };
     this.publish();
   }

@@ -22,8 +22,15 @@ export function parseAnalysisLoad(text: string): AnalysisLoad | { error: string 
   const paths = rest.filter(Boolean);
   if (paths.length > MAX_PATHS) return { error: `at most ${MAX_PATHS} paths, got ${paths.length}` };
   for (const p of paths) {
-    // An origin-form request target: it goes to the colours through the proxy, never elsewhere.
-    if (!/^\/[\x21-\x7e]{0,199}$/.test(p) || p.startsWith('//') || p.startsWith('/_changelens')) return { error: `path ${JSON.stringify(p)}: expected /path[?query] (printable, ≤ 200 characters, not /_changelens)` };
+    // An origin-form request target that stays what it says once a URL parser has read it (no dot
+    // segments, backslashes or encoded dots to climb out with), and is the app's: not the proxy's own
+    // /_changelens, /healthz or /readyz.
+    const problem = `path ${JSON.stringify(p)}: expected /path[?query] (printable, ≤ 200 characters, no dot segments or backslashes; not /_changelens, /healthz or /readyz)`;
+    if (!/^\/[\x21-\x7e]{0,199}$/.test(p) || p.startsWith('//') || p.includes('\\') || /%2e|%5c|%2f/i.test(p)) return { error: problem };
+    const read = new URL(p, 'http://appliance.invalid');
+    if (read.pathname + read.search !== p.replace(/#.*$/, '') || p.includes('#')) return { error: problem };
+    const first = read.pathname.split('/')[1]?.toLowerCase() ?? '';
+    if (first === '_changelens' || read.pathname === '/healthz' || read.pathname === '/readyz') return { error: problem };
   }
   return { rate: Number(rateText), paths: paths.length > 0 ? paths : ['/'] };
 }

@@ -118,6 +118,8 @@ export function deployRequest(body: DeployBody, config: Config, actor: string): 
   const loadText = body.analysisLoad ?? config.analysisLoad;
   const analysisLoad = loadText === undefined || loadText === '' ? undefined : parseAnalysisLoad(loadText);
   if (analysisLoad && 'error' in analysisLoad) throw new CL_ERR_INVALID_REQUEST(`body/analysisLoad: ${analysisLoad.error}`);
+  // Blue/green judges against the stable colour before the switch, which the load never reached.
+  if (body.analysisLoad && strategy === 'bluegreen') throw new CL_ERR_INVALID_REQUEST('body/analysisLoad: blue/green is judged against the stable colour before the switch, which an analysis load cannot fill; use a canary');
   const maxP95Ms = body.maxP95Ms ?? config.maxP95Ms;
   const maxP99Ms = body.maxP99Ms ?? config.maxP99Ms;
   const plan: Plan = {
