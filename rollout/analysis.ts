@@ -95,12 +95,17 @@ export class WindowAnalysis {
     return decisive.at(-1) === 'pass' ? 'passed' : 'undecided';
   }
 
+  /** Why a window decided nothing: its insufficient rules' messages, once each. */
+  undecided(j: WindowJudgement): string {
+    return messagesOf(j, 'insufficient');
+  }
+
   /** One sentence per verdict: what fired, or why this window did not roll back. */
   explain(run: Run, j: WindowJudgement): string {
     const needed = run.d.plan.rules.failuresToRollback;
-    const of = (v: RuleResult['verdict']) => [...new Set(j.rules.filter((r) => r.verdict === v).map((r) => r.message))].join('; ');
+    const of = (v: RuleResult['verdict']) => messagesOf(j, v);
     if (j.verdict === 'pass') return `passed: ${of('pass')}`;
-    if (j.verdict === 'insufficient') return `not judged (too few requests, neither pass nor fail): ${of('insufficient')}`;
+    if (j.verdict === 'insufficient') return `not judged (too few requests, neither pass nor fail): ${this.undecided(j)}`;
     const streak = consecutiveFailures(run.history);
     return streak >= needed ? `failed, ${streak} in a row (rolls back at ${needed}): ${of('fail')}` : `failed, ${streak} in a row of the ${needed} that roll back: ${of('fail')}`;
   }
@@ -125,3 +130,5 @@ export class WindowAnalysis {
     if (j.verdict !== 'pass') this.o.log.info({ deployment: d.id, verdict: j.verdict, samples: j.samples, explanation }, `window ${j.verdict}`);
   }
 }
+
+const messagesOf = (j: WindowJudgement, v: RuleResult['verdict']): string => [...new Set(j.rules.filter((r) => r.verdict === v).map((r) => r.message))].join('; ');

@@ -277,6 +277,7 @@ export class Reconciler {
       const verdictAt = clock.monotonic();
       run.history.push(judgement.verdict);
       if (judgement.verdict !== 'insufficient') run.progressMs = clock.now();
+      else run.lastUndecided = analysis.undecided(judgement);
       const trips = analysis.streakTrips(run);
       // The routing changes now, synchronously; persisting and auditing follow under the lock.
       if (trips && !run.rollback) this.toStable(run, verdictAt);
@@ -325,7 +326,7 @@ export class Reconciler {
     const seconds = d.plan.progressDeadlineSeconds ?? 0;
     const action = d.plan.progressDeadlineAction ?? 'abort';
     // Why nothing was decided, in the last window's own words (few candidate requests, few stable ones, a metric not reported).
-    const why = run.lastExplanation?.replace(/^not judged \(too few requests, neither pass nor fail\): /, '') ?? 'no window was judged';
+    const why = run.lastUndecided ?? 'no window was judged';
     const next = action === 'abort' ? 'send it traffic and deploy again' : 'send it traffic and resume, or promote or roll back';
     const reason = `${DEADLINE}: no decisive verdict for ${seconds} s (last window: ${why}); ${next}`;
     run.deadlinePassed = true;

@@ -48,12 +48,14 @@ export interface Run {
   /** A candidate request slower than this (the stable P99) counts as slow; null: not known yet. */
   slowThresholdMs: number | null;
   lastExplanation: string | null;
+  /** Why the last window that decided nothing did not (the progress deadline's reason). */
+  lastUndecided: string | null;
 }
 
 export function newRun(d: Deployment, release: Release, nowMs: number, stored: readonly WindowVerdict[] = []): Run {
   return {
     d, release, history: [...stored], seq: stored.length, stepStartedMs: nowMs, servingSinceMs: null, progressMs: nowMs, pausedByOperator: false, deadlinePassed: false, load: null, baseline: null, wake: () => {}, rollback: null,
-    maxWeight: 0, consecutive5xx: 0, sequential: null, acc: { count: 0, slow: 0, errors: 0 }, slowThresholdMs: null, lastExplanation: null,
+    maxWeight: 0, consecutive5xx: 0, sequential: null, acc: { count: 0, slow: 0, errors: 0 }, slowThresholdMs: null, lastExplanation: null, lastUndecided: null,
   };
 }
 
