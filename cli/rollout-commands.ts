@@ -21,6 +21,7 @@ const NUMERIC_FLAGS = {
   'max-p95-ms': 'maxP95Ms', 'max-p99-ms': 'maxP99Ms', 'min-samples': 'minSamples', 'failures-to-rollback': 'failuresToRollback',
   'keep-warm-seconds': 'keepWarmSeconds', 'inspect-seconds': 'inspectSeconds', 'preview-seconds': 'previewSeconds',
   'trip-consecutive-5xx': 'tripConsecutive5xx', 'p99-min-delta-ms': 'p99MinDeltaMs', 'progress-deadline': 'progressDeadlineSeconds',
+  'warmup-seconds': 'warmupSeconds', 'mirror-percent': 'mirrorPercent',
 } as const;
 
 export const ROLLOUT_USAGE = `  (each of these takes --url URL, or CHANGELENS_URL, to drive a remote appliance with CHANGELENS_ADMIN_TOKEN)
@@ -30,6 +31,7 @@ export const ROLLOUT_USAGE = `  (each of these takes --url URL, or CHANGELENS_UR
                    [--failures-to-rollback 2] [--keep-warm-seconds 300] [--inspect-seconds 600] [--preview-seconds 0]
                    [--trip-consecutive-5xx 5] [--metric-rules recall_at_10>=0.30] [--no-sequential]
                    [--p99-min-delta-ms 20] [--progress-deadline 600] [--analysis-load RATE[,PATH…]]
+                   [--warmup-seconds 5] [--warmup-paths PATH[,PATH…]] [--no-mirror] [--mirror-percent 0]
                    [--timeout SECONDS (with --wait)]
                                            roll a release out on the idle colour; --wait exits 0 promoted,
                                            1 rolled back or failed, 4 paused, aborted (progress deadline)
@@ -47,7 +49,7 @@ const common = { json: { type: 'boolean' }, config: { type: 'string' }, url: { t
 export const rolloutCommands: Record<string, Command> = {
   async deploy(args) {
     const options = {
-      ...common, strategy: { type: 'string' }, steps: { type: 'string' }, 'metric-rules': { type: 'string' }, 'analysis-load': { type: 'string' }, 'no-sequential': { type: 'boolean' }, set: { type: 'string', multiple: true }, artifact: { type: 'string' }, wait: { type: 'boolean' }, timeout: { type: 'string' },
+      ...common, strategy: { type: 'string' }, steps: { type: 'string' }, 'metric-rules': { type: 'string' }, 'analysis-load': { type: 'string' }, 'warmup-paths': { type: 'string' }, 'no-mirror': { type: 'boolean' }, 'no-sequential': { type: 'boolean' }, set: { type: 'string', multiple: true }, artifact: { type: 'string' }, wait: { type: 'boolean' }, timeout: { type: 'string' },
       ...Object.fromEntries(Object.keys(NUMERIC_FLAGS).map((f) => [f, { type: 'string' }])),
     } as const satisfies ParseArgsConfig['options'];
     const { values, positionals } = parse(args, options, true);
@@ -94,6 +96,8 @@ export const rolloutCommands: Record<string, Command> = {
     }
     if (values['metric-rules'] !== undefined) body.metricRules = values['metric-rules'];
     if (values['analysis-load'] !== undefined) body.analysisLoad = values['analysis-load'];
+    if (values['warmup-paths'] !== undefined) body.warmupPaths = values['warmup-paths'];
+    if (values['no-mirror']) body.mirror = false;
     if (values['no-sequential']) body.sequential = false;
     const d = await withFlagNames(api.post<Deployment>('/api/deployments', body));
     if (!values.wait) {
@@ -241,7 +245,7 @@ async function withFlagNames<T>(p: Promise<T>): Promise<T> {
     return await p;
   } catch (err) {
     const e = err as Error;
-    for (const [flag, field] of Object.entries({ ...NUMERIC_FLAGS, steps: 'steps', strategy: 'strategy', 'metric-rules': 'metricRules', 'analysis-load': 'analysisLoad', artifact: 'artifact', set: 'env', version: 'version' })) {
+    for (const [flag, field] of Object.entries({ ...NUMERIC_FLAGS, steps: 'steps', strategy: 'strategy', 'metric-rules': 'metricRules', 'analysis-load': 'analysisLoad', 'warmup-paths': 'warmupPaths', artifact: 'artifact', set: 'env', version: 'version' })) {
       e.message = e.message.replace(new RegExp(`body/${field}\\b`, 'g'), flag === 'version' ? '<version>' : `--${flag}`);
     }
     throw e;

@@ -16,7 +16,7 @@ const ALL_KEYS: (keyof Config)[] = [
   'pgBinDir', 'redisServer', 'databaseUrl', 'redisUrl', 'adminToken', 'pgPassword', 'redisPassword', 'color',
   'backupPgSchedule', 'backupRedisSchedule', 'backupVerifySchedule', 'backupKeep', 'backupMaxAgeDays', 'backupMinFreeMb', 'backupBeforeDeploy', 'backupEncrypt', 'backupKey', 'backupS3Url', 'backupS3Endpoint', 'backupS3Region', 'backupS3PathStyle',
   'otlpEndpoint', 'accessLog', 'seedItems', 'jobMaxAttempts', 'jobClaimIdleMs', 'workerConcurrency', 'downstreamTimeoutMs', 'regression', 'pmId', 'platform', 'ephemeral', 'cloudRunService', 'releaseId',
-  'canarySteps', 'stepSeconds', 'windowSeconds', 'p99Ratio', 'p99MinDeltaMs', 'analysisLoad', 'progressDeadlineSeconds', 'progressDeadlineAction', 'maxErrorRate', 'maxP95Ms', 'maxP99Ms', 'minSamples', 'failuresToRollback',
+  'canarySteps', 'stepSeconds', 'windowSeconds', 'p99Ratio', 'p99MinDeltaMs', 'analysisLoad', 'warmupSeconds', 'warmupPaths', 'mirror', 'mirrorPercent', 'mirrorMaxRps', 'progressDeadlineSeconds', 'progressDeadlineAction', 'maxErrorRate', 'maxP95Ms', 'maxP99Ms', 'minSamples', 'failuresToRollback',
   'sequential', 'artifactMaxMb', 'releasesKeep', 'tripConsecutive5xx', 'metricRules', 'monitorRules', 'monitorIntervalSeconds', 'apiMaxInstances', 'keepWarmSeconds', 'inspectSeconds', 'previewSeconds', 'hookUrls', 'hookCommand', 'hookTimeoutMs',
 ];
 const ALL_ENVS = ALL_KEYS.map(envNameOf);
@@ -36,7 +36,7 @@ const FULL_ENV: Record<string, string> = {
   OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318', CHANGELENS_ACCESS_LOG: 'all', CHANGELENS_SEED_ITEMS: '500',
   CHANGELENS_JOB_MAX_ATTEMPTS: '5', CHANGELENS_JOB_CLAIM_IDLE_MS: '2000', CHANGELENS_WORKER_CONCURRENCY: '2',
   CHANGELENS_DOWNSTREAM_TIMEOUT_MS: '250', CHANGELENS_REGRESSION: 'cpu:50,dependency:200/0.1', pm_id: '7', CHANGELENS_PLATFORM: 'cloudrun', CHANGELENS_EPHEMERAL: '1', K_SERVICE: 'changelens', CHANGELENS_RELEASE_ID: 'r-1',
-  CHANGELENS_CANARY_STEPS: '10,100', CHANGELENS_STEP_SECONDS: '60', CHANGELENS_WINDOW_SECONDS: '10', CHANGELENS_P99_RATIO: '2.5', CHANGELENS_P99_MIN_DELTA_MS: '12.5', CHANGELENS_ANALYSIS_LOAD: '40,/api/data', CHANGELENS_PROGRESS_DEADLINE_SECONDS: '120', CHANGELENS_PROGRESS_DEADLINE_ACTION: 'pause',
+  CHANGELENS_CANARY_STEPS: '10,100', CHANGELENS_STEP_SECONDS: '60', CHANGELENS_WINDOW_SECONDS: '10', CHANGELENS_P99_RATIO: '2.5', CHANGELENS_P99_MIN_DELTA_MS: '12.5', CHANGELENS_ANALYSIS_LOAD: '40,/api/data', CHANGELENS_WARMUP_SECONDS: '9', CHANGELENS_WARMUP_PATHS: '/api/data,/api/items?limit=5', CHANGELENS_MIRROR: '0', CHANGELENS_MIRROR_PERCENT: '12.5', CHANGELENS_MIRROR_MAX_RPS: '50', CHANGELENS_PROGRESS_DEADLINE_SECONDS: '120', CHANGELENS_PROGRESS_DEADLINE_ACTION: 'pause',
   CHANGELENS_MAX_ERROR_RATE: '0.01', CHANGELENS_MAX_P95_MS: '250', CHANGELENS_MAX_P99_MS: '800.5', CHANGELENS_MIN_SAMPLES: '100',
   CHANGELENS_FAILURES_TO_ROLLBACK: '3', CHANGELENS_TRIP_CONSECUTIVE_5XX: '0', CHANGELENS_ARTIFACT_MAX_MB: '50', CHANGELENS_SEQUENTIAL: '0', CHANGELENS_RELEASES_KEEP: '3', CHANGELENS_METRIC_RULES: 'recall_at_10>=0.3', CHANGELENS_MONITOR_RULES: '[]', CHANGELENS_MONITOR_INTERVAL_SECONDS: '5', CHANGELENS_API_MAX_INSTANCES: '6', CHANGELENS_KEEP_WARM_SECONDS: '60', CHANGELENS_INSPECT_SECONDS: '30', CHANGELENS_PREVIEW_SECONDS: '5',
   CHANGELENS_HOOK_URLS: 'http://hooks.local/a,https://hooks.local/b', CHANGELENS_HOOK_COMMAND: 'logger changelens', CHANGELENS_HOOK_TIMEOUT_MS: '2000',

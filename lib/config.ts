@@ -8,6 +8,7 @@ import { CL_ERR_CONFIG_INVALID } from './errors.js';
 import { parseRegressionSpec } from './contracts/regressions.js';
 import { parseMetricRules } from './contracts/metric-rules.js';
 import { parseAnalysisLoad } from './contracts/analysis-load.js';
+import { parseAppPaths } from './contracts/app-paths.js';
 import { parseMonitorRules } from './contracts/monitor-rules.js';
 import { cronProblem } from './contracts/cron.js';
 import { parseS3Url } from './contracts/s3-url.js';
@@ -50,6 +51,7 @@ const monitorRulesSpec = (v: unknown): string | undefined => {
 };
 const metricRulesSpec = (v: unknown): string | undefined => (typeof v === 'string' && Array.isArray(parseMetricRules(v)) ? v : undefined);
 const analysisLoadSpec = (v: unknown): string | undefined => (typeof v === 'string' && !('error' in parseAnalysisLoad(v)) ? v : undefined);
+const appPathsSpec = (v: unknown): string | undefined => (typeof v === 'string' && !('error' in parseAppPaths(v.split(','))) ? v : undefined);
 const urlList = (v: unknown): string | undefined =>
   typeof v === 'string' && v.split(',').every((u) => /^https?:\/\/\S+$/.test(u.trim())) ? v : undefined;
 export const ROOT_DATA_DIR = '/var/lib/changelens';
@@ -103,6 +105,11 @@ const FIELDS = {
   sequential: { env: 'CHANGELENS_SEQUENTIAL', doc: 'early verdicts: sequential tests on the candidate\'s slow and failed requests, checked every second (false-alarm bound ≈ 0.44 % per deployment)', kind: 'string', parse: oneOf('0', '1'), expected: '1 (on) or 0 (off: windows and fast trips only)', default: '1' },
   tripConsecutive5xx: { env: 'CHANGELENS_TRIP_CONSECUTIVE_5XX', doc: 'this many 5xx in a row from the candidate roll back at once, without waiting for a window (0: off)', kind: 'int', parse: int(0, 10_000), expected: 'an integer 0-10000 (0 turns the trip off)', default: 5 },
   analysisLoad: { env: 'CHANGELENS_ANALYSIS_LOAD', doc: 'built-in analysis load for a box with little traffic: the proxy drives each colour at RATE req/s on the paths (GET, pinned), from the candidate\'s first step to the end, so windows become decisive (none by default)', kind: 'string', parse: analysisLoadSpec, expected: 'RATE[,PATH…], e.g. 40,/api/data (RATE per colour, up to 500)', default: undefined },
+  warmupSeconds: { env: 'CHANGELENS_WARMUP_SECONDS', doc: 'before its first step the candidate is warmed up on copies of live GET/HEAD requests (answers discarded), topped up with synthetic GETs of the warm-up paths when live traffic is short; it ends after this long or 300 answers, whichever is first (0: no warm-up)', kind: 'int', parse: int(0, 600), expected: 'seconds 0-600', default: 5 },
+  warmupPaths: { env: 'CHANGELENS_WARMUP_PATHS', doc: 'the paths of the synthetic warm-up GETs (a deployment\'s analysis load\'s paths, when it has one)', kind: 'string', parse: appPathsSpec, expected: 'comma-separated app paths like /api/data (up to 10; not /_changelens, /healthz or /readyz)', default: '/' },
+  mirror: { env: 'CHANGELENS_MIRROR', doc: 'the warm-up copies live GET/HEAD requests to the candidate (0: synthetic warm-up GETs only, for an app whose GETs are not safe to send twice)', kind: 'string', parse: oneOf('0', '1'), expected: '1 (copy live requests) or 0 (synthetic only)', default: '1' },
+  mirrorPercent: { env: 'CHANGELENS_MIRROR_PERCENT', doc: 'during the analysis, this share of the live GET/HEAD requests the stable colour serves is also copied to the candidate and judged as its requests (answers discarded): more samples at a small step', kind: 'number', parse: num(0, 100), expected: 'a percentage 0-100 (0: no mirroring during the analysis)', default: 0 },
+  mirrorMaxRps: { env: 'CHANGELENS_MIRROR_MAX_RPS', doc: 'the most copies and synthetic warm-up requests the proxy sends per second (past it they are skipped and counted); at most 32 in flight per colour', kind: 'int', parse: int(1, 100_000), expected: 'requests per second 1-100000', default: 200 },
   progressDeadlineSeconds: { env: 'CHANGELENS_PROGRESS_DEADLINE_SECONDS', doc: 'a deployment with no decisive verdict (pass or fail) for this long — too few requests reach the candidate — is ended by the deadline action, audited; an operator\'s pause stops the clock (0: no deadline)', kind: 'int', parse: int(0, 604_800), expected: 'seconds 0-604800', default: 600 },
   progressDeadlineAction: { env: 'CHANGELENS_PROGRESS_DEADLINE_ACTION', doc: 'what the progress deadline does: abort the deployment (traffic back to stable) or pause it for an operator', kind: 'string', parse: oneOf('abort', 'pause'), expected: 'abort or pause', default: 'abort' },
   keepWarmSeconds: { env: 'CHANGELENS_KEEP_WARM_SECONDS', doc: 'how long the previous colour keeps running after a promotion, so switching back is instant', kind: 'int', parse: int(0, 604_800), expected: 'seconds 0-604800', default: 300 },

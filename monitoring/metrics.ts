@@ -44,6 +44,10 @@ export interface ProxyMetrics {
   countRollback(trigger: string): void;
   /** A request the candidate could not take, answered by the stable colour instead. */
   countRetryOnStable(from: Color): void;
+  /** An answer to a mirrored or synthetic request (proxy/mirror.ts; status 0: none), counted apart from clients' requests. */
+  countMirrored(color: Color, purpose: 'warmup' | 'analysis', statusCode: number): void;
+  /** A copy the mirror skipped at one of its bounds. */
+  countMirrorSkipped(color: Color, reason: 'rate' | 'in_flight'): void;
   /** The supervisor's monitor: cumulative firings per rule, every rule's name, and which hold now. */
   setMonitor(m: { firings: Record<string, number>; rules: readonly string[]; holding: readonly string[] }): void;
   /** The supervisor's backups: age, size and duration of the newest of each kind, overdue flags. */
@@ -149,6 +153,19 @@ export function createProxyMetrics(options: ProxyMetricsOptions = {}): ProxyMetr
     registers: [registry],
   });
 
+  const mirrored = new Counter({
+    name: 'changelens_mirrored_requests_total',
+    help: 'Answers to copies of live requests and synthetic warm-up requests, which no client saw (not in changelens_request_duration_seconds), by colour, purpose (warmup, analysis) and status class (5xx: also no answer).',
+    labelNames: ['color', 'purpose', 'code_class'] as const,
+    registers: [registry],
+  });
+  const mirrorSkipped = new Counter({
+    name: 'changelens_mirror_skipped_total',
+    help: 'Copies the mirror did not send: over CHANGELENS_MIRROR_MAX_RPS (rate) or too many in flight to the colour (in_flight).',
+    labelNames: ['color', 'reason'] as const,
+    registers: [registry],
+  });
+
   // Series that exist from the start, so rate() and alerts see a 0 before the first event.
   for (const v of ['pass', 'fail', 'insufficient']) verdicts.inc({ verdict: v }, 0);
   for (const t of ['judge', 'operator', 'restart']) rollbacks.inc({ trigger: t }, 0);
@@ -218,6 +235,14 @@ export function createProxyMetrics(options: ProxyMetricsOptions = {}): ProxyMetr
 
     countRetryOnStable(from) {
       retriedOnStable.inc({ from });
+    },
+
+    countMirrored(color, purpose, statusCode) {
+      mirrored.inc({ color, purpose, code_class: CODE_CLASSES[classIndex(statusCode)]! });
+    },
+
+    countMirrorSkipped(color, reason) {
+      mirrorSkipped.inc({ color, reason });
     },
 
     setMonitor(m) {

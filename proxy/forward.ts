@@ -6,7 +6,8 @@
 // Per request: route (pin → sticky → weights), a span continuing the client's trace, the trace
 // header to the app, the colour echoed back, app metrics (x-changelens-metric-*) taken out of the
 // response, the sticky cookie set, the latency and status recorded for the judge, and a request
-// the rollout sent to an unreachable candidate re-sent to the stable colour when that is safe.
+// the rollout sent to an unreachable candidate re-sent to the stable colour when that is safe, and
+// a copy offered to the mirror when the table has one (its answer never reaches the client).
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { Pool, type Dispatcher } from 'undici';
 import type { AccessLog, Color } from '../lib/config.js';
@@ -15,6 +16,7 @@ import { errorBody } from '../lib/http-server.js';
 import type { Logger } from '../lib/logger.js';
 import { endSpan, injectInto, SpanKind, startSpanFrom, traceFields, type Context, type Span } from '../lib/tracing.js';
 import type { RoutingTable } from '../lib/contracts/routing.js';
+import type { Mirror } from './mirror.js';
 import { COLOR_PIN_HEADER, route, STICKY_COOKIE } from './router.js';
 
 export interface ForwardOptions {
@@ -31,6 +33,8 @@ export interface ForwardOptions {
   onMetric?: (color: Color, name: string, value: number) => void;
   /** While set (a restore), every proxied request is answered 503 with Retry-After. */
   unavailable?: () => { retryAfterSeconds: number; reason: string } | null;
+  /** Copies requests to a colour while the routing table says so (proxy/mirror.ts); absent: none. */
+  mirror?: Mirror;
 }
 
 export interface Forwarder {
@@ -83,7 +87,7 @@ export function createForwarder(options: ForwardOptions): Forwarder {
   function dispatch(ex: Exchange): void {
     const { req, res } = ex;
     const headers = upstreamHeaders(req, ex.ctx);
-    const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined;
+    const hasBody = requestHasBody(req);
     if (hasBody) ex.retryColor = null;
     pools[ex.color].dispatch({ method: req.method as Dispatcher.HttpMethod, path: req.url!, headers, body: hasBody ? req : null }, {
       onRequestStart(controller) {
@@ -169,12 +173,20 @@ export function createForwarder(options: ForwardOptions): Forwarder {
         endSpan(span, status);
         writeAccessLog(ex, status);
       });
+      // A copy for a warming or analysed candidate: of what the rollout routes to another colour, never a pin.
+      const rule = table.mirror;
+      if (rule && options.mirror && decision.reason !== 'pin' && decision.color !== rule.color) options.mirror.offer(rule, req, () => upstreamHeaders(req, ctx));
       dispatch(ex);
     },
     async close() {
       await Promise.all(Object.values(pools).map((p) => p.close().catch(() => {})));
     },
   };
+}
+
+export function requestHasBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return length !== undefined ? length !== '0' : req.headers['transfer-encoding'] !== undefined;
 }
 
 function upstreamHeaders(req: IncomingMessage, ctx: Context): Record<string, string | string[]> {

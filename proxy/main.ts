@@ -13,6 +13,7 @@ import { initTracing, shutdownTracing } from '../lib/tracing.js';
 import { createProxyMetrics, SlicedWindow } from '../monitoring/index.js';
 import { analysisLoadThrough, PgRolloutStore, RolloutController, systemClock } from '../rollout/index.js';
 import { registerAdminApi, type LiveSecond } from './admin/index.js';
+import { createMirror } from './mirror.js';
 import { buildProxyServer } from './server.js';
 import { backupLink, healthDetails, monitorSummary, supervisorLink } from './supervisor-link.js';
 
@@ -30,6 +31,15 @@ const pool = createPgPool(config.databaseUrl, { max: 4, applicationName: 'change
 const store = new PgRolloutStore(pool);
 const window = new SlicedWindow();
 const metrics = createProxyMetrics();
+// Copies to a warming (or analysed) candidate; its answers go to counters and, for an analysis, the judge.
+const mirror = createMirror({
+  upstreams, maxPerSecond: config.mirrorMaxRps, log,
+  onAnswered: (color, purpose, latencyMs, statusCode) => {
+    metrics.countMirrored(color, purpose, statusCode);
+    controller.recordCopy(color, purpose, latencyMs, statusCode);
+  },
+  onSkipped: (color, reason) => metrics.countMirrorSkipped(color, reason),
+});
 const controller = new RolloutController({
   store, window, log, gauges: metrics, activeColor,
   supervisor: supervisorLink(paths.controlSocket, paths.root, upstreams, config.readyTimeoutMs),
@@ -40,6 +50,7 @@ const controller = new RolloutController({
   initialRelease: snapshot?.release ?? { version: 'initial', artifact: BUILTIN_ARTIFACT, env: {} },
   // A plan's analysis load goes through this very proxy, so it is routed, measured and judged as any request.
   analysisLoad: analysisLoadThrough(`http://${selfHost(config.host)}:${config.port}`, systemClock, log),
+  mirror,
 });
 
 let hold: { reason: string; retryAfterSeconds: number } | null = null;
@@ -56,6 +67,7 @@ const app = await buildProxyServer({
   },
   onMetric: (color, name, value) => controller.recordMetric(color, name, value),
   onRetriedOnStable: (from) => metrics.countRetryOnStable(from),
+  mirror,
   healthDetails: () => healthDetails(paths.controlSocket, paths.root),
 });
 let initialized = false;
@@ -94,6 +106,7 @@ onStopSignal(log, async () => {
   controller.close();
   // All of pm2's kill_timeout but a margin: the drain is bounded by the stop budget.
   await closeGracefully(app, Math.max(500, config.stopTimeoutMs - 3_500));
+  await mirror.close();
   await pool.end().catch(() => {});
   await shutdownTracing();
 }, { underPm2: config.pmId !== undefined });

@@ -3,7 +3,7 @@
 // from it on every request; the admin API calls the operator actions. It runs in the proxy, so a
 // failing verdict reaches the router in the same process.
 import type { Color } from '../lib/config.js';
-import type { RoutingTable } from '../lib/contracts/routing.js';
+import type { MirrorRule, RoutingTable } from '../lib/contracts/routing.js';
 import type { Logger } from '../lib/logger.js';
 import type { SlicedWindow } from '../monitoring/index.js';
 import { WindowAnalysis } from './analysis.js';
@@ -12,7 +12,7 @@ import { Colours } from './colours.js';
 import { RolloutEvents } from './events.js';
 import type { HookOptions } from './hooks.js';
 import type { Deployment, DeployRequest } from './model.js';
-import { systemClock, type Clock, type RolloutGauges, type RolloutStore, type SupervisorLink } from './ports.js';
+import { systemClock, type Clock, type MirrorLink, type RolloutGauges, type RolloutStore, type SupervisorLink } from './ports.js';
 import { Reconciler, type RolloutStatus } from './reconciler.js';
 import { Traffic } from './traffic.js';
 
@@ -36,6 +36,8 @@ export interface ControllerOptions {
   clock?: Clock;
   /** How a plan's analysis load reaches the colours (through the proxy's own port); absent: refused. */
   analysisLoad?: StartAnalysisLoad;
+  /** The proxy's mirror (proxy/mirror.ts), for warm-ups; absent: a candidate takes its first step cold. */
+  mirror?: MirrorLink;
 }
 
 export class RolloutController {
@@ -60,6 +62,7 @@ export class RolloutController {
       events: new RolloutEvents({ store, hooks: o.hooks, log, gauges, now: () => clock.now() }),
       releasesDir: o.releasesDir, activeColor: o.activeColor, initialRelease: o.initialRelease,
       ...(o.analysisLoad ? { analysisLoad: o.analysisLoad } : {}),
+      ...(o.mirror ? { mirror: o.mirror } : {}),
     });
     this.colours.serve(o.activeColor, o.initialRelease.version);
   }
@@ -76,6 +79,17 @@ export class RolloutController {
   record(color: Color, latencyMs: number, statusCode: number): void {
     this.o.window.record(color, latencyMs, statusCode >= 500, this.clock.now());
     this.reconciler.observe(color, latencyMs, statusCode);
+  }
+
+  /**
+   * One answer to a copy of a live request (proxy/mirror.ts; status 0: none). An analysis copy is
+   * judged as the candidate's request; a warm-up's is not judged at all.
+   */
+  recordCopy(color: Color, purpose: MirrorRule['purpose'], latencyMs: number, statusCode: number): void {
+    if (purpose !== 'analysis') return;
+    const status = statusCode === 0 ? 502 : statusCode;
+    this.o.window.record(color, latencyMs, status >= 500, this.clock.now());
+    this.reconciler.observeCopy(color, latencyMs, status);
   }
 
   /** One value of an app-reported metric (x-changelens-metric-<name>), into its colour's slice. */

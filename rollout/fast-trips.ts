@@ -94,7 +94,8 @@ export class FastTrips {
       // A fresh process answers its first requests slower (cold JIT, new database connections):
       // that is not the release's latency. The slow-request test starts after a grace; errors count
       // from the first request. (bench:changelens's A/A canary was rolled back on exactly this.)
-      const thresholdMs = clock.now() - startedMs >= COLD_START_GRACE_MS ? run.slowThresholdMs : null;
+      // A candidate the warm-up made warm needs no grace.
+      const thresholdMs = run.warmup?.warm || clock.now() - startedMs >= COLD_START_GRACE_MS ? run.slowThresholdMs : null;
       const stableErrorRate = this.refreshThreshold(run, startedMs);
       if (!judging(run)) continue;
       const v = run.sequential.feed({ ...acc, thresholdMs, stableErrorRate });

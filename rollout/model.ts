@@ -37,6 +37,14 @@ export interface Plan {
   progressDeadlineAction?: 'abort' | 'pause';
   /** The proxy drives both colours itself (a box with little traffic): from the first step to the end. */
   analysisLoad?: AnalysisLoad;
+  /** Before the first step, the candidate warms up for up to this long (0 or absent, older plans: none). */
+  warmupSeconds?: number;
+  /** The warm-up copies live GET/HEAD requests to the candidate (false: synthetic GETs only). */
+  warmupMirror?: boolean;
+  /** The synthetic warm-up's GET paths (when live traffic is short). */
+  warmupPaths?: string[];
+  /** While judged, this percentage of the live GET/HEAD requests the stable colour serves is also copied to the candidate and judged (0 or absent: none). */
+  mirrorPercent?: number;
 }
 
 export interface Deployment {

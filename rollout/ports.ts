@@ -62,6 +62,17 @@ export interface ColorHealth {
   error?: string;
 }
 
+/**
+ * The proxy's mirror (proxy/mirror.ts), as a warm-up needs it: copies of live requests follow the
+ * routing table's mirror rule; synthetic GETs top them up when live traffic is short.
+ */
+export interface MirrorLink {
+  /** One synthetic GET of `path` to `color`, answer discarded; false when the mirror's bounds refused it. */
+  synthetic(color: Color, path: string): boolean;
+  /** Totals since the proxy started: copies and synthetic requests sent, answers, 5xx or no answer. */
+  counts(color: Color): { mirrored: number; synthetic: number; answered: number; failed: number };
+}
+
 /** What the Prometheus exposition needs to know of rollouts (monitoring/metrics.ts). */
 export interface RolloutGauges {
   setRollout(s: { deploymentId: string | null; phase: string | null; candidateColor: Color | null; candidateWeight: number; activeColor: Color }): void;

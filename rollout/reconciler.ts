@@ -18,13 +18,14 @@ import { other, type Colours } from './colours.js';
 import type { RolloutEvents } from './events.js';
 import { FastTrips } from './fast-trips.js';
 import type { Deployment, DeployRequest, Release } from './model.js';
-import { sleep, type Clock, type RolloutStore, type SupervisorLink } from './ports.js';
+import { sleep, type Clock, type MirrorLink, type RolloutStore, type SupervisorLink } from './ports.js';
 import { prepareRelease } from './release-import.js';
 import { newRun, type Run } from './run.js';
 import { initialStatus, isTerminal, transition, candidateWeight, type DeploymentEvent, type Phase } from './state-machine.js';
 import { strategyOf } from './strategies/index.js';
 import { summarise } from './summary.js';
 import type { Traffic } from './traffic.js';
+import { warmUp } from './warmup.js';
 
 /** After a rollback's swap: requests in flight at it finish, and any that still reach the candidate are counted. */
 const ROLLBACK_SETTLE_MS = 200;
@@ -41,6 +42,8 @@ export interface ReconcilerParts {
   releasesDir: string;
   /** Drives both colours for a plan with an analysis load (the proxy's own port); absent: not offered. */
   analysisLoad?: StartAnalysisLoad;
+  /** The proxy's mirror, for warm-ups; absent: a candidate takes its first step cold. */
+  mirror?: MirrorLink;
   /** The active colour the routing snapshot gave at start, and the release it runs. */
   activeColor: Color;
   initialRelease: { version: string; artifact: string; env: Record<string, string> };
@@ -100,6 +103,13 @@ export class Reconciler {
       else if (now >= rb.swappedAtMs) rb.candidateInFlightAtSwap++;
       return;
     }
+    this.trips.count(run, latencyMs, statusCode);
+  }
+
+  /** One answer to an analysis copy (--mirror-percent): evidence for the fast trips, never a client's request after a swap. */
+  observeCopy(color: Color, latencyMs: number, statusCode: number): void {
+    const run = this.current;
+    if (run === null || run.rollback || color !== run.d.candidateColor) return;
     this.trips.count(run, latencyMs, statusCode);
   }
 
@@ -245,10 +255,11 @@ export class Reconciler {
       // A preview: reachable by pin only (x-changelens-color), for a person or a smoke test to look first.
       const previewMs = strategy.previewMs(d.plan);
       if (previewMs > 0) await this.sleep(run, previewMs);
+      await this.warmUp(run);
       if (!(await this.step(run, async () => {
         if (strategy.baseline === 'before-switch') analysis.captureBaseline(run, clock.now());
         await this.apply(run, { type: 'ready' });
-        await this.o.events.audit('ready', run.d, 'controller', { candidateColor: d.candidateColor });
+        await this.o.events.audit('ready', run.d, 'controller', { candidateColor: d.candidateColor, ...(run.warmup ? { warmup: run.warmup } : {}) });
         if (!strategy.judged) await this.finishPromotion(run, { type: 'promote' }, 'controller');
         else this.enterStep(run);
       }))) return;
@@ -258,6 +269,26 @@ export class Reconciler {
       // Postgres unreachable, most likely: send everything to the stable colour and stay there.
       log.error({ err: (err as Error).message, deployment: d.id }, 'rollout driver failed; all traffic to the stable colour');
       if (!isTerminal(run.d.status.phase) && !run.rollback) this.toStable(run, clock.monotonic());
+    }
+  }
+
+  /**
+   * Before the first step: the candidate answers copies of live GET/HEAD requests (or synthetic
+   * GETs of the plan's paths) until it is warm or the plan's warm-up time is over; nobody judges them.
+   */
+  private async warmUp(run: Run): Promise<void> {
+    const { plan } = run.d;
+    const { mirror, traffic, log, clock } = this.o;
+    const seconds = plan.warmupSeconds ?? 0;
+    if (!mirror || seconds <= 0 || ending(run) || this.closed) return;
+    const live = (): boolean => !ending(run) && !this.closed && !run.rollback;
+    traffic.warmup(run.d, plan.warmupMirror !== false);
+    try {
+      run.warmup = await warmUp({ clock, mirror, color: run.d.candidateColor, seconds, paths: plan.warmupPaths ?? ['/'], sleep: (ms) => this.sleep(run, ms), live });
+      log.info({ deployment: run.d.id, ...run.warmup }, run.warmup.warm ? 'candidate warmed up' : 'candidate warm-up time over before it was warm');
+    } finally {
+      // No more copies; an abort meanwhile has already routed everything to stable.
+      if (live()) traffic.warmup(run.d, false);
     }
   }
 
@@ -373,7 +404,8 @@ export class Reconciler {
 
   private setWeights(run: Run): void {
     const { traffic } = this.o;
-    traffic.split(run.d, candidateWeight(run.d.status));
+    const copies = strategyOf(run.d.strategy).judged ? (run.d.plan.mirrorPercent ?? 0) / 100 : 0;
+    traffic.split(run.d, candidateWeight(run.d.status), copies);
     run.maxWeight = Math.max(run.maxWeight, traffic.candidateWeight);
     this.publish();
   }

@@ -4,6 +4,7 @@ import type { WindowStats, WindowVerdict } from '../monitoring/index.js';
 import type { SequentialJudge } from '../monitoring/sequential.js';
 import type { AnalysisLoadRun } from './analysis-load.js';
 import type { Deployment, Release } from './model.js';
+import type { WarmupReport } from './warmup.js';
 
 /** How fast a rollback took effect, measured in process (see the note of issue 4). */
 export interface RollbackTiming {
@@ -30,6 +31,8 @@ export interface Run {
   pausedByOperator: boolean;
   /** The progress deadline acted (once). */
   deadlinePassed: boolean;
+  /** What the warm-up before the first step did; null: none. */
+  warmup: WarmupReport | null;
   /** The plan's analysis load while it runs. */
   load: AnalysisLoadRun | null;
   /** bluegreen: the stable colour's latency before the switch, the baseline of its analysis. */
@@ -54,7 +57,7 @@ export interface Run {
 
 export function newRun(d: Deployment, release: Release, nowMs: number, stored: readonly WindowVerdict[] = []): Run {
   return {
-    d, release, history: [...stored], seq: stored.length, stepStartedMs: nowMs, servingSinceMs: null, progressMs: nowMs, pausedByOperator: false, deadlinePassed: false, load: null, baseline: null, wake: () => {}, rollback: null,
+    d, release, history: [...stored], seq: stored.length, stepStartedMs: nowMs, servingSinceMs: null, progressMs: nowMs, pausedByOperator: false, deadlinePassed: false, warmup: null, load: null, baseline: null, wake: () => {}, rollback: null,
     maxWeight: 0, consecutive5xx: 0, sequential: null, acc: { count: 0, slow: 0, errors: 0 }, slowThresholdMs: null, lastExplanation: null, lastUndecided: null,
   };
 }

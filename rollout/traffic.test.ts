@@ -22,6 +22,21 @@ describe('Traffic', () => {
     expect(traffic.current()).toEqual({ stable: 'green', candidate: null, candidateWeight: 0, rolloutId: null });
   });
 
+  it('mirrors to the candidate while warming up or analysed, and never after the swap back to stable', () => {
+    const traffic = new Traffic(join(mkdtempSync(join(tmpdir(), 'traffic-')), 'routing.json'), 'blue');
+    traffic.warmup(d, true);
+    expect(traffic.current()).toEqual({ stable: 'blue', candidate: null, candidateWeight: 0, rolloutId: null, mirror: { color: 'green', share: 1, purpose: 'warmup' } });
+    traffic.warmup(d, false);
+    expect(traffic.current().mirror).toBeUndefined();
+    traffic.split(d, 0.05, 0.2);
+    expect(traffic.current()).toMatchObject({ candidateWeight: 0.05, mirror: { color: 'green', share: 0.2, purpose: 'analysis' } });
+    traffic.toStable(d);
+    expect(traffic.current().mirror).toBeUndefined();
+    traffic.split(d, 0.05, 0.2);
+    traffic.allTo('blue');
+    expect(traffic.current().mirror).toBeUndefined();
+  });
+
   it('snapshots the active colour and its release for a restarted proxy', () => {
     const path = join(mkdtempSync(join(tmpdir(), 'traffic-')), 'routing.json');
     new Traffic(path, 'blue').snapshot('green', { version: 'v2', artifact: 'builtin', env: { A: '1' } });

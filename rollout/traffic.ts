@@ -3,7 +3,7 @@
 // router reads on every request, and writes the routing snapshot a restarted proxy routes by before
 // Postgres answers.
 import type { Color } from '../lib/config.js';
-import { stableOnly, type RoutingTable } from '../lib/contracts/routing.js';
+import { stableOnly, type MirrorRule, type RoutingTable } from '../lib/contracts/routing.js';
 import { writeRoutingSnapshot, type RoutingSnapshot } from '../lib/routing-snapshot.js';
 
 /** What a split is made of: a deployment's colours and id (its sticky cookies name it). */
@@ -34,14 +34,23 @@ export class Traffic {
     this.table = stableOnly(color);
   }
 
-  /** A deployment's split: its candidate takes `weight` (0-1) of the requests nothing else decides. */
-  split(d: Split, weight: number): void {
-    this.table = { stable: d.stableColor, candidate: d.candidateColor, candidateWeight: weight, rolloutId: d.id };
+  /**
+   * A deployment's split: its candidate takes `weight` (0-1) of the requests nothing else decides,
+   * and copies of a `mirrorShare` of those the stable colour serves (judged as the candidate's).
+   */
+  split(d: Split, weight: number, mirrorShare = 0): void {
+    this.table = { stable: d.stableColor, candidate: d.candidateColor, candidateWeight: weight, rolloutId: d.id, ...mirrorTo(d.candidateColor, mirrorShare, 'analysis') };
+  }
+
+  /** Before the candidate's first step: every request to the stable colour, copies of them (all, within the mirror's bounds) to the candidate, or none. */
+  warmup(d: Split, copy: boolean): void {
+    this.table = { ...stableOnly(d.stableColor), ...mirrorTo(d.candidateColor, copy ? 1 : 0, 'warmup') };
   }
 
   /** Everything to the deployment's stable colour, now (synchronous: the very next request). */
   toStable(d: Split): void {
-    this.table = { ...this.table, stable: d.stableColor, candidate: d.candidateColor, candidateWeight: 0, rolloutId: d.id };
+    // No copies either: a rolled-back candidate gets nothing but pinned requests.
+    this.table = { stable: d.stableColor, candidate: d.candidateColor, candidateWeight: 0, rolloutId: d.id };
   }
 
   /** Records `color` as the active colour, with the release it runs, for a restarted proxy. */
@@ -49,3 +58,5 @@ export class Traffic {
     writeRoutingSnapshot(this.snapshotPath, color, release);
   }
 }
+
+const mirrorTo = (color: Color, share: number, purpose: MirrorRule['purpose']): { mirror?: MirrorRule } => (share > 0 ? { mirror: { color, share, purpose } } : {});

@@ -2,6 +2,7 @@
 // traffic to judge, the proxy itself drives each colour at RATE req/s on the given paths (GET,
 // pinned by x-changelens-color), so windows become decisive. Its text form, shared by the CLI, the
 // admin API and the setting.
+import { parseAppPaths } from './app-paths.js';
 
 export interface AnalysisLoad {
   /** Requests per second to each colour. */
@@ -11,7 +12,6 @@ export interface AnalysisLoad {
 }
 
 export const ANALYSIS_LOAD_MAX_RATE = 500;
-const MAX_PATHS = 10;
 
 /** "40" or "40,/api/data,/api/items?limit=5": a rate, then paths (default "/"). */
 export function parseAnalysisLoad(text: string): AnalysisLoad | { error: string } {
@@ -19,18 +19,7 @@ export function parseAnalysisLoad(text: string): AnalysisLoad | { error: string 
   if (!rateText || !/^\d+(\.\d+)?$/.test(rateText) || !(Number(rateText) > 0) || Number(rateText) > ANALYSIS_LOAD_MAX_RATE) {
     return { error: `expected RATE[,PATH…] with RATE requests per second (0-${ANALYSIS_LOAD_MAX_RATE}] per colour, got ${JSON.stringify(text)}` };
   }
-  const paths = rest.filter(Boolean);
-  if (paths.length > MAX_PATHS) return { error: `at most ${MAX_PATHS} paths, got ${paths.length}` };
-  for (const p of paths) {
-    // An origin-form request target that stays what it says once a URL parser has read it (no dot
-    // segments, backslashes or encoded dots to climb out with), and is the app's: not the proxy's own
-    // /_changelens, /healthz or /readyz.
-    const problem = `path ${JSON.stringify(p)}: expected /path[?query] (printable, ≤ 200 characters, no dot segments or backslashes; not /_changelens, /healthz or /readyz)`;
-    if (!/^\/[\x21-\x7e]{0,199}$/.test(p) || p.startsWith('//') || p.includes('\\') || /%2e|%5c|%2f/i.test(p)) return { error: problem };
-    const read = new URL(p, 'http://appliance.invalid');
-    if (read.pathname + read.search !== p.replace(/#.*$/, '') || p.includes('#')) return { error: problem };
-    const first = read.pathname.split('/')[1]?.toLowerCase() ?? '';
-    if (first === '_changelens' || read.pathname === '/healthz' || read.pathname === '/readyz') return { error: problem };
-  }
-  return { rate: Number(rateText), paths: paths.length > 0 ? paths : ['/'] };
+  const paths = parseAppPaths(rest);
+  if ('error' in paths) return paths;
+  return { rate: Number(rateText), paths };
 }

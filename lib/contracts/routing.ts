@@ -12,6 +12,19 @@ export interface RoutingTable {
   candidateWeight: number;
   /** The rollout a sticky cookie belongs to; a cookie from an earlier rollout is ignored. */
   rolloutId: string | null;
+  /**
+   * Copies of requests the stable colour serves, sent to `color` too (answers discarded): a
+   * candidate warming up before its first step, or more samples for its analysis. Absent: none.
+   */
+  mirror?: MirrorRule;
+}
+
+export interface MirrorRule {
+  color: Color;
+  /** The share (0-1) of eligible requests copied: GET or HEAD, no body, not pinned. */
+  share: number;
+  /** warmup: counted apart and never judged; analysis: judged as the candidate's requests. */
+  purpose: 'warmup' | 'analysis';
 }
 
 export const stableOnly = (stable: Color): RoutingTable => ({ stable, candidate: null, candidateWeight: 0, rolloutId: null });

@@ -4,6 +4,7 @@
 import type { FastifyInstance } from 'fastify';
 import { parseSteps, rangeOf, type Config } from '../../lib/config.js';
 import { parseAnalysisLoad } from '../../lib/contracts/analysis-load.js';
+import { parseAppPaths } from '../../lib/contracts/app-paths.js';
 import { parseMetricRules } from '../../lib/contracts/metric-rules.js';
 import { validateReleaseEnv } from '../../lib/contracts/releases.js';
 import { CL_ERR_DEPLOYMENT_RUNNING, CL_ERR_INVALID_REQUEST } from '../../lib/errors.js';
@@ -41,10 +42,14 @@ export const DEPLOY_FIELDS = {
   progressDeadlineSeconds: likeSetting('progressDeadlineSeconds'),
   metricRules: { type: 'string', maxLength: 1000 },
   analysisLoad: { type: 'string', maxLength: 2500 },
+  warmupSeconds: likeSetting('warmupSeconds'),
+  warmupPaths: { type: 'string', maxLength: 2500 },
+  mirror: { type: 'boolean' },
+  mirrorPercent: likeSetting('mirrorPercent'),
   sequential: { type: 'boolean' },
 } as const;
 
-type DeployBody = { version: string; strategy?: Strategy; steps?: number[]; env?: Record<string, string>; artifact?: string; metricRules?: string; analysisLoad?: string; sequential?: boolean } & Partial<Record<Exclude<keyof typeof DEPLOY_FIELDS, 'version' | 'strategy' | 'steps' | 'env' | 'artifact' | 'metricRules' | 'analysisLoad' | 'sequential'>, number>>;
+type DeployBody = { version: string; strategy?: Strategy; steps?: number[]; env?: Record<string, string>; artifact?: string; metricRules?: string; analysisLoad?: string; warmupPaths?: string; mirror?: boolean; sequential?: boolean } & Partial<Record<Exclude<keyof typeof DEPLOY_FIELDS, 'version' | 'strategy' | 'steps' | 'env' | 'artifact' | 'metricRules' | 'analysisLoad' | 'warmupPaths' | 'mirror' | 'sequential'>, number>>;
 
 export async function deploymentRoutes(admin: FastifyInstance, o: AdminApiOptions): Promise<void> {
   admin.post<{ Body: DeployBody }>('/api/deployments', {
@@ -120,6 +125,11 @@ export function deployRequest(body: DeployBody, config: Config, actor: string): 
   if (analysisLoad && 'error' in analysisLoad) throw new CL_ERR_INVALID_REQUEST(`body/analysisLoad: ${analysisLoad.error}`);
   // Blue/green judges against the stable colour before the switch, which the load never reached.
   if (body.analysisLoad && strategy === 'bluegreen') throw new CL_ERR_INVALID_REQUEST('body/analysisLoad: blue/green is judged against the stable colour before the switch, which an analysis load cannot fill; use a canary');
+  // The synthetic warm-up asks for what the analysis load will: the paths that matter, if given.
+  const warmupPaths = body.warmupPaths !== undefined ? parseAppPaths(body.warmupPaths.split(',')) : analysisLoad?.paths ?? parseAppPaths(config.warmupPaths.split(','));
+  if ('error' in warmupPaths) throw new CL_ERR_INVALID_REQUEST(`body/warmupPaths: ${warmupPaths.error}`);
+  const mirrorPercent = body.mirrorPercent ?? config.mirrorPercent;
+  if (body.mirrorPercent && strategy === 'bluegreen') throw new CL_ERR_INVALID_REQUEST('body/mirrorPercent: blue/green\'s candidate takes every request once judged, so there is nothing to copy; use a canary');
   const maxP95Ms = body.maxP95Ms ?? config.maxP95Ms;
   const maxP99Ms = body.maxP99Ms ?? config.maxP99Ms;
   const plan: Plan = {
@@ -143,6 +153,10 @@ export function deployRequest(body: DeployBody, config: Config, actor: string): 
     progressDeadlineSeconds: body.progressDeadlineSeconds ?? config.progressDeadlineSeconds,
     progressDeadlineAction: config.progressDeadlineAction === 'pause' ? 'pause' : 'abort',
     ...(analysisLoad ? { analysisLoad } : {}),
+    warmupSeconds: body.warmupSeconds ?? config.warmupSeconds,
+    warmupMirror: body.mirror ?? config.mirror === '1',
+    warmupPaths,
+    ...(mirrorPercent > 0 && strategy === 'canary' ? { mirrorPercent } : {}),
   };
   if (plan.windowSeconds > plan.stepSeconds) throw new CL_ERR_INVALID_REQUEST(`body/windowSeconds: expected at most stepSeconds (${plan.stepSeconds}), got ${plan.windowSeconds}`);
   return { version: body.version, strategy, steps, env, artifact: body.artifact, plan, actor };
