@@ -1,10 +1,11 @@
-// npm run bench:aa [-- --runs 30 --regression-runs 10 --loads closed,open200] — A/A canaries on the
+// npm run bench:aa [-- --runs 30 --regression-runs 10 --loads closed,open200,open20+al40] — A/A canaries on the
 // real appliance: a release identical to the stable one, canaried again and again under load, must
 // be promoted; a regressed one (errors 10 %, dependency +100 ms) must still be rolled back, and fast.
 //
 // Loads: `closed` is wrk (1 thread, 4 connections) on GET /api/data, a closed loop that keeps the
 // 2-core box busy (the load the issue-16 false rollbacks came from); `open200` is the project's
-// open-model generator at 200 req/s. Each canary: steps 25,50,100, 10 s each, 5 s windows, the
+// open-model generator at 200 req/s; `open20+al40` is 20 req/s with the deployments' built-in
+// analysis load at 40 req/s per colour (a box with little traffic). Each canary: steps 25,50,100, 10 s each, 5 s windows, the
 // appliance's judge as configured. Beside it, the seed's plain rule (candidate P99 > 1.5 × stable
 // P99 or errors > 5 % in a 5 s window, no minimum sample count, 2 in a row) is replayed on the same
 // deployment's stored 5 s buckets: what it would have done with the same traffic.
@@ -23,13 +24,14 @@ import { adminCall, launchAppliance, type Appliance } from './harness.js';
 import { startLoad } from './load.js';
 
 const { values } = parseArgs({ options: {
-  runs: { type: 'string', default: '30' }, 'regression-runs': { type: 'string', default: '10' }, loads: { type: 'string', default: 'closed,open200' },
+  runs: { type: 'string', default: '30' }, 'regression-runs': { type: 'string', default: '10' }, loads: { type: 'string', default: 'closed,open200,open20+al40' },
 } });
 const RUNS = Number(values.runs);
 const REGRESSION_RUNS = Number(values['regression-runs']);
 const LOADS = values.loads.split(',').map((l) => l.trim());
 if (!Number.isInteger(RUNS) || RUNS < 0 || !Number.isInteger(REGRESSION_RUNS) || REGRESSION_RUNS < 0) throw new Error('--runs, --regression-runs: integers ≥ 0');
-for (const l of LOADS) if (l !== 'closed' && !/^open\d+$/.test(l)) throw new Error(`--loads: closed or openN (N req/s), got ${l}`);
+const LOAD_SPEC = /^open(\d+)(?:\+al(\d+))?$/;
+for (const l of LOADS) if (l !== 'closed' && !LOAD_SPEC.test(l)) throw new Error(`--loads: closed, openN (N req/s) or openN+alM (with an analysis load of M req/s per colour), got ${l}`);
 
 const PATH = '/api/data';
 const CASES = [
@@ -47,8 +49,11 @@ interface Run {
   detectMs: number | null;
   /** 'too short': ChangeLens ended it before the seed rule had two windows to judge. */
   seedRule: 'rolled_back' | 'promoted' | 'too short';
-  /** Per judged window: candidate P99 − stable P99 and their ratio (A/A: what noise looks like). */
-  windows: Array<{ excessMs: number; ratio: number; candidate: number; stable: number }>;
+  /**
+   * Per judged window: candidate P99 − stable P99 and their ratio (A/A: what noise looks like), the
+   * stable colour's recent range the judge used (null: none yet), and its P99 rule's verdict.
+   */
+  windows: Array<{ excessMs: number; ratio: number; candidate: number; stable: number; range: number | null; failed: boolean }>;
 }
 
 const api = (app: Appliance, token: string, method: string, path: string, body?: unknown): Promise<any> => adminCall(app.url, token, method, path, body);
@@ -76,6 +81,8 @@ function seedRule(buckets: Array<{ color: string; startMs: number; count: number
   return 'promoted';
 }
 
+/** The appliance's P99 floor (its default), for the replay. */
+const FLOOR_MS = 20;
 const app = await launchAppliance({ env: { CHANGELENS_SEED_ITEMS: '500', CHANGELENS_CANARY_STEPS: '25,50,100', CHANGELENS_STEP_SECONDS: '10', CHANGELENS_WINDOW_SECONDS: '5', CHANGELENS_KEEP_WARM_SECONDS: '5', CHANGELENS_INSPECT_SECONDS: '5' } });
 const runs: Run[] = [];
 let n = 0;
@@ -83,12 +90,14 @@ try {
   await app.ready;
   const token = app.secrets().adminToken;
   for (const load of LOADS) {
-    const generator = load === 'closed' ? startClosedLoop(`${app.url}${PATH}`) : startLoad(`${app.url}${PATH}`, Number(load.slice(4)));
+    const spec = LOAD_SPEC.exec(load);
+    const generator = spec ? startLoad(`${app.url}${PATH}`, Number(spec[1])) : startClosedLoop(`${app.url}${PATH}`);
+    const analysisLoad = spec?.[2] ? { analysisLoad: `${spec[2]},${PATH}` } : {};
     try {
       await sleep(10_000); // the stable colour warm, its windows full
       for (const c of CASES) {
         for (let i = 0; i < c.runs; i++) {
-          const d0 = await api(app, token, 'POST', '/api/deployments', { version: `aa-${Date.now().toString(36)}-${n++}`, env: c.env });
+          const d0 = await api(app, token, 'POST', '/api/deployments', { version: `aa-${Date.now().toString(36)}-${n++}`, env: c.env, ...analysisLoad });
           let d: any;
           const deadline = Date.now() + 180_000;
           for (;;) {
@@ -110,7 +119,8 @@ try {
               const r = v.rules.find((x: any) => x.rule === 'p99_ratio');
               const m = /p99 ([\d.]+)ms = [\d.]+× stable ([\d.]+)ms/.exec(r.message);
               const [candidate, stable] = m ? [Number(m[1]), Number(m[2])] : [NaN, NaN];
-              return { excessMs: candidate - stable, ratio: r.observed, candidate, stable };
+              const range = /recent range \(up to ([\d.]+)ms\)/.exec(r.message);
+              return { excessMs: candidate - stable, ratio: r.observed, candidate, stable, range: range ? Number(range[1]) : null, failed: r.verdict === 'fail' };
             });
           runs.push({
             load, kind: c.kind, outcome: d.status.phase, reason: d.status.reason,
@@ -151,6 +161,25 @@ for (const load of LOADS) {
     const seedText = c.kind === 'A/A' ? `false rollbacks ${seed}/${own.length} (95 % ${pct(slo)}-${pct(shi)})` : `rolled back ${seed}/${own.length - short}${short ? ` (${short} ended before its 2 windows)` : ''}`;
     console.log(`${load.padEnd(9)} ${c.kind.padEnd(20)} ${String(own.length).padStart(4)}  ${lens.padEnd(56)} ${seedText}`);
     rows.push({ load, kind: c.kind, runs: own.length, rolledBack: rolled, wilson95: [lo, hi], seedRolledBack: seed, detectMs: detect });
+  }
+  for (const c of CASES) {
+    // The P99 rule three ways on the same windows: the seed's ratio alone, with the floor, and with
+    // the floor and the stable colour's range (what the judge did): windows failed, and runs with two
+    // failing windows in a row (what rolls back, other rules and early verdicts aside).
+    const own = runs.filter((r) => r.load === load && r.kind === c.kind && r.windows.length > 0);
+    if (own.length === 0 || c.kind === 'errors 10 %') continue;
+    const floor = FLOOR_MS;
+    const variants = {
+      'ratio': (w: Run['windows'][number]) => w.ratio > 1.5,
+      'ratio+floor': (w: Run['windows'][number]) => w.ratio > 1.5 && w.excessMs > floor,
+      'ratio+floor+range': (w: Run['windows'][number]) => w.failed,
+    };
+    const cells = Object.entries(variants).map(([name, fails]) => {
+      const windows = own.flatMap((r) => r.windows).filter(fails).length;
+      const tripped = own.filter((r) => r.windows.some((w, i) => i > 0 && fails(w) && fails(r.windows[i - 1]!))).length;
+      return `${name} ${windows} windows, ${tripped} runs`;
+    });
+    console.log(`${load.padEnd(9)} ${c.kind.padEnd(20)} P99 rule replayed on ${own.flatMap((r) => r.windows).length} windows of ${own.length} runs, failing: ${cells.join('; ')}`);
   }
   const aa = runs.filter((r) => r.load === load && r.kind === 'A/A').flatMap((r) => r.windows);
   if (aa.length > 0) {

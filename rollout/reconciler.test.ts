@@ -13,7 +13,8 @@ import { ManualClock } from '../test/helpers/manual-clock.js';
 import { MemoryRolloutStore } from '../test/helpers/memory-rollout-store.js';
 import { RolloutController } from './controller.js';
 import type { DeployRequest, Plan } from './model.js';
-import type { ColorHealth, SupervisorLink } from './ports.js';
+import type { ColorHealth, MirrorLink, SupervisorLink } from './ports.js';
+import { WARM_ENOUGH } from './warmup.js';
 import type { DeploymentStatus } from './state-machine.js';
 
 /** The colours' processes: started, stopped, crashed, or not answering, as each test needs. */
@@ -53,6 +54,30 @@ class CountingStore extends MemoryRolloutStore {
   }
 }
 
+/** The proxy's mirror as the warm-up sees it: every synthetic GET and every copy answered at once (the real one: proxy/mirror.test.ts, e2e). */
+class FakeMirror implements MirrorLink {
+  readonly totals: Record<Color, { mirrored: number; synthetic: number; answered: number; failed: number }> = {
+    blue: { mirrored: 0, synthetic: 0, answered: 0, failed: 0 }, green: { mirrored: 0, synthetic: 0, answered: 0, failed: 0 },
+  };
+  readonly paths: string[] = [];
+
+  synthetic(color: Color, path: string): boolean {
+    this.paths.push(path);
+    this.totals[color].synthetic++;
+    this.totals[color].answered++;
+    return true;
+  }
+
+  copy(color: Color): void {
+    this.totals[color].mirrored++;
+    this.totals[color].answered++;
+  }
+
+  counts(color: Color) {
+    return { ...this.totals[color] };
+  }
+}
+
 const PLAN: Plan = {
   stepSeconds: 10, windowSeconds: 5,
   rules: { p99Ratio: 1.5, maxErrorRate: 0.05, minSamples: 50, failuresToRollback: 2 },
@@ -76,6 +101,7 @@ let candidate: Behaviour;
 
 /** What the analysis load was asked to do (the real one sends HTTP through the proxy: e2e). */
 let loads: Array<{ rate: number; colors: readonly Color[]; stopped: boolean }>;
+let mirror: FakeMirror;
 
 function boot(): RolloutController {
   const controller = new RolloutController({
@@ -84,7 +110,7 @@ function boot(): RolloutController {
       loads.push(run);
       return { stop: () => { run.stopped = true; return { sent: 0, skipped: 0, failed: 0 }; } };
     },
-    store, supervisor, clock, window: new SlicedWindow(), log: createLogger('test', { level: 'silent' }),
+    mirror, store, supervisor, clock, window: new SlicedWindow(), log: createLogger('test', { level: 'silent' }),
     routingPath: join(dir, 'routing.json'), releasesDir: join(dir, 'releases'), releasesKeep: 5,
     hooks: { urls: [], command: undefined, timeoutMs: 1000 }, activeColor: 'blue',
     initialRelease: { version: 'v1', artifact: 'builtin', env: {} },
@@ -104,7 +130,15 @@ async function serve(controller: RolloutController, ms: number): Promise<void> {
     for (let i = 0; i < 20; i++) {
       const base = 5 + ((t / 100 + i) % 10);
       if (table.candidate && i < Math.round(table.candidateWeight * 20)) controller.record(table.candidate, base * candidate.slower, candidate.status);
-      else controller.record(table.stable, base, 200);
+      else {
+        controller.record(table.stable, base, 200);
+        // The proxy copies what the stable colour serves, when the table says so (all GETs here).
+        const rule = table.mirror;
+        if (rule && i < Math.round(rule.share * 20)) {
+          mirror.copy(rule.color);
+          controller.recordCopy(rule.color, rule.purpose, base * candidate.slower, candidate.status);
+        }
+      }
     }
   }
 }
@@ -135,6 +169,7 @@ beforeEach(async () => {
   controllers = [];
   candidate = GOOD;
   loads = [];
+  mirror = new FakeMirror();
 });
 
 afterEach(() => {
@@ -449,5 +484,72 @@ describe('the reconciler', () => {
     await serveUntil(c, bad.id, ['rolled_back']);
     expect(loads[1]).toMatchObject({ stopped: true });
     expect((await store.deployment(bad.id)).result).toMatchObject({ rollback_timing: { candidate_requests_after_swap: 0 } });
+  });
+
+  it('warms the candidate up before its first step: synthetic GETs on an idle box, until it is warm', async () => {
+    const c = boot();
+    await c.init();
+    const d = await c.deploy(request('warm', {}, { warmupSeconds: 30, warmupPaths: ['/api/data', '/api/items'] }));
+    await clock.until('warming up', () => c.routingTable().mirror !== undefined, 10_000, 10);
+    // Copies of live requests would go to the candidate; no user request does.
+    expect(c.routingTable()).toMatchObject({ stable: 'blue', candidateWeight: 0, mirror: { color: 'green', share: 1, purpose: 'warmup' } });
+    await shifting(d.id);
+    // 100 a second: warm after 3 s of the 30 allowed, the paths taken in turn.
+    expect(mirror.totals.green.synthetic).toBeGreaterThanOrEqual(WARM_ENOUGH);
+    expect(mirror.totals.green.synthetic).toBeLessThan(WARM_ENOUGH + 20);
+    expect(mirror.paths.slice(0, 3)).toEqual(['/api/data', '/api/items', '/api/data']);
+    expect(c.routingTable()).toMatchObject({ candidateWeight: 0.5 });
+    expect(c.routingTable().mirror).toBeUndefined();
+    const ready = (await store.auditSince(0)).find((e) => e.eventType === 'ready')!;
+    expect(ready.details).toMatchObject({ warmup: { warm: true, mirrored: 0, failed: 0 } });
+    expect((ready.details as { warmup: { ms: number } }).warmup.ms).toBeLessThan(4_000);
+  });
+
+  it('warms up on copies of live traffic when there is enough, and on synthetic GETs only with the mirror off', async () => {
+    const c = boot();
+    await c.init();
+    const live = await c.deploy(request('live', {}, { warmupSeconds: 30 }));
+    await clock.until('warming up', () => c.routingTable().mirror !== undefined, 10_000, 10);
+    // 200 requests a second, every one copied: warm in 1.5 s; synthetic GETs only before the first live ones.
+    await serveUntil(c, live.id, ['shifting']);
+    expect(mirror.totals.green.mirrored).toBeGreaterThanOrEqual(WARM_ENOUGH - 20);
+    expect(mirror.totals.green.synthetic).toBeLessThanOrEqual(20);
+    await c.abort('operator');
+    const before = mirror.counts('green');
+    const synthetic = await c.deploy(request('no-mirror', {}, { warmupSeconds: 2, warmupMirror: false }));
+    await serveUntil(c, synthetic.id, ['shifting']);
+    // Copies are off: only synthetic GETs (100 a second), and its 2 s were over before it was warm.
+    expect(mirror.totals.green.mirrored).toBe(before.mirrored);
+    expect(mirror.totals.green.synthetic - before.synthetic).toBeGreaterThanOrEqual(180);
+    const ready = (await store.auditSince(0)).find((e) => e.eventType === 'ready' && e.deploymentId === synthetic.id)!;
+    expect(ready.details).toMatchObject({ warmup: { warm: false, mirrored: 0 } });
+  });
+
+  it('an abort during the warm-up ends it: no copies, every request on the stable colour', async () => {
+    const c = boot();
+    await c.init();
+    const d = await c.deploy(request('aborted-warm', {}, { warmupSeconds: 60, warmupMirror: true }));
+    await clock.until('warming up', () => c.routingTable().mirror !== undefined, 10_000, 10);
+    await c.abort('operator');
+    expect(c.routingTable()).toEqual({ stable: 'blue', candidate: null, candidateWeight: 0, rolloutId: null });
+    const sent = mirror.totals.green.synthetic;
+    await clock.advance(5_000);
+    expect(mirror.totals.green.synthetic).toBe(sent);
+    expect((await store.deployment(d.id)).status.phase).toBe('aborted');
+  });
+
+  it('--mirror-percent: copies a share of the stable colour\'s requests to the candidate while judged, judged as its own; none after a rollback', async () => {
+    const c = boot();
+    await c.init();
+    candidate = { slower: 1, status: 503 };
+    // 5 % of the requests and no fast trip: the copies (50 % of the rest) make the windows decisive.
+    const d = await c.deploy(request('copied', { steps: [5, 100] }, { mirrorPercent: 50, tripConsecutive5xx: 0 }));
+    await shifting(d.id);
+    expect(c.routingTable()).toMatchObject({ candidateWeight: 0.05, mirror: { color: 'green', share: 0.5, purpose: 'analysis' } });
+    expect(await serveUntil(c, d.id, ['promoted', 'rolled_back'])).toBe('rolled_back');
+    const verdicts = await store.verdicts(d.id);
+    // Each window: 1 request in 20 by weight, 9.5 in 20 copied: far past the 50 a 5 s window needs.
+    expect(verdicts[0]!.samples.candidate).toBeGreaterThan(400);
+    expect(c.routingTable().mirror).toBeUndefined();
   });
 });

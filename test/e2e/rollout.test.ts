@@ -576,6 +576,40 @@ describe('shipping from CI: upload and the remote CLI', () => {
   });
 });
 
+describe('warm candidates', () => {
+  /** A Prometheus counter's value summed over the series whose labels include every one given. */
+  async function counter(name: string, labels: Record<string, string>): Promise<number> {
+    const text = await fetch(`${app.url}/_changelens/metrics`, { headers: { authorization: `Bearer ${token}` } }).then((r) => r.text());
+    let sum = 0;
+    for (const m of text.matchAll(new RegExp(`^${name}\\{([^}]*)\\} (\\S+)$`, 'gm'))) {
+      if (Object.entries(labels).every(([k, v]) => m[1]!.includes(`${k}="${v}"`))) sum += Number(m[2]);
+    }
+    return sum;
+  }
+
+  it('warms the candidate on copies of live GETs before its first step: no client reaches it or is counted for it', async () => {
+    const stable = (await active()).color;
+    const candidate = other(stable);
+    const copiesBefore = await counter('changelens_mirrored_requests_total', { color: candidate, purpose: 'warmup' });
+    const { load, result: d } = await underLoad(async () => finished((await deploy({ version: 'warm-1', warmupSeconds: 60, warmupPaths: '/api/data' })).id), '/api/data');
+    expect(d.status.phase, d.status.reason).toBe('promoted');
+    const { events } = (await api('GET', `/api/audit?since=${encodeURIComponent(d.startedAt)}`)).body;
+    const ready = events.find((e: any) => e.eventType === 'ready' && e.deploymentId === d.id);
+    // Warm (300 answers) long before its 60 s; the live GETs at 80/s were copied, synthetic GETs made up the rest.
+    expect(ready.details.warmup, JSON.stringify(ready.details)).toMatchObject({ warm: true, failed: 0 });
+    const { warmup } = ready.details;
+    expect(warmup.mirrored).toBeGreaterThan(0);
+    expect(warmup.mirrored + warmup.synthetic).toBeGreaterThanOrEqual(300);
+    expect(await counter('changelens_mirrored_requests_total', { color: candidate, purpose: 'warmup' }) - copiesBefore).toBeGreaterThanOrEqual(300);
+    // The candidate took no client request while it warmed up (margin: a request's way from the client to the router).
+    const warmEnd = Date.parse(d.startedAt) + warmup.ms - 250;
+    expect(load.samples.filter((s) => s.startedAt < warmEnd).length).toBeGreaterThan(50);
+    expect(load.served(candidate, 0, warmEnd)).toEqual([]);
+    // Copies are in no client count: the proxy counted for the new release exactly the answers clients saw from it.
+    expect(await counter('changelens_request_duration_seconds_count', { color: candidate, release: 'warm-1' })).toBe(load.served(candidate).length);
+  });
+});
+
 describe('a box with little traffic', () => {
   it('--analysis-load makes a canary on an idle box decisive: the proxy drives both colours itself', async () => {
     const bad = await runCli(['deploy', 'idle-load-0', '--analysis-load', '40,/_changelens/api/status'], app.env);
