@@ -245,7 +245,7 @@ async function withFlagNames<T>(p: Promise<T>): Promise<T> {
     return await p;
   } catch (err) {
     const e = err as Error;
-    for (const [flag, field] of Object.entries({ ...NUMERIC_FLAGS, steps: 'steps', strategy: 'strategy', 'metric-rules': 'metricRules', 'analysis-load': 'analysisLoad', 'warmup-paths': 'warmupPaths', artifact: 'artifact', set: 'env', version: 'version' })) {
+    for (const [flag, field] of Object.entries({ ...NUMERIC_FLAGS, steps: 'steps', strategy: 'strategy', 'metric-rules': 'metricRules', 'analysis-load': 'analysisLoad', 'warmup-paths': 'warmupPaths', 'no-mirror': 'mirror', artifact: 'artifact', set: 'env', version: 'version' })) {
       e.message = e.message.replace(new RegExp(`body/${field}\\b`, 'g'), flag === 'version' ? '<version>' : `--${flag}`);
     }
     throw e;

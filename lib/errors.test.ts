@@ -32,6 +32,7 @@ const SAMPLES: Record<string, { args: string[]; message: string }> = {
   CL_ERR_ALREADY_RUNNING: { args: ['/data', '4242'], message: 'an appliance already runs on data dir /data (supervisor pid 4242)' },
   CL_ERR_NOT_RUNNING: { args: ['/srv/data'], message: 'no appliance is running on data dir /srv/data' },
   CL_ERR_INTERNAL: { args: [], message: 'internal error' },
+  CL_ERR_DEPENDENCY_UNAVAILABLE: { args: ['redis', 'the connection is down'], message: 'redis is unavailable: the connection is down' },
   CL_ERR_REGRESSION_INVALID: { args: ['cpu intensity: expected an integer 1-10000 (work units), got 0'], message: 'cpu intensity: expected an integer 1-10000 (work units), got 0' },
   CL_ERR_TASK_NOT_FOUND: { args: ['7d9f'], message: 'task 7d9f not found' },
   CL_ERR_DOWNSTREAM_TIMEOUT: { args: ['1000'], message: 'downstream call timed out after 1000 ms' },

@@ -131,6 +131,9 @@ export const CL_ERR_UPSTREAM = defineError<[string, string]>(
 export const CL_ERR_UPSTREAM_TIMEOUT = defineError<[string, string]>(
   'CL_ERR_UPSTREAM_TIMEOUT', 504, '%s did not answer in time: %s',
   'the app took over 5 minutes to send its headers or between two parts of its body; see its logs');
+export const CL_ERR_DEPENDENCY_UNAVAILABLE = defineError<[string, string]>(
+  'CL_ERR_DEPENDENCY_UNAVAILABLE', 503, '%s is unavailable: %s',
+  'nothing was changed; the service reconnects by itself: retry after the seconds in the Retry-After header (changelens status shows the dependency)');
 export const CL_ERR_CLOSING = defineError<[]>(
   'CL_ERR_CLOSING', 503, 'shutting down',
   'the appliance is stopping; retry in a moment or on another instance');

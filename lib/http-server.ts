@@ -57,6 +57,8 @@ export function createHttpServer(log: Logger, options: HttpServerOptions = {}) {
   app.setErrorHandler((err: FastifyError | ChangeLensError, req, reply) => {
     if (err instanceof ChangeLensError) {
       if (err.statusCode >= 500) req.log.warn({ code: err.code, url: req.url }, err.message);
+      // A 503 is temporary by definition: say when to come back.
+      if (err.statusCode === 503 && !reply.hasHeader('retry-after')) void reply.header('retry-after', '1');
       return reply.code(err.statusCode).send(errorBody(err));
     }
     const status = err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;

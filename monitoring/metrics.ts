@@ -44,6 +44,8 @@ export interface ProxyMetrics {
   countRollback(trigger: string): void;
   /** A request the candidate could not take, answered by the stable colour instead. */
   countRetryOnStable(from: Color): void;
+  /** An idempotent request whose colour was down (a crash), held and re-sent to it. */
+  countHeld(color: Color): void;
   /** An answer to a mirrored or synthetic request (proxy/mirror.ts; status 0: none), counted apart from clients' requests. */
   countMirrored(color: Color, purpose: 'warmup' | 'analysis', statusCode: number): void;
   /** A copy the mirror skipped at one of its bounds. */
@@ -153,6 +155,12 @@ export function createProxyMetrics(options: ProxyMetricsOptions = {}): ProxyMetr
     registers: [registry],
   });
 
+  const held = new Counter({
+    name: 'changelens_held_requests_total',
+    help: 'Idempotent requests (GET, HEAD, OPTIONS without a body) whose colour could not be reached (a crash, pm2 restarting it), held and re-sent to it for up to 5 s, by colour.',
+    labelNames: ['color'] as const,
+    registers: [registry],
+  });
   const mirrored = new Counter({
     name: 'changelens_mirrored_requests_total',
     help: 'Answers to copies of live requests and synthetic warm-up requests, which no client saw (not in changelens_request_duration_seconds), by colour, purpose (warmup, analysis) and status class (5xx: also no answer).',
@@ -235,6 +243,10 @@ export function createProxyMetrics(options: ProxyMetricsOptions = {}): ProxyMetr
 
     countRetryOnStable(from) {
       retriedOnStable.inc({ from });
+    },
+
+    countHeld(color) {
+      held.inc({ color });
     },
 
     countMirrored(color, purpose, statusCode) {

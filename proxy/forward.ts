@@ -7,7 +7,8 @@
 // header to the app, the colour echoed back, app metrics (x-changelens-metric-*) taken out of the
 // response, the sticky cookie set, the latency and status recorded for the judge, and a request
 // the rollout sent to an unreachable candidate re-sent to the stable colour when that is safe, and
-// a copy offered to the mirror when the table has one (its answer never reaches the client).
+// an idempotent request whose colour is down (crashed, restarting) held and re-sent to it for a few
+// seconds, and a copy offered to the mirror when the table has one (its answer never reaches the client).
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { Pool, type Dispatcher } from 'undici';
 import type { AccessLog, Color } from '../lib/config.js';
@@ -17,7 +18,7 @@ import type { Logger } from '../lib/logger.js';
 import { endSpan, injectInto, SpanKind, startSpanFrom, traceFields, type Context, type Span } from '../lib/tracing.js';
 import type { RoutingTable } from '../lib/contracts/routing.js';
 import type { Mirror } from './mirror.js';
-import { COLOR_PIN_HEADER, route, STICKY_COOKIE } from './router.js';
+import { COLOR_PIN_HEADER, MIRROR_HEADER, route, STICKY_COOKIE } from './router.js';
 
 export interface ForwardOptions {
   log: Logger;
@@ -35,6 +36,10 @@ export interface ForwardOptions {
   unavailable?: () => { retryAfterSeconds: number; reason: string } | null;
   /** Copies requests to a colour while the routing table says so (proxy/mirror.ts); absent: none. */
   mirror?: Mirror;
+  /** An idempotent request whose colour cannot be reached (crashed, pm2 restarting it) is re-sent to it for up to this long. */
+  holdMs?: number;
+  /** Such a request was held and re-sent. */
+  onHeld?: (color: Color) => void;
 }
 
 export interface Forwarder {
@@ -52,6 +57,13 @@ const TIMEOUTS = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 /** Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection, never forwarded. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-authenticate']);
 const SLOW_REQUEST_MS = 1_000;
+/**
+ * How long an idempotent request waits for its colour to come back (pm2 restarts a crashed API in
+ * about a second and a half on a busy 2-core box; see the note of issue 18), re-sent with backoff.
+ */
+export const HOLD_MS = 5_000;
+const HOLD_FIRST_RETRY_MS = 50;
+const HOLD_MAX_RETRY_MS = 500;
 /** An app that sends no headers in 5 minutes is broken; the client gets a 504 instead of a hang. */
 const HEADERS_TIMEOUT_MS = 300_000;
 
@@ -63,6 +75,10 @@ interface Exchange {
   /** Where a failed connection to the candidate goes instead (null: no retry for this request). */
   retryColor: Color | null;
   retriedFrom: Color | null;
+  /** GET/HEAD/OPTIONS without a body, not pinned: may be held and re-sent while its colour is down. */
+  holdable: boolean;
+  /** Re-sends so far while held. */
+  held: number;
   setSticky: string | null;
   span: Span;
   ctx: Context;
@@ -83,6 +99,8 @@ export function createForwarder(options: ForwardOptions): Forwarder {
   const reportMetric = options.onMetric ?? (() => {});
   const writeAccessLog = accessLogWriter(options.log, options.accessLog);
   const unavailable = options.unavailable ?? (() => null);
+  const holdMs = options.holdMs ?? HOLD_MS;
+  const onHeld = options.onHeld ?? (() => {});
 
   function dispatch(ex: Exchange): void {
     const { req, res } = ex;
@@ -134,6 +152,19 @@ export function createForwarder(options: ForwardOptions): Forwarder {
       dispatch(ex);
       return;
     }
+    if (ex.holdable && isConnectFailure(error) && !res.destroyed) {
+      // Its colour is down (a crash; pm2 brings it back): re-sent to the same colour with backoff,
+      // for a bounded time, so a crash costs the client a wait instead of an error.
+      const left = holdMs - (performance.now() - ex.start);
+      if (left > 0) {
+        if (ex.held++ === 0) onHeld(ex.color);
+        ex.controller = null;
+        setTimeout(() => {
+          if (!res.destroyed) dispatch(ex);
+        }, Math.min(HOLD_FIRST_RETRY_MS * 2 ** (ex.held - 1), HOLD_MAX_RETRY_MS, left));
+        return;
+      }
+    }
     const timedOut = hasCode(error, TIMEOUTS);
     const err = timedOut ? new CL_ERR_UPSTREAM_TIMEOUT(`api-${ex.color}`, error.message) : new CL_ERR_UPSTREAM(`api-${ex.color}`, error.message);
     options.log.warn({ ...traceFields(ex.span), err: error.message, errCode: (error as { code?: string }).code, color: ex.color, url: ex.req.url }, 'upstream request failed');
@@ -163,6 +194,8 @@ export function createForwarder(options: ForwardOptions): Forwarder {
         // candidate cannot be reached; a pinned one (a preview) must see the candidate's real failure.
         retryColor: decision.reason !== 'pin' && decision.color !== table.stable && RETRYABLE_METHODS.has(req.method!) ? table.stable : null,
         retriedFrom: null,
+        holdable: decision.reason !== 'pin' && RETRYABLE_METHODS.has(req.method!) && !requestHasBody(req),
+        held: 0,
         setSticky: decision.setSticky ?? null,
       };
       res.once('close', () => {
@@ -193,7 +226,8 @@ function upstreamHeaders(req: IncomingMessage, ctx: Context): Record<string, str
   const out: Record<string, string | string[]> = {};
   const named = connectionNamed(req.headers.connection);
   for (const name in req.headers) {
-    if (HOP_BY_HOP.has(name) || named?.has(name)) continue;
+    // The mirror's mark is the proxy's to set: a client cannot make its request look like a copy.
+    if (HOP_BY_HOP.has(name) || named?.has(name) || name === MIRROR_HEADER) continue;
     const value = req.headers[name];
     if (value !== undefined) out[name] = value;
   }

@@ -34,9 +34,9 @@ const metrics = createProxyMetrics();
 // Copies to a warming (or analysed) candidate; its answers go to counters and, for an analysis, the judge.
 const mirror = createMirror({
   upstreams, maxPerSecond: config.mirrorMaxRps, log,
-  onAnswered: (color, purpose, latencyMs, statusCode) => {
+  onAnswered: (color, purpose, latencyMs, statusCode, rolloutId) => {
     metrics.countMirrored(color, purpose, statusCode);
-    controller.recordCopy(color, purpose, latencyMs, statusCode);
+    controller.recordCopy(color, purpose, latencyMs, statusCode, rolloutId);
   },
   onSkipped: (color, reason) => metrics.countMirrorSkipped(color, reason),
 });
@@ -67,6 +67,7 @@ const app = await buildProxyServer({
   },
   onMetric: (color, name, value) => controller.recordMetric(color, name, value),
   onRetriedOnStable: (from) => metrics.countRetryOnStable(from),
+  onHeld: (color) => metrics.countHeld(color),
   mirror,
   healthDetails: () => healthDetails(paths.controlSocket, paths.root),
 });

@@ -8,7 +8,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Color } from '../lib/config.js';
 import type { RoutingTable } from '../lib/contracts/routing.js';
 import { createLogger } from '../lib/logger.js';
-import { createMirror, MIRROR_HEADER, MIRROR_MAX_IN_FLIGHT, type Mirror } from './mirror.js';
+import { createMirror, MIRROR_MAX_IN_FLIGHT, type Mirror } from './mirror.js';
+import { MIRROR_HEADER } from './router.js';
 import { buildProxyServer } from './server.js';
 
 const log = createLogger('mirror-test', { level: 'silent' });
@@ -107,9 +108,10 @@ describe('the mirror', () => {
       await until('two copies answered', () => mirrored.answered.length === 2);
       // The candidate answered 500 to each copy: no client saw it, and no client count has it.
       expect(mirrored.answered).toEqual([{ color: 'green', purpose: 'warmup', status: 500 }, { color: 'green', purpose: 'warmup', status: 500 }]);
+      await until('both client answers measured', () => mirrored.measured.length === 2);
       expect(mirrored.measured).toEqual(['blue', 'blue']);
       expect(seen.green.map((s) => [s.method, s.url, s.headers[MIRROR_HEADER], s.headers.cookie])).toEqual([['GET', '/api/data?x=1', 'warmup', 'session=abc'], ['HEAD', '/api/items', 'warmup', 'session=abc']]);
-      expect(mirrored.mirror.counts('green')).toMatchObject({ mirrored: 2, answered: 2, failed: 2, skipped: 0 });
+      expect(mirrored.mirror.counts('green')).toMatchObject({ mirrored: 2, answered: 2, ok: 0, failed: 2, skipped: 0 });
     } finally {
       await plain.close();
       await mirrored.close();
@@ -127,10 +129,12 @@ describe('the mirror', () => {
       await get(h.url, '/api/data', { headers: { cookie: 'changelens-color=blue' } });
       // A pin to the candidate reaches it once, as the client's own request, never as a copy.
       await get(h.url, '/api/data', { headers: { 'x-changelens-color': 'green' } });
-      // One plain GET is copied: the mirror works, the others were refused by rule.
-      await get(h.url, '/api/data');
+      // One plain GET is copied: the mirror works, the others were refused by rule. A client's own
+      // mark is stripped: only the proxy says what is a copy.
+      await get(h.url, '/api/data', { headers: { [MIRROR_HEADER]: 'analysis' } });
       await until('the one copy answered', () => h.answered.length === 1);
       expect(seen.green.map((s) => [s.method, s.headers[MIRROR_HEADER] ?? 'client'])).toEqual([['GET', 'client'], ['GET', 'warmup']]);
+      expect(seen.blue.at(-1)!.headers[MIRROR_HEADER]).toBeUndefined();
       expect(h.mirror.counts('green').mirrored).toBe(1);
     } finally {
       await h.close();
@@ -158,7 +162,7 @@ describe('the mirror', () => {
       expect(h.mirror.counts('green')).toMatchObject({ mirrored: 5, skipped: 35 });
       expect(new Set(h.skipped)).toEqual(new Set(['rate']));
       expect(h.mirror.synthetic('green', '/')).toBe(false);
-      expect(h.measured).toHaveLength(40);
+      await until('every client answer measured', () => h.measured.length === 40);
     } finally {
       await h.close();
     }
@@ -200,7 +204,7 @@ describe('the mirror', () => {
       await until('the synthetic GET answered', () => h.answered.length === 1);
       expect(seen.green.map((s) => [s.method, s.url, s.headers[MIRROR_HEADER], s.headers['user-agent']])).toEqual([['GET', '/api/data?warm=1', 'warmup', 'changelens-warmup']]);
       expect(h.measured).toEqual([]);
-      expect(h.mirror.counts('green')).toMatchObject({ synthetic: 1, answered: 1 });
+      expect(h.mirror.counts('green')).toMatchObject({ synthetic: 1, answered: 1, ok: 0 });
     } finally {
       await h.close();
     }

@@ -14,8 +14,8 @@ import type { Color } from '../lib/config.js';
 import type { MirrorRule } from '../lib/contracts/routing.js';
 import type { Logger } from '../lib/logger.js';
 import { requestHasBody } from './forward.js';
+import { MIRROR_HEADER } from './router.js';
 
-export const MIRROR_HEADER = 'x-changelens-mirror';
 const MIRRORED_METHODS = new Set(['GET', 'HEAD']);
 /** Copies in flight at once, per colour: a slow candidate costs at most this many sockets. */
 export const MIRROR_MAX_IN_FLIGHT = 32;
@@ -30,8 +30,9 @@ export interface MirrorCounts {
   mirrored: number;
   /** Synthetic requests sent (a warm-up with too little live traffic). */
   synthetic: number;
-  /** Answers received (any status), and how many of them were 5xx or no answer at all. */
+  /** Answers received (any status); of them, 2xx or 3xx; and how many were 5xx or no answer at all. */
   answered: number;
+  ok: number;
   failed: number;
   /** Skipped at a bound: over the rate, or too many in flight. */
   skipped: number;
@@ -52,8 +53,8 @@ export interface MirrorOptions {
   /** Copies and synthetic requests per second, all colours together (CHANGELENS_MIRROR_MAX_RPS). */
   maxPerSecond: number;
   log: Logger;
-  /** Every answer (or failure: status 0), after its body was drained. */
-  onAnswered?: (color: Color, purpose: MirrorPurpose, latencyMs: number, statusCode: number) => void;
+  /** Every answer (or failure: status 0), after its body was drained, with the rollout whose rule sent it (null: synthetic). */
+  onAnswered?: (color: Color, purpose: MirrorPurpose, latencyMs: number, statusCode: number, rolloutId: string | null) => void;
   /** Every copy skipped at a bound. */
   onSkipped?: (color: Color, reason: 'rate' | 'in_flight') => void;
   /** Monotonic ms; a test may drive it. */
@@ -70,7 +71,7 @@ export function createMirror(o: MirrorOptions): Mirror {
   for (const color of ['blue', 'green'] as const) {
     // Its own connections: a copy never takes a client's socket, however slow the candidate is.
     pools[color] = new Pool(o.upstreams[color], { connections: MIRROR_MAX_IN_FLIGHT, pipelining: 1, keepAliveTimeout: 4_000, headersTimeout: MIRROR_TIMEOUT_MS, bodyTimeout: MIRROR_TIMEOUT_MS });
-    counts[color] = { mirrored: 0, synthetic: 0, answered: 0, failed: 0, skipped: 0 };
+    counts[color] = { mirrored: 0, synthetic: 0, answered: 0, ok: 0, failed: 0, skipped: 0 };
   }
   // A token bucket: up to a tenth of a second's worth at once, refilled at the rate.
   const capacity = Math.max(1, o.maxPerSecond / 10);
@@ -95,26 +96,34 @@ export function createMirror(o: MirrorOptions): Mirror {
     return false;
   }
 
-  function send(color: Color, purpose: MirrorPurpose, method: 'GET' | 'HEAD', path: string, headers: Record<string, string | string[]>): void {
+  function send(color: Color, purpose: MirrorPurpose, rolloutId: string | null, method: 'GET' | 'HEAD', path: string, headers: Record<string, string | string[]>): void {
     inFlight[color]++;
     const start = now();
     const done = (status: number): void => {
       inFlight[color]--;
       const c = counts[color];
       if (status > 0) c.answered++;
+      if (status >= 200 && status < 400) c.ok++;
       if (status === 0 || status >= 500) c.failed++;
-      answered(color, purpose, now() - start, status);
+      try {
+        answered(color, purpose, now() - start, status, rolloutId);
+      } catch (err) {
+        // Whoever listens must not make a copy count twice or reach the proxy as a rejection.
+        o.log.error({ err: (err as Error).message }, 'recording a mirrored answer failed');
+      }
     };
-    pools[color].request({ method, path, headers: { ...headers, [MIRROR_HEADER]: purpose }, signal: AbortSignal.timeout(MIRROR_TIMEOUT_MS) })
-      .then(async (res) => {
-        await res.body.dump({ limit: MIRROR_BODY_LIMIT });
+    pools[color].request({ method, path, headers: { ...headers, [MIRROR_HEADER]: purpose }, signal: AbortSignal.timeout(MIRROR_TIMEOUT_MS) }).then(
+      async (res) => {
+        // A body cut short (the candidate crashed mid-answer) still had its status: the answer counts.
+        await res.body.dump({ limit: MIRROR_BODY_LIMIT }).catch(() => {});
         done(res.statusCode);
-      })
-      .catch((err: Error) => {
+      },
+      (err: Error) => {
         // A candidate that crashes, refuses or times out: counted (its own watch sees the crash), never thrown.
         if (!closed) o.log.debug({ err: err.message, color, path }, 'mirrored request failed');
         done(0);
-      });
+      },
+    );
   }
 
   return {
@@ -123,12 +132,12 @@ export function createMirror(o: MirrorOptions): Mirror {
       if (rule.share < 1 && Math.random() >= rule.share) return;
       if (!admit(rule.color)) return;
       counts[rule.color].mirrored++;
-      send(rule.color, rule.purpose, req.method as 'GET' | 'HEAD', req.url!, headers());
+      send(rule.color, rule.purpose, rule.rolloutId ?? null, req.method as 'GET' | 'HEAD', req.url!, headers());
     },
     synthetic(color, path) {
       if (!admit(color)) return false;
       counts[color].synthetic++;
-      send(color, 'warmup', 'GET', path, { 'user-agent': 'changelens-warmup' });
+      send(color, 'warmup', null, 'GET', path, { 'user-agent': 'changelens-warmup' });
       return true;
     },
     counts: (color) => ({ ...counts[color] }),

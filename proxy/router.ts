@@ -9,6 +9,8 @@ import type { RoutingTable } from '../lib/contracts/routing.js';
 export const COLOR_PIN_HEADER = 'x-changelens-color';
 export const COLOR_PIN_COOKIE = 'changelens-color';
 export const STICKY_COOKIE = 'changelens-sticky';
+/** On a copy the mirror sends (proxy/mirror.ts): warmup or analysis. Stripped from clients' requests. */
+export const MIRROR_HEADER = 'x-changelens-mirror';
 
 export type RouteDecision =
   | { color: Color; reason: 'pin' | 'sticky' | 'weight' | 'stable'; /** Set-Cookie value to make the user sticky. */ setSticky?: string }

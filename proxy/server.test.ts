@@ -28,10 +28,14 @@ function upstream(color: Color, status: number): Promise<Server> {
 }
 const portOf = (s: Server): number => (s.address() as AddressInfo).port;
 
-async function proxyTo(candidatePort: number) {
+const held: Color[] = [];
+
+async function proxyTo(candidatePort: number, o: { holdMs?: number; stablePort?: number } = {}) {
   const app = await buildProxyServer({
+    ...(o.holdMs !== undefined ? { holdMs: o.holdMs } : {}),
+    onHeld: (color) => held.push(color),
     log: createLogger('proxy-test', { level: 'silent' }),
-    upstreams: { blue: `http://127.0.0.1:${portOf(stable)}`, green: `http://127.0.0.1:${candidatePort}` },
+    upstreams: { blue: `http://127.0.0.1:${o.stablePort ?? portOf(stable)}`, green: `http://127.0.0.1:${candidatePort}` },
     routingTable: () => table,
     accessLog: 'off',
     onMeasured: (color, _ms, status) => measured.push([color, status]),
@@ -56,6 +60,7 @@ afterAll(() => {
   candidate503.close();
 });
 afterEach(() => {
+  held.length = 0;
   hits.length = 0;
   measured.length = 0;
   retried.length = 0;
@@ -105,6 +110,62 @@ describe('a candidate that cannot be reached', () => {
       expect(res.status).toBeGreaterThanOrEqual(500);
       expect(hits).toEqual([]);
       expect(retried).toEqual([]);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe('a colour that is down (crashed, pm2 restarting it)', () => {
+  it('an idempotent request is held and re-sent to it until it is back: the client sees a wait, not an error', async () => {
+    table = { stable: 'blue', candidate: null, candidateWeight: 0, rolloutId: null };
+    const port = deadPort;
+    const { app, url } = await proxyTo(deadPort, { stablePort: port });
+    let back: Server | undefined;
+    try {
+      const started = performance.now();
+      const answer = fetch(`${url}/api/data`).then(async (res) => ({ status: res.status, body: await res.json(), ms: performance.now() - started }));
+      // It comes back on its port once the proxy has been refused at least once.
+      await new Promise((r) => setTimeout(r, 300));
+      back = createServer((req, res) => {
+        hits.push({ color: 'blue', method: req.method! });
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{"back":true}');
+      });
+      await new Promise<void>((r) => back!.listen(port, '127.0.0.1', r));
+      const res = await answer;
+      expect(res.status).toBe(200);
+      expect(res.body).toEqual({ back: true });
+      expect(held).toEqual(['blue']);
+      expect(hits).toEqual([{ color: 'blue', method: 'GET' }]);
+      // The judge sees one request, with the wait in its latency.
+      expect(measured).toEqual([['blue', 200]]);
+    } finally {
+      await app.close();
+      back?.close();
+    }
+  });
+
+  it('the hold is bounded: a colour that stays down gives 502 after it; a request with a body or a pin fails at once', async () => {
+    table = { stable: 'blue', candidate: null, candidateWeight: 0, rolloutId: null };
+    const { app, url } = await proxyTo(deadPort, { holdMs: 600, stablePort: deadPort });
+    try {
+      const timed = async (init: RequestInit = {}) => {
+        const started = performance.now();
+        const res = await fetch(`${url}/api/data`, init);
+        await res.arrayBuffer();
+        return { status: res.status, ms: performance.now() - started };
+      };
+      const get = await timed();
+      expect(get.status).toBe(502);
+      expect(get.ms).toBeGreaterThanOrEqual(550);
+      expect(get.ms).toBeLessThan(5_000);
+      const post = await timed({ method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"workMs":1}' });
+      expect(post.status).toBe(502);
+      const pinned = await timed({ headers: { 'x-changelens-color': 'blue' } });
+      expect(pinned.status).toBe(502);
+      // Neither waited for the colour: only the GET was held.
+      expect(held).toEqual(['blue']);
+      expect(post.ms + pinned.ms).toBeLessThan(get.ms);
     } finally {
       await app.close();
     }
@@ -257,9 +318,9 @@ describe('what passes through', () => {
     }
   });
 
-  it('an app that cannot be reached: 502 naming the colour, in the error shape', async () => {
+  it('an app that cannot be reached (past the hold): 502 naming the colour, in the error shape', async () => {
     table = { stable: 'green', candidate: null, candidateWeight: 0, rolloutId: null };
-    const { app, url } = await proxyTo(deadPort);
+    const { app, url } = await proxyTo(deadPort, { holdMs: 100 });
     try {
       const res = await fetch(`${url}/api/data`);
       expect(res.status).toBe(502);

@@ -82,14 +82,15 @@ export class RolloutController {
   }
 
   /**
-   * One answer to a copy of a live request (proxy/mirror.ts; status 0: none). An analysis copy is
-   * judged as the candidate's request; a warm-up's is not judged at all.
+   * One answer to a copy of a live request (proxy/mirror.ts). An analysis copy is judged as the
+   * candidate's request, if its deployment still runs; a warm-up's is not judged at all, nor is a
+   * copy that got no answer (status 0: the mirror's own timeout or socket, not the release's doing;
+   * a candidate that crashed is the fast trips' to see).
    */
-  recordCopy(color: Color, purpose: MirrorRule['purpose'], latencyMs: number, statusCode: number): void {
-    if (purpose !== 'analysis') return;
-    const status = statusCode === 0 ? 502 : statusCode;
-    this.o.window.record(color, latencyMs, status >= 500, this.clock.now());
-    this.reconciler.observeCopy(color, latencyMs, status);
+  recordCopy(color: Color, purpose: MirrorRule['purpose'], latencyMs: number, statusCode: number, rolloutId: string | null): void {
+    if (purpose !== 'analysis' || statusCode === 0 || !this.reconciler.judgingCopiesOf(rolloutId, color)) return;
+    this.o.window.record(color, latencyMs, statusCode >= 500, this.clock.now());
+    this.reconciler.observeCopy(color, latencyMs, statusCode);
   }
 
   /** One value of an app-reported metric (x-changelens-metric-<name>), into its colour's slice. */

@@ -69,8 +69,8 @@ export interface ColorHealth {
 export interface MirrorLink {
   /** One synthetic GET of `path` to `color`, answer discarded; false when the mirror's bounds refused it. */
   synthetic(color: Color, path: string): boolean;
-  /** Totals since the proxy started: copies and synthetic requests sent, answers, 5xx or no answer. */
-  counts(color: Color): { mirrored: number; synthetic: number; answered: number; failed: number };
+  /** Totals since the proxy started: copies and synthetic requests sent, answers, 2xx/3xx answers, 5xx or no answer. */
+  counts(color: Color): { mirrored: number; synthetic: number; answered: number; ok: number; failed: number };
 }
 
 /** What the Prometheus exposition needs to know of rollouts (monitoring/metrics.ts). */

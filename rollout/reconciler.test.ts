@@ -56,21 +56,30 @@ class CountingStore extends MemoryRolloutStore {
 
 /** The proxy's mirror as the warm-up sees it: every synthetic GET and every copy answered at once (the real one: proxy/mirror.test.ts, e2e). */
 class FakeMirror implements MirrorLink {
-  readonly totals: Record<Color, { mirrored: number; synthetic: number; answered: number; failed: number }> = {
-    blue: { mirrored: 0, synthetic: 0, answered: 0, failed: 0 }, green: { mirrored: 0, synthetic: 0, answered: 0, failed: 0 },
+  readonly totals: Record<Color, { mirrored: number; synthetic: number; answered: number; ok: number; failed: number }> = {
+    blue: { mirrored: 0, synthetic: 0, answered: 0, ok: 0, failed: 0 }, green: { mirrored: 0, synthetic: 0, answered: 0, ok: 0, failed: 0 },
   };
+  /** What the candidate answers the warm-up's requests (a 404 warms nothing). */
+  status = 200;
   readonly paths: string[] = [];
 
   synthetic(color: Color, path: string): boolean {
     this.paths.push(path);
     this.totals[color].synthetic++;
-    this.totals[color].answered++;
+    this.answer(color);
     return true;
   }
 
   copy(color: Color): void {
     this.totals[color].mirrored++;
-    this.totals[color].answered++;
+    this.answer(color);
+  }
+
+  private answer(color: Color): void {
+    const t = this.totals[color];
+    t.answered++;
+    if (this.status < 400) t.ok++;
+    if (this.status >= 500) t.failed++;
   }
 
   counts(color: Color) {
@@ -136,7 +145,7 @@ async function serve(controller: RolloutController, ms: number): Promise<void> {
         const rule = table.mirror;
         if (rule && i < Math.round(rule.share * 20)) {
           mirror.copy(rule.color);
-          controller.recordCopy(rule.color, rule.purpose, base * candidate.slower, candidate.status);
+          controller.recordCopy(rule.color, rule.purpose, base * candidate.slower, candidate.status, rule.rolloutId ?? null);
         }
       }
     }
@@ -492,7 +501,7 @@ describe('the reconciler', () => {
     const d = await c.deploy(request('warm', {}, { warmupSeconds: 30, warmupPaths: ['/api/data', '/api/items'] }));
     await clock.until('warming up', () => c.routingTable().mirror !== undefined, 10_000, 10);
     // Copies of live requests would go to the candidate; no user request does.
-    expect(c.routingTable()).toMatchObject({ stable: 'blue', candidateWeight: 0, mirror: { color: 'green', share: 1, purpose: 'warmup' } });
+    expect(c.routingTable()).toMatchObject({ stable: 'blue', candidateWeight: 0, mirror: { color: 'green', share: 1, purpose: 'warmup', rolloutId: d.id } });
     await shifting(d.id);
     // 100 a second: warm after 3 s of the 30 allowed, the paths taken in turn.
     expect(mirror.totals.green.synthetic).toBeGreaterThanOrEqual(WARM_ENOUGH);
@@ -523,6 +532,14 @@ describe('the reconciler', () => {
     expect(mirror.totals.green.synthetic - before.synthetic).toBeGreaterThanOrEqual(180);
     const ready = (await store.auditSince(0)).find((e) => e.eventType === 'ready' && e.deploymentId === synthetic.id)!;
     expect(ready.details).toMatchObject({ warmup: { warm: false, mirrored: 0 } });
+    await c.abort('operator');
+    // A candidate answering 404 to every warm-up request is not warm, however many: the time runs out.
+    mirror.status = 404;
+    const lost = await c.deploy(request('not-found', {}, { warmupSeconds: 4 }));
+    await serveUntil(c, lost.id, ['shifting']);
+    const notWarm = (await store.auditSince(0)).find((e) => e.eventType === 'ready' && e.deploymentId === lost.id)!;
+    expect(notWarm.details).toMatchObject({ warmup: { warm: false, ok: 0 } });
+    expect((notWarm.details as { warmup: { answered: number; ms: number } }).warmup.answered).toBeGreaterThan(WARM_ENOUGH);
   });
 
   it('an abort during the warm-up ends it: no copies, every request on the stable colour', async () => {

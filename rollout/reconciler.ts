@@ -106,6 +106,12 @@ export class Reconciler {
     this.trips.count(run, latencyMs, statusCode);
   }
 
+  /** Whether an analysis copy of rollout `rolloutId` to `color` is evidence now: its deployment runs, judged, not rolling back. */
+  judgingCopiesOf(rolloutId: string | null, color: Color): boolean {
+    const run = this.current;
+    return run !== null && run.d.id === rolloutId && color === run.d.candidateColor && !run.rollback;
+  }
+
   /** One answer to an analysis copy (--mirror-percent): evidence for the fast trips, never a client's request after a swap. */
   observeCopy(color: Color, latencyMs: number, statusCode: number): void {
     const run = this.current;
@@ -255,9 +261,10 @@ export class Reconciler {
       // A preview: reachable by pin only (x-changelens-color), for a person or a smoke test to look first.
       const previewMs = strategy.previewMs(d.plan);
       if (previewMs > 0) await this.sleep(run, previewMs);
+      // Blue/green's baseline is the stable colour before the warm-up's copies loaded the box.
+      if (strategy.baseline === 'before-switch') analysis.captureBaseline(run, clock.now());
       await this.warmUp(run);
       if (!(await this.step(run, async () => {
-        if (strategy.baseline === 'before-switch') analysis.captureBaseline(run, clock.now());
         await this.apply(run, { type: 'ready' });
         await this.o.events.audit('ready', run.d, 'controller', { candidateColor: d.candidateColor, ...(run.warmup ? { warmup: run.warmup } : {}) });
         if (!strategy.judged) await this.finishPromotion(run, { type: 'promote' }, 'controller');

@@ -25,11 +25,11 @@ describe('Traffic', () => {
   it('mirrors to the candidate while warming up or analysed, and never after the swap back to stable', () => {
     const traffic = new Traffic(join(mkdtempSync(join(tmpdir(), 'traffic-')), 'routing.json'), 'blue');
     traffic.warmup(d, true);
-    expect(traffic.current()).toEqual({ stable: 'blue', candidate: null, candidateWeight: 0, rolloutId: null, mirror: { color: 'green', share: 1, purpose: 'warmup' } });
+    expect(traffic.current()).toEqual({ stable: 'blue', candidate: null, candidateWeight: 0, rolloutId: null, mirror: { color: 'green', share: 1, purpose: 'warmup', rolloutId: 'dep-1' } });
     traffic.warmup(d, false);
     expect(traffic.current().mirror).toBeUndefined();
     traffic.split(d, 0.05, 0.2);
-    expect(traffic.current()).toMatchObject({ candidateWeight: 0.05, mirror: { color: 'green', share: 0.2, purpose: 'analysis' } });
+    expect(traffic.current()).toMatchObject({ candidateWeight: 0.05, mirror: { color: 'green', share: 0.2, purpose: 'analysis', rolloutId: 'dep-1' } });
     traffic.toStable(d);
     expect(traffic.current().mirror).toBeUndefined();
     traffic.split(d, 0.05, 0.2);

@@ -39,12 +39,12 @@ export class Traffic {
    * and copies of a `mirrorShare` of those the stable colour serves (judged as the candidate's).
    */
   split(d: Split, weight: number, mirrorShare = 0): void {
-    this.table = { stable: d.stableColor, candidate: d.candidateColor, candidateWeight: weight, rolloutId: d.id, ...mirrorTo(d.candidateColor, mirrorShare, 'analysis') };
+    this.table = { stable: d.stableColor, candidate: d.candidateColor, candidateWeight: weight, rolloutId: d.id, ...mirrorTo(d, mirrorShare, 'analysis') };
   }
 
   /** Before the candidate's first step: every request to the stable colour, copies of them (all, within the mirror's bounds) to the candidate, or none. */
   warmup(d: Split, copy: boolean): void {
-    this.table = { ...stableOnly(d.stableColor), ...mirrorTo(d.candidateColor, copy ? 1 : 0, 'warmup') };
+    this.table = { ...stableOnly(d.stableColor), ...mirrorTo(d, copy ? 1 : 0, 'warmup') };
   }
 
   /** Everything to the deployment's stable colour, now (synchronous: the very next request). */
@@ -59,4 +59,5 @@ export class Traffic {
   }
 }
 
-const mirrorTo = (color: Color, share: number, purpose: MirrorRule['purpose']): { mirror?: MirrorRule } => (share > 0 ? { mirror: { color, share, purpose } } : {});
+const mirrorTo = (d: Split, share: number, purpose: MirrorRule['purpose']): { mirror?: MirrorRule } =>
+  (share > 0 ? { mirror: { color: d.candidateColor, share, purpose, rolloutId: d.id } } : {});

@@ -7,7 +7,7 @@
 import type { Color } from '../lib/config.js';
 import type { Clock, MirrorLink } from './ports.js';
 
-/** Answers after which a candidate counts as warm (the warm-up may end early). */
+/** 2xx/3xx answers after which a candidate counts as warm (the warm-up may end early); a 404 warms no handler. */
 export const WARM_ENOUGH = 300;
 /** Copies and synthetic requests per second the warm-up aims at; synthetic ones fill what copies leave short. */
 const WARMUP_RATE = 100;
@@ -15,12 +15,13 @@ const TICK_MS = 100;
 
 export interface WarmupReport {
   ms: number;
-  /** Copies of live requests and synthetic GETs sent, answers received, answers that were 5xx (or none). */
+  /** Copies of live requests and synthetic GETs sent; answers received, of them 2xx/3xx, and 5xx (or none). */
   mirrored: number;
   synthetic: number;
   answered: number;
+  ok: number;
   failed: number;
-  /** It answered WARM_ENOUGH requests: the cold-start grace of the sequential test is not needed. */
+  /** It answered WARM_ENOUGH requests with 2xx/3xx: the cold-start grace of the sequential test is not needed. */
   warm: boolean;
 }
 
@@ -42,10 +43,10 @@ export async function warmUp(o: {
   let next = 0;
   const report = (): WarmupReport => {
     const now = mirror.counts(color);
-    const answered = now.answered - start.answered;
+    const ok = now.ok - start.ok;
     return {
       ms: Math.round(clock.monotonic() - startedMs), mirrored: now.mirrored - start.mirrored, synthetic: now.synthetic - start.synthetic,
-      answered, failed: now.failed - start.failed, warm: answered >= WARM_ENOUGH,
+      answered: now.answered - start.answered, ok, failed: now.failed - start.failed, warm: ok >= WARM_ENOUGH,
     };
   };
   for (;;) {

@@ -19,8 +19,9 @@ const color = config.color;
 const log = createLogger('api', { level: config.logLevel, color });
 await initTracing(`api-${color}`, config.otlpEndpoint);
 const pool = createPgPool(config.databaseUrl, { applicationName: `changelens-api-${color}` });
-const redis = createRedisClient(config.redisUrl, { name: `changelens-api-${color}` });
-const subscriber = redis.duplicate();
+const redis = createRedisClient(config.redisUrl, { name: `changelens-api-${color}`, log });
+// Its own connection (a subscriber can send nothing else), made the same way: with its error listener.
+const subscriber = createRedisClient(config.redisUrl, { name: `changelens-api-${color}-sub`, log });
 await Promise.all([redis.connect(), subscriber.connect()]);
 
 // config validated the spec already; parse it again for its values.

@@ -9,6 +9,7 @@ import { inTransaction, type Pool } from '../../lib/db.js';
 import { CL_ERR_REGRESSION_INVALID, CL_ERR_TASK_NOT_FOUND } from '../../lib/errors.js';
 import { createHttpServer } from '../../lib/http-server.js';
 import type { Logger } from '../../lib/logger.js';
+import { needs } from '../../lib/dependencies.js';
 import { checkDependencies } from '../../lib/readiness.js';
 import type { RedisClient } from '../../lib/redis.js';
 import { endSpan, loggerFor, SpanKind, startSpanFrom, traceFields, type Context, type Span } from '../../lib/tracing.js';
@@ -88,12 +89,12 @@ export function buildApiServer(deps: ApiDeps) {
     const { type } = req.params;
     const problem = regressionProblem(type, req.body.intensity, req.body.timeoutRate);
     if (problem) throw new CL_ERR_REGRESSION_INVALID(problem);
-    const regressions = await deps.regressions.set({ type, intensity: req.body.intensity, ...(req.body.timeoutRate === undefined ? {} : { timeoutRate: req.body.timeoutRate }) });
+    const regressions = await needs('redis', () => deps.regressions.set({ type, intensity: req.body.intensity, ...(req.body.timeoutRate === undefined ? {} : { timeoutRate: req.body.timeoutRate }) }));
     req.log.info({ type, intensity: req.body.intensity }, `regression ${type} on`);
     return { color: deps.color, regressions };
   });
   app.delete<{ Params: { type: RegressionType } }>('/api/regression/:type', { schema: { params: typeParams } }, async (req) => {
-    const regressions = await deps.regressions.remove(req.params.type);
+    const regressions = await needs('redis', () => deps.regressions.remove(req.params.type));
     req.log.info({ type: req.params.type }, `regression ${req.params.type} off`);
     return { color: deps.color, regressions };
   });
@@ -118,7 +119,7 @@ export function buildApiServer(deps: ApiDeps) {
       },
     }, async (req) => {
       await deps.effects.callDownstream();
-      const items = await queryItems(deps.pool, req.query, deps.effects.dbCost());
+      const items = await needs('postgres', () => queryItems(deps.pool, req.query, deps.effects.dbCost()));
       return { color: deps.color, count: items.length, items };
     });
 
@@ -159,7 +160,7 @@ export function buildApiServer(deps: ApiDeps) {
     business.get<{ Params: { id: string } }>('/api/tasks/:id', {
       schema: { params: { type: 'object', required: ['id'], properties: { id: { type: 'string', format: 'uuid' } } } },
     }, async (req) => {
-      const task = await findTask(deps.pool, req.params.id);
+      const task = await needs('postgres', () => findTask(deps.pool, req.params.id));
       if (!task) throw new CL_ERR_TASK_NOT_FOUND(req.params.id);
       return task;
     });

@@ -2,6 +2,8 @@
 // entry on the jobs stream carrying the request's trace context.
 import { JOB_STREAM, type JobMessage, type TaskState } from '../../lib/contracts/jobs.js';
 import type { Pool } from '../../lib/db.js';
+import { needs } from '../../lib/dependencies.js';
+import { CL_ERR_DEPENDENCY_UNAVAILABLE } from '../../lib/errors.js';
 import type { RedisClient } from '../../lib/redis.js';
 import { injectInto, type Context } from '../../lib/tracing.js';
 
@@ -17,13 +19,16 @@ export interface TaskView {
 }
 
 export async function enqueueTask(pool: Pool, redis: RedisClient, job: { workMs: number; fail: boolean; traceId: string }, ctx: Context): Promise<string> {
-  const { rows } = await pool.query<{ id: string }>('INSERT INTO tasks (work_ms, fail, trace_id) VALUES ($1, $2, $3) RETURNING id', [job.workMs, job.fail, job.traceId]);
+  // Refused while Redis is down, before a row exists: a job is never accepted that no worker will see.
+  if (!redis.isReady) throw new CL_ERR_DEPENDENCY_UNAVAILABLE('redis', 'the connection is down');
+  const { rows } = await needs('postgres', () => pool.query<{ id: string }>('INSERT INTO tasks (work_ms, fail, trace_id) VALUES ($1, $2, $3) RETURNING id', [job.workMs, job.fail, job.traceId]));
   const id = rows[0]!.id;
   const message: JobMessage = { schemaVersion: '1', taskId: id, workMs: String(job.workMs), fail: job.fail ? '1' : '0', ...injectInto(ctx, {}) };
   try {
-    await redis.xAdd(JOB_STREAM, '*', { ...message });
+    await needs('redis', () => redis.xAdd(JOB_STREAM, '*', { ...message }));
   } catch (err) {
-    // Never leave a task queued that no worker will ever see.
+    // Never leave a task queued that no worker will ever see (an entry the lost connection did add
+    // finds the task failed: the worker acknowledges it without running it).
     await pool.query("UPDATE tasks SET state = 'failed', error = $2, finished_at = now() WHERE id = $1", [id, `not enqueued: ${(err as Error).message}`]).catch(() => {});
     throw err;
   }

@@ -40,16 +40,20 @@ export class JobConsumer {
   constructor(private readonly o: JobConsumerOptions) {}
 
   async start(): Promise<void> {
-    try {
-      await this.o.redis.xGroupCreate(JOB_STREAM, JOB_GROUP, '0', { MKSTREAM: true });
-    } catch (err) {
-      if (!String((err as Error).message).includes('BUSYGROUP')) throw err;
-    }
+    await this.ensureGroup();
     this.loopDone = this.loop().catch((err: Error) => {
       this.o.log.fatal({ err: err.message }, 'job loop failed');
       process.exitCode = 1;
       process.kill(process.pid, 'SIGTERM');
     });
+  }
+
+  private async ensureGroup(): Promise<void> {
+    try {
+      await this.o.redis.xGroupCreate(JOB_STREAM, JOB_GROUP, '0', { MKSTREAM: true });
+    } catch (err) {
+      if (!String((err as Error).message).includes('BUSYGROUP')) throw err;
+    }
   }
 
   /** Stops reading and waits for the jobs in hand to finish (they are short; pm2's kill_timeout bounds it). */
@@ -65,19 +69,31 @@ export class JobConsumer {
 
   private async loop(): Promise<void> {
     // What this consumer had been given before a crash: pending under its own name.
-    for (const entry of await this.read('0', this.o.concurrency)) this.dispatch(entry);
+    let recovered = false;
+    let failures = 0;
     while (!this.stopping) {
-      const free = this.o.concurrency - this.inFlight.size;
-      if (free <= 0) {
-        await Promise.race(this.inFlight);
-        continue;
+      try {
+        if (!recovered) {
+          for (const entry of await this.read('0', this.o.concurrency)) this.dispatch(entry);
+          recovered = true;
+        }
+        const free = this.o.concurrency - this.inFlight.size;
+        if (free <= 0) {
+          await Promise.race(this.inFlight);
+          continue;
+        }
+        await this.claimStale(free);
+        for (const entry of await this.read('>', this.o.concurrency - this.inFlight.size)) this.dispatch(entry);
+        if (failures > 0) this.o.log.info({ failures }, 'job loop reading again');
+        failures = 0;
+      } catch (err) {
+        if (this.stopping) break;
+        // Redis away (killed, restarting, a network blip): the worker waits for it, it does not die.
+        // A Redis that came back without the group (its last second not on disk) gets it again.
+        if (failures++ === 0) this.o.log.warn({ err: (err as Error).message }, 'job loop cannot read the stream; retrying until Redis answers');
+        if (String((err as Error).message).includes('NOGROUP')) await this.ensureGroup().catch(() => {});
+        await new Promise((resolve) => setTimeout(resolve, Math.min(100 * 2 ** Math.min(failures, 5), 2_000)));
       }
-      await this.claimStale(free);
-      const entries = await this.read('>', this.o.concurrency - this.inFlight.size).catch((err: unknown) => {
-        if (this.stopping) return [];
-        throw err;
-      });
-      for (const entry of entries) this.dispatch(entry);
     }
     await Promise.all(this.inFlight);
   }

@@ -15,8 +15,9 @@ if (!config.databaseUrl || !config.redisUrl) throw new Error('worker: DATABASE_U
 const log = createLogger('worker', { level: config.logLevel });
 await initTracing('worker', config.otlpEndpoint);
 const pool = createPgPool(config.databaseUrl, { max: config.workerConcurrency + 2, applicationName: 'changelens-worker' });
-const redis = createRedisClient(config.redisUrl, { name: 'changelens-worker' });
-const reader = redis.duplicate();
+const redis = createRedisClient(config.redisUrl, { name: 'changelens-worker', log });
+// Its own connection for the blocking reads, made the same way: with its error listener.
+const reader = createRedisClient(config.redisUrl, { name: 'changelens-worker-reader', log });
 await Promise.all([redis.connect(), reader.connect()]);
 
 // pm2 keeps a process's id across its restarts, so the restarted worker finds its own pending

@@ -25,6 +25,8 @@ export interface MirrorRule {
   share: number;
   /** warmup: counted apart and never judged; analysis: judged as the candidate's requests. */
   purpose: 'warmup' | 'analysis';
+  /** The deployment it belongs to: an answer arriving after it ended is not the next one's evidence. */
+  rolloutId?: string;
 }
 
 export const stableOnly = (stable: Color): RoutingTable => ({ stable, candidate: null, candidateWeight: 0, rolloutId: null });

@@ -118,6 +118,22 @@ describe('deploy requests', () => {
     expect((await deploy({ version: '../etc' })).statusCode).toBe(400);
   });
 
+  it('warm-up and mirror fields: paths checked, copies refused where they make no sense, defaults filled in', async () => {
+    const message = async (body: Record<string, unknown>) => (await deploy({ version: 'v1', ...body })).json().message as string;
+    expect(await message({ warmupPaths: '/api/data,/_changelens/api/status' })).toMatch(/^body\/warmupPaths: path "\/_changelens\/api\/status"/);
+    expect(await message({ warmupPaths: '/a/../_changelens' })).toMatch(/^body\/warmupPaths: path/);
+    expect(await message({ mirrorPercent: 101 })).toMatch(/mirrorPercent/);
+    expect(await message({ strategy: 'bluegreen', mirrorPercent: 10 })).toMatch(/^body\/mirrorPercent: blue\/green/);
+    expect(await message({ mirror: false, mirrorPercent: 10 })).toMatch(/^body\/mirrorPercent: copies of live requests are off/);
+    const before = deployed.length;
+    expect((await deploy({ version: 'v1', warmupSeconds: 9, warmupPaths: '/api/data', mirrorPercent: 25 })).statusCode).toBe(202);
+    expect((deployed[before] as { plan: object }).plan).toMatchObject({ warmupSeconds: 9, warmupPaths: ['/api/data'], warmupMirror: true, mirrorPercent: 25 });
+    // An analysis load's paths are the synthetic warm-up's too, unless told otherwise; mirror false turns every copy off.
+    expect((await deploy({ version: 'v1', analysisLoad: '20,/api/items', mirror: false })).statusCode).toBe(202);
+    expect((deployed[before + 1] as { plan: object }).plan).toMatchObject({ warmupSeconds: 5, warmupPaths: ['/api/items'], warmupMirror: false });
+    expect((deployed[before + 1] as { plan: { mirrorPercent?: number } }).plan.mirrorPercent).toBeUndefined();
+  });
+
   it('an action\'s body is nothing or {"reason"}: anything else is a 400 naming the field', async () => {
     const act = (payload: unknown) => app.inject({ method: 'POST', url: `${ADMIN_PREFIX}/api/deployment/pause`, headers: { ...bearer, 'content-type': 'application/json' }, payload: JSON.stringify(payload) });
     expect((await act({ reason: 'lunch' })).json()).toEqual({ paused: true, actor: 'admin', reason: 'lunch' });

@@ -128,7 +128,10 @@ export function deployRequest(body: DeployBody, config: Config, actor: string): 
   // The synthetic warm-up asks for what the analysis load will: the paths that matter, if given.
   const warmupPaths = body.warmupPaths !== undefined ? parseAppPaths(body.warmupPaths.split(',')) : analysisLoad?.paths ?? parseAppPaths(config.warmupPaths.split(','));
   if ('error' in warmupPaths) throw new CL_ERR_INVALID_REQUEST(`body/warmupPaths: ${warmupPaths.error}`);
-  const mirrorPercent = body.mirrorPercent ?? config.mirrorPercent;
+  // mirror false: this app's GETs are not safe to send twice — no copies at all, warm-up or analysis.
+  const mirror = body.mirror ?? config.mirror === '1';
+  if (body.mirrorPercent && !mirror) throw new CL_ERR_INVALID_REQUEST('body/mirrorPercent: copies of live requests are off for this deployment (mirror false); drop one of the two');
+  const mirrorPercent = mirror ? body.mirrorPercent ?? config.mirrorPercent : 0;
   if (body.mirrorPercent && strategy === 'bluegreen') throw new CL_ERR_INVALID_REQUEST('body/mirrorPercent: blue/green\'s candidate takes every request once judged, so there is nothing to copy; use a canary');
   const maxP95Ms = body.maxP95Ms ?? config.maxP95Ms;
   const maxP99Ms = body.maxP99Ms ?? config.maxP99Ms;
@@ -154,7 +157,7 @@ export function deployRequest(body: DeployBody, config: Config, actor: string): 
     progressDeadlineAction: config.progressDeadlineAction === 'pause' ? 'pause' : 'abort',
     ...(analysisLoad ? { analysisLoad } : {}),
     warmupSeconds: body.warmupSeconds ?? config.warmupSeconds,
-    warmupMirror: body.mirror ?? config.mirror === '1',
+    warmupMirror: mirror,
     warmupPaths,
     ...(mirrorPercent > 0 && strategy === 'canary' ? { mirrorPercent } : {}),
   };

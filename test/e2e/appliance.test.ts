@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually } from '../helpers/eventually.js';
 import { appliancePorts, launchAppliance, portsEnv, type Appliance, type LogRecord } from '../../bench/harness.js';
 import { runCli } from '../helpers/cli.js';
+import { startLoad } from '../../bench/load.js';
 import { readMigrations, reapOrphans } from '../../supervisor/index.js';
 import { migrationsDir } from '../../lib/package-root.js';
 
@@ -148,15 +149,29 @@ describe('the appliance (one embedded appliance, shared)', () => {
     expect((await fetch(`${app.url}/readyz`)).status).toBe(200);
   });
 
-  it('kill -9 of the API: pm2 restarts it and the proxy serves again', async () => {
+  it('kill -9 of the API under a GET load: pm2 restarts it, the proxy holds the requests meanwhile, none fails', async () => {
     const before = (await app.status()).processes.find((p) => p.name === 'api-blue')!;
-    process.kill(before.pid!, 'SIGKILL');
-    const after = await eventually('api-blue restarted', async () => {
-      const p = (await app.status()).processes.find((x) => x.name === 'api-blue')!;
-      return p.state === 'online' && p.pid !== before.pid && p.restarts > before.restarts ? p : undefined;
-    });
-    expect(after.pid).not.toBe(before.pid);
-    await eventually('the proxy serving again', async () => ((await fetch(`${app.url}/api/data`)).status === 200 ? true : undefined));
+    const load = startLoad(`${app.url}/api/data?limit=5`, 50);
+    let restartedAt = 0;
+    try {
+      await eventually('the load answered', async () => (load.samples.length >= 20 ? true : undefined));
+      const killedAt = Date.now();
+      process.kill(before.pid!, 'SIGKILL');
+      const after = await eventually('api-blue restarted', async () => {
+        const p = (await app.status()).processes.find((x) => x.name === 'api-blue')!;
+        return p.state === 'online' && p.pid !== before.pid && p.restarts > before.restarts ? p : undefined;
+      });
+      expect(after.pid).not.toBe(before.pid);
+      restartedAt = Date.now();
+      // Requests sent after the restart answered too: the colour serves again.
+      await eventually('answers after the restart', async () => (load.samples.some((x) => x.startedAt > restartedAt && x.status === 200) ? true : undefined));
+      const waited = load.samples.filter((x) => x.startedAt >= killedAt - 100 && x.startedAt <= restartedAt);
+      console.log(`api-blue killed: back after ${restartedAt - killedAt} ms; ${waited.length} requests sent meanwhile, the slowest answered in ${Math.max(0, ...waited.map((x) => x.endedAt - x.startedAt))} ms`);
+    } finally {
+      await load.stop();
+    }
+    // GETs are held while the colour is down and re-sent to it: a crash costs a wait, not an error.
+    expect(load.samples.filter((x) => x.status !== 200)).toEqual([]);
   });
 
   it('kill -9 of Postgres: it comes back and committed rows are intact', async () => {
@@ -174,6 +189,51 @@ describe('the appliance (one embedded appliance, shared)', () => {
       const res = await fetch(`${app.url}/api/data?category=durable`);
       return res.status === 200 ? ((await res.json()) as { count: number }).count === 1 || undefined : undefined;
     });
+  });
+
+  it('kill -9 of Redis under load: no GET fails, no API or worker restarts, a job meanwhile is refused at once, jobs run again after', async () => {
+    const before = (await app.status()).processes;
+    const of = (list: typeof before, name: string) => list.find((p) => p.name === name)!;
+    const load = startLoad(`${app.url}/api/data?limit=5`, 50);
+    let refused: Response;
+    try {
+      await eventually('the load answered', async () => (load.samples.length >= 20 ? true : undefined));
+      process.kill(of(before, 'redis').pid!, 'SIGKILL');
+      // A job while Redis is away: answered at once, 503 naming Redis, never accepted and lost.
+      refused = await fetch(`${app.url}/api/process`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"workMs":10}', signal: AbortSignal.timeout(5_000) });
+      await eventually('redis restarted by pm2', async () => {
+        const p = of((await app.status()).processes, 'redis');
+        return p.state === 'online' && p.pid !== of(before, 'redis').pid ? p : undefined;
+      }, 45_000);
+      // The API reconnected by itself: its readiness (Postgres and Redis) passes again.
+      await eventually('the API ready again', async () => ((await fetch(`${app.url}/readyz`)).status === 200 ? true : undefined), 30_000);
+    } finally {
+      await load.stop();
+    }
+    expect(load.samples.filter((s) => s.status !== 200), '/api/data needs only Postgres').toEqual([]);
+    const after = (await app.status()).processes;
+    for (const name of ['api-blue', 'worker', 'proxy']) {
+      expect({ name, restarts: of(after, name).restarts, pid: of(after, name).pid }).toEqual({ name, restarts: of(before, name).restarts, pid: of(before, name).pid });
+    }
+    // Pm2 may have had Redis back before the job arrived: then it was accepted, and must be done.
+    const first = await refused!.json() as { code?: string; id?: string };
+    const accepted: string[] = [];
+    if (refused!.status === 503) {
+      expect(first.code).toBe('CL_ERR_DEPENDENCY_UNAVAILABLE');
+      expect(refused!.headers.get('retry-after')).toBe('1');
+    } else {
+      expect(refused!.status).toBe(202);
+      accepted.push(first.id!);
+    }
+    const next = await fetch(`${app.url}/api/process`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"workMs":10}' });
+    expect(next.status).toBe(202);
+    accepted.push(((await next.json()) as { id: string }).id);
+    for (const id of accepted) {
+      await eventually(`task ${id} completed`, async () => {
+        const task = await (await fetch(`${app.url}/api/tasks/${id}`)).json() as { state: string };
+        return task.state === 'completed' ? true : undefined;
+      }, 30_000);
+    }
   });
 
   it('kill -9 of the supervisor: the next up stops what it left running, then boots on the same data', async () => {

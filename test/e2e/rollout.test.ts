@@ -601,12 +601,16 @@ describe('warm candidates', () => {
     expect(warmup.mirrored).toBeGreaterThan(0);
     expect(warmup.mirrored + warmup.synthetic).toBeGreaterThanOrEqual(300);
     expect(await counter('changelens_mirrored_requests_total', { color: candidate, purpose: 'warmup' }) - copiesBefore).toBeGreaterThanOrEqual(300);
-    // The candidate took no client request while it warmed up (margin: a request's way from the client to the router).
-    const warmEnd = Date.parse(d.startedAt) + warmup.ms - 250;
-    expect(load.samples.filter((s) => s.startedAt < warmEnd).length).toBeGreaterThan(50);
+    // The candidate took no client request while it warmed up: not before its first step (the
+    // `ready` event; margin: a request's way from the client to the router).
+    const warmEnd = Date.parse(ready.at) - 250;
+    expect(load.samples.filter((s) => s.startedAt < warmEnd && s.startedAt > Date.parse(ready.at) - 250 - warmup.ms).length).toBeGreaterThan(20);
     expect(load.served(candidate, 0, warmEnd)).toEqual([]);
-    // Copies are in no client count: the proxy counted for the new release exactly the answers clients saw from it.
-    expect(await counter('changelens_request_duration_seconds_count', { color: candidate, release: 'warm-1' })).toBe(load.served(candidate).length);
+    // Copies are in no client count: the proxy counted for the new release the answers clients saw
+    // from it (plus a rare one the candidate refused and stable answered), not its 300 and more copies.
+    const counted = await counter('changelens_request_duration_seconds_count', { color: candidate, release: 'warm-1' });
+    expect(counted).toBeGreaterThanOrEqual(load.served(candidate).length);
+    expect(counted - load.served(candidate).length).toBeLessThan(20);
   });
 });
 
