@@ -9,6 +9,7 @@ import { createRedisClient } from '../../lib/redis.js';
 import { onStopSignal } from '../../lib/shutdown.js';
 import { initTracing, shutdownTracing } from '../../lib/tracing.js';
 import { JobConsumer } from './job-consumer.js';
+import { TaskSweeper } from './sweeper.js';
 
 const config = loadConfig();
 if (!config.databaseUrl || !config.redisUrl) throw new Error('worker: DATABASE_URL and REDIS_URL must be set (the supervisor sets them)');
@@ -31,18 +32,22 @@ const consumer = new JobConsumer({
   concurrency: config.workerConcurrency,
 });
 await consumer.start();
+// Tasks whose stream entry Redis lost (its last second not on disk) are queued again, once.
+const sweeper = new TaskSweeper({ pool, redis, log });
+sweeper.start();
 
 const health = createHttpServer(log);
 health.get('/healthz', async () => ({ status: 'ok' }));
 health.get('/readyz', async (_req, reply) => {
   const { ready, postgres, redis: rd } = await checkDependencies(pool, redis);
-  return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not ready', postgres, redis: rd, processed: consumer.processed });
+  return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not ready', postgres, redis: rd, processed: consumer.processed, requeued: sweeper.requeued });
 });
 await health.listen({ port: config.workerPort, host: '127.0.0.1' });
 log.info({ port: config.workerPort, consumer: consumerName }, 'worker ready');
 
 onStopSignal(log, async () => {
   await health.close();
+  await sweeper.stop();
   await consumer.stop();
   await Promise.allSettled([pool.end(), redis.quit(), reader.quit(), shutdownTracing()]);
 }, { underPm2: config.pmId !== undefined });
