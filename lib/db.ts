@@ -12,8 +12,11 @@ export function createPgPool(url: string, options: { max?: number; applicationNa
     application_name: options.applicationName ?? 'changelens',
   });
   // An idle client losing its connection (Postgres restarted) must not crash the process;
-  // the pool drops it and the next query opens a new one.
+  // the pool drops it and the next query opens a new one. A checked-out client (pool.connect())
+  // loses the pool's listener while out: its own keeps a dropped connection from crashing us too
+  // (the query in flight fails, the release discards the client).
   pool.on('error', () => {});
+  pool.on('connect', (client) => client.on('error', () => {}));
   return pool;
 }
 

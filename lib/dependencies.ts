@@ -1,7 +1,7 @@
 // Postgres and Redis as a request needs them: a lost connection is an outage of the named service
 // (503 + Retry-After, at once), not an internal error, and never a hang. What a reply error or a
 // bad query says is the caller's business and passes through unchanged.
-import { CL_ERR_DEPENDENCY_UNAVAILABLE } from './errors.js';
+import { ChangeLensError, CL_ERR_DEPENDENCY_UNAVAILABLE } from './errors.js';
 
 export type Dependency = 'postgres' | 'redis';
 
@@ -25,12 +25,27 @@ export function isOutage(service: Dependency, err: unknown): boolean {
   return PG_OUTAGE_STATES.test(code) || PG_OUTAGE_MESSAGES.test(message);
 }
 
+/**
+ * A Redis that is there but does not answer (stopped, a disk stall) must not hang the request
+ * either. Redis only: a Postgres query may legitimately take long (a db regression's extra work),
+ * and its connection attempts are bounded by the pool.
+ */
+export const REDIS_CALL_TIMEOUT_MS = 2_000;
+
 /** Runs a call to `service`; an outage becomes CL_ERR_DEPENDENCY_UNAVAILABLE naming it, anything else is rethrown. */
 export async function needs<T>(service: Dependency, call: () => Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
   try {
-    return await call();
+    if (service === 'postgres') return await call();
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new CL_ERR_DEPENDENCY_UNAVAILABLE(service, `no answer in ${REDIS_CALL_TIMEOUT_MS} ms`)), REDIS_CALL_TIMEOUT_MS);
+    });
+    return await Promise.race([call(), timedOut]);
   } catch (err) {
+    if (err instanceof ChangeLensError) throw err;
     if (isOutage(service, err)) throw new CL_ERR_DEPENDENCY_UNAVAILABLE(service, (err as Error).message || (err as Error).name, { cause: err });
     throw err;
+  } finally {
+    clearTimeout(timer);
   }
 }

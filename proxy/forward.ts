@@ -101,6 +101,8 @@ export function createForwarder(options: ForwardOptions): Forwarder {
   const unavailable = options.unavailable ?? (() => null);
   const holdMs = options.holdMs ?? HOLD_MS;
   const onHeld = options.onHeld ?? (() => {});
+  /** Since when each colour has refused (null: its last answer came): one down past the hold is not waited for again. */
+  const downSince: Record<Color, number | null> = { blue: null, green: null };
 
   function dispatch(ex: Exchange): void {
     const { req, res } = ex;
@@ -113,6 +115,7 @@ export function createForwarder(options: ForwardOptions): Forwarder {
         if (res.destroyed) controller.abort(new Error('client went away'));
       },
       onResponseStart(controller, statusCode, upstream) {
+        downSince[ex.color] = null;
         try {
           res.writeHead(statusCode, clientHeaders(ex, upstream, reportMetric));
         } catch (err) {
@@ -152,15 +155,22 @@ export function createForwarder(options: ForwardOptions): Forwarder {
       dispatch(ex);
       return;
     }
-    if (ex.holdable && isConnectFailure(error) && !res.destroyed) {
-      // Its colour is down (a crash; pm2 brings it back): re-sent to the same colour with backoff,
-      // for a bounded time, so a crash costs the client a wait instead of an error.
-      const left = holdMs - (performance.now() - ex.start);
+    const refused = isConnectFailure(error);
+    const now = performance.now();
+    if (refused) downSince[ex.color] ??= now;
+    if (ex.holdable && refused && !res.destroyed && now - downSince[ex.color]! <= holdMs) {
+      // Its colour is down (a crash; pm2 brings it back): re-sent with backoff, for a bounded time,
+      // so a crash costs the client a wait instead of an error. To the same colour, unless the
+      // routing moved away from it meanwhile (a switch, a rollback): then to the stable one.
+      const left = holdMs - (now - ex.start);
       if (left > 0) {
         if (ex.held++ === 0) onHeld(ex.color);
         ex.controller = null;
         setTimeout(() => {
-          if (!res.destroyed) dispatch(ex);
+          if (res.destroyed) return;
+          const table = options.routingTable();
+          if (ex.color !== table.stable && !(ex.color === table.candidate && table.candidateWeight > 0)) ex.color = table.stable;
+          dispatch(ex);
         }, Math.min(HOLD_FIRST_RETRY_MS * 2 ** (ex.held - 1), HOLD_MAX_RETRY_MS, left));
         return;
       }

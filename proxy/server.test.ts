@@ -30,6 +30,14 @@ const portOf = (s: Server): number => (s.address() as AddressInfo).port;
 
 const held: Color[] = [];
 
+/** Waits (on state, not time) until `done` holds. */
+async function until(what: string, done: () => boolean, ms = 10_000): Promise<void> {
+  for (const end = Date.now() + ms; !done();) {
+    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 async function proxyTo(candidatePort: number, o: { holdMs?: number; stablePort?: number } = {}) {
   const app = await buildProxyServer({
     ...(o.holdMs !== undefined ? { holdMs: o.holdMs } : {}),
@@ -125,8 +133,8 @@ describe('a colour that is down (crashed, pm2 restarting it)', () => {
     try {
       const started = performance.now();
       const answer = fetch(`${url}/api/data`).then(async (res) => ({ status: res.status, body: await res.json(), ms: performance.now() - started }));
-      // It comes back on its port once the proxy has been refused at least once.
-      await new Promise((r) => setTimeout(r, 300));
+      // It comes back on its port once the proxy has been refused (and holds the request).
+      await until('the request held', () => held.length > 0);
       back = createServer((req, res) => {
         hits.push({ color: 'blue', method: req.method! });
         res.writeHead(200, { 'content-type': 'application/json' }).end('{"back":true}');
@@ -166,6 +174,41 @@ describe('a colour that is down (crashed, pm2 restarting it)', () => {
       // Neither waited for the colour: only the GET was held.
       expect(held).toEqual(['blue']);
       expect(post.ms + pinned.ms).toBeLessThan(get.ms);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe('a held request and the routing', () => {
+  it('moves to the stable colour when the routing left the down one meanwhile (a switch)', async () => {
+    table = { stable: 'blue', candidate: null, candidateWeight: 0, rolloutId: null };
+    // blue is down; green (the upstream that answers) becomes the stable colour while the request waits.
+    const { app, url } = await proxyTo(portOf(stable), { stablePort: deadPort });
+    try {
+      const answer = fetch(`${url}/api/data`).then(async (res) => ({ status: res.status, color: res.headers.get('x-changelens-color') }));
+      await until('the request held', () => held.length > 0);
+      table = { stable: 'green', candidate: null, candidateWeight: 0, rolloutId: null };
+      expect(await answer).toEqual({ status: 200, color: 'green' });
+      expect(measured).toEqual([['green', 200]]);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('does not wait again for a colour that has been down for longer than the hold', async () => {
+    table = { stable: 'blue', candidate: null, candidateWeight: 0, rolloutId: null };
+    const { app, url } = await proxyTo(deadPort, { holdMs: 300, stablePort: deadPort });
+    try {
+      const first = await fetch(`${url}/api/data`);
+      expect(first.status).toBe(502);
+      await first.arrayBuffer();
+      const started = performance.now();
+      const second = await fetch(`${url}/api/data`);
+      await second.arrayBuffer();
+      expect(second.status).toBe(502);
+      expect(held).toEqual(['blue']);
+      expect(performance.now() - started).toBeLessThan(300);
     } finally {
       await app.close();
     }

@@ -36,6 +36,20 @@ export class RegressionState {
       this.reload().catch((err: Error) => this.log.warn({ err: err.message }, 'reloading regressions failed'));
     });
     await this.reload();
+    // After Redis was away, an announcement may have been missed (or the change lost with Redis's
+    // last second): read the set again once the subscription is back, until it can be read.
+    subscriber.on('ready', () => void this.reloadUntilRead());
+  }
+
+  private async reloadUntilRead(): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.reload();
+      } catch (err) {
+        if (attempt === 1) this.log.warn({ err: (err as Error).message }, 'reloading regressions after Redis came back failed; retrying');
+        await new Promise((r) => setTimeout(r, Math.min(100 * 2 ** attempt, 2_000)));
+      }
+    }
   }
 
   get(type: RegressionType): ActiveRegression | undefined {

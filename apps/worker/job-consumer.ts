@@ -126,7 +126,7 @@ export class JobConsumer {
     let failure: unknown;
     try {
       const { rows } = await this.o.pool.query<{ attempts: number; work_ms: number; fail: boolean }>(
-        `UPDATE tasks SET state = 'running', attempts = attempts + 1, started_at = coalesce(started_at, now())
+        `UPDATE tasks SET state = 'running', attempts = attempts + 1, started_at = coalesce(started_at, now()), requeued_at = NULL
          WHERE id = $1 AND state IN ('queued', 'running') RETURNING attempts, work_ms, fail`, [job.taskId]);
       const task = rows[0];
       if (!task) {

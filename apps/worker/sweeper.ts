@@ -3,7 +3,7 @@
 // comes back without the entry, and the task would wait for ever. A task is suspected when it has
 // been queued a while and its entry is missing, and re-queued only when it is still missing at the
 // next sweep: a retry's new entry (written just after the task went back to queued) is never
-// mistaken for a lost one. The re-queue happens in one transaction with its row locked and marked,
+// mistaken for a lost one. Once per start of the task: a worker starting it clears the mark. The re-queue happens in one transaction with its row locked and marked,
 // so two workers never queue it twice, and a failed XADD leaves it for the next sweep.
 import { JOB_STREAM, type JobMessage } from '../../lib/contracts/jobs.js';
 import { inTransaction, type Pool } from '../../lib/db.js';
@@ -25,15 +25,25 @@ export class TaskSweeper {
 
   constructor(private readonly o: { pool: Pool; redis: RedisClient; log: Logger; intervalMs?: number; minAgeMs?: number }) {}
 
+  private stopped = false;
+
+  /** Sweeps every interval, one sweep at a time (the next is scheduled when one ends). */
   start(): void {
-    this.timer = setInterval(() => {
-      this.running = this.sweep().catch((err: Error) => this.o.log.warn({ err: err.message }, 'task sweep failed; trying again at the next'));
-    }, this.o.intervalMs ?? SWEEP_INTERVAL_MS);
-    this.timer.unref();
+    const next = (): void => {
+      if (this.stopped) return;
+      this.timer = setTimeout(() => {
+        this.running = this.sweep()
+          .catch((err: Error) => this.o.log.warn({ err: err.message }, 'task sweep failed; trying again at the next'))
+          .finally(next);
+      }, this.o.intervalMs ?? SWEEP_INTERVAL_MS);
+      this.timer.unref();
+    };
+    next();
   }
 
   async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
     await this.running;
   }
 
