@@ -22,13 +22,17 @@ const pool = createPgPool(config.databaseUrl, { applicationName: `changelens-api
 const redis = createRedisClient(config.redisUrl, { name: `changelens-api-${color}`, log });
 // Its own connection (a subscriber can send nothing else), made the same way: with its error listener.
 const subscriber = createRedisClient(config.redisUrl, { name: `changelens-api-${color}-sub`, log });
-await Promise.all([redis.connect(), subscriber.connect()]);
 
 // config validated the spec already; parse it again for its values.
 const spec = config.regression === undefined ? { regressions: [] } : parseRegressionSpec(config.regression);
 // Run by hand (not by the supervisor) a copy has no release id: its changes last for this process.
 const regressions = new RegressionState(color, config.releaseId ?? `pid-${process.pid}`, redis, 'regressions' in spec ? spec.regressions : [], log);
-await regressions.start(subscriber);
+// Redis is waited for in the background: a copy (re)started while Redis is away still serves what
+// needs only Postgres, with its release's regressions, and its readiness says Redis is missing.
+void (async () => {
+  await Promise.all([redis.connect(), subscriber.connect()]);
+  await regressions.start(subscriber);
+})().catch((err: Error) => log.error({ err: err.message }, 'could not follow run-time regressions; the release\'s own apply'));
 const effects = new RegressionEffects(color, regressions, config.downstreamTimeoutMs);
 
 const app = buildApiServer({ color, pool, redis, log, regressions, effects });

@@ -18,6 +18,8 @@ const KEY_TTL_SECONDS = 7 * 24 * 3600;
 export class RegressionState {
   private active = new Map<RegressionType, ActiveRegression>();
   private readonly key: string;
+  /** Run-time changes read and followed (start() done): until then only the release's own apply. */
+  following = false;
 
   constructor(
     private readonly color: Color,
@@ -36,6 +38,7 @@ export class RegressionState {
       this.reload().catch((err: Error) => this.log.warn({ err: err.message }, 'reloading regressions failed'));
     });
     await this.reload();
+    this.following = true;
     // After Redis was away, an announcement may have been missed (or the change lost with Redis's
     // last second): read the set again once the subscription is back, until it can be read.
     subscriber.on('ready', () => void this.reloadUntilRead());

@@ -59,7 +59,10 @@ export function buildApiServer(deps: ApiDeps) {
   app.get('/healthz', async () => ({ status: 'ok', color: deps.color }));
   app.get('/readyz', async (_req, reply) => {
     const { ready, postgres, redis } = await checkDependencies(deps.pool, deps.redis);
-    return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not ready', color: deps.color, postgres, redis });
+    // Ready once it applies what every instance of its colour does: the run-time regressions too.
+    const following = deps.regressions.following;
+    const ok = ready && following;
+    return reply.code(ok ? 200 : 503).send({ status: ok ? 'ready' : 'not ready', color: deps.color, postgres, redis, regressions: following ? 'following' : 'not read yet' });
   });
 
   // This process's own view of its business requests, since the last reset.

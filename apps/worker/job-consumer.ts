@@ -40,7 +40,7 @@ export class JobConsumer {
   constructor(private readonly o: JobConsumerOptions) {}
 
   async start(): Promise<void> {
-    await this.ensureGroup();
+    // The group is made by the loop (where a Redis still loading, or away, is waited for).
     this.loopDone = this.loop().catch((err: Error) => {
       this.o.log.fatal({ err: err.message }, 'job loop failed');
       process.exitCode = 1;
@@ -70,9 +70,14 @@ export class JobConsumer {
   private async loop(): Promise<void> {
     // What this consumer had been given before a crash: pending under its own name.
     let recovered = false;
+    let grouped = false;
     let failures = 0;
     while (!this.stopping) {
       try {
+        if (!grouped) {
+          await this.ensureGroup();
+          grouped = true;
+        }
         if (!recovered) {
           for (const entry of await this.read('0', this.o.concurrency)) this.dispatch(entry);
           recovered = true;
