@@ -18,7 +18,7 @@ import type { Logger } from '../lib/logger.js';
 import { endSpan, injectInto, SpanKind, startSpanFrom, traceFields, type Context, type Span } from '../lib/tracing.js';
 import type { RoutingTable } from '../lib/contracts/routing.js';
 import type { Mirror } from './mirror.js';
-import { COLOR_PIN_HEADER, MIRROR_HEADER, route, STICKY_COOKIE } from './router.js';
+import { COLOR_PIN_HEADER, MIRROR_HEADER, requestHasBody, route, STICKY_COOKIE } from './router.js';
 
 export interface ForwardOptions {
   log: Logger;
@@ -225,11 +225,6 @@ export function createForwarder(options: ForwardOptions): Forwarder {
       await Promise.all(Object.values(pools).map((p) => p.close().catch(() => {})));
     },
   };
-}
-
-export function requestHasBody(req: IncomingMessage): boolean {
-  const length = req.headers['content-length'];
-  return length !== undefined ? length !== '0' : req.headers['transfer-encoding'] !== undefined;
 }
 
 function upstreamHeaders(req: IncomingMessage, ctx: Context): Record<string, string | string[]> {

@@ -13,8 +13,7 @@ import { Pool } from 'undici';
 import type { Color } from '../lib/config.js';
 import type { MirrorRule } from '../lib/contracts/routing.js';
 import type { Logger } from '../lib/logger.js';
-import { requestHasBody } from './forward.js';
-import { MIRROR_HEADER } from './router.js';
+import { MIRROR_HEADER, requestHasBody } from './router.js';
 
 const MIRRORED_METHODS = new Set(['GET', 'HEAD']);
 /** Copies in flight at once, per colour: a slow candidate costs at most this many sockets. */

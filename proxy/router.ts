@@ -44,6 +44,12 @@ export function route(headers: IncomingHttpHeaders, table: RoutingTable, random:
   return { color, reason: 'weight', setSticky: `${rolloutId}.${color}` };
 }
 
+/** Whether a request carries a body (then it is never sent twice: no retry, no hold, no copy). */
+export function requestHasBody(req: { headers: IncomingHttpHeaders }): boolean {
+  const length = req.headers['content-length'];
+  return length !== undefined ? length !== '0' : req.headers['transfer-encoding'] !== undefined;
+}
+
 /** The value of one cookie in a Cookie header, or undefined. */
 export function readCookie(header: string | string[], name: string): string | undefined {
   for (const part of (Array.isArray(header) ? header.join('; ') : header).split(';')) {
