@@ -70,7 +70,13 @@ export class FastTrips {
         return this.o.trip(run, 'process_restart', n, 0, `api-${color} crashed: pm2 restarted it (${n} restart${n === 1 ? '' : 's'} since it took traffic)`);
       }
       notReady = health.ready ? 0 : notReady + 1;
-      if (notReady >= WATCH_NOT_READY) return this.o.trip(run, 'readiness', notReady, WATCH_NOT_READY, `api-${color} failed its readiness probe ${notReady} times in a row: ${health.error ?? 'no answer'}`);
+      if (notReady >= WATCH_NOT_READY) {
+        // Both colours unready is a shared dependency's outage (Postgres, Redis), not the release's
+        // fault: the candidate is not blamed for it (its requests are still judged).
+        const stable = await this.o.supervisor.health(run.d.stableColor).catch(() => null);
+        if (!this.live(run)) return;
+        if (stable?.ready !== false) return this.o.trip(run, 'readiness', notReady, WATCH_NOT_READY, `api-${color} failed its readiness probe ${notReady} times in a row: ${health.error ?? 'no answer'}`);
+      }
       await sleep(this.o.clock, WATCH_INTERVAL_MS);
     }
   }

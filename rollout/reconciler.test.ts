@@ -250,6 +250,22 @@ describe('the reconciler', () => {
     expect((await store.deployment(d.id)).status.reason).toMatch(/api-green crashed: pm2 restarted it \(1 restart since/);
   });
 
+  it('trips when only the candidate fails its readiness; not when both colours do (a shared dependency is down)', async () => {
+    const c = boot();
+    await c.init();
+    const d = await c.deploy(request('unready', {}, { stepSeconds: 60 }));
+    await shifting(d.id);
+    // Redis away: both colours unready for seconds. The candidate is not blamed.
+    supervisor.colours.green.ready = false;
+    supervisor.colours.blue.ready = false;
+    await serve(c, 3_000);
+    expect((await store.deployment(d.id)).status.phase).toBe('shifting');
+    // Back for the stable colour only: now it is the candidate's own.
+    supervisor.colours.blue.ready = true;
+    expect(await serveUntil(c, d.id, ['rolled_back', 'promoted'], 3_000)).toBe('rolled_back');
+    expect((await store.deployment(d.id)).status.reason).toMatch(/api-green failed its readiness probe/);
+  });
+
   it('fails a candidate that does not become ready, and stops it', async () => {
     const c = boot();
     await c.init();
