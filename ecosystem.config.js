@@ -146,12 +146,17 @@ export function processGraph(ctx) {
         ...node,
         name: 'proxy',
         script: `${distDir}/proxy/main.js`,
+        // A cluster worker of the supervisor's in-process pm2, so the supervisor can hand it the
+        // public connections over IPC: the port it holds outlives a proxy crash
+        // (supervisor/public-listener.ts). One instance: one judge sees every request.
+        exec_mode: 'cluster',
+        instances: 1,
         // Draining in-flight requests takes as long as the slowest of them; give it the budget.
         kill_timeout: Math.max(1000, config.stopTimeoutMs - 3000),
         min_uptime: 1000,
         max_restarts: 16,
         exp_backoff_restart_delay: 100,
-        env: { ...childEnv, ...proxyEnv },
+        env: { ...childEnv, ...proxyEnv, CHANGELENS_CONNECTION_HANDOFF: '1' },
       },
     },
   ];

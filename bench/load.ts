@@ -8,6 +8,8 @@ export interface Sample {
   endedAt: number;
   color: Color | null;
   status: number;
+  /** Why no answer came (status 0): the connection error's code, e.g. ECONNREFUSED, ECONNRESET. */
+  error?: string;
 }
 
 export interface Load {
@@ -31,7 +33,7 @@ export function startLoad(url: string, ratePerSecond: number, init: RequestInit 
         await res.arrayBuffer();
         samples.push({ startedAt, endedAt: Date.now(), color: res.headers.get('x-changelens-color') as Color | null, status: res.status });
       },
-      () => { samples.push({ startedAt, endedAt: Date.now(), color: null, status: 0 }); },
+      (err: Error & { cause?: { code?: string } }) => { samples.push({ startedAt, endedAt: Date.now(), color: null, status: 0, error: err.cause?.code ?? err.name }); },
     ).finally(() => inFlight.delete(p));
     inFlight.add(p);
   };

@@ -137,6 +137,9 @@ export const CL_ERR_DEPENDENCY_UNAVAILABLE = defineError<[string, string]>(
 export const CL_ERR_CLOSING = defineError<[]>(
   'CL_ERR_CLOSING', 503, 'shutting down',
   'the appliance is stopping; retry in a moment or on another instance');
+export const CL_ERR_PROXY_RESTARTING = defineError<[number]>(
+  'CL_ERR_PROXY_RESTARTING', 503, 'the proxy did not come back within %s ms; this connection waited for it and was answered by the supervisor',
+  'pm2 restarts the proxy by itself: retry after the seconds in the Retry-After header; if it persists, `changelens status` and the proxy\'s log lines say why it does not start');
 export const CL_ERR_MAINTENANCE = defineError<[string]>(
   'CL_ERR_MAINTENANCE', 503, '%s',
   'traffic resumes by itself when it ends: retry after the seconds in the Retry-After header');
@@ -173,4 +176,13 @@ export function exitCodeFor(err: unknown): number {
   if (err.code === 'CL_ERR_NOT_RUNNING' || err.code === 'CL_ERR_UNREACHABLE') return EXIT.notRunning;
   if (err.statusCode === 401 || err.statusCode === 403) return EXIT.unauthorized;
   return EXIT.failure;
+}
+
+/** The one shape of every error ChangeLens answers over HTTP. */
+export function errorBody(err: ChangeLensError) {
+  return { statusCode: err.statusCode, code: err.code, error: reasonOf(err.statusCode), message: err.message, hint: err.hint };
+}
+
+export function reasonOf(status: number): string {
+  return ({ 400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 409: 'Conflict', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' } as Record<number, string>)[status] ?? (status >= 500 ? 'Internal Server Error' : 'Bad Request');
 }

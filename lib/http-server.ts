@@ -3,7 +3,7 @@
 // errors answered as {statusCode, code, error, message, hint}.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import Fastify, { LogController, type FastifyError } from 'fastify';
-import { ChangeLensError, CL_ERR_CLOSING, CL_ERR_INTERNAL } from './errors.js';
+import { ChangeLensError, CL_ERR_CLOSING, CL_ERR_INTERNAL, errorBody, reasonOf } from './errors.js';
 import type { Logger } from './logger.js';
 
 export interface HttpServerOptions {
@@ -87,13 +87,4 @@ export async function closeGracefully(app: { close(): PromiseLike<unknown>; serv
   while (counter && counter.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
   app.server.closeAllConnections();
   await closing;
-}
-
-/** The one shape of every error ChangeLens answers over HTTP. */
-export function errorBody(err: ChangeLensError) {
-  return { statusCode: err.statusCode, code: err.code, error: reasonOf(err.statusCode), message: err.message, hint: err.hint };
-}
-
-function reasonOf(status: number): string {
-  return ({ 400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 409: 'Conflict', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' } as Record<number, string>)[status] ?? (status >= 500 ? 'Internal Server Error' : 'Bad Request');
 }

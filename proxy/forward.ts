@@ -12,8 +12,7 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { Pool, type Dispatcher } from 'undici';
 import type { AccessLog, Color } from '../lib/config.js';
-import { CL_ERR_BAD_PIN, CL_ERR_MAINTENANCE, CL_ERR_UPSTREAM, CL_ERR_UPSTREAM_TIMEOUT } from '../lib/errors.js';
-import { errorBody } from '../lib/http-server.js';
+import { CL_ERR_BAD_PIN, CL_ERR_MAINTENANCE, CL_ERR_UPSTREAM, CL_ERR_UPSTREAM_TIMEOUT, errorBody } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { endSpan, injectInto, SpanKind, startSpanFrom, traceFields, type Context, type Span } from '../lib/tracing.js';
 import type { RoutingTable } from '../lib/contracts/routing.js';

@@ -1,7 +1,9 @@
 // Composition root of the proxy process: the only public port. It routes, measures every request
 // per colour, and runs the rollout controller and the admin API in the same process, so a failing
 // verdict changes the routing without a network hop.
+import { Socket } from 'node:net';
 import { loadConfig } from '../lib/config.js';
+import { HANDOFF_CONNECTION, type ProxyHandoffMessage } from '../lib/contracts/handoff.js';
 import { BUILTIN_ARTIFACT } from '../lib/contracts/releases.js';
 import { createPgPool } from '../lib/db.js';
 import { closeGracefully } from '../lib/http-server.js';
@@ -85,8 +87,22 @@ await registerAdminApi(app, {
     return metrics.render();
   },
 });
-await app.listen({ port: config.port, host: config.host });
-log.info({ port: config.port, activeColor }, 'proxy listening');
+const handedOff = config.connectionHandoff === '1' && process.send !== undefined;
+if (handedOff) {
+  // The supervisor holds the public port (it outlives this process) and hands each connection
+  // over. The server still listens, on a private loopback port, so node's header, request and
+  // idle timeouts run for those connections as for its own.
+  await app.listen({ host: '127.0.0.1', port: 0, exclusive: true });
+  process.on('message', (message: unknown, handle: unknown) => {
+    if (message === HANDOFF_CONNECTION && handle instanceof Socket) app.server.emit('connection', handle);
+  });
+  const accepting: ProxyHandoffMessage = { changelens: 'proxy-accepting' };
+  process.send!(accepting);
+  log.info({ port: config.port, activeColor }, 'proxy accepting the public connections from the supervisor');
+} else {
+  await app.listen({ port: config.port, host: config.host });
+  log.info({ port: config.port, activeColor }, 'proxy listening');
+}
 
 // Rollout state: read from Postgres, retried until it answers; meanwhile only the stable colour serves.
 void (async () => {
@@ -104,6 +120,9 @@ void (async () => {
 
 // Stop accepting, finish every request in flight, then exit: the supervisor stops the APIs after.
 onStopSignal(log, async () => {
+  // New connections wait at the supervisor for the next proxy, if there is one.
+  const stopping: ProxyHandoffMessage = { changelens: 'proxy-stopping' };
+  if (handedOff && process.connected) process.send!(stopping);
   controller.close();
   // All of pm2's kill_timeout but a margin: the drain is bounded by the stop budget.
   await closeGracefully(app, Math.max(500, config.stopTimeoutMs - 3_500));

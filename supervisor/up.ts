@@ -27,6 +27,7 @@ import { bindControlSocket, portClaims, prepare } from './preflight.js';
 import { nodeForRelease, ProcessControl } from './process-control.js';
 import { bootNodes, orderGraph, type GraphContext } from './process-graph.js';
 import { ProcessManager } from './process-manager.js';
+import { followProxy, PublicListener } from './public-listener.js';
 import { bootRelease, newReleaseId } from './release-env.js';
 import { firstStart, recordRun } from './run-log.js';
 import { collectStatus } from './status.js';
@@ -97,6 +98,9 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
 
   const pm = await connecting;
   pm.onLine((line) => forwardLine(out, line));
+  // The public port is this process's: it outlives a proxy crash (opened when the proxy first accepts).
+  const publicPort = new PublicListener({ host: config.host, port: config.port, log });
+  const unfollowProxy = followProxy(publicPort, { proxyPids: async () => (await pm.describe('proxy')).flatMap((p) => (p.pid === null ? [] : [p.pid])) }, log);
 
   const boot = { startedAt, firstBoot, durationMs: null as number | null, readyMs: {} as Record<string, number> };
   const readyTimeoutMs = config.readyTimeoutMs;
@@ -104,7 +108,7 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   const control = new ProcessControl(orderGraph(graph), { pm, log, urls, readyTimeoutMs }, () => readRoutingSnapshot(paths.routing)?.activeColor ?? activeColor, interrupt.signal);
   let monitoring: ReturnType<typeof startMonitor> = null;
   let backups: ReturnType<typeof startBackups> | null = null;
-  statusNow = async () => ({ ...await collectStatus({ pm, graph, paths, urls, embedded, fallbackColor: activeColor, boot, phase: () => phase }), monitor: monitoring?.monitor.status() ?? null, backups: backups?.summary() ?? null });
+  statusNow = async () => ({ ...await collectStatus({ pm, graph, paths, urls, embedded, fallbackColor: activeColor, boot, phase: () => phase }), monitor: monitoring?.monitor.status() ?? null, backups: backups?.summary() ?? null, publicPort: publicPort.stats() });
   // Starting or stopping a colour only makes sense between the end of the boot and the stop.
   const whenReady = <T>(fn: () => Promise<T>): Promise<T> =>
     phase === 'ready' ? fn() : Promise.reject(new CL_ERR_PROCESS_CONTROL(`the appliance is ${phase}; try again when it is ready`));
@@ -134,6 +138,9 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
     phase = 'stopping';
     await monitoring?.close();
     await backups?.close();
+    // No new connection once stopping; the proxy then drains those it has.
+    unfollowProxy();
+    publicPort.close();
     await control.stopAll(log);
     await releaseLock();
     out.flushSync();

@@ -48,6 +48,20 @@ export interface ApplianceStatus {
   monitor?: MonitorStatusSummary | null;
   /** Backups: the newest of each kind, the next scheduled runs, what is overdue; null before the boot ends. */
   backups?: BackupSummary | null;
+  /** The public port, which the supervisor holds and hands to the proxy (see supervisor/public-listener.ts). */
+  publicPort?: PublicPortStatus;
+}
+
+export interface PublicPortStatus {
+  listening: boolean;
+  /** The proxy that takes connections now; null while none does (it is restarting). */
+  proxyPid: number | null;
+  handedOff: number;
+  /** Connections that waited for a proxy to come back. */
+  waited: number;
+  /** Connections the supervisor answered 503: waited too long, or too many waiting. */
+  refused: number;
+  waitingNow: number;
 }
 
 export interface BackupSummary {

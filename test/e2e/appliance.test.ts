@@ -174,6 +174,40 @@ describe('the appliance (one embedded appliance, shared)', () => {
     expect(load.samples.filter((x) => x.status !== 200)).toEqual([]);
   });
 
+  it('kill -9 of the proxy under load: the port held by the supervisor refuses no connection, only requests inside the proxy fail', async () => {
+    const before = await app.status();
+    const proxy = before.processes.find((p) => p.name === 'proxy')!;
+    expect(before.publicPort).toMatchObject({ listening: true, proxyPid: proxy.pid });
+    // A new connection for every request: each one is an accept while the proxy is dead.
+    const load = startLoad(`${app.url}/api/data?limit=5`, 50, { headers: { connection: 'close' } });
+    let back: number;
+    try {
+      await eventually('the load answered', async () => (load.samples.length >= 20 ? true : undefined));
+      const killedAt = Date.now();
+      process.kill(proxy.pid!, 'SIGKILL');
+      const restarted = await eventually('the proxy restarted and taking connections', async () => {
+        const s = await app.status();
+        const p = s.processes.find((x) => x.name === 'proxy')!;
+        return p.state === 'online' && p.pid !== proxy.pid && s.publicPort?.proxyPid === p.pid ? s : undefined;
+      });
+      back = Date.now();
+      await eventually('answers after the restart', async () => (load.samples.some((x) => x.startedAt > back && x.status === 200) ? true : undefined));
+      const gone = await app.waitForRecord((r) => r.msg === 'the proxy is gone; new connections wait for the next one' && r.pid === proxy.pid);
+      const lostAt = Date.parse(gone.time as string);
+      console.log(`proxy killed: taking connections again after ${back - killedAt} ms (supervisor saw the loss ${lostAt - killedAt} ms after the kill); ${restarted.publicPort!.waited} connections waited; ${load.samples.filter((x) => x.status !== 200).length} requests failed`);
+      expect(restarted.publicPort!.waited).toBeGreaterThan(0);
+      expect(restarted.publicPort!.refused).toBe(0);
+      await load.stop();
+      const failed = load.samples.filter((x) => x.status !== 200);
+      expect(failed.filter((x) => x.error === 'ECONNREFUSED'), 'no connection refused').toEqual([]);
+      // Only requests that were inside the proxy, or on their way to it before the supervisor saw it die.
+      expect(failed.filter((x) => x.startedAt > lostAt)).toEqual([]);
+      expect(failed.length).toBeLessThanOrEqual(5);
+    } finally {
+      await load.stop();
+    }
+  });
+
   it('kill -9 of Postgres: it comes back and committed rows are intact', async () => {
     await sql(app, "INSERT INTO items (category, name, price_cents) VALUES ('durable', 'committed-before-kill', 42)");
     const before = (await app.status()).processes.find((p) => p.name === 'postgres')!;
