@@ -2,7 +2,7 @@
 // — what a crash costs. On one real appliance (both API colours up), for each process in turn: an
 // open-model load at a fixed rate (GET /api/data and /api/work, and POST /api/process jobs), one
 // kill -9 of that process a few seconds in, and then per process:
-// - failed requests by route and status (0: no answer, the connection refused or reset);
+// - failed requests by route and status (0:<code>: no answer, e.g. 0:ECONNREFUSED, 0:ECONNRESET);
 // - how long until the appliance is ready again;
 // - restarts of the killed process and of any other (collateral);
 // - jobs accepted (202) vs completed, completed more than once (worker log), lost;
@@ -35,7 +35,7 @@ const MIX = [
   { route: 'POST /api/process', share: 0.1, init: { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"workMs":20}' } as RequestInit, path: '/api/process' },
 ];
 
-interface Sample { route: string; status: number; ms: number; taskId?: string }
+interface Sample { route: string; status: number; ms: number; taskId?: string; error?: string }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -59,7 +59,7 @@ function load(url: string): { samples: Sample[]; stop(): Promise<void> } {
         const body = await res.text();
         const taskId = res.status === 202 ? (JSON.parse(body) as { id: string }).id : undefined;
         samples.push({ route: kind.route, status: res.status, ms: performance.now() - started, ...(taskId ? { taskId } : {}) });
-      }, () => { samples.push({ route: kind.route, status: 0, ms: performance.now() - started }); }).finally(() => inFlight.delete(p));
+      }, (err: Error & { cause?: { code?: string } }) => { samples.push({ route: kind.route, status: 0, ms: performance.now() - started, error: err.cause?.code ?? err.name }); }).finally(() => inFlight.delete(p));
       inFlight.add(p);
     }
   }, 5);
@@ -118,7 +118,8 @@ try {
     const failed: Record<string, Record<string, number>> = {};
     for (const s of l.samples) {
       if (s.status >= 200 && s.status < 300) continue;
-      (failed[s.route] ??= {})[String(s.status)] = (failed[s.route]?.[String(s.status)] ?? 0) + 1;
+      const key = s.status === 0 ? `0:${s.error ?? 'no answer'}` : String(s.status);
+      (failed[s.route] ??= {})[key] = (failed[s.route]?.[key] ?? 0) + 1;
     }
     const row = {
       killed: name, requests: l.samples.length, failed, readyAgainMs: readyMs, restarts,

@@ -166,12 +166,15 @@ export interface ProxyPids {
  * it accepts, detaches it when it stops or its channel closes. Returns the unsubscribe.
  */
 export function followProxy(listener: PublicListener, pm: ProxyPids, log: Logger): () => void {
+  // A release (an API colour is a cluster worker too) that keeps asking costs one check and one log line.
+  const impostors = new Set<number>();
   const onMessage = (worker: Worker, message: unknown): void => {
     if (!isProxyHandoffMessage(message)) return;
     const pid = worker.process.pid;
-    if (pid === undefined) return;
+    if (pid === undefined || impostors.has(pid)) return;
     void pm.proxyPids().then((pids) => {
       if (!pids.includes(pid)) {
+        impostors.add(pid);
         log.warn({ pid, said: message.changelens }, 'a process that is not the proxy asked for the public connections; ignored');
         return;
       }
@@ -183,7 +186,9 @@ export function followProxy(listener: PublicListener, pm: ProxyPids, log: Logger
     }, (err: Error) => log.warn({ err: err.message }, 'could not ask pm2 which process is the proxy'));
   };
   const onGone = (worker: Worker): void => {
-    if (worker.process.pid !== undefined) listener.detach(worker.process.pid, 'exited');
+    if (worker.process.pid === undefined) return;
+    listener.detach(worker.process.pid, 'exited');
+    impostors.delete(worker.process.pid); // its pid may be the next proxy's
   };
   cluster.on('message', onMessage);
   cluster.on('disconnect', onGone);
