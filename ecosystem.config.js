@@ -31,7 +31,7 @@ const smallHeap = ['--max-semi-space-size=4'];
  * @returns {GraphNode[]}
  */
 export function processGraph(ctx) {
-  const { config, paths, bin, childEnv, colorEnv, proxyEnv, distDir, serviceUser, activeColor, embedded } = ctx;
+  const { config, paths, bin, childEnv, colorEnv, proxyEnv, apiEnv, distDir, serviceUser, activeColor, embedded } = ctx;
   // Every pool that can be open at once, plus room for the supervisor, probes and an operator.
   const maxConnections = Math.max(60, 2 * config.apiInstances * 10 + config.workerConcurrency + 2 + 15);
   const asServiceUser = serviceUser ? { user: serviceUser } : {};
@@ -54,7 +54,7 @@ export function processGraph(ctx) {
       max_restarts: 16,
       exp_backoff_restart_delay: 100,
       // A release's own settings (its regressions from birth) reach its colour only.
-      env: { ...childEnv, ...colorEnv[color], CHANGELENS_COLOR: color },
+      env: { ...childEnv, ...colorEnv[color], ...apiEnv, CHANGELENS_COLOR: color },
     },
   });
 

@@ -19,6 +19,7 @@ export interface AdminClient {
   remote: boolean;
   get<T>(path: string): Promise<T>;
   post<T>(path: string, body: unknown): Promise<T>;
+  delete<T>(path: string): Promise<T>;
   /** The bearer token this client sends (for tools that call the API themselves, like the benchmark). */
   token(): string;
   /** Streams a .tar.gz to PUT /api/releases/<version>/artifact with its sha256. */
@@ -83,6 +84,7 @@ export function adminClient(config: Config, options: AdminClientOptions = {}): A
     token: () => (token ??= remote ? missingRemoteToken() : readToken(secrets)),
     get: (path) => call('GET', path),
     post: (path, body) => call('POST', path, JSON.stringify(body), { 'content-type': 'application/json' }),
+    delete: (path) => call('DELETE', path),
     async upload(version, file) {
       let size: number;
       try {

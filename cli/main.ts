@@ -16,6 +16,7 @@ import { estimateCost, formatCost, readPrices, readServiceResources } from './co
 import { join } from 'node:path';
 import { ROLLOUT_USAGE, rolloutCommands } from './rollout-commands.js';
 import { BACKUP_USAGE, backupCommands } from './backup-commands.js';
+import { REGRESSION_USAGE, regressionCommands } from './regression-commands.js';
 import { BENCH_USAGE, benchCommands, DEMO_USAGE } from './bench-commands.js';
 
 const USAGE = `changelens ${packageVersion}: one appliance that runs a small web system and guards every change
@@ -31,6 +32,7 @@ Usage:
   changelens config [--json] [--reference] the effective configuration (secrets redacted), or the reference of every setting
 ${ROLLOUT_USAGE}
 ${BACKUP_USAGE}
+${REGRESSION_USAGE}
 ${BENCH_USAGE}
 ${DEMO_USAGE}
   changelens --help | --version
@@ -110,7 +112,7 @@ commands.config = async (args) => {
   process.stdout.write(values.json ? JSON.stringify(shown, null, 2) + '\n' : Object.entries(shown).map(([k, v]) => `${k.padEnd(20)} ${String(v)}`).join('\n') + '\n');
   return EXIT.ok;
 };
-const SECRET_KEYS = new Set(['adminToken', 'pgPassword', 'redisPassword', 'backupKey', 'databaseUrl', 'redisUrl']);
+const SECRET_KEYS = new Set(['adminToken', 'pgPassword', 'redisPassword', 'backupKey', 'databaseUrl', 'redisUrl', 'appControlToken']);
 
 /** `changelens process start|stop <name>`: asks the running supervisor. */
 commands.process = async (args) => {
@@ -141,8 +143,8 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(packageVersion + '\n');
     return EXIT.ok;
   }
-  const command = commands[name] ?? rolloutCommands[name] ?? backupCommands[name] ?? benchCommands[name];
-  if (!command) throw new CL_ERR_CLI_USAGE(`unknown command "${name}" (expected one of: ${[...Object.keys(commands), ...Object.keys(rolloutCommands), ...Object.keys(backupCommands), ...Object.keys(benchCommands)].join(', ')})`);
+  const command = commands[name] ?? rolloutCommands[name] ?? backupCommands[name] ?? regressionCommands[name] ?? benchCommands[name];
+  if (!command) throw new CL_ERR_CLI_USAGE(`unknown command "${name}" (expected one of: ${[...Object.keys(commands), ...Object.keys(rolloutCommands), ...Object.keys(backupCommands), ...Object.keys(regressionCommands), ...Object.keys(benchCommands)].join(', ')})`);
   return command(rest);
 }
 

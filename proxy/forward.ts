@@ -12,6 +12,7 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { Pool, type Dispatcher } from 'undici';
 import type { AccessLog, Color } from '../lib/config.js';
+import { APP_CONTROL_HEADER } from '../lib/contracts/app-control.js';
 import { CL_ERR_BAD_PIN, CL_ERR_MAINTENANCE, CL_ERR_UPSTREAM, CL_ERR_UPSTREAM_TIMEOUT, errorBody } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { endSpan, injectInto, SpanKind, startSpanFrom, traceFields, type Context, type Span } from '../lib/tracing.js';
@@ -230,8 +231,9 @@ function upstreamHeaders(req: IncomingMessage, ctx: Context): Record<string, str
   const out: Record<string, string | string[]> = {};
   const named = connectionNamed(req.headers.connection);
   for (const name in req.headers) {
-    // The mirror's mark is the proxy's to set: a client cannot make its request look like a copy.
-    if (HOP_BY_HOP.has(name) || named?.has(name) || name === MIRROR_HEADER) continue;
+    // The mirror's mark is the proxy's to set: a client cannot make its request look like a copy;
+    // the app's control credential is the admin API's to add, never a client's to pass on.
+    if (HOP_BY_HOP.has(name) || named?.has(name) || name === MIRROR_HEADER || name === APP_CONTROL_HEADER) continue;
     const value = req.headers[name];
     if (value !== undefined) out[name] = value;
   }

@@ -79,6 +79,7 @@ await registerAdminApi(app, {
   backups: backupsLink,
   live: (seconds) => liveSeconds(window, seconds),
   holdTraffic: (h) => { hold = h; },
+  upstreams,
   metrics: async () => {
     // The supervisor's monitor joins the exposition at scrape time (it runs in another process).
     const [monitor, backups] = await Promise.all([monitorSummary(paths.controlSocket, paths.root), backupsLink.summary()]);

@@ -3,7 +3,7 @@
 // started later. By hand, only the idle API colour may be started or stopped — the rollout
 // controller will drive exactly this to bring a release up on the idle colour.
 import { dirname } from 'node:path';
-import type { Color } from '../lib/config.js';
+import { envNameOf, type Color } from '../lib/config.js';
 import type { ArtifactEntry } from '../lib/contracts/releases.js';
 import { CL_ERR_PROCESS_CONTROL } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
@@ -125,6 +125,12 @@ export function nodeForRelease(node: GraphNode, env: Record<string, string>, art
     ...withEnv,
     probe: { kind: 'http', url: `${url.origin}${artifact.readyPath}` },
     // It knows nothing of pm2's "shutdown" message: stop it with a signal (SIGINT).
-    app: { ...withEnv.app!, script: artifact.script, cwd: dirname(artifact.script), shutdown_with_message: false, env: { ...withEnv.app!.env, PORT: url.port } },
+    app: { ...withEnv.app!, script: artifact.script, cwd: dirname(artifact.script), shutdown_with_message: false, env: { ...withoutControl(withEnv.app!.env), PORT: url.port } },
   };
+}
+
+/** Another app is not ours: it never gets the built-in API's control credential. */
+function withoutControl(env: Record<string, string> | undefined): Record<string, string> {
+  const { [envNameOf('appControlToken')]: _control, ...rest } = env ?? {};
+  return rest;
 }

@@ -1,6 +1,7 @@
 import * as fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { processGraph } from '../ecosystem.config.js';
+import { nodeForRelease } from './process-control.js';
 import { COLORS, loadConfig, type Color } from '../lib/config.js';
 import { dataPaths } from '../lib/paths.js';
 import { bootNodes, orderGraph, type GraphNode } from './process-graph.js';
@@ -96,7 +97,7 @@ describe('the process graph of ecosystem.config.js', () => {
       activeColor,
       bin: { postgres: '/usr/lib/postgresql/16/bin/postgres', redisServer: '/usr/bin/redis-server' },
       serviceUser: undefined,
-      childEnv: {}, colorEnv: { blue: {}, green: {} }, proxyEnv: {},
+      childEnv: {}, colorEnv: { blue: { CHANGELENS_REGRESSION: 'errors:1' }, green: {} }, proxyEnv: { CHANGELENS_ADMIN_TOKEN: 'admin-token-0123456789' }, apiEnv: { CHANGELENS_APP_CONTROL_TOKEN: 'control-0123456789' },
       distDir: '/d',
       embedded,
     });
@@ -134,5 +135,22 @@ describe('the process graph of ecosystem.config.js', () => {
     const apps = graphFor('green').flatMap((n) => (n.app ? [n.app] : []));
     expect(apps.map((app) => app.name).sort()).toEqual(['api-blue', 'api-green', 'postgres', 'proxy', 'redis', 'worker']);
     for (const app of apps) expect(app).toMatchObject({ out_file: '/dev/null', error_file: '/dev/null' });
+  });
+
+  it('gives the admin token to the proxy only and the control credential to the built-in API only, never to another app', () => {
+    const graph = graphFor('blue');
+    const envOf = (name: string) => graph.find((n) => n.name === name)!.app!.env!;
+    expect(envOf('proxy').CHANGELENS_ADMIN_TOKEN).toBe('admin-token-0123456789');
+    expect(envOf('proxy').CHANGELENS_CONNECTION_HANDOFF).toBe('1');
+    for (const name of ['api-blue', 'api-green']) {
+      expect(envOf(name)).toMatchObject({ CHANGELENS_APP_CONTROL_TOKEN: 'control-0123456789' });
+      expect(envOf(name).CHANGELENS_ADMIN_TOKEN).toBeUndefined();
+    }
+    expect(envOf('worker').CHANGELENS_APP_CONTROL_TOKEN).toBeUndefined();
+    const api = graph.find((n) => n.name === 'api-blue')!;
+    const other = nodeForRelease(api, { APP_SETTING: 'x' }, { script: '/data/releases/v2/server.js', readyPath: '/health' });
+    expect(other.app!.env).toMatchObject({ APP_SETTING: 'x', CHANGELENS_REGRESSION: 'errors:1' });
+    expect(other.app!.env!.CHANGELENS_APP_CONTROL_TOKEN).toBeUndefined();
+    expect(nodeForRelease(api, {}).app!.env!.CHANGELENS_APP_CONTROL_TOKEN).toBe('control-0123456789');
   });
 });

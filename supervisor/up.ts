@@ -6,6 +6,7 @@
 import { pino } from 'pino';
 import { processGraph } from '../ecosystem.config.js';
 import { envNameOf, loadConfig } from '../lib/config.js';
+import { appControlToken } from '../lib/contracts/app-control.js';
 import type { ApplianceStatus } from '../lib/contracts/status.js';
 import { CL_ERR_PROCESS_CONTROL } from '../lib/errors.js';
 import { createLogger } from '../lib/logger.js';
@@ -91,7 +92,8 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   colorEnv[activeColor][envNameOf('releaseId')] = newReleaseId();
   if (config.regression !== undefined) colorEnv[activeColor][envNameOf('regression')] = config.regression;
   const proxyEnv = { [envNameOf('adminToken')]: secrets.adminToken };
-  const graph = processGraph({ config, paths, activeColor, bin, serviceUser: serviceUser?.name, childEnv, colorEnv, proxyEnv, distDir, embedded })
+  const apiEnv = { [envNameOf('appControlToken')]: appControlToken(secrets.adminToken) };
+  const graph = processGraph({ config, paths, activeColor, bin, serviceUser: serviceUser?.name, childEnv, colorEnv, proxyEnv, apiEnv, distDir, embedded })
     .map((node) => (node.name === `api-${activeColor}` && activeRelease.artifact ? nodeForRelease(node, {}, activeRelease.artifact) : node));
   const nodes = bootNodes(graph);
   const migrations = readMigrations(migrationsDir);

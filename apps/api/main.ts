@@ -35,7 +35,7 @@ void (async () => {
 })().catch((err: Error) => log.error({ err: err.message }, 'could not follow run-time regressions; the release\'s own apply'));
 const effects = new RegressionEffects(color, regressions, config.downstreamTimeoutMs);
 
-const app = buildApiServer({ color, pool, redis, log, regressions, effects });
+const app = buildApiServer({ color, pool, redis, log, regressions, effects, controlToken: config.appControlToken });
 await app.listen({ port: color === 'blue' ? config.apiBluePort : config.apiGreenPort, host: '127.0.0.1' });
 
 onStopSignal(log, async () => {

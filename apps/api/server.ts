@@ -4,9 +4,10 @@
 // colour can still be observed and repaired.
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Color } from '../../lib/config.js';
+import { APP_CONTROL_HEADER, carriesControlToken } from '../../lib/contracts/app-control.js';
 import { REGRESSION_TYPES, regressionProblem, type RegressionType } from '../../lib/contracts/regressions.js';
 import { inTransaction, type Pool } from '../../lib/db.js';
-import { CL_ERR_REGRESSION_INVALID, CL_ERR_TASK_NOT_FOUND } from '../../lib/errors.js';
+import { CL_ERR_APP_CONTROL, CL_ERR_REGRESSION_INVALID, CL_ERR_TASK_NOT_FOUND } from '../../lib/errors.js';
 import { createHttpServer } from '../../lib/http-server.js';
 import type { Logger } from '../../lib/logger.js';
 import { needs } from '../../lib/dependencies.js';
@@ -25,6 +26,8 @@ export interface ApiDeps {
   log: Logger;
   regressions: RegressionState;
   effects: RegressionEffects;
+  /** The control routes' credential (lib/contracts/app-control.ts); without it they refuse everyone. */
+  controlToken: string | undefined;
 }
 
 declare module 'fastify' {
@@ -65,9 +68,15 @@ export function buildApiServer(deps: ApiDeps) {
     return reply.code(ok ? 200 : 503).send({ status: ok ? 'ready' : 'not ready', color: deps.color, postgres, redis, regressions: following ? 'following' : 'not read yet' });
   });
 
+  // What changes this colour's behaviour is the operator's: refused (before the body is even read)
+  // unless the admin API sent it with the control credential.
+  const operatorOnly = async (req: FastifyRequest): Promise<void> => {
+    if (!carriesControlToken(req.headers[APP_CONTROL_HEADER], deps.controlToken)) throw new CL_ERR_APP_CONTROL(`${req.method} ${req.routeOptions.url ?? req.url}`);
+  };
+
   // This process's own view of its business requests, since the last reset.
   app.get('/api/metrics', async () => ({ color: deps.color, pid: process.pid, ...metrics.snapshot() }));
-  app.post('/api/metrics/reset', async () => {
+  app.post('/api/metrics/reset', { onRequest: operatorOnly }, async () => {
     metrics.reset();
     return { color: deps.color, pid: process.pid, ...metrics.snapshot() };
   });
@@ -79,6 +88,7 @@ export function buildApiServer(deps: ApiDeps) {
   } as const;
   app.get('/api/regression', async () => ({ color: deps.color, regressions: deps.regressions.list() }));
   app.post<{ Params: { type: RegressionType }; Body: { intensity: number; timeoutRate?: number } }>('/api/regression/:type', {
+    onRequest: operatorOnly,
     schema: {
       params: typeParams,
       body: {
@@ -96,7 +106,7 @@ export function buildApiServer(deps: ApiDeps) {
     req.log.info({ type, intensity: req.body.intensity }, `regression ${type} on`);
     return { color: deps.color, regressions };
   });
-  app.delete<{ Params: { type: RegressionType } }>('/api/regression/:type', { schema: { params: typeParams } }, async (req) => {
+  app.delete<{ Params: { type: RegressionType } }>('/api/regression/:type', { onRequest: operatorOnly, schema: { params: typeParams } }, async (req) => {
     const regressions = await needs('redis', () => deps.regressions.remove(req.params.type));
     req.log.info({ type: req.params.type }, `regression ${req.params.type} off`);
     return { color: deps.color, regressions };

@@ -2,9 +2,13 @@
 // cookie, CSRF header, not before the rollout state is loaded), and deploy requests checked against
 // the same ranges as the settings. The controller, store and supervisor link are fakes; the routes
 // against a real appliance are the end-to-end tests'.
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { NewAuditEvent } from '../../lib/audit.js';
 import { loadConfig, rangeOf } from '../../lib/config.js';
+import { APP_CONTROL_HEADER, appControlToken } from '../../lib/contracts/app-control.js';
 import { createHttpServer } from '../../lib/http-server.js';
 import { createLogger } from '../../lib/logger.js';
 import type { RolloutController, RolloutStore } from '../../rollout/index.js';
@@ -21,17 +25,36 @@ const controller = {
   deploy: async (request: unknown) => { deployed.push(request); return { id: 'd1' }; },
   pause: async (actor: string, reason?: string) => ({ paused: true, actor, reason }),
 } as unknown as RolloutController;
-const store = { pointers: async () => ({ active: 'initial', lastGood: 'initial' }) } as unknown as RolloutStore;
+const audits: NewAuditEvent[] = [];
+const store = { pointers: async () => ({ active: 'initial', lastGood: 'initial' }), audit: async (e: NewAuditEvent) => { audits.push(e); } } as unknown as RolloutStore;
+/** Blue's API, as the colour controls reach it: what it was sent, with which headers. Green is down. */
+const blueSaw: { method: string; url: string; control: string | undefined; body: string }[] = [];
+const blue = createServer((req, res) => {
+  let body = '';
+  req.on('data', (c: Buffer) => (body += c));
+  req.on('end', () => {
+    blueSaw.push({ method: req.method!, url: req.url!, control: req.headers[APP_CONTROL_HEADER] as string | undefined, body });
+    res.writeHead(req.url === '/api/regression/db' ? 400 : 200, { 'content-type': 'application/json' }).end(JSON.stringify({ color: 'blue', regressions: [] }));
+  });
+});
 
 beforeAll(async () => {
+  await new Promise<void>((resolve) => blue.listen(0, '127.0.0.1', resolve));
+  const downPort = await new Promise<number>((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => { const { port } = s.address() as AddressInfo; s.close(() => resolve(port)); });
+  });
   await registerAdminApi(app, {
     token: TOKEN, controller, store, config: loadConfig({ env: {} }), releasesDir: '/nonexistent',
     ready: () => ready, backups: {} as BackupLink, live: () => [], holdTraffic: () => {},
     metrics: async () => ({ contentType: 'text/plain', body: 'x 1\n' }),
+    upstreams: { blue: `http://127.0.0.1:${(blue.address() as AddressInfo).port}`, green: `http://127.0.0.1:${downPort}` },
   });
   await app.ready();
 });
-afterAll(() => app.close());
+afterAll(async () => {
+  await app.close();
+  blue.close();
+});
 
 const bearer = { authorization: `Bearer ${TOKEN}` };
 const deploy = (body: Record<string, unknown>) => app.inject({ method: 'POST', url: `${ADMIN_PREFIX}/api/deployments`, headers: { ...bearer, 'content-type': 'application/json' }, payload: body });
@@ -139,5 +162,57 @@ describe('deploy requests', () => {
     expect((await act({ reason: 'lunch' })).json()).toEqual({ paused: true, actor: 'admin', reason: 'lunch' });
     expect((await act({ reason: 5 })).json().message).toMatch(/^body\/reason/);
     expect((await act({ why: 'x' })).json().message).toMatch(/^body\/why: unknown field/);
+  });
+});
+
+describe('a colour\'s controls (the built-in API\'s regressions and metrics reset)', () => {
+  const control = (method: 'GET' | 'POST' | 'DELETE', path: string, payload?: unknown, headers: Record<string, string> = bearer) =>
+    app.inject({ method, url: `${ADMIN_PREFIX}/api/colors${path}`, headers: { ...headers, ...(payload === undefined ? {} : { 'content-type': 'application/json' }) }, ...(payload === undefined ? {} : { payload: payload as object }) });
+
+  it('need the admin token: without it nothing reaches the colour', async () => {
+    blueSaw.length = 0;
+    expect((await control('POST', '/blue/regressions/errors', { intensity: 1 }, {})).statusCode).toBe(401);
+    expect((await control('POST', '/blue/metrics/reset', undefined, { authorization: 'Bearer nope' })).statusCode).toBe(401);
+    expect(blueSaw).toEqual([]);
+  });
+
+  it('reach the colour with the control credential derived from the admin token, pass its answer back and are audited by actor', async () => {
+    blueSaw.length = 0;
+    audits.length = 0;
+    const set = await control('POST', '/blue/regressions/errors', { intensity: 0.5 }, { ...bearer, 'x-changelens-actor': 'ci-bot' });
+    expect(set.statusCode).toBe(200);
+    expect(set.json()).toEqual({ color: 'blue', regressions: [] });
+    expect((await control('DELETE', '/blue/regressions/errors')).statusCode).toBe(200);
+    expect((await control('POST', '/blue/metrics/reset')).statusCode).toBe(200);
+    expect((await control('GET', '/blue/regressions')).statusCode).toBe(200);
+    expect(blueSaw).toEqual([
+      { method: 'POST', url: '/api/regression/errors', control: appControlToken(TOKEN), body: '{"intensity":0.5}' },
+      { method: 'DELETE', url: '/api/regression/errors', control: appControlToken(TOKEN), body: '' },
+      { method: 'POST', url: '/api/metrics/reset', control: appControlToken(TOKEN), body: '' },
+      { method: 'GET', url: '/api/regression', control: appControlToken(TOKEN), body: '' },
+    ]);
+    expect(appControlToken(TOKEN)).not.toContain(TOKEN);
+    expect(audits.map((a) => [a.eventType, a.actor, a.details, a.success])).toEqual([
+      ['regression.set', 'ci-bot', { color: 'blue', type: 'errors', intensity: 0.5 }, true],
+      ['regression.clear', 'admin', { color: 'blue', type: 'errors' }, true],
+      ['metrics.reset', 'admin', { color: 'blue' }, true],
+    ]);
+  });
+
+  it('a refusal by the colour is passed back and audited as failed; bad colour, type or body is a 400 naming the field; a colour that is down is a 502', async () => {
+    audits.length = 0;
+    expect((await control('POST', '/blue/regressions/db', { intensity: 5 })).statusCode).toBe(400);
+    expect(audits.map((a) => [a.eventType, a.success, a.error])).toEqual([['regression.set', false, 'HTTP 400']]);
+    const red = await control('POST', '/red/regressions/errors', { intensity: 1 });
+    expect([red.statusCode, red.json().message]).toEqual([400, expect.stringContaining('params/color')]);
+    expect((await control('POST', '/blue/regressions/memory', { intensity: 1 })).json().message).toContain('params/type');
+    // An unknown field is dropped (fastify's schema), never passed on.
+    blueSaw.length = 0;
+    await control('POST', '/blue/regressions/errors', { intensity: 1, extra: 1 });
+    expect(blueSaw.map((x) => x.body)).toEqual(['{"intensity":1}']);
+    expect((await control('POST', '/blue/regressions/errors', {})).json().message).toContain('intensity');
+    const down = await control('POST', '/green/regressions/errors', { intensity: 1 });
+    expect(down.statusCode).toBe(502);
+    expect(down.json()).toMatchObject({ code: 'CL_ERR_UPSTREAM', message: expect.stringContaining('api-green') });
   });
 });

@@ -1,5 +1,5 @@
 // What the admin API's plugins are given by the proxy (proxy/main.ts wires them).
-import type { Config } from '../../lib/config.js';
+import type { Color, Config } from '../../lib/config.js';
 import type { RolloutController, RolloutStore } from '../../rollout/index.js';
 import type { BackupLink } from '../supervisor-link.js';
 
@@ -19,6 +19,8 @@ export interface AdminApiOptions {
   backups: BackupLink;
   /** The last `seconds` whole seconds of each colour's requests (the judge's own slices), for the dashboard. */
   live: (seconds: number) => LiveSecond[];
+  /** Each colour's API, for its controls (regressions, metrics reset). */
+  upstreams: Record<Color, string>;
   /** Holds every proxied request (503 + Retry-After) while set; cleared with null. */
   holdTraffic: (hold: { reason: string; retryAfterSeconds: number } | null) => void;
 }

@@ -11,6 +11,7 @@ import { runCli } from '../helpers/cli.js';
 import { startLoad } from '../../bench/load.js';
 import { readMigrations, reapOrphans } from '../../supervisor/index.js';
 import { migrationsDir } from '../../lib/package-root.js';
+import { appControlToken } from '../../lib/contracts/app-control.js';
 
 const EXPECTED_AT_BOOT = ['postgres', 'redis', 'worker', 'api-blue', 'proxy'];
 
@@ -137,6 +138,9 @@ describe('the appliance (one embedded appliance, shared)', () => {
       expect(env.CHANGELENS_ADMIN_TOKEN, name).toBeUndefined();
       expect(env.DATABASE_URL, name).toMatch(/^postgres:\/\//);
     }
+    // The built-in API holds its control routes' credential, derived from the token but not it; the worker none.
+    expect(envOf(pids['api-blue']!).CHANGELENS_APP_CONTROL_TOKEN).toBe(appControlToken(token));
+    expect(envOf(pids.worker!).CHANGELENS_APP_CONTROL_TOKEN).toBeUndefined();
     // Postgres gets none of ours: no URLs, passwords or settings leak in from the supervisor.
     const pg = envOf(pids.postgres!);
     expect(Object.keys(pg).filter((k) => k.startsWith('CHANGELENS_') || k === 'DATABASE_URL' || k === 'REDIS_URL')).toEqual([]);

@@ -54,6 +54,17 @@ async function call(color: Color, path: string, init: RequestInit = {}): Promise
 
 const post = (color: Color, path: string, body: unknown) => call(color, path, { method: 'POST', body: JSON.stringify(body) });
 
+/** The operator's controls of a colour, through the admin API with the admin token. */
+async function operator(method: 'POST' | 'DELETE', path: string, body?: unknown): Promise<{ status: number; body: any }> {
+  const res = await fetch(`${app.url}/_changelens/api${path}`, {
+    method,
+    headers: { authorization: `Bearer ${app.secrets().adminToken}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : null };
+}
+
 /** Sequential requests alternating blue and green, so neither colour's load overlaps the other's. */
 async function measureBoth(path: string, perColor: number): Promise<Record<Color, { p99: number; p50: number; errorRate: number }>> {
   const samples: Record<Color, { ms: number[]; errors: number }> = { blue: { ms: [], errors: 0 }, green: { ms: [], errors: 0 } };
@@ -149,7 +160,7 @@ describe('endpoints', () => {
   });
 
   it('GET /api/metrics counts this colour\'s business requests; reset starts over', async () => {
-    await post('green', '/api/metrics/reset', {});
+    await operator('POST', '/colors/green/metrics/reset');
     for (let i = 0; i < 20; i++) await call('green', '/api/data?limit=1');
     const m = (await call('green', '/api/metrics')).body;
     expect(m).toMatchObject({ color: 'green', count: 20, errors: 0, errorRate: 0 });
@@ -157,7 +168,7 @@ describe('endpoints', () => {
     expect(m.p50Ms).toBeLessThanOrEqual(m.p95Ms);
     expect(m.p95Ms).toBeLessThanOrEqual(m.p99Ms);
     expect(m.p99Ms).toBeLessThanOrEqual(m.maxMs);
-    const reset = (await post('green', '/api/metrics/reset', {})).body;
+    const reset = (await operator('POST', '/colors/green/metrics/reset')).body;
     expect(reset.count).toBe(0);
     // Health and control routes are not business requests.
     await call('green', '/healthz');
@@ -166,23 +177,56 @@ describe('endpoints', () => {
   });
 
   it('regression control: set, list, remove, per colour; bad type or intensity is a 400', async () => {
-    const set = await post('green', '/api/regression/dependency', { intensity: 20 });
+    const set = await operator('POST', '/colors/green/regressions/dependency', { intensity: 20 });
     expect(set.status).toBe(200);
     expect(set.body.regressions).toEqual([{ type: 'dependency', intensity: 20, timeoutRate: 0.05, source: 'runtime' }]);
     expect((await call('blue', '/api/regression')).body.regressions).toEqual([]);
-    const removed = await call('green', '/api/regression/dependency', { method: 'DELETE' });
+    const removed = await operator('DELETE', '/colors/green/regressions/dependency');
     expect(removed.body.regressions).toEqual([]);
-    const badType = await post('green', '/api/regression/memory', { intensity: 5 });
+    const badType = await operator('POST', '/colors/green/regressions/memory', { intensity: 5 });
     expect(badType.status).toBe(400);
     expect(badType.body.message).toContain('params/type');
-    const badIntensity = await post('green', '/api/regression/errors', { intensity: 1.5 });
+    const badIntensity = await operator('POST', '/colors/green/regressions/errors', { intensity: 1.5 });
     expect(badIntensity.status).toBe(400);
     expect(badIntensity.body.code).toBe('CL_ERR_REGRESSION_INVALID');
     expect(badIntensity.body.message).toContain('errors intensity');
-    const noIntensity = await post('green', '/api/regression/cpu', {});
+    const noIntensity = await operator('POST', '/colors/green/regressions/cpu', {});
     expect(noIntensity.status).toBe(400);
     expect(noIntensity.body.message).toContain('intensity');
-    expect((await post('green', '/api/regression/db', { intensity: 5, timeoutRate: 0.5 })).status).toBe(400);
+    expect((await operator('POST', '/colors/green/regressions/db', { intensity: 5, timeoutRate: 0.5 })).status).toBe(400);
+  });
+
+  it('anonymous clients change nothing: the control routes through the public port are 403, a forged credential too; the operator\'s changes are audited', async () => {
+    for (let i = 0; i < 3; i++) await call('green', '/api/data?limit=1');
+    const countBefore = (await call('green', '/api/metrics')).body.count;
+    expect(countBefore).toBeGreaterThan(0);
+    const attempts = [
+      await post('green', '/api/regression/errors', { intensity: 1 }),
+      await post('blue', '/api/regression/errors', { intensity: 1 }),
+      await call('green', '/api/regression/errors', { method: 'POST', body: '{"intensity":1}', headers: { 'x-changelens-control': 'guess-guess-guess-guess' } }),
+      await call('green', '/api/regression/dependency', { method: 'DELETE' }),
+      await post('green', '/api/metrics/reset', {}),
+      // The admin API's own routes need the admin token.
+      { status: (await fetch(`${app.url}/_changelens/api/colors/green/regressions/errors`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"intensity":1}' })).status, body: null },
+    ];
+    expect(attempts.map((a) => a.status)).toEqual([403, 403, 403, 403, 403, 401]);
+    expect(attempts[0]!.body).toMatchObject({ code: 'CL_ERR_APP_CONTROL' });
+    // Nothing changed: no regression on either colour, requests still served, the metrics not reset.
+    for (const color of ['blue', 'green'] as const) expect((await call(color, '/api/regression')).body.regressions).toEqual([]);
+    expect((await call('green', '/api/data?limit=1')).status).toBe(200);
+    expect((await call('green', '/api/metrics')).body.count).toBeGreaterThan(countBefore);
+    // The operator's change (the CLI, with the token) is audited with what it was.
+    const set = await runCli(['regression', 'set', 'green', 'cpu', '1', '--json'], app.env);
+    expect(set.code, set.stderr).toBe(0);
+    expect(JSON.parse(set.stdout).regressions).toMatchObject([{ type: 'cpu', intensity: 1, source: 'runtime' }]);
+    expect((await runCli(['regression', 'list'], app.env)).stdout).toMatch(/^blue\s+no regressions\ngreen\s+cpu 1 \[runtime\]$/m);
+    const wrongColour = await runCli(['regression', 'set', 'red', 'cpu', '1'], app.env);
+    expect([wrongColour.code, wrongColour.stderr]).toEqual([2, expect.stringContaining('colour: expected blue or green')]);
+    const cleared = await runCli(['regression', 'clear', 'green', 'cpu'], app.env);
+    expect([cleared.code, cleared.stdout]).toEqual([0, 'green: no regressions\n']);
+    const audit = await (await fetch(`${app.url}/_changelens/api/audit?since=5m`, { headers: { authorization: `Bearer ${app.secrets().adminToken}` } })).json() as { events: { eventType: string; details: Record<string, unknown>; success: boolean }[] };
+    const mine = audit.events.filter((e) => e.eventType.startsWith('regression.') && e.details.type === 'cpu');
+    expect(mine.map((e) => [e.eventType, e.details.color, e.success]).sort()).toEqual([['regression.clear', 'green', true], ['regression.set', 'green', true]]);
   });
 });
 
@@ -192,12 +236,12 @@ describe('each regression degrades only its own colour (measured through the pro
 
   async function withRegression(type: string, body: object, path: string) {
     const before = await measureBoth(path, N);
-    expect((await post('green', `/api/regression/${type}`, body)).status).toBe(200);
+    expect((await operator('POST', `/colors/green/regressions/${type}`, body)).status).toBe(200);
     try {
       const after = await measureBoth(path, N);
       return { before, after };
     } finally {
-      await call('green', `/api/regression/${type}`, { method: 'DELETE' });
+      await operator('DELETE', `/colors/green/regressions/${type}`);
     }
   }
 
@@ -237,7 +281,7 @@ describe('each regression degrades only its own colour (measured through the pro
     expectBlueUnaffected(before, after);
     expect(after.green.errorRate).toBe(0);
 
-    await post('green', '/api/regression/dependency', { intensity: 1, timeoutRate: 1 });
+    await operator('POST', '/colors/green/regressions/dependency', { intensity: 1, timeoutRate: 1 });
     try {
       const timedOut = await call('green', '/api/data?limit=1');
       expect(timedOut.status).toBe(504);
@@ -245,7 +289,7 @@ describe('each regression degrades only its own colour (measured through the pro
       expect(timedOut.ms).toBeGreaterThanOrEqual(195);
       expect((await call('blue', '/api/data?limit=1')).status).toBe(200);
     } finally {
-      await call('green', '/api/regression/dependency', { method: 'DELETE' });
+      await operator('DELETE', '/colors/green/regressions/dependency');
     }
   });
 
