@@ -176,7 +176,8 @@ export function createForwarder(options: ForwardOptions): Forwarder {
       }
     }
     const timedOut = hasCode(error, TIMEOUTS);
-    const err = timedOut ? new CL_ERR_UPSTREAM_TIMEOUT(`api-${ex.color}`, error.message) : new CL_ERR_UPSTREAM(`api-${ex.color}`, error.message);
+    // The client is told what failed, never where: the log line has the full message.
+    const err = timedOut ? new CL_ERR_UPSTREAM_TIMEOUT(`api-${ex.color}`, connectionErrorCode(error)) : new CL_ERR_UPSTREAM(`api-${ex.color}`, connectionErrorCode(error));
     options.log.warn({ ...traceFields(ex.span), err: error.message, errCode: (error as { code?: string }).code, color: ex.color, url: ex.req.url }, 'upstream request failed');
     sendJson(res, err.statusCode, errorBody(err), { [COLOR_PIN_HEADER]: ex.color });
   }
@@ -310,4 +311,14 @@ function accessLogWriter(log: Logger, mode: AccessLog): AccessLogWriter {
       if (status >= 500 || performance.now() - ex.start > SLOW_REQUEST_MS) write(ex, status);
     };
   }
+}
+
+/** What went wrong with a connection, without the addresses its message names: ECONNREFUSED, UND_ERR_SOCKET… */
+export function connectionErrorCode(err: unknown): string {
+  let e = err as { code?: unknown; cause?: unknown; name?: unknown } | null;
+  // fetch wraps the socket's error in a TypeError's cause.
+  for (let depth = 0; e && depth < 3; depth++, e = e.cause as typeof e) {
+    if (typeof e.code === 'string' && /^[A-Z0-9_]{2,40}$/.test(e.code)) return e.code;
+  }
+  return 'the connection failed';
 }

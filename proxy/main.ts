@@ -14,7 +14,7 @@ import { onStopSignal } from '../lib/shutdown.js';
 import { initTracing, shutdownTracing } from '../lib/tracing.js';
 import { createProxyMetrics, SlicedWindow } from '../monitoring/index.js';
 import { analysisLoadThrough, PgRolloutStore, RolloutController, systemClock } from '../rollout/index.js';
-import { registerAdminApi, type LiveSecond } from './admin/index.js';
+import { bearerMatches, registerAdminApi, type LiveSecond } from './admin/index.js';
 import { createMirror } from './mirror.js';
 import { buildProxyServer } from './server.js';
 import { backupLink, healthDetails, monitorSummary, supervisorLink } from './supervisor-link.js';
@@ -24,6 +24,7 @@ const log = createLogger('proxy', { level: config.logLevel });
 await initTracing('proxy', config.otlpEndpoint);
 const paths = dataPaths(config.dataDir);
 if (config.adminToken === undefined || config.databaseUrl === undefined) throw new Error('the proxy needs CHANGELENS_ADMIN_TOKEN and DATABASE_URL (the supervisor sets both)');
+const adminToken = config.adminToken;
 
 // The routing snapshot lets a restarted proxy route before Postgres answers: to the active colour only.
 const snapshot = readRoutingSnapshot(paths.routing);
@@ -72,6 +73,7 @@ const app = await buildProxyServer({
   onHeld: (color) => metrics.countHeld(color),
   mirror,
   healthDetails: () => healthDetails(paths.controlSocket, paths.root),
+  mayReadDetails: (req) => bearerMatches(req.headers.authorization, adminToken),
 });
 let initialized = false;
 await registerAdminApi(app, {

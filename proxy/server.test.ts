@@ -361,13 +361,18 @@ describe('what passes through', () => {
     }
   });
 
-  it('an app that cannot be reached (past the hold): 502 naming the colour, in the error shape', async () => {
+  it('an app that cannot be reached (past the hold): 502 naming the colour and what failed, in the error shape, never an internal address', async () => {
     table = { stable: 'green', candidate: null, candidateWeight: 0, rolloutId: null };
     const { app, url } = await proxyTo(deadPort, { holdMs: 100 });
     try {
       const res = await fetch(`${url}/api/data`);
       expect(res.status).toBe(502);
-      expect(await res.json()).toMatchObject({ statusCode: 502, code: 'CL_ERR_UPSTREAM', error: 'Bad Gateway', message: expect.stringContaining('api-green could not be reached') });
+      const body = await res.json() as { message: string };
+      expect(body).toMatchObject({ statusCode: 502, code: 'CL_ERR_UPSTREAM', error: 'Bad Gateway', message: 'api-green could not be reached: ECONNREFUSED' });
+      expect(JSON.stringify(body)).not.toContain(String(deadPort));
+      const ready = await fetch(`${url}/readyz`);
+      expect(ready.status).toBe(503);
+      expect(await ready.text()).not.toContain(String(deadPort));
     } finally {
       await app.close();
     }

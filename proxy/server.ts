@@ -3,12 +3,15 @@
 // colour the router picks.
 import type { IncomingMessage } from 'node:http';
 import { createHttpServer } from '../lib/http-server.js';
-import { createForwarder, type ForwardOptions } from './forward.js';
+import { CL_ERR_UNAUTHORIZED } from '../lib/errors.js';
+import { connectionErrorCode, createForwarder, type ForwardOptions } from './forward.js';
 
 /** The forwarder's options (routing, recording, retry, hold) and the appliance's own health details. */
 export interface ProxyOptions extends ForwardOptions {
   /** `/healthz?all=1`: every service's state, `degraded` when one is not well. */
   healthDetails?: () => Promise<{ status: 'ok' | 'degraded'; [key: string]: unknown }>;
+  /** Whether a request may see those details (it carries the admin token); without it, no one may. */
+  mayReadDetails?: (req: IncomingMessage) => boolean;
 }
 
 const UPSTREAM_READY_TIMEOUT_MS = 1_000;
@@ -35,8 +38,10 @@ export async function buildProxyServer(options: ProxyOptions) {
 
   // Liveness stays trivially cheap; `?all=1` asks for every service's state (for a person or a
   // platform's richer check), still answered 200: liveness must not fail for a degraded dependency.
+  // The details name processes, pids and restarts: the operator's, so they need the admin token.
   app.get<{ Querystring: { all?: string } }>('/healthz', async (req) => {
     if (req.query.all !== '1' || !options.healthDetails) return { status: 'ok' };
+    if (!options.mayReadDetails?.(req.raw)) throw new CL_ERR_UNAUTHORIZED();
     return options.healthDetails();
   });
   app.get('/readyz', async (_req, reply) => {
@@ -47,7 +52,8 @@ export async function buildProxyServer(options: ProxyOptions) {
       if (res.ok) return { status: 'ready', upstream: `api-${color}` };
       return reply.code(503).send({ status: 'not ready', upstream: `api-${color}`, reason: `upstream /readyz answered ${res.status}` });
     } catch (err) {
-      return reply.code(503).send({ status: 'not ready', upstream: `api-${color}`, reason: (err as Error).message });
+      // The error's code only: its message names internal addresses (connect ECONNREFUSED 127.0.0.1:3001).
+      return reply.code(503).send({ status: 'not ready', upstream: `api-${color}`, reason: connectionErrorCode(err) });
     }
   });
 

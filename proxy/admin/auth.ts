@@ -53,6 +53,12 @@ async function auth(admin: FastifyInstance, o: Pick<AdminApiOptions, 'token' | '
 
 export const authPlugin = fp(auth, { name: 'changelens-admin-auth' });
 
+/** Whether an Authorization header carries the admin token (constant time), for a route outside the admin scope. */
+export function bearerMatches(header: string | string[] | undefined, token: string): boolean {
+  const bearer = typeof header === 'string' && header.startsWith('Bearer ') ? header.slice(7) : '';
+  return timingSafeEqual(digest(bearer), digest(token));
+}
+
 /** Who made a change, for the audit log: the x-changelens-actor header when it is a sane name. */
 export function actorOf(req: FastifyRequest): string {
   const actor = req.headers['x-changelens-actor'];

@@ -344,10 +344,10 @@ describe('visible everywhere', () => {
     const json = JSON.parse((await runCli(['status', '--json'], app.env)).stdout);
     expect(json.backups).toMatchObject({ kinds: ['postgres', 'redis'], overdue: [], next: { verify: null } });
 
-    const health = await (await fetch(`${app.url}/healthz?all=1`)).json() as any;
+    const auth = { authorization: `Bearer ${app.secrets().adminToken}` };
+    const health = await (await fetch(`${app.url}/healthz?all=1`, { headers: auth })).json() as any;
     expect(health).toMatchObject({ status: 'ok', backups: { overdue: [] } });
 
-    const auth = { authorization: `Bearer ${app.secrets().adminToken}` };
     const metrics = await (await fetch(`${app.url}/_changelens/metrics`, { headers: auth })).text();
     expect(metrics).toMatch(/changelens_backup_age_seconds\{kind="postgres"\} \d+/);
     expect(metrics).toMatch(/changelens_backup_size_bytes\{kind="redis"\} \d+/);

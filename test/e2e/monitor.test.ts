@@ -50,9 +50,14 @@ async function audit(): Promise<any[]> {
 }
 
 describe('health', () => {
-  it('/healthz stays trivial; /healthz?all=1 reports every service\'s state', async () => {
+  it('/healthz stays trivial; /healthz?all=1 reports every service\'s state to the operator only', async () => {
     expect(await (await fetch(`${app.url}/healthz`)).json()).toEqual({ status: 'ok' });
-    const all = await (await fetch(`${app.url}/healthz?all=1`)).json() as any;
+    for (const headers of [{}, { authorization: 'Bearer not-the-token' }]) {
+      const anonymous = await fetch(`${app.url}/healthz?all=1`, { headers });
+      expect(anonymous.status).toBe(401);
+      expect(await anonymous.json()).toMatchObject({ code: 'CL_ERR_UNAUTHORIZED' });
+    }
+    const all = await (await fetch(`${app.url}/healthz?all=1`, { headers: { authorization: `Bearer ${app.secrets().adminToken}` } })).json() as any;
     expect(all).toMatchObject({ status: 'ok', phase: 'ready', activeColor: 'blue', services: { postgres: 'reachable', redis: 'reachable', worker: 'online', 'api-blue': 'online', proxy: 'online' } });
     expect(all.services).not.toHaveProperty('api-green'); // the idle colour is not started
   });
