@@ -1,5 +1,6 @@
 // JSON log lines on stdout (pino), one logger per process with its service and colour as fields.
 // No pretty printer and no files: pm2 hands stdout to the supervisor, which passes it through.
+import cluster from 'node:cluster';
 import { pino, type Logger } from 'pino';
 import type { Color, LogLevel } from './config.js';
 
@@ -20,5 +21,14 @@ export function createLogger(service: string, options: LoggerOptions = {}): Logg
     // Secrets never reach logs, whatever object a caller hands over.
     redact: { paths: ['*.password', '*.adminToken', '*.pgPassword', '*.redisPassword', '*.backupKey', '*.databaseUrl', '*.redisUrl', 'req.headers.authorization'], censor: '[redacted]' },
     formatters: { level: (label) => ({ level: label }) },
-  }, options.destination ?? pino.destination({ fd: 1, sync: false }));
+  }, options.destination ?? defaultDestination());
+}
+
+/**
+ * A pm2 cluster worker (the API colours, the proxy) shares the supervisor's stdout: writing to fd 1
+ * there would bypass pm2's bus (no "last log lines" when it fails to boot) and tear lines between
+ * processes. Its process.stdout is pm2's, which sends each line whole over IPC.
+ */
+function defaultDestination(): pino.DestinationStream {
+  return cluster.isWorker && process.env.pm_id !== undefined ? process.stdout : pino.destination({ fd: 1, sync: false });
 }

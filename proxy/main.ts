@@ -3,7 +3,7 @@
 // verdict changes the routing without a network hop.
 import { Socket } from 'node:net';
 import { loadConfig } from '../lib/config.js';
-import { HANDOFF_CONNECTION, type ProxyHandoffMessage } from '../lib/contracts/handoff.js';
+import { HANDOFF_CONNECTION, PROXY_DETACHED, type ProxyHandoffMessage } from '../lib/contracts/handoff.js';
 import { BUILTIN_ARTIFACT } from '../lib/contracts/releases.js';
 import { createPgPool } from '../lib/db.js';
 import { closeGracefully } from '../lib/http-server.js';
@@ -123,9 +123,9 @@ void (async () => {
 
 // Stop accepting, finish every request in flight, then exit: the supervisor stops the APIs after.
 onStopSignal(log, async () => {
-  // New connections wait at the supervisor for the next proxy, if there is one.
-  const stopping: ProxyHandoffMessage = { changelens: 'proxy-stopping' };
-  if (handedOff && process.connected) process.send!(stopping);
+  // New connections wait at the supervisor for the next proxy, if there is one; those already on
+  // their way here arrive before its answer, and are served before the server closes.
+  if (handedOff && process.connected) await detachedFromSupervisor();
   controller.close();
   // All of pm2's kill_timeout but a margin: the drain is bounded by the stop budget.
   await closeGracefully(app, Math.max(500, config.stopTimeoutMs - 3_500));
@@ -133,6 +133,24 @@ onStopSignal(log, async () => {
   await pool.end().catch(() => {});
   await shutdownTracing();
 }, { underPm2: config.pmId !== undefined });
+
+/** Tells the supervisor this proxy stops and waits (a second at most) until it confirms. */
+function detachedFromSupervisor(): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      process.off('message', onMessage);
+      resolve();
+    };
+    const onMessage = (message: unknown): void => {
+      if (message === PROXY_DETACHED) done();
+    };
+    const timer = setTimeout(done, 1_000);
+    process.on('message', onMessage);
+    const stopping: ProxyHandoffMessage = { changelens: 'proxy-stopping' };
+    process.send!(stopping);
+  });
+}
 
 /** Each of the last `seconds` whole seconds, per colour, from the judge's 1 s slices. */
 function liveSeconds(w: SlicedWindow, seconds: number): LiveSecond[] {

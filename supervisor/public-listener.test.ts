@@ -48,7 +48,7 @@ async function startServer(): Promise<ChildProcess> {
 function targetOf(child: ChildProcess): HandoffTarget {
   return {
     get connected() { return child.connected; },
-    send: (socket, done) => { child.send(HANDOFF_CONNECTION, socket, { keepOpen: false }, (err) => done(err ?? null)); },
+    send: (socket, done) => { child.send(HANDOFF_CONNECTION, socket, { keepOpen: true }, (err) => done(err ?? null)); },
   };
 }
 
@@ -81,7 +81,7 @@ describe('the public port held by the supervisor', () => {
   it('hands each connection to the attached process, which answers it', async () => {
     const { listener, port } = await openListener();
     const child = await startServer();
-    listener.attach(child.pid!, targetOf(child));
+    listener.attach(targetOf(child), child.pid!);
     const answers = await Promise.all([get(port), get(port), get(port)]);
     expect(answers.map((a) => [a.status, a.body])).toEqual(Array(3).fill([200, String(child.pid)]));
     expect(listener.stats()).toMatchObject({ listening: true, proxyPid: child.pid, handedOff: 3, waited: 0, refused: 0 });
@@ -92,7 +92,7 @@ describe('the public port held by the supervisor', () => {
     const pending = get(port);
     await eventually('the connection waiting', async () => (listener.stats().waitingNow === 1 ? true : undefined));
     const child = await startServer();
-    listener.attach(child.pid!, targetOf(child));
+    listener.attach(targetOf(child), child.pid!);
     expect(await pending).toMatchObject({ status: 200, body: String(child.pid) });
     expect(listener.stats()).toMatchObject({ waited: 1, waitingNow: 0, refused: 0 });
   });
@@ -100,7 +100,8 @@ describe('the public port held by the supervisor', () => {
   it('kill -9 of the process under load: no connection refused, everything sent after the loss is served by the next one', async () => {
     const { listener, port } = await openListener();
     const first = await startServer();
-    listener.attach(first.pid!, targetOf(first));
+    const firstTarget = targetOf(first);
+    listener.attach(firstTarget, first.pid!);
     const answers: Promise<Answer>[] = [];
     let running = true;
     const loop = (async () => {
@@ -113,50 +114,61 @@ describe('the public port held by the supervisor', () => {
     let lostAt = 0;
     const gone = new Promise<void>((resolve) => first.once('exit', () => {
       lostAt = Date.now();
-      listener.detach(first.pid!, 'exited');
+      listener.detach(firstTarget, 'exited');
       resolve();
     }));
     first.kill('SIGKILL');
     await gone;
     await eventually('connections waiting for the next', async () => (listener.stats().waitingNow > 0 ? true : undefined));
     const second = await startServer();
-    listener.attach(second.pid!, targetOf(second));
+    listener.attach(targetOf(second), second.pid!);
     await eventually('answers from the next', async () => ((await Promise.all(answers)).some((a) => a.body === String(second.pid)) ? true : undefined));
     running = false;
     await loop;
     const all = await Promise.all(answers);
     expect(all.filter((a) => a.error === 'ECONNREFUSED')).toEqual([]);
+    // Nothing hangs: a connection still queued for the dead one went to the next.
+    expect(all.filter((a) => a.error === 'client timeout')).toEqual([]);
     // Sent before the loss was seen: those were inside, or on their way to, the dead process.
     expect(all.filter((a) => a.startedAt > lostAt && a.status !== 200)).toEqual([]);
     expect(all.filter((a) => a.startedAt > lostAt).length).toBeGreaterThan(0);
     expect(listener.stats().waited).toBeGreaterThan(0);
   });
 
-  it('a connection that waits too long, or finds too many waiting, is answered 503 with Retry-After in the error shape', async () => {
-    const { listener, port } = await openListener({ maxWaiting: 1, maxWaitMs: 300 });
-    const [waitedTooLong, tooMany] = await Promise.all([get(port), (async () => {
-      await eventually('one waiting', async () => (listener.stats().waitingNow === 1 ? true : undefined));
-      return get(port);
-    })()]);
-    for (const a of [waitedTooLong, tooMany]) {
-      expect(a.status).toBe(503);
-      expect(a.headers['retry-after']).toBe('1');
-      expect(JSON.parse(a.body)).toMatchObject({ statusCode: 503, code: 'CL_ERR_PROXY_RESTARTING', error: 'Service Unavailable' });
-    }
-    expect(listener.stats()).toMatchObject({ refused: 2, waitingNow: 0 });
+  it('a connection that waits too long is answered 503 with Retry-After in the error shape', async () => {
+    const { listener, port } = await openListener({ maxWaitMs: 300 });
+    const a = await get(port);
+    expect(a.status).toBe(503);
+    expect(a.headers['retry-after']).toBe('1');
+    expect(JSON.parse(a.body)).toMatchObject({ statusCode: 503, code: 'CL_ERR_PROXY_RESTARTING', error: 'Service Unavailable' });
+    expect(listener.stats()).toMatchObject({ waited: 1, refused: 1, waitingNow: 0 });
+  });
+
+  it('a connection that finds too many waiting is answered 503 at once; so is every one after pm2 gave up', async () => {
+    const { listener, port } = await openListener({ maxWaiting: 1, maxWaitMs: 60_000 });
+    const first = get(port);
+    await eventually('one waiting', async () => (listener.stats().waitingNow === 1 ? true : undefined));
+    const second = await get(port);
+    expect([second.status, JSON.parse(second.body).code]).toEqual([503, 'CL_ERR_PROXY_RESTARTING']);
+    listener.giveUp();
+    expect((await first).status).toBe(503);
+    expect((await get(port)).status).toBe(503);
+    expect(listener.stats()).toMatchObject({ refused: 3, waitingNow: 0 });
   });
 
   it('only the attached process is detached by its pid; close answers the waiting and stops listening', async () => {
     const { listener, port } = await openListener();
     const child = await startServer();
-    listener.attach(child.pid!, targetOf(child));
-    listener.detach(child.pid! + 1, 'exited');
+    const target = targetOf(child);
+    listener.attach(target, child.pid!);
+    listener.detach(targetOf(child), 'exited');
     expect(listener.stats().proxyPid).toBe(child.pid);
-    listener.detach(child.pid!, 'stopping');
+    listener.detach(target, 'stopping');
     const pending = get(port);
     await eventually('the connection waiting', async () => (listener.stats().waitingNow === 1 ? true : undefined));
     listener.close();
-    expect((await pending).status).toBe(503);
+    const closing = await pending;
+    expect([closing.status, JSON.parse(closing.body).code]).toEqual([503, 'CL_ERR_CLOSING']);
     expect((await get(port)).error).toBe('ECONNREFUSED');
   });
 });

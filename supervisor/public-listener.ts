@@ -6,16 +6,20 @@
 // One proxy serves at a time, so its judge sees every request: nothing to merge.
 import cluster, { type Worker } from 'node:cluster';
 import net from 'node:net';
-import { HANDOFF_CONNECTION, isProxyHandoffMessage } from '../lib/contracts/handoff.js';
+import { HANDOFF_CONNECTION, isProxyHandoffMessage, PROXY_DETACHED } from '../lib/contracts/handoff.js';
 import type { PublicPortStatus } from '../lib/contracts/status.js';
-import { CL_ERR_PROXY_RESTARTING, errorBody } from '../lib/errors.js';
+import { CL_ERR_CLOSING, CL_ERR_PROXY_RESTARTING, errorBody, type ChangeLensError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 
 /** Where a connection goes: the proxy process. */
 export interface HandoffTarget {
   /** False once its channel is closed (the process died or is stopping). */
   readonly connected: boolean;
-  /** Sends the socket; `done` says whether it left this process. */
+  /**
+   * Sends the socket, keeping this process's copy open (keepOpen): `done(null)` once it left, and
+   * then the copy here is closed; an error, or no call at all when the process dies with the
+   * socket still queued in node's channel, leaves it here to be sent to the next proxy.
+   */
   send(socket: net.Socket, done: (err: Error | null) => void): void;
 }
 
@@ -23,7 +27,7 @@ export interface PublicListenerOptions {
   host: string;
   port: number;
   log: Logger;
-  /** Connections kept while no proxy is attached; past it they are answered 503 at once. */
+  /** Connections kept while no proxy takes them; past it they are answered 503 at once. */
   maxWaiting?: number;
   /** How long one connection waits for a proxy before it is answered 503. */
   maxWaitMs?: number;
@@ -33,18 +37,32 @@ export interface PublicListenerOptions {
 const MAX_WAIT_MS = 10_000;
 /** Paused sockets cost a descriptor each; a restart at a few hundred new connections a second fits. */
 const MAX_WAITING = 1024;
+/**
+ * Node sends one socket per acknowledgement from the proxy; the rest queue inside node, out of
+ * reach of the bounds above. A stalled proxy gets this many; later ones wait here, bounded.
+ */
+const MAX_IN_TRANSIT = 64;
 
 interface Waiting {
   socket: net.Socket;
   timer: NodeJS.Timeout;
 }
 
+interface Attached {
+  to: HandoffTarget;
+  /** Sent but not yet confirmed: still owned here, and sent again if the proxy dies. */
+  inTransit: Set<net.Socket>;
+}
+
 export class PublicListener {
   private readonly server: net.Server;
   private readonly waiting: Waiting[] = [];
-  private target: { pid: number; to: HandoffTarget } | null = null;
+  private target: Attached | null = null;
+  private pid: number | null = null;
   private listening: Promise<void> | null = null;
   private closed = false;
+  /** pm2 gave up restarting the proxy: nothing to wait for, so answer at once. */
+  private givenUp = false;
   private readonly counts = { handedOff: 0, waited: 0, refused: 0 };
   private readonly maxWaiting: number;
   private readonly maxWaitMs: number;
@@ -53,16 +71,26 @@ export class PublicListener {
     this.maxWaiting = options.maxWaiting ?? MAX_WAITING;
     this.maxWaitMs = options.maxWaitMs ?? MAX_WAIT_MS;
     // Paused: not a byte is read here, so the proxy parses the request from its first byte.
-    this.server = net.createServer({ pauseOnConnect: true }, (socket) => this.deliver(socket, false));
+    // noDelay as node's http server sets on its own accepts (it cannot on a socket handed to it).
+    this.server = net.createServer({ pauseOnConnect: true, noDelay: true }, (socket) => {
+      // A client that resets while it waits must not become an unhandled 'error' here.
+      socket.on('error', () => {});
+      this.deliver(socket, false);
+    });
     this.server.on('error', (err) => options.log.error({ err: err.message, port: options.port }, 'the public port failed'));
   }
 
-  /** Opens the port (once): when the first proxy is ready, so a boot still refuses until it can serve. */
+  /** Opens the port: when the first proxy is ready, so a boot still refuses until it can serve. */
   listen(): Promise<void> {
+    if (this.closed) return Promise.reject(new Error('the public port is closed'));
     this.listening ??= new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen({ host: this.options.host, port: this.options.port }, () => {
-        this.server.off('error', reject);
+      const failed = (err: Error): void => {
+        this.listening = null; // a later attempt may succeed
+        reject(err);
+      };
+      this.server.once('error', failed);
+      this.server.listen({ host: this.options.host, port: this.options.port, exclusive: true }, () => {
+        this.server.off('error', failed);
         this.options.log.info({ host: this.options.host, port: this.options.port }, 'the supervisor holds the public port; connections are handed to the proxy');
         resolve();
       });
@@ -70,36 +98,53 @@ export class PublicListener {
     return this.listening;
   }
 
-  /** The proxy with this pid takes every new connection from now on, and those that waited. */
-  attach(pid: number, to: HandoffTarget): void {
+  /** This proxy takes every new connection from now on, and those that waited. */
+  attach(to: HandoffTarget, pid: number): void {
     if (this.closed || !to.connected) return;
-    this.target = { pid, to };
-    const held = this.waiting.splice(0);
-    this.options.log.info({ pid, waited: held.length }, 'the proxy takes the public connections');
-    for (const w of held) {
+    this.target = { to, inTransit: new Set() };
+    this.pid = pid;
+    this.givenUp = false;
+    this.options.log.info({ proxyPid: pid, waited: this.waiting.length }, 'the proxy takes the public connections');
+    this.pump();
+  }
+
+  /**
+   * This proxy is gone or stopping: new connections wait for the next one. A dead proxy never got
+   * what was still on its way, which goes to the next one too; a stopping one still gets (and
+   * serves) it, since the sockets already in node's channel arrive before it is told it is detached.
+   */
+  detach(to: HandoffTarget, reason: 'stopping' | 'exited' | string): void {
+    const target = this.target;
+    if (target?.to !== to) return;
+    this.target = null;
+    const unsent = reason === 'stopping' ? [] : [...target.inTransit];
+    for (const socket of unsent) target.inTransit.delete(socket);
+    if (!this.closed) this.options.log.warn({ proxyPid: this.pid, reason, unsent: unsent.length }, 'the proxy is gone; new connections wait for the next one');
+    this.pid = null;
+    for (const socket of unsent) this.wait(socket, true);
+  }
+
+  /** pm2 will not restart the proxy: waiting would only delay the same answer. */
+  giveUp(): void {
+    this.givenUp = true;
+    for (const w of this.waiting.splice(0)) {
       clearTimeout(w.timer);
-      this.deliver(w.socket, true);
+      this.refuse(w.socket, new CL_ERR_PROXY_RESTARTING(this.maxWaitMs));
     }
   }
 
-  /** The proxy with this pid is gone or stopping: new connections wait for the next one. */
-  detach(pid: number, reason: string): void {
-    if (this.target?.pid !== pid) return;
-    this.target = null;
-    if (!this.closed) this.options.log.warn({ pid, reason }, 'the proxy is gone; new connections wait for the next one');
-  }
-
   stats(): PublicPortStatus {
-    return { listening: this.server.listening, proxyPid: this.target?.pid ?? null, ...this.counts, waitingNow: this.waiting.length };
+    return { listening: this.server.listening, proxyPid: this.pid, ...this.counts, waitingNow: this.waiting.length };
   }
 
   /** Stops accepting; connections still waiting are answered 503 (the appliance is stopping). */
   close(): void {
     this.closed = true;
     this.target = null;
+    this.pid = null;
     for (const w of this.waiting.splice(0)) {
       clearTimeout(w.timer);
-      this.refuse(w.socket);
+      this.refuse(w.socket, new CL_ERR_CLOSING());
     }
     // The port closes at once. Not awaiting close's callback: node waits there until every socket
     // handed to a worker is closed in it, which a dead proxy never reports.
@@ -107,46 +152,58 @@ export class PublicListener {
   }
 
   private deliver(socket: net.Socket, waitedAlready: boolean): void {
-    // A client that resets while it waits must not become an unhandled 'error' here.
-    if (!waitedAlready) socket.on('error', () => {});
     const target = this.target;
-    if (target === null || !target.to.connected) {
+    if (target === null || !target.to.connected || target.inTransit.size >= MAX_IN_TRANSIT) {
       this.wait(socket, waitedAlready);
       return;
     }
+    target.inTransit.add(socket);
     target.to.send(socket, (err) => {
+      // Taken back already: the proxy was detached meanwhile and the socket waits for the next.
+      if (!target.inTransit.delete(socket)) return;
       if (err === null) {
         this.counts.handedOff++;
-        return;
+        // The descriptor is in the proxy's hands (or on its way in the kernel): ours can go.
+        socket.destroy();
+      } else {
+        // The channel closed before it left: keep it for the next proxy.
+        this.detach(target.to, `hand-off failed: ${err.message}`);
+        this.wait(socket, true);
       }
-      // The proxy died between the check and the send: keep the connection for the next one.
-      this.detach(target.pid, `hand-off failed: ${err.message}`);
-      if (!socket.destroyed) this.wait(socket, true);
+      this.pump();
     });
   }
 
-  private wait(socket: net.Socket, waitedAlready: boolean): void {
-    if (this.closed || this.waiting.length >= this.maxWaiting) {
-      this.refuse(socket);
-      return;
+  /** Hands waiting connections over while the proxy has room for them. */
+  private pump(): void {
+    while (this.waiting.length > 0 && this.target !== null && this.target.to.connected && this.target.inTransit.size < MAX_IN_TRANSIT) {
+      const w = this.waiting.shift()!;
+      clearTimeout(w.timer);
+      this.deliver(w.socket, true);
     }
+  }
+
+  private wait(socket: net.Socket, waitedAlready: boolean): void {
+    if (socket.destroyed) return;
+    if (this.closed) return this.refuse(socket, new CL_ERR_CLOSING());
+    if (this.givenUp || this.waiting.length >= this.maxWaiting) return this.refuse(socket, new CL_ERR_PROXY_RESTARTING(this.maxWaitMs));
     if (!waitedAlready) this.counts.waited++;
     const entry: Waiting = {
       socket,
       timer: setTimeout(() => {
         const at = this.waiting.indexOf(entry);
         if (at >= 0) this.waiting.splice(at, 1);
-        this.refuse(socket);
+        this.refuse(socket, new CL_ERR_PROXY_RESTARTING(this.maxWaitMs));
       }, this.maxWaitMs),
     };
     this.waiting.push(entry);
   }
 
   /** Answers 503 in the error shape and closes: better than a reset the client cannot tell from a crash. */
-  private refuse(socket: net.Socket): void {
+  private refuse(socket: net.Socket, why: ChangeLensError): void {
     this.counts.refused++;
     if (socket.destroyed) return;
-    const body = JSON.stringify(errorBody(new CL_ERR_PROXY_RESTARTING(this.maxWaitMs)));
+    const body = JSON.stringify(errorBody(why));
     // Read (and drop) what the client sent, or closing with unread bytes would reset the
     // connection and lose the answer.
     socket.on('data', () => {});
@@ -156,39 +213,41 @@ export class PublicListener {
   }
 }
 
-/** What the supervisor's pm2 reports of the proxy, to believe only its messages. */
-export interface ProxyPids {
-  proxyPids(): Promise<number[]>;
+/** pm2 marks the workers it forks, in this process, with their app (a child cannot change it). */
+function isProxyWorker(worker: Worker): boolean {
+  return (worker as Worker & { pm2_env?: { name?: unknown } }).pm2_env?.name === 'proxy';
 }
 
 /**
  * Follows the proxy among the cluster workers of the pm2 in this process: attaches it when it says
- * it accepts, detaches it when it stops or its channel closes. Returns the unsubscribe.
+ * it accepts, detaches it when it says it stops (and confirms, so it closes only after the last
+ * socket sent to it has arrived) or its channel closes. A failure to open the port goes to
+ * `onListenFailed`. Returns the unsubscribe.
  */
-export function followProxy(listener: PublicListener, pm: ProxyPids, log: Logger): () => void {
-  // A release (an API colour is a cluster worker too) that keeps asking costs one check and one log line.
-  const impostors = new Set<number>();
+export function followProxy(listener: PublicListener, log: Logger, onListenFailed: (err: Error) => void): () => void {
+  const targets = new Map<Worker, HandoffTarget>();
   const onMessage = (worker: Worker, message: unknown): void => {
     if (!isProxyHandoffMessage(message)) return;
-    const pid = worker.process.pid;
-    if (pid === undefined || impostors.has(pid)) return;
-    void pm.proxyPids().then((pids) => {
-      if (!pids.includes(pid)) {
-        impostors.add(pid);
-        log.warn({ pid, said: message.changelens }, 'a process that is not the proxy asked for the public connections; ignored');
-        return;
-      }
-      if (message.changelens === 'proxy-accepting') {
-        void listener.listen().then(() => listener.attach(pid, workerTarget(worker)), () => {});
-      } else {
-        listener.detach(pid, 'stopping');
-      }
-    }, (err: Error) => log.warn({ err: err.message }, 'could not ask pm2 which process is the proxy'));
+    if (!isProxyWorker(worker)) {
+      log.warn({ workerPid: worker.process.pid, said: message.changelens }, 'a process that is not the proxy asked for the public connections; ignored');
+      return;
+    }
+    if (message.changelens === 'proxy-accepting') {
+      const target = workerTarget(worker);
+      targets.set(worker, target);
+      listener.listen().then(() => listener.attach(target, worker.process.pid ?? 0), onListenFailed);
+      return;
+    }
+    const target = targets.get(worker);
+    if (target) listener.detach(target, 'stopping');
+    // Ordered after every socket sent to it: once it reads this, nothing more is on its way.
+    if (worker.isConnected()) worker.send(PROXY_DETACHED);
   };
   const onGone = (worker: Worker): void => {
-    if (worker.process.pid === undefined) return;
-    listener.detach(worker.process.pid, 'exited');
-    impostors.delete(worker.process.pid); // its pid may be the next proxy's
+    const target = targets.get(worker);
+    if (!target) return;
+    targets.delete(worker);
+    listener.detach(target, 'exited');
   };
   cluster.on('message', onMessage);
   cluster.on('disconnect', onGone);
@@ -206,8 +265,7 @@ function workerTarget(worker: Worker): HandoffTarget {
       return worker.isConnected() && !worker.isDead();
     },
     send(socket, done) {
-      // keepOpen false: once the proxy has it, this process closes its copy.
-      worker.send(HANDOFF_CONNECTION, socket, { keepOpen: false }, (err: Error | null) => done(err ?? null));
+      worker.send(HANDOFF_CONNECTION, socket, { keepOpen: true }, (err: Error | null) => done(err ?? null));
     },
   };
 }

@@ -8,7 +8,7 @@ import { processGraph } from '../ecosystem.config.js';
 import { envNameOf, loadConfig } from '../lib/config.js';
 import { appControlToken } from '../lib/contracts/app-control.js';
 import type { ApplianceStatus } from '../lib/contracts/status.js';
-import { CL_ERR_PROCESS_CONTROL } from '../lib/errors.js';
+import { CL_ERR_PORT_IN_USE, CL_ERR_PROCESS_CONTROL } from '../lib/errors.js';
 import { createLogger } from '../lib/logger.js';
 import { distDir, migrationsDir } from '../lib/package-root.js';
 import { dataPaths } from '../lib/paths.js';
@@ -102,7 +102,16 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   pm.onLine((line) => forwardLine(out, line));
   // The public port is this process's: it outlives a proxy crash (opened when the proxy first accepts).
   const publicPort = new PublicListener({ host: config.host, port: config.port, log });
-  const unfollowProxy = followProxy(publicPort, { proxyPids: async () => (await pm.describe('proxy')).flatMap((p) => (p.pid === null ? [] : [p.pid])) }, log);
+  // A port taken between the preflight and the proxy's start fails the boot, naming it.
+  let portFailed: (err: Error) => void = () => {};
+  const portFailure = new Promise<never>((_, reject) => (portFailed = reject));
+  const portLost = new AbortController();
+  portFailure.catch(() => {});
+  const unfollowProxy = followProxy(publicPort, log, (err) => {
+    log.error({ err: err.message, port: config.port }, 'could not open the public port');
+    portLost.abort();
+    portFailed(new CL_ERR_PORT_IN_USE(`port ${config.port} on ${config.host} (PORT, for the proxy) is unusable: ${(err as NodeJS.ErrnoException).code ?? err.message}`));
+  });
 
   const boot = { startedAt, firstBoot, durationMs: null as number | null, readyMs: {} as Record<string, number> };
   const readyTimeoutMs = config.readyTimeoutMs;
@@ -116,6 +125,7 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
     phase === 'ready' ? fn() : Promise.reject(new CL_ERR_PROCESS_CONTROL(`the appliance is ${phase}; try again when it is ready`));
   routes.push(...processRoutes({ control, pm, whenReady, monitorStatus: () => monitoring?.monitor.status() ?? null, config, paths }));
   pm.onEvent((e) => {
+    if (e.name === 'proxy' && e.event === 'restart overlimit') publicPort.giveUp();
     if (phase === 'ready' && (e.event === 'exit' || e.event === 'restart overlimit')) {
       log.warn({ process: e.name, event: e.event }, e.event === 'exit' ? `${e.name} exited; pm2 restarts it` : `${e.name} keeps crashing; pm2 gave up restarting it`);
     }
@@ -152,10 +162,12 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   try {
     // Embedded Postgres is ready before our database exists (migrations create it): probe "postgres".
     const probeUrls = { ...urls, database: embedded.postgres ? embeddedUrl(secrets.pgPassword, config.pgPort, 'postgres') : urls.database };
-    const result = await bootGraph(nodes, {
-      pm, log, urls: probeUrls, readyTimeoutMs, signal: interrupt.signal,
+    const booting = bootGraph(nodes, {
+      pm, log, urls: probeUrls, readyTimeoutMs, signal: AbortSignal.any([interrupt.signal, portLost.signal]),
       runTask: (node) => runMigrations(node, log, embedded.postgres, urls, secrets, config, migrations),
     }, { push: (name: string) => control.noteStarted(name) });
+    booting.catch(() => {}); // when the port failed first, the boot's own end is not awaited
+    const result = await Promise.race([portFailure, booting]);
     boot.readyMs = result.readyMs;
   } catch (err) {
     phase = 'failed';

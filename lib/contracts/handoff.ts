@@ -6,6 +6,12 @@
 /** Supervisor → proxy, with the accepted socket as the message's handle. */
 export const HANDOFF_CONNECTION = 'changelens:connection';
 
+/**
+ * Supervisor → proxy, the answer to its 'proxy-stopping': no connection is sent to it any more, and
+ * every one that was has arrived before this (the channel keeps order), so it may close now.
+ */
+export const PROXY_DETACHED = 'changelens:detached';
+
 /** Proxy → supervisor: what the proxy says about itself. */
 export type ProxyHandoffMessage =
   /** Its server is ready: hand it every new connection (and those that waited). */

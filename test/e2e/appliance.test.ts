@@ -196,7 +196,7 @@ describe('the appliance (one embedded appliance, shared)', () => {
       });
       back = Date.now();
       await eventually('answers after the restart', async () => (load.samples.some((x) => x.startedAt > back && x.status === 200) ? true : undefined));
-      const gone = await app.waitForRecord((r) => r.msg === 'the proxy is gone; new connections wait for the next one' && r.pid === proxy.pid);
+      const gone = await app.waitForRecord((r) => r.msg === 'the proxy is gone; new connections wait for the next one' && r.proxyPid === proxy.pid);
       const lostAt = Date.parse(gone.time as string);
       console.log(`proxy killed: taking connections again after ${back - killedAt} ms (supervisor saw the loss ${lostAt - killedAt} ms after the kill); ${restarted.publicPort!.waited} connections waited; ${load.samples.filter((x) => x.status !== 200).length} requests failed`);
       expect(restarted.publicPort!.waited).toBeGreaterThan(0);
@@ -204,6 +204,7 @@ describe('the appliance (one embedded appliance, shared)', () => {
       await load.stop();
       const failed = load.samples.filter((x) => x.status !== 200);
       expect(failed.filter((x) => x.error === 'ECONNREFUSED'), 'no connection refused').toEqual([]);
+      expect(failed.filter((x) => x.error === 'TimeoutError'), 'no connection left hanging').toEqual([]);
       // Only requests that were inside the proxy, or on their way to it before the supervisor saw it die.
       expect(failed.filter((x) => x.startedAt > lostAt)).toEqual([]);
       expect(failed.length).toBeLessThanOrEqual(5);

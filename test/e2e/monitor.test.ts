@@ -52,7 +52,7 @@ async function audit(): Promise<any[]> {
 describe('health', () => {
   it('/healthz stays trivial; /healthz?all=1 reports every service\'s state to the operator only', async () => {
     expect(await (await fetch(`${app.url}/healthz`)).json()).toEqual({ status: 'ok' });
-    for (const headers of [{}, { authorization: 'Bearer not-the-token' }]) {
+    for (const headers of [{}, { authorization: 'Bearer not-the-token' }] as Record<string, string>[]) {
       const anonymous = await fetch(`${app.url}/healthz?all=1`, { headers });
       expect(anonymous.status).toBe(401);
       expect(await anonymous.json()).toMatchObject({ code: 'CL_ERR_UNAUTHORIZED' });
