@@ -18,6 +18,7 @@ const ALL_KEYS: (keyof Config)[] = [
   'otlpEndpoint', 'accessLog', 'seedItems', 'jobMaxAttempts', 'jobClaimIdleMs', 'workerConcurrency', 'downstreamTimeoutMs', 'regression', 'pmId', 'platform', 'ephemeral', 'cloudRunService', 'releaseId',
   'canarySteps', 'stepSeconds', 'windowSeconds', 'p99Ratio', 'p99MinDeltaMs', 'analysisLoad', 'warmupSeconds', 'warmupPaths', 'mirror', 'mirrorPercent', 'mirrorMaxRps', 'progressDeadlineSeconds', 'progressDeadlineAction', 'maxErrorRate', 'maxP95Ms', 'maxP99Ms', 'minSamples', 'failuresToRollback',
   'sequential', 'artifactMaxMb', 'releasesKeep', 'tripConsecutive5xx', 'metricRules', 'monitorRules', 'monitorIntervalSeconds', 'apiMaxInstances', 'keepWarmSeconds', 'inspectSeconds', 'previewSeconds', 'hookUrls', 'hookCommand', 'hookTimeoutMs',
+  'connectionHandoff', 'appControlToken',
 ];
 const ALL_ENVS = ALL_KEYS.map(envNameOf);
 
@@ -31,8 +32,8 @@ const FULL_ENV: Record<string, string> = {
   CHANGELENS_STOP_TIMEOUT_MS: '2000', CHANGELENS_LOG_LEVEL: 'debug', CHANGELENS_SERVICE_USER: 'changelens',
   CHANGELENS_PG_BIN_DIR: '/usr/lib/postgresql/16/bin', CHANGELENS_REDIS_SERVER: '/usr/bin/redis-server',
   DATABASE_URL: 'postgres://app:pw@db:5432/app', REDIS_URL: 'redis://cache:6379/0',
-  CHANGELENS_ADMIN_TOKEN: 'a'.repeat(16), CHANGELENS_PG_PASSWORD: 'b'.repeat(16), CHANGELENS_REDIS_PASSWORD: 'c'.repeat(16),
-  CHANGELENS_COLOR: 'green',
+  CHANGELENS_ADMIN_TOKEN: 'Adm1n-T0ken_of-forty.characters~xyzABCDE', CHANGELENS_PG_PASSWORD: 'b'.repeat(16), CHANGELENS_REDIS_PASSWORD: 'c'.repeat(16),
+  CHANGELENS_COLOR: 'green', CHANGELENS_APP_CONTROL_TOKEN: 'app-control-token-0123456789', CHANGELENS_CONNECTION_HANDOFF: '1',
   OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318', CHANGELENS_ACCESS_LOG: 'all', CHANGELENS_SEED_ITEMS: '500',
   CHANGELENS_JOB_MAX_ATTEMPTS: '5', CHANGELENS_JOB_CLAIM_IDLE_MS: '2000', CHANGELENS_WORKER_CONCURRENCY: '2',
   CHANGELENS_DOWNSTREAM_TIMEOUT_MS: '250', CHANGELENS_REGRESSION: 'cpu:50,dependency:200/0.1', pm_id: '7', CHANGELENS_PLATFORM: 'cloudrun', CHANGELENS_EPHEMERAL: '1', K_SERVICE: 'changelens', CHANGELENS_RELEASE_ID: 'r-1',
@@ -74,6 +75,7 @@ const notAPortArb = fc.oneof(
 
 const SECRET_CHARS = [...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.~+/='];
 const secretArb = fc.string({ unit: fc.constantFrom(...SECRET_CHARS), minLength: 16, maxLength: 40 });
+const adminTokenArb = fc.string({ unit: fc.constantFrom(...SECRET_CHARS), minLength: 32, maxLength: 64 }).filter((t) => new Set(t).size >= 10);
 const wordArb = fc.stringMatching(/^[a-z0-9]{1,12}$/);
 
 /** Valid values for every setting but the ports, each one optional. */
@@ -90,7 +92,7 @@ const otherSettingsArb = fc.record(
     CHANGELENS_REDIS_SERVER: fc.string({ minLength: 1 }),
     DATABASE_URL: fc.tuple(fc.constantFrom('postgres', 'postgresql'), wordArb, portArb).map(([scheme, host, p]) => `${scheme}://app:pw@${host}:${p}/app`),
     REDIS_URL: fc.tuple(fc.constantFrom('redis', 'rediss'), wordArb, portArb).map(([scheme, host, p]) => `${scheme}://${host}:${p}`),
-    CHANGELENS_ADMIN_TOKEN: secretArb,
+    CHANGELENS_ADMIN_TOKEN: adminTokenArb,
     CHANGELENS_PG_PASSWORD: secretArb,
     CHANGELENS_REDIS_PASSWORD: secretArb,
     CHANGELENS_COLOR: fc.constantFrom('blue', 'green'),
@@ -203,6 +205,13 @@ describe('loadConfig: environment', () => {
   it('reports every problem at once', () => {
     const { message } = configError({ env: { PORT: 'eighty', CHANGELENS_LOG_LEVEL: 'loud', CHANGELENS_BOGUS: 'x' } });
     for (const name of ['PORT', 'CHANGELENS_LOG_LEVEL', 'CHANGELENS_BOGUS']) expect(names(message, name)).toBe(true);
+  });
+
+  it('refuses a weak admin token — short, or without variety — naming the variable; any strong one is accepted', () => {
+    for (const weak of ['a'.repeat(40), 'short-but-varied-0123456789', 'abababababababababababababababab1234']) {
+      expect(names(configError({ env: { CHANGELENS_ADMIN_TOKEN: weak } }).message, 'CHANGELENS_ADMIN_TOKEN'), weak).toBe(true);
+    }
+    fc.assert(fc.property(adminTokenArb, (token) => loadConfig({ env: { CHANGELENS_ADMIN_TOKEN: token } }).adminToken === token));
   });
 
   it('reports a port clash together with other problems', () => {

@@ -56,6 +56,13 @@ const urlList = (v: unknown): string | undefined =>
   typeof v === 'string' && v.split(',').every((u) => /^https?:\/\/\S+$/.test(u.trim())) ? v : undefined;
 export const ROOT_DATA_DIR = '/var/lib/changelens';
 const secret = text(/^[A-Za-z0-9_\-.~+/=]{16,}$/);
+/**
+ * The admin token opens everything: at least 32 characters with real variety (10 different ones),
+ * so `aaaa…` or a short word is refused; generated tokens are 256-bit.
+ */
+export const strongAdminToken = (v: unknown): v is string =>
+  typeof v === 'string' && /^[A-Za-z0-9_\-.~+/=]{32,}$/.test(v) && new Set(v).size >= 10;
+const adminTokenSpec = (v: unknown): string | undefined => (strongAdminToken(v) ? v : undefined);
 
 // Each field: its parser, its env name and the expected form shown in errors.
 const FIELDS = {
@@ -76,7 +83,7 @@ const FIELDS = {
   redisServer: { env: 'CHANGELENS_REDIS_SERVER', doc: 'the Redis server binary', kind: 'string', parse: text(), expected: 'the path of redis-server', default: 'redis-server' },
   databaseUrl: { env: 'DATABASE_URL', doc: 'use this Postgres: the embedded one is not started (external mode)', kind: 'string', parse: text(/^postgres(ql)?:\/\/.+/), expected: 'a URL postgres://user:password@host:port/db', default: undefined },
   redisUrl: { env: 'REDIS_URL', doc: 'use this Redis: the embedded one is not started (external mode)', kind: 'string', parse: text(/^rediss?:\/\/.+/), expected: 'a URL redis://[:password@]host:port[/db]', default: undefined },
-  adminToken: { env: 'CHANGELENS_ADMIN_TOKEN', doc: 'bearer token of the admin API (default: generated on first boot into state/secrets.json)', kind: 'string', parse: secret, expected: 'at least 16 characters of [A-Za-z0-9_-.~+/=]', default: undefined },
+  adminToken: { env: 'CHANGELENS_ADMIN_TOKEN', doc: 'bearer token of the admin API (default: 256 random bits generated on first boot into state/secrets.json; e.g. openssl rand -base64 32)', kind: 'string', parse: adminTokenSpec, expected: 'at least 32 characters of [A-Za-z0-9_-.~+/=], at least 10 of them different', default: undefined },
   pgPassword: { env: 'CHANGELENS_PG_PASSWORD', doc: 'embedded Postgres\'s password (default: generated; fixed at initdb)', kind: 'string', parse: secret, expected: 'at least 16 characters of [A-Za-z0-9_-.~+/=]', default: undefined },
   redisPassword: { env: 'CHANGELENS_REDIS_PASSWORD', doc: 'embedded Redis\'s password (default: generated)', kind: 'string', parse: secret, expected: 'at least 16 characters of [A-Za-z0-9_-.~+/=]', default: undefined },
   otlpEndpoint: { env: 'OTEL_EXPORTER_OTLP_ENDPOINT', doc: 'export spans over OTLP/HTTP to this collector', kind: 'string', parse: text(/^https?:\/\/.+/), expected: 'an http(s) URL of an OTLP collector, e.g. http://collector:4318', default: undefined },

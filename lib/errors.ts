@@ -123,6 +123,9 @@ export const CL_ERR_BAD_PIN = defineError<[string]>(
 export const CL_ERR_UNAUTHORIZED = defineError<[]>(
   'CL_ERR_UNAUTHORIZED', 401, 'missing or wrong bearer token',
   'send Authorization: Bearer <token>; the token is CHANGELENS_ADMIN_TOKEN, or adminToken in <data>/state/secrets.json');
+export const CL_ERR_TOO_MANY_FAILURES = defineError<[string, number]>(
+  'CL_ERR_TOO_MANY_FAILURES', 429, 'too many failed sign-ins or wrong tokens from %s; refused for %s s',
+  'wait for the seconds in the Retry-After header, then send the right token; the failures are in the audit log (auth.failed)');
 
 // The proxy's own answers for proxied requests
 export const CL_ERR_UPSTREAM = defineError<[string, string]>(
@@ -187,5 +190,5 @@ export function errorBody(err: ChangeLensError) {
 }
 
 export function reasonOf(status: number): string {
-  return ({ 400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 409: 'Conflict', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' } as Record<number, string>)[status] ?? (status >= 500 ? 'Internal Server Error' : 'Bad Request');
+  return ({ 400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 409: 'Conflict', 429: 'Too Many Requests', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' } as Record<number, string>)[status] ?? (status >= 500 ? 'Internal Server Error' : 'Bad Request');
 }

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { accessSync, chmodSync, chownSync, constants, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { delimiter, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
-import type { Config } from '../lib/config.js';
+import { strongAdminToken, type Config } from '../lib/config.js';
 import { CL_ERR_CONFIG_INVALID, CL_ERR_DATA_DIR, CL_ERR_INITDB_FAILED, CL_ERR_MISSING_BINARY, CL_ERR_SERVICE_USER } from '../lib/errors.js';
 import type { DataPaths } from '../lib/paths.js';
 import { writeFileAtomic } from '../lib/atomic-file.js';
@@ -123,9 +123,12 @@ export function ensureSecrets(paths: DataPaths, config: Config, initialised: boo
     const fromEnv = config[key];
     if (fromEnv !== undefined) return fromEnv;
     const existing = stored[key];
+    if (key === 'adminToken' && typeof existing === 'string' && !strongAdminToken(existing)) {
+      throw new CL_ERR_CONFIG_INVALID(`  - adminToken in ${paths.secrets}: expected at least 32 characters of [A-Za-z0-9_-.~+/=], at least 10 of them different; set CHANGELENS_ADMIN_TOKEN to a strong one (openssl rand -base64 32), or delete the entry to have one generated`);
+    }
     if (typeof existing === 'string' && existing.length >= 16) return existing;
     generated.push(key);
-    return randomBytes(24).toString('base64url');
+    return randomBytes(32).toString('base64url'); // 256 bits
   };
   const secrets: Secrets = { adminToken: pick('adminToken'), pgPassword: pick('pgPassword'), redisPassword: pick('redisPassword'), backupKey: pick('backupKey') };
   if (JSON.stringify(secrets) !== JSON.stringify({ adminToken: stored.adminToken, pgPassword: stored.pgPassword, redisPassword: stored.redisPassword, backupKey: stored.backupKey })) {

@@ -6,15 +6,44 @@ import { ChangeLensError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { LogLine } from './process-manager.js';
 
-/** Children's lines go to stdout as they are when they are JSON already; others are wrapped. */
+/** What only the appliance's own processes may call themselves in a log line. */
+const APPLIANCE_SERVICES = new Set(['supervisor', 'proxy', 'worker', 'postgres', 'redis']);
+
+/**
+ * Children's lines go to stdout as they are when they are JSON already; others are wrapped. An API
+ * colour runs release code: its lines are labelled with the process pm2 knows it as, and one that
+ * calls itself the supervisor (or another appliance service) is relabelled, the claim kept.
+ */
 export function forwardLine(out: pino.DestinationStream, { name, stream, line }: LogLine): void {
   if (line.startsWith('{') && line.endsWith('}')) {
-    out.write(line + '\n');
-    return;
+    if (!name.startsWith('api-')) {
+      out.write(line + '\n');
+      return;
+    }
+    const record = parseObject(line);
+    if (record) {
+      if (typeof record.service === 'string' && APPLIANCE_SERVICES.has(record.service)) {
+        record.claimedService = record.service;
+        record.service = 'release';
+      }
+      // Last, so it wins over a field of the same name in the line.
+      record.process = name;
+      out.write(JSON.stringify(record) + '\n');
+      return;
+    }
   }
   // Postgres marks severity with ERROR/FATAL/PANIC/WARNING; Redis marks warnings with " # ".
   const level = /\b(FATAL|PANIC|ERROR)\b/.test(line) ? 'error' : /\bWARNING\b| # /.test(line) ? 'warn' : 'info';
-  out.write(JSON.stringify({ level, time: new Date().toISOString(), service: name, stream, msg: line }) + '\n');
+  out.write(JSON.stringify({ level, time: new Date().toISOString(), service: name, process: name, stream, msg: line }) + '\n');
+}
+
+function parseObject(line: string): Record<string, unknown> | null {
+  try {
+    const value: unknown = JSON.parse(line);
+    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : null;
+  } catch {
+    return null;
+  }
 }
 
 /** pm2 prints its own chatter with console.*; keep stdout JSON by routing it into our logger. */

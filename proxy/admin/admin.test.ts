@@ -90,7 +90,8 @@ describe('who gets in', () => {
     expect(noCsrf.statusCode).toBe(400);
     expect(noCsrf.json().message).toContain('x-changelens-csrf');
     const withCsrf = await app.inject({ method: 'POST', url: `${ADMIN_PREFIX}/api/deployment/pause`, headers: { ...session, 'x-changelens-csrf': '1' } });
-    expect(withCsrf.json()).toEqual({ paused: true, actor: 'admin' });
+    // The audit's actor is the credential: the dashboard's session here.
+    expect(withCsrf.json()).toEqual({ paused: true, actor: 'dashboard' });
   });
 
   it('the API waits for the rollout state (503); nothing under the prefix reaches an app', async () => {
@@ -159,7 +160,7 @@ describe('deploy requests', () => {
 
   it('an action\'s body is nothing or {"reason"}: anything else is a 400 naming the field', async () => {
     const act = (payload: unknown) => app.inject({ method: 'POST', url: `${ADMIN_PREFIX}/api/deployment/pause`, headers: { ...bearer, 'content-type': 'application/json' }, payload: JSON.stringify(payload) });
-    expect((await act({ reason: 'lunch' })).json()).toEqual({ paused: true, actor: 'admin', reason: 'lunch' });
+    expect((await act({ reason: 'lunch' })).json()).toEqual({ paused: true, actor: 'token', reason: 'lunch' });
     expect((await act({ reason: 5 })).json().message).toMatch(/^body\/reason/);
     expect((await act({ why: 'x' })).json().message).toMatch(/^body\/why: unknown field/);
   });
@@ -193,9 +194,10 @@ describe('a colour\'s controls (the built-in API\'s regressions and metrics rese
     ]);
     expect(appControlToken(TOKEN)).not.toContain(TOKEN);
     expect(audits.map((a) => [a.eventType, a.actor, a.details, a.success])).toEqual([
-      ['regression.set', 'ci-bot', { color: 'blue', type: 'errors', intensity: 0.5 }, true],
-      ['regression.clear', 'admin', { color: 'blue', type: 'errors' }, true],
-      ['metrics.reset', 'admin', { color: 'blue' }, true],
+      // Who claims to act is kept as a claim, after the credential that let it in.
+      ['regression.set', 'token as ci-bot', { color: 'blue', type: 'errors', intensity: 0.5 }, true],
+      ['regression.clear', 'token', { color: 'blue', type: 'errors' }, true],
+      ['metrics.reset', 'token', { color: 'blue' }, true],
     ]);
   });
 
@@ -214,5 +216,37 @@ describe('a colour\'s controls (the built-in API\'s regressions and metrics rese
     const down = await control('POST', '/green/regressions/errors', { intensity: 1 });
     expect(down.statusCode).toBe(502);
     expect(down.json()).toMatchObject({ code: 'CL_ERR_UPSTREAM', message: expect.stringContaining('api-green') });
+  });
+});
+
+describe('failed sign-ins and wrong tokens', () => {
+  const throttled = createHttpServer(createLogger('admin-test', { level: 'silent' }));
+  const seen: NewAuditEvent[] = [];
+  beforeAll(async () => {
+    await registerAdminApi(throttled, {
+      token: TOKEN, controller, config: loadConfig({ env: {} }), releasesDir: '/nonexistent',
+      store: { ...store, audit: async (e: NewAuditEvent) => { seen.push(e); } } as unknown as RolloutStore,
+      ready: () => true, backups: {} as BackupLink, live: () => [], holdTraffic: () => {},
+      metrics: async () => ({ contentType: 'text/plain', body: '' }), upstreams: { blue: 'http://127.0.0.1:9', green: 'http://127.0.0.1:9' },
+    });
+    await throttled.ready();
+  });
+  afterAll(() => throttled.close());
+  const from = (remoteAddress: string, headers: Record<string, string> = {}) => throttled.inject({ url: `${ADMIN_PREFIX}/api/status`, headers, remoteAddress });
+
+  it('a client with 20 failures in a minute is refused (429 + Retry-After) even with the right token, others are not; the first failure and the block are audited', async () => {
+    // Sign-in form failures count as wrong tokens do.
+    const form = await throttled.inject({ method: 'POST', url: `${ADMIN_PREFIX}/login`, headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: 'token=guess', remoteAddress: '10.0.0.5' });
+    expect(form.statusCode).toBe(401);
+    for (let i = 2; i <= 20; i++) expect((await from('10.0.0.5', { authorization: `Bearer guess-${i}` })).statusCode).toBe(401);
+    const refused = await from('10.0.0.5', bearer);
+    expect(refused.statusCode).toBe(429);
+    expect(Number(refused.headers['retry-after'])).toBeGreaterThan(0);
+    expect(refused.json()).toMatchObject({ code: 'CL_ERR_TOO_MANY_FAILURES', error: 'Too Many Requests' });
+    expect((await from('10.0.0.6', bearer)).statusCode).toBe(200);
+    expect(seen.map((e) => [e.eventType, e.actor, e.details.client, e.details.failures, e.success])).toEqual([
+      ['auth.failed', 'anonymous', '10.0.0.5', 1, false],
+      ['auth.blocked', 'anonymous', '10.0.0.5', 20, false],
+    ]);
   });
 });

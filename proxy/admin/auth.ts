@@ -3,9 +3,10 @@
 // the dashboard's own script sends for a change. Registered with fastify-plugin so its hook guards
 // every route of the admin scope.
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { CL_ERR_DEPENDENCY_FAILED, CL_ERR_INVALID_REQUEST, CL_ERR_UNAUTHORIZED } from '../../lib/errors.js';
+import { CL_ERR_DEPENDENCY_FAILED, CL_ERR_INVALID_REQUEST, CL_ERR_TOO_MANY_FAILURES, CL_ERR_UNAUTHORIZED, errorBody } from '../../lib/errors.js';
+import { FailedAuthLimiter } from './failed-auth.js';
 import { loginPage } from '../dashboard.js';
 import { readCookie } from '../router.js';
 import { ADMIN_PREFIX, type AdminApiOptions } from './options.js';
@@ -14,21 +15,48 @@ import { ADMIN_PREFIX, type AdminApiOptions } from './options.js';
 const SESSION_COOKIE = 'changelens-admin';
 const SESSION_SECONDS = 12 * 3600;
 
-async function auth(admin: FastifyInstance, o: Pick<AdminApiOptions, 'token' | 'ready'>): Promise<void> {
+async function auth(admin: FastifyInstance, o: Pick<AdminApiOptions, 'token' | 'ready' | 'store'>): Promise<void> {
   const expected = digest(o.token);
+  const limiter = new FailedAuthLimiter();
+  /** A wrong token or sign-in: counted per client, audited (bounded), and a block when it is one. */
+  const failed = (req: FastifyRequest, path: string): void => {
+    const client = req.socket.remoteAddress ?? 'unknown';
+    const noted = limiter.fail(client, Date.now());
+    if (noted.blockedNow) req.log.warn({ client, failures: noted.failures }, 'too many failed sign-ins or wrong tokens; client refused for the rest of the minute');
+    if (!noted.audit) return;
+    void o.store.audit({
+      eventType: noted.blockedNow ? 'auth.blocked' : 'auth.failed', deploymentId: null, actor: 'anonymous', version: null,
+      details: { client, method: req.method, path, failures: noted.failures }, success: false, error: noted.blockedNow ? 'too many failures' : 'wrong or missing credential',
+    }).catch(() => {});
+  };
+  /** Refused while blocked, before the credential is even looked at. */
+  const blocked = (req: FastifyRequest, reply: FastifyReply): FastifyReply | null => {
+    const client = req.socket.remoteAddress ?? 'unknown';
+    const { blockedMs } = limiter.check(client, Date.now());
+    if (blockedMs <= 0) return null;
+    const seconds = Math.max(1, Math.ceil(blockedMs / 1000));
+    return reply.code(429).header('retry-after', String(seconds)).send(errorBody(new CL_ERR_TOO_MANY_FAILURES(client, seconds)));
+  };
+
   admin.addHook('onRequest', async (req, reply) => {
     const path = req.url.split('?')[0]!;
+    const refused = blocked(req, reply);
+    if (refused) return refused;
     if (path === `${ADMIN_PREFIX}/login`) return;
     const header = req.headers.authorization;
     const bearer = typeof header === 'string' && header.startsWith('Bearer ') ? header.slice(7) : null;
     const cookie = bearer === null && req.headers.cookie ? readCookie(req.headers.cookie, SESSION_COOKIE) : undefined;
     // Digests have one length, so the comparison takes the same time whatever was sent.
     if (!timingSafeEqual(digest(bearer ?? cookie ?? ''), expected)) {
-      if (req.method === 'GET' && (path === `${ADMIN_PREFIX}/` || path === ADMIN_PREFIX)) {
+      // Opening the dashboard without a session is how one signs in, not a failure.
+      const signInPage = req.method === 'GET' && (path === `${ADMIN_PREFIX}/` || path === ADMIN_PREFIX);
+      if (!signInPage || cookie !== undefined) failed(req, path);
+      if (signInPage) {
         return reply.code(401).type('text/html; charset=utf-8').send(loginPage(cookie ? 'That token is not valid (any more).' : 'Sign in with the admin token.'));
       }
       throw new CL_ERR_UNAUTHORIZED();
     }
+    credentialOf.set(req.raw, bearer !== null ? 'token' : 'dashboard');
     // A session cookie rides along on any request the browser makes: a change must also carry a
     // header that only our page's own script sends (a cross-site form cannot).
     if (bearer === null && req.method !== 'GET' && req.method !== 'HEAD' && req.headers['x-changelens-csrf'] !== '1') {
@@ -43,7 +71,10 @@ async function auth(admin: FastifyInstance, o: Pick<AdminApiOptions, 'token' | '
   });
   admin.post<{ Body: { token?: unknown } | undefined }>('/login', async (req, reply) => {
     const token = typeof req.body?.token === 'string' ? req.body.token : '';
-    if (!timingSafeEqual(digest(token), expected)) return reply.code(401).type('text/html; charset=utf-8').send(loginPage('That token is not valid.'));
+    if (!timingSafeEqual(digest(token), expected)) {
+      failed(req, `${ADMIN_PREFIX}/login`);
+      return reply.code(401).type('text/html; charset=utf-8').send(loginPage('That token is not valid.'));
+    }
     const secure = req.headers['x-forwarded-proto'] === 'https' ? '; Secure' : '';
     return reply.code(303)
       .header('set-cookie', `${SESSION_COOKIE}=${encodeURIComponent(token)}; Path=${ADMIN_PREFIX}; HttpOnly; SameSite=Strict; Max-Age=${SESSION_SECONDS}${secure}`)
@@ -59,10 +90,18 @@ export function bearerMatches(header: string | string[] | undefined, token: stri
   return timingSafeEqual(digest(bearer), digest(token));
 }
 
-/** Who made a change, for the audit log: the x-changelens-actor header when it is a sane name. */
+/** Which credential let a request in: the admin token, or the dashboard's session. */
+const credentialOf = new WeakMap<object, 'token' | 'dashboard'>();
+
+/**
+ * Who made a change, for the audit log: the credential that let the request in — what the
+ * appliance knows. A name the caller gives (x-changelens-actor: the CLI sends cli:<user>) is kept
+ * as what it claims to be, after it: "token as cli:alice".
+ */
 export function actorOf(req: FastifyRequest): string {
-  const actor = req.headers['x-changelens-actor'];
-  return typeof actor === 'string' && /^[\w.@:-]{1,64}$/.test(actor) ? actor : 'admin';
+  const credential = credentialOf.get(req.raw) ?? 'token';
+  const claimed = req.headers['x-changelens-actor'];
+  return typeof claimed === 'string' && /^[\w.@:-]{1,64}$/.test(claimed) ? `${credential} as ${claimed}` : credential;
 }
 
 function digest(s: string): Buffer {

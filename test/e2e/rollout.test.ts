@@ -502,7 +502,7 @@ describe('shipping from CI: upload and the remote CLI', () => {
     const none = await runCli(['releases', '--url', app.url], { ...app.env, CHANGELENS_DATA_DIR: '/nonexistent' });
     expect(none.code).toBe(5);
     expect(none.stderr).toContain('no admin token for the remote appliance');
-    const wrong = await runCli(['releases', '--url', app.url], { ...remoteEnv(), CHANGELENS_ADMIN_TOKEN: 'x'.repeat(24) });
+    const wrong = await runCli(['releases', '--url', app.url], { ...remoteEnv(), CHANGELENS_ADMIN_TOKEN: 'a-wrong-but-well-formed-token-0123456789' });
     expect(wrong.code).toBe(5);
     expect(wrong.stderr).toContain('CL_ERR_UNAUTHORIZED');
     const [deadPort] = await freePorts(1);
