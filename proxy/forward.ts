@@ -13,7 +13,7 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:
 import { Pool, type Dispatcher } from 'undici';
 import type { AccessLog, Color } from '../lib/config.js';
 import { APP_CONTROL_HEADER } from '../lib/contracts/app-control.js';
-import { CL_ERR_BAD_PIN, CL_ERR_MAINTENANCE, CL_ERR_UPSTREAM, CL_ERR_UPSTREAM_TIMEOUT, errorBody } from '../lib/errors.js';
+import { CL_ERR_AMBIGUOUS_REQUEST, CL_ERR_BAD_PIN, CL_ERR_MAINTENANCE, CL_ERR_UPSTREAM, CL_ERR_UPSTREAM_TIMEOUT, errorBody } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { endSpan, injectInto, SpanKind, startSpanFrom, traceFields, type Context, type Span } from '../lib/tracing.js';
 import type { RoutingTable } from '../lib/contracts/routing.js';
@@ -190,6 +190,12 @@ export function createForwarder(options: ForwardOptions): Forwarder {
         sendJson(res, 503, errorBody(new CL_ERR_MAINTENANCE(down.reason)), { 'retry-after': String(down.retryAfterSeconds) });
         return;
       }
+      const ambiguous = framingProblem(req);
+      if (ambiguous) {
+        // Answered and the connection closed: whatever the client meant to follow is never read as a request.
+        sendJson(res, 400, errorBody(new CL_ERR_AMBIGUOUS_REQUEST(ambiguous)), { connection: 'close' });
+        return;
+      }
       const table = options.routingTable();
       const decision = route(req.headers, table, Math.random);
       if ('error' in decision) {
@@ -235,6 +241,8 @@ function upstreamHeaders(req: IncomingMessage, ctx: Context): Record<string, str
     // The mirror's mark is the proxy's to set: a client cannot make its request look like a copy;
     // the app's control credential is the admin API's to add, never a client's to pass on.
     if (HOP_BY_HOP.has(name) || named?.has(name) || name === MIRROR_HEADER || name === APP_CONTROL_HEADER) continue;
+    // Some servers read _ as - (Transfer_Encoding as Transfer-Encoding): dropped, as nginx does.
+    if (name.includes('_')) continue;
     const value = req.headers[name];
     if (value !== undefined) out[name] = value;
   }
@@ -321,4 +329,14 @@ export function connectionErrorCode(err: unknown): string {
     if (typeof e.code === 'string' && /^[A-Z0-9_]{2,40}$/.test(e.code)) return e.code;
   }
   return 'the connection failed';
+}
+
+/**
+ * What makes a request's end ambiguous between this proxy and the app behind it, beyond what
+ * node's parser refuses itself (Content-Length with Transfer-Encoding, two lengths, bad names).
+ */
+export function framingProblem(req: IncomingMessage): string | null {
+  if (req.httpVersion === '1.0' && req.headers['transfer-encoding'] !== undefined) return 'Transfer-Encoding on HTTP/1.0';
+  if ((req.method === 'GET' || req.method === 'HEAD') && requestHasBody(req)) return `a body on ${req.method}`;
+  return null;
 }

@@ -2,7 +2,7 @@
 // candidate cannot be reached (and which are not), what the judge is told, and that a 503 is never
 // retried (reply-from would retry it ten times by default).
 import { createServer, request, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Color } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
@@ -376,5 +376,75 @@ describe('what passes through', () => {
     } finally {
       await app.close();
     }
+  });
+});
+
+describe('ambiguous framing (raw sockets): refused with the connection closed, or cleaned, before the app', () => {
+  /** What the app received: method, url, headers and body of each request. */
+  const received: { method: string; url: string; headers: Record<string, string | string[] | undefined>; body: string }[] = [];
+  let app: Server;
+  let proxy: Awaited<ReturnType<typeof proxyTo>>;
+  beforeAll(async () => {
+    app = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c));
+      req.on('end', () => {
+        received.push({ method: req.method!, url: req.url!, headers: req.headers, body });
+        res.end('ok');
+      });
+    });
+    await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
+    table = { stable: 'blue', candidate: null, candidateWeight: 0, rolloutId: null };
+    proxy = await proxyTo(deadPort, { stablePort: portOf(app) });
+  });
+  afterAll(async () => {
+    await proxy.app.close();
+    app.close();
+  });
+
+  /** Writes raw bytes, reads until the proxy closes the connection (or 5 s pass: then `closed` is false). */
+  function raw(bytes: string): Promise<{ text: string; closed: boolean }> {
+    return new Promise((resolve) => {
+      const socket = connect(portOf(proxy.app.server), '127.0.0.1');
+      let text = '';
+      const timer = setTimeout(() => { socket.destroy(); resolve({ text, closed: false }); }, 5_000);
+      socket.on('data', (c: Buffer) => (text += c.toString('latin1')));
+      socket.on('error', () => {});
+      socket.on('close', () => { clearTimeout(timer); resolve({ text, closed: true }); });
+      socket.write(bytes);
+    });
+  }
+
+  it.each([
+    ['a body on GET', 'GET /x HTTP/1.1\r\nHost: a\r\nContent-Length: 38\r\n\r\nGET /admin HTTP/1.1\r\nHost: a\r\n\r\n', 'CL_ERR_AMBIGUOUS_REQUEST'],
+    ['a chunked body on HEAD', 'HEAD /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', null],
+    ['Transfer-Encoding on HTTP/1.0', 'POST /x HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n', 'CL_ERR_AMBIGUOUS_REQUEST'],
+    ['Content-Length and Transfer-Encoding together', 'POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /admin HTTP/1.1\r\nHost: a\r\n\r\n', null],
+    ['two different lengths', 'POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 40\r\n\r\nabc', null],
+    ['a space before the colon', 'POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\nContent-Length: 3\r\n\r\nabc', null],
+    ['an encoding that does not end in chunked', 'POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n3\r\nabc\r\n0\r\n\r\n', null],
+  ])('%s: 400, the connection closed, nothing reaches the app', async (_what, bytes, code) => {
+    received.length = 0;
+    const { text, closed } = await raw(bytes);
+    expect(text).toMatch(/^HTTP\/1\.[01] 400 /);
+    if (code) expect(text).toContain(code);
+    expect(closed).toBe(true);
+    expect(received).toEqual([]);
+  });
+
+  it('header names with an underscore never reach the app (some servers read them as Transfer-Encoding or Content-Length); the body arrives whole', async () => {
+    received.length = 0;
+    const { text } = await raw('POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer_Encoding: chunked\r\nContent_Length: 0\r\nX_Custom: 1\r\nX-Kept: 2\r\nConnection: close\r\n\r\nabc');
+    expect(text).toMatch(/^HTTP\/1\.1 200 /);
+    expect(received).toHaveLength(1);
+    expect(Object.keys(received[0]!.headers).filter((h) => h.includes('_'))).toEqual([]);
+    expect(received[0]).toMatchObject({ method: 'POST', url: '/x', body: 'abc', headers: { 'x-kept': '2', 'content-length': '3' } });
+  });
+
+  it('a GET with an empty body (Content-Length: 0) is fine', async () => {
+    received.length = 0;
+    const { text } = await raw('GET /x HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+    expect(text).toMatch(/^HTTP\/1\.1 200 /);
+    expect(received.map((r) => r.method)).toEqual(['GET']);
   });
 });
