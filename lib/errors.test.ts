@@ -44,6 +44,7 @@ const SAMPLES: Record<string, { args: string[]; message: string }> = {
   CL_ERR_CLOSING: { args: [], message: 'shutting down' },
   CL_ERR_PROXY_RESTARTING: { args: ['10000'], message: 'the proxy did not come back within 10000 ms; this connection waited for it and was answered by the supervisor' },
   CL_ERR_AMBIGUOUS_REQUEST: { args: ['a body on GET'], message: 'refused: a body on GET; two servers could read where this request ends differently' },
+  CL_ERR_UPSTREAM_BUSY: { args: ['api-blue', '1024'], message: 'api-blue has 1024 requests in flight already' },
   CL_ERR_APP_CONTROL: { args: ['POST /api/regression/:type'], message: 'POST /api/regression/:type is the operator\'s to change: not through the public port' },
   CL_ERR_TOO_MANY_FAILURES: { args: ['10.0.0.5', '42'], message: 'too many failed sign-ins or wrong tokens from 10.0.0.5; refused for 42 s' },
   CL_ERR_MAINTENANCE: { args: ['restoring backup 20261129-020000-pg'], message: 'restoring backup 20261129-020000-pg' },

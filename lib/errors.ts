@@ -146,6 +146,9 @@ export const CL_ERR_APP_CONTROL = defineError<[string]>(
 export const CL_ERR_AMBIGUOUS_REQUEST = defineError<[string]>(
   'CL_ERR_AMBIGUOUS_REQUEST', 400, 'refused: %s; two servers could read where this request ends differently',
   'send a body only with a method that has one (POST, PUT, PATCH…), and Transfer-Encoding only over HTTP/1.1');
+export const CL_ERR_UPSTREAM_BUSY = defineError<[string, number]>(
+  'CL_ERR_UPSTREAM_BUSY', 503, '%s has %s requests in flight already',
+  'retry after the seconds in the Retry-After header; if it lasts, the app is slower than its traffic: scale it (CHANGELENS_API_INSTANCES) or find what is slow');
 export const CL_ERR_PROXY_RESTARTING = defineError<[number]>(
   'CL_ERR_PROXY_RESTARTING', 503, 'the proxy did not come back within %s ms; this connection waited for it and was answered by the supervisor',
   'pm2 restarts the proxy by itself: retry after the seconds in the Retry-After header; if it persists, `changelens status` and the proxy\'s log lines say why it does not start');

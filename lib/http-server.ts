@@ -14,12 +14,18 @@ export interface HttpServerOptions {
    * fastify's routing, hooks and reply object cost more than the forwarding itself.
    */
   bypass?: (req: IncomingMessage, res: ServerResponse) => boolean;
+  /**
+   * A public server's bounds on slow clients: all headers within `headersMs`, the whole request
+   * (body included) within `requestMs`, checked every second (408 and closed past them).
+   * Without it, as node's defaults less the request timeout (apps behind the proxy).
+   */
+  clientTimeouts?: { headersMs: number; requestMs: number };
 }
 
 const DEFAULT_KEEP_ALIVE_MS = 72_000;
 
 export function createHttpServer(log: Logger, options: HttpServerOptions = {}) {
-  const { bypass, ...fastifyOptions } = options;
+  const { bypass, clientTimeouts, ...fastifyOptions } = options;
   const counter = { inFlight: 0 };
   let closing = false;
   const app = Fastify({
@@ -30,7 +36,8 @@ export function createHttpServer(log: Logger, options: HttpServerOptions = {}) {
     ...fastifyOptions,
     // Counting at the node:http level covers both fastify's requests and bypassed ones.
     serverFactory: (handler) => {
-      const server = createServer((req, res) => {
+      const bounds = clientTimeouts ? { headersTimeout: clientTimeouts.headersMs, requestTimeout: clientTimeouts.requestMs, connectionsCheckingInterval: 1_000 } : {};
+      const server = createServer(bounds, (req, res) => {
         counter.inFlight++;
         // 'close' fires once per response, finished or aborted.
         res.once('close', () => counter.inFlight--);
@@ -45,7 +52,7 @@ export function createHttpServer(log: Logger, options: HttpServerOptions = {}) {
       });
       // What fastify sets on a server it creates itself.
       server.keepAliveTimeout = options.keepAliveTimeout ?? DEFAULT_KEEP_ALIVE_MS;
-      server.requestTimeout = 0;
+      if (!clientTimeouts) server.requestTimeout = 0;
       return server;
     },
   });

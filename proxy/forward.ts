@@ -10,10 +10,11 @@
 // an idempotent request whose colour is down (crashed, restarting) held and re-sent to it for a few
 // seconds, and a copy offered to the mirror when the table has one (its answer never reaches the client).
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import { Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import type { AccessLog, Color } from '../lib/config.js';
 import { APP_CONTROL_HEADER } from '../lib/contracts/app-control.js';
-import { CL_ERR_AMBIGUOUS_REQUEST, CL_ERR_BAD_PIN, CL_ERR_MAINTENANCE, CL_ERR_UPSTREAM, CL_ERR_UPSTREAM_TIMEOUT, errorBody } from '../lib/errors.js';
+import { CL_ERR_AMBIGUOUS_REQUEST, CL_ERR_BAD_PIN, CL_ERR_MAINTENANCE, CL_ERR_UPSTREAM, CL_ERR_UPSTREAM_BUSY, CL_ERR_UPSTREAM_TIMEOUT, errorBody } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { endSpan, injectInto, SpanKind, startSpanFrom, traceFields, type Context, type Span } from '../lib/tracing.js';
 import type { RoutingTable } from '../lib/contracts/routing.js';
@@ -40,6 +41,8 @@ export interface ForwardOptions {
   holdMs?: number;
   /** Such a request was held and re-sent. */
   onHeld?: (color: Color) => void;
+  /** Requests in flight to one colour (sent, or queued for one of its connections) past which it answers 503. */
+  maxInFlight?: number;
 }
 
 export interface Forwarder {
@@ -66,6 +69,19 @@ const HOLD_FIRST_RETRY_MS = 50;
 const HOLD_MAX_RETRY_MS = 500;
 /** An app that sends no headers in 5 minutes is broken; the client gets a 504 instead of a hang. */
 const HEADERS_TIMEOUT_MS = 300_000;
+/**
+ * Connections per colour: room for slow requests (a few hundred of /api/work?ms=10000 at once)
+ * before the fast ones queue behind them; then a bounded queue, then 503 + Retry-After.
+ */
+const CONNECTIONS_PER_COLOR = 512;
+export const MAX_IN_FLIGHT_PER_COLOR = 1024;
+/**
+ * A request body up to this size is read whole before the app is asked, so a client that sends it
+ * slowly holds a proxy socket, never one of the colour's connections; a larger one is streamed.
+ * All bodies being read at once hold at most BUFFERED_TOTAL_MAX; past it, streamed too.
+ */
+const BUFFER_BODY_MAX = 1 << 20;
+const BUFFERED_TOTAL_MAX = 64 << 20;
 
 interface Exchange {
   req: IncomingMessage;
@@ -79,6 +95,10 @@ interface Exchange {
   holdable: boolean;
   /** Re-sends so far while held. */
   held: number;
+  /** The request's body as it is sent: read whole (small), streamed (large), or none. */
+  body: Buffer | Readable | null;
+  /** The colour whose in-flight count this request holds, if any. */
+  occupies: Color | null;
   setSticky: string | null;
   span: Span;
   ctx: Context;
@@ -92,8 +112,20 @@ export function createForwarder(options: ForwardOptions): Forwarder {
     // An idle pooled socket is dropped after 4 s, before any app closes it (the built-in API keeps
     // sockets 72 s, Node's default is 5 s): a socket reused just as the app closes it fails the
     // request (undici #583/#3141); an idempotent one to a candidate is covered by the retry.
-    pools[color] = new Pool(options.upstreams[color], { connections: 128, pipelining: 1, keepAliveTimeout: 4_000, headersTimeout: HEADERS_TIMEOUT_MS, bodyTimeout: HEADERS_TIMEOUT_MS });
+    pools[color] = new Pool(options.upstreams[color], { connections: CONNECTIONS_PER_COLOR, pipelining: 1, keepAliveTimeout: 4_000, headersTimeout: HEADERS_TIMEOUT_MS, bodyTimeout: HEADERS_TIMEOUT_MS });
   }
+  const maxInFlight = options.maxInFlight ?? MAX_IN_FLIGHT_PER_COLOR;
+  const inFlight: Record<Color, number> = { blue: 0, green: 0 };
+  let bufferedBytes = 0;
+  /** Moves the request's place in the in-flight counts to `color`; false when that colour is full. */
+  const occupy = (ex: Exchange, color: Color): boolean => {
+    if (ex.occupies === color) return true;
+    if (inFlight[color] >= maxInFlight) return false;
+    if (ex.occupies !== null) inFlight[ex.occupies]--;
+    inFlight[color]++;
+    ex.occupies = color;
+    return true;
+  };
   const measured = options.onMeasured ?? (() => {});
   const retriedOnStable = options.onRetriedOnStable ?? (() => {});
   const reportMetric = options.onMetric ?? (() => {});
@@ -106,10 +138,14 @@ export function createForwarder(options: ForwardOptions): Forwarder {
 
   function dispatch(ex: Exchange): void {
     const { req, res } = ex;
+    if (!occupy(ex, ex.color)) {
+      // Its connections all busy and its queue full: a quick 503 beats a wait behind them.
+      sendJson(res, 503, errorBody(new CL_ERR_UPSTREAM_BUSY(`api-${ex.color}`, maxInFlight)), { 'retry-after': '1' });
+      return;
+    }
     const headers = upstreamHeaders(req, ex.ctx);
-    const hasBody = requestHasBody(req);
-    if (hasBody) ex.retryColor = null;
-    pools[ex.color].dispatch({ method: req.method as Dispatcher.HttpMethod, path: req.url!, headers, body: hasBody ? req : null }, {
+    if (ex.body !== null) ex.retryColor = null;
+    pools[ex.color].dispatch({ method: req.method as Dispatcher.HttpMethod, path: req.url!, headers, body: ex.body }, {
       onRequestStart(controller) {
         ex.controller = controller;
         if (res.destroyed) controller.abort(new Error('client went away'));
@@ -214,8 +250,13 @@ export function createForwarder(options: ForwardOptions): Forwarder {
         holdable: decision.reason !== 'pin' && RETRYABLE_METHODS.has(req.method!) && !requestHasBody(req),
         held: 0,
         setSticky: decision.setSticky ?? null,
+        body: null,
+        occupies: null,
       };
+      let buffered = 0;
       res.once('close', () => {
+        if (ex.occupies !== null) inFlight[ex.occupies]--;
+        bufferedBytes -= buffered;
         // 499 (nginx's word): the client left before an answer; the app may still be working.
         const status = res.headersSent ? res.statusCode : 499;
         if (!res.writableFinished) ex.controller?.abort(new Error('client went away'));
@@ -226,7 +267,15 @@ export function createForwarder(options: ForwardOptions): Forwarder {
       // A copy for a warming or analysed candidate: of what the rollout routes to another colour, never a pin.
       const rule = table.mirror;
       if (rule && options.mirror && decision.reason !== 'pin' && decision.color !== rule.color) options.mirror.offer(rule, req, () => upstreamHeaders(req, ctx));
-      dispatch(ex);
+      if (!requestHasBody(req)) {
+        dispatch(ex);
+        return;
+      }
+      readBody(req, () => bufferedBytes < BUFFERED_TOTAL_MAX, (n) => { buffered += n; bufferedBytes += n; }, (body) => {
+        if (res.destroyed) return;
+        ex.body = body;
+        dispatch(ex);
+      });
     },
     async close() {
       await Promise.all(Object.values(pools).map((p) => p.close().catch(() => {})));
@@ -339,4 +388,34 @@ export function framingProblem(req: IncomingMessage): string | null {
   if (req.httpVersion === '1.0' && req.headers['transfer-encoding'] !== undefined) return 'Transfer-Encoding on HTTP/1.0';
   if ((req.method === 'GET' || req.method === 'HEAD') && requestHasBody(req)) return `a body on ${req.method}`;
   return null;
+}
+
+/**
+ * Reads a request body whole while it stays small (and `room()` says the proxy may hold more), so
+ * the app is asked only once it has all of it; past that, hands over what was read followed by
+ * the rest as it arrives.
+ */
+function readBody(req: IncomingMessage, room: () => boolean, hold: (bytes: number) => void, done: (body: Buffer | Readable) => void): void {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  const onData = (chunk: Buffer): void => {
+    chunks.push(chunk);
+    size += chunk.length;
+    if (size <= BUFFER_BODY_MAX && room()) {
+      hold(chunk.length);
+      return;
+    }
+    req.off('data', onData);
+    req.off('end', onEnd);
+    req.pause();
+    done(Readable.from(streamed(chunks, req), { objectMode: false }));
+  };
+  const onEnd = (): void => done(Buffer.concat(chunks, size));
+  req.on('data', onData);
+  req.once('end', onEnd);
+}
+
+async function* streamed(head: Buffer[], rest: IncomingMessage): AsyncIterable<Buffer> {
+  yield* head;
+  for await (const chunk of rest) yield chunk as Buffer;
 }

@@ -2,7 +2,7 @@
 // candidate cannot be reached (and which are not), what the judge is told, and that a 503 is never
 // retried (reply-from would retry it ten times by default).
 import { createServer, request, type Server } from 'node:http';
-import { connect, type AddressInfo } from 'node:net';
+import { connect, type AddressInfo, type Socket } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Color } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
@@ -38,9 +38,11 @@ async function until(what: string, done: () => boolean, ms = 10_000): Promise<vo
   }
 }
 
-async function proxyTo(candidatePort: number, o: { holdMs?: number; stablePort?: number } = {}) {
+async function proxyTo(candidatePort: number, o: { holdMs?: number; stablePort?: number; maxInFlight?: number; clientTimeouts?: { headersMs: number; requestMs: number } } = {}) {
   const app = await buildProxyServer({
     ...(o.holdMs !== undefined ? { holdMs: o.holdMs } : {}),
+    ...(o.maxInFlight !== undefined ? { maxInFlight: o.maxInFlight } : {}),
+    ...(o.clientTimeouts !== undefined ? { clientTimeouts: o.clientTimeouts } : {}),
     onHeld: (color) => held.push(color),
     log: createLogger('proxy-test', { level: 'silent' }),
     upstreams: { blue: `http://127.0.0.1:${o.stablePort ?? portOf(stable)}`, green: `http://127.0.0.1:${candidatePort}` },
@@ -446,5 +448,108 @@ describe('ambiguous framing (raw sockets): refused with the connection closed, o
     const { text } = await raw('GET /x HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
     expect(text).toMatch(/^HTTP\/1\.1 200 /);
     expect(received.map((r) => r.method)).toEqual(['GET']);
+  });
+});
+
+describe('slow clients and a busy colour are bounded', () => {
+  /** Requests the app received, and those it has not answered yet (held until released). */
+  const arrived: string[] = [];
+  let holding: (() => void)[] = [];
+  let app: Server;
+  beforeAll(async () => {
+    app = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c));
+      req.on('end', () => {
+        arrived.push(`${req.method} ${req.url} ${body}`);
+        const answer = (): void => { res.end('ok'); };
+        if (req.url === '/hang') holding.push(answer);
+        else answer();
+      });
+    });
+    await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
+    table = { stable: 'blue', candidate: null, candidateWeight: 0, rolloutId: null };
+  });
+  afterAll(() => {
+    app.closeAllConnections();
+    app.close();
+  });
+
+  it('300 clients sending their bodies slowly hold no connection to the app: others are served as fast as before', async () => {
+    const proxy = await proxyTo(deadPort, { stablePort: portOf(app) });
+    const port = portOf(proxy.app.server);
+    const timed = async (init?: RequestInit): Promise<number> => {
+      const t = performance.now();
+      const res = await fetch(`http://127.0.0.1:${port}/fast`, init);
+      expect(res.status).toBe(200);
+      await res.text();
+      return performance.now() - t;
+    };
+    const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    const slow: Socket[] = [];
+    try {
+      const before: number[] = [];
+      for (let i = 0; i < 30; i++) before.push(await timed());
+      arrived.length = 0;
+      for (let i = 0; i < 300; i++) {
+        const socket = connect(port, '127.0.0.1');
+        socket.on('error', () => {});
+        socket.write('POST /slow HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nx');
+        slow.push(socket);
+      }
+      await until('300 slow clients connected', () => (proxy.app.server as unknown as { _connections: number })._connections >= 300);
+      const during: number[] = [];
+      for (let i = 0; i < 30; i++) during.push(await timed(i % 3 === 0 ? { method: 'POST', body: 'a small body' } : undefined));
+      // None of the slow ones reached the app: their bodies are still being read by the proxy.
+      expect(arrived.filter((a) => a.startsWith('POST /slow'))).toEqual([]);
+      expect(arrived.filter((a) => a === 'POST /fast a small body')).toHaveLength(10);
+      expect(median(during), `median ${median(during).toFixed(1)} ms vs ${median(before).toFixed(1)} ms before`).toBeLessThan(Math.max(3 * median(before), median(before) + 25));
+    } finally {
+      for (const socket of slow) socket.destroy();
+      await proxy.app.close();
+    }
+  });
+
+  it('a colour with its in-flight limit reached answers 503 + Retry-After at once, and serves again once they finish', async () => {
+    const proxy = await proxyTo(deadPort, { stablePort: portOf(app), maxInFlight: 3 });
+    try {
+      const hanging = [1, 2, 3].map(() => fetch(`${proxy.url}/hang`));
+      await until('three requests held by the app', () => holding.length === 3);
+      const busy = await fetch(`${proxy.url}/fast`);
+      expect(busy.status).toBe(503);
+      expect(busy.headers.get('retry-after')).toBe('1');
+      expect(await busy.json()).toMatchObject({ code: 'CL_ERR_UPSTREAM_BUSY', message: 'api-blue has 3 requests in flight already' });
+      for (const answer of holding.splice(0)) answer();
+      expect((await Promise.all(hanging)).map((r) => r.status)).toEqual([200, 200, 200]);
+      expect((await fetch(`${proxy.url}/fast`)).status).toBe(200);
+    } finally {
+      holding = [];
+      await proxy.app.close();
+    }
+  });
+
+  it('headers not finished in time, or a body not finished in time: 408 and closed, nothing reaches the app', async () => {
+    const proxy = await proxyTo(deadPort, { stablePort: portOf(app), clientTimeouts: { headersMs: 300, requestMs: 1_000 } });
+    const port = portOf(proxy.app.server);
+    const stall = (bytes: string): Promise<string> => new Promise((resolve) => {
+      const socket = connect(port, '127.0.0.1');
+      let text = '';
+      socket.on('data', (c: Buffer) => (text += c.toString('latin1')));
+      socket.on('error', () => {});
+      socket.on('close', () => resolve(text));
+      socket.write(bytes);
+    });
+    try {
+      arrived.length = 0;
+      const [headers, body] = await Promise.all([
+        stall('GET /x HTTP/1.1\r\nHost: a\r\n'),
+        stall('POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc'),
+      ]);
+      expect(headers).toMatch(/^HTTP\/1\.1 408 /);
+      expect(body).toMatch(/^HTTP\/1\.1 408 /);
+      expect(arrived).toEqual([]);
+    } finally {
+      await proxy.app.close();
+    }
   });
 });

@@ -12,7 +12,15 @@ export interface ProxyOptions extends ForwardOptions {
   healthDetails?: () => Promise<{ status: 'ok' | 'degraded'; [key: string]: unknown }>;
   /** Whether a request may see those details (it carries the admin token); without it, no one may. */
   mayReadDetails?: (req: IncomingMessage) => boolean;
+  /** Slow clients' bounds (408 and closed past them); default 10 s for the headers, 5 min for a whole request. */
+  clientTimeouts?: { headersMs: number; requestMs: number };
 }
+
+/**
+ * Headers come in one packet from any real client: 10 s is generous. A whole request, body
+ * included, may be a large upload (an artifact) on a slow link: 5 minutes.
+ */
+const CLIENT_TIMEOUTS = { headersMs: 10_000, requestMs: 300_000 };
 
 const UPSTREAM_READY_TIMEOUT_MS = 1_000;
 
@@ -29,6 +37,7 @@ export async function buildProxyServer(options: ProxyOptions) {
   const app = createHttpServer(options.log, {
     // Close idle keep-alive sockets at shutdown so draining waits only for requests in flight.
     forceCloseConnections: 'idle',
+    clientTimeouts: options.clientTimeouts ?? CLIENT_TIMEOUTS,
     bypass: (req, res) => {
       if (isOwnPath(req)) return false;
       forwarder.handle(req, res);
