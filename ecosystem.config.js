@@ -54,7 +54,7 @@ export function processGraph(ctx) {
       max_restarts: 16,
       exp_backoff_restart_delay: 100,
       // A release's own settings (its regressions from birth) reach its colour only.
-      env: { ...childEnv, ...colorEnv[color], ...apiEnv, CHANGELENS_COLOR: color },
+      env: { ...childEnv, ...colorEnv[color], ...apiEnv[color], CHANGELENS_COLOR: color },
     },
   });
 

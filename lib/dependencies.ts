@@ -1,7 +1,7 @@
 // Postgres and Redis as a request needs them: a lost connection is an outage of the named service
 // (503 + Retry-After, at once), not an internal error, and never a hang. What a reply error or a
 // bad query says is the caller's business and passes through unchanged.
-import { ChangeLensError, CL_ERR_DEPENDENCY_UNAVAILABLE } from './errors.js';
+import { ChangeLensError, CL_ERR_DEPENDENCY_UNAVAILABLE, errorCodeOf } from './errors.js';
 
 export type Dependency = 'postgres' | 'redis';
 
@@ -43,7 +43,8 @@ export async function needs<T>(service: Dependency, call: () => Promise<T>): Pro
     return await Promise.race([call(), timedOut]);
   } catch (err) {
     if (err instanceof ChangeLensError) throw err;
-    if (isOutage(service, err)) throw new CL_ERR_DEPENDENCY_UNAVAILABLE(service, (err as Error).message || (err as Error).name, { cause: err });
+    // The answer names what failed, not where: the cause (for the log) keeps the address.
+    if (isOutage(service, err)) throw new CL_ERR_DEPENDENCY_UNAVAILABLE(service, errorCodeOf(err), { cause: err });
     throw err;
   } finally {
     clearTimeout(timer);

@@ -46,14 +46,14 @@ const SAMPLES: Record<string, { args: string[]; message: string }> = {
   CL_ERR_AMBIGUOUS_REQUEST: { args: ['a body on GET'], message: 'refused: a body on GET; two servers could read where this request ends differently' },
   CL_ERR_UPSTREAM_BUSY: { args: ['api-blue', '1024'], message: 'api-blue has 1024 requests in flight already' },
   CL_ERR_APP_CONTROL: { args: ['POST /api/regression/:type'], message: 'POST /api/regression/:type is the operator\'s to change: not through the public port' },
-  CL_ERR_TOO_MANY_FAILURES: { args: ['10.0.0.5', '42'], message: 'too many failed sign-ins or wrong tokens from 10.0.0.5; refused for 42 s' },
+  CL_ERR_TOO_MANY_FAILURES: { args: ['10.0.0.5', '42'], message: 'too many failed sign-ins or wrong tokens from 10.0.0.5: its wrong ones are answered this for 42 s' },
   CL_ERR_MAINTENANCE: { args: ['restoring backup 20261129-020000-pg'], message: 'restoring backup 20261129-020000-pg' },
   CL_ERR_BACKUP_FAILED: { args: ['pg_dump failed: connection refused'], message: 'backup failed: pg_dump failed: connection refused' },
   CL_ERR_BACKUP_INVALID: { args: ['20261129T020000Z-postgres', 'postgres.dump: sha256 does not match'], message: 'backup 20261129T020000Z-postgres cannot be used: postgres.dump: sha256 does not match' },
   CL_ERR_PROCESS_CONTROL: { args: ['api-blue is the active colour'], message: 'api-blue is the active colour' },
 };
 
-const EXPECTED_EXIT: Record<string, number> = { CL_ERR_CONFIG_INVALID: 2, CL_ERR_CLI_USAGE: 2, CL_ERR_NOT_RUNNING: 3, CL_ERR_UNREACHABLE: 3, CL_ERR_UNAUTHORIZED: 5, CL_ERR_APP_CONTROL: 5 };
+const EXPECTED_EXIT: Record<string, number> = { CL_ERR_CONFIG_INVALID: 2, CL_ERR_CLI_USAGE: 2, CL_ERR_NOT_RUNNING: 3, CL_ERR_UNREACHABLE: 3, CL_ERR_UNAUTHORIZED: 5, CL_ERR_APP_CONTROL: 5, CL_ERR_TOO_MANY_FAILURES: 5 };
 
 function sampleFor(code: string): { args: string[]; message: string } {
   const sample = SAMPLES[code];

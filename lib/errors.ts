@@ -87,10 +87,10 @@ export const CL_ERR_TASK_NOT_FOUND = defineError<[string]>(
   'use the id that POST /api/process returned');
 export const CL_ERR_DOWNSTREAM_TIMEOUT = defineError<[number]>(
   'CL_ERR_DOWNSTREAM_TIMEOUT', 504, 'downstream call timed out after %d ms',
-  'a dependency regression is on for this colour: DELETE /api/regression/dependency');
+  'a dependency regression is on for this colour: the operator clears it (changelens regression clear <colour> dependency)');
 export const CL_ERR_INJECTED_FAILURE = defineError<[string]>(
   'CL_ERR_INJECTED_FAILURE', 503, 'injected failure (errors regression on %s)',
-  'an errors regression is on for this colour: DELETE /api/regression/errors');
+  'an errors regression is on for this colour: the operator clears it (changelens regression clear <colour> errors)');
 
 // Rollouts
 export const CL_ERR_ROLLOUT_BAD_TRANSITION = defineError<[string, string, string]>(
@@ -124,8 +124,8 @@ export const CL_ERR_UNAUTHORIZED = defineError<[]>(
   'CL_ERR_UNAUTHORIZED', 401, 'missing or wrong bearer token',
   'send Authorization: Bearer <token>; the token is CHANGELENS_ADMIN_TOKEN, or adminToken in <data>/state/secrets.json');
 export const CL_ERR_TOO_MANY_FAILURES = defineError<[string, number]>(
-  'CL_ERR_TOO_MANY_FAILURES', 429, 'too many failed sign-ins or wrong tokens from %s; refused for %s s',
-  'wait for the seconds in the Retry-After header, then send the right token; the failures are in the audit log (auth.failed)');
+  'CL_ERR_TOO_MANY_FAILURES', 429, 'too many failed sign-ins or wrong tokens from %s: its wrong ones are answered this for %s s',
+  'send the right token (it is never refused); the failures are in the audit log (auth.failed, auth.blocked)');
 
 // The proxy's own answers for proxied requests
 export const CL_ERR_UPSTREAM = defineError<[string, string]>(
@@ -186,7 +186,7 @@ export function exitCodeFor(err: unknown): number {
   if (!(err instanceof ChangeLensError)) return EXIT.failure;
   if (err.code === 'CL_ERR_CONFIG_INVALID' || err.code === 'CL_ERR_CLI_USAGE') return EXIT.usage;
   if (err.code === 'CL_ERR_NOT_RUNNING' || err.code === 'CL_ERR_UNREACHABLE') return EXIT.notRunning;
-  if (err.statusCode === 401 || err.statusCode === 403) return EXIT.unauthorized;
+  if (err.statusCode === 401 || err.statusCode === 403 || err.statusCode === 429) return EXIT.unauthorized;
   return EXIT.failure;
 }
 
@@ -197,4 +197,22 @@ export function errorBody(err: ChangeLensError) {
 
 export function reasonOf(status: number): string {
   return ({ 400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 409: 'Conflict', 429: 'Too Many Requests', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' } as Record<number, string>)[status] ?? (status >= 500 ? 'Internal Server Error' : 'Bad Request');
+}
+
+/**
+ * What went wrong, without the addresses an error's message names (connect ECONNREFUSED
+ * 127.0.0.1:5433, a managed database's host): its code (ECONNREFUSED, UND_ERR_SOCKET, 57P03…),
+ * through a fetch's cause, or its class's name (TimeoutError, ClientClosedError). For answers to
+ * clients; the log keeps the whole message.
+ */
+export function errorCodeOf(err: unknown): string {
+  let e = err as { code?: unknown; cause?: unknown } | null | undefined;
+  for (let depth = 0; e && typeof e === 'object' && depth < 3; depth++, e = e.cause as typeof e) {
+    if (typeof e.code === 'string' && /^[A-Z0-9_]{2,40}$/.test(e.code)) return e.code;
+  }
+  const top = err as { name?: unknown; constructor?: { name?: unknown } } | null | undefined;
+  for (const name of [top?.constructor?.name, top?.name]) {
+    if (typeof name === 'string' && name !== 'Error' && name !== 'Object' && /^[A-Za-z]{2,40}$/.test(name)) return name;
+  }
+  return 'the connection failed';
 }

@@ -19,7 +19,7 @@ export function createLogger(service: string, options: LoggerOptions = {}): Logg
     base: { service, ...(options.color ? { color: options.color } : {}), pid: process.pid },
     timestamp: pino.stdTimeFunctions.isoTime,
     // Secrets never reach logs, whatever object a caller hands over.
-    redact: { paths: ['*.password', '*.adminToken', '*.pgPassword', '*.redisPassword', '*.backupKey', '*.databaseUrl', '*.redisUrl', 'req.headers.authorization'], censor: '[redacted]' },
+    redact: { paths: ['*.password', '*.adminToken', '*.pgPassword', '*.redisPassword', '*.backupKey', '*.databaseUrl', '*.redisUrl', '*.appControlToken', 'req.headers.authorization', 'req.headers["x-changelens-control"]'], censor: '[redacted]' },
     formatters: { level: (label) => ({ level: label }) },
   }, options.destination ?? defaultDestination());
 }

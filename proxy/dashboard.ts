@@ -29,7 +29,7 @@ export function dashboardPage(): string {
 
 function page(title: string, body: string, script: string): string {
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${escapeHtml(title)}</title><link rel="stylesheet" href="/_changelens/assets/uPlot.min.css"><style>${CSS}</style></head>
+<title>${escapeHtml(title)}</title>${script ? '<link rel="stylesheet" href="/_changelens/assets/uPlot.min.css">' : ''}<style>${CSS}</style></head>
 <body>${body}${script ? `<script src="/_changelens/assets/uPlot.iife.min.js"></script><script>${script}</script>` : ''}</body></html>`;
 }
 
@@ -97,7 +97,7 @@ async function status() {
 }
 
 async function lists() {
-  const [deps, audit, backups, health] = await Promise.all([api('/api/deployments?limit=8'), api('/api/audit?since=1h&limit=30'), api('/api/backups').catch(() => null), fetch('/healthz?all=1').then((r) => r.json()).catch(() => null)]);
+  const [deps, audit, backups, health] = await Promise.all([api('/api/deployments?limit=8'), api('/api/audit?since=1h&limit=30'), api('/api/backups').catch(() => null), api('/api/health').catch(() => null)]);
   $('deployments').innerHTML = '<tr><th>version</th><th>strategy</th><th>phase</th><th>started</th></tr>' + deps.deployments.map((d) => '<tr><td>' + esc(d.version) + '</td><td>' + esc(d.strategy) + '</td><td class="' + (d.status.phase === 'rolled_back' ? 'bad' : '') + '">' + esc(d.status.phase) + '</td><td>' + esc(new Date(d.startedAt).toLocaleTimeString()) + '</td></tr>').join('');
   $('audit').innerHTML = '<tr><th>at</th><th>event</th><th>actor</th><th></th></tr>' + audit.events.map((e) => '<tr><td>' + esc(new Date(e.at).toLocaleTimeString()) + '</td><td>' + esc(e.eventType) + '</td><td>' + esc(e.actor) + '</td><td class="' + (e.success ? '' : 'bad') + '">' + esc(e.error || e.version || '') + '</td></tr>').join('');
   const b = backups && backups.summary;

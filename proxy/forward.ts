@@ -14,7 +14,7 @@ import { Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import type { AccessLog, Color } from '../lib/config.js';
 import { APP_CONTROL_HEADER } from '../lib/contracts/app-control.js';
-import { CL_ERR_AMBIGUOUS_REQUEST, CL_ERR_BAD_PIN, CL_ERR_MAINTENANCE, CL_ERR_UPSTREAM, CL_ERR_UPSTREAM_BUSY, CL_ERR_UPSTREAM_TIMEOUT, errorBody } from '../lib/errors.js';
+import { CL_ERR_AMBIGUOUS_REQUEST, CL_ERR_BAD_PIN, CL_ERR_MAINTENANCE, CL_ERR_UPSTREAM, CL_ERR_UPSTREAM_BUSY, CL_ERR_UPSTREAM_TIMEOUT, errorBody, errorCodeOf } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { endSpan, injectInto, SpanKind, startSpanFrom, traceFields, type Context, type Span } from '../lib/tracing.js';
 import type { RoutingTable } from '../lib/contracts/routing.js';
@@ -213,7 +213,7 @@ export function createForwarder(options: ForwardOptions): Forwarder {
     }
     const timedOut = hasCode(error, TIMEOUTS);
     // The client is told what failed, never where: the log line has the full message.
-    const err = timedOut ? new CL_ERR_UPSTREAM_TIMEOUT(`api-${ex.color}`, connectionErrorCode(error)) : new CL_ERR_UPSTREAM(`api-${ex.color}`, connectionErrorCode(error));
+    const err = timedOut ? new CL_ERR_UPSTREAM_TIMEOUT(`api-${ex.color}`, errorCodeOf(error)) : new CL_ERR_UPSTREAM(`api-${ex.color}`, errorCodeOf(error));
     options.log.warn({ ...traceFields(ex.span), err: error.message, errCode: (error as { code?: string }).code, color: ex.color, url: ex.req.url }, 'upstream request failed');
     sendJson(res, err.statusCode, errorBody(err), { [COLOR_PIN_HEADER]: ex.color });
   }
@@ -368,16 +368,6 @@ function accessLogWriter(log: Logger, mode: AccessLog): AccessLogWriter {
       if (status >= 500 || performance.now() - ex.start > SLOW_REQUEST_MS) write(ex, status);
     };
   }
-}
-
-/** What went wrong with a connection, without the addresses its message names: ECONNREFUSED, UND_ERR_SOCKET… */
-export function connectionErrorCode(err: unknown): string {
-  let e = err as { code?: unknown; cause?: unknown; name?: unknown } | null;
-  // fetch wraps the socket's error in a TypeError's cause.
-  for (let depth = 0; e && depth < 3; depth++, e = e.cause as typeof e) {
-    if (typeof e.code === 'string' && /^[A-Z0-9_]{2,40}$/.test(e.code)) return e.code;
-  }
-  return 'the connection failed';
 }
 
 /**

@@ -14,7 +14,8 @@ import { onStopSignal } from '../lib/shutdown.js';
 import { initTracing, shutdownTracing } from '../lib/tracing.js';
 import { createProxyMetrics, SlicedWindow } from '../monitoring/index.js';
 import { analysisLoadThrough, PgRolloutStore, RolloutController, systemClock } from '../rollout/index.js';
-import { bearerMatches, registerAdminApi, type LiveSecond } from './admin/index.js';
+import { AuthFailures, bearerMatches, registerAdminApi, type LiveSecond } from './admin/index.js';
+import { CL_ERR_UNAUTHORIZED } from '../lib/errors.js';
 import { createMirror } from './mirror.js';
 import { buildProxyServer } from './server.js';
 import { backupLink, healthDetails, monitorSummary, supervisorLink } from './supervisor-link.js';
@@ -32,6 +33,8 @@ const activeColor = snapshot?.activeColor ?? 'blue';
 const upstreams = { blue: `http://127.0.0.1:${config.apiBluePort}`, green: `http://127.0.0.1:${config.apiGreenPort}` };
 const pool = createPgPool(config.databaseUrl, { max: 4, applicationName: 'changelens-proxy' });
 const store = new PgRolloutStore(pool);
+// Wrong tokens, wherever one is checked (the admin API, /healthz?all=1), counted together.
+const authFailures = new AuthFailures(store);
 const window = new SlicedWindow();
 const metrics = createProxyMetrics();
 // Copies to a warming (or analysed) candidate; its answers go to counters and, for an analysis, the judge.
@@ -73,7 +76,10 @@ const app = await buildProxyServer({
   onHeld: (color) => metrics.countHeld(color),
   mirror,
   healthDetails: () => healthDetails(paths.controlSocket, paths.root),
-  mayReadDetails: (req) => bearerMatches(req.headers.authorization, adminToken),
+  detailsRefusal: (req) => {
+    if (bearerMatches(req.headers.authorization, adminToken)) return null;
+    return authFailures.failed(req, '/healthz', log) ?? new CL_ERR_UNAUTHORIZED();
+  },
 });
 let initialized = false;
 await registerAdminApi(app, {
@@ -82,6 +88,8 @@ await registerAdminApi(app, {
   live: (seconds) => liveSeconds(window, seconds),
   holdTraffic: (h) => { hold = h; },
   upstreams,
+  authFailures,
+  healthDetails: () => healthDetails(paths.controlSocket, paths.root),
   metrics: async () => {
     // The supervisor's monitor joins the exposition at scrape time (it runs in another process).
     const [monitor, backups] = await Promise.all([monitorSummary(paths.controlSocket, paths.root), backupsLink.summary()]);

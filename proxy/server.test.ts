@@ -436,10 +436,12 @@ describe('ambiguous framing (raw sockets): refused with the connection closed, o
 
   it('header names with an underscore never reach the app (some servers read them as Transfer-Encoding or Content-Length); the body arrives whole', async () => {
     received.length = 0;
-    const { text } = await raw('POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer_Encoding: chunked\r\nContent_Length: 0\r\nX_Custom: 1\r\nX-Kept: 2\r\nConnection: close\r\n\r\nabc');
+    const { text } = await raw('POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer_Encoding: chunked\r\nContent_Length: 0\r\nX_Custom: 1\r\nX-Kept: 2\r\nX-ChangeLens-Control: a-credential\r\nConnection: close\r\n\r\nabc');
     expect(text).toMatch(/^HTTP\/1\.1 200 /);
     expect(received).toHaveLength(1);
     expect(Object.keys(received[0]!.headers).filter((h) => h.includes('_'))).toEqual([]);
+    // Nor the app's control credential: only the admin API adds it.
+    expect(received[0]!.headers['x-changelens-control']).toBeUndefined();
     expect(received[0]).toMatchObject({ method: 'POST', url: '/x', body: 'abc', headers: { 'x-kept': '2', 'content-length': '3' } });
   });
 

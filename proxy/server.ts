@@ -3,15 +3,15 @@
 // colour the router picks.
 import type { IncomingMessage } from 'node:http';
 import { createHttpServer } from '../lib/http-server.js';
-import { CL_ERR_UNAUTHORIZED } from '../lib/errors.js';
-import { connectionErrorCode, createForwarder, type ForwardOptions } from './forward.js';
+import { CL_ERR_UNAUTHORIZED, errorCodeOf, type ChangeLensError } from '../lib/errors.js';
+import { createForwarder, type ForwardOptions } from './forward.js';
 
 /** The forwarder's options (routing, recording, retry, hold) and the appliance's own health details. */
 export interface ProxyOptions extends ForwardOptions {
   /** `/healthz?all=1`: every service's state, `degraded` when one is not well. */
   healthDetails?: () => Promise<{ status: 'ok' | 'degraded'; [key: string]: unknown }>;
-  /** Whether a request may see those details (it carries the admin token); without it, no one may. */
-  mayReadDetails?: (req: IncomingMessage) => boolean;
+  /** Whether a request may see those details: null when it carries the admin token, else the refusal (401, or 429 past the limit of failures). */
+  detailsRefusal?: (req: IncomingMessage) => ChangeLensError | null;
   /** Slow clients' bounds (408 and closed past them); default 10 s for the headers, 5 min for a whole request. */
   clientTimeouts?: { headersMs: number; requestMs: number };
 }
@@ -50,7 +50,8 @@ export async function buildProxyServer(options: ProxyOptions) {
   // The details name processes, pids and restarts: the operator's, so they need the admin token.
   app.get<{ Querystring: { all?: string } }>('/healthz', async (req) => {
     if (req.query.all !== '1' || !options.healthDetails) return { status: 'ok' };
-    if (!options.mayReadDetails?.(req.raw)) throw new CL_ERR_UNAUTHORIZED();
+    const refused = options.detailsRefusal ? options.detailsRefusal(req.raw) : new CL_ERR_UNAUTHORIZED();
+    if (refused) throw refused;
     return options.healthDetails();
   });
   app.get('/readyz', async (_req, reply) => {
@@ -62,7 +63,7 @@ export async function buildProxyServer(options: ProxyOptions) {
       return reply.code(503).send({ status: 'not ready', upstream: `api-${color}`, reason: `upstream /readyz answered ${res.status}` });
     } catch (err) {
       // The error's code only: its message names internal addresses (connect ECONNREFUSED 127.0.0.1:3001).
-      return reply.code(503).send({ status: 'not ready', upstream: `api-${color}`, reason: connectionErrorCode(err) });
+      return reply.code(503).send({ status: 'not ready', upstream: `api-${color}`, reason: errorCodeOf(err) });
     }
   });
 

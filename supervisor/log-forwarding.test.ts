@@ -28,4 +28,13 @@ describe('forwardLine', () => {
     expect(forwarded('api-blue', '{not json}')).toMatchObject({ service: 'api-blue', process: 'api-blue', msg: '{not json}' });
     expect(forwarded('postgres', 'FATAL: the database system is shutting down')).toMatchObject({ level: 'error', service: 'postgres', process: 'postgres' });
   });
+
+  it('never throws on a line it cannot write back (deep nesting), nor parses a huge one: wrapped as text, cut', () => {
+    const deep = '{"a":'.repeat(5_000) + '1' + '}'.repeat(5_000);
+    expect(forwarded('api-blue', deep)).toMatchObject({ service: 'api-blue', process: 'api-blue' });
+    const huge = `{"msg":"${'x'.repeat(200_000)}"}`;
+    const wrapped = forwarded('api-blue', huge) as { msg: string };
+    expect(wrapped.msg.length).toBeLessThan(70_000);
+    expect(wrapped.msg).toContain(`(${huge.length} characters)`);
+  });
 });

@@ -20,27 +20,38 @@ export function forwardLine(out: pino.DestinationStream, { name, stream, line }:
       out.write(line + '\n');
       return;
     }
-    const record = parseObject(line);
-    if (record) {
-      if (typeof record.service === 'string' && APPLIANCE_SERVICES.has(record.service)) {
-        record.claimedService = record.service;
-        record.service = 'release';
-      }
-      // Last, so it wins over a field of the same name in the line.
-      record.process = name;
-      out.write(JSON.stringify(record) + '\n');
+    const relabelled = line.length <= MAX_PARSED_LINE ? relabel(line, name) : null;
+    if (relabelled !== null) {
+      out.write(relabelled + '\n');
       return;
     }
   }
   // Postgres marks severity with ERROR/FATAL/PANIC/WARNING; Redis marks warnings with " # ".
   const level = /\b(FATAL|PANIC|ERROR)\b/.test(line) ? 'error' : /\bWARNING\b| # /.test(line) ? 'warn' : 'info';
-  out.write(JSON.stringify({ level, time: new Date().toISOString(), service: name, process: name, stream, msg: line }) + '\n');
+  out.write(JSON.stringify({ level, time: new Date().toISOString(), service: name, process: name, stream, msg: line.length > MAX_WRAPPED_LINE ? `${line.slice(0, MAX_WRAPPED_LINE)}… (${line.length} characters)` : line }) + '\n');
 }
 
-function parseObject(line: string): Record<string, unknown> | null {
+/** A line is cut past this when wrapped: one runaway print cannot fill the log. */
+const MAX_WRAPPED_LINE = 64 * 1024;
+/** A release's line longer than this is wrapped as text, not parsed: the supervisor's loop stays short. */
+const MAX_PARSED_LINE = 16 * 1024;
+
+/**
+ * The line as a JSON object labelled with its process; null when it is not one, or cannot be
+ * written back (nesting deep enough to overflow the stack): then it is wrapped as text.
+ */
+function relabel(line: string, name: string): string | null {
   try {
     const value: unknown = JSON.parse(line);
-    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : null;
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) return null;
+    const record = value as Record<string, unknown>;
+    if (typeof record.service === 'string' && APPLIANCE_SERVICES.has(record.service)) {
+      record.claimedService = record.service;
+      record.service = 'release';
+    }
+    // Last, so it wins over a field of the same name in the line.
+    record.process = name;
+    return JSON.stringify(record);
   } catch {
     return null;
   }

@@ -97,7 +97,7 @@ describe('the process graph of ecosystem.config.js', () => {
       activeColor,
       bin: { postgres: '/usr/lib/postgresql/16/bin/postgres', redisServer: '/usr/bin/redis-server' },
       serviceUser: undefined,
-      childEnv: {}, colorEnv: { blue: { CHANGELENS_REGRESSION: 'errors:1' }, green: {} }, proxyEnv: { CHANGELENS_ADMIN_TOKEN: 'admin-token-0123456789' }, apiEnv: { CHANGELENS_APP_CONTROL_TOKEN: 'control-0123456789' },
+      childEnv: {}, colorEnv: { blue: { CHANGELENS_REGRESSION: 'errors:1' }, green: {} }, proxyEnv: { CHANGELENS_ADMIN_TOKEN: 'admin-token-0123456789' }, apiEnv: { blue: { CHANGELENS_APP_CONTROL_TOKEN: 'control-blue-0123456789' }, green: { CHANGELENS_APP_CONTROL_TOKEN: 'control-green-0123456789' } },
       distDir: '/d',
       embedded,
     });
@@ -142,15 +142,15 @@ describe('the process graph of ecosystem.config.js', () => {
     const envOf = (name: string) => graph.find((n) => n.name === name)!.app!.env!;
     expect(envOf('proxy').CHANGELENS_ADMIN_TOKEN).toBe('admin-token-0123456789');
     expect(envOf('proxy').CHANGELENS_CONNECTION_HANDOFF).toBe('1');
-    for (const name of ['api-blue', 'api-green']) {
-      expect(envOf(name)).toMatchObject({ CHANGELENS_APP_CONTROL_TOKEN: 'control-0123456789' });
-      expect(envOf(name).CHANGELENS_ADMIN_TOKEN).toBeUndefined();
+    for (const color of ['blue', 'green']) {
+      expect(envOf(`api-${color}`)).toMatchObject({ CHANGELENS_APP_CONTROL_TOKEN: `control-${color}-0123456789` });
+      expect(envOf(`api-${color}`).CHANGELENS_ADMIN_TOKEN).toBeUndefined();
     }
     expect(envOf('worker').CHANGELENS_APP_CONTROL_TOKEN).toBeUndefined();
     const api = graph.find((n) => n.name === 'api-blue')!;
     const other = nodeForRelease(api, { APP_SETTING: 'x' }, { script: '/data/releases/v2/server.js', readyPath: '/health' });
     expect(other.app!.env).toMatchObject({ APP_SETTING: 'x', CHANGELENS_REGRESSION: 'errors:1' });
     expect(other.app!.env!.CHANGELENS_APP_CONTROL_TOKEN).toBeUndefined();
-    expect(nodeForRelease(api, {}).app!.env!.CHANGELENS_APP_CONTROL_TOKEN).toBe('control-0123456789');
+    expect(nodeForRelease(api, {}).app!.env!.CHANGELENS_APP_CONTROL_TOKEN).toBe('control-blue-0123456789');
   });
 });

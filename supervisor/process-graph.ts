@@ -36,8 +36,8 @@ export interface GraphContext {
   childEnv: Record<string, string>;
   /** What only the proxy gets (the admin token). */
   proxyEnv: Record<string, string>;
-  /** What only the built-in API gets (its control routes' credential); another app never does. */
-  apiEnv: Record<string, string>;
+  /** What only the built-in API gets, per colour (its control routes' credential); another app never does. */
+  apiEnv: Record<Color, Record<string, string>>;
   /** Settings of the release each API colour runs (e.g. CHANGELENS_REGRESSION), on top of childEnv. */
   colorEnv: Record<Color, Record<string, string>>;
   /** The directory of the built JavaScript (dist/). */

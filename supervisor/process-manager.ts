@@ -84,6 +84,8 @@ interface Pm2Api {
 }
 
 const TAIL_LINES = 30;
+/** An unfinished line longer than this is passed on as it is. */
+const MAX_PARTIAL = 1024 * 1024;
 
 export class ProcessManager {
   private readonly tails = new Map<string, string[]>();
@@ -171,7 +173,10 @@ export class ProcessManager {
     const key = `${name}\0${stream}`;
     const text = (this.partial.get(key) ?? '') + data;
     const lines = text.split('\n');
-    this.partial.set(key, lines.pop() ?? '');
+    // A process that prints without ever ending a line cannot grow this without bound.
+    const rest = lines.pop() ?? '';
+    if (rest.length > MAX_PARTIAL) lines.push(rest);
+    this.partial.set(key, rest.length > MAX_PARTIAL ? '' : rest);
     let tail = this.tails.get(name);
     if (tail === undefined) this.tails.set(name, (tail = []));
     for (const raw of lines) {
@@ -179,7 +184,12 @@ export class ProcessManager {
       if (line === '') continue;
       tail.push(line);
       if (tail.length > TAIL_LINES) tail.shift();
-      for (const listener of this.listeners) listener({ name, stream, line });
+      // A listener's failure must not escape into pm2's bus (it would take the supervisor down).
+      for (const listener of this.listeners) {
+        try {
+          listener({ name, stream, line });
+        } catch { /* the line is lost, nothing else */ }
+      }
     }
   }
 }

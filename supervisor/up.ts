@@ -92,7 +92,10 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   colorEnv[activeColor][envNameOf('releaseId')] = newReleaseId();
   if (config.regression !== undefined) colorEnv[activeColor][envNameOf('regression')] = config.regression;
   const proxyEnv = { [envNameOf('adminToken')]: secrets.adminToken };
-  const apiEnv = { [envNameOf('appControlToken')]: appControlToken(secrets.adminToken) };
+  const apiEnv: GraphContext['apiEnv'] = {
+    blue: { [envNameOf('appControlToken')]: appControlToken(secrets.adminToken, 'blue') },
+    green: { [envNameOf('appControlToken')]: appControlToken(secrets.adminToken, 'green') },
+  };
   const graph = processGraph({ config, paths, activeColor, bin, serviceUser: serviceUser?.name, childEnv, colorEnv, proxyEnv, apiEnv, distDir, embedded })
     .map((node) => (node.name === `api-${activeColor}` && activeRelease.artifact ? nodeForRelease(node, {}, activeRelease.artifact) : node));
   const nodes = bootNodes(graph);

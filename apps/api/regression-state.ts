@@ -1,5 +1,5 @@
 // The regressions switched on in one colour. A release's env gives the ones it carries from birth;
-// run-time changes (POST/DELETE /api/regression) are kept in Redis per colour and per start of
+// run-time changes (POST/DELETE /api/regression, with the operator's control credential) are kept in Redis per colour and per start of
 // that colour (its release id) and announced on a channel, so every instance of the colour (pm2
 // cluster mode) applies the same set, an instance restarted by pm2 comes back with it, and the
 // next release on the colour starts clean. The other colour's state is never touched.

@@ -2,13 +2,15 @@
 // honours those routes only with this header carrying the control token, which the proxy's admin
 // API adds for a caller holding the admin token, and which no client can send through the proxy
 // (the forwarder drops the header). The token is derived from the admin token, so the API never
-// holds the admin token itself, and a rotation of the admin token rotates it too.
+// holds the admin token itself, and a rotation of the admin token rotates it too; and per colour,
+// so what runs on one colour (an uploaded release learns its own) cannot control the other.
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import type { Color } from '../config.js';
 
 export const APP_CONTROL_HEADER = 'x-changelens-control';
 
-export function appControlToken(adminToken: string): string {
-  return createHmac('sha256', adminToken).update('changelens app control v1').digest('base64url');
+export function appControlToken(adminToken: string, color: Color): string {
+  return createHmac('sha256', adminToken).update(`changelens app control v1 ${color}`).digest('base64url');
 }
 
 /** Constant-time: whether a request's header carries the token. */

@@ -1,4 +1,5 @@
-// Regressions a colour can carry: set at run time through POST /api/regression/:type, or from
+// Regressions a colour can carry: set at run time by the operator (the admin API's
+// /api/colors/<colour>/regressions/<type>, `changelens regression set`), or from
 // birth through the release's env (CHANGELENS_REGRESSION=cpu:50,errors:0.1). One definition of
 // the types, their intensity ranges and the spec format, shared by config, API and tests.
 

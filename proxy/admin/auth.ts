@@ -5,8 +5,8 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { CL_ERR_DEPENDENCY_FAILED, CL_ERR_INVALID_REQUEST, CL_ERR_TOO_MANY_FAILURES, CL_ERR_UNAUTHORIZED, errorBody } from '../../lib/errors.js';
-import { FailedAuthLimiter } from './failed-auth.js';
+import { CL_ERR_DEPENDENCY_FAILED, CL_ERR_INVALID_REQUEST, CL_ERR_UNAUTHORIZED, errorBody, type ChangeLensError } from '../../lib/errors.js';
+import { AuthFailures } from './failed-auth.js';
 import { loginPage } from '../dashboard.js';
 import { readCookie } from '../router.js';
 import { ADMIN_PREFIX, type AdminApiOptions } from './options.js';
@@ -15,33 +15,19 @@ import { ADMIN_PREFIX, type AdminApiOptions } from './options.js';
 const SESSION_COOKIE = 'changelens-admin';
 const SESSION_SECONDS = 12 * 3600;
 
-async function auth(admin: FastifyInstance, o: Pick<AdminApiOptions, 'token' | 'ready' | 'store'>): Promise<void> {
+/** Sends a refusal: 429 with Retry-After when the client is past the limit, else the given 401. */
+function refuse(reply: FastifyReply, tooMany: ChangeLensError | null): FastifyReply | null {
+  if (!tooMany) return null;
+  const seconds = /for (\d+) s$/.exec(tooMany.message)?.[1] ?? '60';
+  return reply.code(429).header('retry-after', seconds).send(errorBody(tooMany));
+}
+
+async function auth(admin: FastifyInstance, o: Pick<AdminApiOptions, 'token' | 'ready' | 'store' | 'authFailures'>): Promise<void> {
   const expected = digest(o.token);
-  const limiter = new FailedAuthLimiter();
-  /** A wrong token or sign-in: counted per client, audited (bounded), and a block when it is one. */
-  const failed = (req: FastifyRequest, path: string): void => {
-    const client = req.socket.remoteAddress ?? 'unknown';
-    const noted = limiter.fail(client, Date.now());
-    if (noted.blockedNow) req.log.warn({ client, failures: noted.failures }, 'too many failed sign-ins or wrong tokens; client refused for the rest of the minute');
-    if (!noted.audit) return;
-    void o.store.audit({
-      eventType: noted.blockedNow ? 'auth.blocked' : 'auth.failed', deploymentId: null, actor: 'anonymous', version: null,
-      details: { client, method: req.method, path, failures: noted.failures }, success: false, error: noted.blockedNow ? 'too many failures' : 'wrong or missing credential',
-    }).catch(() => {});
-  };
-  /** Refused while blocked, before the credential is even looked at. */
-  const blocked = (req: FastifyRequest, reply: FastifyReply): FastifyReply | null => {
-    const client = req.socket.remoteAddress ?? 'unknown';
-    const { blockedMs } = limiter.check(client, Date.now());
-    if (blockedMs <= 0) return null;
-    const seconds = Math.max(1, Math.ceil(blockedMs / 1000));
-    return reply.code(429).header('retry-after', String(seconds)).send(errorBody(new CL_ERR_TOO_MANY_FAILURES(client, seconds)));
-  };
+  const failures = o.authFailures ?? new AuthFailures(o.store);
 
   admin.addHook('onRequest', async (req, reply) => {
     const path = req.url.split('?')[0]!;
-    const refused = blocked(req, reply);
-    if (refused) return refused;
     if (path === `${ADMIN_PREFIX}/login`) return;
     const header = req.headers.authorization;
     const bearer = typeof header === 'string' && header.startsWith('Bearer ') ? header.slice(7) : null;
@@ -50,7 +36,10 @@ async function auth(admin: FastifyInstance, o: Pick<AdminApiOptions, 'token' | '
     if (!timingSafeEqual(digest(bearer ?? cookie ?? ''), expected)) {
       // Opening the dashboard without a session is how one signs in, not a failure.
       const signInPage = req.method === 'GET' && (path === `${ADMIN_PREFIX}/` || path === ADMIN_PREFIX);
-      if (!signInPage || cookie !== undefined) failed(req, path);
+      if (!signInPage || cookie !== undefined) {
+        const tooMany = refuse(reply, failures.failed(req, path, req.log));
+        if (tooMany) return tooMany;
+      }
       if (signInPage) {
         return reply.code(401).type('text/html; charset=utf-8').send(loginPage(cookie ? 'That token is not valid (any more).' : 'Sign in with the admin token.'));
       }
@@ -72,7 +61,8 @@ async function auth(admin: FastifyInstance, o: Pick<AdminApiOptions, 'token' | '
   admin.post<{ Body: { token?: unknown } | undefined }>('/login', async (req, reply) => {
     const token = typeof req.body?.token === 'string' ? req.body.token : '';
     if (!timingSafeEqual(digest(token), expected)) {
-      failed(req, `${ADMIN_PREFIX}/login`);
+      const tooMany = refuse(reply, failures.failed(req, `${ADMIN_PREFIX}/login`, req.log));
+      if (tooMany) return tooMany;
       return reply.code(401).type('text/html; charset=utf-8').send(loginPage('That token is not valid.'));
     }
     const secure = req.headers['x-forwarded-proto'] === 'https' ? '; Secure' : '';

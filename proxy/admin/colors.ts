@@ -16,7 +16,7 @@ const colorParams = { type: 'object', required: ['color'], properties: { color: 
 const typeParams = { ...colorParams, required: ['color', 'type'], properties: { ...colorParams.properties, type: { type: 'string', enum: REGRESSION_TYPES } } } as const;
 
 export async function colorRoutes(admin: FastifyInstance, o: AdminApiOptions): Promise<void> {
-  const control = appControlToken(o.token);
+  const control = { blue: appControlToken(o.token, 'blue'), green: appControlToken(o.token, 'green') };
 
   /** One call to the colour's API; its answer (status and JSON body) is passed back as is. */
   const call = async (color: Color, method: string, path: string, body?: unknown): Promise<{ status: number; body: unknown }> => {
@@ -24,7 +24,8 @@ export async function colorRoutes(admin: FastifyInstance, o: AdminApiOptions): P
     try {
       res = await fetch(`${o.upstreams[color]}${path}`, {
         method,
-        headers: { [APP_CONTROL_HEADER]: control, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        // The credential only on a change, and only the colour's own: whatever runs there sees it.
+        headers: { ...(method === 'GET' ? {} : { [APP_CONTROL_HEADER]: control[color] }), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
         signal: AbortSignal.timeout(CALL_TIMEOUT_MS),
       });

@@ -17,6 +17,7 @@ import { statusRoutes } from './status.js';
 export { ADMIN_PREFIX, type AdminApiOptions, type LiveSecond } from './options.js';
 export { parseSince } from './audit.js';
 export { bearerMatches } from './auth.js';
+export { AuthFailures } from './failed-auth.js';
 export { DEPLOY_FIELDS, deployRequest, exportDeployment } from './deployments.js';
 
 export async function registerAdminApi(host: Awaited<ReturnType<typeof createHttpServer>>, o: AdminApiOptions): Promise<void> {

@@ -2,6 +2,7 @@
 import type { Color, Config } from '../../lib/config.js';
 import type { RolloutController, RolloutStore } from '../../rollout/index.js';
 import type { BackupLink } from '../supervisor-link.js';
+import type { AuthFailures } from './failed-auth.js';
 
 export const ADMIN_PREFIX = '/_changelens';
 
@@ -19,6 +20,10 @@ export interface AdminApiOptions {
   backups: BackupLink;
   /** The last `seconds` whole seconds of each colour's requests (the judge's own slices), for the dashboard. */
   live: (seconds: number) => LiveSecond[];
+  /** Wrong tokens counted across every place a token is checked (one per proxy); default: the admin scope's own. */
+  authFailures?: AuthFailures;
+  /** The appliance's health details (processes, services, backups) for /api/health. */
+  healthDetails?: () => Promise<{ status: 'ok' | 'degraded'; [key: string]: unknown }>;
   /** Each colour's API, for its controls (regressions, metrics reset). */
   upstreams: Record<Color, string>;
   /** Holds every proxied request (503 + Retry-After) while set; cleared with null. */

@@ -8,6 +8,8 @@ export async function statusRoutes(admin: FastifyInstance, o: AdminApiOptions): 
     const { contentType, body } = await o.metrics();
     return reply.type(contentType).send(body);
   });
+  // /healthz?all=1's details, for the dashboard (its session cookie only goes to /_changelens/).
+  admin.get('/api/health', async () => (o.healthDetails ? o.healthDetails() : { status: 'ok' }));
   admin.get('/api/status', async () => {
     const s = o.controller.status();
     return { schemaVersion: 1, ...s, pointers: await o.store.pointers() };

@@ -139,7 +139,7 @@ describe('the appliance (one embedded appliance, shared)', () => {
       expect(env.DATABASE_URL, name).toMatch(/^postgres:\/\//);
     }
     // The built-in API holds its control routes' credential, derived from the token but not it; the worker none.
-    expect(envOf(pids['api-blue']!).CHANGELENS_APP_CONTROL_TOKEN).toBe(appControlToken(token));
+    expect(envOf(pids['api-blue']!).CHANGELENS_APP_CONTROL_TOKEN).toBe(appControlToken(token, 'blue'));
     expect(envOf(pids.worker!).CHANGELENS_APP_CONTROL_TOKEN).toBeUndefined();
     // Postgres gets none of ours: no URLs, passwords or settings leak in from the supervisor.
     const pg = envOf(pids.postgres!);

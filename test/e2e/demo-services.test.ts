@@ -13,6 +13,7 @@ import { RegressionState } from '../../apps/api/regression-state.js';
 import { TaskSweeper } from '../../apps/worker/sweeper.js';
 import { seedItems } from '../../apps/api/index.js';
 import { createLogger } from '../../lib/logger.js';
+import { appControlToken } from '../../lib/contracts/app-control.js';
 import { reapOrphans } from '../../supervisor/index.js';
 
 type Color = 'blue' | 'green';
@@ -203,7 +204,8 @@ describe('endpoints', () => {
     const attempts = [
       await post('green', '/api/regression/errors', { intensity: 1 }),
       await post('blue', '/api/regression/errors', { intensity: 1 }),
-      await call('green', '/api/regression/errors', { method: 'POST', body: '{"intensity":1}', headers: { 'x-changelens-control': 'guess-guess-guess-guess' } }),
+      // Even the real credential: the proxy never passes it on from a client.
+      await call('green', '/api/regression/errors', { method: 'POST', body: '{"intensity":1}', headers: { 'x-changelens-control': appControlToken(app.secrets().adminToken, 'green') } }),
       await call('green', '/api/regression/dependency', { method: 'DELETE' }),
       await post('green', '/api/metrics/reset', {}),
       // The admin API's own routes need the admin token.
