@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { resolveArtifactEntry } from '../lib/contracts/releases.js';
-import { releaseRoot, unpackVetted } from './unpack.js';
+import { releaseRoot, unpackVetted, type UnpackLimits } from './unpack.js';
 import { CL_ERR_ARTIFACT_INVALID, CL_ERR_RELEASE_CONFLICT } from '../lib/errors.js';
 
 /** Written beside an uploaded release: what was uploaded, to tell a repeat from a conflict. */
@@ -25,7 +25,7 @@ export interface UploadResult {
   unchanged: boolean;
 }
 
-export async function receiveArtifact(body: Readable, o: { releasesDir: string; version: string; sha256: string; maxBytes: number }): Promise<UploadResult> {
+export async function receiveArtifact(body: Readable, o: { releasesDir: string; version: string; sha256: string; maxBytes: number; unpackLimits?: UnpackLimits }): Promise<UploadResult> {
   const target = join(o.releasesDir, o.version);
   mkdirSync(o.releasesDir, { recursive: true });
   const tag = randomBytes(4).toString('hex');
@@ -53,11 +53,12 @@ export async function receiveArtifact(body: Readable, o: { releasesDir: string; 
     }
     if (existsSync(target)) throw new CL_ERR_RELEASE_CONFLICT(o.version, 'artifact (one that was not uploaded)');
 
-    await unpackVetted(file, tmp, `artifact for ${o.version}`);
+    await unpackVetted(file, tmp, `artifact for ${o.version}`, o.unpackLimits);
     const root = releaseRoot(tmp);
     const entry = resolveArtifactEntry(root);
     if ('error' in entry) throw new CL_ERR_ARTIFACT_INVALID(`artifact for ${o.version}: ${entry.error.replace(root, '<archive>')}`);
-    writeFileSync(join(root, UPLOAD_MARKER), JSON.stringify({ sha256, bytes, uploadedAt: new Date().toISOString() }) + '\n');
+    // wx: created here or not at all — never written through whatever the archive put at that name.
+    writeFileSync(join(root, UPLOAD_MARKER), JSON.stringify({ sha256, bytes, uploadedAt: new Date().toISOString() }) + '\n', { flag: 'wx' });
     renameSync(root, target);
     return { version: o.version, dir: target, sha256, bytes, unchanged: false };
   } catch (err) {
