@@ -48,6 +48,7 @@ export function adminClient(config: Config, options: AdminClientOptions = {}): A
 
   const call = async <T>(method: string, path: string, body?: string | ReadableStream, headers: Record<string, string> = {}, timeoutMs = options.timeoutMs ?? 60_000): Promise<T> => {
     token ??= remote ? missingRemoteToken() : readToken(secrets);
+    if (remote) warnIfPlain(base);
     let res: Response;
     try {
       // Node's fetch gives up waiting for response headers after 300 s: a long call (a backup)
@@ -132,4 +133,15 @@ function readToken(secretsPath: string): string {
 function actor(): string {
   const name = process.env.GITHUB_ACTOR ?? process.env.USER ?? process.env.LOGNAME ?? 'cli';
   return /^[\w.@:-]{1,60}$/.test(name) ? `cli:${name}` : 'cli';
+}
+
+let warnedPlain = false;
+/** Once per run: the token is about to cross a network in clear text. */
+function warnIfPlain(base: string): void {
+  const url = new URL(base);
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  const loopback = host === 'localhost' || host === '::1' || /^127\./.test(host);
+  if (url.protocol !== 'http:' || loopback || warnedPlain) return;
+  warnedPlain = true;
+  process.stderr.write(`warning: sending the admin token to ${url.host} over plain http: anyone on the way can read it and drive the appliance; use https (TLS in front of the appliance)\n`);
 }

@@ -2,6 +2,7 @@
 // (JSON, camelCase keys, given by --config or CHANGELENS_CONFIG) → environment variables.
 // Validated once at process start and frozen; every problem is reported at once, naming the key as
 // the operator wrote it (env name or file key) and the expected form. Only this file reads env.
+import { isIP } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { CL_ERR_CONFIG_INVALID } from './errors.js';
@@ -52,6 +53,8 @@ const monitorRulesSpec = (v: unknown): string | undefined => {
 const metricRulesSpec = (v: unknown): string | undefined => (typeof v === 'string' && Array.isArray(parseMetricRules(v)) ? v : undefined);
 const analysisLoadSpec = (v: unknown): string | undefined => (typeof v === 'string' && !('error' in parseAnalysisLoad(v)) ? v : undefined);
 const appPathsSpec = (v: unknown): string | undefined => (typeof v === 'string' && !('error' in parseAppPaths(v.split(','))) ? v : undefined);
+const ipList = (v: unknown): string | undefined =>
+  typeof v === 'string' && v.split(',').every((a) => isIP(a.trim()) !== 0) ? v : undefined;
 const urlList = (v: unknown): string | undefined =>
   typeof v === 'string' && v.split(',').every((u) => /^https?:\/\/\S+$/.test(u.trim())) ? v : undefined;
 export const ROOT_DATA_DIR = '/var/lib/changelens';
@@ -122,6 +125,7 @@ const FIELDS = {
   keepWarmSeconds: { env: 'CHANGELENS_KEEP_WARM_SECONDS', doc: 'how long the previous colour keeps running after a promotion, so switching back is instant', kind: 'int', parse: int(0, 604_800), expected: 'seconds 0-604800', default: 300 },
   inspectSeconds: { env: 'CHANGELENS_INSPECT_SECONDS', doc: 'how long a rolled-back candidate keeps running for inspection (pin to it)', kind: 'int', parse: int(0, 604_800), expected: 'seconds 0-604800', default: 600 },
   previewSeconds: { env: 'CHANGELENS_PREVIEW_SECONDS', doc: 'blue/green: how long the new colour is reachable by pin only before the switch', kind: 'int', parse: int(0, 86_400), expected: 'seconds 0-86400', default: 0 },
+  trustedProxies: { env: 'CHANGELENS_TRUSTED_PROXIES', doc: 'addresses of the proxies in front that end TLS: only their X-Forwarded-Proto is believed (the dashboard\'s cookie is then Secure); on Cloud Run and CloudBase it always is', kind: 'string', parse: ipList, expected: 'comma-separated IP addresses, e.g. 10.0.0.2,10.0.0.3', default: undefined },
   hookUrls: { env: 'CHANGELENS_HOOK_URLS', doc: 'webhooks POSTed a JSON event on deploy, promote and rollback', kind: 'string', parse: urlList, expected: 'comma-separated http(s) URLs', default: undefined },
   hookCommand: { env: 'CHANGELENS_HOOK_COMMAND', doc: 'shell command run on deploy, promote and rollback; the event is on stdin (JSON) and in CHANGELENS_EVENT', kind: 'string', parse: text(), expected: 'a shell command', default: undefined },
   hookTimeoutMs: { env: 'CHANGELENS_HOOK_TIMEOUT_MS', doc: 'how long one hook may take', kind: 'int', parse: int(100, 300_000), expected: 'milliseconds 100-300000', default: 10_000 },

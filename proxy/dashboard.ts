@@ -14,7 +14,7 @@ export function loginPage(message: string): string {
 
 export function dashboardPage(): string {
   return page('ChangeLens', `
-<header><h1>ChangeLens</h1><span id="active">…</span><span id="updated" class="hint"></span></header>
+<header><h1>ChangeLens</h1><span id="active">…</span><span id="updated" class="hint"></span><button id="signout">Sign out</button></header>
 <section id="rollout" class="card"><h2>Rollout</h2><div id="rollout-body">…</div>
   <div class="actions"><button data-action="promote">Promote</button><button data-action="rollback" class="danger">Roll back</button><button data-action="pause">Pause</button><button data-action="resume">Resume</button></div></section>
 <section class="card"><h2>P99 latency (ms)</h2><div id="chart-p99" class="chart"></div></section>
@@ -27,10 +27,15 @@ export function dashboardPage(): string {
 <section class="card"><h2>Audit log (last hour)</h2><table id="audit"></table></section>`, SCRIPT);
 }
 
+/** The page's script, served as /_changelens/assets/dashboard.js: the page's policy allows no inline script. */
+export function dashboardScript(): string {
+  return SCRIPT;
+}
+
 function page(title: string, body: string, script: string): string {
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${escapeHtml(title)}</title>${script ? '<link rel="stylesheet" href="/_changelens/assets/uPlot.min.css">' : ''}<style>${CSS}</style></head>
-<body>${body}${script ? `<script src="/_changelens/assets/uPlot.iife.min.js"></script><script>${script}</script>` : ''}</body></html>`;
+<body>${body}${script ? '<script src="/_changelens/assets/uPlot.iife.min.js"></script><script src="/_changelens/assets/dashboard.js"></script>' : ''}</body></html>`;
 }
 
 function escapeHtml(s: string): string {
@@ -49,7 +54,7 @@ button.danger{border-color:#c33;color:#c33}button:disabled{opacity:.4;cursor:def
 .login{max-width:420px;margin:10vh auto;background:#fff;padding:20px;border-radius:8px;border:1px solid #dde}.login input{width:100%;padding:6px;margin:6px 0 12px}
 @media (max-width:600px){body{padding:6px}td,th{padding:2px 3px}}`;
 
-// The page's script: plain browser JavaScript, kept in this string so the page is one response.
+// The page's script: plain browser JavaScript, served as its own file (no inline script may run).
 const SCRIPT = `
 const api = async (path, method = 'GET', body) => {
   const res = await fetch('/_changelens' + path, { method, credentials: 'same-origin', headers: method === 'GET' ? {} : { 'content-type': 'application/json', 'x-changelens-csrf': '1' }, body: body ? JSON.stringify(body) : undefined });
@@ -112,6 +117,10 @@ document.querySelectorAll('[data-action]').forEach((b) => b.addEventListener('cl
   try { await api('/api/deployment/' + action, 'POST', { reason: 'from the dashboard' }); } catch (e) { alert(e.message); }
   await status();
 }));
+
+$('signout').addEventListener('click', async () => {
+  try { await api('/logout', 'POST', {}); } finally { location.href = '/_changelens/'; }
+});
 
 const tick = async () => { try { await Promise.all([live(), status()]); } catch (e) { console.error(e); } };
 tick(); lists();

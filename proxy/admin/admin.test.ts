@@ -94,6 +94,40 @@ describe('who gets in', () => {
     expect(withCsrf.json()).toEqual({ paused: true, actor: 'dashboard' });
   });
 
+  it('the session is a random id, not the token; signing out ends it on the server; the token itself is no session', async () => {
+    const login = await app.inject({ method: 'POST', url: `${ADMIN_PREFIX}/login`, headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: `token=${TOKEN}` });
+    const cookie = String(login.headers['set-cookie']);
+    expect(cookie).not.toContain(TOKEN);
+    expect(cookie).not.toContain('Secure'); // plain http, no trusted proxy in front
+    const session = { cookie: cookie.split(';')[0]! };
+    expect(session.cookie).toMatch(/^changelens-admin=[A-Za-z0-9_-]{43}$/);
+    const other = String((await app.inject({ method: 'POST', url: `${ADMIN_PREFIX}/login`, headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: `token=${TOKEN}` })).headers['set-cookie']).split(';')[0]!;
+    expect(other).not.toBe(session.cookie);
+    expect((await app.inject({ url: `${ADMIN_PREFIX}/api/status`, headers: { cookie: `changelens-admin=${TOKEN}` } })).statusCode).toBe(401);
+    const out = await app.inject({ method: 'POST', url: `${ADMIN_PREFIX}/logout`, headers: { ...session, 'x-changelens-csrf': '1', 'content-type': 'application/json' }, payload: '{}' });
+    expect(out.statusCode).toBe(200);
+    expect(String(out.headers['set-cookie'])).toMatch(/Max-Age=0/);
+    expect((await app.inject({ url: `${ADMIN_PREFIX}/api/status`, headers: session })).statusCode).toBe(401);
+    // Another session is untouched.
+    expect((await app.inject({ url: `${ADMIN_PREFIX}/api/status`, headers: { cookie: other } })).statusCode).toBe(200);
+  });
+
+  it('every answer forbids inline and foreign script, framing and sniffing; the page has no inline script; its static files need no session', async () => {
+    const page = await app.inject({ url: `${ADMIN_PREFIX}/`, headers: bearer });
+    const api = await app.inject({ url: `${ADMIN_PREFIX}/api/status` });
+    for (const res of [page, api]) {
+      expect(res.headers['content-security-policy']).toMatch(/script-src 'self';.*frame-ancestors 'none'/);
+      expect(res.headers['content-security-policy']).not.toMatch(/script-src[^;]*unsafe-inline/);
+      expect(res.headers).toMatchObject({ 'x-content-type-options': 'nosniff', 'x-frame-options': 'DENY', 'referrer-policy': 'no-referrer' });
+    }
+    expect(page.body).not.toMatch(/<script>(?!<)/);
+    expect(page.body).toContain('<script src="/_changelens/assets/dashboard.js"></script>');
+    const script = await app.inject({ url: `${ADMIN_PREFIX}/assets/dashboard.js` });
+    expect([script.statusCode, script.headers['content-type']]).toEqual([200, 'application/javascript; charset=utf-8']);
+    expect((await app.inject({ url: `${ADMIN_PREFIX}/assets/uPlot.min.css` })).statusCode).toBe(200);
+    expect((await app.inject({ url: `${ADMIN_PREFIX}/assets/secrets.json` })).statusCode).toBe(404);
+  });
+
   it('the API waits for the rollout state (503); nothing under the prefix reaches an app', async () => {
     ready = false;
     try {
@@ -254,5 +288,24 @@ describe('failed sign-ins and wrong tokens', () => {
       ['auth.blocked', 'anonymous', '10.0.0.5', 20, false],
       ['auth.failed', 'anonymous', '10.0.0.6', 1, false],
     ]);
+  });
+});
+
+describe('the session cookie behind a proxy that ends TLS', () => {
+  it('is Secure only when a configured proxy says the client came over https', async () => {
+    const behind = createHttpServer(createLogger('admin-test', { level: 'silent' }));
+    await registerAdminApi(behind, {
+      token: TOKEN, controller, store, config: loadConfig({ env: { CHANGELENS_TRUSTED_PROXIES: '10.0.0.9' } }), releasesDir: '/nonexistent',
+      ready: () => true, backups: {} as BackupLink, live: () => [], holdTraffic: () => {},
+      metrics: async () => ({ contentType: 'text/plain', body: '' }), upstreams: { blue: 'http://127.0.0.1:9', green: 'http://127.0.0.1:9' },
+    });
+    await behind.ready();
+    try {
+      const login = (remoteAddress: string) => behind.inject({ method: 'POST', url: `${ADMIN_PREFIX}/login`, remoteAddress, headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-forwarded-proto': 'https' }, payload: `token=${TOKEN}` });
+      expect(String((await login('10.0.0.9')).headers['set-cookie'])).toMatch(/; Secure$/);
+      expect(String((await login('10.0.0.8')).headers['set-cookie'])).not.toContain('Secure');
+    } finally {
+      await behind.close();
+    }
   });
 });

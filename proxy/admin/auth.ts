@@ -7,13 +7,13 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { CL_ERR_DEPENDENCY_FAILED, CL_ERR_INVALID_REQUEST, CL_ERR_UNAUTHORIZED, errorBody, type ChangeLensError } from '../../lib/errors.js';
 import { AuthFailures } from './failed-auth.js';
+import { SESSION_SECONDS, Sessions } from './sessions.js';
 import { loginPage } from '../dashboard.js';
 import { readCookie } from '../router.js';
 import { ADMIN_PREFIX, type AdminApiOptions } from './options.js';
 
-/** The dashboard's session: the admin token itself, HttpOnly, sent only to /_changelens/. */
+/** The dashboard's session: a random id (sessions.ts), HttpOnly, sent only to /_changelens/. */
 const SESSION_COOKIE = 'changelens-admin';
-const SESSION_SECONDS = 12 * 3600;
 
 /** Sends a refusal: 429 with Retry-After when the client is past the limit, else the given 401. */
 function refuse(reply: FastifyReply, tooMany: ChangeLensError | null): FastifyReply | null {
@@ -22,18 +22,29 @@ function refuse(reply: FastifyReply, tooMany: ChangeLensError | null): FastifyRe
   return reply.code(429).header('retry-after', seconds).send(errorBody(tooMany));
 }
 
-async function auth(admin: FastifyInstance, o: Pick<AdminApiOptions, 'token' | 'ready' | 'store' | 'authFailures'>): Promise<void> {
+async function auth(admin: FastifyInstance, o: Pick<AdminApiOptions, 'token' | 'ready' | 'store' | 'authFailures' | 'config'>): Promise<void> {
   const expected = digest(o.token);
   const failures = o.authFailures ?? new AuthFailures(o.store);
+  const sessions = new Sessions();
+  const trusted = new Set((o.config.trustedProxies ?? '').split(',').map((a) => a.trim()).filter(Boolean));
+  // TLS ends in front of us: always on the cloud platforms; elsewhere only a configured proxy is believed.
+  const tlsInFront = (req: FastifyRequest): boolean =>
+    o.config.platform === 'cloudrun' || o.config.platform === 'cloudbase' || o.config.cloudRunService !== undefined
+    || (trusted.has(req.socket.remoteAddress ?? '') && req.headers['x-forwarded-proto'] === 'https');
+  const cookie = (value: string, maxAge: number, req: FastifyRequest): string =>
+    `${SESSION_COOKIE}=${value}; Path=${ADMIN_PREFIX}; HttpOnly; SameSite=Strict; Max-Age=${maxAge}${tlsInFront(req) ? '; Secure' : ''}`;
 
   admin.addHook('onRequest', async (req, reply) => {
     const path = req.url.split('?')[0]!;
-    if (path === `${ADMIN_PREFIX}/login`) return;
+    // Signing in needs no session; the page's static files (uPlot, its script) hold nothing secret.
+    if (path === `${ADMIN_PREFIX}/login` || (req.method === 'GET' && path.startsWith(`${ADMIN_PREFIX}/assets/`))) return;
     const header = req.headers.authorization;
     const bearer = typeof header === 'string' && header.startsWith('Bearer ') ? header.slice(7) : null;
-    const cookie = bearer === null && req.headers.cookie ? readCookie(req.headers.cookie, SESSION_COOKIE) : undefined;
+    const session = bearer === null && req.headers.cookie ? readCookie(req.headers.cookie, SESSION_COOKIE) : undefined;
     // Digests have one length, so the comparison takes the same time whatever was sent.
-    if (!timingSafeEqual(digest(bearer ?? cookie ?? ''), expected)) {
+    const allowed = bearer !== null ? timingSafeEqual(digest(bearer), expected) : sessions.valid(session);
+    if (!allowed) {
+      const cookie = session;
       // Opening the dashboard without a session is how one signs in, not a failure.
       const signInPage = req.method === 'GET' && (path === `${ADMIN_PREFIX}/` || path === ADMIN_PREFIX);
       if (!signInPage || cookie !== undefined) {
@@ -65,10 +76,12 @@ async function auth(admin: FastifyInstance, o: Pick<AdminApiOptions, 'token' | '
       if (tooMany) return tooMany;
       return reply.code(401).type('text/html; charset=utf-8').send(loginPage('That token is not valid.'));
     }
-    const secure = req.headers['x-forwarded-proto'] === 'https' ? '; Secure' : '';
-    return reply.code(303)
-      .header('set-cookie', `${SESSION_COOKIE}=${encodeURIComponent(token)}; Path=${ADMIN_PREFIX}; HttpOnly; SameSite=Strict; Max-Age=${SESSION_SECONDS}${secure}`)
-      .header('location', `${ADMIN_PREFIX}/`).send();
+    return reply.code(303).header('set-cookie', cookie(sessions.create(), SESSION_SECONDS, req)).header('location', `${ADMIN_PREFIX}/`).send();
+  });
+  // Signing out ends the session here, not only in the browser. A change: the CSRF header is checked above.
+  admin.post('/logout', async (req, reply) => {
+    sessions.end(req.headers.cookie ? readCookie(req.headers.cookie, SESSION_COOKIE) : undefined);
+    return reply.header('set-cookie', cookie('', 0, req)).send({ signedOut: true });
   });
 }
 

@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { CL_ERR_NOT_FOUND } from '../../lib/errors.js';
-import { dashboardPage } from '../dashboard.js';
+import { dashboardPage, dashboardScript } from '../dashboard.js';
 import type { AdminApiOptions } from './options.js';
 
 /** uPlot's dist/, found by module resolution (so the dependency checks see it). */
@@ -15,6 +15,7 @@ const ASSETS: Record<string, string> = { 'uPlot.iife.min.js': 'application/javas
 export async function dashboardRoutes(admin: FastifyInstance, o: AdminApiOptions): Promise<void> {
   admin.get('/', async (_req, reply) => reply.type('text/html; charset=utf-8').header('cache-control', 'no-store').send(dashboardPage()));
   admin.get<{ Params: { file: string } }>('/assets/:file', async (req, reply) => {
+    if (req.params.file === 'dashboard.js') return reply.type('application/javascript; charset=utf-8').header('cache-control', 'no-store').send(dashboardScript());
     const type = ASSETS[req.params.file];
     if (!type) throw new CL_ERR_NOT_FOUND(`asset ${req.params.file}`);
     return reply.type(type).header('cache-control', 'max-age=86400').send(await readFile(join(UPLOT_DIST, req.params.file)));

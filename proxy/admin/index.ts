@@ -20,11 +20,22 @@ export { bearerMatches } from './auth.js';
 export { AuthFailures } from './failed-auth.js';
 export { DEPLOY_FIELDS, deployRequest, exportDeployment } from './deployments.js';
 
+/** Scripts only from here (uPlot, the dashboard's own file); styles inline (the page's and uPlot's). */
+const CONTENT_SECURITY_POLICY = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
 export async function registerAdminApi(host: Awaited<ReturnType<typeof createHttpServer>>, o: AdminApiOptions): Promise<void> {
   // The plugins are written against fastify's base instance type: they use nothing of the proxy's
   // server but routes, hooks and parsers (its logger type, pino's, is the only difference).
   const app = host as unknown as FastifyInstance;
   await app.register(async (admin) => {
+    // Every answer here: no inline or foreign script, never framed, never sniffed, no referrer out.
+    admin.addHook('onSend', async (_req, reply, payload) => {
+      reply.header('content-security-policy', CONTENT_SECURITY_POLICY);
+      reply.header('x-content-type-options', 'nosniff');
+      reply.header('x-frame-options', 'DENY');
+      reply.header('referrer-policy', 'no-referrer');
+      return payload;
+    });
     // First: its hook guards only the routes registered after it (all of them, below).
     await admin.register(authPlugin, o);
     for (const routes of [dashboardRoutes, statusRoutes, deploymentRoutes, releaseRoutes, auditRoutes, backupRoutes, colorRoutes]) await admin.register(routes, o);
