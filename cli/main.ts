@@ -30,6 +30,8 @@ Usage:
   changelens cost [--json] [--days N] [--rc FILE] [--prices FILE]
                                            monthly CloudBase Run cost from cloudbaserc.json and observed instance-hours
   changelens config [--json] [--reference] the effective configuration (secrets redacted), or the reference of every setting
+  changelens preview-url [--color blue|green] [--minutes 60] [--json]
+                                           a link that lets whoever opens it reach a colour pinned (previews are never judged)
 ${ROLLOUT_USAGE}
 ${BACKUP_USAGE}
 ${REGRESSION_USAGE}
@@ -113,6 +115,21 @@ commands.config = async (args) => {
   return EXIT.ok;
 };
 const SECRET_KEYS = new Set(['adminToken', 'pgPassword', 'redisPassword', 'backupKey', 'databaseUrl', 'redisUrl', 'appControlToken']);
+
+/** `changelens preview-url [--color C] [--minutes N] [--json]`: a link that lets its holder pin requests to a colour (a preview). */
+commands['preview-url'] = async (args) => {
+  const { values, positionals } = parse(args, { json: { type: 'boolean' }, config: { type: 'string' }, url: { type: 'string' }, color: { type: 'string' }, minutes: { type: 'string' } }, true);
+  if (positionals.length > 0) throw new CL_ERR_CLI_USAGE('usage: changelens preview-url [--color blue|green] [--minutes 60] [--json]');
+  if (values.color !== undefined && values.color !== 'blue' && values.color !== 'green') throw new CL_ERR_CLI_USAGE(`--color: expected blue or green, got ${JSON.stringify(values.color)}`);
+  const minutes = values.minutes === undefined ? 60 : Number(values.minutes);
+  if (!Number.isInteger(minutes) || minutes < 1 || minutes > 10_080) throw new CL_ERR_CLI_USAGE(`--minutes: expected an integer 1-10080, got ${JSON.stringify(values.minutes)}`);
+  const client = adminClient(loadConfig({ file: values.config }), { url: values.url });
+  const issued = await client.post<{ credential: string; expiresAt: string; url: string }>('/api/previews', { minutes, ...(values.color ? { color: values.color } : {}) });
+  const link = `${client.base.replace(/\/_changelens$/, '')}${issued.url}`;
+  process.stdout.write(values.json ? JSON.stringify({ ...issued, url: link }, null, 2) + '\n'
+    : `${link}\n(valid until ${issued.expiresAt}; scripts send x-changelens-preview: ${issued.credential} with x-changelens-color)\n`);
+  return EXIT.ok;
+};
 
 /** `changelens process start|stop <name>`: asks the running supervisor. */
 commands.process = async (args) => {

@@ -45,6 +45,7 @@ const SAMPLES: Record<string, { args: string[]; message: string }> = {
   CL_ERR_PROXY_RESTARTING: { args: ['10000'], message: 'the proxy did not come back within 10000 ms; this connection waited for it and was answered by the supervisor' },
   CL_ERR_AMBIGUOUS_REQUEST: { args: ['a body on GET'], message: 'refused: a body on GET; two servers could read where this request ends differently' },
   CL_ERR_UPSTREAM_BUSY: { args: ['api-blue', '1024'], message: 'api-blue has 1024 requests in flight already' },
+  CL_ERR_PIN_REFUSED: { args: ['green'], message: 'a request pinned to green needs a preview credential' },
   CL_ERR_APP_CONTROL: { args: ['POST /api/regression/:type'], message: 'POST /api/regression/:type is the operator\'s to change: not through the public port' },
   CL_ERR_TOO_MANY_FAILURES: { args: ['10.0.0.5', '42'], message: 'too many failed sign-ins or wrong tokens from 10.0.0.5: its wrong ones are answered this for 42 s' },
   CL_ERR_MAINTENANCE: { args: ['restoring backup 20261129-020000-pg'], message: 'restoring backup 20261129-020000-pg' },
@@ -53,7 +54,7 @@ const SAMPLES: Record<string, { args: string[]; message: string }> = {
   CL_ERR_PROCESS_CONTROL: { args: ['api-blue is the active colour'], message: 'api-blue is the active colour' },
 };
 
-const EXPECTED_EXIT: Record<string, number> = { CL_ERR_CONFIG_INVALID: 2, CL_ERR_CLI_USAGE: 2, CL_ERR_NOT_RUNNING: 3, CL_ERR_UNREACHABLE: 3, CL_ERR_UNAUTHORIZED: 5, CL_ERR_APP_CONTROL: 5, CL_ERR_TOO_MANY_FAILURES: 5 };
+const EXPECTED_EXIT: Record<string, number> = { CL_ERR_CONFIG_INVALID: 2, CL_ERR_CLI_USAGE: 2, CL_ERR_NOT_RUNNING: 3, CL_ERR_UNREACHABLE: 3, CL_ERR_UNAUTHORIZED: 5, CL_ERR_APP_CONTROL: 5, CL_ERR_TOO_MANY_FAILURES: 5, CL_ERR_PIN_REFUSED: 5 };
 
 function sampleFor(code: string): { args: string[]; message: string } {
   const sample = SAMPLES[code];

@@ -149,6 +149,9 @@ export const CL_ERR_AMBIGUOUS_REQUEST = defineError<[string]>(
 export const CL_ERR_UPSTREAM_BUSY = defineError<[string, number]>(
   'CL_ERR_UPSTREAM_BUSY', 503, '%s has %s requests in flight already',
   'retry after the seconds in the Retry-After header; if it lasts, the app is slower than its traffic: scale it (CHANGELENS_API_INSTANCES) or find what is slow');
+export const CL_ERR_PIN_REFUSED = defineError<[string]>(
+  'CL_ERR_PIN_REFUSED', 403, 'a request pinned to %s needs a preview credential',
+  'get a preview link with `changelens preview-url`, or send x-changelens-preview with a credential from POST /_changelens/api/previews (or the admin token)');
 export const CL_ERR_PROXY_RESTARTING = defineError<[number]>(
   'CL_ERR_PROXY_RESTARTING', 503, 'the proxy did not come back within %s ms; this connection waited for it and was answered by the supervisor',
   'pm2 restarts the proxy by itself: retry after the seconds in the Retry-After header; if it persists, `changelens status` and the proxy\'s log lines say why it does not start');

@@ -46,6 +46,8 @@ export interface ProxyMetrics {
   countRetryOnStable(from: Color): void;
   /** An idempotent request whose colour was down (a crash), held and re-sent to it. */
   countHeld(color: Color): void;
+  /** A pinned preview's answer: served, never judged. */
+  countPreview(color: Color, statusCode: number): void;
   /** An answer to a mirrored or synthetic request (proxy/mirror.ts; status 0: none), counted apart from clients' requests. */
   countMirrored(color: Color, purpose: 'warmup' | 'analysis', statusCode: number): void;
   /** A copy the mirror skipped at one of its bounds. */
@@ -161,6 +163,12 @@ export function createProxyMetrics(options: ProxyMetricsOptions = {}): ProxyMetr
     labelNames: ['color'] as const,
     registers: [registry],
   });
+  const previews = new Counter({
+    name: 'changelens_preview_requests_total',
+    help: 'Requests pinned to a colour with a preview credential (x-changelens-color): served, counted here, never judged, by colour and status class.',
+    labelNames: ['color', 'code_class'] as const,
+    registers: [registry],
+  });
   const mirrored = new Counter({
     name: 'changelens_mirrored_requests_total',
     help: 'Answers to copies of live requests and synthetic warm-up requests, which no client saw (not in changelens_request_duration_seconds), by colour, purpose (warmup, analysis) and status class (5xx: also no answer).',
@@ -247,6 +255,10 @@ export function createProxyMetrics(options: ProxyMetricsOptions = {}): ProxyMetr
 
     countHeld(color) {
       held.inc({ color });
+    },
+
+    countPreview(color, statusCode) {
+      previews.inc({ color, code_class: CODE_CLASSES[classIndex(statusCode)]! });
     },
 
     countMirrored(color, purpose, statusCode) {

@@ -14,12 +14,13 @@ import { Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import type { AccessLog, Color } from '../lib/config.js';
 import { APP_CONTROL_HEADER } from '../lib/contracts/app-control.js';
-import { CL_ERR_AMBIGUOUS_REQUEST, CL_ERR_BAD_PIN, CL_ERR_MAINTENANCE, CL_ERR_UPSTREAM, CL_ERR_UPSTREAM_BUSY, CL_ERR_UPSTREAM_TIMEOUT, errorBody, errorCodeOf } from '../lib/errors.js';
+import { PREVIEW_COOKIE, PREVIEW_HEADER, type PreviewPurpose } from '../lib/contracts/preview.js';
+import { CL_ERR_AMBIGUOUS_REQUEST, CL_ERR_BAD_PIN, CL_ERR_PIN_REFUSED, CL_ERR_MAINTENANCE, CL_ERR_UPSTREAM, CL_ERR_UPSTREAM_BUSY, CL_ERR_UPSTREAM_TIMEOUT, errorBody, errorCodeOf } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { endSpan, injectInto, SpanKind, startSpanFrom, traceFields, type Context, type Span } from '../lib/tracing.js';
 import type { RoutingTable } from '../lib/contracts/routing.js';
 import type { Mirror } from './mirror.js';
-import { COLOR_PIN_HEADER, MIRROR_HEADER, requestHasBody, route, STICKY_COOKIE } from './router.js';
+import { COLOR_PIN_COOKIE, COLOR_PIN_HEADER, MIRROR_HEADER, requestHasBody, route, STICKY_COOKIE } from './router.js';
 
 export interface ForwardOptions {
   log: Logger;
@@ -43,6 +44,13 @@ export interface ForwardOptions {
   onHeld?: (color: Color) => void;
   /** Requests in flight to one colour (sent, or queued for one of its connections) past which it answers 503. */
   maxInFlight?: number;
+  /**
+   * What a pinned request's credential grants (lib/contracts/preview.ts): `preview` (served,
+   * recorded apart, never judged), `analysis` (judged) or null (refused). Absent: pins are previews.
+   */
+  previewAccess?: (headers: IncomingHttpHeaders) => PreviewPurpose | null;
+  /** A pinned preview's answer: counted apart from what the judge sees. */
+  onPreview?: (color: Color, statusCode: number) => void;
 }
 
 export interface Forwarder {
@@ -51,6 +59,8 @@ export interface Forwarder {
 }
 
 const METRIC_HEADER = 'x-changelens-metric-';
+/** Cookies only the appliance sets (lowercase names): pin, sticky, preview credential, dashboard session. */
+const APPLIANCE_COOKIES = new Set([COLOR_PIN_COOKIE, STICKY_COOKIE, PREVIEW_COOKIE, 'changelens-admin']);
 const METRIC_NAME = /^[a-z0-9_]{1,40}$/;
 /** Safe to send twice; the retry also requires that the request had no body. */
 const RETRYABLE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
@@ -99,6 +109,8 @@ interface Exchange {
   body: Buffer | Readable | null;
   /** The colour whose in-flight count this request holds, if any. */
   occupies: Color | null;
+  /** A pinned preview: recorded apart from the judge's requests. */
+  preview: boolean;
   setSticky: string | null;
   span: Span;
   ctx: Context;
@@ -127,6 +139,7 @@ export function createForwarder(options: ForwardOptions): Forwarder {
     return true;
   };
   const measured = options.onMeasured ?? (() => {});
+  const previewed = options.onPreview ?? (() => {});
   const retriedOnStable = options.onRetriedOnStable ?? (() => {});
   const reportMetric = options.onMetric ?? (() => {});
   const writeAccessLog = accessLogWriter(options.log, options.accessLog);
@@ -238,6 +251,12 @@ export function createForwarder(options: ForwardOptions): Forwarder {
         sendJson(res, 400, errorBody(new CL_ERR_BAD_PIN(decision.error)));
         return;
       }
+      // A pin needs a credential; a preview's answers never reach the judge (they could fake a verdict).
+      const access = decision.reason === 'pin' ? (options.previewAccess ? options.previewAccess(req.headers) : 'preview') : null;
+      if (decision.reason === 'pin' && access === null) {
+        sendJson(res, 403, errorBody(new CL_ERR_PIN_REFUSED(decision.color)));
+        return;
+      }
       const { span, ctx } = startSpanFrom(req.headers, `proxy ${req.method}`, SpanKind.SERVER);
       span.setAttribute('changelens.color', decision.color);
       const ex: Exchange = {
@@ -252,6 +271,7 @@ export function createForwarder(options: ForwardOptions): Forwarder {
         setSticky: decision.setSticky ?? null,
         body: null,
         occupies: null,
+        preview: access === 'preview',
       };
       let buffered = 0;
       res.once('close', () => {
@@ -260,7 +280,8 @@ export function createForwarder(options: ForwardOptions): Forwarder {
         // 499 (nginx's word): the client left before an answer; the app may still be working.
         const status = res.headersSent ? res.statusCode : 499;
         if (!res.writableFinished) ex.controller?.abort(new Error('client went away'));
-        measured(ex.color, performance.now() - start, status);
+        if (ex.preview) previewed(ex.color, status);
+        else measured(ex.color, performance.now() - start, status);
         endSpan(span, status);
         writeAccessLog(ex, status);
       });
@@ -289,7 +310,7 @@ function upstreamHeaders(req: IncomingMessage, ctx: Context): Record<string, str
   for (const name in req.headers) {
     // The mirror's mark is the proxy's to set: a client cannot make its request look like a copy;
     // the app's control credential is the admin API's to add, never a client's to pass on.
-    if (HOP_BY_HOP.has(name) || named?.has(name) || name === MIRROR_HEADER || name === APP_CONTROL_HEADER) continue;
+    if (HOP_BY_HOP.has(name) || named?.has(name) || name === MIRROR_HEADER || name === APP_CONTROL_HEADER || name === PREVIEW_HEADER) continue;
     // Some servers read _ as - (Transfer_Encoding as Transfer-Encoding): dropped, as nginx does.
     if (name.includes('_')) continue;
     const value = req.headers[name];
@@ -314,7 +335,14 @@ function clientHeaders(ex: Exchange, upstream: IncomingHttpHeaders, report: (col
     if (name.startsWith(METRIC_HEADER)) {
       const metric = name.slice(METRIC_HEADER.length);
       const n = Number(value);
-      if (Number.isFinite(n) && METRIC_NAME.test(metric)) report(ex.color, metric, n);
+      // A preview's metrics are not judged either.
+      if (Number.isFinite(n) && METRIC_NAME.test(metric) && !ex.preview) report(ex.color, metric, n);
+      continue;
+    }
+    if (name === 'set-cookie') {
+      // The appliance's own cookies are the appliance's: an app cannot pin, stick or sign anyone in.
+      const kept = (Array.isArray(value) ? value : [value]).filter((c) => !APPLIANCE_COOKIES.has(c.slice(0, c.indexOf('=')).trim().toLowerCase()));
+      if (kept.length > 0) out[name] = kept;
       continue;
     }
     out[name] = value;
@@ -323,7 +351,7 @@ function clientHeaders(ex: Exchange, upstream: IncomingHttpHeaders, report: (col
   if (ex.retriedFrom) out['x-changelens-retried-from'] = ex.retriedFrom;
   if (ex.setSticky) {
     const sticky = `${STICKY_COOKIE}=${encodeURIComponent(ex.setSticky)}; Path=/; HttpOnly; SameSite=Lax; Max-Age=86400`;
-    const cookies = upstream['set-cookie'];
+    const cookies = out['set-cookie'];
     out['set-cookie'] = cookies === undefined ? sticky : [...(Array.isArray(cookies) ? cookies : [cookies]), sticky];
   }
   return out;

@@ -1,9 +1,11 @@
 // Composition root of the proxy process: the only public port. It routes, measures every request
 // per colour, and runs the rollout controller and the admin API in the same process, so a failing
 // verdict changes the routing without a network hop.
+import type { IncomingHttpHeaders } from 'node:http';
 import { Socket } from 'node:net';
 import { loadConfig } from '../lib/config.js';
 import { HANDOFF_CONNECTION, PROXY_DETACHED, type ProxyHandoffMessage } from '../lib/contracts/handoff.js';
+import { PREVIEW_COOKIE, PREVIEW_HEADER, previewKey, signPreview, verifyPreview, type PreviewPurpose } from '../lib/contracts/preview.js';
 import { BUILTIN_ARTIFACT } from '../lib/contracts/releases.js';
 import { createPgPool } from '../lib/db.js';
 import { closeGracefully } from '../lib/http-server.js';
@@ -17,6 +19,7 @@ import { analysisLoadThrough, PgRolloutStore, RolloutController, systemClock } f
 import { AuthFailures, bearerMatches, registerAdminApi, type LiveSecond } from './admin/index.js';
 import { CL_ERR_UNAUTHORIZED } from '../lib/errors.js';
 import { createMirror } from './mirror.js';
+import { readCookie } from './router.js';
 import { buildProxyServer } from './server.js';
 import { backupLink, healthDetails, monitorSummary, supervisorLink } from './supervisor-link.js';
 
@@ -35,6 +38,20 @@ const pool = createPgPool(config.databaseUrl, { max: 4, applicationName: 'change
 const store = new PgRolloutStore(pool);
 // Wrong tokens, wherever one is checked (the admin API, /healthz?all=1), counted together.
 const authFailures = new AuthFailures(store);
+// Pins need a credential (lib/contracts/preview.ts): the admin token, or one signed with this key.
+const previews = previewKey(adminToken);
+let analysis = { credential: '', until: 0 };
+/** The analysis load's own credential, signed for a day and renewed an hour before it ends. */
+const analysisCredential = (): string => {
+  if (Date.now() > analysis.until - 3_600_000) analysis = { credential: signPreview(previews, 'analysis', Date.now() + 86_400_000), until: Date.now() + 86_400_000 };
+  return analysis.credential;
+};
+const previewAccess = (headers: IncomingHttpHeaders): PreviewPurpose | null => {
+  const given = headers[PREVIEW_HEADER] ?? (headers.cookie ? readCookie(headers.cookie, PREVIEW_COOKIE) : undefined);
+  if (typeof given !== 'string') return null;
+  if (given.startsWith('p1.')) return verifyPreview(previews, given, Date.now());
+  return bearerMatches(`Bearer ${given}`, adminToken) ? 'preview' : null;
+};
 const window = new SlicedWindow();
 const metrics = createProxyMetrics();
 // Copies to a warming (or analysed) candidate; its answers go to counters and, for an analysis, the judge.
@@ -55,7 +72,7 @@ const controller = new RolloutController({
   hooks: { urls: config.hookUrls?.split(',').map((u) => u.trim()) ?? [], command: config.hookCommand, timeoutMs: config.hookTimeoutMs },
   initialRelease: snapshot?.release ?? { version: 'initial', artifact: BUILTIN_ARTIFACT, env: {} },
   // A plan's analysis load goes through this very proxy, so it is routed, measured and judged as any request.
-  analysisLoad: analysisLoadThrough(`http://${selfHost(config.host)}:${config.port}`, systemClock, log),
+  analysisLoad: analysisLoadThrough(`http://${selfHost(config.host)}:${config.port}`, systemClock, log, () => analysisCredential()),
   mirror,
 });
 
@@ -74,6 +91,8 @@ const app = await buildProxyServer({
   onMetric: (color, name, value) => controller.recordMetric(color, name, value),
   onRetriedOnStable: (from) => metrics.countRetryOnStable(from),
   onHeld: (color) => metrics.countHeld(color),
+  previewAccess,
+  onPreview: (color, statusCode) => metrics.countPreview(color, statusCode),
   mirror,
   healthDetails: () => healthDetails(paths.controlSocket, paths.root),
   detailsRefusal: (req) => {
@@ -89,6 +108,7 @@ await registerAdminApi(app, {
   holdTraffic: (h) => { hold = h; },
   upstreams,
   authFailures,
+  previews,
   healthDetails: () => healthDetails(paths.controlSocket, paths.root),
   metrics: async () => {
     // The supervisor's monitor joins the exposition at scrape time (it runs in another process).

@@ -8,7 +8,7 @@ import type { Color } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
 import { initTracing } from '../lib/tracing.js';
 import type { RoutingTable } from '../lib/contracts/routing.js';
-import { buildProxyServer } from './server.js';
+import { buildProxyServer, type ProxyOptions } from './server.js';
 
 type Hit = { color: Color; method: string };
 const hits: Hit[] = [];
@@ -38,8 +38,12 @@ async function until(what: string, done: () => boolean, ms = 10_000): Promise<vo
   }
 }
 
-async function proxyTo(candidatePort: number, o: { holdMs?: number; stablePort?: number; maxInFlight?: number; clientTimeouts?: { headersMs: number; requestMs: number } } = {}) {
+const previewed: Array<[Color, number]> = [];
+
+async function proxyTo(candidatePort: number, o: { holdMs?: number; stablePort?: number; maxInFlight?: number; clientTimeouts?: { headersMs: number; requestMs: number }; previewAccess?: ProxyOptions['previewAccess'] } = {}) {
   const app = await buildProxyServer({
+    ...(o.previewAccess !== undefined ? { previewAccess: o.previewAccess } : {}),
+    onPreview: (color, status) => previewed.push([color, status]),
     ...(o.holdMs !== undefined ? { holdMs: o.holdMs } : {}),
     ...(o.maxInFlight !== undefined ? { maxInFlight: o.maxInFlight } : {}),
     ...(o.clientTimeouts !== undefined ? { clientTimeouts: o.clientTimeouts } : {}),
@@ -550,6 +554,77 @@ describe('slow clients and a busy colour are bounded', () => {
       expect(headers).toMatch(/^HTTP\/1\.1 408 /);
       expect(body).toMatch(/^HTTP\/1\.1 408 /);
       expect(arrived).toEqual([]);
+    } finally {
+      await proxy.app.close();
+    }
+  });
+});
+
+describe('pins need a preview credential, and previews are never judged', () => {
+  const seen: { url: string; headers: Record<string, string | string[] | undefined> }[] = [];
+  let app: Server;
+  beforeAll(async () => {
+    app = createServer((req, res) => {
+      seen.push({ url: req.url!, headers: req.headers });
+      // An app trying to pin, stick or sign its users in: only its own cookie may pass.
+      res.setHeader('set-cookie', ['changelens-color=green; Path=/', 'CHANGELENS-STICKY=r1.green; Path=/', 'changelens-preview=p1.x; Path=/', 'changelens-admin=x; Path=/_changelens', 'session=app; Path=/']);
+      res.setHeader('x-changelens-metric-recall', '0.1');
+      res.end('ok');
+    });
+    await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
+    table = { stable: 'blue', candidate: 'green', candidateWeight: 0, rolloutId: 'r1' };
+  });
+  afterAll(() => app.close());
+  afterEach(() => { seen.length = 0; previewed.length = 0; });
+
+  const access: ProxyOptions['previewAccess'] = (headers) => (headers['x-changelens-preview'] === 'ok-preview' ? 'preview' : headers['x-changelens-preview'] === 'ok-analysis' ? 'analysis' : null);
+
+  it('without a credential a pin is refused (403) and reaches nothing; with one it is served, the credential never passed on', async () => {
+    const proxy = await proxyTo(portOf(app), { stablePort: portOf(app), previewAccess: access });
+    try {
+      for (const headers of [{ 'x-changelens-color': 'green' }, { cookie: 'changelens-color=green' }, { 'x-changelens-color': 'green', 'x-changelens-preview': 'forged' }] as Record<string, string>[]) {
+        const refused = await fetch(`${proxy.url}/x`, { headers });
+        expect(refused.status).toBe(403);
+        expect(await refused.json()).toMatchObject({ code: 'CL_ERR_PIN_REFUSED', message: 'a request pinned to green needs a preview credential' });
+      }
+      expect(seen).toEqual([]);
+      const ok = await fetch(`${proxy.url}/x`, { headers: { 'x-changelens-color': 'green', 'x-changelens-preview': 'ok-preview' } });
+      expect([ok.status, ok.headers.get('x-changelens-color')]).toEqual([200, 'green']);
+      expect(seen[0]!.headers['x-changelens-preview']).toBeUndefined();
+    } finally {
+      await proxy.app.close();
+    }
+  });
+
+  it('a preview is counted apart and never judged (latency, status, app metrics); an analysis pin is judged', async () => {
+    const metrics: string[] = [];
+    const proxy = await buildProxyServer({
+      log: createLogger('proxy-test', { level: 'silent' }), upstreams: { blue: `http://127.0.0.1:${portOf(app)}`, green: `http://127.0.0.1:${portOf(app)}` },
+      routingTable: () => table, accessLog: 'off', previewAccess: access,
+      onMeasured: (color, _ms, status) => measured.push([color, status]),
+      onPreview: (color, status) => previewed.push([color, status]),
+      onMetric: (color, name) => metrics.push(`${color}:${name}`),
+    });
+    await proxy.listen({ port: 0, host: '127.0.0.1' });
+    const url = `http://127.0.0.1:${portOf(proxy.server)}`;
+    try {
+      measured.length = 0;
+      await (await fetch(`${url}/x`, { headers: { 'x-changelens-color': 'green', 'x-changelens-preview': 'ok-preview' } })).text();
+      await until('the preview counted', () => previewed.length === 1);
+      expect([measured, metrics]).toEqual([[], []]);
+      await (await fetch(`${url}/x`, { headers: { 'x-changelens-color': 'green', 'x-changelens-preview': 'ok-analysis' } })).text();
+      await until('the analysis pin judged', () => measured.length === 1);
+      expect([measured, previewed, metrics]).toEqual([[['green', 200]], [['green', 200]], ['green:recall']]);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('an app cannot set the appliance\'s cookies (pin, sticky, preview, session); its own pass', async () => {
+    const proxy = await proxyTo(portOf(app), { stablePort: portOf(app), previewAccess: access });
+    try {
+      const res = await fetch(`${proxy.url}/x`);
+      expect(res.headers.getSetCookie()).toEqual(['session=app; Path=/']);
     } finally {
       await proxy.app.close();
     }

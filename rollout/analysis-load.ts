@@ -20,7 +20,8 @@ export interface AnalysisLoadRun {
 /** Starts driving both colours; `stop()` ends it and says what it did. */
 export type StartAnalysisLoad = (load: AnalysisLoad, colors: readonly Color[]) => AnalysisLoadRun;
 
-export function analysisLoadThrough(proxyUrl: string, clock: Clock, log: Logger): StartAnalysisLoad {
+/** `credential()`: what lets its pinned requests be judged (an `analysis` preview credential, lib/contracts/preview.ts). */
+export function analysisLoadThrough(proxyUrl: string, clock: Clock, log: Logger, credential: () => string = () => ''): StartAnalysisLoad {
   return (load, colors) => {
     const stopped = new AbortController();
     let sent = 0;
@@ -37,7 +38,7 @@ export function analysisLoadThrough(proxyUrl: string, clock: Clock, log: Logger)
       const signal = AbortSignal.any([stopped.signal, AbortSignal.timeout(REQUEST_TIMEOUT_MS)]);
       void (async () => {
         try {
-          const res = await fetch(`${proxyUrl}${path}`, { headers: { 'x-changelens-color': color, 'user-agent': 'changelens-analysis-load' }, signal });
+          const res = await fetch(`${proxyUrl}${path}`, { headers: { 'x-changelens-color': color, 'x-changelens-preview': credential(), 'user-agent': 'changelens-analysis-load' }, signal });
           await res.arrayBuffer();
         } catch {
           // A candidate crashing mid-answer, a timeout, the stop: counted, never thrown.

@@ -37,7 +37,8 @@ async function auth(admin: FastifyInstance, o: Pick<AdminApiOptions, 'token' | '
   admin.addHook('onRequest', async (req, reply) => {
     const path = req.url.split('?')[0]!;
     // Signing in needs no session; the page's static files (uPlot, its script) hold nothing secret.
-    if (path === `${ADMIN_PREFIX}/login` || (req.method === 'GET' && path.startsWith(`${ADMIN_PREFIX}/assets/`))) return;
+    // A preview link carries its own permission (a signed credential, checked by its route).
+    if (path === `${ADMIN_PREFIX}/login` || (req.method === 'GET' && (path.startsWith(`${ADMIN_PREFIX}/assets/`) || path === `${ADMIN_PREFIX}/preview`))) return;
     const header = req.headers.authorization;
     const bearer = typeof header === 'string' && header.startsWith('Bearer ') ? header.slice(7) : null;
     const session = bearer === null && req.headers.cookie ? readCookie(req.headers.cookie, SESSION_COOKIE) : undefined;

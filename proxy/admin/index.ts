@@ -8,6 +8,7 @@ import { auditRoutes } from './audit.js';
 import { authPlugin } from './auth.js';
 import { backupRoutes } from './backups.js';
 import { colorRoutes } from './colors.js';
+import { previewRoutes } from './previews.js';
 import { dashboardRoutes } from './dashboard.js';
 import { deploymentRoutes } from './deployments.js';
 import { ADMIN_PREFIX, type AdminApiOptions } from './options.js';
@@ -38,7 +39,7 @@ export async function registerAdminApi(host: Awaited<ReturnType<typeof createHtt
     });
     // First: its hook guards only the routes registered after it (all of them, below).
     await admin.register(authPlugin, o);
-    for (const routes of [dashboardRoutes, statusRoutes, deploymentRoutes, releaseRoutes, auditRoutes, backupRoutes, colorRoutes]) await admin.register(routes, o);
+    for (const routes of [dashboardRoutes, statusRoutes, deploymentRoutes, releaseRoutes, auditRoutes, backupRoutes, colorRoutes, previewRoutes]) await admin.register(routes, o);
     // Nothing under /_changelens/ ever reaches an app colour.
     admin.all('/*', async (req) => {
       throw new CL_ERR_NOT_FOUND(`${req.method} ${req.url}`);

@@ -22,6 +22,8 @@ export interface AdminApiOptions {
   live: (seconds: number) => LiveSecond[];
   /** Wrong tokens counted across every place a token is checked (one per proxy); default: the admin scope's own. */
   authFailures?: AuthFailures;
+  /** The key preview credentials are signed with (lib/contracts/preview.ts); absent: no preview routes. */
+  previews?: Buffer;
   /** The appliance's health details (processes, services, backups) for /api/health. */
   healthDetails?: () => Promise<{ status: 'ok' | 'degraded'; [key: string]: unknown }>;
   /** Each colour's API, for its controls (regressions, metrics reset). */

@@ -47,7 +47,7 @@ afterAll(async () => {
 /** A request through the proxy, pinned to a colour. */
 async function call(color: Color, path: string, init: RequestInit = {}): Promise<{ status: number; body: any; ms: number; servedBy: string | null }> {
   const t = performance.now();
-  const headers = { 'x-changelens-color': color, ...(init.body === undefined ? {} : { 'content-type': 'application/json' }), ...init.headers };
+  const headers = { 'x-changelens-color': color, 'x-changelens-preview': app.secrets().adminToken, ...(init.body === undefined ? {} : { 'content-type': 'application/json' }), ...init.headers };
   const res = await fetch(`${app.url}${path}`, { ...init, headers });
   const text = await res.text();
   return { status: res.status, body: text ? JSON.parse(text) : null, ms: performance.now() - t, servedBy: res.headers.get('x-changelens-color') };
@@ -229,6 +229,34 @@ describe('endpoints', () => {
     const audit = await (await fetch(`${app.url}/_changelens/api/audit?since=5m`, { headers: { authorization: `Bearer ${app.secrets().adminToken}` } })).json() as { events: { eventType: string; details: Record<string, unknown>; success: boolean }[] };
     const mine = audit.events.filter((e) => e.eventType.startsWith('regression.') && e.details.type === 'cpu');
     expect(mine.map((e) => [e.eventType, e.details.color, e.success]).sort()).toEqual([['regression.clear', 'green', true], ['regression.set', 'green', true]]);
+  });
+});
+
+describe('pins', () => {
+  it('need a credential: refused without one; a preview link from the CLI pins whoever opens it; previews are counted apart, never judged', async () => {
+    for (const headers of [{ 'x-changelens-color': 'green' }, { cookie: 'changelens-color=green' }, { 'x-changelens-color': 'green', 'x-changelens-preview': 'p1.preview.9999999999.forgedforgedforgedforgedforgedforgedforged1' }] as Record<string, string>[]) {
+      const refused = await fetch(`${app.url}/api/regression`, { headers });
+      expect(refused.status).toBe(403);
+      expect(await refused.json()).toMatchObject({ code: 'CL_ERR_PIN_REFUSED' });
+    }
+    const issued = await runCli(['preview-url', '--color', 'green', '--minutes', '5', '--json'], app.env);
+    expect(issued.code, issued.stderr).toBe(0);
+    const { url, credential } = JSON.parse(issued.stdout) as { url: string; credential: string };
+    expect(url.startsWith(`${app.url}/_changelens/preview?`)).toBe(true);
+    const opened = await fetch(url, { redirect: 'manual' });
+    expect([opened.status, opened.headers.get('location')]).toEqual([303, '/']);
+    const cookie = opened.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ');
+    expect(cookie).toBe(`changelens-preview=${credential}; changelens-color=green`);
+    for (let i = 0; i < 3; i++) {
+      const pinned = await fetch(`${app.url}/api/regression`, { headers: { cookie } });
+      expect([pinned.status, pinned.headers.get('x-changelens-color')]).toEqual([200, 'green']);
+    }
+    // A script sends the credential as a header.
+    expect((await fetch(`${app.url}/api/regression`, { headers: { 'x-changelens-color': 'blue', 'x-changelens-preview': credential } })).headers.get('x-changelens-color')).toBe('blue');
+    const exposition = await (await fetch(`${app.url}/_changelens/metrics`, { headers: { authorization: `Bearer ${app.secrets().adminToken}` } })).text();
+    expect(exposition).toMatch(/changelens_preview_requests_total\{color="green",code_class="2xx"\} [1-9]/);
+    // A forged or altered link gives nothing.
+    expect((await fetch(url.replace(/credential=p1\.preview\.\d+/, 'credential=p1.preview.9999999999'), { redirect: 'manual' })).status).toBe(403);
   });
 });
 

@@ -288,7 +288,7 @@ describe('blue/green', () => {
       const res = await fetch(`${app.url}/api/work?ms=1`);
       await res.arrayBuffer();
       expect(res.headers.get('x-changelens-color')).toBe(stable.color);
-      const pinned = await fetch(`${app.url}/api/regression`, { headers: { 'x-changelens-color': candidate } });
+      const pinned = await fetch(`${app.url}/api/regression`, { headers: { 'x-changelens-color': candidate, 'x-changelens-preview': app.secrets().adminToken } });
       expect(pinned.headers.get('x-changelens-color')).toBe(candidate);
       expect(((await pinned.json()) as { color: string }).color).toBe(candidate);
     }
@@ -448,7 +448,7 @@ describe('custom metric rules', () => {
     const { load, result: d } = await underLoad(async () => {
       const d0 = await deploy({ version: 'recall-low', artifact: dir, env: { RECALL: '0.2' }, metricRules: 'recall_at_10>=0.30' });
       await until(async () => expect((await api('GET', `/api/deployments/${d0.id}`)).body.status.phase).toBe('shifting'), 30_000);
-      const pinned = await fetch(`${app.url}/x`, { headers: { 'x-changelens-color': d0.candidateColor } });
+      const pinned = await fetch(`${app.url}/x`, { headers: { 'x-changelens-color': d0.candidateColor, 'x-changelens-preview': app.secrets().adminToken } });
       expect(await pinned.json()).toEqual({ app: 'recall' });
       expect([...pinned.headers.keys()].filter((h) => h.startsWith('x-changelens-metric'))).toEqual([]);
       return finished(d0.id);
