@@ -1,8 +1,8 @@
 // Encryption at rest of backup files: AES-256-GCM, streamed, one random IV per file, the tag at
 // the end. File layout: "CLBKENC1" | IV (12 bytes) | ciphertext | tag (16 bytes). The key is
-// derived from the backup key in the secrets (or CHANGELENS_BACKUP_KEY); its id (a hash of the
-// derived key, not the key) is recorded in the manifest so a wrong key is named, not guessed at.
-import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+// derived from the backup key in the secrets (or CHANGELENS_BACKUP_KEY); its id (a keyed hash of
+// the derived key, not the key) is recorded in the manifest so a wrong key is named, not guessed at.
+import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, openSync, readSync, closeSync, statSync } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 
@@ -13,12 +13,22 @@ export const ENCRYPTION_ALGORITHM = 'aes-256-gcm';
 
 export interface BackupKey {
   key: Buffer;
+  /** Names the key in manifests: a keyed hash, so equal ids say nothing about keys elsewhere. */
   id: string;
+  /** The id manifests written before 2026-11-30 carry (an unsalted hash): still recognised. */
+  legacyId: string;
+  /** Authenticates manifests (manifest.ts): a planted or altered backup is refused. */
+  macKey: Buffer;
 }
 
 export function backupKey(secret: string): BackupKey {
   const key = createHash('sha256').update(`changelens-backup\0${secret}`).digest();
-  return { key, id: createHash('sha256').update(key).digest('hex').slice(0, 16) };
+  return {
+    key,
+    id: createHmac('sha256', key).update('changelens backup key id v2').digest('hex').slice(0, 16),
+    legacyId: createHash('sha256').update(key).digest('hex').slice(0, 16),
+    macKey: createHmac('sha256', key).update('changelens backup manifest v1').digest(),
+  };
 }
 
 export async function encryptFile(plain: string, encrypted: string, k: BackupKey): Promise<void> {

@@ -4,7 +4,7 @@
 import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { decryptFile, encryptFile, ENCRYPTION_ALGORITHM, type BackupKey } from './encryption.js';
-import { describeFile, type BackupEntry, type BackupFile, type Check, type Manifest } from './manifest.js';
+import { describeFile, manifestAuthentic, type BackupEntry, type BackupFile, type Check, type Manifest } from './manifest.js';
 import type { BackupKind } from './retention.js';
 import { sha256Of } from './tools.js';
 
@@ -21,6 +21,17 @@ export async function withPlainFiles<T>(
   entry: BackupEntry, dir: string, scratchDir: string, key: BackupKey | undefined, checks: Check[],
   inspect: (kind: BackupKind, file: string) => Promise<Check[]>, fn: (plain: PlainFiles | null) => Promise<T>,
 ): Promise<T> {
+  // First the manifest itself: it vouches for every file below, so it must be this appliance's.
+  if (key) {
+    const ok = manifestAuthentic(entry, key.macKey);
+    checks.push({
+      name: 'manifest', ok,
+      detail: ok ? 'signed with this appliance\'s backup key'
+        : entry.mac ? 'its signature does not match: altered, or taken with another backup key (CHANGELENS_BACKUP_KEY)'
+        : 'unsigned: planted, or taken before backups were signed (2026-11-30); take a new backup',
+    });
+    if (!ok) return fn(null);
+  }
   for (const f of entry.files) {
     const path = join(dir, f.name);
     if (!existsSync(path)) {
@@ -37,7 +48,7 @@ export async function withPlainFiles<T>(
   try {
     const plain: PlainFiles = {};
     if (entry.encryption) {
-      if (!key || key.id !== entry.encryption.keyId) {
+      if (!key || (key.id !== entry.encryption.keyId && key.legacyId !== entry.encryption.keyId)) {
         checks.push({ name: 'decrypt', ok: false, detail: key ? `encrypted with key ${entry.encryption.keyId}, this appliance's key is ${key.id} (set CHANGELENS_BACKUP_KEY to the key it was taken with)` : `encrypted with key ${entry.encryption.keyId}; set CHANGELENS_BACKUP_KEY (and CHANGELENS_BACKUP_ENCRYPT=1) to read it` });
         return await fn(null);
       }

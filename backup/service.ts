@@ -13,7 +13,7 @@ import type { BackupDriver } from './kinds/driver.js';
 import { PostgresDriver } from './kinds/postgres.js';
 import { RedisDriver } from './kinds/redis.js';
 import { LocalStore } from './local-store.js';
-import { MANIFEST, type BackupEntry, type BackupReason, type Check, type Manifest, type RestoreResult, type Verification } from './manifest.js';
+import { MANIFEST, signManifest, type BackupEntry, type BackupReason, type Check, type Manifest, type RestoreResult, type Verification } from './manifest.js';
 import type { OffsiteStore } from './offsite.js';
 import { backupsToDelete, type BackupKind, type RetentionPolicy } from './retention.js';
 
@@ -101,6 +101,7 @@ export class BackupService {
         const finished = this.now();
         manifest.finishedAt = new Date(finished).toISOString();
         manifest.durationMs = finished - started;
+        if (this.options.encryption?.key) signManifest(manifest, this.options.encryption.key.macKey);
         this.store.commit(manifest);
         await this.copyOffsite(id, manifest);
         const pruned = await this.prune();

@@ -143,6 +143,7 @@ const FIELDS = {
   backupEncrypt: { env: 'CHANGELENS_BACKUP_ENCRYPT', doc: 'encrypt backups at rest (AES-256-GCM) with the backup key, and take state/secrets.json along, encrypted', kind: 'string', parse: oneOf('0', '1'), expected: '0 or 1', default: '0' },
   backupKey: { env: 'CHANGELENS_BACKUP_KEY', doc: 'the key backups are encrypted with (default: generated into state/secrets.json; keep a copy off the box, or encrypted backups cannot be read on a new one)', kind: 'string', parse: secret, expected: 'at least 16 characters of [A-Za-z0-9_-.~+/=]', default: undefined },
   backupS3Url: { env: 'CHANGELENS_BACKUP_S3_URL', doc: 'copy every good backup off the box to S3-compatible storage (AWS S3, Tencent COS, MinIO) under this bucket and prefix; credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY', kind: 'string', parse: s3UrlSpec, expected: 's3://bucket or s3://bucket/prefix', default: undefined },
+  backupOffsitePlain: { env: 'CHANGELENS_BACKUP_OFFSITE_PLAIN', doc: 'allow off-box copies without encryption (CHANGELENS_BACKUP_S3_URL with CHANGELENS_BACKUP_ENCRYPT=0): refused unless this is 1', kind: 'string', parse: oneOf('0', '1'), expected: '0 or 1', default: '0' },
   backupS3Endpoint: { env: 'CHANGELENS_BACKUP_S3_ENDPOINT', doc: 'the storage service\'s endpoint (COS: https://cos.<region>.myqcloud.com); default: AWS S3\'s for the region', kind: 'string', parse: text(/^https?:\/\/[^\s]+$/), expected: 'an http(s) URL', default: undefined },
   backupS3Region: { env: 'CHANGELENS_BACKUP_S3_REGION', doc: 'the bucket\'s region (COS: e.g. ap-shanghai)', kind: 'string', parse: text(/^[a-z0-9-]{2,40}$/), expected: 'a region name like us-east-1 or ap-shanghai', default: 'us-east-1' },
   backupS3PathStyle: { env: 'CHANGELENS_BACKUP_S3_PATH_STYLE', doc: 'path-style bucket addressing (MinIO and most self-hosted stores)', kind: 'string', parse: oneOf('0', '1'), expected: '0 or 1', default: '0' },
@@ -229,6 +230,10 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   checkPortsDistinct(out, raw, problems);
   if (typeof out.apiMaxInstances === 'number' && typeof out.apiInstances === 'number' && out.apiMaxInstances < out.apiInstances) {
     problems.push(`${raw.apiMaxInstances!.source}: expected at least CHANGELENS_API_INSTANCES (${out.apiInstances}), got ${out.apiMaxInstances}`);
+  }
+  // Backups leaving the box are encrypted, unless the operator says otherwise in so many words.
+  if (out.backupS3Url !== undefined && out.backupEncrypt !== '1' && out.backupOffsitePlain !== '1') {
+    problems.push(`${raw.backupS3Url?.source ?? 'CHANGELENS_BACKUP_S3_URL'}: off-box copies would leave unencrypted; set CHANGELENS_BACKUP_ENCRYPT=1 (and keep the backup key off the box), or CHANGELENS_BACKUP_OFFSITE_PLAIN=1 to send them plain`);
   }
   if (problems.length > 0) throw new CL_ERR_CONFIG_INVALID(problems.map((p) => `  - ${p}`).join('\n'));
   // As root, ./data would usually sit under /root (0700), where the unprivileged user that runs

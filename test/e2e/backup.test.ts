@@ -273,16 +273,28 @@ describe('encryption at rest', () => {
 
       const v = await withKey.verify(m.id);
       expect(v.checks.map((c) => [c.name, c.ok])).toEqual([
-        ['postgres.dump.enc', true], ['redis.rdb.enc', true], ['secrets.json.enc', true], ['decrypt', true], ['pg_restore --list', true],
+        ['manifest', true], ['postgres.dump.enc', true], ['redis.rdb.enc', true], ['secrets.json.enc', true], ['decrypt', true], ['pg_restore --list', true],
         ['restore into a scratch database', true], ['load into a scratch Redis', true],
       ]);
+      // Another key: the manifest is not its own (signed with the right key), so nothing is read.
       const wrong = await make('a-wrong-key-0123456789ab', false).verify(m.id);
       expect(wrong.ok).toBe(false);
-      expect(wrong.checks.at(-1)).toMatchObject({ name: 'decrypt', ok: false, detail: expect.stringContaining('CHANGELENS_BACKUP_KEY') });
+      expect(wrong.checks).toEqual([expect.objectContaining({ name: 'manifest', ok: false, detail: expect.stringContaining('CHANGELENS_BACKUP_KEY') })]);
       await expect(make(null, false).restore(m.id)).rejects.toMatchObject({ code: 'CL_ERR_BACKUP_INVALID' });
       // With the key (encryption now off for new backups), the restore reads it.
       const restored = await make('the-right-key-0123456789', false).restore(m.id);
       expect(restored.tables['public.items']).toBeGreaterThan(0);
+      // A planted dump: its sha256 written into the manifest by someone without the key. Refused, nothing restored.
+      const manifestFile = join(dir, m.id, 'manifest.json');
+      const original = readFileSync(manifestFile, 'utf8');
+      const altered = JSON.parse(original) as { files: { name: string; sha256: string }[] };
+      altered.files[0]!.sha256 = 'f'.repeat(64);
+      writeFileSync(manifestFile, JSON.stringify(altered));
+      await expect(withKey.restore(m.id)).rejects.toMatchObject({ code: 'CL_ERR_BACKUP_INVALID', message: expect.stringContaining('manifest: its signature does not match') });
+      const { mac: _mac, ...unsigned } = JSON.parse(original) as { mac?: string };
+      writeFileSync(manifestFile, JSON.stringify(unsigned));
+      expect((await withKey.verify(m.id)).checks).toEqual([expect.objectContaining({ name: 'manifest', ok: false, detail: expect.stringContaining('unsigned') })]);
+      writeFileSync(manifestFile, original);
       expect(readdirSync(dir).filter((n) => n.startsWith('.'))).toEqual([]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
