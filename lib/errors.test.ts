@@ -44,7 +44,7 @@ const SAMPLES: Record<string, { args: string[]; message: string }> = {
   CL_ERR_CLOSING: { args: [], message: 'shutting down' },
   CL_ERR_PROXY_RESTARTING: { args: ['10000'], message: 'the proxy did not come back within 10000 ms; this connection waited for it and was answered by the supervisor' },
   CL_ERR_AMBIGUOUS_REQUEST: { args: ['a body on GET'], message: 'refused: a body on GET; two servers could read where this request ends differently' },
-  CL_ERR_UPSTREAM_BUSY: { args: ['api-blue', '1024'], message: 'api-blue has 1024 requests in flight already' },
+  CL_ERR_UPSTREAM_BUSY: { args: ['api-blue', '1024 requests in flight'], message: 'api-blue is at its bound: 1024 requests in flight' },
   CL_ERR_PIN_REFUSED: { args: ['green'], message: 'a request pinned to green needs a preview credential' },
   CL_ERR_APP_CONTROL: { args: ['POST /api/regression/:type'], message: 'POST /api/regression/:type is the operator\'s to change: not through the public port' },
   CL_ERR_TOO_MANY_FAILURES: { args: ['10.0.0.5', '42'], message: 'too many failed sign-ins or wrong tokens from 10.0.0.5: its wrong ones are answered this for 42 s' },

@@ -119,7 +119,7 @@ export const CL_ERR_UNREACHABLE = defineError<[string, string]>(
   'check --url (or CHANGELENS_URL), that the appliance runs, and the network between; a TLS error means its certificate is not trusted here (NODE_EXTRA_CA_CERTS)');
 export const CL_ERR_BAD_PIN = defineError<[string]>(
   'CL_ERR_BAD_PIN', 400, '%s',
-  'pin a colour with x-changelens-color: blue|green (header) or changelens-color=blue|green (cookie), or send neither');
+  'pin a colour with x-changelens-color: blue|green (header) or changelens-color=blue|green (cookie), with a preview credential (changelens preview-url), or send neither');
 export const CL_ERR_UNAUTHORIZED = defineError<[]>(
   'CL_ERR_UNAUTHORIZED', 401, 'missing or wrong bearer token',
   'send Authorization: Bearer <token>; the token is CHANGELENS_ADMIN_TOKEN, or adminToken in <data>/state/secrets.json');
@@ -146,8 +146,8 @@ export const CL_ERR_APP_CONTROL = defineError<[string]>(
 export const CL_ERR_AMBIGUOUS_REQUEST = defineError<[string]>(
   'CL_ERR_AMBIGUOUS_REQUEST', 400, 'refused: %s; two servers could read where this request ends differently',
   'send a body only with a method that has one (POST, PUT, PATCH…), and Transfer-Encoding only over HTTP/1.1');
-export const CL_ERR_UPSTREAM_BUSY = defineError<[string, number]>(
-  'CL_ERR_UPSTREAM_BUSY', 503, '%s has %s requests in flight already',
+export const CL_ERR_UPSTREAM_BUSY = defineError<[string, string]>(
+  'CL_ERR_UPSTREAM_BUSY', 503, '%s is at its bound: %s',
   'retry after the seconds in the Retry-After header; if it lasts, the app is slower than its traffic: scale it (CHANGELENS_API_INSTANCES) or find what is slow');
 export const CL_ERR_PIN_REFUSED = defineError<[string]>(
   'CL_ERR_PIN_REFUSED', 403, 'a request pinned to %s needs a preview credential',

@@ -48,7 +48,7 @@ export interface ForwardOptions {
    * What a pinned request's credential grants (lib/contracts/preview.ts): `preview` (served,
    * recorded apart, never judged), `analysis` (judged) or null (refused). Absent: pins are previews.
    */
-  previewAccess?: (headers: IncomingHttpHeaders) => PreviewPurpose | null;
+  previewAccess?: (req: IncomingMessage) => PreviewPurpose | null;
   /** A pinned preview's answer: counted apart from what the judge sees. */
   onPreview?: (color: Color, statusCode: number) => void;
 }
@@ -92,6 +92,8 @@ export const MAX_IN_FLIGHT_PER_COLOR = 1024;
  */
 const BUFFER_BODY_MAX = 1 << 20;
 const BUFFERED_TOTAL_MAX = 64 << 20;
+/** Larger bodies go on as they arrive, holding a connection each: this many per colour at most. */
+const MAX_STREAMED_PER_COLOR = 64;
 
 interface Exchange {
   req: IncomingMessage;
@@ -111,6 +113,12 @@ interface Exchange {
   occupies: Color | null;
   /** A pinned preview: recorded apart from the judge's requests. */
   preview: boolean;
+  /** When it was first sent to a colour: the judge measures the app from here, not the client's upload. Null: never sent. */
+  dispatchedAt: number | null;
+  /** Gives back the request body's share of the proxy's buffer (idempotent). */
+  releaseBody: () => void;
+  /** Its body is streamed (large): counted against its colour's streamed bodies. */
+  streams: Color | null;
   setSticky: string | null;
   span: Span;
   ctx: Context;
@@ -128,6 +136,7 @@ export function createForwarder(options: ForwardOptions): Forwarder {
   }
   const maxInFlight = options.maxInFlight ?? MAX_IN_FLIGHT_PER_COLOR;
   const inFlight: Record<Color, number> = { blue: 0, green: 0 };
+  const streamed: Record<Color, number> = { blue: 0, green: 0 };
   let bufferedBytes = 0;
   /** Moves the request's place in the in-flight counts to `color`; false when that colour is full. */
   const occupy = (ex: Exchange, color: Color): boolean => {
@@ -148,14 +157,28 @@ export function createForwarder(options: ForwardOptions): Forwarder {
   const onHeld = options.onHeld ?? (() => {});
   /** Since when each colour has refused (null: its last answer came): one down past the hold is not waited for again. */
   const downSince: Record<Color, number | null> = { blue: null, green: null };
+  /** A quick 503 + Retry-After: better than a wait behind what fills the bound. */
+  const busy = (ex: Exchange, who: string, what: string): void => {
+    sendJson(ex.res, 503, errorBody(new CL_ERR_UPSTREAM_BUSY(who, what)), { 'retry-after': '1' });
+  };
 
   function dispatch(ex: Exchange): void {
     const { req, res } = ex;
+    if (ex.body instanceof Readable && ex.streams !== ex.color) {
+      if (streamed[ex.color] >= MAX_STREAMED_PER_COLOR) {
+        busy(ex, `api-${ex.color}`, `${MAX_STREAMED_PER_COLOR} large request bodies streaming`);
+        return;
+      }
+      if (ex.streams !== null) streamed[ex.streams]--;
+      streamed[ex.color]++;
+      ex.streams = ex.color;
+    }
     if (!occupy(ex, ex.color)) {
       // Its connections all busy and its queue full: a quick 503 beats a wait behind them.
-      sendJson(res, 503, errorBody(new CL_ERR_UPSTREAM_BUSY(`api-${ex.color}`, maxInFlight)), { 'retry-after': '1' });
+      busy(ex, `api-${ex.color}`, `${maxInFlight} requests in flight`);
       return;
     }
+    ex.dispatchedAt ??= performance.now();
     const headers = upstreamHeaders(req, ex.ctx);
     if (ex.body !== null) ex.retryColor = null;
     pools[ex.color].dispatch({ method: req.method as Dispatcher.HttpMethod, path: req.url!, headers, body: ex.body }, {
@@ -165,6 +188,8 @@ export function createForwarder(options: ForwardOptions): Forwarder {
       },
       onResponseStart(controller, statusCode, upstream) {
         downSince[ex.color] = null;
+        // The app has the whole body (it answers): the proxy's copy is no longer held against the buffer.
+        ex.releaseBody();
         try {
           res.writeHead(statusCode, clientHeaders(ex, upstream, reportMetric));
         } catch (err) {
@@ -196,7 +221,7 @@ export function createForwarder(options: ForwardOptions): Forwarder {
     }
     if (ex.retryColor !== null && ex.retriedFrom === null && isConnectFailure(error)) {
       // The judge still sees the candidate fail; the client gets the stable colour's answer.
-      measured(ex.color, performance.now() - ex.start, 502);
+      measured(ex.color, performance.now() - (ex.dispatchedAt ?? ex.start), 502);
       retriedOnStable(ex.color);
       ex.retriedFrom = ex.color;
       ex.color = ex.retryColor;
@@ -252,7 +277,7 @@ export function createForwarder(options: ForwardOptions): Forwarder {
         return;
       }
       // A pin needs a credential; a preview's answers never reach the judge (they could fake a verdict).
-      const access = decision.reason === 'pin' ? (options.previewAccess ? options.previewAccess(req.headers) : 'preview') : null;
+      const access = decision.reason === 'pin' ? (options.previewAccess ? options.previewAccess(req) : 'preview') : null;
       if (decision.reason === 'pin' && access === null) {
         sendJson(res, 403, errorBody(new CL_ERR_PIN_REFUSED(decision.color)));
         return;
@@ -272,16 +297,27 @@ export function createForwarder(options: ForwardOptions): Forwarder {
         body: null,
         occupies: null,
         preview: access === 'preview',
+        dispatchedAt: null,
+        releaseBody: () => {
+          bufferedBytes -= buffered;
+          buffered = 0;
+        },
+        streams: null,
       };
       let buffered = 0;
       res.once('close', () => {
         if (ex.occupies !== null) inFlight[ex.occupies]--;
-        bufferedBytes -= buffered;
+        if (ex.streams !== null) streamed[ex.streams]--;
+        ex.releaseBody();
         // 499 (nginx's word): the client left before an answer; the app may still be working.
         const status = res.headersSent ? res.statusCode : 499;
         if (!res.writableFinished) ex.controller?.abort(new Error('client went away'));
-        if (ex.preview) previewed(ex.color, status);
-        else measured(ex.color, performance.now() - start, status);
+        // Answered before the app was asked (busy, a body that never came): nothing of the colour's to judge.
+        if (ex.dispatchedAt === null) { /* not the app's doing */ }
+        else if (ex.preview) previewed(ex.color, status);
+        else measured(ex.color, performance.now() - ex.dispatchedAt, status);
+        // A body the app did not wait for: read to its end, so the connection is not left hanging.
+        if (!req.complete && !req.destroyed) req.resume();
         endSpan(span, status);
         writeAccessLog(ex, status);
       });
@@ -292,8 +328,18 @@ export function createForwarder(options: ForwardOptions): Forwarder {
         dispatch(ex);
         return;
       }
-      readBody(req, () => bufferedBytes < BUFFERED_TOTAL_MAX, (n) => { buffered += n; bufferedBytes += n; }, (body) => {
+      readBody(req, (n) => {
+        if (bufferedBytes + n > BUFFERED_TOTAL_MAX) return false;
+        buffered += n;
+        bufferedBytes += n;
+        return true;
+      }, (body) => {
         if (res.destroyed) return;
+        if (body === null) {
+          // The proxy holds as much of others' bodies as it may: this small one is not read now.
+          busy(ex, 'the proxy', `${BUFFERED_TOTAL_MAX >> 20} MB of request bodies held`);
+          return;
+        }
         ex.body = body;
         dispatch(ex);
       });
@@ -311,6 +357,14 @@ function upstreamHeaders(req: IncomingMessage, ctx: Context): Record<string, str
     // The mirror's mark is the proxy's to set: a client cannot make its request look like a copy;
     // the app's control credential is the admin API's to add, never a client's to pass on.
     if (HOP_BY_HOP.has(name) || named?.has(name) || name === MIRROR_HEADER || name === APP_CONTROL_HEADER || name === PREVIEW_HEADER) continue;
+    // Node has answered 100 Continue itself; undici refuses to send the header on.
+    if (name === 'expect') continue;
+    if (name === 'cookie') {
+      // The preview credential and the dashboard's session are the appliance's, not the app's to read.
+      const kept = withoutApplianceCookies(req.headers.cookie!);
+      if (kept !== '') out.cookie = kept;
+      continue;
+    }
     // Some servers read _ as - (Transfer_Encoding as Transfer-Encoding): dropped, as nginx does.
     if (name.includes('_')) continue;
     const value = req.headers[name];
@@ -409,24 +463,28 @@ export function framingProblem(req: IncomingMessage): string | null {
 }
 
 /**
- * Reads a request body whole while it stays small (and `room()` says the proxy may hold more), so
- * the app is asked only once it has all of it; past that, hands over what was read followed by
- * the rest as it arrives.
+ * Reads a request body whole while it stays small, so the app is asked only once it has all of it;
+ * past 1 MiB, hands over what was read followed by the rest as it arrives. `reserve` books each
+ * chunk of a small body against the proxy's buffer: when it says no, `done(null)`.
  */
-function readBody(req: IncomingMessage, room: () => boolean, hold: (bytes: number) => void, done: (body: Buffer | Readable) => void): void {
+function readBody(req: IncomingMessage, reserve: (bytes: number) => boolean, done: (body: Buffer | Readable | null) => void): void {
   const chunks: Buffer[] = [];
   let size = 0;
-  const onData = (chunk: Buffer): void => {
-    chunks.push(chunk);
-    size += chunk.length;
-    if (size <= BUFFER_BODY_MAX && room()) {
-      hold(chunk.length);
-      return;
-    }
+  const stop = (): void => {
     req.off('data', onData);
     req.off('end', onEnd);
     req.pause();
-    done(Readable.from(streamed(chunks, req), { objectMode: false }));
+  };
+  const onData = (chunk: Buffer): void => {
+    chunks.push(chunk);
+    size += chunk.length;
+    if (size > BUFFER_BODY_MAX) {
+      stop();
+      done(Readable.from(streamed(chunks, req), { objectMode: false }));
+    } else if (!reserve(chunk.length)) {
+      stop();
+      done(null);
+    }
   };
   const onEnd = (): void => done(Buffer.concat(chunks, size));
   req.on('data', onData);
@@ -436,4 +494,13 @@ function readBody(req: IncomingMessage, room: () => boolean, hold: (bytes: numbe
 async function* streamed(head: Buffer[], rest: IncomingMessage): AsyncIterable<Buffer> {
   yield* head;
   for await (const chunk of rest) yield chunk as Buffer;
+}
+
+/** A Cookie header without the appliance's secrets (preview credential, dashboard session). */
+function withoutApplianceCookies(header: string): string {
+  if (!header.includes('changelens-preview') && !header.includes('changelens-admin')) return header;
+  return header.split(';').map((c) => c.trim()).filter((c) => {
+    const name = c.slice(0, c.indexOf('=')).trim().toLowerCase();
+    return name !== PREVIEW_COOKIE && name !== 'changelens-admin';
+  }).join('; ');
 }

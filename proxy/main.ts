@@ -1,7 +1,7 @@
 // Composition root of the proxy process: the only public port. It routes, measures every request
 // per colour, and runs the rollout controller and the admin API in the same process, so a failing
 // verdict changes the routing without a network hop.
-import type { IncomingHttpHeaders } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import { Socket } from 'node:net';
 import { loadConfig } from '../lib/config.js';
 import { HANDOFF_CONNECTION, PROXY_DETACHED, type ProxyHandoffMessage } from '../lib/contracts/handoff.js';
@@ -46,11 +46,17 @@ const analysisCredential = (): string => {
   if (Date.now() > analysis.until - 3_600_000) analysis = { credential: signPreview(previews, 'analysis', Date.now() + 86_400_000), until: Date.now() + 86_400_000 };
   return analysis.credential;
 };
-const previewAccess = (headers: IncomingHttpHeaders): PreviewPurpose | null => {
-  const given = headers[PREVIEW_HEADER] ?? (headers.cookie ? readCookie(headers.cookie, PREVIEW_COOKIE) : undefined);
-  if (typeof given !== 'string') return null;
+/** A signed credential (header or cookie), or the admin token in the header only (a cookie goes to the app). */
+const previewAccess = (req: IncomingMessage): PreviewPurpose | null => {
+  const header = req.headers[PREVIEW_HEADER];
+  const cookie = req.headers.cookie ? readCookie(req.headers.cookie, PREVIEW_COOKIE) : undefined;
+  const given = typeof header === 'string' ? header : cookie;
+  if (given === undefined) return null;
   if (given.startsWith('p1.')) return verifyPreview(previews, given, Date.now());
-  return bearerMatches(`Bearer ${given}`, adminToken) ? 'preview' : null;
+  if (given === header && bearerMatches(`Bearer ${given}`, adminToken)) return 'preview';
+  // A wrong token here counts as one anywhere else (and is audited the same way).
+  authFailures.failed(req, '(a pinned request)', log);
+  return null;
 };
 const window = new SlicedWindow();
 const metrics = createProxyMetrics();

@@ -458,16 +458,19 @@ describe('ambiguous framing (raw sockets): refused with the connection closed, o
 });
 
 describe('slow clients and a busy colour are bounded', () => {
-  /** Requests the app received, and those it has not answered yet (held until released). */
+  /** Requests the app received (whole, and as they started), and those it has not answered yet (held until released). */
   const arrived: string[] = [];
+  const started: string[] = [];
   let holding: (() => void)[] = [];
   let app: Server;
   beforeAll(async () => {
     app = createServer((req, res) => {
+      // Counted as it arrives, before its body: a slow body passed on as it comes would show here.
+      started.push(`${req.method} ${req.url}`);
       let body = '';
       req.on('data', (c: Buffer) => (body += c));
       req.on('end', () => {
-        arrived.push(`${req.method} ${req.url} ${body}`);
+        arrived.push(`${req.method} ${req.url} ${body.length > 100 ? `(${body.length} bytes)` : body}`);
         const answer = (): void => { res.end('ok'); };
         if (req.url === '/hang') holding.push(answer);
         else answer();
@@ -497,6 +500,7 @@ describe('slow clients and a busy colour are bounded', () => {
       const before: number[] = [];
       for (let i = 0; i < 30; i++) before.push(await timed());
       arrived.length = 0;
+      started.length = 0;
       for (let i = 0; i < 300; i++) {
         const socket = connect(port, '127.0.0.1');
         socket.on('error', () => {});
@@ -506,8 +510,8 @@ describe('slow clients and a busy colour are bounded', () => {
       await until('300 slow clients connected', () => (proxy.app.server as unknown as { _connections: number })._connections >= 300);
       const during: number[] = [];
       for (let i = 0; i < 30; i++) during.push(await timed(i % 3 === 0 ? { method: 'POST', body: 'a small body' } : undefined));
-      // None of the slow ones reached the app: their bodies are still being read by the proxy.
-      expect(arrived.filter((a) => a.startsWith('POST /slow'))).toEqual([]);
+      // None of the slow ones reached the app, not even their headers: their bodies are still being read by the proxy.
+      expect(started.filter((a) => a.startsWith('POST /slow'))).toEqual([]);
       expect(arrived.filter((a) => a === 'POST /fast a small body')).toHaveLength(10);
       expect(median(during), `median ${median(during).toFixed(1)} ms vs ${median(before).toFixed(1)} ms before`).toBeLessThan(Math.max(3 * median(before), median(before) + 25));
     } finally {
@@ -524,12 +528,32 @@ describe('slow clients and a busy colour are bounded', () => {
       const busy = await fetch(`${proxy.url}/fast`);
       expect(busy.status).toBe(503);
       expect(busy.headers.get('retry-after')).toBe('1');
-      expect(await busy.json()).toMatchObject({ code: 'CL_ERR_UPSTREAM_BUSY', message: 'api-blue has 3 requests in flight already' });
+      expect(await busy.json()).toMatchObject({ code: 'CL_ERR_UPSTREAM_BUSY', message: 'api-blue is at its bound: 3 requests in flight' });
       for (const answer of holding.splice(0)) answer();
       expect((await Promise.all(hanging)).map((r) => r.status)).toEqual([200, 200, 200]);
       expect((await fetch(`${proxy.url}/fast`)).status).toBe(200);
     } finally {
       holding = [];
+      await proxy.app.close();
+    }
+  });
+
+  it('a body over 1 MiB is streamed on and arrives whole; an Expect: 100-continue upload goes through', async () => {
+    const proxy = await proxyTo(deadPort, { stablePort: portOf(app) });
+    try {
+      arrived.length = 0;
+      const big = 'x'.repeat(3 * 1024 * 1024);
+      const res = await fetch(`${proxy.url}/fast`, { method: 'POST', body: big });
+      expect(res.status).toBe(200);
+      expect(arrived).toEqual([`POST /fast (${big.length} bytes)`]);
+      // curl sends Expect: 100-continue for large bodies; undici would refuse to pass it on.
+      const answer = await new Promise<number>((resolve, reject) => {
+        const req = request(`${proxy.url}/fast`, { method: 'POST', headers: { expect: '100-continue', 'content-length': '5' } }, (r) => { r.resume(); resolve(r.statusCode!); });
+        req.on('continue', () => req.end('hello'));
+        req.on('error', reject);
+      });
+      expect(answer).toBe(200);
+    } finally {
       await proxy.app.close();
     }
   });
@@ -577,7 +601,7 @@ describe('pins need a preview credential, and previews are never judged', () => 
   afterAll(() => app.close());
   afterEach(() => { seen.length = 0; previewed.length = 0; });
 
-  const access: ProxyOptions['previewAccess'] = (headers) => (headers['x-changelens-preview'] === 'ok-preview' ? 'preview' : headers['x-changelens-preview'] === 'ok-analysis' ? 'analysis' : null);
+  const access: ProxyOptions['previewAccess'] = (req) => (req.headers['x-changelens-preview'] === 'ok-preview' ? 'preview' : req.headers['x-changelens-preview'] === 'ok-analysis' ? 'analysis' : null);
 
   it('without a credential a pin is refused (403) and reaches nothing; with one it is served, the credential never passed on', async () => {
     const proxy = await proxyTo(portOf(app), { stablePort: portOf(app), previewAccess: access });
@@ -591,6 +615,9 @@ describe('pins need a preview credential, and previews are never judged', () => 
       const ok = await fetch(`${proxy.url}/x`, { headers: { 'x-changelens-color': 'green', 'x-changelens-preview': 'ok-preview' } });
       expect([ok.status, ok.headers.get('x-changelens-color')]).toEqual([200, 'green']);
       expect(seen[0]!.headers['x-changelens-preview']).toBeUndefined();
+      // Nor do the appliance's own cookies (a preview credential, a dashboard session): the app's pass.
+      await (await fetch(`${proxy.url}/x`, { headers: { 'x-changelens-color': 'green', 'x-changelens-preview': 'ok-preview', cookie: 'changelens-preview=p1.x; session=app; changelens-admin=s' } })).text();
+      expect(seen[1]!.headers.cookie).toBe('session=app');
     } finally {
       await proxy.app.close();
     }

@@ -364,7 +364,7 @@ describe('the reconciler', () => {
     const rolledBack = await c.rollback('operator', 'wrong build');
     expect(rolledBack.status).toMatchObject({ phase: 'rolled_back', reason: 'wrong build' });
     expect((await store.deployment(d.id)).result).toMatchObject({ rollback_reason: 'wrong build', rollback_timing: { candidate_requests_after_swap: 0, settled: false } });
-    // A pinned request (x-changelens-color) that reaches the candidate after the swap is counted,
+    // A request that reaches the candidate after the swap (one it was already routed, an analysis pin) is counted,
     // and the timing is final once the requests in flight had time to finish.
     c.record('green', 3, 200); // started before the swap: in flight at it
     await clock.advance(50);

@@ -35,9 +35,27 @@ const RESERVED_NAMES = new Set(['.changelens-artifact.json']);
  * written. `label` names the archive in errors.
  */
 export async function unpackVetted(file: string, dir: string, label: string, limits: UnpackLimits = DEFAULT_UNPACK_LIMITS): Promise<void> {
-  await vetEntries(file, label, limits);
+  const vetted = await vetEntries(file, label, limits);
   mkdirSync(dir);
-  await tar.x({ file, cwd: dir, strict: true, preservePaths: false, preserveOwner: false });
+  // The extraction reads the file again: it writes only what was vetted, in the same order, and
+  // stops at anything else (a file changed in between, or read differently the second time).
+  let next = 0;
+  let differs: string | null = null;
+  try {
+    await tar.x({
+      file, cwd: dir, strict: true, preservePaths: false, preserveOwner: false,
+      filter: (_path, entry) => {
+        const e = entry as tar.ReadEntry;
+        const expected = vetted[next++];
+        const same = expected !== undefined && expected.path === e.path && expected.type === e.type && expected.linkpath === (e.linkpath ?? '');
+        if (!same && differs === null) differs = `${e.path}: not the entry that was vetted`;
+        return same && differs === null;
+      },
+    });
+  } catch (err) {
+    throw new CL_ERR_ARTIFACT_INVALID(`${label}: unpacking failed (${(err as Error).message})`);
+  }
+  if (differs !== null || next !== vetted.length) throw new CL_ERR_ARTIFACT_INVALID(`${label} refused: ${differs ?? 'the archive read differently the second time'}`);
   stripModes(dir);
 }
 
@@ -48,7 +66,7 @@ interface Seen {
 }
 
 /** Every entry, before anything is written: a bad one refuses the whole archive, naming it. */
-async function vetEntries(file: string, label: string, limits: UnpackLimits): Promise<void> {
+async function vetEntries(file: string, label: string, limits: UnpackLimits): Promise<Seen[]> {
   const entries: Seen[] = [];
   let bytes = 0;
   let tooMuch: string | null = null;
@@ -69,9 +87,12 @@ async function vetEntries(file: string, label: string, limits: UnpackLimits): Pr
       const input = createReadStream(file);
       input.on('error', reject);
       parser.on('error', reject);
-      parser.on('abort', () => {
+      // Ours (a limit) ends the reading as planned; any other (node-tar's own: a corrupt gzip,
+      // a decompression ratio past 1000:1) is a refusal, never a pass on a partial list.
+      parser.on('abort', (err: Error) => {
         input.destroy();
-        resolve();
+        if (tooMuch !== null) resolve();
+        else reject(err);
       });
       parser.on('end', resolve);
       input.pipe(parser);
@@ -82,6 +103,7 @@ async function vetEntries(file: string, label: string, limits: UnpackLimits): Pr
   if (tooMuch !== null) throw new CL_ERR_ARTIFACT_INVALID(`${label} refused, nothing was unpacked: ${tooMuch}; a release is limited to ${limits.maxEntries} entries and ${Math.round(limits.maxBytes / 1024 / 1024)} MB unpacked`);
   const problems = entryProblems(entries);
   if (problems.length > 0) throw new CL_ERR_ARTIFACT_INVALID(`${label} refused, nothing was unpacked: ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? ` (and ${problems.length - 5} more)` : ''}`);
+  return entries;
 }
 
 /** What is wrong with a set of entries, each problem naming its entry. */
@@ -89,9 +111,16 @@ export function entryProblems(entries: readonly Seen[]): string[] {
   const problems: string[] = [];
   const key = (path: string): string => posix.normalize(path).replace(/\/+$/, '');
   const symlinks = new Set(entries.filter((e) => e.type === 'SymbolicLink').map((e) => key(e.path)));
-  const files = new Set(entries.filter((e) => FILE_TYPES.has(e.type)).map((e) => key(e.path)));
+  /** Files seen so far: a hard link names one that comes before it. */
+  const files = new Set<string>();
   for (const e of entries) {
     const path = e.path;
+    if (FILE_TYPES.has(e.type)) files.add(key(path));
+    // A backslash is part of a name on Linux, a separator elsewhere: never guessed at.
+    if (path.includes('\\') || e.linkpath.includes('\\')) {
+      problems.push(`${path}: a backslash in a path`);
+      continue;
+    }
     if (!ALLOWED.has(e.type)) {
       problems.push(`${path}: a ${e.type} entry is not allowed`);
       continue;
@@ -100,7 +129,7 @@ export function entryProblems(entries: readonly Seen[]): string[] {
       problems.push(`${path}: an absolute path`);
       continue;
     }
-    const parts = path.split(/[\\/]/).filter((p) => p !== '' && p !== '.');
+    const parts = path.split('/').filter((p) => p !== '' && p !== '.');
     if (parts.includes('..')) {
       problems.push(`${path}: a path that climbs out with ..`);
       continue;
@@ -121,7 +150,7 @@ export function entryProblems(entries: readonly Seen[]): string[] {
     } else if (e.type === 'Link') {
       const problem = walkLink([], e.linkpath, symlinks);
       if (problem) problems.push(`${path}: a hard link to ${e.linkpath}, ${problem}`);
-      else if (!files.has(key(e.linkpath))) problems.push(`${path}: a hard link to ${e.linkpath}, which is not a file of the release`);
+      else if (!files.has(key(e.linkpath))) problems.push(`${path}: a hard link to ${e.linkpath}, which is not a file earlier in the release`);
     }
   }
   return problems;

@@ -125,7 +125,9 @@ describe('receiveArtifact', () => {
       ['link declared after', [rawEntry('lib/', { type: '5', mode: 0o755 }), rawEntry('lib/a.js', { body: 'x' }), rawEntry('lib', { type: '2', linkname: '.' })], /lib\/a\.js: written through the link lib/],
       ['link up and out', [rawEntry('deep/x', { type: '2', linkname: '../../outside' })], /deep\/x: a link to \.\.\/\.\.\/outside, outside the release/],
       ['hard link out', [rawEntry('h', { type: '1', linkname: '../../etc/passwd' })], /h: a hard link to \.\.\/\.\.\/etc\/passwd, outside the release/],
-      ['hard link to no file', [rawEntry('dir/', { type: '5', mode: 0o755 }), rawEntry('h', { type: '1', linkname: 'dir' })], /h: a hard link to dir, which is not a file of the release/],
+      ['hard link to no file', [rawEntry('dir/', { type: '5', mode: 0o755 }), rawEntry('h', { type: '1', linkname: 'dir' })], /h: a hard link to dir, which is not a file earlier in the release/],
+      ['hard link before its file', [rawEntry('h', { type: '1', linkname: 'later.js' }), rawEntry('later.js', { body: 'x' })], /h: a hard link to later\.js, which is not a file earlier/],
+      ['backslash', [rawEntry('d\\e\\l', { type: '2', linkname: '../x' })], /a backslash in a path/],
       ['absolute', [rawEntry('/etc/cron.d/x', { body: 'x' })], /\/etc\/cron\.d\/x: an absolute path/],
       ['dot dot', [rawEntry('a/../../x', { body: 'x' })], /a\/\.\.\/\.\.\/x: a path that climbs out with \.\./],
       ['device', [rawEntry('null', { type: '3' })], /null: a CharacterDevice entry is not allowed/],
@@ -137,6 +139,14 @@ describe('receiveArtifact', () => {
     const bomb = rawTarball(work, 'bomb.tgz', [rawEntry('zeros', { body: Buffer.alloc(2 * 1024 * 1024) })]);
     expect(statSync(bomb).size).toBeLessThan(10_000);
     await expect(upload(bomb, 'v1', { unpackLimits: { maxBytes: 1024 * 1024, maxEntries: 100 } })).rejects.toThrow(/refused, nothing was unpacked: more than 1 MB unpacked \(at zeros\)/);
+    // A zero-filled file first: past node-tar's own 1000:1 guard while vetting, the archive is refused (never passed on a partial list).
+    const ratio = join(work, 'ratio.tgz');
+    writeFileSync(ratio, gzipSync(Buffer.concat([rawEntry('zeros', { body: Buffer.alloc(8 * 1024 * 1024) }), rawEntry('evil', { type: '2', linkname: '../../etc' }), Buffer.alloc(1024)]), { level: 9 }));
+    await expect(upload(ratio)).rejects.toThrow(/not a readable \.tar\.gz/);
+    // Truncated: refused, not half-vetted.
+    const good = readFileSync(rawTarball(work, 'whole.tgz', [rawEntry('lib/a.js', { body: 'x'.repeat(100_000) })]));
+    writeFileSync(join(work, 'truncated.tgz'), good.subarray(0, Math.floor(good.length / 2)));
+    await expect(upload(join(work, 'truncated.tgz'))).rejects.toThrow(/not a readable \.tar\.gz/);
     const many = rawTarball(work, 'many.tgz', Array.from({ length: 30 }, (_, i) => rawEntry(`f${i}.js`)));
     await expect(upload(many, 'v1', { unpackLimits: { maxBytes: 1024 * 1024, maxEntries: 20 } })).rejects.toThrow(/more than 20 entries \(at f18\.js\)/);
     expect(existsSync(join(releases, 'v1'))).toBe(false);

@@ -26,13 +26,10 @@ async function auth(admin: FastifyInstance, o: Pick<AdminApiOptions, 'token' | '
   const expected = digest(o.token);
   const failures = o.authFailures ?? new AuthFailures(o.store);
   const sessions = new Sessions();
-  const trusted = new Set((o.config.trustedProxies ?? '').split(',').map((a) => a.trim()).filter(Boolean));
+  const trusted = trustedProxies(o.config);
   // TLS ends in front of us: always on the cloud platforms; elsewhere only a configured proxy is believed.
-  const tlsInFront = (req: FastifyRequest): boolean =>
-    o.config.platform === 'cloudrun' || o.config.platform === 'cloudbase' || o.config.cloudRunService !== undefined
-    || (trusted.has(req.socket.remoteAddress ?? '') && req.headers['x-forwarded-proto'] === 'https');
   const cookie = (value: string, maxAge: number, req: FastifyRequest): string =>
-    `${SESSION_COOKIE}=${value}; Path=${ADMIN_PREFIX}; HttpOnly; SameSite=Strict; Max-Age=${maxAge}${tlsInFront(req) ? '; Secure' : ''}`;
+    `${SESSION_COOKIE}=${value}; Path=${ADMIN_PREFIX}; HttpOnly; SameSite=Strict; Max-Age=${maxAge}${tlsInFront(o.config, trusted, req) ? '; Secure' : ''}`;
 
   admin.addHook('onRequest', async (req, reply) => {
     const path = req.url.split('?')[0]!;
@@ -87,6 +84,21 @@ async function auth(admin: FastifyInstance, o: Pick<AdminApiOptions, 'token' | '
 }
 
 export const authPlugin = fp(auth, { name: 'changelens-admin-auth' });
+
+/** The proxies whose X-Forwarded-Proto is believed (CHANGELENS_TRUSTED_PROXIES). */
+export function trustedProxies(config: AdminApiOptions['config']): Set<string> {
+  return new Set((config.trustedProxies ?? '').split(',').map((a) => a.trim()).filter(Boolean));
+}
+
+/**
+ * Whether TLS ends in front of us for this request: always on the cloud platforms; elsewhere only a
+ * configured proxy is believed (an IPv4 peer may show as ::ffff:a.b.c.d when listening on ::).
+ */
+export function tlsInFront(config: AdminApiOptions['config'], trusted: ReadonlySet<string>, req: { socket: { remoteAddress?: string | undefined }; headers: Record<string, string | string[] | undefined> }): boolean {
+  if (config.platform === 'cloudrun' || config.platform === 'cloudbase' || config.cloudRunService !== undefined) return true;
+  const peer = (req.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
+  return trusted.has(peer) && req.headers['x-forwarded-proto'] === 'https';
+}
 
 /** Whether an Authorization header carries the admin token (constant time), for a route outside the admin scope. */
 export function bearerMatches(header: string | string[] | undefined, token: string): boolean {

@@ -7,12 +7,13 @@ import type { Color } from '../../lib/config.js';
 import { PREVIEW_COOKIE, signPreview, verifyPreview } from '../../lib/contracts/preview.js';
 import { CL_ERR_PIN_REFUSED } from '../../lib/errors.js';
 import { COLOR_PIN_COOKIE } from '../router.js';
-import { actorOf } from './auth.js';
+import { actorOf, tlsInFront, trustedProxies } from './auth.js';
 import { ADMIN_PREFIX, type AdminApiOptions } from './options.js';
 
 export async function previewRoutes(admin: FastifyInstance, o: AdminApiOptions): Promise<void> {
   const key = o.previews;
   if (!key) return;
+  const trusted = trustedProxies(o.config);
   admin.post<{ Body: { color?: Color; minutes?: number } | undefined }>('/api/previews', {
     schema: { body: { type: ['object', 'null'], additionalProperties: false, properties: { color: { type: 'string', enum: ['blue', 'green'] }, minutes: { type: 'integer', minimum: 1, maximum: 10_080 } } } },
   }, async (req, reply) => {
@@ -36,8 +37,9 @@ export async function previewRoutes(admin: FastifyInstance, o: AdminApiOptions):
       throw new CL_ERR_PIN_REFUSED(color === 'blue' || color === 'green' ? color : 'a colour');
     }
     const seconds = Math.max(1, Number(credential.split('.')[2]) - Math.floor(Date.now() / 1000));
-    const cookies = [`${PREVIEW_COOKIE}=${credential}; Path=/; HttpOnly; SameSite=Lax; Max-Age=${seconds}`];
-    if (color) cookies.push(`${COLOR_PIN_COOKIE}=${color}; Path=/; SameSite=Lax; Max-Age=${seconds}`);
+    const secure = tlsInFront(o.config, trusted, req) ? '; Secure' : '';
+    const cookies = [`${PREVIEW_COOKIE}=${credential}; Path=/; HttpOnly; SameSite=Lax; Max-Age=${seconds}${secure}`];
+    if (color) cookies.push(`${COLOR_PIN_COOKIE}=${color}; Path=/; SameSite=Lax; Max-Age=${seconds}${secure}`);
     return reply.code(303).header('set-cookie', cookies).header('location', '/').send();
   });
 }
