@@ -12,6 +12,7 @@ import { dataPaths } from '../lib/paths.js';
 import { queryControl, runningMs, runUp } from '../supervisor/index.js';
 import { formatStatus } from './format-status.js';
 import { renderConfigReference } from '../lib/config-reference.js';
+import { redactRules, redactUrl } from '../lib/redact.js';
 import { estimateCost, formatCost, readPrices, readServiceResources } from './cost.js';
 import { join } from 'node:path';
 import { ROLLOUT_USAGE, rolloutCommands } from './rollout-commands.js';
@@ -110,11 +111,19 @@ commands.config = async (args) => {
     return EXIT.ok;
   }
   const config = loadConfig({ file: values.config });
-  const shown = Object.fromEntries(Object.entries(config).map(([k, v]) => [k, SECRET_KEYS.has(k) ? '[redacted]' : v]));
+  const shown = Object.fromEntries(Object.entries(config).map(([k, v]) => [k, shownValue(k, v)]));
   process.stdout.write(values.json ? JSON.stringify(shown, null, 2) + '\n' : Object.entries(shown).map(([k, v]) => `${k.padEnd(20)} ${String(v)}`).join('\n') + '\n');
   return EXIT.ok;
 };
-const SECRET_KEYS = new Set(['adminToken', 'pgPassword', 'redisPassword', 'backupKey', 'databaseUrl', 'redisUrl', 'appControlToken']);
+const SECRET_KEYS = new Set(['adminToken', 'pgPassword', 'redisPassword', 'backupKey', 'databaseUrl', 'redisUrl', 'appControlToken', 'releaseSecretsKey', 'hookCommand']);
+/** A setting as `config` shows it: secrets redacted, URLs down to scheme and host, rules without their hooks' secrets. */
+function shownValue(key: string, value: unknown): unknown {
+  if (value === undefined) return value;
+  if (SECRET_KEYS.has(key)) return '[redacted]';
+  if (key === 'hookUrls' || key === 'otlpEndpoint') return String(value).split(',').map((u) => redactUrl(u.trim())).join(',');
+  if (key === 'monitorRules') return redactRules(String(value));
+  return value;
+}
 
 /** `changelens preview-url [--color C] [--minutes N] [--json]`: a link that lets its holder pin requests to a colour (a preview). */
 commands['preview-url'] = async (args) => {

@@ -26,7 +26,7 @@ const NUMERIC_FLAGS = {
 
 export const ROLLOUT_USAGE = `  (each of these takes --url URL, or CHANGELENS_URL, to drive a remote appliance with CHANGELENS_ADMIN_TOKEN)
   changelens deploy <version> [--strategy canary|bluegreen|direct] [--steps 5,25,50,100] [--step-seconds 30]
-                   [--window-seconds 5] [--set KEY=VALUE]… [--artifact PATH] [--wait] [--json]
+                   [--window-seconds 5] [--set KEY=VALUE]… [--secret KEY=VALUE]… [--artifact PATH] [--wait] [--json]
                    [--p99-ratio 1.5] [--max-error-rate 0.05] [--max-p95-ms N] [--max-p99-ms N] [--min-samples 50]
                    [--failures-to-rollback 2] [--keep-warm-seconds 300] [--inspect-seconds 600] [--preview-seconds 0]
                    [--trip-consecutive-5xx 5] [--metric-rules recall_at_10>=0.30] [--no-sequential]
@@ -49,7 +49,7 @@ const common = { json: { type: 'boolean' }, config: { type: 'string' }, url: { t
 export const rolloutCommands: Record<string, Command> = {
   async deploy(args) {
     const options = {
-      ...common, strategy: { type: 'string' }, steps: { type: 'string' }, 'metric-rules': { type: 'string' }, 'analysis-load': { type: 'string' }, 'warmup-paths': { type: 'string' }, 'no-mirror': { type: 'boolean' }, 'no-sequential': { type: 'boolean' }, set: { type: 'string', multiple: true }, artifact: { type: 'string' }, wait: { type: 'boolean' }, timeout: { type: 'string' },
+      ...common, strategy: { type: 'string' }, steps: { type: 'string' }, 'metric-rules': { type: 'string' }, 'analysis-load': { type: 'string' }, 'warmup-paths': { type: 'string' }, 'no-mirror': { type: 'boolean' }, 'no-sequential': { type: 'boolean' }, set: { type: 'string', multiple: true }, secret: { type: 'string', multiple: true }, artifact: { type: 'string' }, wait: { type: 'boolean' }, timeout: { type: 'string' },
       ...Object.fromEntries(Object.keys(NUMERIC_FLAGS).map((f) => [f, { type: 'string' }])),
     } as const satisfies ParseArgsConfig['options'];
     const { values, positionals } = parse(args, options, true);
@@ -82,6 +82,16 @@ export const rolloutCommands: Record<string, Command> = {
         env[pair.slice(0, eq)] = pair.slice(eq + 1);
       }
       body.env = env;
+    }
+    if (values.secret) {
+      // Sealed by the appliance on arrival; shown nowhere after (not in releases, audit or logs).
+      const secrets: Record<string, string> = {};
+      for (const pair of values.secret) {
+        const eq = pair.indexOf('=');
+        if (eq <= 0) throw new CL_ERR_CLI_USAGE('--secret: expected KEY=VALUE (the value is not shown here)');
+        secrets[pair.slice(0, eq)] = pair.slice(eq + 1);
+      }
+      body.secrets = secrets;
     }
     const api = client(values);
     if (values.artifact !== undefined) {

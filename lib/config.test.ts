@@ -18,7 +18,7 @@ const ALL_KEYS: (keyof Config)[] = [
   'otlpEndpoint', 'accessLog', 'seedItems', 'jobMaxAttempts', 'jobClaimIdleMs', 'workerConcurrency', 'downstreamTimeoutMs', 'regression', 'pmId', 'platform', 'ephemeral', 'cloudRunService', 'releaseId',
   'canarySteps', 'stepSeconds', 'windowSeconds', 'p99Ratio', 'p99MinDeltaMs', 'analysisLoad', 'warmupSeconds', 'warmupPaths', 'mirror', 'mirrorPercent', 'mirrorMaxRps', 'progressDeadlineSeconds', 'progressDeadlineAction', 'maxErrorRate', 'maxP95Ms', 'maxP99Ms', 'minSamples', 'failuresToRollback',
   'sequential', 'artifactMaxMb', 'releasesKeep', 'tripConsecutive5xx', 'metricRules', 'monitorRules', 'monitorIntervalSeconds', 'apiMaxInstances', 'keepWarmSeconds', 'inspectSeconds', 'previewSeconds', 'hookUrls', 'hookCommand', 'hookTimeoutMs',
-  'connectionHandoff', 'appControlToken', 'trustedProxies', 'backupOffsitePlain',
+  'connectionHandoff', 'appControlToken', 'trustedProxies', 'backupOffsitePlain', 'releaseSecretsKey',
 ];
 const ALL_ENVS = ALL_KEYS.map(envNameOf);
 
@@ -33,7 +33,7 @@ const FULL_ENV: Record<string, string> = {
   CHANGELENS_PG_BIN_DIR: '/usr/lib/postgresql/16/bin', CHANGELENS_REDIS_SERVER: '/usr/bin/redis-server',
   DATABASE_URL: 'postgres://app:pw@db:5432/app', REDIS_URL: 'redis://cache:6379/0',
   CHANGELENS_ADMIN_TOKEN: 'Adm1n-T0ken_of-forty.characters~xyzABCDE', CHANGELENS_PG_PASSWORD: 'b'.repeat(16), CHANGELENS_REDIS_PASSWORD: 'c'.repeat(16),
-  CHANGELENS_COLOR: 'green', CHANGELENS_APP_CONTROL_TOKEN: 'app-control-token-0123456789', CHANGELENS_CONNECTION_HANDOFF: '1', CHANGELENS_TRUSTED_PROXIES: '10.0.0.2,::1', CHANGELENS_BACKUP_OFFSITE_PLAIN: '0',
+  CHANGELENS_COLOR: 'green', CHANGELENS_APP_CONTROL_TOKEN: 'app-control-token-0123456789', CHANGELENS_CONNECTION_HANDOFF: '1', CHANGELENS_TRUSTED_PROXIES: '10.0.0.2,::1', CHANGELENS_BACKUP_OFFSITE_PLAIN: '0', CHANGELENS_RELEASE_SECRETS_KEY: 'k'.repeat(43),
   OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318', CHANGELENS_ACCESS_LOG: 'all', CHANGELENS_SEED_ITEMS: '500',
   CHANGELENS_JOB_MAX_ATTEMPTS: '5', CHANGELENS_JOB_CLAIM_IDLE_MS: '2000', CHANGELENS_WORKER_CONCURRENCY: '2',
   CHANGELENS_DOWNSTREAM_TIMEOUT_MS: '250', CHANGELENS_REGRESSION: 'cpu:50,dependency:200/0.1', pm_id: '7', CHANGELENS_PLATFORM: 'cloudrun', CHANGELENS_EPHEMERAL: '1', K_SERVICE: 'changelens', CHANGELENS_RELEASE_ID: 'r-1',

@@ -156,6 +156,8 @@ const FIELDS = {
   releaseId: { env: 'CHANGELENS_RELEASE_ID', kind: 'string', doc: 'set by the supervisor for each start of a colour (internal)', parse: text(/^[a-z0-9-]{1,64}$/), expected: 'an id of a-z, 0-9 and -', default: undefined },
   // Set by pm2 for each process it runs: stable across restarts of that process.
   pmId: { env: 'pm_id', doc: 'set by pm2 for each process (internal)', kind: 'int', parse: int(0, 1_000_000), expected: 'a pm2 process id', default: undefined },
+  // Set by the supervisor for the proxy: seals a release's secret settings (lib/contracts/release-secrets.ts).
+  releaseSecretsKey: { env: 'CHANGELENS_RELEASE_SECRETS_KEY', doc: 'set by the supervisor for the proxy: the key a release\'s secret settings are sealed with (internal)', kind: 'string', parse: text(/^[A-Za-z0-9_-]{43}$/), expected: '32 bytes, base64url', default: undefined },
   // Set by the supervisor for the built-in API: the credential of its control routes (lib/contracts/app-control.ts).
   appControlToken: { env: 'CHANGELENS_APP_CONTROL_TOKEN', doc: 'set by the supervisor for the built-in API: the control routes (regressions, metrics reset) need it (internal)', kind: 'string', parse: secret, expected: 'at least 16 characters of [A-Za-z0-9_-.~+/=]', default: undefined },
   // Set by the supervisor for the proxy: it holds the public port and hands connections over IPC.
@@ -314,7 +316,7 @@ export interface ConfigFieldReference {
 export function configReference(): ConfigFieldReference[] {
   return (Object.keys(FIELDS) as (keyof Fields)[]).map((key) => ({
     key, env: FIELDS[key].env, expected: FIELDS[key].expected, default: FIELDS[key].default, doc: FIELDS[key].doc,
-    internal: key === 'color' || key === 'pmId' || key === 'cloudRunService' || key === 'releaseId' || key === 'connectionHandoff' || key === 'appControlToken',
+    internal: key === 'color' || key === 'pmId' || key === 'cloudRunService' || key === 'releaseId' || key === 'connectionHandoff' || key === 'appControlToken' || key === 'releaseSecretsKey',
   }));
 }
 

@@ -115,6 +115,7 @@ await registerAdminApi(app, {
   upstreams,
   authFailures,
   previews,
+  ...(config.releaseSecretsKey ? { releaseSecretsKey: Buffer.from(config.releaseSecretsKey, 'base64url') } : {}),
   healthDetails: () => healthDetails(paths.controlSocket, paths.root),
   metrics: async () => {
     // The supervisor's monitor joins the exposition at scrape time (it runs in another process).

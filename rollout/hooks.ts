@@ -1,6 +1,7 @@
 // Hooks fired on deploy, promote and rollback: webhooks (POST of the event as JSON) and one shell
 // command (the event as JSON on stdin and in CHANGELENS_EVENT). They run after the routing change
 // has taken effect and never delay or undo it; each outcome is returned for the audit log.
+import { redactUrl } from '../lib/redact.js';
 import { postJson, runCommand } from '../lib/notify.js';
 
 export type HookEventType = 'deploy' | 'promote' | 'rollback';
@@ -30,7 +31,8 @@ export interface HookOptions {
 
 export function fireHooks(event: HookEvent, options: HookOptions): Promise<HookOutcome[]> {
   const body = JSON.stringify(event);
-  const runs = options.urls.map((url) => timed(`webhook ${url}`, () => postJson(url, body, options.timeoutMs)));
+  // Named by scheme and host only in outcomes (audited, logged): a webhook's path is often its secret.
+  const runs = options.urls.map((url) => timed(`webhook ${redactUrl(url)}`, () => postJson(url, body, options.timeoutMs)));
   if (options.command) runs.push(timed('command', () => runCommand(options.command!, body, event.type, options.timeoutMs)));
   return Promise.all(runs);
 }

@@ -15,11 +15,13 @@ export interface ProcessRoutesOptions {
   monitorStatus: () => unknown;
   config: Config;
   paths: DataPaths;
+  /** Opens a release's sealed secrets (lib/contracts/release-secrets.ts). */
+  releaseSecretsKey: Buffer;
 }
 
 export function processRoutes(o: ProcessRoutesOptions): ControlRoute[] {
   return [
-    { method: 'POST', path: /^\/processes\/([a-z-]+)\/start(?:\?(.*))?$/, handler: (name, query) => o.whenReady(() => o.control.start(name!, releaseEnv(o.config, query), releaseArtifact(o.paths, query))) },
+    { method: 'POST', path: /^\/processes\/([a-z-]+)\/start(?:\?(.*))?$/, handler: (name, query) => o.whenReady(() => o.control.start(name!, releaseEnv(o.config, query, o.releaseSecretsKey), releaseArtifact(o.paths, query))) },
     { method: 'POST', path: /^\/processes\/([a-z-]+)\/stop$/, handler: (name) => o.whenReady(() => o.control.stop(name!)) },
     // For the proxy's Prometheus exposition: the monitor's rules, without the full status's probes.
     { method: 'GET', path: /^\/monitor$/, handler: () => o.monitorStatus() },

@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { resolve as resolvePath } from 'node:path';
 import { configToEnv, envNameOf, loadConfig, type Config } from '../lib/config.js';
 import { BUILTIN_ARTIFACT, resolveArtifactEntry, validateReleaseEnv, type ArtifactEntry } from '../lib/contracts/releases.js';
+import { unsealEnv } from '../lib/contracts/release-secrets.js';
 import { CL_ERR_DATA_DIR, CL_ERR_PROCESS_CONTROL } from '../lib/errors.js';
 import type { DataPaths } from '../lib/paths.js';
 import type { RoutingSnapshot } from '../lib/routing-snapshot.js';
@@ -12,7 +13,7 @@ import type { RoutingSnapshot } from '../lib/routing-snapshot.js';
  * A release's own settings for the colour being started, from `?set=KEY%3DVALUE&set=…`: only what
  * a release may carry (lib/contracts/releases.ts), each validated as at boot.
  */
-export function releaseEnv(config: Config, query: string | undefined): Record<string, string> {
+export function releaseEnv(config: Config, query: string | undefined, secretsKey: Buffer): Record<string, string> {
   const given: Record<string, string> = {};
   for (const pair of new URLSearchParams(query ?? '').getAll('set')) {
     const eq = pair.indexOf('=');
@@ -23,15 +24,21 @@ export function releaseEnv(config: Config, query: string | undefined): Record<st
   loadConfig({ env: { ...configToEnv(config), ...Object.fromEntries(Object.entries(given).filter(([k]) => k.startsWith('CHANGELENS_'))) } });
   const checked = validateReleaseEnv(given, '--set');
   if ('error' in checked) throw new CL_ERR_PROCESS_CONTROL(checked.error);
-  return { ...checked.env, [envNameOf('releaseId')]: newReleaseId() };
+  // Sealed secrets open here, as the colour starts: nowhere else are they plain.
+  const opened = unsealEnv(secretsKey, checked.env);
+  if ('error' in opened) throw new CL_ERR_PROCESS_CONTROL(`--set.${opened.error}`);
+  return { ...opened.env, [envNameOf('releaseId')]: newReleaseId() };
 }
 
 /** The env and artifact of the release the routing snapshot says is active (the built-in API if none). */
-export function bootRelease(paths: DataPaths, snapshot: RoutingSnapshot): { env: Record<string, string>; artifact?: ArtifactEntry } {
+export function bootRelease(paths: DataPaths, snapshot: RoutingSnapshot, secretsKey: Buffer): { env: Record<string, string>; artifact?: ArtifactEntry } {
   const release = snapshot.release;
   if (!release) return { env: {} };
   const checked = validateReleaseEnv(release.env, `${paths.routing}: release.env`);
   if ('error' in checked) throw new CL_ERR_DATA_DIR(paths.root, checked.error);
+  const opened = unsealEnv(secretsKey, checked.env);
+  if ('error' in opened) throw new CL_ERR_DATA_DIR(paths.root, `${paths.routing}: release.env.${opened.error}; set CHANGELENS_BACKUP_KEY to the key it was sealed with`);
+  checked.env = opened.env;
   if (release.artifact === BUILTIN_ARTIFACT) return { env: checked.env };
   const entry = resolveArtifactEntry(release.artifact);
   if ('error' in entry) throw new CL_ERR_DATA_DIR(paths.root, `active release ${release.version}: ${entry.error}`);

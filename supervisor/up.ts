@@ -7,6 +7,7 @@ import { pino } from 'pino';
 import { processGraph } from '../ecosystem.config.js';
 import { envNameOf, loadConfig } from '../lib/config.js';
 import { appControlToken } from '../lib/contracts/app-control.js';
+import { releaseSecretsKey } from '../lib/contracts/release-secrets.js';
 import type { ApplianceStatus } from '../lib/contracts/status.js';
 import { CL_ERR_PORT_IN_USE, CL_ERR_PROCESS_CONTROL } from '../lib/errors.js';
 import { createLogger } from '../lib/logger.js';
@@ -87,11 +88,12 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   // own settings when it is started for one.
   const colorEnv: GraphContext['colorEnv'] = { blue: {}, green: {} };
   // The active release (as the last promotion snapshotted it) is what the active colour runs.
-  const activeRelease = bootRelease(paths, snapshot);
+  const secretsKey = releaseSecretsKey(secrets.backupKey);
+  const activeRelease = bootRelease(paths, snapshot, secretsKey);
   Object.assign(colorEnv[activeColor], activeRelease.env);
   colorEnv[activeColor][envNameOf('releaseId')] = newReleaseId();
   if (config.regression !== undefined) colorEnv[activeColor][envNameOf('regression')] = config.regression;
-  const proxyEnv = { [envNameOf('adminToken')]: secrets.adminToken };
+  const proxyEnv = { [envNameOf('adminToken')]: secrets.adminToken, [envNameOf('releaseSecretsKey')]: secretsKey.toString('base64url') };
   const apiEnv: GraphContext['apiEnv'] = {
     blue: { [envNameOf('appControlToken')]: appControlToken(secrets.adminToken, 'blue') },
     green: { [envNameOf('appControlToken')]: appControlToken(secrets.adminToken, 'green') },
@@ -126,7 +128,7 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   // Starting or stopping a colour only makes sense between the end of the boot and the stop.
   const whenReady = <T>(fn: () => Promise<T>): Promise<T> =>
     phase === 'ready' ? fn() : Promise.reject(new CL_ERR_PROCESS_CONTROL(`the appliance is ${phase}; try again when it is ready`));
-  routes.push(...processRoutes({ control, pm, whenReady, monitorStatus: () => monitoring?.monitor.status() ?? null, config, paths }));
+  routes.push(...processRoutes({ control, pm, whenReady, monitorStatus: () => monitoring?.monitor.status() ?? null, config, paths, releaseSecretsKey: secretsKey }));
   pm.onEvent((e) => {
     if (e.name === 'proxy' && e.event === 'restart overlimit') publicPort.giveUp();
     if (phase === 'ready' && (e.event === 'exit' || e.event === 'restart overlimit')) {

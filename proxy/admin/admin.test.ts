@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NewAuditEvent } from '../../lib/audit.js';
 import { loadConfig, rangeOf } from '../../lib/config.js';
 import { APP_CONTROL_HEADER, appControlToken } from '../../lib/contracts/app-control.js';
+import { releaseSecretsKey, unsealEnv } from '../../lib/contracts/release-secrets.js';
 import { createHttpServer } from '../../lib/http-server.js';
 import { createLogger } from '../../lib/logger.js';
 import type { RolloutController, RolloutStore } from '../../rollout/index.js';
@@ -197,6 +198,38 @@ describe('deploy requests', () => {
     expect((await act({ reason: 'lunch' })).json()).toEqual({ paused: true, actor: 'token', reason: 'lunch' });
     expect((await act({ reason: 5 })).json().message).toMatch(/^body\/reason/);
     expect((await act({ why: 'x' })).json().message).toMatch(/^body\/why: unknown field/);
+  });
+});
+
+describe('a release\'s secrets', () => {
+  it('are sealed as they arrive: the deployment carries them sealed, never plain; one given twice or without a key is refused', async () => {
+    const key = releaseSecretsKey('backup-key-0123456789abcdef');
+    const sealing = createHttpServer(createLogger('admin-test', { level: 'silent' }));
+    const taken: { env?: Record<string, string> }[] = [];
+    await registerAdminApi(sealing, {
+      token: TOKEN, store, config: loadConfig({ env: {} }), releasesDir: '/nonexistent', releaseSecretsKey: key,
+      controller: { ...controller, deploy: async (r: { env?: Record<string, string> }) => { taken.push(r); return { id: 'd2' }; } } as unknown as RolloutController,
+      ready: () => true, backups: {} as BackupLink, live: () => [], holdTraffic: () => {},
+      metrics: async () => ({ contentType: 'text/plain', body: '' }), upstreams: { blue: 'http://127.0.0.1:9', green: 'http://127.0.0.1:9' },
+    });
+    await sealing.ready();
+    try {
+      const send = (payload: object) => sealing.inject({ method: 'POST', url: `${ADMIN_PREFIX}/api/deployments`, headers: { ...bearer, 'content-type': 'application/json' }, payload });
+      expect((await send({ version: 'v9', env: { MODE: 'fast' }, secrets: { DB_PASSWORD: 'hunter2-hunter2' } })).statusCode).toBe(202);
+      const env = taken[0]!.env!;
+      expect(env.MODE).toBe('fast');
+      expect(env.DB_PASSWORD).toMatch(/^clsecret:v1:/);
+      expect(JSON.stringify(taken)).not.toContain('hunter2');
+      expect(unsealEnv(key, env)).toEqual({ env: { MODE: 'fast', DB_PASSWORD: 'hunter2-hunter2' } });
+      const twice = await send({ version: 'v9', env: { DB_PASSWORD: 'a' }, secrets: { DB_PASSWORD: 'b' } });
+      expect([twice.statusCode, twice.json().message]).toEqual([400, 'body/secrets.DB_PASSWORD: also in body/env; give it once']);
+      expect((await send({ version: 'v9', secrets: { CHANGELENS_ADMIN_TOKEN: 'x' } })).json().message).toContain('body/secrets.CHANGELENS_ADMIN_TOKEN');
+    } finally {
+      await sealing.close();
+    }
+    // The shared server has no key: it refuses rather than keep a secret plain.
+    const refused = await deploy({ version: 'v9', secrets: { DB_PASSWORD: 'x' } });
+    expect([refused.statusCode, refused.json().message]).toEqual([400, expect.stringContaining('cannot seal secrets')]);
   });
 });
 

@@ -7,6 +7,7 @@ import { parseAnalysisLoad } from '../../lib/contracts/analysis-load.js';
 import { parseAppPaths } from '../../lib/contracts/app-paths.js';
 import { parseMetricRules } from '../../lib/contracts/metric-rules.js';
 import { validateReleaseEnv } from '../../lib/contracts/releases.js';
+import { sealSecret } from '../../lib/contracts/release-secrets.js';
 import { CL_ERR_DEPLOYMENT_RUNNING, CL_ERR_INVALID_REQUEST } from '../../lib/errors.js';
 import type { DeployRequest, Plan, RolloutStore, Strategy } from '../../rollout/index.js';
 import { actorOf } from './auth.js';
@@ -27,6 +28,7 @@ export const DEPLOY_FIELDS = {
   stepSeconds: likeSetting('stepSeconds'),
   windowSeconds: likeSetting('windowSeconds'),
   env: { type: 'object', additionalProperties: { type: 'string' } },
+  secrets: { type: 'object', additionalProperties: { type: 'string', maxLength: 2048 }, maxProperties: 50 },
   artifact: { type: 'string', minLength: 1, maxLength: 4096 },
   p99Ratio: likeSetting('p99Ratio'),
   p99MinDeltaMs: likeSetting('p99MinDeltaMs'),
@@ -49,13 +51,13 @@ export const DEPLOY_FIELDS = {
   sequential: { type: 'boolean' },
 } as const;
 
-type DeployBody = { version: string; strategy?: Strategy; steps?: number[]; env?: Record<string, string>; artifact?: string; metricRules?: string; analysisLoad?: string; warmupPaths?: string; mirror?: boolean; sequential?: boolean } & Partial<Record<Exclude<keyof typeof DEPLOY_FIELDS, 'version' | 'strategy' | 'steps' | 'env' | 'artifact' | 'metricRules' | 'analysisLoad' | 'warmupPaths' | 'mirror' | 'sequential'>, number>>;
+type DeployBody = { version: string; strategy?: Strategy; steps?: number[]; env?: Record<string, string>; secrets?: Record<string, string>; artifact?: string; metricRules?: string; analysisLoad?: string; warmupPaths?: string; mirror?: boolean; sequential?: boolean } & Partial<Record<Exclude<keyof typeof DEPLOY_FIELDS, 'version' | 'strategy' | 'steps' | 'env' | 'secrets' | 'artifact' | 'metricRules' | 'analysisLoad' | 'warmupPaths' | 'mirror' | 'sequential'>, number>>;
 
 export async function deploymentRoutes(admin: FastifyInstance, o: AdminApiOptions): Promise<void> {
   admin.post<{ Body: DeployBody }>('/api/deployments', {
     schema: { body: { type: 'object', required: ['version'], properties: DEPLOY_FIELDS } },
   }, async (req, reply) => {
-    const request = deployRequest(req.body, o.config, actorOf(req));
+    const request = deployRequest(req.body, o.config, actorOf(req), o.releaseSecretsKey);
     if (o.config.backupBeforeDeploy === '1') {
       // Refused before the backup if another deployment runs; a failed backup refuses the deployment.
       const running = o.controller.status().deployment;
@@ -105,7 +107,7 @@ function reasonOf(body: unknown): string | undefined {
 }
 
 /** The deploy body with the appliance's defaults filled in, checked beyond what the schema can say. */
-export function deployRequest(body: DeployBody, config: Config, actor: string): DeployRequest {
+export function deployRequest(body: DeployBody, config: Config, actor: string, secretsKey?: Buffer): DeployRequest {
   const unknown = Object.keys(body).filter((k) => !Object.hasOwn(DEPLOY_FIELDS, k));
   if (unknown.length > 0) throw new CL_ERR_INVALID_REQUEST(`body/${unknown[0]}: unknown field (known: ${Object.keys(DEPLOY_FIELDS).join(', ')})`);
   const strategy = body.strategy ?? 'canary';
@@ -117,6 +119,15 @@ export function deployRequest(body: DeployBody, config: Config, actor: string): 
     const checked = validateReleaseEnv(body.env, 'body/env');
     if ('error' in checked) throw new CL_ERR_INVALID_REQUEST(checked.error);
     env = checked.env;
+  }
+  if (body.secrets !== undefined) {
+    // Sealed as they arrive: from here on they exist only sealed, until the supervisor starts the colour.
+    if (!secretsKey) throw new CL_ERR_INVALID_REQUEST('body/secrets: this appliance cannot seal secrets (no release secrets key)');
+    const checked = validateReleaseEnv(body.secrets, 'body/secrets');
+    if ('error' in checked) throw new CL_ERR_INVALID_REQUEST(checked.error);
+    const both = Object.keys(checked.env).find((k) => env !== undefined && Object.hasOwn(env, k));
+    if (both !== undefined) throw new CL_ERR_INVALID_REQUEST(`body/secrets.${both}: also in body/env; give it once`);
+    env = { ...env, ...Object.fromEntries(Object.entries(checked.env).map(([k, v]) => [k, sealSecret(secretsKey, v)])) };
   }
   const metrics = parseMetricRules(body.metricRules ?? config.metricRules ?? '');
   if ('error' in metrics) throw new CL_ERR_INVALID_REQUEST(`body/metricRules: ${metrics.error}`);

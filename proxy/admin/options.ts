@@ -22,6 +22,8 @@ export interface AdminApiOptions {
   live: (seconds: number) => LiveSecond[];
   /** Wrong tokens counted across every place a token is checked (one per proxy); default: the admin scope's own. */
   authFailures?: AuthFailures;
+  /** Seals a deploy request's `secrets` (lib/contracts/release-secrets.ts); absent: secrets are refused. */
+  releaseSecretsKey?: Buffer;
   /** The key preview credentials are signed with (lib/contracts/preview.ts); absent: no preview routes. */
   previews?: Buffer;
   /** The appliance's health details (processes, services, backups) for /api/health. */
