@@ -13,7 +13,7 @@ import type { BackupDriver } from './kinds/driver.js';
 import { PostgresDriver } from './kinds/postgres.js';
 import { RedisDriver } from './kinds/redis.js';
 import { LocalStore } from './local-store.js';
-import { MANIFEST, signManifest, type BackupEntry, type BackupReason, type Check, type Manifest, type RestoreResult, type Verification } from './manifest.js';
+import { MANIFEST, manifestAuthentic, signManifest, type BackupEntry, type BackupReason, type Check, type Manifest, type RestoreResult, type Verification } from './manifest.js';
 import type { OffsiteStore } from './offsite.js';
 import { backupsToDelete, type BackupKind, type RetentionPolicy } from './retention.js';
 
@@ -80,6 +80,16 @@ export class BackupService {
     return this.store.list();
   }
 
+  /**
+   * The backups this appliance signed (all of them when it has no key): what retention keeps and
+   * deletes by, what "newest" and "overdue" mean. A planted manifest, however new it claims to be,
+   * can neither push a real backup out nor hide a missed one.
+   */
+  authentic(): BackupEntry[] {
+    const key = this.options.encryption?.key;
+    return key ? this.list().filter((b) => manifestAuthentic(b, key.macKey)) : this.list();
+  }
+
   get(id: string): BackupEntry {
     return this.store.get(id);
   }
@@ -143,7 +153,7 @@ export class BackupService {
   /** Verifies the newest backup of each kind (what a restore would use). */
   async verifyNewest(): Promise<Verification[]> {
     const newest = new Map<string, string>();
-    for (const b of this.list()) for (const k of b.kinds) if (!newest.has(k)) newest.set(k, b.id);
+    for (const b of this.authentic()) for (const k of b.kinds) if (!newest.has(k)) newest.set(k, b.id);
     const results: Verification[] = [];
     for (const id of new Set(newest.values())) results.push(await this.verify(id));
     return results;
@@ -215,7 +225,7 @@ export class BackupService {
 
   /** Applies retention to the good backups, here and off the box; returns what it deleted. */
   private async prune(): Promise<string[]> {
-    const good = this.list().map((b) => ({ id: b.id, at: Date.parse(b.startedAt), kinds: b.kinds }));
+    const good = this.authentic().map((b) => ({ id: b.id, at: Date.parse(b.startedAt), kinds: b.kinds }));
     const doomed = backupsToDelete(good, this.options.policy, this.now());
     for (const id of doomed) {
       this.store.remove(id);

@@ -159,7 +159,8 @@ export function createForwarder(options: ForwardOptions): Forwarder {
   const downSince: Record<Color, number | null> = { blue: null, green: null };
   /** A quick 503 + Retry-After: better than a wait behind what fills the bound. */
   const busy = (ex: Exchange, who: string, what: string): void => {
-    sendJson(ex.res, 503, errorBody(new CL_ERR_UPSTREAM_BUSY(who, what)), { 'retry-after': '1' });
+    // A body still arriving is not read to its end for nothing: the connection closes after this.
+    sendJson(ex.res, 503, errorBody(new CL_ERR_UPSTREAM_BUSY(who, what)), { 'retry-after': '1', ...(ex.req.complete ? {} : { connection: 'close' }) });
   };
 
   function dispatch(ex: Exchange): void {
@@ -174,7 +175,9 @@ export function createForwarder(options: ForwardOptions): Forwarder {
       ex.streams = ex.color;
     }
     if (!occupy(ex, ex.color)) {
-      // Its connections all busy and its queue full: a quick 503 beats a wait behind them.
+      // Its connections all busy and its queue full: a quick 503 beats a wait behind them. The
+      // colour's own doing (a hung candidate fills it): judged as its 5xx.
+      ex.dispatchedAt ??= performance.now();
       busy(ex, `api-${ex.color}`, `${maxInFlight} requests in flight`);
       return;
     }
@@ -223,6 +226,8 @@ export function createForwarder(options: ForwardOptions): Forwarder {
       // The judge still sees the candidate fail; the client gets the stable colour's answer.
       measured(ex.color, performance.now() - (ex.dispatchedAt ?? ex.start), 502);
       retriedOnStable(ex.color);
+      // The stable colour is measured from its own dispatch, not the candidate's failed connect.
+      ex.dispatchedAt = null;
       ex.retriedFrom = ex.color;
       ex.color = ex.retryColor;
       ex.controller = null;
@@ -340,6 +345,8 @@ export function createForwarder(options: ForwardOptions): Forwarder {
           busy(ex, 'the proxy', `${BUFFERED_TOTAL_MAX >> 20} MB of request bodies held`);
           return;
         }
+        // A streamed body's head is on its way to the app: no longer held against the proxy's buffer.
+        if (body instanceof Readable) ex.releaseBody();
         ex.body = body;
         dispatch(ex);
       });

@@ -108,7 +108,7 @@ export function startBackups(deps: BackupsDeps): Backups {
 
   const summary = (): BackupSummary => {
     const now = Date.now();
-    const list = service.list();
+    const list = service.authentic();
     const last: BackupSummary['last'] = {};
     for (const kind of service.kinds) {
       const b = list.find((x) => x.kinds.includes(kind));

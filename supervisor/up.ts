@@ -93,7 +93,10 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   Object.assign(colorEnv[activeColor], activeRelease.env);
   colorEnv[activeColor][envNameOf('releaseId')] = newReleaseId();
   if (config.regression !== undefined) colorEnv[activeColor][envNameOf('regression')] = config.regression;
-  const proxyEnv = { [envNameOf('adminToken')]: secrets.adminToken, [envNameOf('releaseSecretsKey')]: secretsKey.toString('base64url') };
+  const proxyEnv: Record<string, string> = { [envNameOf('adminToken')]: secrets.adminToken, [envNameOf('releaseSecretsKey')]: secretsKey.toString('base64url') };
+  // The rollout's hooks fire from the proxy: only it gets them.
+  if (config.hookUrls !== undefined) proxyEnv[envNameOf('hookUrls')] = config.hookUrls;
+  if (config.hookCommand !== undefined) proxyEnv[envNameOf('hookCommand')] = config.hookCommand;
   const apiEnv: GraphContext['apiEnv'] = {
     blue: { [envNameOf('appControlToken')]: appControlToken(secrets.adminToken, 'blue') },
     green: { [envNameOf('appControlToken')]: appControlToken(secrets.adminToken, 'green') },

@@ -3,7 +3,7 @@
 // appliance's backup key, which the supervisor and the proxy hold and a release never does), kept
 // sealed everywhere — Postgres, the routing snapshot, the releases and deployments APIs, audit,
 // logs — and opened only by the supervisor as it starts the colour that needs them.
-import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac } from 'node:crypto';
 
 export const SEALED_PREFIX = 'clsecret:v1:';
 
@@ -11,8 +11,12 @@ export function releaseSecretsKey(backupKey: string): Buffer {
   return createHmac('sha256', backupKey).update('changelens release secrets v1').digest();
 }
 
+/**
+ * Deterministic: the IV is a keyed hash of the value, so the same value seals the same (a release
+ * deployed again with the same secrets is the same release) and two values never share an IV.
+ */
 export function sealSecret(key: Buffer, value: string): string {
-  const iv = randomBytes(12);
+  const iv = createHmac('sha256', key).update('iv\0').update(value, 'utf8').digest().subarray(0, 12);
   const cipher = createCipheriv('aes-256-gcm', key, iv);
   const body = Buffer.concat([cipher.update(value, 'utf8'), cipher.final()]);
   return SEALED_PREFIX + Buffer.concat([iv, body, cipher.getAuthTag()]).toString('base64url');

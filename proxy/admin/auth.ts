@@ -87,7 +87,7 @@ export const authPlugin = fp(auth, { name: 'changelens-admin-auth' });
 
 /** The proxies whose X-Forwarded-Proto is believed (CHANGELENS_TRUSTED_PROXIES). */
 export function trustedProxies(config: AdminApiOptions['config']): Set<string> {
-  return new Set((config.trustedProxies ?? '').split(',').map((a) => a.trim()).filter(Boolean));
+  return new Set((config.trustedProxies ?? '').split(',').map((a) => a.trim().replace(/^::ffff:/, '')).filter(Boolean));
 }
 
 /**

@@ -7,7 +7,7 @@ import { parseAnalysisLoad } from '../../lib/contracts/analysis-load.js';
 import { parseAppPaths } from '../../lib/contracts/app-paths.js';
 import { parseMetricRules } from '../../lib/contracts/metric-rules.js';
 import { validateReleaseEnv } from '../../lib/contracts/releases.js';
-import { sealSecret } from '../../lib/contracts/release-secrets.js';
+import { SEALED_PREFIX, sealSecret } from '../../lib/contracts/release-secrets.js';
 import { CL_ERR_DEPLOYMENT_RUNNING, CL_ERR_INVALID_REQUEST } from '../../lib/errors.js';
 import type { DeployRequest, Plan, RolloutStore, Strategy } from '../../rollout/index.js';
 import { actorOf } from './auth.js';
@@ -118,6 +118,9 @@ export function deployRequest(body: DeployBody, config: Config, actor: string, s
   if (body.env !== undefined) {
     const checked = validateReleaseEnv(body.env, 'body/env');
     if ('error' in checked) throw new CL_ERR_INVALID_REQUEST(checked.error);
+    // A sealed value is opened only where this appliance sealed it: from body/secrets.
+    const sealed = Object.keys(checked.env).find((k) => checked.env[k]!.startsWith(SEALED_PREFIX));
+    if (sealed !== undefined) throw new CL_ERR_INVALID_REQUEST(`body/env.${sealed}: a sealed value; give the secret in body/secrets`);
     env = checked.env;
   }
   if (body.secrets !== undefined) {
@@ -127,7 +130,12 @@ export function deployRequest(body: DeployBody, config: Config, actor: string, s
     if ('error' in checked) throw new CL_ERR_INVALID_REQUEST(checked.error);
     const both = Object.keys(checked.env).find((k) => env !== undefined && Object.hasOwn(env, k));
     if (both !== undefined) throw new CL_ERR_INVALID_REQUEST(`body/secrets.${both}: also in body/env; give it once`);
+    const ours = Object.keys(checked.env).find((k) => k.startsWith('CHANGELENS_'));
+    if (ours !== undefined) throw new CL_ERR_INVALID_REQUEST(`body/secrets.${ours}: the appliance's own settings are not secrets; give it in body/env`);
     env = { ...env, ...Object.fromEntries(Object.entries(checked.env).map(([k, v]) => [k, sealSecret(secretsKey, v)])) };
+    // What the supervisor will be given, checked now (sealed values are longer, and the count adds up).
+    const merged = validateReleaseEnv(env, 'body/secrets');
+    if ('error' in merged) throw new CL_ERR_INVALID_REQUEST(`${merged.error} (once sealed)`);
   }
   const metrics = parseMetricRules(body.metricRules ?? config.metricRules ?? '');
   if ('error' in metrics) throw new CL_ERR_INVALID_REQUEST(`body/metricRules: ${metrics.error}`);

@@ -175,7 +175,7 @@ describe('verification', () => {
     const v = JSON.parse(res.stdout);
     expect(v.ok).toBe(true);
     expect(v.checks.map((c: any) => [c.name, c.ok])).toEqual([
-      ['postgres.dump', true], ['redis.rdb', true], ['pg_restore --list', true],
+      ['manifest', true], ['postgres.dump', true], ['redis.rdb', true], ['pg_restore --list', true],
       ['restore into a scratch database', true], ['load into a scratch Redis', true],
     ]);
     const list = JSON.parse((await runCli(['backup', 'list', '--json'], app.env)).stdout);
