@@ -2,6 +2,7 @@
 // `changelens up` on free ports and a temp data dir, and shared by the tests of this file, which
 // run in order (later tests rely on what earlier ones did: killed processes, stopped appliance).
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { get as httpGet } from 'node:http';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -31,6 +32,28 @@ async function sql<T extends pg.QueryResultRow>(app: Appliance, text: string, va
 
 
 const indexOfMsg = (records: LogRecord[], msg: string, from = 0): number => records.findIndex((r, i) => i >= from && r.msg === msg);
+
+interface ConnectionSample { startedAt: number; endedAt: number; status: number; error?: string }
+
+/** Open-model GETs, each on a connection of its own, recording when each started and how it ended. */
+function newConnectionLoad(url: string, perSecond: number): { samples: ConnectionSample[]; stop(): Promise<void> } {
+  const samples: ConnectionSample[] = [];
+  const pending = new Set<Promise<void>>();
+  const timer = setInterval(() => {
+    const startedAt = Date.now();
+    const p = new Promise<void>((resolve) => {
+      const req = httpGet(url, { agent: false, timeout: 10_000 }, (res) => {
+        res.resume();
+        res.on('end', () => { samples.push({ startedAt, endedAt: Date.now(), status: res.statusCode ?? 0 }); resolve(); });
+        res.on('error', (err: NodeJS.ErrnoException) => { samples.push({ startedAt, endedAt: Date.now(), status: 0, error: err.code ?? err.message }); resolve(); });
+      });
+      req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'TimeoutError' })));
+      req.on('error', (err: NodeJS.ErrnoException) => { samples.push({ startedAt, endedAt: Date.now(), status: 0, error: err.code ?? err.message }); resolve(); });
+    }).finally(() => pending.delete(p));
+    pending.add(p);
+  }, 1000 / perSecond);
+  return { samples, async stop() { clearInterval(timer); await Promise.all([...pending]); } };
+}
 
 describe('the appliance (one embedded appliance, shared)', () => {
   let app: Appliance;
@@ -182,8 +205,9 @@ describe('the appliance (one embedded appliance, shared)', () => {
     const before = await app.status();
     const proxy = before.processes.find((p) => p.name === 'proxy')!;
     expect(before.publicPort).toMatchObject({ listening: true, proxyPid: proxy.pid });
-    // A new connection for every request: each one is an accept while the proxy is dead.
-    const load = startLoad(`${app.url}/api/data?limit=5`, 50, { headers: { connection: 'close' } });
+    // A new connection for every request (node:http without an agent: fetch would keep sockets
+    // alive, and reusing one the dead proxy held is a client-side race): each is an accept.
+    const load = newConnectionLoad(`${app.url}/api/data?limit=5`, 50);
     let back: number;
     try {
       await eventually('the load answered', async () => (load.samples.length >= 20 ? true : undefined));
