@@ -126,6 +126,7 @@ await registerAdminApi(app, {
   },
 });
 const handedOff = config.connectionHandoff === '1' && process.send !== undefined;
+let stopping = false;
 if (handedOff) {
   // The supervisor holds the public port (it outlives this process) and hands each connection
   // over. The server still listens, on a private loopback port, so node's header, request and
@@ -136,6 +137,10 @@ if (handedOff) {
   });
   const accepting: ProxyHandoffMessage = { changelens: 'proxy-accepting' };
   process.send!(accepting);
+  // Said again every few seconds: whatever made the supervisor let go of a live proxy, it takes it
+  // back within that (the same proxy again is a no-op there).
+  const heartbeat = setInterval(() => { if (process.connected && !stopping) process.send!(accepting); }, 2_000);
+  heartbeat.unref();
   log.info({ port: config.port, activeColor }, 'proxy accepting the public connections from the supervisor');
 } else {
   await app.listen({ port: config.port, host: config.host });
@@ -160,6 +165,7 @@ void (async () => {
 onStopSignal(log, async () => {
   // New connections wait at the supervisor for the next proxy, if there is one; those already on
   // their way here arrive before its answer, and are served before the server closes.
+  stopping = true;
   if (handedOff && process.connected) await detachedFromSupervisor();
   controller.close();
   // All of pm2's kill_timeout but a margin: the drain is bounded by the stop budget.

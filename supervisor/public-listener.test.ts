@@ -156,6 +156,22 @@ describe('the public port held by the supervisor', () => {
     expect(listener.stats()).toMatchObject({ refused: 3, waitingNow: 0 });
   });
 
+  it('a live proxy whose hand-off fails once keeps its place, and the connection is offered again; a repeated attach changes nothing', async () => {
+    const { listener, port } = await openListener();
+    const child = await startServer();
+    const real = targetOf(child);
+    let failures = 1;
+    const flaky: HandoffTarget = {
+      get connected() { return real.connected; },
+      send: (socket, done) => (failures-- > 0 ? done(new Error('a transient failure')) : real.send(socket, done)),
+    };
+    listener.attach(flaky, child.pid!);
+    listener.attach(flaky, child.pid!);
+    const a = await get(port);
+    expect([a.status, a.body]).toEqual([200, String(child.pid)]);
+    expect(listener.stats()).toMatchObject({ proxyPid: child.pid, handedOff: 1, refused: 0 });
+  });
+
   it('only the attached process is detached by its pid; close answers the waiting and stops listening', async () => {
     const { listener, port } = await openListener();
     const child = await startServer();

@@ -101,6 +101,11 @@ export class PublicListener {
   /** This proxy takes every new connection from now on, and those that waited. */
   attach(to: HandoffTarget, pid: number): void {
     if (this.closed || !to.connected) return;
+    // The proxy says it accepts now and then (a heartbeat): the same one again changes nothing.
+    if (this.target !== null && this.pid === pid) {
+      this.pump();
+      return;
+    }
     this.target = { to, inTransit: new Set() };
     this.pid = pid;
     this.givenUp = false;
@@ -166,8 +171,10 @@ export class PublicListener {
         // The descriptor is in the proxy's hands (or on its way in the kernel): ours can go.
         socket.destroy();
       } else {
-        // The channel closed before it left: keep it for the next proxy.
-        this.detach(target.to, `hand-off failed: ${err.message}`);
+        // It did not leave. Only a proxy whose channel closed is let go; a live one keeps its place
+        // (and the socket is offered again).
+        if (!target.to.connected) this.detach(target.to, `hand-off failed: ${err.message}`);
+        else this.options.log.warn({ proxyPid: this.pid, err: err.message }, 'a connection could not be handed to the proxy; offered again');
         this.wait(socket, true);
       }
       this.pump();
@@ -233,7 +240,7 @@ export function followProxy(listener: PublicListener, log: Logger, onListenFaile
       return;
     }
     if (message.changelens === 'proxy-accepting') {
-      const target = workerTarget(worker);
+      const target = targets.get(worker) ?? workerTarget(worker);
       targets.set(worker, target);
       listener.listen().then(() => listener.attach(target, worker.process.pid ?? 0), onListenFailed);
       return;
