@@ -31,7 +31,7 @@ const smallHeap = ['--max-semi-space-size=4'];
  * @returns {GraphNode[]}
  */
 export function processGraph(ctx) {
-  const { config, paths, bin, childEnv, colorEnv, proxyEnv, apiEnv, distDir, serviceUser, activeColor, embedded } = ctx;
+  const { config, paths, bin, childEnv, releaseEnv, workerEnv, proxyEnv, distDir, serviceUser, activeColor, embedded } = ctx;
   // Every pool that can be open at once, plus room for the supervisor, probes and an operator.
   const maxConnections = Math.max(60, 2 * config.apiInstances * 10 + config.workerConcurrency + 2 + 15);
   const asServiceUser = serviceUser ? { user: serviceUser } : {};
@@ -44,7 +44,9 @@ export function processGraph(ctx) {
     app: {
       ...node,
       name: `api-${color}`,
-      script: `${distDir}/apps/api/main.js`,
+      // Every release, the built-in API included, starts through the entry that confines it (its
+      // own user, an allow-listed env) before its code loads: supervisor/release-entry.ts.
+      script: `${distDir}/supervisor/release-entry.js`,
       node_args: smallHeap,
       // Cluster mode so a colour can be scaled and reloaded without dropping its port.
       exec_mode: 'cluster',
@@ -53,8 +55,10 @@ export function processGraph(ctx) {
       min_uptime: 1000,
       max_restarts: 16,
       exp_backoff_restart_delay: 100,
-      // A release's own settings (its regressions from birth) reach its colour only.
-      env: { ...childEnv, ...colorEnv[color], ...apiEnv[color], CHANGELENS_COLOR: color },
+      // Only what the colour's release may have (supervisor/confinement.ts): nothing of the
+      // supervisor's env (an empty string filters every name out), only what is given here.
+      filter_env: [''],
+      env: { ...releaseEnv[color], CHANGELENS_RELEASE_MAIN: `${distDir}/apps/api/main.js` },
     },
   });
 
@@ -132,7 +136,8 @@ export function processGraph(ctx) {
         min_uptime: 1000,
         max_restarts: 16,
         exp_backoff_restart_delay: 100,
-        env: { ...childEnv },
+        // The app's jobs, with the app's database role and Redis user.
+        env: { ...workerEnv },
       },
     },
     api('blue'),

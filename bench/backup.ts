@@ -33,7 +33,7 @@ async function seed(app: Appliance): Promise<{ dbBytes: number; redisKeys: numbe
   const size = async (): Promise<number> => Number((await db.query('SELECT pg_database_size(current_database()) AS s')).rows[0].s);
   // Rows of ~250 bytes of hex (compressible about 2×, as real text is): batches until the target.
   while ((await size()) < targetMb * MB) {
-    await db.query(`INSERT INTO items (category, name, price_cents)
+    await db.query(`INSERT INTO app.items (category, name, price_cents)
       SELECT 'cat-' || (g % 50), repeat(md5(g::text || random()::text), 7), (g % 100000) FROM generate_series(1, 250000) g`);
   }
   await db.query('VACUUM ANALYZE items');

@@ -78,7 +78,7 @@ async function allReady(app: Appliance, timeoutMs = 60_000): Promise<void> {
 }
 
 const checksum = async (db: pg.Pool): Promise<string> =>
-  (await db.query<{ sum: string }>("SELECT md5(string_agg(id || ':' || category || ':' || name || ':' || price_cents, ',' ORDER BY id)) AS sum FROM items")).rows[0]!.sum;
+  (await db.query<{ sum: string }>("SELECT md5(string_agg(id || ':' || category || ':' || name || ':' || price_cents, ',' ORDER BY id)) AS sum FROM app.items")).rows[0]!.sum;
 
 const app = await launchAppliance({ env: { CHANGELENS_SEED_ITEMS: '2000', CHANGELENS_JOB_CLAIM_IDLE_MS: '2000' } });
 const results: unknown[] = [];
@@ -109,7 +109,7 @@ try {
     const accepted = l.samples.filter((s) => s.taskId).map((s) => s.taskId!);
     let pending = accepted;
     for (const end = Date.now() + 30_000; pending.length > 0 && Date.now() < end; await sleep(250)) {
-      const { rows } = await db.query<{ id: string }>("SELECT id FROM tasks WHERE id = ANY($1::uuid[]) AND state = 'completed'", [pending]);
+      const { rows } = await db.query<{ id: string }>("SELECT id FROM app.tasks WHERE id = ANY($1::uuid[]) AND state = 'completed'", [pending]);
       const done = new Set(rows.map((r) => r.id));
       pending = pending.filter((id) => !done.has(id));
     }

@@ -12,7 +12,7 @@ const PORT_ENVS = ['PORT', 'CHANGELENS_PG_PORT', 'CHANGELENS_REDIS_PORT', 'CHANG
 
 /** Every config key; a test below checks this list against what loadConfig returns. */
 const ALL_KEYS: (keyof Config)[] = [
-  ...PORT_KEYS, 'host', 'dataDir', 'apiInstances', 'readyTimeoutMs', 'stopTimeoutMs', 'logLevel', 'serviceUser',
+  ...PORT_KEYS, 'host', 'dataDir', 'apiInstances', 'readyTimeoutMs', 'stopTimeoutMs', 'logLevel', 'serviceUser', 'releaseUser',
   'pgBinDir', 'redisServer', 'databaseUrl', 'redisUrl', 'adminToken', 'pgPassword', 'redisPassword', 'color',
   'backupPgSchedule', 'backupRedisSchedule', 'backupVerifySchedule', 'backupKeep', 'backupMaxAgeDays', 'backupMinFreeMb', 'backupBeforeDeploy', 'backupEncrypt', 'backupKey', 'backupS3Url', 'backupS3Endpoint', 'backupS3Region', 'backupS3PathStyle',
   'otlpEndpoint', 'accessLog', 'seedItems', 'jobMaxAttempts', 'jobClaimIdleMs', 'workerConcurrency', 'downstreamTimeoutMs', 'regression', 'pmId', 'platform', 'ephemeral', 'cloudRunService', 'releaseId',
@@ -29,7 +29,7 @@ const FULL_ENV: Record<string, string> = {
   CHANGELENS_BACKUP_PG_SCHEDULE: '15 1 * * *', CHANGELENS_BACKUP_REDIS_SCHEDULE: 'off', CHANGELENS_BACKUP_VERIFY_SCHEDULE: '0 4 * * 1',
   CHANGELENS_BACKUP_KEEP: '3', CHANGELENS_BACKUP_MAX_AGE_DAYS: '14', CHANGELENS_BACKUP_MIN_FREE_MB: '100', CHANGELENS_BACKUP_BEFORE_DEPLOY: '1', CHANGELENS_BACKUP_ENCRYPT: '1', CHANGELENS_BACKUP_S3_URL: 's3://changelens-backups/prod', CHANGELENS_BACKUP_S3_ENDPOINT: 'https://cos.ap-shanghai.myqcloud.com', CHANGELENS_BACKUP_S3_REGION: 'ap-shanghai', CHANGELENS_BACKUP_S3_PATH_STYLE: '1', CHANGELENS_BACKUP_KEY: 'a-backup-key-of-32-characters-xx',
   CHANGELENS_DATA_DIR: '/srv/changelens', CHANGELENS_API_INSTANCES: '2', CHANGELENS_READY_TIMEOUT_MS: '1000',
-  CHANGELENS_STOP_TIMEOUT_MS: '2000', CHANGELENS_LOG_LEVEL: 'debug', CHANGELENS_SERVICE_USER: 'changelens',
+  CHANGELENS_STOP_TIMEOUT_MS: '2000', CHANGELENS_LOG_LEVEL: 'debug', CHANGELENS_SERVICE_USER: 'changelens', CHANGELENS_RELEASE_USER: 'someapp',
   CHANGELENS_PG_BIN_DIR: '/usr/lib/postgresql/16/bin', CHANGELENS_REDIS_SERVER: '/usr/bin/redis-server',
   DATABASE_URL: 'postgres://app:pw@db:5432/app', REDIS_URL: 'redis://cache:6379/0',
   CHANGELENS_ADMIN_TOKEN: 'Adm1n-T0ken_of-forty.characters~xyzABCDE', CHANGELENS_PG_PASSWORD: 'b'.repeat(16), CHANGELENS_REDIS_PASSWORD: 'c'.repeat(16),

@@ -59,12 +59,18 @@ export const CL_ERR_MISSING_BINARY = defineError<[string, string]>(
 export const CL_ERR_SERVICE_USER = defineError<[string]>(
   'CL_ERR_SERVICE_USER', 500, 'running as root, but the unprivileged service user "%s" does not exist',
   'Postgres refuses to run as root: create the user, or set CHANGELENS_SERVICE_USER to an existing one');
+export const CL_ERR_RELEASE_USER = defineError<[string]>(
+  'CL_ERR_RELEASE_USER', 500, 'running as root, but the release user %s',
+  'releases run as their own unprivileged user: run scripts/install-system-deps.sh (it creates changelens-app), or set CHANGELENS_RELEASE_USER to an existing user that is neither root nor the service user');
 export const CL_ERR_INITDB_FAILED = defineError<[string]>(
   'CL_ERR_INITDB_FAILED', 500, 'initdb failed: %s',
   'check that the data dir is writable by the service user; nothing was left half-initialised');
 export const CL_ERR_DEPENDENCY_FAILED = defineError<[string, string, string]>(
   'CL_ERR_DEPENDENCY_FAILED', 503, '%s did not become ready: %s%s',
   'read the log lines above; fix the cause and start again (the data dir is untouched)');
+export const CL_ERR_APP_ROLE = defineError<[string, string]>(
+  'CL_ERR_APP_ROLE', 500, 'could not set up the Postgres role %s, which releases connect as: %s',
+  'the database user (DATABASE_URL) needs CREATEROLE: releases get their own role, owning the schema app and nothing of the appliance\'s');
 export const CL_ERR_MIGRATION_FAILED = defineError<[string, string]>(
   'CL_ERR_MIGRATION_FAILED', 500, 'migration %s failed and was rolled back: %s',
   'fix the migration; the database is at the previous version');

@@ -174,13 +174,18 @@ function walkLink(from: string[], linkpath: string, symlinks: ReadonlySet<string
   return null;
 }
 
-/** No setuid, setgid or sticky bit and nothing writable by everyone, on anything unpacked. */
+/**
+ * No setuid, setgid or sticky bit and nothing writable by everyone, on anything unpacked; and all of
+ * it readable by others (folders enterable): the release runs as its own user, which owns none of
+ * it (releases/ itself is closed to everyone but that user's group).
+ */
 function stripModes(dir: string): void {
   for (const name of readdirSync(dir)) {
     const path = join(dir, name);
     const stat = lstatSync(path);
     if (stat.isSymbolicLink()) continue;
-    if ((stat.mode & 0o7002) !== 0) chmodSync(path, stat.mode & 0o775);
+    const mode = (stat.mode & 0o775) | (stat.isDirectory() ? 0o005 : 0o004);
+    if ((stat.mode & 0o7777) !== mode) chmodSync(path, mode);
     if (stat.isDirectory()) stripModes(path);
   }
 }

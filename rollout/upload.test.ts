@@ -159,6 +159,9 @@ describe('receiveArtifact', () => {
       rawEntry('bin/', { type: '5', mode: 0o1777 }),
       rawEntry('bin/tool', { mode: 0o4755, body: '#!/bin/sh' }),
       rawEntry('shared.js', { mode: 0o2666 }),
+      rawEntry('private.js', { mode: 0o600 }),
+      rawEntry('closed/', { type: '5', mode: 0o700 }),
+      rawEntry('closed/inner.js', { mode: 0o640 }),
       rawEntry('bin/alias', { type: '2', linkname: 'tool' }),
       rawEntry('copy.js', { type: '1', linkname: 'server.js' }),
     ]);
@@ -168,6 +171,10 @@ describe('receiveArtifact', () => {
     // What an app needs stays: the tool runs, everyone reads.
     expect(mode('bin/tool') & 0o111).toBe(0o111);
     expect(mode('shared.js') & 0o444).toBe(0o444);
+    // The release's user owns none of it: it reads every file and enters every folder as "others".
+    expect(mode('private.js')).toBe(0o604);
+    expect(mode('closed')).toBe(0o705);
+    expect(mode('closed/inner.js')).toBe(0o644);
     expect(lstatSync(join(releases, 'v1', 'bin/alias')).isSymbolicLink()).toBe(true);
     expect(readFileSync(join(releases, 'v1', 'bin/alias'), 'utf8')).toBe('#!/bin/sh');
   });

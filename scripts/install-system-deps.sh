@@ -55,18 +55,32 @@ if [ "$with_test" = 1 ]; then
   command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
 fi
 
-if [ ${#missing[@]} -eq 0 ]; then
+# The account releases (API colours, uploaded apps) run as when the supervisor runs as root
+# (CHANGELENS_RELEASE_USER): its own user and group, no home, no shell, in no other group.
+release_user=changelens-app
+need_user=0
+getent passwd "$release_user" >/dev/null 2>&1 || need_user=1
+
+if [ ${#missing[@]} -eq 0 ] && [ "$need_user" = 0 ]; then
   exit 0
 fi
 if [ "$check_only" = 1 ]; then
-  echo "install-system-deps: missing: ${missing[*]}" >&2
+  echo "install-system-deps: missing: ${missing[*]}$([ "$need_user" = 1 ] && echo " user:$release_user")" >&2
   exit 1
 fi
 
 sudo=""
 if [ "$(id -u)" != 0 ]; then
-  command -v sudo >/dev/null 2>&1 || { echo "install-system-deps: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+  command -v sudo >/dev/null 2>&1 || { echo "install-system-deps: need root (or sudo) to install: ${missing[*]}$([ "$need_user" = 1 ] && echo " user:$release_user")" >&2; exit 1; }
   sudo="sudo"
+fi
+
+if [ "$need_user" = 1 ]; then
+  $sudo useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$release_user"
+  echo "install-system-deps: created the user $release_user (releases run as it when ChangeLens runs as root)" >&2
+fi
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
 fi
 
 echo "install-system-deps: installing ${missing[*]}" >&2

@@ -1,20 +1,37 @@
 // The services' addresses (embedded or external) and the environment every Node process gets.
 import { configToEnv, envNameOf, type Config } from '../lib/config.js';
+import { appRoleUrl } from '../lib/app-database.js';
+import { APP_REDIS_USER, appPassword } from './confinement.js';
 import { PG_DATABASE, PG_USER, type Secrets } from './first-boot.js';
 
 export function embeddedUrl(password: string, port: number, database: string): string {
   return `postgres://${PG_USER}:${encodeURIComponent(password)}@127.0.0.1:${port}/${database}`;
 }
 
-export function effectiveUrls(config: Config, secrets: Secrets): { database: string; redis: string } {
-  return {
-    database: config.databaseUrl ?? embeddedUrl(secrets.pgPassword, config.pgPort, PG_DATABASE),
-    redis: config.redisUrl ?? `redis://default:${encodeURIComponent(secrets.redisPassword)}@127.0.0.1:${config.redisPort}`,
-  };
+export interface ServiceUrls {
+  /** The appliance's own: its Postgres superuser (embedded) or the operator's URL, Redis's default user. */
+  database: string;
+  redis: string;
+  /** What release code and the worker connect with: the app's Postgres role; embedded Redis's app user. */
+  app: { database: string; redis: string };
+}
+
+export function effectiveUrls(config: Config, secrets: Secrets): ServiceUrls {
+  const database = config.databaseUrl ?? embeddedUrl(secrets.pgPassword, config.pgPort, PG_DATABASE);
+  const redis = config.redisUrl ?? `redis://default:${encodeURIComponent(secrets.redisPassword)}@127.0.0.1:${config.redisPort}`;
+  // External Redis is the operator's: its users are theirs to make (the app shares the URL; status says so).
+  const appRedis = config.redisUrl ?? `redis://${APP_REDIS_USER}:${encodeURIComponent(appPassword(secrets.redisPassword, 'redis'))}@127.0.0.1:${config.redisPort}`;
+  return { database, redis, app: { database: appRoleUrl(database, appDatabasePassword(database)), redis: appRedis } };
+}
+
+/** The app role's password: from the appliance's database password, the same on every appliance sharing the database. */
+export function appDatabasePassword(databaseUrl: string): string {
+  const u = new URL(databaseUrl);
+  return appPassword(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`, 'postgres');
 }
 
 /** The env every Node process gets: the same config and the effective service URLs. */
-export function childEnvironment(config: Config, urls: { database: string; redis: string }, secrets: Secrets): Record<string, string> {
+export function childEnvironment(config: Config, urls: { database: string; redis: string }): Record<string, string> {
   const env = configToEnv(config);
   delete env[envNameOf('pgPassword')];
   delete env[envNameOf('redisPassword')];

@@ -3,7 +3,7 @@
 // Later boots find all of it and change nothing. Nothing is ever left half-written: files are
 // written to a temp name and renamed, initdb runs into a temp dir that is renamed when complete.
 import { execFile, execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { accessSync, chmodSync, chownSync, constants, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { delimiter, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -11,6 +11,7 @@ import { strongAdminToken, type Config } from '../lib/config.js';
 import { CL_ERR_CONFIG_INVALID, CL_ERR_DATA_DIR, CL_ERR_INITDB_FAILED, CL_ERR_MISSING_BINARY, CL_ERR_SERVICE_USER } from '../lib/errors.js';
 import type { DataPaths } from '../lib/paths.js';
 import { writeFileAtomic } from '../lib/atomic-file.js';
+import { APP_REDIS_USER, appPassword } from './confinement.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -75,7 +76,7 @@ export function resolveBinaries(config: Config, needs: { postgres: boolean; redi
 }
 
 /** Creates the data dir's folders with the right owners and modes; idempotent. */
-export function prepareDataDir(paths: DataPaths, user: ServiceUser | undefined, embedded: { postgres: boolean; redis: boolean }): void {
+export function prepareDataDir(paths: DataPaths, user: ServiceUser | undefined, embedded: { postgres: boolean; redis: boolean }, releaseUser?: { gid: number }): void {
   try {
     mkdirSync(paths.root, { recursive: true, mode: 0o711 });
     // The service user must be able to reach its folders through the root (not list it), and
@@ -89,6 +90,12 @@ export function prepareDataDir(paths: DataPaths, user: ServiceUser | undefined, 
       }
     }
     for (const dir of [paths.backups, paths.releases]) mkdirSync(dir, { recursive: true, mode: 0o750 });
+    // The releases' user reads (only) the releases: the group is theirs; state/, backups/, Postgres's
+    // and Redis's folders stay closed to it.
+    if (releaseUser) {
+      chownSync(paths.releases, statSync(paths.releases).uid, releaseUser.gid);
+      chmodSync(paths.releases, 0o750);
+    }
     mkdirSync(paths.state, { recursive: true, mode: 0o700 });
     mkdirSync(paths.pm2Home, { recursive: true, mode: 0o700 });
     if (embedded.redis) {
@@ -177,6 +184,10 @@ export function writeRedisConf(paths: DataPaths, port: number, password: string,
     'bind 127.0.0.1',
     'protected-mode yes',
     `requirepass ${password}`,
+    // The app's own user (release code and the worker): every key and channel, no admin or
+    // dangerous command (CONFIG, FLUSHALL, KEYS, DEBUG, SHUTDOWN, ACL, MONITOR…). Only the hash of
+    // its password is written.
+    `user ${APP_REDIS_USER} reset on #${createHash('sha256').update(appPassword(password, 'redis')).digest('hex')} ~* &* +@all -@admin -@dangerous`,
     `dir ${paths.redis}`,
     'daemonize no',
     'supervised no',

@@ -5,12 +5,13 @@ import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
-import { CL_ERR_MIGRATION_CHANGED, CL_ERR_MIGRATION_FAILED } from '../lib/errors.js';
+import { CL_ERR_APP_ROLE, CL_ERR_MIGRATION_CHANGED, CL_ERR_MIGRATION_FAILED } from '../lib/errors.js';
 import { inTransaction } from '../lib/db.js';
 import type { Config } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
 import { seedItems } from '../apps/api/index.js';
-import { embeddedUrl } from './child-env.js';
+import { APP_ROLE, ensureAppRole } from '../lib/app-database.js';
+import { appDatabasePassword, embeddedUrl, type ServiceUrls } from './child-env.js';
 import { PG_DATABASE, type Secrets } from './first-boot.js';
 import type { GraphNode } from './process-graph.js';
 
@@ -95,14 +96,26 @@ function pad(version: number): string {
   return String(version).padStart(4, '0');
 }
 
-/** The boot graph's migrations task: our database (embedded Postgres), the migrations, the demo rows. */
-export async function runMigrations(node: GraphNode, log: Logger, embeddedPostgres: boolean, urls: { database: string }, secrets: Secrets, config: Config, migrations: ReturnType<typeof readMigrations>): Promise<void> {
+/**
+ * The boot graph's migrations task: our database (embedded Postgres), the migrations, the app's
+ * role (it owns the schema `app`), the demo rows (written as the app, into its schema).
+ */
+export async function runMigrations(node: GraphNode, log: Logger, embeddedPostgres: boolean, urls: ServiceUrls, secrets: Secrets, config: Config, migrations: ReturnType<typeof readMigrations>): Promise<void> {
   if (embeddedPostgres) {
     const created = await ensureDatabase(embeddedUrl(secrets.pgPassword, config.pgPort, 'postgres'), PG_DATABASE);
     if (created) log.info({ database: PG_DATABASE }, 'database created');
   }
   const applied = await applyMigrations(urls.database, migrations);
   log.info({ task: node.name, applied, total: migrations.length }, applied.length ? `applied migrations ${applied.join(', ')}` : 'migrations up to date');
-  const seeded = await seedItems(urls.database, config.seedItems);
+  const client = new pg.Client({ connectionString: urls.database, connectionTimeoutMillis: 5_000 });
+  await client.connect();
+  try {
+    await ensureAppRole(client, appDatabasePassword(urls.database));
+  } catch (err) {
+    throw new CL_ERR_APP_ROLE(APP_ROLE, (err as Error).message, { cause: err });
+  } finally {
+    await client.end();
+  }
+  const seeded = await seedItems(urls.app.database, config.seedItems);
   if (seeded > 0) log.info({ rows: seeded }, 'seeded demo items');
 }

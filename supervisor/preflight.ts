@@ -2,10 +2,13 @@
 // will claim, the control socket (the lock), the data dir prepared (first boot: secrets, initdb),
 // the secrets announced once.
 import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { envNameOf, type Config } from '../lib/config.js';
 import { CL_ERR_DATA_DIR } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
+import { distDir } from '../lib/package-root.js';
 import type { DataPaths } from '../lib/paths.js';
+import { resolveReleaseUser } from './confinement.js';
 import { startControlServer, type ControlRoute } from './control-socket.js';
 import { ensureSecrets, initPostgres, isInitialised, prepareDataDir, resolveBinaries, resolveServiceUser, writeRedisConf, type Secrets } from './first-boot.js';
 import type { assertDataSurvives } from './platform.js';
@@ -39,7 +42,9 @@ export async function prepare(config: Config, paths: DataPaths, embedded: { post
   if (mount && !mount.durable) log.warn({ dataDir: paths.root, mount }, 'demo mode (CHANGELENS_EPHEMERAL=1): the data dir does not survive this instance');
   const serviceUser = embedded.postgres || embedded.redis ? resolveServiceUser(config) : undefined;
   const bin = resolveBinaries(config, embedded);
-  prepareDataDir(paths, serviceUser, embedded);
+  // Releases run as their own user, who must read the code it runs (the entry and the built-in API).
+  const confined = resolveReleaseUser(config, serviceUser, [join(distDir, 'supervisor', 'release-entry.js'), join(distDir, 'apps', 'api', 'main.js')]);
+  prepareDataDir(paths, serviceUser, embedded, 'user' in confined ? confined.user : undefined);
   const firstBoot = embedded.postgres && !isInitialised(paths);
   const { secrets, generated } = ensureSecrets(paths, config, !firstBoot && embedded.postgres);
   if (firstBoot) {
@@ -48,7 +53,7 @@ export async function prepare(config: Config, paths: DataPaths, embedded: { post
   }
   if (embedded.redis) writeRedisConf(paths, config.redisPort, secrets.redisPassword, serviceUser);
   announceSecrets(log, paths, generated, secrets);
-  return { serviceUser, bin, secrets, firstBoot };
+  return { serviceUser, bin, secrets, firstBoot, confined };
 }
 
 function announceSecrets(log: Logger, paths: DataPaths, generated: readonly string[], secrets: Secrets): void {

@@ -4,10 +4,12 @@
 // controller will drive exactly this to bring a release up on the idle colour.
 import { dirname } from 'node:path';
 import { envNameOf, type Color } from '../lib/config.js';
+import { RELEASE_MAIN } from '../lib/contracts/release-process.js';
 import type { ArtifactEntry } from '../lib/contracts/releases.js';
 import { CL_ERR_PROCESS_CONTROL } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { startProcess, type ProbeDeps } from './boot.js';
+import { BUILTIN_ONLY, confineEnv } from './confinement.js';
 import { stopStages, type GraphNode } from './process-graph.js';
 
 export interface ProcessChange {
@@ -117,20 +119,22 @@ export class ProcessControl {
 
 /** An API colour's node set up for one release: its env and, for another app, its script and probe. */
 export function nodeForRelease(node: GraphNode, env: Record<string, string>, artifact?: ArtifactEntry): GraphNode {
-  const withEnv: GraphNode = { ...node, app: { ...node.app!, env: { ...node.app!.env, ...env } } };
-  if (!artifact || node.probe.kind !== 'http') return withEnv;
+  const merged = { ...node.app!.env, ...env };
+  const main = merged[RELEASE_MAIN]!;
+  if (!artifact || node.probe.kind !== 'http') return { ...node, app: { ...node.app!, env: confineEnv(merged, main) } };
   // Another app: it listens on $PORT (the colour's port) and answers its readiness path there.
   const url = new URL(node.probe.url);
   return {
-    ...withEnv,
+    ...node,
     probe: { kind: 'http', url: `${url.origin}${artifact.readyPath}` },
-    // It knows nothing of pm2's "shutdown" message: stop it with a signal (SIGINT).
-    app: { ...withEnv.app!, script: artifact.script, cwd: dirname(artifact.script), shutdown_with_message: false, env: { ...withoutControl(withEnv.app!.env), PORT: url.port } },
+    // It knows nothing of pm2's "shutdown" message: stop it with a signal (SIGINT). It runs in its
+    // own directory, through the same entry (its user, its env).
+    app: { ...node.app!, cwd: dirname(artifact.script), shutdown_with_message: false, env: confineEnv({ ...withoutBuiltinOnly(merged), PORT: url.port }, artifact.script) },
   };
 }
 
-/** Another app is not ours: it never gets the built-in API's control credential. */
-function withoutControl(env: Record<string, string> | undefined): Record<string, string> {
-  const { [envNameOf('appControlToken')]: _control, ...rest } = env ?? {};
-  return rest;
+/** Another app is not ours: it never gets the built-in API's control credential nor its settings. */
+function withoutBuiltinOnly(env: Record<string, string>): Record<string, string> {
+  const builtinOnly = new Set<string>(BUILTIN_ONLY.map((key) => envNameOf(key)));
+  return Object.fromEntries(Object.entries(env).filter(([name]) => !builtinOnly.has(name)));
 }

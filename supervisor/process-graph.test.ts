@@ -2,6 +2,9 @@ import * as fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { processGraph } from '../ecosystem.config.js';
 import { nodeForRelease } from './process-control.js';
+import { releaseEnvironment } from './confinement.js';
+
+const APP = { database: 'postgres://changelens_app:pw@127.0.0.1:5432/changelens', redis: 'redis://changelens-app:pw@127.0.0.1:6379' };
 import { COLORS, loadConfig, type Color } from '../lib/config.js';
 import { dataPaths } from '../lib/paths.js';
 import { bootNodes, orderGraph, type GraphNode } from './process-graph.js';
@@ -97,7 +100,13 @@ describe('the process graph of ecosystem.config.js', () => {
       activeColor,
       bin: { postgres: '/usr/lib/postgresql/16/bin/postgres', redisServer: '/usr/bin/redis-server' },
       serviceUser: undefined,
-      childEnv: {}, colorEnv: { blue: { CHANGELENS_REGRESSION: 'errors:1' }, green: {} }, proxyEnv: { CHANGELENS_ADMIN_TOKEN: 'admin-token-0123456789' }, apiEnv: { blue: { CHANGELENS_APP_CONTROL_TOKEN: 'control-blue-0123456789' }, green: { CHANGELENS_APP_CONTROL_TOKEN: 'control-green-0123456789' } },
+      childEnv: { CHANGELENS_BACKUP_KEY: 'backup-key-0123456789', DATABASE_URL: 'postgres://changelens:su@127.0.0.1/changelens' },
+      proxyEnv: { CHANGELENS_ADMIN_TOKEN: 'admin-token-0123456789' },
+      workerEnv: { DATABASE_URL: APP.database, REDIS_URL: APP.redis },
+      releaseEnv: {
+        blue: { ...releaseEnvironment(config, APP, 'blue', { name: 'changelens-app', uid: 999, gid: 995 }), CHANGELENS_REGRESSION: 'errors:1', CHANGELENS_APP_CONTROL_TOKEN: 'control-blue-0123456789' },
+        green: { ...releaseEnvironment(config, APP, 'green', null), CHANGELENS_APP_CONTROL_TOKEN: 'control-green-0123456789' },
+      },
       distDir: '/d',
       embedded,
     });
@@ -152,5 +161,24 @@ describe('the process graph of ecosystem.config.js', () => {
     expect(other.app!.env).toMatchObject({ APP_SETTING: 'x', CHANGELENS_REGRESSION: 'errors:1' });
     expect(other.app!.env!.CHANGELENS_APP_CONTROL_TOKEN).toBeUndefined();
     expect(nodeForRelease(api, {}).app!.env!.CHANGELENS_APP_CONTROL_TOKEN).toBe('control-blue-0123456789');
+  });
+
+  it('starts every release through the entry, as its user, with the app\'s URLs and nothing of the appliance\'s env', () => {
+    const api = graphFor('blue').find((n) => n.name === 'api-blue')!;
+    expect(api.app!.script).toBe('/d/supervisor/release-entry.js');
+    // pm2 copies none of the supervisor's env into it: an empty string matches every name.
+    expect(api.app!.filter_env).toEqual(['']);
+    const builtin = nodeForRelease(api, { APP_SETTING: 'x' }).app!.env!;
+    expect(builtin).toMatchObject({ CHANGELENS_RELEASE_MAIN: '/d/apps/api/main.js', CHANGELENS_RELEASE_UID: '999', CHANGELENS_RELEASE_GID: '995', DATABASE_URL: APP.database, REDIS_URL: APP.redis, APP_SETTING: 'x' });
+    const other = nodeForRelease(api, { APP_SETTING: 'x' }, { script: '/data/releases/v2/server.js', readyPath: '/health' }).app!.env!;
+    expect(other).toMatchObject({ CHANGELENS_RELEASE_MAIN: '/data/releases/v2/server.js', PORT: '3001', APP_SETTING: 'x', DATABASE_URL: APP.database });
+    for (const env of [builtin, other]) {
+      const kept = env.CHANGELENS_RELEASE_ENV!.split(',');
+      // The list the entry keeps is exactly what was given, less the entry's own instructions.
+      expect(kept.sort()).toEqual(Object.keys(env).filter((k) => !/^CHANGELENS_RELEASE_(ENV|MAIN|UID|GID)$/.test(k)).sort());
+      for (const name of kept) expect(name).not.toMatch(/ADMIN_TOKEN|BACKUP_KEY|SECRETS_KEY|HOOK|DATA_DIR|PG_PASSWORD|REDIS_PASSWORD|S3/);
+    }
+    expect(other.CHANGELENS_LOG_LEVEL).toBeUndefined();
+    expect(other.CHANGELENS_API_BLUE_PORT).toBeUndefined();
   });
 });

@@ -32,14 +32,17 @@ export interface GraphContext {
   bin: { postgres: string; redisServer: string };
   /** The unprivileged user Postgres and Redis run as when the supervisor runs as root. */
   serviceUser: string | undefined;
-  /** The environment each Node process gets: the resolved config, with effective DATABASE_URL/REDIS_URL. */
+  /** The environment of the appliance's own Node processes: the resolved config, with effective DATABASE_URL/REDIS_URL. */
   childEnv: Record<string, string>;
   /** What only the proxy gets (the admin token). */
   proxyEnv: Record<string, string>;
-  /** What only the built-in API gets, per colour (its control routes' credential); another app never does. */
-  apiEnv: Record<Color, Record<string, string>>;
-  /** Settings of the release each API colour runs (e.g. CHANGELENS_REGRESSION), on top of childEnv. */
-  colorEnv: Record<Color, Record<string, string>>;
+  /** The worker's: childEnv with the app's database role and Redis user (it runs the app's jobs). */
+  workerEnv: Record<string, string>;
+  /**
+   * Everything each API colour's release gets (supervisor/confinement.ts): the app's URLs, the few
+   * settings the built-in API reads, its control credential, its release's settings, whom to run as.
+   */
+  releaseEnv: Record<Color, Record<string, string>>;
   /** The directory of the built JavaScript (dist/). */
   distDir: string;
   embedded: { postgres: boolean; redis: boolean };

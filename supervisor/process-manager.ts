@@ -2,7 +2,9 @@
 // the supervisor is pm2's God process, so nothing outlives `changelens up`, and PM2_HOME sits in
 // the data dir. This file only adapts pm2's callbacks to promises and its log bus to lines; the
 // ordering, probing and shutdown policy live in boot.ts and shutdown.ts.
+import cluster from 'node:cluster';
 import { createRequire } from 'node:module';
+import { forkWorkersWithoutOurEnv } from './confinement.js';
 
 const require = createRequire(import.meta.url);
 
@@ -97,6 +99,7 @@ export class ProcessManager {
 
   static async connect(pm2Home: string): Promise<ProcessManager> {
     process.env.PM2_HOME = pm2Home;
+    forkWorkersWithoutOurEnv(cluster);
     const Pm2 = require('pm2') as { custom: new (opts: object) => Pm2Api };
     const pm2 = new Pm2.custom({ pm2_home: pm2Home, daemon_mode: false });
     await callback((cb) => pm2.connect(true, cb));

@@ -5,6 +5,7 @@
 // control-routes, log-forwarding, migrations).
 import { pino } from 'pino';
 import { processGraph } from '../ecosystem.config.js';
+import { APP_ROLE, APP_SCHEMA } from '../lib/app-database.js';
 import { envNameOf, loadConfig } from '../lib/config.js';
 import { appControlToken } from '../lib/contracts/app-control.js';
 import { releaseSecretsKey } from '../lib/contracts/release-secrets.js';
@@ -17,6 +18,7 @@ import { readRoutingSnapshot, writeRoutingSnapshot } from '../lib/routing-snapsh
 import { startBackups } from './backups.js';
 import { bootGraph } from './boot.js';
 import { childEnvironment, effectiveUrls, embeddedUrl } from './child-env.js';
+import { APP_REDIS_USER, releaseEnvironment, type Confinement } from './confinement.js';
 import { claimControlSocket, type ControlRoute } from './control-socket.js';
 import { processRoutes } from './control-routes.js';
 import { errorForLog, forwardLine, routeConsoleTo } from './log-forwarding.js';
@@ -78,31 +80,40 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
     await releaseLock();
     throw err;
   }
-  const { serviceUser, bin, secrets, firstBoot } = prepared;
+  const { serviceUser, bin, secrets, firstBoot, confined } = prepared;
 
   const snapshot = readRoutingSnapshot(paths.routing) ?? writeRoutingSnapshot(paths.routing, 'blue');
   const activeColor = snapshot.activeColor;
   const urls = effectiveUrls(config, secrets);
-  const childEnv = childEnvironment(config, urls, secrets);
-  // The release that boots carries its regressions from birth; the idle colour gets a release's
-  // own settings when it is started for one.
-  const colorEnv: GraphContext['colorEnv'] = { blue: {}, green: {} };
+  const childEnv = childEnvironment(config, urls);
+  const releaseUser = 'user' in confined ? confined.user : null;
+  if ('off' in confined && process.getuid?.() === 0) log.error({ releaseUser: config.releaseUser, why: confined.off }, 'releases are not confined to their own user');
+  const confinement: Confinement = {
+    user: releaseUser,
+    ...('off' in confined ? { userOff: confined.off } : {}),
+    database: `role ${APP_ROLE} (schema ${APP_SCHEMA})`,
+    redis: embedded.redis ? `ACL user ${APP_REDIS_USER} (no admin or dangerous commands)` : 'shared: external Redis (REDIS_URL) is used as given',
+  };
+  // What each colour's release gets; the release that boots carries its settings (and regressions)
+  // from birth, the idle colour gets a release's own when it is started for one.
+  const releaseEnv: GraphContext['releaseEnv'] = {
+    blue: { ...releaseEnvironment(config, urls.app, 'blue', releaseUser), [envNameOf('appControlToken')]: appControlToken(secrets.adminToken, 'blue') },
+    green: { ...releaseEnvironment(config, urls.app, 'green', releaseUser), [envNameOf('appControlToken')]: appControlToken(secrets.adminToken, 'green') },
+  };
   // The active release (as the last promotion snapshotted it) is what the active colour runs.
   const secretsKey = releaseSecretsKey(secrets.backupKey);
   const activeRelease = bootRelease(paths, snapshot, secretsKey);
-  Object.assign(colorEnv[activeColor], activeRelease.env);
-  colorEnv[activeColor][envNameOf('releaseId')] = newReleaseId();
-  if (config.regression !== undefined) colorEnv[activeColor][envNameOf('regression')] = config.regression;
+  Object.assign(releaseEnv[activeColor], activeRelease.env);
+  releaseEnv[activeColor][envNameOf('releaseId')] = newReleaseId();
+  if (config.regression !== undefined) releaseEnv[activeColor][envNameOf('regression')] = config.regression;
   const proxyEnv: Record<string, string> = { [envNameOf('adminToken')]: secrets.adminToken, [envNameOf('releaseSecretsKey')]: secretsKey.toString('base64url') };
   // The rollout's hooks fire from the proxy: only it gets them.
   if (config.hookUrls !== undefined) proxyEnv[envNameOf('hookUrls')] = config.hookUrls;
   if (config.hookCommand !== undefined) proxyEnv[envNameOf('hookCommand')] = config.hookCommand;
-  const apiEnv: GraphContext['apiEnv'] = {
-    blue: { [envNameOf('appControlToken')]: appControlToken(secrets.adminToken, 'blue') },
-    green: { [envNameOf('appControlToken')]: appControlToken(secrets.adminToken, 'green') },
-  };
-  const graph = processGraph({ config, paths, activeColor, bin, serviceUser: serviceUser?.name, childEnv, colorEnv, proxyEnv, apiEnv, distDir, embedded })
-    .map((node) => (node.name === `api-${activeColor}` && activeRelease.artifact ? nodeForRelease(node, {}, activeRelease.artifact) : node));
+  const workerEnv = { ...childEnv, DATABASE_URL: urls.app.database, REDIS_URL: urls.app.redis };
+  const graph = processGraph({ config, paths, activeColor, bin, serviceUser: serviceUser?.name, childEnv, proxyEnv, workerEnv, releaseEnv, distDir, embedded })
+    // Every API colour starts through nodeForRelease: the entry's instructions are added there.
+    .map((node) => (node.name === `api-${activeColor}` ? nodeForRelease(node, {}, activeRelease.artifact) : node));
   const nodes = bootNodes(graph);
   const migrations = readMigrations(migrationsDir);
 
@@ -127,7 +138,7 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   const control = new ProcessControl(orderGraph(graph), { pm, log, urls, readyTimeoutMs }, () => readRoutingSnapshot(paths.routing)?.activeColor ?? activeColor, interrupt.signal);
   let monitoring: ReturnType<typeof startMonitor> = null;
   let backups: ReturnType<typeof startBackups> | null = null;
-  statusNow = async () => ({ ...await collectStatus({ pm, graph, paths, urls, embedded, fallbackColor: activeColor, boot, phase: () => phase }), monitor: monitoring?.monitor.status() ?? null, backups: backups?.summary() ?? null, publicPort: publicPort.stats() });
+  statusNow = async () => ({ ...await collectStatus({ pm, graph, paths, urls, embedded, fallbackColor: activeColor, boot, phase: () => phase }), monitor: monitoring?.monitor.status() ?? null, backups: backups?.summary() ?? null, publicPort: publicPort.stats(), confinement });
   // Starting or stopping a colour only makes sense between the end of the boot and the stop.
   const whenReady = <T>(fn: () => Promise<T>): Promise<T> =>
     phase === 'ready' ? fn() : Promise.reject(new CL_ERR_PROCESS_CONTROL(`the appliance is ${phase}; try again when it is ready`));

@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { ownAppSchema } from '../../lib/app-database.js';
 import { writeFileAtomic } from '../../lib/atomic-file.js';
 import type { Logger } from '../../lib/logger.js';
 import { describeFile, type BackupEntry, type Check, type Manifest } from '../manifest.js';
@@ -119,6 +120,15 @@ export class PostgresDriver implements BackupDriver {
     } finally {
       rmSync(tmp, { recursive: true, force: true });
     }
+    // pg_restore --no-owner made the restored tables the restorer's: they are the app role's again.
+    const client = new pg.Client({ connectionString: this.o.databaseUrl, connectionTimeoutMillis: 5_000, application_name: 'changelens-backup' });
+    client.on('error', () => {});
+    await client.connect();
+    try {
+      await ownAppSchema(client);
+    } finally {
+      await client.end().catch(() => {});
+    }
     const own = new Set<string>(APPLIANCE_TABLES.map((t) => `public.${t}`));
     return { tables: await this.countRows((entry.database?.tables ?? []).filter((t) => !own.has(t))) };
   }
@@ -191,6 +201,8 @@ export function appDataOnly(list: string): string {
   return list.split('\n').map((line) => {
     const m = /^\d+; \d+ \d+ (.*)$/.exec(line);
     if (!m) return line;
+    // The app's schema itself stays (dropping it would take what the backup does not hold with it).
+    if (/^SCHEMA - /.test(m[1]!)) return `;${line}`;
     // "TABLE public items owner", "CONSTRAINT public releases releases_pkey owner": object names are lower case, types upper.
     const names = m[1]!.split(' ').slice(0, -1).filter((w) => w !== '-' && w !== 'public' && !/^[A-Z]+$/.test(w));
     return names.some(own) ? `;${line}` : line;

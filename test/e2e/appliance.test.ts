@@ -106,7 +106,7 @@ describe('the appliance (one embedded appliance, shared)', () => {
   });
 
   it('serves a request through the proxy to the API, which reads Postgres', async () => {
-    await sql(app, "INSERT INTO items (category, name, price_cents) VALUES ('books', 'A', 100), ('books', 'B', 200), ('games', 'C', 300)");
+    await sql(app, "INSERT INTO app.items (category, name, price_cents) VALUES ('books', 'A', 100), ('books', 'B', 200), ('games', 'C', 300)");
     const res = await fetch(`${app.url}/api/data?category=books`);
     expect(res.status).toBe(200);
     const body = await res.json() as { color: string; count: number; items: { name: string }[] };
@@ -238,14 +238,14 @@ describe('the appliance (one embedded appliance, shared)', () => {
   });
 
   it('kill -9 of Postgres: it comes back and committed rows are intact', async () => {
-    await sql(app, "INSERT INTO items (category, name, price_cents) VALUES ('durable', 'committed-before-kill', 42)");
+    await sql(app, "INSERT INTO app.items (category, name, price_cents) VALUES ('durable', 'committed-before-kill', 42)");
     const before = (await app.status()).processes.find((p) => p.name === 'postgres')!;
     process.kill(before.pid!, 'SIGKILL');
     await eventually('postgres restarted by pm2', async () => {
       const p = (await app.status()).processes.find((x) => x.name === 'postgres')!;
       return p.state === 'online' && p.pid !== before.pid ? p : undefined;
     }, 45_000);
-    const rows = await eventually('postgres answering', () => sql<{ name: string }>(app, "SELECT name FROM items WHERE category = 'durable'"), 45_000);
+    const rows = await eventually('postgres answering', () => sql<{ name: string }>(app, "SELECT name FROM app.items WHERE category = 'durable'"), 45_000);
     expect(rows.map((r) => r.name)).toEqual(['committed-before-kill']);
     // The API's pool recovers by itself: a request through the proxy reads Postgres again.
     await eventually('the API reading Postgres again', async () => {
@@ -310,7 +310,7 @@ describe('the appliance (one embedded appliance, shared)', () => {
     const reaped = app.records.find((r) => r.msg === 'stopped processes left running by a supervisor that did not shut down');
     expect((reaped?.orphans as { name: string }[] | undefined)?.map((o) => o.name)).toContain('postgres');
     expect(() => process.kill(before.pid!, 0)).toThrow();
-    expect((await sql<{ name: string }>(app, "SELECT name FROM items WHERE category = 'durable'")).map((r) => r.name)).toEqual(['committed-before-kill']);
+    expect((await sql<{ name: string }>(app, "SELECT name FROM app.items WHERE category = 'durable'")).map((r) => r.name)).toEqual(['committed-before-kill']);
   });
 
   it('external mode: a second appliance uses this one\'s Postgres and Redis and starts neither', async () => {
@@ -372,7 +372,7 @@ describe('the appliance (one embedded appliance, shared)', () => {
     expect((await app.ready).firstBoot).toBe(false);
     expect(app.records.some((r) => typeof r.msg === 'string' && r.msg.startsWith('first boot'))).toBe(false);
     expect(app.secrets()).toEqual(secrets);
-    expect((await sql<{ name: string }>(app, "SELECT name FROM items WHERE category = 'durable'")).map((r) => r.name)).toEqual(['committed-before-kill']);
+    expect((await sql<{ name: string }>(app, "SELECT name FROM app.items WHERE category = 'durable'")).map((r) => r.name)).toEqual(['committed-before-kill']);
     const migrations = await sql<{ version: number; applied_at: Date }>(app, 'SELECT version, applied_at FROM schema_migrations ORDER BY version');
     expect(migrations.map((m) => [m.version, m.applied_at.toISOString()])).toEqual(firstMigrations);
     expect(app.records.some((r) => r.msg === 'migrations up to date')).toBe(true);

@@ -78,7 +78,7 @@ async function backupNow(...flags: string[]): Promise<Manifest> {
 
 /** Every item row and every app key with its value and whether it expires: what a restore must bring back. */
 async function snapshot(): Promise<{ items: string; keys: Record<string, string | null>; expiring: string[] }> {
-  const items = JSON.stringify((await db.query('SELECT * FROM items ORDER BY id')).rows);
+  const items = JSON.stringify((await db.query('SELECT * FROM app.items ORDER BY id')).rows);
   const keys: Record<string, string | null> = {};
   const expiring: string[] = [];
   for await (const batch of redis.scanIterator({ MATCH: 'bk:*' })) {
@@ -102,14 +102,14 @@ describe('take, change, restore', () => {
   it('backup now --json: a manifest of both kinds whose sizes and sha256 are the files\'', async () => {
     for (let i = 0; i < 40; i++) await redis.set(`bk:${i}`, `value-${i}`);
     await redis.set('bk:ttl', 'expires', { PX: 3_600_000 });
-    await db.query(`UPDATE items SET name = name || ' (before backup)' WHERE id % 7 = 0`);
+    await db.query(`UPDATE app.items SET name = name || ' (before backup)' WHERE id % 7 = 0`);
     before = await snapshot();
     taken = await backupNow();
     expect(taken.kinds).toEqual(['postgres', 'redis']);
     expect(taken.servers.postgres).toMatch(/^\d+/);
     expect(taken.servers.redis).toMatch(/^\d+\.\d+/);
     expect(taken.redis!.keys).toBeGreaterThanOrEqual(41);
-    expect(taken.database!.tables).toEqual(expect.arrayContaining(['public.items', 'public.audit_events']));
+    expect(taken.database!.tables).toEqual(expect.arrayContaining(['app.items', 'public.audit_events']));
     for (const f of taken.files) {
       const bytes = readFileSync(join(backupsDir(), taken.id, f.name));
       expect(bytes.length).toBe(f.bytes);
@@ -120,9 +120,9 @@ describe('take, change, restore', () => {
 
   it('restore: exactly the backed-up rows and keys are back; clients were held with 503 + Retry-After; the audit log is kept', async () => {
     // Changes after the backup: rows edited, added and deleted; keys changed, added and deleted.
-    await db.query(`UPDATE items SET name = 'changed after backup' WHERE id % 5 = 0`);
-    await db.query(`INSERT INTO items (name, category, price_cents) SELECT 'new ' || g, 'new', 1 FROM generate_series(1, 50) g`);
-    await db.query('DELETE FROM items WHERE id % 11 = 0');
+    await db.query(`UPDATE app.items SET name = 'changed after backup' WHERE id % 5 = 0`);
+    await db.query(`INSERT INTO app.items (name, category, price_cents) SELECT 'new ' || g, 'new', 1 FROM generate_series(1, 50) g`);
+    await db.query('DELETE FROM app.items WHERE id % 11 = 0');
     await redis.set('bk:1', 'changed');
     await redis.set('bk:after', 'new');
     await redis.del('bk:2');
@@ -148,7 +148,7 @@ describe('take, change, restore', () => {
     expect(res.code, res.stderr).toBe(0);
     const result = JSON.parse(res.stdout);
     expect(result).toMatchObject({ id: taken.id, kinds: ['postgres', 'redis'] });
-    expect(result.tables['public.items']).toBeGreaterThan(0);
+    expect(result.tables['app.items']).toBeGreaterThan(0);
     expect(result.tables).not.toHaveProperty('public.audit_events');
 
     expect(await snapshot()).toEqual(before);
@@ -191,7 +191,7 @@ describe('verification', () => {
     const bytes = readFileSync(file);
     bytes[Math.floor(bytes.length / 2)]! ^= 0xff;
     writeFileSync(file, bytes);
-    await db.query(`UPDATE items SET name = 'after the bad backup' WHERE id = (SELECT min(id) FROM items)`);
+    await db.query(`UPDATE app.items SET name = 'after the bad backup' WHERE id = (SELECT min(id) FROM app.items)`);
     const before = await snapshot();
 
     const verify = await runCli(['backup', 'verify', m.id], app.env, 120_000);
@@ -283,7 +283,7 @@ describe('encryption at rest', () => {
       await expect(make(null, false).restore(m.id)).rejects.toMatchObject({ code: 'CL_ERR_BACKUP_INVALID' });
       // With the key (encryption now off for new backups), the restore reads it.
       const restored = await make('the-right-key-0123456789', false).restore(m.id);
-      expect(restored.tables['public.items']).toBeGreaterThan(0);
+      expect(restored.tables['app.items']).toBeGreaterThan(0);
       // A planted dump: its sha256 written into the manifest by someone without the key. Refused, nothing restored.
       const manifestFile = join(dir, m.id, 'manifest.json');
       const original = readFileSync(manifestFile, 'utf8');
@@ -385,8 +385,8 @@ describe('the backup drivers (one contract, Postgres and Redis)', () => {
   /** A marker written before the backup and one after, in each kind's store. */
   const marks = {
     postgres: {
-      write: (name: string) => db.query('INSERT INTO items (category, name, price_cents) VALUES ($1, $2, 1)', ['contract', name]),
-      has: async (name: string) => (await db.query('SELECT 1 FROM items WHERE name = $1', [name])).rowCount === 1,
+      write: (name: string) => db.query('INSERT INTO app.items (category, name, price_cents) VALUES ($1, $2, 1)', ['contract', name]),
+      has: async (name: string) => (await db.query('SELECT 1 FROM app.items WHERE name = $1', [name])).rowCount === 1,
     },
     redis: {
       write: (name: string) => redis.set(`bk:${name}`, '1'),

@@ -103,7 +103,7 @@ describe('endpoints', () => {
   });
 
   it('GET /api/data reads the seeded items, filtered and limited; bad input is a 400 naming the field', async () => {
-    const { rows } = await db.query<{ n: string }>('SELECT count(*) AS n FROM items');
+    const { rows } = await db.query<{ n: string }>('SELECT count(*) AS n FROM app.items');
     expect(Number(rows[0]!.n)).toBe(SEED_ITEMS);
     const r = await call('blue', '/api/data?category=cat-07&limit=5');
     expect(r.status).toBe(200);
@@ -119,7 +119,7 @@ describe('endpoints', () => {
   it('seeding is idempotent: running it again inserts nothing', async () => {
     const url = `postgres://changelens:${encodeURIComponent(app.secrets().pgPassword)}@127.0.0.1:${app.ports.pgPort}/changelens`;
     expect(await seedItems(url, SEED_ITEMS)).toBe(0);
-    const { rows } = await db.query<{ n: string }>('SELECT count(*) AS n FROM items');
+    const { rows } = await db.query<{ n: string }>('SELECT count(*) AS n FROM app.items');
     expect(Number(rows[0]!.n)).toBe(SEED_ITEMS);
   });
 
@@ -405,7 +405,7 @@ describe('jobs survive a worker killed mid-job', () => {
       return t.body.state === 'completed' ? t.body : undefined;
     }, 45_000);
     expect(task.attempts).toBe(2);
-    const { rows } = await db.query('SELECT count(*)::int AS n FROM task_results WHERE task_id = $1', [accepted.body.id]);
+    const { rows } = await db.query('SELECT count(*)::int AS n FROM app.task_results WHERE task_id = $1', [accepted.body.id]);
     expect(rows[0].n).toBe(1);
     // Processed to the end exactly once (the killed attempt never completed).
     const completions = () => app.records.filter((r) => r.service === 'worker' && r.taskId === accepted.body.id && r.msg === 'job completed');
@@ -421,7 +421,7 @@ describe('jobs survive a worker killed mid-job', () => {
 describe('jobs survive Redis losing an entry', () => {
   it('the sweeper queues a task left queued without its stream entry again, once, and the worker runs it', async () => {
     // As Redis would leave it after losing its last second: the row queued, no entry on the stream.
-    const { rows } = await db.query<{ id: string }>("INSERT INTO tasks (work_ms, fail, created_at) VALUES (5, false, now() - interval '5 minutes') RETURNING id");
+    const { rows } = await db.query<{ id: string }>("INSERT INTO app.tasks (work_ms, fail, created_at) VALUES (5, false, now() - interval '5 minutes') RETURNING id");
     const id = rows[0]!.id;
     const redis = createRedisClient(`redis://default:${encodeURIComponent(app.secrets().redisPassword)}@127.0.0.1:${app.ports.redisPort}`);
     await redis.connect();
@@ -442,7 +442,7 @@ describe('jobs survive Redis losing an entry', () => {
       expect(requeues()).toBe(1);
       // Done: later sweeps find nothing to queue, and it ran to completion once.
       expect(await sweeper.sweep()).toBe(0);
-      const results = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM task_results WHERE task_id = $1', [id]);
+      const results = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM app.task_results WHERE task_id = $1', [id]);
       expect(results.rows[0]!.n).toBe(1);
     } finally {
       await redis.quit();

@@ -1,0 +1,115 @@
+// Who a release runs as and what it gets: its own unprivileged user when the supervisor is root, an
+// env of allowed names only (no appliance secret, no cloud credential), the app's own Postgres role
+// and Redis user. The release's process applies it (supervisor/release-entry.ts).
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createHmac } from 'node:crypto';
+import { configToEnv, envNameOf, type Color, type Config } from '../lib/config.js';
+import { RELEASE_ENV, RELEASE_GID, RELEASE_MAIN, RELEASE_UID } from '../lib/contracts/release-process.js';
+import { CL_ERR_RELEASE_USER } from '../lib/errors.js';
+
+/** Who the app is to embedded Redis: an ACL user that cannot run admin or dangerous commands (first-boot.ts writes it). */
+export const APP_REDIS_USER = 'changelens-app';
+
+export interface ReleaseUser {
+  name: string;
+  uid: number;
+  gid: number;
+}
+
+/** What status shows: how the releases are confined, and where they are not, why. */
+export interface Confinement {
+  /** The releases' own user, or null with the reason they run as the supervisor's. */
+  user: ReleaseUser | null;
+  userOff?: string;
+  database: string;
+  redis: string;
+}
+
+/**
+ * The release user when the supervisor is root. Missing, root or the service user: the boot fails.
+ * Not able to read the code it must run (a checkout under a closed home directory): releases run
+ * as the supervisor's user, and `off` says why (an error in the log, a line in status).
+ */
+export function resolveReleaseUser(config: Config, serviceUser: ReleaseUser | undefined, code: readonly string[]): { user: ReleaseUser } | { off: string } {
+  if (process.getuid?.() !== 0) return { off: 'the supervisor does not run as root, so releases run as its user' };
+  const name = config.releaseUser;
+  let uid: number;
+  let gid: number;
+  try {
+    uid = Number(execFileSync('id', ['-u', name], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim());
+    gid = Number(execFileSync('id', ['-g', name], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim());
+  } catch {
+    throw new CL_ERR_RELEASE_USER(`"${name}" does not exist`);
+  }
+  if (uid === 0 || gid === 0) throw new CL_ERR_RELEASE_USER(`"${name}" is root (uid ${uid}, gid ${gid})`);
+  if (serviceUser && (uid === serviceUser.uid || gid === serviceUser.gid)) throw new CL_ERR_RELEASE_USER(`"${name}" shares its user or group with the service user ${serviceUser.name}, who owns Postgres's and Redis's files`);
+  for (const path of code) {
+    // libuv drops the supplementary groups too: exactly what the release will have.
+    const probe = spawnSync('test', ['-r', path], { uid, gid, stdio: 'ignore' });
+    if (probe.status !== 0) return { off: `${name} cannot read ${path} (a directory above it is closed to others): releases run as root; move the installation where others can read it (e.g. /opt), or open the directories (chmod o+x)` };
+  }
+  return { user: { name, uid, gid } };
+}
+
+/** A credential of the app's, derived from the appliance's own: appliances sharing a database derive the same. */
+export function appPassword(appliancePassword: string, purpose: 'postgres' | 'redis'): string {
+  return createHmac('sha256', appliancePassword).update(`changelens-app:${purpose}`).digest('base64url');
+}
+
+/** What the built-in API reads of the appliance's settings (apps/api/main.ts); nothing else of them reaches a release. */
+const BUILTIN_SETTINGS = ['logLevel', 'otlpEndpoint', 'downstreamTimeoutMs', 'apiBluePort', 'apiGreenPort'] as const;
+/** Of those and the colour's own, what only the built-in API gets (another app gets PORT, its colour and trace endpoint). */
+export const BUILTIN_ONLY = ['logLevel', 'downstreamTimeoutMs', 'apiBluePort', 'apiGreenPort', 'appControlToken'] as const;
+
+/**
+ * A colour's env before its release's own settings: the app's URLs, its colour, the few settings
+ * the built-in API reads, and whom the entry runs the release as.
+ */
+export function releaseEnvironment(config: Config, app: { database: string; redis: string }, color: Color, user: ReleaseUser | null): Record<string, string> {
+  const all = configToEnv(config);
+  const env: Record<string, string> = {};
+  for (const key of BUILTIN_SETTINGS) {
+    const name = envNameOf(key);
+    if (all[name] !== undefined) env[name] = all[name];
+  }
+  if (user) {
+    env[RELEASE_UID] = String(user.uid);
+    env[RELEASE_GID] = String(user.gid);
+  }
+  return { ...inheritedBasics(), ...env, [envNameOf('color')]: color, DATABASE_URL: app.database, REDIS_URL: app.redis, NODE_ENV: 'production' };
+}
+
+/** The entry's last instructions: what to run, and the names of the env to keep (what is given here; nothing inherited). */
+export function confineEnv(env: Record<string, string>, main: string): Record<string, string> {
+  const own = new Set([RELEASE_MAIN, RELEASE_ENV, RELEASE_UID, RELEASE_GID]);
+  const names = Object.keys(env).filter((name) => !own.has(name));
+  return { ...env, [RELEASE_MAIN]: main, [RELEASE_ENV]: names.join(',') };
+}
+
+/** What a cluster worker (the proxy, the API colours) inherits from the supervisor's env: locale and trust, no secret. */
+const INHERITED = ['PATH', 'LANG', 'LC_ALL', 'LC_CTYPE', 'TZ', 'TMPDIR', 'NODE_EXTRA_CA_CERTS'] as const;
+
+/**
+ * pm2 runs in the supervisor's process, and Node's cluster gives every worker it forks the
+ * primary's whole env ({ ...process.env, ...env }): whatever the operator exported (the admin
+ * token, cloud credentials) would sit in a release's memory from its first instruction. Each fork
+ * sees only the inherited basics instead; the supervisor keeps its env (the S3 SDK reads it).
+ */
+export function forkWorkersWithoutOurEnv(cluster: { fork: (env?: object) => unknown }): void {
+  const fork = cluster.fork;
+  if ((fork as { withoutOurEnv?: true }).withoutOurEnv) return;
+  cluster.fork = Object.assign(function forkWithoutOurEnv(this: unknown, env?: object) {
+    const ours = process.env;
+    process.env = Object.fromEntries(INHERITED.filter((name) => ours[name] !== undefined).map((name) => [name, ours[name]]));
+    try {
+      return fork.call(this, env);
+    } finally {
+      process.env = ours;
+    }
+  }, { withoutOurEnv: true as const });
+}
+
+/** The basics a release keeps from the supervisor, given to it explicitly (pm2 inherits nothing for it: filter_env ['']). */
+export function inheritedBasics(): Record<string, string> {
+  return Object.fromEntries(INHERITED.filter((name) => process.env[name] !== undefined).map((name) => [name, process.env[name]!]));
+}
