@@ -15,6 +15,7 @@ export function formatStatus(s: ApplianceStatus): string {
     `redis     ${service(s.services.redis)}`,
     ...monitorLines(s.monitor),
     ...summaryLines(s.backups),
+    ...(s.confinement ? [`releases  ${s.confinement.user ? `run as ${s.confinement.user.name} (uid ${s.confinement.user.uid})` : `NOT confined to a user of their own: ${s.confinement.userOff ?? 'unknown'}`}; Postgres ${s.confinement.database}; Redis ${s.confinement.redis}`] : []),
     `jobs      ${s.jobs ? `${s.jobs.waiting} waiting, ${s.jobs.pending} in progress, ${s.jobs.deadLetters} dead-lettered` : 'unknown (Redis does not answer)'}`,
     '',
   ];

@@ -16,19 +16,10 @@ export interface ReleaseUser {
   gid: number;
 }
 
-/** What status shows: how the releases are confined, and where they are not, why. */
-export interface Confinement {
-  /** The releases' own user, or null with the reason they run as the supervisor's. */
-  user: ReleaseUser | null;
-  userOff?: string;
-  database: string;
-  redis: string;
-}
-
 /**
- * The release user when the supervisor is root. Missing, root or the service user: the boot fails.
- * Not able to read the code it must run (a checkout under a closed home directory): releases run
- * as the supervisor's user, and `off` says why (an error in the log, a line in status).
+ * The release user when the supervisor is root. Missing, root, sharing the service user's ids, or
+ * unable to read the code it must run (a checkout under a closed home directory): the boot fails,
+ * naming the fix. Releases never quietly run as root.
  */
 export function resolveReleaseUser(config: Config, serviceUser: ReleaseUser | undefined, code: readonly string[]): { user: ReleaseUser } | { off: string } {
   if (process.getuid?.() !== 0) return { off: 'the supervisor does not run as root, so releases run as its user' };
@@ -46,7 +37,7 @@ export function resolveReleaseUser(config: Config, serviceUser: ReleaseUser | un
   for (const path of code) {
     // libuv drops the supplementary groups too: exactly what the release will have.
     const probe = spawnSync('test', ['-r', path], { uid, gid, stdio: 'ignore' });
-    if (probe.status !== 0) return { off: `${name} cannot read ${path} (a directory above it is closed to others): releases run as root; move the installation where others can read it (e.g. /opt), or open the directories (chmod o+x)` };
+    if (probe.status !== 0) throw new CL_ERR_RELEASE_USER(`"${name}" cannot read ${path} (a directory above it is closed to others): install ChangeLens where every user can read it (e.g. under /opt or /srv)`);
   }
   return { user: { name, uid, gid } };
 }

@@ -9,7 +9,7 @@ import { APP_ROLE, APP_SCHEMA } from '../lib/app-database.js';
 import { envNameOf, loadConfig } from '../lib/config.js';
 import { appControlToken } from '../lib/contracts/app-control.js';
 import { releaseSecretsKey } from '../lib/contracts/release-secrets.js';
-import type { ApplianceStatus } from '../lib/contracts/status.js';
+import type { ApplianceStatus, ConfinementStatus } from '../lib/contracts/status.js';
 import { CL_ERR_PORT_IN_USE, CL_ERR_PROCESS_CONTROL } from '../lib/errors.js';
 import { createLogger } from '../lib/logger.js';
 import { distDir, migrationsDir } from '../lib/package-root.js';
@@ -18,7 +18,7 @@ import { readRoutingSnapshot, writeRoutingSnapshot } from '../lib/routing-snapsh
 import { startBackups } from './backups.js';
 import { bootGraph } from './boot.js';
 import { childEnvironment, effectiveUrls, embeddedUrl } from './child-env.js';
-import { APP_REDIS_USER, releaseEnvironment, type Confinement } from './confinement.js';
+import { APP_REDIS_USER, releaseEnvironment } from './confinement.js';
 import { claimControlSocket, type ControlRoute } from './control-socket.js';
 import { processRoutes } from './control-routes.js';
 import { errorForLog, forwardLine, routeConsoleTo } from './log-forwarding.js';
@@ -87,8 +87,7 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   const urls = effectiveUrls(config, secrets);
   const childEnv = childEnvironment(config, urls);
   const releaseUser = 'user' in confined ? confined.user : null;
-  if ('off' in confined && process.getuid?.() === 0) log.error({ releaseUser: config.releaseUser, why: confined.off }, 'releases are not confined to their own user');
-  const confinement: Confinement = {
+  const confinement: ConfinementStatus = {
     user: releaseUser,
     ...('off' in confined ? { userOff: confined.off } : {}),
     database: `role ${APP_ROLE} (schema ${APP_SCHEMA})`,

@@ -50,6 +50,18 @@ export interface ApplianceStatus {
   backups?: BackupSummary | null;
   /** The public port, which the supervisor holds and hands to the proxy (see supervisor/public-listener.ts). */
   publicPort?: PublicPortStatus;
+  /** How releases are confined (supervisor/confinement.ts). */
+  confinement?: ConfinementStatus;
+}
+
+export interface ConfinementStatus {
+  /** The user releases run as; null when the supervisor is not root (they run as its user), with why. */
+  user: { name: string; uid: number; gid: number } | null;
+  userOff?: string;
+  /** The app's Postgres role and schema. */
+  database: string;
+  /** The app's Redis user, or why it shares the appliance's. */
+  redis: string;
 }
 
 export interface PublicPortStatus {

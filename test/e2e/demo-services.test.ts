@@ -15,11 +15,18 @@ import { seedItems } from '../../apps/api/index.js';
 import { createLogger } from '../../lib/logger.js';
 import { appControlToken } from '../../lib/contracts/app-control.js';
 import { reapOrphans } from '../../supervisor/index.js';
+import { appDatabasePassword } from '../../supervisor/child-env.js';
+import { appRoleUrl } from '../../lib/app-database.js';
 
 type Color = 'blue' | 'green';
 const SEED_ITEMS = 2000;
 
 let app: Appliance;
+/** The URL the app connects with: the appliance's database, as the app's own role. */
+const appUrl = (): string => {
+  const superuser = `postgres://changelens:${encodeURIComponent(app.secrets().pgPassword)}@127.0.0.1:${app.ports.pgPort}/changelens`;
+  return appRoleUrl(superuser, appDatabasePassword(superuser));
+};
 let db: pg.Pool;
 
 beforeAll(async () => {
@@ -35,7 +42,8 @@ beforeAll(async () => {
   await app.ready;
   const started = await runCli(['process', 'start', 'api-green', '--json'], app.env);
   expect(started.code, started.stderr).toBe(0);
-  db = new pg.Pool({ connectionString: `postgres://changelens:${encodeURIComponent(app.secrets().pgPassword)}@127.0.0.1:${app.ports.pgPort}/changelens`, max: 2 });
+  // As the app: its own role, which owns the schema app (what the API and the worker connect as).
+  db = new pg.Pool({ connectionString: appUrl(), max: 2 });
 });
 
 afterAll(async () => {
@@ -117,8 +125,7 @@ describe('endpoints', () => {
   });
 
   it('seeding is idempotent: running it again inserts nothing', async () => {
-    const url = `postgres://changelens:${encodeURIComponent(app.secrets().pgPassword)}@127.0.0.1:${app.ports.pgPort}/changelens`;
-    expect(await seedItems(url, SEED_ITEMS)).toBe(0);
+    expect(await seedItems(appUrl(), SEED_ITEMS)).toBe(0);
     const { rows } = await db.query<{ n: string }>('SELECT count(*) AS n FROM app.items');
     expect(Number(rows[0]!.n)).toBe(SEED_ITEMS);
   });
