@@ -129,6 +129,8 @@ export function processGraph(ctx) {
       probe: { kind: 'http', url: `http://127.0.0.1:${config.workerPort}/readyz` },
       app: {
         ...node,
+        // Never root: the service user, when the supervisor is root (the appliance's own code).
+        ...asServiceUser,
         name: 'worker',
         script: `${distDir}/apps/worker/main.js`,
         node_args: smallHeap,
@@ -149,6 +151,9 @@ export function processGraph(ctx) {
       probe: { kind: 'http', url: `http://127.0.0.1:${config.port}/readyz` },
       app: {
         ...node,
+        // It parses every byte from the network: never root. The service user (when the supervisor
+        // is root) owns state/ (routing.json, the supervisor's socket) and releases/ (uploads).
+        ...asServiceUser,
         name: 'proxy',
         script: `${distDir}/proxy/main.js`,
         // A cluster worker of the supervisor's in-process pm2, so the supervisor can hand it the

@@ -92,12 +92,19 @@ export function prepareDataDir(paths: DataPaths, user: ServiceUser | undefined, 
     for (const dir of [paths.backups, paths.releases]) mkdirSync(dir, { recursive: true, mode: 0o750 });
     // The releases' user reads (only) the releases: the group is theirs; state/, backups/, Postgres's
     // and Redis's folders stay closed to it.
-    if (releaseUser) {
-      chownSync(paths.releases, statSync(paths.releases).uid, releaseUser.gid);
+    // The proxy (the service user, when root) writes them: uploads unpack there.
+    if (releaseUser || user) {
+      chownSync(paths.releases, user?.uid ?? statSync(paths.releases).uid, releaseUser?.gid ?? statSync(paths.releases).gid);
       chmodSync(paths.releases, 0o750);
     }
     mkdirSync(paths.state, { recursive: true, mode: 0o700 });
     mkdirSync(paths.pm2Home, { recursive: true, mode: 0o700 });
+    // The proxy runs as the service user: it rewrites routing.json (a rename in state/) and talks
+    // to the supervisor's socket. secrets.json and pm2's home stay root's (0600, 0700).
+    if (user) {
+      chownSync(paths.state, user.uid, user.gid);
+      if (existsSync(paths.routing)) chownSync(paths.routing, user.uid, user.gid);
+    }
     if (embedded.redis) {
       mkdirSync(paths.redis, { recursive: true, mode: 0o700 });
       if (user) chownSync(paths.redis, user.uid, user.gid);

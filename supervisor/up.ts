@@ -3,6 +3,7 @@
 // serves status on its control socket, and on SIGTERM/SIGINT stops everything in reverse order.
 // This file wires; each step lives in its own file (preflight, release-env, child-env,
 // control-routes, log-forwarding, migrations).
+import { chownSync } from 'node:fs';
 import { pino } from 'pino';
 import { processGraph } from '../ecosystem.config.js';
 import { APP_ROLE, APP_SCHEMA } from '../lib/app-database.js';
@@ -45,6 +46,9 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   const startedAt = new Date();
   const t0 = performance.now();
   const config = loadConfig({ file: options.configFile });
+  // As root, the supervisor keeps no supplementary group: what it starts as another user (pm2
+  // switches only the user and group ids) inherits none, root's group included.
+  if (process.getuid?.() === 0) process.setgroups?.([]);
   const out = pino.destination({ fd: 1, sync: false });
   const log = createLogger('supervisor', { level: config.logLevel, destination: out });
   const paths = dataPaths(config.dataDir);
@@ -81,6 +85,8 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
     throw err;
   }
   const { serviceUser, bin, secrets, firstBoot, confined } = prepared;
+  // The proxy, as the service user, asks the supervisor through its socket.
+  if (serviceUser) chownSync(paths.controlSocket, serviceUser.uid, serviceUser.gid);
 
   const snapshot = readRoutingSnapshot(paths.routing) ?? writeRoutingSnapshot(paths.routing, 'blue');
   const activeColor = snapshot.activeColor;

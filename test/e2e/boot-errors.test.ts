@@ -47,6 +47,18 @@ describe('changelens up refuses bad input before starting anything', () => {
     expect(stderr).toMatch(new RegExp(`port ${ports.port} .*\\(PORT, for proxy\\) is already in use`));
   });
 
+  it.runIf(process.getuid?.() === 0).each([
+    ['a user that does not exist', 'no-such-user-cl', '"no-such-user-cl" does not exist'],
+    ['root', 'root', '"root" is root'],
+    ['the service user, who owns Postgres\'s files', 'postgres', 'shares its user or group with the service user postgres'],
+  ])('as root, releases never run as %s: the boot is refused, naming the release user', async (_what, user, says) => {
+    const { env: e } = await env({ CHANGELENS_RELEASE_USER: user });
+    const { code, stderr } = await runCli(['up'], e);
+    expect(code).toBe(1);
+    expect(stderr).toContain('CL_ERR_RELEASE_USER');
+    expect(stderr).toContain(says);
+  });
+
   it('an invalid value: names the setting, the expected form and the value given, exit 2', async () => {
     const { env: e, dataDir } = await env({ CHANGELENS_REDIS_PORT: 'six-three-seven-nine', CHANGELENS_STOP_TIMEOUT_MS: '10' });
     const { code, stderr } = await runCli(['up'], e);
