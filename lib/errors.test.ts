@@ -26,6 +26,7 @@ const SAMPLES: Record<string, { args: string[]; message: string }> = {
   CL_ERR_MISSING_BINARY: { args: ['initdb', 'CHANGELENS_PG_BIN_DIR'], message: 'initdb not found (CHANGELENS_PG_BIN_DIR)' },
   CL_ERR_SERVICE_USER: { args: ['svc'], message: 'running as root, but the unprivileged service user "svc" does not exist' },
   CL_ERR_APP_ROLE: { args: ['changelens_app', 'permission denied'], message: 'could not set up the Postgres role changelens_app, which releases connect as: permission denied' },
+  CL_ERR_COLOR_NOT_RUNNING: { args: ['api-green'], message: 'api-green is not running' },
   CL_ERR_RELEASE_USER: { args: ['"app" does not exist'], message: 'running as root, but the release user "app" does not exist' },
   CL_ERR_INITDB_FAILED: { args: ['exit code 1'], message: 'initdb failed: exit code 1' },
   CL_ERR_DEPENDENCY_FAILED: { args: ['redis', 'no answer', '; last log line'], message: 'redis did not become ready: no answer; last log line' },

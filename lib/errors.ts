@@ -134,6 +134,9 @@ export const CL_ERR_TOO_MANY_FAILURES = defineError<[string, number]>(
   'send the right token (it is never refused); the failures are in the audit log (auth.failed, auth.blocked)');
 
 // The proxy's own answers for proxied requests
+export const CL_ERR_COLOR_NOT_RUNNING = defineError<[string]>(
+  'CL_ERR_COLOR_NOT_RUNNING', 409, '%s is not running',
+  'the idle colour runs only while a deployment, the keep-warm or the inspection time holds it; see `changelens status`');
 export const CL_ERR_UPSTREAM = defineError<[string, string]>(
   'CL_ERR_UPSTREAM', 502, '%s could not be reached: %s',
   'see `changelens status` and the logs of the API colour named');

@@ -13,7 +13,7 @@
 #                                        `docker run --network=host -v DATA_DIR:/data`: in the
 #                                        foreground, exits with the container's PID 1's status
 #   scripts/image.sh pid NAME            the container's PID 1, as seen from the host
-#   scripts/image.sh exec NAME [-e KEY=VALUE]... CMD...
+#   scripts/image.sh exec NAME [-u UID[:GID]] [-e KEY=VALUE]... CMD...
 #                                        `docker exec`: same namespaces, root, user, env and workdir
 #   scripts/image.sh stop NAME [SECONDS] `docker stop`: SIGTERM to PID 1, SIGKILL after SECONDS (10);
 #                                        returns when PID 1 is gone
@@ -165,11 +165,14 @@ CF
   pid) state "$1" pid ;;
 
   exec)
-    [ $# -ge 2 ] || die "usage: image.sh exec NAME [-e KEY=VALUE]... CMD..."
+    [ $# -ge 2 ] || die "usage: image.sh exec NAME [-u UID[:GID]] [-e KEY=VALUE]... CMD..."
     name=$1; shift
     pid=$(state "$name" pid); uid=$(state "$name" uid); gid=$(state "$name" gid)
     mapfile -t envlist <"$STATE/$name/env"
-    while [ "${1:-}" = -e ]; do envlist+=("$2"); shift 2; done
+    while [ "${1:-}" = -e ] || [ "${1:-}" = -u ]; do
+      if [ "$1" = -u ]; then uid=${2%%:*}; gid=${2#*:}; [ "$gid" = "$2" ] && gid=$uid; else envlist+=("$2"); fi
+      shift 2
+    done
     # -w: PID 1's working directory, which is the image's WorkingDir.
     exec nsenter -t "$pid" -p -m -r -w setpriv --reuid "$uid" --regid "$gid" --clear-groups env -i "${envlist[@]}" "$@"
     ;;

@@ -270,7 +270,7 @@ describe('a colour\'s controls (the built-in API\'s regressions and metrics rese
     ]);
   });
 
-  it('a refusal by the colour is passed back and audited as failed; bad colour, type or body is a 400 naming the field; a colour that is down is a 502', async () => {
+  it('a refusal by the colour is passed back and audited as failed; bad colour, type or body is a 400 naming the field; a colour that is not running is a 409', async () => {
     audits.length = 0;
     expect((await control('POST', '/blue/regressions/db', { intensity: 5 })).statusCode).toBe(400);
     expect(audits.map((a) => [a.eventType, a.success, a.error])).toEqual([['regression.set', false, 'HTTP 400']]);
@@ -283,8 +283,8 @@ describe('a colour\'s controls (the built-in API\'s regressions and metrics rese
     expect(blueSaw.map((x) => x.body)).toEqual(['{"intensity":1}']);
     expect((await control('POST', '/blue/regressions/errors', {})).json().message).toContain('intensity');
     const down = await control('POST', '/green/regressions/errors', { intensity: 1 });
-    expect(down.statusCode).toBe(502);
-    expect(down.json()).toMatchObject({ code: 'CL_ERR_UPSTREAM', message: expect.stringContaining('api-green') });
+    expect(down.statusCode).toBe(409);
+    expect(down.json()).toMatchObject({ code: 'CL_ERR_COLOR_NOT_RUNNING', message: 'api-green is not running' });
   });
 });
 

@@ -6,7 +6,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Color } from '../../lib/config.js';
 import { APP_CONTROL_HEADER, appControlToken } from '../../lib/contracts/app-control.js';
 import { REGRESSION_TYPES } from '../../lib/contracts/regressions.js';
-import { CL_ERR_UPSTREAM } from '../../lib/errors.js';
+import { CL_ERR_COLOR_NOT_RUNNING, CL_ERR_UPSTREAM } from '../../lib/errors.js';
 import { actorOf } from './auth.js';
 import type { AdminApiOptions } from './options.js';
 
@@ -31,6 +31,8 @@ export async function colorRoutes(admin: FastifyInstance, o: AdminApiOptions): P
       });
     } catch (err) {
       const e = err as Error & { cause?: { code?: string } };
+      // Nothing listens: the colour is stopped (the idle one, usually). A state, not a failure.
+      if (e.cause?.code === 'ECONNREFUSED') throw new CL_ERR_COLOR_NOT_RUNNING(`api-${color}`);
       throw new CL_ERR_UPSTREAM(`api-${color}`, e.cause?.code ?? e.name);
     }
     const text = await res.text();

@@ -2,7 +2,7 @@
 // (bearer token or the dashboard's session). Every body is validated; an error names the field.
 // The CLI (cli/) is a thin client of these routes.
 import type { FastifyInstance } from 'fastify';
-import { CL_ERR_NOT_FOUND } from '../../lib/errors.js';
+import { CL_ERR_INVALID_REQUEST, CL_ERR_NOT_FOUND } from '../../lib/errors.js';
 import type { createHttpServer } from '../../lib/http-server.js';
 import { auditRoutes } from './audit.js';
 import { authPlugin } from './auth.js';
@@ -37,6 +37,12 @@ export async function registerAdminApi(host: Awaited<ReturnType<typeof createHtt
       reply.header('referrer-policy', 'no-referrer');
       return payload;
     });
+    // No NUL anywhere in what a request carries: Postgres refuses it in text and jsonb, which would
+    // otherwise surface as a 500 from deep inside a query (found by the admin API's fuzz test).
+    admin.addHook('preValidation', async (req) => {
+      const where = nulAt({ path: req.params, query: req.query, body: req.body }, '');
+      if (where !== null) throw new CL_ERR_INVALID_REQUEST(`${where.slice(1)}: contains a NUL character`);
+    });
     // First: its hook guards only the routes registered after it (all of them, below).
     await admin.register(authPlugin, o);
     for (const routes of [dashboardRoutes, statusRoutes, deploymentRoutes, releaseRoutes, auditRoutes, backupRoutes, colorRoutes, previewRoutes]) await admin.register(routes, o);
@@ -45,4 +51,16 @@ export async function registerAdminApi(host: Awaited<ReturnType<typeof createHtt
       throw new CL_ERR_NOT_FOUND(`${req.method} ${req.url}`);
     });
   }, { prefix: ADMIN_PREFIX });
+}
+
+/** Where in a request's parsed parts (params, query, body) the first string holding a NUL is, as a dotted path. */
+function nulAt(value: unknown, path: string): string | null {
+  if (typeof value === 'string') return value.includes('\u0000') ? path : null;
+  if (typeof value !== 'object' || value === null) return null;
+  for (const [key, inner] of Object.entries(value)) {
+    if (key.includes('\u0000')) return `${path}.${key.replace(/\u0000/g, '\\0')}`;
+    const found = nulAt(inner, `${path}.${key}`);
+    if (found !== null) return found;
+  }
+  return null;
 }

@@ -5,7 +5,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createServer as createHttpsServer } from 'node:https';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { freePorts, launchAppliance, type Appliance } from '../../bench/harness.js';
@@ -28,6 +28,8 @@ let hooksFile: string;
 beforeAll(async () => {
   const scratch = join(process.env.TMPDIR ?? '/tmp', `changelens-rollout-${process.pid}`);
   mkdirSync(scratch, { recursive: true });
+  // The hook command runs in the proxy, as the service user when the appliance runs as root.
+  chmodSync(scratch, 0o777);
   hooksFile = join(scratch, 'hooks.jsonl');
   app = await launchAppliance({
     env: {

@@ -79,7 +79,7 @@ async function stop(c: Container): Promise<{ code: number | null; ms: number }> 
 }
 
 /** `docker exec NAME sh -c SCRIPT`, as the image's user. */
-const exec = (c: Container, shell: string, timeoutMs?: number) => command(script, ['exec', c.name, 'sh', '-c', shell], timeoutMs);
+const exec = (c: Container, shell: string, timeoutMs?: number, user?: string) => command(script, ['exec', c.name, ...(user ? ['-u', user] : []), 'sh', '-c', shell], timeoutMs);
 const healthcheck = (c: Container, env: string[] = []) => command(script, ['healthcheck', c.name, ...env.flatMap((e) => ['-e', e])], 30_000);
 
 describe('the image, run as docker run runs it', () => {
@@ -126,21 +126,39 @@ describe('the image, run as docker run runs it', () => {
     expect(listening.map((l) => l.trim().split(/\s+/)[1])).toContain(`00000000:${hexPort}`);
   });
 
-  it('runs every process as uid 10001, tini as PID 1', async () => {
+  it('keeps root to tini and the supervisor: Postgres, Redis, the proxy and the worker are uid 10001, the API the release user', async () => {
     const pid1 = Number((await image(['pid', name])).stdout.trim());
-    const procs = (await command('sh', ['-c', `ns=$(readlink /proc/${pid1}/ns/pid); for p in /proc/[0-9]*; do [ "$(readlink $p/ns/pid 2>/dev/null)" = "$ns" ] && echo "$(awk '/^Uid/{print $2,$3,$4,$5}' $p/status) $(tr '\\0' ' ' <$p/cmdline | cut -c1-80)"; done`])).stdout
+    const procs = (await command('sh', ['-c', `ns=$(readlink /proc/${pid1}/ns/pid); for p in /proc/[0-9]*; do [ "$(readlink $p/ns/pid 2>/dev/null)" = "$ns" ] && echo "$(awk '/^Uid/{print $2,$3,$4,$5}' $p/status) $(awk '/^Groups/{print "groups=" $2 $3}' $p/status) $(tr '\\0' ' ' <$p/cmdline | cut -c1-80)"; done`])).stdout
       .split('\n').filter(Boolean);
     expect(readFileSync(`/proc/${pid1}/cmdline`, 'utf8').split('\0')[0]).toBe('/usr/bin/tini');
-    // The supervisor, pm2's programs (Postgres and its backends, Redis, API, worker, proxy).
-    for (const program of ['postgres', 'redis-server', 'apps/api/main.js', 'apps/worker/main.js', 'proxy/main.js', 'main.js up']) {
-      expect(procs.some((p) => p.includes(program)), program).toBe(true);
+    const releaseUid = Number((await exec(first, 'id -u changelens-app')).stdout.trim());
+    expect(releaseUid).toBeGreaterThan(0);
+    expect(releaseUid).not.toBe(UID);
+    const uidOf = (program: string): number[] => procs.filter((p) => p.includes(program)).map((p) => Number(p.split(' ')[0]));
+    expect(uidOf('/usr/bin/tini')).toEqual([0]);
+    expect(uidOf('main.js up')).toEqual([0]);
+    for (const program of ['postgres', 'redis-server', 'apps/worker/main.js', 'proxy/main.js']) {
+      expect(uidOf(program).length, program).toBeGreaterThan(0);
+      expect(new Set(uidOf(program)), program).toEqual(new Set([UID]));
     }
-    expect(procs.filter((p) => !p.startsWith(`${UID} ${UID} ${UID} ${UID} `))).toEqual([]);
+    expect(new Set(uidOf('supervisor/release-entry.js'))).toEqual(new Set([releaseUid]));
+    // Every process but tini and the supervisor: real, effective, saved and filesystem ids alike.
+    const others = procs.filter((p) => !p.includes('/usr/bin/tini') && !p.includes('main.js up'));
+    for (const p of others) expect(p, p).toMatch(new RegExp(`^(${UID} ${UID} ${UID} ${UID}|${releaseUid} ${releaseUid} ${releaseUid} ${releaseUid}) `));
+    expect(others.some((p) => /groups=0\b/.test(p)), others.join('\n')).toBe(false);
   });
 
-  it('lets its user write nothing outside /data and /tmp', async () => {
-    const r = await exec(first, 'find / \\( -path /proc -o -path /sys -o -path /dev -o -path /data -o -path /tmp \\) -prune -o ! -type l -writable -print 2>/dev/null; id -u');
-    expect(r.stdout.trim().split('\n')).toEqual([String(UID)]);
+  it('lets the service user write nothing outside /data and /tmp, and the release user nothing outside /tmp', async () => {
+    const writable = (user: string) => exec(first, 'find / \\( -path /proc -o -path /sys -o -path /dev -o -path /data -o -path /tmp \\) -prune -o ! -type l -writable -print 2>/dev/null; id -u', 60_000, user);
+    const service = await writable(String(UID));
+    expect(service.stdout.trim().split('\n')).toEqual([String(UID)]);
+    const releaseUid = (await exec(first, 'id -u changelens-app')).stdout.trim();
+    const releaseGid = (await exec(first, 'id -g changelens-app')).stdout.trim();
+    const release = await exec(first, 'find /data -writable -print 2>/dev/null; cat /data/state/secrets.json 2>&1; ls /data/state 2>&1; ls /data/releases >/dev/null && echo releases-readable; id -u', 60_000, `${releaseUid}:${releaseGid}`);
+    expect(release.stdout.trim().split('\n')).toEqual([
+      'cat: /data/state/secrets.json: Permission denied', "ls: cannot open directory '/data/state': Permission denied", 'releases-readable', releaseUid,
+    ]);
+    expect((await writable(`${releaseUid}:${releaseGid}`)).stdout.trim().split('\n')).toEqual([releaseUid]);
   });
 
   it('HEALTHCHECK exits 0 when ready, non-zero when its /readyz says not ready or nothing answers', async () => {
