@@ -99,6 +99,12 @@ export class ProcessManager {
 
   static async connect(pm2Home: string): Promise<ProcessManager> {
     process.env.PM2_HOME = pm2Home;
+    // Cluster workers (the API colours) accept their connections themselves from the shared socket.
+    // Node's default on Linux, round-robin, accepts in this process and passes each connection on
+    // over IPC: a connection passed to a worker that dies before taking it is neither closed nor
+    // given to another, and the proxy's request on it waits for an answer that never comes (seen
+    // as a 10 s client timeout during an API kill -9 under load). Frozen at pm2's first setup.
+    cluster.schedulingPolicy = cluster.SCHED_NONE;
     forkWorkersWithoutOurEnv(cluster);
     const Pm2 = require('pm2') as { custom: new (opts: object) => Pm2Api };
     const pm2 = new Pm2.custom({ pm2_home: pm2Home, daemon_mode: false });
