@@ -25,6 +25,9 @@ const node = { ...quiet, pmx: false, automation: false, shutdown_with_message: t
 /** V8's young generation grows to 2 × 16 MB during start-up and stays resident; 4 MB semi-spaces
  *  cost a few more (short) scavenges and save ~20 MB per process (npm run bench:boot). */
 const smallHeap = ['--max-semi-space-size=4'];
+/** Releases share a user: a SIGUSR1 from one would open the other's inspector (its memory, its
+ *  secrets) where Node can refuse it (≥ 22.14); on older Node, colours share that exposure. */
+const releaseArgs = process.allowedNodeEnvironmentFlags.has('--disable-sigusr1') ? [...smallHeap, '--disable-sigusr1'] : smallHeap;
 
 /**
  * @param {GraphContext} ctx
@@ -47,7 +50,7 @@ export function processGraph(ctx) {
       // Every release, the built-in API included, starts through the entry that confines it (its
       // own user, an allow-listed env) before its code loads: supervisor/release-entry.ts.
       script: `${distDir}/supervisor/release-entry.js`,
-      node_args: smallHeap,
+      node_args: releaseArgs,
       // Cluster mode so a colour can be scaled and reloaded without dropping its port.
       exec_mode: 'cluster',
       instances: config.apiInstances,

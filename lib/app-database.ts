@@ -16,17 +16,24 @@ const ROLE_LOCK_KEY = 0x43_4c_41_52; // "CLAR"
  * its schema (its search_path), which it owns with all it holds. `public` is closed to PUBLIC, so
  * the role cannot even see the appliance's tables. Idempotent; run on every boot, after migrations.
  */
-export async function ensureAppRole(client: pg.Client, password: string): Promise<void> {
+export async function ensureAppRole(client: pg.Client, password: string, connectionLimit: number): Promise<void> {
   await client.query('BEGIN');
   try {
     await client.query('SELECT pg_advisory_xact_lock($1)', [ROLE_LOCK_KEY]);
+    const { rows: [db] } = await client.query<{ name: string; superuser: boolean }>("SELECT current_database() AS name, current_setting('is_superuser') = 'on' AS superuser");
     const { rowCount } = await client.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [APP_ROLE]);
     if (!rowCount) await client.query(`CREATE ROLE ${ROLE} LOGIN`);
-    await client.query(`ALTER ROLE ${ROLE} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS NOINHERIT PASSWORD ${pg.escapeLiteral(password)}`);
-    const { rows: [db] } = await client.query<{ name: string; superuser: boolean }>("SELECT current_database() AS name, current_setting('is_superuser') = 'on' AS superuser");
+    // A new role has none of these; only a superuser may state them (and take them from one that had).
+    const denials = db!.superuser ? 'NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS ' : '';
+    // Its pools and then some, never the whole server: a release cannot take the appliance's connections.
+    await client.query(`ALTER ROLE ${ROLE} WITH LOGIN ${denials}NOINHERIT CONNECTION LIMIT ${Math.trunc(connectionLimit)} PASSWORD ${pg.escapeLiteral(password)}`);
     await client.query(`ALTER ROLE ${ROLE} IN DATABASE ${pg.escapeIdentifier(db!.name)} SET search_path = ${SCHEMA}`);
     // A non-superuser with CREATEROLE gives tables away only to a role it belongs to.
-    if (!db!.superuser) await client.query(`GRANT ${ROLE} TO CURRENT_USER`);
+    // (and the new owner of a schema needs CREATE on the database).
+    if (!db!.superuser) {
+      await client.query(`GRANT ${ROLE} TO CURRENT_USER`);
+      await client.query(`GRANT CREATE ON DATABASE ${pg.escapeIdentifier(db!.name)} TO ${ROLE}`);
+    }
     await client.query('REVOKE ALL ON SCHEMA public FROM PUBLIC');
     await ownAppSchema(client);
     await client.query('COMMIT');
@@ -39,11 +46,12 @@ export async function ensureAppRole(client: pg.Client, password: string): Promis
 /**
  * Gives the app's schema and every table, sequence and view in it to the app's role: after a
  * restore (pg_restore --no-owner recreates them as whoever restores) and at every boot.
- * A no-op while the role does not exist (a restore before the first boot that made it).
+ * A no-op while the role or the schema does not exist (before the migration that makes the schema).
  */
 export async function ownAppSchema(client: pg.Client): Promise<void> {
-  const { rowCount } = await client.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [APP_ROLE]);
-  if (!rowCount) return;
+  const { rows: [has] } = await client.query<{ role: boolean; schema: boolean }>(
+    'SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1) AS role, EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $2) AS schema', [APP_ROLE, APP_SCHEMA]);
+  if (!has!.role || !has!.schema) return;
   await client.query(`ALTER SCHEMA ${SCHEMA} OWNER TO ${ROLE}`);
   // Sequences owned by a column follow their table; only the others are given separately.
   const { rows } = await client.query<{ kind: string; name: string }>(
@@ -55,13 +63,6 @@ export async function ownAppSchema(client: pg.Client): Promise<void> {
   for (const { kind, name } of rows) {
     await client.query(`ALTER ${verb[kind]} ${SCHEMA}.${pg.escapeIdentifier(name)} OWNER TO ${ROLE}`);
   }
-}
-
-/** The appliance's URL, for the app, when it cannot have its own role: its schema first. */
-export function sharedAppUrl(url: string): string {
-  const u = new URL(url);
-  u.searchParams.set('options', `-c search_path=${APP_SCHEMA}`);
-  return u.toString();
 }
 
 /** The same server and database as `url`, as the app's role. */

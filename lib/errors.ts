@@ -70,7 +70,7 @@ export const CL_ERR_DEPENDENCY_FAILED = defineError<[string, string, string]>(
   'read the log lines above; fix the cause and start again (the data dir is untouched)');
 export const CL_ERR_APP_ROLE = defineError<[string, string]>(
   'CL_ERR_APP_ROLE', 500, 'could not set up the Postgres role %s, which releases connect as: %s',
-  'the database user (DATABASE_URL) needs CREATEROLE: releases get their own role, owning the schema app and nothing of the appliance\'s');
+  'the database user (DATABASE_URL, with its password in the URL) must be a superuser, or have CREATEROLE and own the database: releases get their own role, owning the schema app and nothing of the appliance\'s');
 export const CL_ERR_MIGRATION_FAILED = defineError<[string, string]>(
   'CL_ERR_MIGRATION_FAILED', 500, 'migration %s failed and was rolled back: %s',
   'fix the migration; the database is at the previous version');

@@ -9,6 +9,8 @@ export interface DataPaths {
   releases: string;
   state: string;
   secrets: string;
+  /** The proxy's own folder in state/ (the service user's, when root): routing.json lives there. */
+  proxyState: string;
   routing: string;
   redisConf: string;
   pm2Home: string;
@@ -26,7 +28,8 @@ export function dataPaths(root: string): DataPaths {
     releases: join(root, 'releases'),
     state,
     secrets: join(state, 'secrets.json'),
-    routing: join(state, 'routing.json'),
+    proxyState: join(state, 'proxy'),
+    routing: join(state, 'proxy', 'routing.json'),
     // Beside Redis's data, owned by the user Redis runs as (it holds the password: mode 0600).
     redisConf: join(root, 'redis', 'redis.conf'),
     pm2Home: join(state, 'pm2'),

@@ -1,11 +1,11 @@
 // Bringing a release's artifact into the data dir: a directory is copied and a .tar.gz unpacked
 // into <data>/releases/<version>/, through a temporary directory renamed into place, so a release
 // never points at something half-copied or at a path outside the appliance that could change.
-import { cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { BUILTIN_ARTIFACT, resolveArtifactEntry } from '../lib/contracts/releases.js';
 import { CL_ERR_ARTIFACT_INVALID } from '../lib/errors.js';
-import { releaseRoot, unpackVetted } from './unpack.js';
+import { releaseRoot, stripModes, unpackVetted } from './unpack.js';
 
 /** Imports `source` (absolute path) for `version`; returns the release's artifact directory. */
 export async function importArtifact(source: string, releasesDir: string, version: string): Promise<string> {
@@ -25,6 +25,9 @@ export async function importArtifact(source: string, releasesDir: string, versio
     } else {
       throw new CL_ERR_ARTIFACT_INVALID(`artifact ${source}: expected a directory or a .tar.gz`);
     }
+    // Whatever modes it came with: readable by the release's user, nothing setuid or world-writable.
+    chmodSync(tmp, 0o755);
+    stripModes(tmp);
     const root = releaseRoot(tmp);
     const entry = resolveArtifactEntry(root);
     if ('error' in entry) throw new CL_ERR_ARTIFACT_INVALID(entry.error.replace(root, source));

@@ -56,6 +56,7 @@ export async function unpackVetted(file: string, dir: string, label: string, lim
     throw new CL_ERR_ARTIFACT_INVALID(`${label}: unpacking failed (${(err as Error).message})`);
   }
   if (differs !== null || next !== vetted.length) throw new CL_ERR_ARTIFACT_INVALID(`${label} refused: ${differs ?? 'the archive read differently the second time'}`);
+  chmodSync(dir, 0o755);
   stripModes(dir);
 }
 
@@ -179,7 +180,7 @@ function walkLink(from: string[], linkpath: string, symlinks: ReadonlySet<string
  * it readable by others (folders enterable): the release runs as its own user, which owns none of
  * it (releases/ itself is closed to everyone but that user's group).
  */
-function stripModes(dir: string): void {
+export function stripModes(dir: string): void {
   for (const name of readdirSync(dir)) {
     const path = join(dir, name);
     const stat = lstatSync(path);

@@ -1,6 +1,7 @@
 // The services' addresses (embedded or external) and the environment every Node process gets.
 import { configToEnv, envNameOf, type Config } from '../lib/config.js';
-import { appRoleUrl } from '../lib/app-database.js';
+import { APP_ROLE, appRoleUrl } from '../lib/app-database.js';
+import { CL_ERR_APP_ROLE } from '../lib/errors.js';
 import { APP_REDIS_USER, appPassword } from './confinement.js';
 import { PG_DATABASE, PG_USER, type Secrets } from './first-boot.js';
 
@@ -27,6 +28,8 @@ export function effectiveUrls(config: Config, secrets: Secrets): ServiceUrls {
 /** The app role's password: from the appliance's database password, the same on every appliance sharing the database. */
 export function appDatabasePassword(databaseUrl: string): string {
   const u = new URL(databaseUrl);
+  // Derived from nothing secret, it would be a password anyone can compute.
+  if (u.password === '') throw new CL_ERR_APP_ROLE(APP_ROLE, 'DATABASE_URL carries no password, and the role\'s is derived from it: put the password in the URL');
   return appPassword(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`, 'postgres');
 }
 

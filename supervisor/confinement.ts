@@ -4,7 +4,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { configToEnv, envNameOf, type Color, type Config } from '../lib/config.js';
-import { RELEASE_ENV, RELEASE_GID, RELEASE_MAIN, RELEASE_UID } from '../lib/contracts/release-process.js';
+import { RELEASE_ENV, RELEASE_GID, RELEASE_MAIN, RELEASE_UID, RELEASE_VARS } from '../lib/contracts/release-process.js';
 import { CL_ERR_RELEASE_USER } from '../lib/errors.js';
 
 /** Who the app is to embedded Redis: an ACL user that cannot run admin or dangerous commands (first-boot.ts writes it). */
@@ -70,11 +70,19 @@ export function releaseEnvironment(config: Config, app: { database: string; redi
   return { ...inheritedBasics(), ...env, [envNameOf('color')]: color, DATABASE_URL: app.database, REDIS_URL: app.redis, NODE_ENV: 'production' };
 }
 
-/** The entry's last instructions: what to run, and the names of the env to keep (what is given here; nothing inherited). */
-export function confineEnv(env: Record<string, string>, main: string): Record<string, string> {
-  const own = new Set([RELEASE_MAIN, RELEASE_ENV, RELEASE_UID, RELEASE_GID]);
+/**
+ * The entry's instructions, last: what to run, the names of the appliance's variables to keep
+ * (what is given here; nothing inherited), and the release's own variables, sealed from pm2.
+ */
+export function confineEnv(env: Record<string, string>, main: string, releaseVars: Record<string, string>): Record<string, string> {
+  const own = new Set([RELEASE_MAIN, RELEASE_ENV, RELEASE_UID, RELEASE_GID, RELEASE_VARS]);
   const names = Object.keys(env).filter((name) => !own.has(name));
-  return { ...env, [RELEASE_MAIN]: main, [RELEASE_ENV]: names.join(',') };
+  return {
+    ...env,
+    [RELEASE_MAIN]: main,
+    [RELEASE_ENV]: names.join(','),
+    [RELEASE_VARS]: Buffer.from(JSON.stringify(releaseVars)).toString('base64'),
+  };
 }
 
 /** What a cluster worker (the proxy, the API colours) inherits from the supervisor's env: locale and trust, no secret. */
@@ -103,4 +111,38 @@ export function forkWorkersWithoutOurEnv(cluster: { fork: (env?: object) => unkn
 /** The basics a release keeps from the supervisor, given to it explicitly (pm2 inherits nothing for it: filter_env ['']). */
 export function inheritedBasics(): Record<string, string> {
   return Object.fromEntries(INHERITED.filter((name) => process.env[name] !== undefined).map((name) => [name, process.env[name]!]));
+}
+
+interface ClusterLike {
+  on(event: 'fork', listener: (worker: { process: { emit: (event: string | symbol, ...args: unknown[]) => boolean; kill(signal?: string): boolean } }) => void): unknown;
+}
+interface QueryServer { cmd?: unknown; act?: unknown; fd?: unknown; port?: unknown; addressType?: unknown; address?: unknown }
+
+/**
+ * A release is a cluster worker of the supervisor's process, and a cluster worker's listen() is
+ * carried out by the primary: whatever it asks, as root, on the primary's side: a file descriptor
+ * number (listen({ fd }) adopts that fd of the supervisor's: the public port, its Postgres
+ * connection), a Unix socket path, a UDP port, any port. An API colour may ask for exactly one
+ * thing, TCP on its own port; anything else is dropped (its listen never completes) and logged.
+ */
+export function guardReleaseListens(cluster: ClusterLike, portOf: (name: string) => number | undefined, refused: (name: string, what: string) => void): void {
+  cluster.on('fork', (worker) => {
+    // pm2 labels the worker right after fork() returns, before this event (next tick).
+    const name = (worker as { pm2_env?: { name?: unknown } }).pm2_env?.name;
+    if (typeof name !== 'string') return;
+    const port = portOf(name);
+    if (port === undefined) return;
+    const emit = worker.process.emit;
+    worker.process.emit = function guardedEmit(this: unknown, event: string | symbol, ...args: unknown[]): boolean {
+      const m = args[0] as QueryServer | undefined;
+      if (event === 'internalMessage' && m?.cmd === 'NODE_CLUSTER' && m.act === 'queryServer') {
+        const own = (m.fd === undefined || m.fd === null) && m.port === port && (m.addressType === 4 || m.addressType === 6);
+        if (!own) {
+          refused(name, `listen ${JSON.stringify({ address: m.address, port: m.port, addressType: m.addressType, fd: m.fd })}`);
+          return false;
+        }
+      }
+      return emit.call(this, event, ...args);
+    };
+  });
 }

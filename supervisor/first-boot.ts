@@ -4,7 +4,7 @@
 // written to a temp name and renamed, initdb runs into a temp dir that is renamed when complete.
 import { execFile, execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { accessSync, chmodSync, chownSync, constants, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, chmodSync, chownSync, constants, existsSync, lchownSync, lstatSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { delimiter, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { strongAdminToken, type Config } from '../lib/config.js';
@@ -99,12 +99,20 @@ export function prepareDataDir(paths: DataPaths, user: ServiceUser | undefined, 
     }
     mkdirSync(paths.state, { recursive: true, mode: 0o700 });
     mkdirSync(paths.pm2Home, { recursive: true, mode: 0o700 });
-    // The proxy runs as the service user: it rewrites routing.json (a rename in state/) and talks
-    // to the supervisor's socket. secrets.json and pm2's home stay root's (0600, 0700).
-    if (user) {
-      chownSync(paths.state, user.uid, user.gid);
-      if (existsSync(paths.routing)) chownSync(paths.routing, user.uid, user.gid);
+    mkdirSync(paths.proxyState, { recursive: true, mode: 0o700 });
+    // Before 0.2 routing.json sat in state/ itself.
+    const before = join(paths.state, 'routing.json');
+    if (existsSync(before) && !existsSync(paths.routing)) renameSync(before, paths.routing);
+    if (process.getuid?.() === 0) {
+      // Root works by path only in folders no one else can write: the data dir, state/ (enterable:
+      // the proxy reaches the supervisor's socket and its own folder), secrets, pm2's home, the run
+      // log, backups. An older image ran everything as the service user, who owned them all.
+      // The data dir itself may be a link the operator made (it is followed); nothing inside may.
+      if (statSync(paths.root).uid !== 0) chownSync(paths.root, 0, 0);
+      for (const [path, mode] of [[paths.state, 0o711], [paths.pm2Home, 0o700], [paths.backups, 0o750], [paths.secrets, 0o600], [paths.runLog, 0o600]] as const) ownAsRoot(paths.root, path, mode);
     }
+    // The proxy runs as the service user: it rewrites routing.json (a rename in its own folder).
+    if (user) chownSync(paths.proxyState, user.uid, user.gid);
     if (embedded.redis) {
       mkdirSync(paths.redis, { recursive: true, mode: 0o700 });
       if (user) chownSync(paths.redis, user.uid, user.gid);
@@ -115,6 +123,19 @@ export function prepareDataDir(paths: DataPaths, user: ServiceUser | undefined, 
     const e = err as NodeJS.ErrnoException;
     throw new CL_ERR_DATA_DIR(paths.root, `${e.code ?? ''} ${e.message}`.trim(), { cause: err });
   }
+}
+
+/** Gives `path` to root with `mode`, if it exists; a link there (planted by another user) fails the boot. */
+function ownAsRoot(root: string, path: string, mode: number): void {
+  let stat;
+  try {
+    stat = lstatSync(path);
+  } catch {
+    return;
+  }
+  if (stat.isSymbolicLink()) throw new CL_ERR_DATA_DIR(root, `${path} is a symbolic link; the data dir's own folders and files are never links`);
+  if (stat.uid !== 0 || stat.gid !== 0) lchownSync(path, 0, 0);
+  if ((stat.mode & 0o7777) !== mode) chmodSync(path, mode);
 }
 
 /** Reads state/secrets.json, lets env-given values win, generates what is missing, and persists (0600). */

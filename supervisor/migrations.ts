@@ -10,7 +10,7 @@ import { inTransaction } from '../lib/db.js';
 import type { Config } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
 import { seedItems } from '../apps/api/index.js';
-import { APP_ROLE, ensureAppRole } from '../lib/app-database.js';
+import { APP_ROLE, ensureAppRole, ownAppSchema } from '../lib/app-database.js';
 import { appDatabasePassword, embeddedUrl, type ServiceUrls } from './child-env.js';
 import { PG_DATABASE, type Secrets } from './first-boot.js';
 import type { GraphNode } from './process-graph.js';
@@ -105,14 +105,20 @@ export async function runMigrations(node: GraphNode, log: Logger, embeddedPostgr
     const created = await ensureDatabase(embeddedUrl(secrets.pgPassword, config.pgPort, 'postgres'), PG_DATABASE);
     if (created) log.info({ database: PG_DATABASE }, 'database created');
   }
-  const applied = await applyMigrations(urls.database, migrations);
-  log.info({ task: node.name, applied, total: migrations.length }, applied.length ? `applied migrations ${applied.join(', ')}` : 'migrations up to date');
+  // The app's role first: a database user that may not make it fails the boot before any migration.
   const client = new pg.Client({ connectionString: urls.database, connectionTimeoutMillis: 5_000 });
   await client.connect();
   try {
-    await ensureAppRole(client, appDatabasePassword(urls.database));
-  } catch (err) {
-    throw new CL_ERR_APP_ROLE(APP_ROLE, (err as Error).message, { cause: err });
+    try {
+      // The app's pools (two colours' instances, the worker) and a margin; the appliance keeps 10.
+      await ensureAppRole(client, appDatabasePassword(urls.database), Math.max(60, 2 * config.apiInstances * 10 + config.workerConcurrency + 2 + 15) - 10);
+    } catch (err) {
+      throw new CL_ERR_APP_ROLE(APP_ROLE, (err as Error).message, { cause: err });
+    }
+    const applied = await applyMigrations(urls.database, migrations);
+    log.info({ task: node.name, applied, total: migrations.length }, applied.length ? `applied migrations ${applied.join(', ')}` : 'migrations up to date');
+    // What the migrations made in the app's schema is the app's.
+    await ownAppSchema(client);
   } finally {
     await client.end();
   }

@@ -119,9 +119,8 @@ export class ProcessControl {
 
 /** An API colour's node set up for one release: its env and, for another app, its script and probe. */
 export function nodeForRelease(node: GraphNode, env: Record<string, string>, artifact?: ArtifactEntry): GraphNode {
-  const merged = { ...node.app!.env, ...env };
-  const main = merged[RELEASE_MAIN]!;
-  if (!artifact || node.probe.kind !== 'http') return { ...node, app: { ...node.app!, env: confineEnv(merged, main) } };
+  const ours = node.app!.env!;
+  if (!artifact || node.probe.kind !== 'http') return { ...node, app: { ...node.app!, env: confineEnv(ours, ours[RELEASE_MAIN]!, env) } };
   // Another app: it listens on $PORT (the colour's port) and answers its readiness path there.
   const url = new URL(node.probe.url);
   return {
@@ -129,7 +128,7 @@ export function nodeForRelease(node: GraphNode, env: Record<string, string>, art
     probe: { kind: 'http', url: `${url.origin}${artifact.readyPath}` },
     // It knows nothing of pm2's "shutdown" message: stop it with a signal (SIGINT). It runs in its
     // own directory, through the same entry (its user, its env).
-    app: { ...node.app!, cwd: dirname(artifact.script), shutdown_with_message: false, env: confineEnv({ ...withoutBuiltinOnly(merged), PORT: url.port }, artifact.script) },
+    app: { ...node.app!, cwd: dirname(artifact.script), shutdown_with_message: false, env: confineEnv({ ...withoutBuiltinOnly(ours), PORT: url.port }, artifact.script, env) },
   };
 }
 

@@ -4,6 +4,9 @@ import { processGraph } from '../ecosystem.config.js';
 import { nodeForRelease } from './process-control.js';
 import { releaseEnvironment } from './confinement.js';
 
+/** The release's own variables, as the entry reads them. */
+const varsOf = (env: Record<string, string>): Record<string, string> => JSON.parse(Buffer.from(env.CHANGELENS_RELEASE_VARS!, 'base64').toString('utf8')) as Record<string, string>;
+
 const APP = { database: 'postgres://changelens_app:pw@127.0.0.1:5432/changelens', redis: 'redis://changelens-app:pw@127.0.0.1:6379' };
 import { COLORS, loadConfig, type Color } from '../lib/config.js';
 import { dataPaths } from '../lib/paths.js';
@@ -104,7 +107,7 @@ describe('the process graph of ecosystem.config.js', () => {
       proxyEnv: { CHANGELENS_ADMIN_TOKEN: 'admin-token-0123456789' },
       workerEnv: { DATABASE_URL: APP.database, REDIS_URL: APP.redis },
       releaseEnv: {
-        blue: { ...releaseEnvironment(config, APP, 'blue', { name: 'changelens-app', uid: 999, gid: 995 }), CHANGELENS_REGRESSION: 'errors:1', CHANGELENS_APP_CONTROL_TOKEN: 'control-blue-0123456789' },
+        blue: { ...releaseEnvironment(config, APP, 'blue', { name: 'changelens-app', uid: 999, gid: 995 }), CHANGELENS_APP_CONTROL_TOKEN: 'control-blue-0123456789' },
         green: { ...releaseEnvironment(config, APP, 'green', null), CHANGELENS_APP_CONTROL_TOKEN: 'control-green-0123456789' },
       },
       distDir: '/d',
@@ -157,8 +160,8 @@ describe('the process graph of ecosystem.config.js', () => {
     }
     expect(envOf('worker').CHANGELENS_APP_CONTROL_TOKEN).toBeUndefined();
     const api = graph.find((n) => n.name === 'api-blue')!;
-    const other = nodeForRelease(api, { APP_SETTING: 'x' }, { script: '/data/releases/v2/server.js', readyPath: '/health' });
-    expect(other.app!.env).toMatchObject({ APP_SETTING: 'x', CHANGELENS_REGRESSION: 'errors:1' });
+    const other = nodeForRelease(api, { APP_SETTING: 'x', CHANGELENS_REGRESSION: 'errors:1' }, { script: '/data/releases/v2/server.js', readyPath: '/health' });
+    expect(varsOf(other.app!.env!)).toEqual({ APP_SETTING: 'x', CHANGELENS_REGRESSION: 'errors:1' });
     expect(other.app!.env!.CHANGELENS_APP_CONTROL_TOKEN).toBeUndefined();
     expect(nodeForRelease(api, {}).app!.env!.CHANGELENS_APP_CONTROL_TOKEN).toBe('control-blue-0123456789');
   });
@@ -169,13 +172,20 @@ describe('the process graph of ecosystem.config.js', () => {
     // pm2 copies none of the supervisor's env into it: an empty string matches every name.
     expect(api.app!.filter_env).toEqual(['']);
     const builtin = nodeForRelease(api, { APP_SETTING: 'x' }).app!.env!;
-    expect(builtin).toMatchObject({ CHANGELENS_RELEASE_MAIN: '/d/apps/api/main.js', CHANGELENS_RELEASE_UID: '999', CHANGELENS_RELEASE_GID: '995', DATABASE_URL: APP.database, REDIS_URL: APP.redis, APP_SETTING: 'x' });
+    expect(builtin).toMatchObject({ CHANGELENS_RELEASE_MAIN: '/d/apps/api/main.js', CHANGELENS_RELEASE_UID: '999', CHANGELENS_RELEASE_GID: '995', DATABASE_URL: APP.database, REDIS_URL: APP.redis });
+    // The release's own variables never reach pm2 as names of their own: pm2 would obey one named
+    // like its fields (pm_exec_path, exec_interpreter) as root.
+    const hostile = nodeForRelease(api, { pm_exec_path: '/tmp/evil.js', exec_interpreter: '/bin/sh', APP_SETTING: 'x' }).app!.env!;
+    expect(hostile.pm_exec_path).toBeUndefined();
+    expect(hostile.exec_interpreter).toBeUndefined();
+    expect(varsOf(hostile)).toEqual({ pm_exec_path: '/tmp/evil.js', exec_interpreter: '/bin/sh', APP_SETTING: 'x' });
     const other = nodeForRelease(api, { APP_SETTING: 'x' }, { script: '/data/releases/v2/server.js', readyPath: '/health' }).app!.env!;
-    expect(other).toMatchObject({ CHANGELENS_RELEASE_MAIN: '/data/releases/v2/server.js', PORT: '3001', APP_SETTING: 'x', DATABASE_URL: APP.database });
+    expect(other).toMatchObject({ CHANGELENS_RELEASE_MAIN: '/data/releases/v2/server.js', PORT: '3001', DATABASE_URL: APP.database });
+    expect(varsOf(other)).toEqual({ APP_SETTING: 'x' });
     for (const env of [builtin, other]) {
       const kept = env.CHANGELENS_RELEASE_ENV!.split(',');
       // The list the entry keeps is exactly what was given, less the entry's own instructions.
-      expect(kept.sort()).toEqual(Object.keys(env).filter((k) => !/^CHANGELENS_RELEASE_(ENV|MAIN|UID|GID)$/.test(k)).sort());
+      expect(kept.sort()).toEqual(Object.keys(env).filter((k) => !/^CHANGELENS_RELEASE_(ENV|MAIN|UID|GID|VARS)$/.test(k)).sort());
       for (const name of kept) expect(name).not.toMatch(/ADMIN_TOKEN|BACKUP_KEY|SECRETS_KEY|HOOK|DATA_DIR|PG_PASSWORD|REDIS_PASSWORD|S3/);
     }
     expect(other.CHANGELENS_LOG_LEVEL).toBeUndefined();

@@ -4,7 +4,7 @@
 // ordering, probing and shutdown policy live in boot.ts and shutdown.ts.
 import cluster from 'node:cluster';
 import { createRequire } from 'node:module';
-import { forkWorkersWithoutOurEnv } from './confinement.js';
+import { forkWorkersWithoutOurEnv, guardReleaseListens } from './confinement.js';
 
 const require = createRequire(import.meta.url);
 
@@ -97,7 +97,11 @@ export class ProcessManager {
 
   private constructor(private readonly pm2: Pm2Api) {}
 
-  static async connect(pm2Home: string): Promise<ProcessManager> {
+  /**
+   * `releasePorts`: each API colour's process name and the one port it may listen on (through the
+   * supervisor, as every cluster worker does); `refused` hears of anything else it asks.
+   */
+  static async connect(pm2Home: string, guard?: { releasePorts: Record<string, number>; refused: (name: string, what: string) => void }): Promise<ProcessManager> {
     process.env.PM2_HOME = pm2Home;
     // Cluster workers (the API colours) accept their connections themselves from the shared socket.
     // Node's default on Linux, round-robin, accepts in this process and passes each connection on
@@ -106,6 +110,7 @@ export class ProcessManager {
     // as a 10 s client timeout during an API kill -9 under load). Frozen at pm2's first setup.
     cluster.schedulingPolicy = cluster.SCHED_NONE;
     forkWorkersWithoutOurEnv(cluster);
+    if (guard) guardReleaseListens(cluster, (name) => guard.releasePorts[name], guard.refused);
     const Pm2 = require('pm2') as { custom: new (opts: object) => Pm2Api };
     const pm2 = new Pm2.custom({ pm2_home: pm2Home, daemon_mode: false });
     await callback((cb) => pm2.connect(true, cb));

@@ -4,7 +4,7 @@
 // the supervisor did not allow (the worker inherits the supervisor's whole env), and only then loads
 // the release. It imports nothing of the appliance but the contract: nothing else runs as root here.
 import Module from 'node:module';
-import { RELEASE_BASE_ENV, RELEASE_ENV, RELEASE_GID, RELEASE_MAIN, RELEASE_UID } from '../lib/contracts/release-process.js';
+import { RELEASE_BASE_ENV, RELEASE_ENV, RELEASE_GID, RELEASE_MAIN, RELEASE_UID, RELEASE_VARS } from '../lib/contracts/release-process.js';
 
 function refuse(reason: string): never {
   process.stderr.write(`release-entry: ${reason}; the release does not start\n`);
@@ -18,6 +18,7 @@ if (!main || allowed === undefined) refuse(`${RELEASE_MAIN} and ${RELEASE_ENV} m
 
 const uid = process.env[RELEASE_UID];
 const gid = process.env[RELEASE_GID];
+if ((uid === undefined) !== (gid === undefined)) refuse(`${RELEASE_UID} and ${RELEASE_GID} go together`);
 if (uid !== undefined && gid !== undefined) {
   try {
     process.setgroups!([Number(gid)]);
@@ -35,11 +36,21 @@ if (uid !== undefined && gid !== undefined) {
   if (regained || process.getuid!() !== Number(uid) || process.getgid!() !== Number(gid)) refuse('the switch of user did not hold');
 }
 
+// Never root past this point: a supervisor that is root always names the user.
+if (process.getuid?.() === 0) refuse('running as root without a user to switch to');
+
+let vars: Record<string, string>;
+try {
+  vars = JSON.parse(Buffer.from(process.env[RELEASE_VARS] ?? 'e30=', 'base64').toString('utf8')) as Record<string, string>;
+} catch {
+  refuse(`${RELEASE_VARS} is not base64 JSON`);
+}
 const keep = new Set<string>([...allowed.split(',').filter(Boolean), ...RELEASE_BASE_ENV]);
-for (const own of [RELEASE_MAIN, RELEASE_ENV, RELEASE_UID, RELEASE_GID]) keep.delete(own);
+for (const own of [RELEASE_MAIN, RELEASE_ENV, RELEASE_UID, RELEASE_GID, RELEASE_VARS]) keep.delete(own);
 for (const name of Object.keys(process.env)) {
   if (!keep.has(name)) delete process.env[name];
 }
+for (const [name, value] of Object.entries(vars)) if (typeof value === 'string') process.env[name] = value;
 
 // As `node <main>` would run it: CommonJS or ESM, with require.main and argv[1] the release's own.
 process.argv[1] = main;

@@ -77,7 +77,10 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   try {
     // pm2 starts (in this process) while the data dir is prepared: neither needs the other.
     routeConsoleTo(log.child({ component: 'pm2' }));
-    connecting = ProcessManager.connect(paths.pm2Home);
+    connecting = ProcessManager.connect(paths.pm2Home, {
+      releasePorts: { 'api-blue': config.apiBluePort, 'api-green': config.apiGreenPort },
+      refused: (name, what) => log.warn({ process: name, refused: what }, `${name} asked the supervisor for a listening socket other than its own port: refused`),
+    });
     connecting.catch(() => {}); // awaited below; a failure of prepare() is reported first
     prepared = await prepare(config, paths, embedded, log, mount);
   } catch (err) {
@@ -108,17 +111,17 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   // The active release (as the last promotion snapshotted it) is what the active colour runs.
   const secretsKey = releaseSecretsKey(secrets.backupKey);
   const activeRelease = bootRelease(paths, snapshot, secretsKey);
-  Object.assign(releaseEnv[activeColor], activeRelease.env);
-  releaseEnv[activeColor][envNameOf('releaseId')] = newReleaseId();
-  if (config.regression !== undefined) releaseEnv[activeColor][envNameOf('regression')] = config.regression;
+  const activeSettings: Record<string, string> = { ...activeRelease.env, [envNameOf('releaseId')]: newReleaseId() };
+  if (config.regression !== undefined) activeSettings[envNameOf('regression')] = config.regression;
   const proxyEnv: Record<string, string> = { [envNameOf('adminToken')]: secrets.adminToken, [envNameOf('releaseSecretsKey')]: secretsKey.toString('base64url') };
   // The rollout's hooks fire from the proxy: only it gets them.
   if (config.hookUrls !== undefined) proxyEnv[envNameOf('hookUrls')] = config.hookUrls;
   if (config.hookCommand !== undefined) proxyEnv[envNameOf('hookCommand')] = config.hookCommand;
   const workerEnv = { ...childEnv, DATABASE_URL: urls.app.database, REDIS_URL: urls.app.redis };
-  const graph = processGraph({ config, paths, activeColor, bin, serviceUser: serviceUser?.name, childEnv, proxyEnv, workerEnv, releaseEnv, distDir, embedded })
-    // Every API colour starts through nodeForRelease: the entry's instructions are added there.
-    .map((node) => (node.name === `api-${activeColor}` ? nodeForRelease(node, {}, activeRelease.artifact) : node));
+  // The declared processes; a colour started later takes its release from here (ProcessControl).
+  const declared = processGraph({ config, paths, activeColor, bin, serviceUser: serviceUser?.name, childEnv, proxyEnv, workerEnv, releaseEnv, distDir, embedded });
+  // What boots: the active colour with its release (every API colour starts through nodeForRelease).
+  const graph = declared.map((node) => (node.name === `api-${activeColor}` ? nodeForRelease(node, activeSettings, activeRelease.artifact) : node));
   const nodes = bootNodes(graph);
   const migrations = readMigrations(migrationsDir);
 
@@ -140,7 +143,7 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   const boot = { startedAt, firstBoot, durationMs: null as number | null, readyMs: {} as Record<string, number> };
   const readyTimeoutMs = config.readyTimeoutMs;
   const interrupt = new AbortController();
-  const control = new ProcessControl(orderGraph(graph), { pm, log, urls, readyTimeoutMs }, () => readRoutingSnapshot(paths.routing)?.activeColor ?? activeColor, interrupt.signal);
+  const control = new ProcessControl(orderGraph(declared), { pm, log, urls, readyTimeoutMs }, () => readRoutingSnapshot(paths.routing)?.activeColor ?? activeColor, interrupt.signal);
   let monitoring: ReturnType<typeof startMonitor> = null;
   let backups: ReturnType<typeof startBackups> | null = null;
   statusNow = async () => ({ ...await collectStatus({ pm, graph, paths, urls, embedded, fallbackColor: activeColor, boot, phase: () => phase }), monitor: monitoring?.monitor.status() ?? null, backups: backups?.summary() ?? null, publicPort: publicPort.stats(), confinement });

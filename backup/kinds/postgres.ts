@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { ownAppSchema } from '../../lib/app-database.js';
+import { APP_ROLE, ownAppSchema } from '../../lib/app-database.js';
 import { writeFileAtomic } from '../../lib/atomic-file.js';
 import type { Logger } from '../../lib/logger.js';
 import { describeFile, type BackupEntry, type Check, type Manifest } from '../manifest.js';
@@ -78,10 +78,13 @@ export class PostgresDriver implements BackupDriver {
   async verify(entry: BackupEntry, file: string): Promise<Check> {
     const scratch = `changelens_verify_${randomBytes(4).toString('hex')}`;
     const target = libpqTarget(this.o.databaseUrl, scratch);
-    await this.query(`CREATE DATABASE ${scratch}`);
+    // The dump holds the app's own SQL (its functions, checks, index expressions), which runs as
+    // whoever restores it: the app's role, never the superuser. The scratch database is the role's.
+    const asApp = await this.appRoleExists();
+    await this.query(`CREATE DATABASE ${scratch}${asApp ? ` OWNER ${pg.escapeIdentifier(APP_ROLE)}` : ''}`);
     try {
-      await runTool(pgTool('pg_restore', this.o.pgBinDir), ['--no-owner', '--no-acl', '--exit-on-error', '--no-password', `--dbname=${target.dbname}`, file], { env: target.env, timeoutMs: TOOL_TIMEOUT_MS });
-      const counts = await this.countRows(entry.database?.tables ?? [], scratch);
+      await runTool(pgTool('pg_restore', this.o.pgBinDir), ['--no-owner', '--no-acl', '--exit-on-error', '--no-password', ...(asApp ? [`--role=${APP_ROLE}`] : []), `--dbname=${target.dbname}`, file], { env: target.env, timeoutMs: TOOL_TIMEOUT_MS });
+      const counts = await this.countRows(entry.database?.tables ?? [], scratch, asApp);
       const migrations = await this.appliedMigrations(scratch);
       const ok = migrations.join(',') === (entry.database?.migrations ?? []).join(',');
       const rows = Object.values(counts).reduce((a, b) => a + b, 0);
@@ -107,13 +110,16 @@ export class PostgresDriver implements BackupDriver {
    */
   async restore(entry: BackupEntry, file: string): Promise<{ tables: Record<string, number> }> {
     const pgRestore = pgTool('pg_restore', this.o.pgBinDir);
+    const asApp = await this.appRoleExists();
     const list = await runTool(pgRestore, ['--list', file]);
     const tmp = mkdtempSync(join(tmpdir(), 'changelens-restore-'));
     try {
       const listFile = join(tmp, 'restore.list');
       writeFileAtomic(listFile, appDataOnly(list), 0o600);
       const target = libpqTarget(this.o.databaseUrl);
-      await runTool(pgRestore, ['--clean', '--if-exists', '--single-transaction', '--exit-on-error', '--no-owner', '--no-acl', '--no-password', `--use-list=${listFile}`, `--dbname=${target.dbname}`, file], {
+      // As the app's role: the app's SQL in the dump never runs as the superuser, and what is
+      // re-created is the role's from the start.
+      await runTool(pgRestore, ['--clean', '--if-exists', '--single-transaction', '--exit-on-error', '--no-owner', '--no-acl', '--no-password', ...(asApp ? [`--role=${APP_ROLE}`] : []), `--use-list=${listFile}`, `--dbname=${target.dbname}`, file], {
         // A table some session holds a lock on makes the restore fail (and roll back) instead of hanging.
         env: { ...target.env, PGOPTIONS: '-c lock_timeout=30s' }, timeoutMs: TOOL_TIMEOUT_MS,
       });
@@ -130,7 +136,7 @@ export class PostgresDriver implements BackupDriver {
       await client.end().catch(() => {});
     }
     const own = new Set<string>(APPLIANCE_TABLES.map((t) => `public.${t}`));
-    return { tables: await this.countRows((entry.database?.tables ?? []).filter((t) => !own.has(t))) };
+    return { tables: await this.countRows((entry.database?.tables ?? []).filter((t) => !own.has(t)), undefined, asApp) };
   }
 
   /**
@@ -166,13 +172,15 @@ export class PostgresDriver implements BackupDriver {
     return [...list.matchAll(/^\d+; \d+ \d+ TABLE (?!DATA )(\S+) (\S+) /gm)].map((m) => `${m[1]}.${m[2]}`).sort();
   }
 
-  private async query<R extends pg.QueryResultRow>(sql: string, database?: string): Promise<R[]> {
+  private async query<R extends pg.QueryResultRow>(sql: string, database?: string, asApp = false): Promise<R[]> {
     const url = new URL(this.o.databaseUrl);
     if (database) url.pathname = `/${database}`;
     const client = new pg.Client({ connectionString: url.toString(), connectionTimeoutMillis: 5_000, application_name: 'changelens-backup' });
     client.on('error', () => {});
     await client.connect();
     try {
+      // Reading the app's tables (they may be views over its functions): as the app.
+      if (asApp) await client.query(`SET ROLE ${pg.escapeIdentifier(APP_ROLE)}`);
       return (await client.query<R>(sql)).rows;
     } finally {
       await client.end().catch(() => {});
@@ -184,10 +192,14 @@ export class PostgresDriver implements BackupDriver {
     return rows.map((r) => Number(r.version));
   }
 
-  private async countRows(tables: readonly string[], database?: string): Promise<Record<string, number>> {
+  private async appRoleExists(): Promise<boolean> {
+    return (await this.query('SELECT 1 FROM pg_roles WHERE rolname = $1'.replace('$1', pg.escapeLiteral(APP_ROLE)))).length > 0;
+  }
+
+  private async countRows(tables: readonly string[], database?: string, asApp = false): Promise<Record<string, number>> {
     if (tables.length === 0) return {};
     const sql = tables.map((t) => `SELECT '${t}' AS t, count(*)::bigint AS n FROM ${t.split('.').map((p) => `"${p}"`).join('.')}`).join(' UNION ALL ');
-    const rows = await this.query<{ t: string; n: string }>(sql, database);
+    const rows = await this.query<{ t: string; n: string }>(sql, database, asApp);
     return Object.fromEntries(rows.map((r) => [r.t, Number(r.n)]));
   }
 }

@@ -53,13 +53,16 @@ export async function registerAdminApi(host: Awaited<ReturnType<typeof createHtt
   }, { prefix: ADMIN_PREFIX });
 }
 
-/** Where in a request's parsed parts (params, query, body) the first string holding a NUL is, as a dotted path. */
-function nulAt(value: unknown, path: string): string | null {
+/** Where in a request's parsed parts (params, query, a JSON body) the first string holding a NUL is, as a dotted path. */
+function nulAt(value: unknown, path: string, depth = 0): string | null {
   if (typeof value === 'string') return value.includes('\u0000') ? path : null;
-  if (typeof value !== 'object' || value === null) return null;
+  // Only what JSON and query parsing make: plain objects and arrays (an upload's body is a stream).
+  if (typeof value !== 'object' || value === null || depth > 64) return null;
+  const proto = Object.getPrototypeOf(value) as unknown;
+  if (!Array.isArray(value) && proto !== Object.prototype && proto !== null) return null;
   for (const [key, inner] of Object.entries(value)) {
     if (key.includes('\u0000')) return `${path}.${key.replace(/\u0000/g, '\\0')}`;
-    const found = nulAt(inner, `${path}.${key}`);
+    const found = nulAt(inner, `${path}.${key}`, depth + 1);
     if (found !== null) return found;
   }
   return null;

@@ -44,20 +44,37 @@ function connectSocket(path) {
   });
 }
 
+/** A listen() a cluster worker asks its primary (the root supervisor) to carry out. */
+function tryListen(options) {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    const timer = setTimeout(() => resolve('no answer'), 2000);
+    server.once('listening', () => { clearTimeout(timer); server.close(); resolve('allowed'); });
+    server.once('error', (err) => { clearTimeout(timer); resolve(err.code || err.message); });
+    server.listen(options);
+  });
+}
+
 async function probe() {
   const out = {
     uid: process.getuid(), gid: process.getgid(), groups: process.getgroups(),
     env: Object.keys(process.env).sort(),
     secrets: attempt(() => fs.readFileSync(join(data, 'state', 'secrets.json'))),
-    routing: attempt(() => fs.readFileSync(join(data, 'state', 'routing.json'))),
+    routing: attempt(() => fs.readFileSync(join(data, 'state', 'proxy', 'routing.json'))),
     pm2Home: attempt(() => fs.readdirSync(join(data, 'state', 'pm2'))),
     backups: attempt(() => fs.readdirSync(join(data, 'backups'))),
     postgresFiles: attempt(() => fs.readdirSync(join(data, 'postgres'))),
     supervisorSocket: await connectSocket(join(data, 'state', 'supervisor.sock')),
     ownCode: attempt(() => fs.writeFileSync(join(__dirname, 'planted.js'), 'x')),
     becomeRoot: attempt(() => process.setuid(0)),
-    procEnviron1: attempt(() => fs.readFileSync('/proc/1/environ')),
+    supervisorEnviron: attempt(() => fs.readFileSync('/proc/' + process.env.PROBE_SUPERVISOR + '/environ')),
   };
+  // The supervisor's own sockets by number (its public port, its Postgres connection…), another
+  // port, a Unix socket: none may be had through the cluster channel.
+  const fds = await Promise.all(Array.from({ length: 100 }, (_, i) => tryListen({ fd: i + 3 })));
+  out.listenFd = fds.filter((r) => r === 'allowed').length;
+  out.listenOtherPort = await tryListen({ port: 0, host: '127.0.0.1' });
+  out.listenUnix = await tryListen({ path: join('/tmp', 'probe-' + process.pid + '.sock') });
   const db = new pg.Client({ connectionString: process.env.DATABASE_URL });
   await db.connect();
   out.dbUser = (await db.query('SELECT current_user AS u')).rows[0].u;
@@ -129,7 +146,7 @@ describe('hostile input', () => {
     const dir = join(app.dataDir, 'releases', 'probe');
     mkdirSync(dir, { mode: 0o755 });
     writeFileSync(join(dir, 'server.js'), PROBE_APP, { mode: 0o644 });
-    const sets = [`PROBE_MODULES=${join(packageRoot, 'node_modules')}`, `PROBE_DATA=${app.dataDir}`].map((p) => `set=${encodeURIComponent(p)}`).join('&');
+    const sets = [`PROBE_MODULES=${join(packageRoot, 'node_modules')}`, `PROBE_DATA=${app.dataDir}`, `PROBE_SUPERVISOR=${app.child.pid}`].map((p) => `set=${encodeURIComponent(p)}`).join('&');
     await queryControl(join(app.dataDir, 'state', 'supervisor.sock'), `/processes/api-green/start?artifact=${encodeURIComponent(dir)}&${sets}`, app.dataDir, { method: 'POST', timeoutMs: 90_000 });
     const res = await eventually('the probe answering', async () => {
       const r = await fetch(`http://127.0.0.1:${app.ports.apiGreenPort}/probe`);
@@ -139,10 +156,10 @@ describe('hostile input', () => {
 
     expect(res).toMatchObject({ uid: release.uid, gid: release.gid, groups: [release.gid] });
     expect(res.env).toEqual(expect.arrayContaining(['DATABASE_URL', 'REDIS_URL', 'PORT', 'PROBE_DATA', 'PROBE_MODULES']));
-    for (const name of res.env as string[]) expect(name).toMatch(/^(DATABASE_URL|REDIS_URL|PORT|PROBE_DATA|PROBE_MODULES|NODE_ENV|PATH|LANG|LC_ALL|LC_CTYPE|TZ|TMPDIR|NODE_EXTRA_CA_CERTS|OTEL_EXPORTER_OTLP_ENDPOINT|CHANGELENS_COLOR|CHANGELENS_RELEASE_ID|pm_id|NODE_APP_INSTANCE)$/);
+    for (const name of res.env as string[]) expect(name).toMatch(/^(DATABASE_URL|REDIS_URL|PORT|PROBE_DATA|PROBE_MODULES|PROBE_SUPERVISOR|NODE_ENV|PATH|LANG|LC_ALL|LC_CTYPE|TZ|TMPDIR|NODE_EXTRA_CA_CERTS|OTEL_EXPORTER_OTLP_ENDPOINT|CHANGELENS_COLOR|CHANGELENS_RELEASE_ID|pm_id|NODE_APP_INSTANCE)$/);
     expect(res).toMatchObject({
       secrets: 'EACCES', routing: 'EACCES', pm2Home: 'EACCES', backups: 'EACCES', postgresFiles: 'EACCES',
-      supervisorSocket: 'EACCES', ownCode: 'EACCES', becomeRoot: 'EPERM', procEnviron1: 'EACCES',
+      supervisorSocket: 'EACCES', ownCode: 'EACCES', becomeRoot: 'EPERM', supervisorEnviron: 'EACCES',
     });
     expect(res).toMatchObject({
       dbUser: 'changelens_app', ownTable: 'allowed', items: 'allowed',
@@ -150,6 +167,8 @@ describe('hostile input', () => {
       pointersUpdate: '42501', createRole: '42501', // insufficient_privilege
     });
     expect(res).toMatchObject({ redisSet: 'allowed', redisConfig: 'NOPERM', redisFlush: 'NOPERM', redisAcl: 'NOPERM' });
+    expect(res).toMatchObject({ listenFd: 0, listenOtherPort: 'no answer', listenUnix: 'no answer' });
+    expect(app.records.some((r) => r.service === 'supervisor' && typeof r.refused === 'string' && r.refused.includes('"fd":7'))).toBe(true);
     await queryControl(join(app.dataDir, 'state', 'supervisor.sock'), '/processes/api-green/stop', app.dataDir, { method: 'POST', timeoutMs: 30_000 });
   });
 
@@ -170,7 +189,7 @@ describe('hostile input', () => {
     const token = app.secrets().adminToken;
     /** What an admin request could change: routing, releases, deployments, both colours' regressions, backups. */
     const snapshot = async (): Promise<unknown[]> => [
-      JSON.parse(readFileSync(join(app.dataDir, 'state', 'routing.json'), 'utf8')),
+      JSON.parse(readFileSync(join(app.dataDir, 'state', 'proxy', 'routing.json'), 'utf8')),
       await adminCall(app.url, token, 'GET', '/api/releases'),
       await adminCall(app.url, token, 'GET', '/api/deployments'),
       await adminCall(app.url, token, 'GET', '/api/colors/blue/regressions'),

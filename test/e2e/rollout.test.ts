@@ -149,7 +149,7 @@ describe('canary', () => {
     expect(load.served(now.color).length).toBeGreaterThan(0);
     const after = await fetch(`${app.url}/api/work?ms=1`);
     expect(after.headers.get('x-changelens-color')).toBe(now.color);
-    const snapshot = JSON.parse(readFileSync(join(app.dataDir, 'state', 'routing.json'), 'utf8'));
+    const snapshot = JSON.parse(readFileSync(join(app.dataDir, 'state', 'proxy', 'routing.json'), 'utf8'));
     expect(snapshot).toMatchObject({ activeColor: now.color, release: { version: 'good-1', artifact: 'builtin' } });
     const processes = (await app.status()).processes;
     expect(processes.find((p) => p.name === `api-${before.color}`)?.state).toBe('online');
