@@ -26,7 +26,9 @@ export async function ensureAppRole(client: pg.Client, password: string, connect
     // A new role has none of these; only a superuser may state them (and take them from one that had).
     const denials = db!.superuser ? 'NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS ' : '';
     // Its pools and then some, never the whole server: a release cannot take the appliance's connections.
-    await client.query(`ALTER ROLE ${ROLE} WITH LOGIN ${denials}NOINHERIT CONNECTION LIMIT ${Math.trunc(connectionLimit)} PASSWORD ${pg.escapeLiteral(password)}`);
+    // INHERIT: it belongs to no role, but as a scratch database's owner it must have what
+    // pg_database_owner has (CREATE on its public schema) for backup verification.
+    await client.query(`ALTER ROLE ${ROLE} WITH LOGIN ${denials}INHERIT CONNECTION LIMIT ${Math.trunc(connectionLimit)} PASSWORD ${pg.escapeLiteral(password)}`);
     await client.query(`ALTER ROLE ${ROLE} IN DATABASE ${pg.escapeIdentifier(db!.name)} SET search_path = ${SCHEMA}`);
     // A non-superuser with CREATEROLE gives tables away only to a role it belongs to.
     // (and the new owner of a schema needs CREATE on the database).
