@@ -23,7 +23,7 @@ export interface BackupServiceOptions {
   databaseUrl: string;
   redisUrl: string;
   /** Embedded Redis: its data dir (where BGSAVE writes dump.rdb) and the redis-server binary. Null: Redis is external and not backed up. */
-  embeddedRedis: { dataDir: string; server: string } | null;
+  embeddedRedis: { dataDir: string; server: string; user?: { uid: number; gid: number } } | null;
   /** Where pg_dump and pg_restore are (undefined: PATH). */
   pgBinDir: string | undefined;
   policy: RetentionPolicy;

@@ -26,6 +26,8 @@ export interface BackupsDeps {
   pgBinDir: string | undefined;
   /** The embedded redis-server binary, or null when Redis is external. */
   redisServer: string | null;
+  /** Who runs Redis when the supervisor is root: scratch servers (verification) run as it too. */
+  serviceUser?: { uid: number; gid: number };
   /** The graph in dependency order, and whether a process of it runs now. */
   graph: readonly GraphNode[];
   isRunning: (name: string) => boolean;
@@ -74,7 +76,7 @@ export function startBackups(deps: BackupsDeps): Backups {
     dir: deps.paths.backups,
     databaseUrl: deps.urls.database,
     redisUrl: deps.urls.redis,
-    embeddedRedis: deps.redisServer ? { dataDir: deps.paths.redis, server: deps.redisServer } : null,
+    embeddedRedis: deps.redisServer ? { dataDir: deps.paths.redis, server: deps.redisServer, ...(deps.serviceUser ? { user: deps.serviceUser } : {}) } : null,
     pgBinDir: deps.pgBinDir,
     policy: { keep: config.backupKeep, maxAgeDays: config.backupMaxAgeDays },
     minFreeMb: config.backupMinFreeMb,

@@ -219,6 +219,7 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
     config, paths, pm, log, urls,
     pgBinDir: bin.pgToolsDir,
     redisServer: embedded.redis ? bin.redisServer : null,
+    ...(serviceUser ? { serviceUser } : {}),
     graph: orderGraph(graph), isRunning: (name) => control.isRunning(name),
     probe: { pm, log, urls, readyTimeoutMs },
     since: firstStart(paths.runLog) ?? startedAt,

@@ -42,6 +42,10 @@ describe('appDataOnly', () => {
       '244; 0 0 SEQUENCE SET public items_id_seq changelens',
       '245; 1259 16450 TABLE public deployment_buckets changelens',
       '246; 1259 16460 TABLE public schema_migrations changelens',
+      // The app's, in its own schema, whatever their names.
+      '247; 1259 16470 TABLE app releases_notes changelens_app',
+      '248; 0 16470 TABLE DATA app releases_notes changelens_app',
+      '249; 2615 16480 SCHEMA - app changelens_app',
     ].join('\n');
     const kept = appDataOnly(list).split('\n').filter((l) => /^\d/.test(l));
     expect(kept).toEqual([
@@ -50,6 +54,8 @@ describe('appDataOnly', () => {
       '230; 0 16385 TABLE DATA public items changelens',
       '243; 1259 16440 INDEX public items_category_idx changelens',
       '244; 0 0 SEQUENCE SET public items_id_seq changelens',
+      '247; 1259 16470 TABLE app releases_notes changelens_app',
+      '248; 0 16470 TABLE DATA app releases_notes changelens_app',
     ]);
   });
 });

@@ -215,8 +215,11 @@ export function appDataOnly(list: string): string {
     if (!m) return line;
     // The app's schema itself stays (dropping it would take what the backup does not hold with it).
     if (/^SCHEMA - /.test(m[1]!)) return `;${line}`;
-    // "TABLE public items owner", "CONSTRAINT public releases releases_pkey owner": object names are lower case, types upper.
-    const names = m[1]!.split(' ').slice(0, -1).filter((w) => w !== '-' && w !== 'public' && !/^[A-Z]+$/.test(w));
-    return names.some(own) ? `;${line}` : line;
+    // "TABLE public items owner", "CONSTRAINT public releases releases_pkey owner": the type in
+    // upper case, then the schema, the names, the owner. Only public holds the appliance's: an app
+    // table named releases_notes in the schema app is the app's.
+    const words = m[1]!.split(' ').slice(0, -1).filter((w) => w !== '-' && !/^[A-Z]+$/.test(w));
+    const [schema, ...names] = words;
+    return schema === 'public' && names.some(own) ? `;${line}` : line;
   }).join('\n');
 }

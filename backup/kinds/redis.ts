@@ -2,7 +2,7 @@
 // out, verified by loading it into a throwaway redis-server, restored key by key (with TTLs) from
 // such a scratch server into the live one.
 import { spawn } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { chownSync, copyFileSync, existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createClient, RESP_TYPES } from '@redis/client';
@@ -20,7 +20,7 @@ const MB = 1024 * 1024;
 export interface RedisDriverOptions {
   redisUrl: string;
   /** The embedded Redis's data dir (where BGSAVE writes dump.rdb) and its redis-server binary. */
-  embedded: { dataDir: string; server: string };
+  embedded: { dataDir: string; server: string; user?: { uid: number; gid: number } };
   now: () => number;
 }
 
@@ -120,7 +120,11 @@ export class RedisDriver implements BackupDriver {
     const tmp = mkdtempSync(join(tmpdir(), 'changelens-redis-'));
     const socket = join(tmp, 'redis.sock');
     copyFileSync(snapshot, join(tmp, 'dump.rdb'));
-    const child = spawn(this.o.embedded.server, ['--port', '0', '--unixsocket', socket, '--dir', tmp, '--dbfilename', 'dump.rdb', '--appendonly', 'no', '--save', '', '--daemonize', 'no', '--loglevel', 'warning'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // A snapshot holds what the app put there (its Lua functions too): loaded by the user Redis
+    // runs as, never by root.
+    const user = this.o.embedded.user;
+    if (user) for (const path of [tmp, join(tmp, 'dump.rdb')]) chownSync(path, user.uid, user.gid);
+    const child = spawn(this.o.embedded.server, ['--port', '0', '--unixsocket', socket, '--dir', tmp, '--dbfilename', 'dump.rdb', '--appendonly', 'no', '--save', '', '--daemonize', 'no', '--loglevel', 'warning'], { stdio: ['ignore', 'pipe', 'pipe'], ...(user ? { uid: user.uid, gid: user.gid } : {}) });
     let stderr = '';
     // Redis logs to stdout: keep both, for the reason it refused a snapshot.
     for (const s of [child.stdout, child.stderr]) s.setEncoding('utf8').on('data', (c: string) => { stderr = (stderr + c).slice(-4_000); });
