@@ -1,8 +1,9 @@
 // The first code of every release process (an API colour running the built-in API or an uploaded
 // app), which pm2 starts as a cluster worker of the supervisor, so as root when the supervisor is:
 // it gives root up for the release's own user (no supplementary group kept), deletes every variable
-// the supervisor did not allow (the worker inherits the supervisor's whole env), and only then loads
-// the release. It imports nothing of the appliance but the contract: nothing else runs as root here.
+// the supervisor did not list (pm2 adds its own bookkeeping), sets the release's own variables, and
+// only then loads the release. It imports nothing of the appliance but the contract: nothing else
+// runs as root here.
 import Module from 'node:module';
 import { RELEASE_BASE_ENV, RELEASE_ENV, RELEASE_GID, RELEASE_MAIN, RELEASE_UID, RELEASE_VARS } from '../lib/contracts/release-process.js';
 
