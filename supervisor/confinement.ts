@@ -16,6 +16,16 @@ export interface ReleaseUser {
   gid: number;
 }
 
+/** A user's uid and primary gid (`id`, so NSS users count too); undefined when there is none. */
+export function userIds(name: string): { uid: number; gid: number } | undefined {
+  try {
+    const id = (flag: string): number => Number(execFileSync('id', [flag, name], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim());
+    return { uid: id('-u'), gid: id('-g') };
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * The release user when the supervisor is root. Missing, root, sharing the service user's ids, or
  * unable to read the code it must run (a checkout under a closed home directory): the boot fails,
@@ -24,14 +34,9 @@ export interface ReleaseUser {
 export function resolveReleaseUser(config: Config, serviceUser: ReleaseUser | undefined, code: readonly string[]): { user: ReleaseUser } | { off: string } {
   if (process.getuid?.() !== 0) return { off: 'the supervisor does not run as root, so releases run as its user' };
   const name = config.releaseUser;
-  let uid: number;
-  let gid: number;
-  try {
-    uid = Number(execFileSync('id', ['-u', name], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim());
-    gid = Number(execFileSync('id', ['-g', name], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim());
-  } catch {
-    throw new CL_ERR_RELEASE_USER(`"${name}" does not exist`);
-  }
+  const ids = userIds(name);
+  if (!ids) throw new CL_ERR_RELEASE_USER(`"${name}" does not exist`);
+  const { uid, gid } = ids;
   if (uid === 0 || gid === 0) throw new CL_ERR_RELEASE_USER(`"${name}" is root (uid ${uid}, gid ${gid})`);
   if (serviceUser && (uid === serviceUser.uid || gid === serviceUser.gid)) throw new CL_ERR_RELEASE_USER(`"${name}" shares its user or group with the service user ${serviceUser.name}, who owns Postgres's and Redis's files`);
   for (const path of code) {

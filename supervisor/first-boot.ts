@@ -2,7 +2,7 @@
 // unprivileged service user, the binaries, and — on the first boot only — the Postgres cluster.
 // Later boots find all of it and change nothing. Nothing is ever left half-written: files are
 // written to a temp name and renamed, initdb runs into a temp dir that is renamed when complete.
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { accessSync, chmodSync, chownSync, constants, existsSync, lchownSync, lstatSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { delimiter, dirname, join } from 'node:path';
@@ -11,7 +11,7 @@ import { strongAdminToken, type Config } from '../lib/config.js';
 import { CL_ERR_CONFIG_INVALID, CL_ERR_DATA_DIR, CL_ERR_INITDB_FAILED, CL_ERR_MISSING_BINARY, CL_ERR_SERVICE_USER } from '../lib/errors.js';
 import type { DataPaths } from '../lib/paths.js';
 import { writeFileAtomic } from '../lib/atomic-file.js';
-import { APP_REDIS_USER, appPassword } from './confinement.js';
+import { APP_REDIS_USER, appPassword, userIds } from './confinement.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -35,15 +35,10 @@ export interface ServiceUser {
 
 export function resolveServiceUser(config: Config): ServiceUser | undefined {
   if (process.getuid?.() !== 0) return undefined;
-  try {
-    const uid = Number(execFileSync('id', ['-u', config.serviceUser], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim());
-    const gid = Number(execFileSync('id', ['-g', config.serviceUser], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim());
-    if (uid === 0) throw new CL_ERR_SERVICE_USER(`${config.serviceUser} (it is root)`);
-    return { name: config.serviceUser, uid, gid };
-  } catch (err) {
-    if (err instanceof CL_ERR_SERVICE_USER) throw err;
-    throw new CL_ERR_SERVICE_USER(config.serviceUser);
-  }
+  const ids = userIds(config.serviceUser);
+  if (!ids) throw new CL_ERR_SERVICE_USER(config.serviceUser);
+  if (ids.uid === 0) throw new CL_ERR_SERVICE_USER(`${config.serviceUser} (it is root)`);
+  return { name: config.serviceUser, ...ids };
 }
 
 /** The newest /usr/lib/postgresql/<major>/bin holding `program` (where Debian keeps each major's binaries). */
