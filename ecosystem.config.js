@@ -34,9 +34,9 @@ const releaseArgs = process.allowedNodeEnvironmentFlags.has('--disable-sigusr1')
  * @returns {GraphNode[]}
  */
 export function processGraph(ctx) {
-  const { config, paths, bin, childEnv, releaseEnv, workerEnv, proxyEnv, distDir, serviceUser, activeColor, embedded } = ctx;
+  const { config, paths, bin, childEnv, releaseEnv, proxyEnv, distDir, serviceUser, activeColor, embedded } = ctx;
   // Every pool that can be open at once, plus room for the supervisor, probes and an operator.
-  const maxConnections = Math.max(60, 2 * config.apiInstances * 10 + config.workerConcurrency + 2 + 15);
+  const maxConnections = Math.max(60, 2 * config.apiInstances * 10 + 2 * (config.workerConcurrency + 2) + 15);
   const asServiceUser = serviceUser ? { user: serviceUser } : {};
   /** @param {'blue' | 'green'} color */
   const api = (color) => /** @type {GraphNode} */ ({
@@ -62,6 +62,35 @@ export function processGraph(ctx) {
       // supervisor's env (an empty string filters every name out), only what is given here.
       filter_env: [''],
       env: { ...releaseEnv[color], CHANGELENS_RELEASE_MAIN: `${distDir}/apps/api/main.js` },
+    },
+  });
+
+  /**
+   * A colour's job consumer, started and stopped with its API colour (supervisor/process-control.ts):
+   * the release's worker, confined like its API (same user, same allow-listed env), reading its
+   * colour's job stream. One instance: jobs scale by its concurrency.
+   * @param {'blue' | 'green'} color
+   */
+  const worker = (color) => /** @type {GraphNode} */ ({
+    name: `worker-${color}`,
+    needs: ['migrations', 'redis'],
+    atBoot: color === activeColor,
+    probe: { kind: 'http', url: `http://127.0.0.1:${color === 'blue' ? config.workerBluePort : config.workerGreenPort}/readyz` },
+    app: {
+      ...node,
+      name: `worker-${color}`,
+      script: `${distDir}/supervisor/release-entry.js`,
+      node_args: releaseArgs,
+      // A cluster worker like the API colours: the supervisor's listen guard holds it to its own port.
+      exec_mode: 'cluster',
+      instances: 1,
+      // The jobs in hand finish first (they are short); what outlives this is taken over later.
+      kill_timeout: 4000,
+      min_uptime: 1000,
+      max_restarts: 16,
+      exp_backoff_restart_delay: 100,
+      filter_env: [''],
+      env: { ...releaseEnv[color], CHANGELENS_RELEASE_MAIN: `${distDir}/apps/worker/main.js` },
     },
   });
 
@@ -125,28 +154,10 @@ export function processGraph(ctx) {
         restart_delay: 200,
       },
     },
-    {
-      name: 'worker',
-      needs: ['migrations', 'redis'],
-      atBoot: true,
-      probe: { kind: 'http', url: `http://127.0.0.1:${config.workerPort}/readyz` },
-      app: {
-        ...node,
-        // Never root: the service user, when the supervisor is root (the appliance's own code).
-        ...asServiceUser,
-        name: 'worker',
-        script: `${distDir}/apps/worker/main.js`,
-        node_args: smallHeap,
-        kill_timeout: 4000,
-        min_uptime: 1000,
-        max_restarts: 16,
-        exp_backoff_restart_delay: 100,
-        // The app's jobs, with the app's database role and Redis user.
-        env: { ...workerEnv },
-      },
-    },
     api('blue'),
     api('green'),
+    worker('blue'),
+    worker('green'),
     {
       name: 'proxy',
       needs: [`api-${activeColor}`],

@@ -33,7 +33,8 @@ export interface AppliancePorts {
   redisPort: number;
   apiBluePort: number;
   apiGreenPort: number;
-  workerPort: number;
+  workerBluePort: number;
+  workerGreenPort: number;
 }
 
 export interface Appliance {
@@ -70,8 +71,8 @@ export async function freePorts(count: number): Promise<number[]> {
 }
 
 export async function appliancePorts(): Promise<AppliancePorts> {
-  const [port, pgPort, redisPort, apiBluePort, apiGreenPort, workerPort] = await freePorts(6);
-  return { port: port!, pgPort: pgPort!, redisPort: redisPort!, apiBluePort: apiBluePort!, apiGreenPort: apiGreenPort!, workerPort: workerPort! };
+  const [port, pgPort, redisPort, apiBluePort, apiGreenPort, workerBluePort, workerGreenPort] = await freePorts(7);
+  return { port: port!, pgPort: pgPort!, redisPort: redisPort!, apiBluePort: apiBluePort!, apiGreenPort: apiGreenPort!, workerBluePort: workerBluePort!, workerGreenPort: workerGreenPort! };
 }
 
 export function portsEnv(p: AppliancePorts): Record<string, string> {
@@ -82,7 +83,8 @@ export function portsEnv(p: AppliancePorts): Record<string, string> {
     CHANGELENS_REDIS_PORT: String(p.redisPort),
     CHANGELENS_API_BLUE_PORT: String(p.apiBluePort),
     CHANGELENS_API_GREEN_PORT: String(p.apiGreenPort),
-    CHANGELENS_WORKER_PORT: String(p.workerPort),
+    CHANGELENS_WORKER_BLUE_PORT: String(p.workerBluePort),
+    CHANGELENS_WORKER_GREEN_PORT: String(p.workerGreenPort),
   };
 }
 

@@ -16,7 +16,7 @@ export function formatStatus(s: ApplianceStatus): string {
     ...monitorLines(s.monitor),
     ...summaryLines(s.backups),
     ...(s.confinement ? [`releases  ${s.confinement.user ? `run as ${s.confinement.user.name} (uid ${s.confinement.user.uid})` : `NOT confined to a user of their own: ${s.confinement.userOff ?? 'unknown'}`}; Postgres ${s.confinement.database}; Redis ${s.confinement.redis}`] : []),
-    `jobs      ${s.jobs ? `${s.jobs.waiting} waiting, ${s.jobs.pending} in progress, ${s.jobs.deadLetters} dead-lettered` : 'unknown (Redis does not answer)'}`,
+    `jobs      ${s.jobs ? `${s.jobs.waiting} waiting, ${s.jobs.pending} in progress, ${s.jobs.deadLetters} dead-lettered${s.jobs.byColor ? ` (blue ${s.jobs.byColor.blue.waiting}+${s.jobs.byColor.blue.pending}, green ${s.jobs.byColor.green.waiting}+${s.jobs.byColor.green.pending})` : ''}` : 'unknown (Redis does not answer)'}`,
     '',
   ];
   const rows = [['NAME', 'STATE', 'PID', 'UPTIME', 'RESTARTS', 'RSS', 'CPU']];

@@ -20,7 +20,7 @@ const NUMERIC_FLAGS = {
   'step-seconds': 'stepSeconds', 'window-seconds': 'windowSeconds', 'p99-ratio': 'p99Ratio', 'max-error-rate': 'maxErrorRate',
   'max-p95-ms': 'maxP95Ms', 'max-p99-ms': 'maxP99Ms', 'min-samples': 'minSamples', 'failures-to-rollback': 'failuresToRollback',
   'keep-warm-seconds': 'keepWarmSeconds', 'inspect-seconds': 'inspectSeconds', 'preview-seconds': 'previewSeconds',
-  'trip-consecutive-5xx': 'tripConsecutive5xx', 'p99-min-delta-ms': 'p99MinDeltaMs', 'progress-deadline': 'progressDeadlineSeconds',
+  'trip-consecutive-5xx': 'tripConsecutive5xx', 'trip-consecutive-job-failures': 'tripConsecutiveJobFailures', 'job-min-samples': 'jobMinSamples', 'p99-min-delta-ms': 'p99MinDeltaMs', 'progress-deadline': 'progressDeadlineSeconds',
   'warmup-seconds': 'warmupSeconds', 'mirror-percent': 'mirrorPercent',
 } as const;
 
@@ -29,7 +29,8 @@ export const ROLLOUT_USAGE = `  (each of these takes --url URL, or CHANGELENS_UR
                    [--window-seconds 5] [--set KEY=VALUE]… [--secret KEY=VALUE]… [--artifact PATH] [--wait] [--json]
                    [--p99-ratio 1.5] [--max-error-rate 0.05] [--max-p95-ms N] [--max-p99-ms N] [--min-samples 50]
                    [--failures-to-rollback 2] [--keep-warm-seconds 300] [--inspect-seconds 600] [--preview-seconds 0]
-                   [--trip-consecutive-5xx 5] [--metric-rules recall_at_10>=0.30] [--no-sequential]
+                   [--trip-consecutive-5xx 5] [--trip-consecutive-job-failures 5] [--job-min-samples 20]
+                   [--metric-rules recall_at_10>=0.30] [--no-sequential]
                    [--p99-min-delta-ms 20] [--progress-deadline 600] [--analysis-load RATE[,PATH…]]
                    [--warmup-seconds 5] [--warmup-paths PATH[,PATH…]] [--no-mirror] [--mirror-percent 0]
                    [--timeout SECONDS (with --wait)]

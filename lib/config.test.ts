@@ -6,18 +6,18 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configToEnv, envNameOf, loadConfig, type Config, type LoadConfigOptions } from './config.js';
 import { CL_ERR_CONFIG_INVALID, ChangeLensError } from './errors.js';
 
-/** The six ports ChangeLens binds, as config keys and as the env vars that set them. */
-const PORT_KEYS = ['port', 'pgPort', 'redisPort', 'apiBluePort', 'apiGreenPort', 'workerPort'] as const;
-const PORT_ENVS = ['PORT', 'CHANGELENS_PG_PORT', 'CHANGELENS_REDIS_PORT', 'CHANGELENS_API_BLUE_PORT', 'CHANGELENS_API_GREEN_PORT', 'CHANGELENS_WORKER_PORT'];
+/** The seven ports ChangeLens binds, as config keys and as the env vars that set them. */
+const PORT_KEYS = ['port', 'pgPort', 'redisPort', 'apiBluePort', 'apiGreenPort', 'workerBluePort', 'workerGreenPort'] as const;
+const PORT_ENVS = ['PORT', 'CHANGELENS_PG_PORT', 'CHANGELENS_REDIS_PORT', 'CHANGELENS_API_BLUE_PORT', 'CHANGELENS_API_GREEN_PORT', 'CHANGELENS_WORKER_BLUE_PORT', 'CHANGELENS_WORKER_GREEN_PORT'];
 
 /** Every config key; a test below checks this list against what loadConfig returns. */
 const ALL_KEYS: (keyof Config)[] = [
   ...PORT_KEYS, 'host', 'dataDir', 'apiInstances', 'readyTimeoutMs', 'stopTimeoutMs', 'logLevel', 'serviceUser', 'releaseUser',
   'pgBinDir', 'redisServer', 'databaseUrl', 'redisUrl', 'adminToken', 'pgPassword', 'redisPassword', 'color',
   'backupPgSchedule', 'backupRedisSchedule', 'backupVerifySchedule', 'backupKeep', 'backupMaxAgeDays', 'backupMinFreeMb', 'backupBeforeDeploy', 'backupEncrypt', 'backupKey', 'backupS3Url', 'backupS3Endpoint', 'backupS3Region', 'backupS3PathStyle',
-  'otlpEndpoint', 'accessLog', 'seedItems', 'jobMaxAttempts', 'jobClaimIdleMs', 'workerConcurrency', 'downstreamTimeoutMs', 'regression', 'pmId', 'platform', 'ephemeral', 'cloudRunService', 'releaseId',
+  'otlpEndpoint', 'accessLog', 'seedItems', 'jobMaxAttempts', 'jobClaimIdleMs', 'workerConcurrency', 'downstreamTimeoutMs', 'regression', 'workerRegression', 'pmId', 'platform', 'ephemeral', 'cloudRunService', 'releaseId',
   'canarySteps', 'stepSeconds', 'windowSeconds', 'p99Ratio', 'p99MinDeltaMs', 'analysisLoad', 'warmupSeconds', 'warmupPaths', 'mirror', 'mirrorPercent', 'mirrorMaxRps', 'progressDeadlineSeconds', 'progressDeadlineAction', 'maxErrorRate', 'maxP95Ms', 'maxP99Ms', 'minSamples', 'failuresToRollback',
-  'sequential', 'artifactMaxMb', 'releasesKeep', 'tripConsecutive5xx', 'metricRules', 'monitorRules', 'monitorIntervalSeconds', 'apiMaxInstances', 'keepWarmSeconds', 'inspectSeconds', 'previewSeconds', 'hookUrls', 'hookCommand', 'hookTimeoutMs',
+  'sequential', 'artifactMaxMb', 'releasesKeep', 'tripConsecutive5xx', 'tripConsecutiveJobFailures', 'jobMinSamples', 'metricRules', 'monitorRules', 'monitorIntervalSeconds', 'apiMaxInstances', 'keepWarmSeconds', 'inspectSeconds', 'previewSeconds', 'hookUrls', 'hookCommand', 'hookTimeoutMs',
   'connectionHandoff', 'appControlToken', 'trustedProxies', 'backupOffsitePlain', 'releaseSecretsKey',
 ];
 const ALL_ENVS = ALL_KEYS.map(envNameOf);
@@ -25,7 +25,7 @@ const ALL_ENVS = ALL_KEYS.map(envNameOf);
 /** An environment in which every setting is given (all distinct ports). */
 const FULL_ENV: Record<string, string> = {
   PORT: '8081', CHANGELENS_PG_PORT: '15432', CHANGELENS_REDIS_PORT: '16379', CHANGELENS_API_BLUE_PORT: '4001',
-  CHANGELENS_API_GREEN_PORT: '4002', CHANGELENS_WORKER_PORT: '4003', CHANGELENS_HOST: '127.0.0.1',
+  CHANGELENS_API_GREEN_PORT: '4002', CHANGELENS_WORKER_BLUE_PORT: '4003', CHANGELENS_WORKER_GREEN_PORT: '4004', CHANGELENS_HOST: '127.0.0.1',
   CHANGELENS_BACKUP_PG_SCHEDULE: '15 1 * * *', CHANGELENS_BACKUP_REDIS_SCHEDULE: 'off', CHANGELENS_BACKUP_VERIFY_SCHEDULE: '0 4 * * 1',
   CHANGELENS_BACKUP_KEEP: '3', CHANGELENS_BACKUP_MAX_AGE_DAYS: '14', CHANGELENS_BACKUP_MIN_FREE_MB: '100', CHANGELENS_BACKUP_BEFORE_DEPLOY: '1', CHANGELENS_BACKUP_ENCRYPT: '1', CHANGELENS_BACKUP_S3_URL: 's3://changelens-backups/prod', CHANGELENS_BACKUP_S3_ENDPOINT: 'https://cos.ap-shanghai.myqcloud.com', CHANGELENS_BACKUP_S3_REGION: 'ap-shanghai', CHANGELENS_BACKUP_S3_PATH_STYLE: '1', CHANGELENS_BACKUP_KEY: 'a-backup-key-of-32-characters-xx',
   CHANGELENS_DATA_DIR: '/srv/changelens', CHANGELENS_API_INSTANCES: '2', CHANGELENS_READY_TIMEOUT_MS: '1000',
@@ -36,10 +36,10 @@ const FULL_ENV: Record<string, string> = {
   CHANGELENS_COLOR: 'green', CHANGELENS_APP_CONTROL_TOKEN: 'app-control-token-0123456789', CHANGELENS_CONNECTION_HANDOFF: '1', CHANGELENS_TRUSTED_PROXIES: '10.0.0.2,::1', CHANGELENS_BACKUP_OFFSITE_PLAIN: '0', CHANGELENS_RELEASE_SECRETS_KEY: 'k'.repeat(43),
   OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318', CHANGELENS_ACCESS_LOG: 'all', CHANGELENS_SEED_ITEMS: '500',
   CHANGELENS_JOB_MAX_ATTEMPTS: '5', CHANGELENS_JOB_CLAIM_IDLE_MS: '2000', CHANGELENS_WORKER_CONCURRENCY: '2',
-  CHANGELENS_DOWNSTREAM_TIMEOUT_MS: '250', CHANGELENS_REGRESSION: 'cpu:50,dependency:200/0.1', pm_id: '7', CHANGELENS_PLATFORM: 'cloudrun', CHANGELENS_EPHEMERAL: '1', K_SERVICE: 'changelens', CHANGELENS_RELEASE_ID: 'r-1',
+  CHANGELENS_DOWNSTREAM_TIMEOUT_MS: '250', CHANGELENS_REGRESSION: 'cpu:50,dependency:200/0.1', CHANGELENS_WORKER_REGRESSION: 'errors:0.2,slow:40', pm_id: '7', CHANGELENS_PLATFORM: 'cloudrun', CHANGELENS_EPHEMERAL: '1', K_SERVICE: 'changelens', CHANGELENS_RELEASE_ID: 'r-1',
   CHANGELENS_CANARY_STEPS: '10,100', CHANGELENS_STEP_SECONDS: '60', CHANGELENS_WINDOW_SECONDS: '10', CHANGELENS_P99_RATIO: '2.5', CHANGELENS_P99_MIN_DELTA_MS: '12.5', CHANGELENS_ANALYSIS_LOAD: '40,/api/data', CHANGELENS_WARMUP_SECONDS: '9', CHANGELENS_WARMUP_PATHS: '/api/data,/api/items?limit=5', CHANGELENS_MIRROR: '0', CHANGELENS_MIRROR_PERCENT: '12.5', CHANGELENS_MIRROR_MAX_RPS: '50', CHANGELENS_PROGRESS_DEADLINE_SECONDS: '120', CHANGELENS_PROGRESS_DEADLINE_ACTION: 'pause',
   CHANGELENS_MAX_ERROR_RATE: '0.01', CHANGELENS_MAX_P95_MS: '250', CHANGELENS_MAX_P99_MS: '800.5', CHANGELENS_MIN_SAMPLES: '100',
-  CHANGELENS_FAILURES_TO_ROLLBACK: '3', CHANGELENS_TRIP_CONSECUTIVE_5XX: '0', CHANGELENS_ARTIFACT_MAX_MB: '50', CHANGELENS_SEQUENTIAL: '0', CHANGELENS_RELEASES_KEEP: '3', CHANGELENS_METRIC_RULES: 'recall_at_10>=0.3', CHANGELENS_MONITOR_RULES: '[]', CHANGELENS_MONITOR_INTERVAL_SECONDS: '5', CHANGELENS_API_MAX_INSTANCES: '6', CHANGELENS_KEEP_WARM_SECONDS: '60', CHANGELENS_INSPECT_SECONDS: '30', CHANGELENS_PREVIEW_SECONDS: '5',
+  CHANGELENS_FAILURES_TO_ROLLBACK: '3', CHANGELENS_TRIP_CONSECUTIVE_5XX: '0', CHANGELENS_TRIP_CONSECUTIVE_JOB_FAILURES: '7', CHANGELENS_JOB_MIN_SAMPLES: '30', CHANGELENS_ARTIFACT_MAX_MB: '50', CHANGELENS_SEQUENTIAL: '0', CHANGELENS_RELEASES_KEEP: '3', CHANGELENS_METRIC_RULES: 'recall_at_10>=0.3', CHANGELENS_MONITOR_RULES: '[]', CHANGELENS_MONITOR_INTERVAL_SECONDS: '5', CHANGELENS_API_MAX_INSTANCES: '6', CHANGELENS_KEEP_WARM_SECONDS: '60', CHANGELENS_INSPECT_SECONDS: '30', CHANGELENS_PREVIEW_SECONDS: '5',
   CHANGELENS_HOOK_URLS: 'http://hooks.local/a,https://hooks.local/b', CHANGELENS_HOOK_COMMAND: 'logger changelens', CHANGELENS_HOOK_TIMEOUT_MS: '2000',
 };
 
@@ -140,8 +140,8 @@ describe('loadConfig: ports', () => {
   });
 
   it('names a default port that a setting clashes with', () => {
-    const { message } = configError({ env: { CHANGELENS_WORKER_PORT: '8080' } });
-    expect(names(message, 'CHANGELENS_WORKER_PORT')).toBe(true);
+    const { message } = configError({ env: { CHANGELENS_WORKER_GREEN_PORT: '8080' } });
+    expect(names(message, 'CHANGELENS_WORKER_GREEN_PORT')).toBe(true);
     expect(message).toContain('PORT (default)');
   });
 
@@ -268,8 +268,8 @@ describe('loadConfig: config file', () => {
   });
 
   it('takes the file from CHANGELENS_CONFIG when no file is given', () => {
-    const file = writeConfig({ workerPort: 6001 });
-    expect(loadConfig({ env: { CHANGELENS_CONFIG: file } }).workerPort).toBe(6001);
+    const file = writeConfig({ workerGreenPort: 6001 });
+    expect(loadConfig({ env: { CHANGELENS_CONFIG: file } }).workerGreenPort).toBe(6001);
   });
 
   it('lets environment variables override the file', () => {

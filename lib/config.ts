@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { CL_ERR_CONFIG_INVALID } from './errors.js';
 import { parseRegressionSpec } from './contracts/regressions.js';
+import { parseWorkerRegressionSpec } from './contracts/worker-regressions.js';
 import { parseMetricRules } from './contracts/metric-rules.js';
 import { parseAnalysisLoad } from './contracts/analysis-load.js';
 import { parseAppPaths } from './contracts/app-paths.js';
@@ -32,6 +33,8 @@ const oneOf = <T extends string>(...values: T[]) => (v: unknown): T | undefined 
   values.includes(v as T) ? (v as T) : undefined;
 const regressionSpec = (v: unknown): string | undefined =>
   typeof v === 'string' && 'regressions' in parseRegressionSpec(v) ? v : undefined;
+const workerRegressionSpec = (v: unknown): string | undefined =>
+  typeof v === 'string' && 'regressions' in parseWorkerRegressionSpec(v) ? v : undefined;
 const port = int(1, 65535);
 const num = (min: number, max: number) => ranged({ min, max, integer: false });
 /** Canary weights in percent: strictly increasing, ending at 100, e.g. "5,25,50,100". */
@@ -76,7 +79,8 @@ const FIELDS = {
   redisPort: { env: 'CHANGELENS_REDIS_PORT', doc: 'embedded Redis, loopback only', kind: 'int', parse: port, expected: 'a TCP port 1-65535', default: 6379 },
   apiBluePort: { env: 'CHANGELENS_API_BLUE_PORT', doc: 'api-blue, loopback only', kind: 'int', parse: port, expected: 'a TCP port 1-65535', default: 3001 },
   apiGreenPort: { env: 'CHANGELENS_API_GREEN_PORT', doc: 'api-green, loopback only', kind: 'int', parse: port, expected: 'a TCP port 1-65535', default: 3002 },
-  workerPort: { env: 'CHANGELENS_WORKER_PORT', doc: 'the worker\'s health endpoint, loopback only', kind: 'int', parse: port, expected: 'a TCP port 1-65535', default: 3003 },
+  workerBluePort: { env: 'CHANGELENS_WORKER_BLUE_PORT', doc: 'worker-blue\'s health and control endpoint, loopback only', kind: 'int', parse: port, expected: 'a TCP port 1-65535', default: 3003 },
+  workerGreenPort: { env: 'CHANGELENS_WORKER_GREEN_PORT', doc: 'worker-green\'s health and control endpoint, loopback only', kind: 'int', parse: port, expected: 'a TCP port 1-65535', default: 3004 },
   apiInstances: { env: 'CHANGELENS_API_INSTANCES', doc: 'pm2 cluster instances per API colour', kind: 'int', parse: int(1, 16), expected: 'an integer 1-16', default: 1 },
   readyTimeoutMs: { env: 'CHANGELENS_READY_TIMEOUT_MS', doc: 'how long each process may take to pass its readiness probe at boot', kind: 'int', parse: int(500, 600_000), expected: 'milliseconds, 500-600000', default: 30_000 },
   stopTimeoutMs: { env: 'CHANGELENS_STOP_TIMEOUT_MS', doc: 'shutdown budget; the proxy\'s drain gets all but 3 s of it', kind: 'int', parse: int(1000, 120_000), expected: 'milliseconds, 1000-120000', default: 8_000 },
@@ -99,6 +103,8 @@ const FIELDS = {
   downstreamTimeoutMs: { env: 'CHANGELENS_DOWNSTREAM_TIMEOUT_MS', doc: 'how long a timing-out downstream call hangs (dependency regression)', kind: 'int', parse: int(1, 60_000), expected: 'milliseconds 1-60000 (how long a timing-out downstream call hangs)', default: 1_000 },
   // A release's regressions from birth (the API reads it at start), e.g. cpu:50,errors:0.1.
   regression: { env: 'CHANGELENS_REGRESSION', doc: 'regressions the API carries from birth', kind: 'string', parse: regressionSpec, expected: 'type:intensity[,…] with types cpu (1-10000), db (1-10000), dependency (ms 1-60000, optionally /timeoutRate), errors (0-1), e.g. cpu:50,errors:0.1', default: undefined },
+  // A release's worker regressions from birth (the worker reads it at start), e.g. errors:0.2.
+  workerRegression: { env: 'CHANGELENS_WORKER_REGRESSION', doc: 'regressions the worker carries from birth', kind: 'string', parse: workerRegressionSpec, expected: 'type:intensity[,…] with types slow (ms 1-60000), errors (0-1), crash (0-1), e.g. errors:0.2', default: undefined },
   // Progressive delivery: the defaults of every deployment; a deploy may override each.
   canarySteps: { env: 'CHANGELENS_CANARY_STEPS', doc: 'canary weights in percent, one analysis period each (100 promotes)', kind: 'string', parse: stepsSpec, expected: 'increasing percentages 1-100 ending at 100, e.g. 5,25,50,100 (or 10,100 for a fixed 90/10)', default: '5,25,50,100' },
   stepSeconds: { env: 'CHANGELENS_STEP_SECONDS', doc: 'analysis period of each canary step, and of blue/green\'s post-switch analysis', kind: 'int', parse: int(1, 86_400), expected: 'seconds 1-86400', default: 30 },
@@ -114,6 +120,8 @@ const FIELDS = {
   artifactMaxMb: { env: 'CHANGELENS_ARTIFACT_MAX_MB', doc: 'the largest release artifact an upload may send', kind: 'int', parse: int(1, 10_000), expected: 'megabytes 1-10000', default: 200 },
   releasesKeep: { env: 'CHANGELENS_RELEASES_KEEP', doc: 'release artifact directories kept in releases/ (the active, last_good and running ones always are)', kind: 'int', parse: int(1, 1000), expected: 'an integer 1-1000', default: 10 },
   sequential: { env: 'CHANGELENS_SEQUENTIAL', doc: 'early verdicts: sequential tests on the candidate\'s slow and failed requests, checked every second (false-alarm bound ≈ 0.44 % per deployment)', kind: 'string', parse: oneOf('0', '1'), expected: '1 (on) or 0 (off: windows and fast trips only)', default: '1' },
+  tripConsecutiveJobFailures: { env: 'CHANGELENS_TRIP_CONSECUTIVE_JOB_FAILURES', doc: 'this many failed job attempts in a row from the candidate\'s worker roll back at once, without waiting for a window (0: off)', kind: 'int', parse: int(0, 10_000), expected: 'an integer 0-10000 (0 turns the trip off)', default: 5 },
+  jobMinSamples: { env: 'CHANGELENS_JOB_MIN_SAMPLES', doc: 'job outcomes the candidate\'s worker needs in a window before its job rules (failure rate, P99 ratio) are judged', kind: 'int', parse: int(1, 1_000_000), expected: 'an integer 1-1000000', default: 20 },
   tripConsecutive5xx: { env: 'CHANGELENS_TRIP_CONSECUTIVE_5XX', doc: 'this many 5xx in a row from the candidate roll back at once, without waiting for a window (0: off)', kind: 'int', parse: int(0, 10_000), expected: 'an integer 0-10000 (0 turns the trip off)', default: 5 },
   analysisLoad: { env: 'CHANGELENS_ANALYSIS_LOAD', doc: 'built-in analysis load for a box with little traffic: the proxy drives each colour at RATE req/s on the paths (GET, pinned), from the candidate\'s first step to the end, so windows become decisive (none by default)', kind: 'string', parse: analysisLoadSpec, expected: 'RATE[,PATH…], e.g. 40,/api/data (RATE per colour, up to 500)', default: undefined },
   warmupSeconds: { env: 'CHANGELENS_WARMUP_SECONDS', doc: 'before its first step the candidate is warmed up on copies of live GET/HEAD requests (answers discarded), topped up with synthetic GETs of the warm-up paths when live traffic is short; it ends after this long or 300 2xx/3xx answers, whichever is first (0: no warm-up)', kind: 'int', parse: int(0, 600), expected: 'seconds 0-600', default: 5 },
@@ -252,6 +260,10 @@ function explain(key: keyof Fields, value: unknown): string {
     const result = parseMonitorRules(typeof value === 'string' ? value : JSON.stringify(value));
     return 'error' in result ? ` (${result.error})` : '';
   }
+  if (key === 'workerRegression' && typeof value === 'string') {
+    const result = parseWorkerRegressionSpec(value);
+    return 'problems' in result ? ` (${result.problems.join('; ')})` : '';
+  }
   if (key !== 'regression' || typeof value !== 'string') return '';
   const result = parseRegressionSpec(value);
   return 'problems' in result ? ` (${result.problems.join('; ')})` : '';
@@ -286,7 +298,7 @@ function parseIntStrict(value: string): number | string {
   return /^-?\d+$/.test(value.trim()) ? Number(value.trim()) : value;
 }
 
-const PORT_KEYS = ['port', 'pgPort', 'redisPort', 'apiBluePort', 'apiGreenPort', 'workerPort'] as const;
+const PORT_KEYS = ['port', 'pgPort', 'redisPort', 'apiBluePort', 'apiGreenPort', 'workerBluePort', 'workerGreenPort'] as const;
 
 function checkPortsDistinct(out: Record<string, unknown>, raw: Record<string, { source: string }>, problems: string[]): void {
   const seen = new Map<number, string>();

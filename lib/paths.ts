@@ -16,6 +16,8 @@ export interface DataPaths {
   pm2Home: string;
   controlSocket: string;
   runLog: string;
+  /** Which worker code each colour runs (supervisor/worker-sources.ts): paths only, readable by the proxy. */
+  workers: string;
 }
 
 export function dataPaths(root: string): DataPaths {
@@ -35,5 +37,6 @@ export function dataPaths(root: string): DataPaths {
     pm2Home: join(state, 'pm2'),
     controlSocket: join(state, 'supervisor.sock'),
     runLog: join(state, 'runs.jsonl'),
+    workers: join(state, 'workers.json'),
   };
 }

@@ -28,6 +28,8 @@ export interface JudgeRules {
   failuresToRollback: number;
   /** Floors and ceilings on app-reported metrics' window means (the canary seed's recall@10 ≥ 0.30). */
   metrics?: MetricRule[];
+  /** Job outcomes the candidate's worker needs in a window before its job rules decide (default 20). */
+  jobMinSamples?: number;
 }
 
 
@@ -35,7 +37,8 @@ export const DEFAULT_RULES: JudgeRules = { p99Ratio: 1.5, maxErrorRate: 0.05, mi
 
 export interface RuleResult {
   /** A window rule, or a fast trip that did not wait for a window (rollout/fast-trips.ts). */
-  rule: 'p99_ratio' | 'error_rate' | 'p95_ceiling' | 'p99_ceiling' | 'consecutive_5xx' | 'process_restart' | 'readiness' | 'sequential_latency' | 'sequential_errors' | `metric:${string}`;
+  rule: 'p99_ratio' | 'error_rate' | 'p95_ceiling' | 'p99_ceiling' | 'consecutive_5xx' | 'process_restart' | 'readiness' | 'sequential_latency' | 'sequential_errors'
+    | 'job_error_rate' | 'job_p99_ratio' | 'job_dead_letters' | 'consecutive_job_failures' | 'sequential_job_errors' | `metric:${string}`;
   verdict: WindowVerdict;
   observed: number;
   threshold: number;
@@ -94,6 +97,47 @@ export function judgeWindow(candidate: WindowStats, stable: WindowStats, rules: 
   // Any failing rule fails the window; otherwise any insufficient rule makes it insufficient.
   const verdict: WindowVerdict = results.some((r) => r.verdict === 'fail') ? 'fail' : results.some((r) => r.verdict === 'insufficient') ? 'insufficient' : 'pass';
   return { verdict, window: { startMs: candidate.startMs, endMs: candidate.endMs }, samples: { candidate: candidate.count, stable: stable.count }, rules: results };
+}
+
+/** The metric name under which a job window counts dead letters (one value of 1 per dead-lettered job). */
+export const DEAD_LETTER_METRIC = 'dead_letters';
+export const DEFAULT_JOB_MIN_SAMPLES = 20;
+
+/**
+ * The candidate worker's jobs in the window against the stable worker's, by the same rules as
+ * requests: failure rate (attempts that failed), the P99 ratio of enqueue-to-outcome latency (with
+ * the same floor), and the share dead-lettered. None when neither colour ran a job in the window
+ * (an app with no jobs is judged on its requests alone).
+ */
+export function judgeJobs(candidate: WindowStats, stable: WindowStats, rules: JudgeRules): RuleResult[] {
+  if (candidate.count === 0 && stable.count === 0) return [];
+  const min = rules.jobMinSamples ?? DEFAULT_JOB_MIN_SAMPLES;
+  const few = `${candidate.count} candidate job outcomes < ${min}`;
+  const insufficient = (rule: RuleResult['rule'], threshold: number, why: string): RuleResult => ({ rule, verdict: 'insufficient', observed: NaN, threshold, message: why });
+  if (candidate.count < min) {
+    return [insufficient('job_error_rate', rules.maxErrorRate, few), insufficient('job_p99_ratio', rules.p99Ratio, few), insufficient('job_dead_letters', rules.maxErrorRate, few)];
+  }
+  const results: RuleResult[] = [outcome('job_error_rate', candidate.errorRate, rules.maxErrorRate, `job failures ${pct(candidate.errorRate)} (${candidate.errors}/${candidate.count} attempts)`, pct(rules.maxErrorRate))];
+  if (stable.count < min) results.push(insufficient('job_p99_ratio', rules.p99Ratio, `${stable.count} stable job outcomes < ${min}`));
+  else {
+    const latency = latencyRule(candidate.p99Ms, stable.p99Ms, rules, undefined);
+    results.push({ ...latency, rule: 'job_p99_ratio', message: `job ${latency.message}` });
+  }
+  const dead = candidate.metrics[DEAD_LETTER_METRIC]?.count ?? 0;
+  results.push(outcome('job_dead_letters', dead / candidate.count, rules.maxErrorRate, `dead-lettered ${pct(dead / candidate.count)} (${dead}/${candidate.count})`, pct(rules.maxErrorRate)));
+  return results;
+}
+
+/**
+ * A window's verdict with its job rules: a failing job rule fails it; otherwise the requests decide.
+ * Too few jobs never holds back a verdict the requests give: jobs come slower than requests (a
+ * canary's share of a few jobs a second), and a broken worker with few jobs is still caught by the
+ * run-of-failures trip and the sequential job test, which need no window.
+ */
+export function withJobRules(j: WindowJudgement, jobs: readonly RuleResult[]): WindowJudgement {
+  if (jobs.length === 0) return j;
+  const verdict: WindowVerdict = jobs.some((r) => r.verdict === 'fail') ? 'fail' : j.verdict;
+  return { ...j, verdict, rules: [...j.rules, ...jobs] };
 }
 
 /** Rolls back after N consecutive failing windows; an insufficient window neither counts nor resets. */

@@ -48,6 +48,8 @@ export interface ProxyMetrics {
   countHeld(color: Color): void;
   /** A pinned preview's answer: served, never judged. */
   countPreview(color: Color, statusCode: number): void;
+  /** One job attempt's end, reported by a colour's worker: its enqueue-to-outcome latency, by outcome. */
+  observeJob(color: Color, outcome: 'completed' | 'failed' | 'dead', latencyMs: number): void;
   /** An answer to a mirrored or synthetic request (proxy/mirror.ts; status 0: none), counted apart from clients' requests. */
   countMirrored(color: Color, purpose: 'warmup' | 'analysis', statusCode: number): void;
   /** A copy the mirror skipped at one of its bounds. */
@@ -99,6 +101,13 @@ export function createProxyMetrics(options: ProxyMetricsOptions = {}): ProxyMetr
     help: 'Latency of requests through the proxy, by API colour, release served and status class.',
     labelNames: ['color', 'release', 'code_class'] as const,
     buckets: [...REQUEST_DURATION_BUCKETS],
+    registers: [registry],
+  });
+  const jobDuration = new Histogram({
+    name: 'changelens_job_duration_seconds',
+    help: 'Jobs from enqueue to the end of an attempt, by the colour whose worker ran it and the outcome (completed, failed: retried, dead: dead-lettered).',
+    labelNames: ['color', 'outcome'] as const,
+    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
     registers: [registry],
   });
   const candidateWeight = new Gauge({
@@ -255,6 +264,10 @@ export function createProxyMetrics(options: ProxyMetricsOptions = {}): ProxyMetr
 
     countHeld(color) {
       held.inc({ color });
+    },
+
+    observeJob(color, outcome, latencyMs) {
+      jobDuration.observe({ color, outcome }, latencyMs > 0 ? Math.min(latencyMs, 3_600_000) / 1000 : 0);
     },
 
     countPreview(color, statusCode) {

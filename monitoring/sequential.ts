@@ -43,7 +43,7 @@ export interface SliceCounts {
   thresholdMs: number | null;
 }
 
-export type TestName = 'sequential_latency' | 'sequential_errors';
+export type TestName = 'sequential_latency' | 'sequential_errors' | 'sequential_job_errors';
 
 export interface SequentialVerdict {
   verdict: 'fail' | 'continue' | 'accepted';
@@ -75,7 +75,8 @@ export class SequentialJudge {
   private readonly latency = fresh();
   private readonly errors = fresh();
 
-  constructor(readonly options: SequentialOptions = SEQUENTIAL_DEFAULTS) {
+  /** `jobs`: the errors test is of the candidate worker's job attempts, not of its requests. */
+  constructor(readonly options: SequentialOptions = SEQUENTIAL_DEFAULTS, private readonly of: 'requests' | 'jobs' = 'requests') {
     this.upper = Math.log((1 - options.beta) / options.alpha);
     this.lower = Math.log(options.beta / (1 - options.alpha));
   }
@@ -93,7 +94,9 @@ export class SequentialJudge {
       this.errors.p1 = Math.min(0.99, this.errors.p0 + o.errorDelta);
     }
     if (this.step(this.errors, this.errors.p0, this.errors.p1!, slice.errors, slice.count)) {
-      return this.failure('sequential_errors', this.errors.p0, `${fmt(this.errors.hits)} of ${this.errors.n} candidate requests failed (5xx)`);
+      return this.of === 'jobs'
+        ? this.failure('sequential_job_errors', this.errors.p0, `${fmt(this.errors.hits)} of ${this.errors.n} candidate job attempts failed`)
+        : this.failure('sequential_errors', this.errors.p0, `${fmt(this.errors.hits)} of ${this.errors.n} candidate requests failed (5xx)`);
     }
     return this.state();
   }

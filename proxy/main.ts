@@ -18,6 +18,7 @@ import { createProxyMetrics, SlicedWindow } from '../monitoring/index.js';
 import { analysisLoadThrough, PgRolloutStore, RolloutController, systemClock } from '../rollout/index.js';
 import { AuthFailures, bearerMatches, registerAdminApi, type LiveSecond } from './admin/index.js';
 import { CL_ERR_UNAUTHORIZED } from '../lib/errors.js';
+import { readJobOutcomes } from './job-outcomes.js';
 import { createMirror } from './mirror.js';
 import { readCookie } from './router.js';
 import { buildProxyServer } from './server.js';
@@ -81,6 +82,12 @@ const controller = new RolloutController({
   analysisLoad: analysisLoadThrough(`http://${selfHost(config.host)}:${config.port}`, systemClock, log, () => analysisCredential()),
   mirror,
 });
+
+// The workers' job outcomes, judged per colour like requests (a canary's worker is part of its release).
+const outcomes = config.redisUrl ? readJobOutcomes(config.redisUrl, log, (o) => {
+  controller.recordJob(o);
+  metrics.observeJob(o.color, o.outcome, o.latencyMs);
+}) : null;
 
 let hold: { reason: string; retryAfterSeconds: number } | null = null;
 const backupsLink = backupLink(paths.controlSocket, paths.root);
@@ -168,6 +175,7 @@ onStopSignal(log, async () => {
   stopping = true;
   if (handedOff && process.connected) await detachedFromSupervisor();
   controller.close();
+  await outcomes?.close();
   // All of pm2's kill_timeout but a margin: the drain is bounded by the stop budget.
   await closeGracefully(app, Math.max(500, config.stopTimeoutMs - 3_500));
   await mirror.close();

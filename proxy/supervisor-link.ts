@@ -1,4 +1,4 @@
-// The rollout controller's hands: starting and stopping an API colour through the supervisor's
+// The rollout controller's hands: starting and stopping a colour (its API and worker) through the supervisor's
 // control socket (the proxy runs under the supervisor, which owns pm2).
 import type { Color } from '../lib/config.js';
 import type { ApplianceStatus, BackupSummary, MonitorStatusSummary } from '../lib/contracts/status.js';
@@ -17,16 +17,24 @@ export function supervisorLink(socketPath: string, dataDir: string, upstreams: R
     async stop(color: Color): Promise<void> {
       await queryControl(socketPath, `/processes/api-${color}/stop`, dataDir, { method: 'POST', timeoutMs: 30_000 });
     },
+    async stopWorker(color: Color): Promise<void> {
+      await queryControl(socketPath, `/processes/worker-${color}/stop`, dataDir, { method: 'POST', timeoutMs: 30_000 });
+    },
     async health(color: Color): Promise<ColorHealth> {
-      const p = await queryControl<{ running: boolean; online: boolean; restarts: number }>(socketPath, `/processes/api-${color}`, dataDir, { timeoutMs: 2_000 });
-      if (!p.running) return { running: false, online: false, restarts: p.restarts, ready: false, error: `api-${color} is not running` };
+      type Proc = { running: boolean; online: boolean; restarts: number };
+      const [p, w] = await Promise.all([
+        queryControl<Proc>(socketPath, `/processes/api-${color}`, dataDir, { timeoutMs: 2_000 }),
+        queryControl<Proc>(socketPath, `/processes/worker-${color}`, dataDir, { timeoutMs: 2_000 }).catch(() => null),
+      ]);
+      const worker = w ? { worker: { running: w.running, restarts: w.restarts } } : {};
+      if (!p.running) return { running: false, online: false, restarts: p.restarts, ready: false, error: `api-${color} is not running`, ...worker };
       // Started is not enough: it must answer (another app may not have /readyz: any answer but a 5xx).
       try {
         const res = await fetch(`${upstreams[color]}/readyz`, { signal: AbortSignal.timeout(1_000) });
         await res.arrayBuffer();
-        return { running: true, online: p.online, restarts: p.restarts, ready: res.status < 500, ...(res.status < 500 ? {} : { error: `/readyz answered ${res.status}` }) };
+        return { running: true, online: p.online, restarts: p.restarts, ready: res.status < 500, ...(res.status < 500 ? {} : { error: `/readyz answered ${res.status}` }), ...worker };
       } catch (err) {
-        return { running: true, online: p.online, restarts: p.restarts, ready: false, error: `/readyz: ${(err as Error).message}` };
+        return { running: true, online: p.online, restarts: p.restarts, ready: false, error: `/readyz: ${(err as Error).message}`, ...worker };
       }
     },
   };

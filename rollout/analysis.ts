@@ -3,7 +3,7 @@
 // step has had its whole period, its last decisive window decides whether it passed.
 import type { Color } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
-import { consecutiveFailures, judgeWindow, type RuleResult, type SlicedWindow, type WindowJudgement, type WindowStats } from '../monitoring/index.js';
+import { consecutiveFailures, judgeJobs, judgeWindow, withJobRules, type RuleResult, type SlicedWindow, type WindowJudgement, type WindowStats } from '../monitoring/index.js';
 import type { Bucket } from './model.js';
 import type { RolloutGauges, RolloutStore } from './ports.js';
 import type { Run } from './run.js';
@@ -19,7 +19,8 @@ const SPREAD_MIN_WINDOWS = 3;
 export type StepOutcome = 'passed' | 'inconclusive' | 'undecided';
 
 export class WindowAnalysis {
-  constructor(private readonly o: { window: SlicedWindow; store: RolloutStore; log: Logger; gauges: RolloutGauges | undefined }) {}
+  /** `jobs`: the job outcomes of each colour's worker, in the same 1 s slices (rollout/job-outcomes.ts feeds it). */
+  constructor(private readonly o: { window: SlicedWindow; jobs: SlicedWindow; store: RolloutStore; log: Logger; gauges: RolloutGauges | undefined }) {}
 
   /** The end of the step's first window: the first whole second of the step plus one window. */
   firstWindowEnd(run: Run): number {
@@ -45,18 +46,27 @@ export class WindowAnalysis {
     return this.o.window.window(run.d.stableColor, nowMs, lengthMs);
   }
 
+  /** The stable worker's job failure rate over the same period as stableBaseline (for the sequential job test); null when it ran too few. */
+  stableJobErrorRate(run: Run, nowMs: number, sinceMs: number): number | null {
+    const stable = run.jobBaseline ?? this.o.jobs.window(run.d.stableColor, nowMs, Math.min(BASELINE_SECONDS * 1000, Math.max(1000, Math.floor((nowMs - sinceMs) / 1000) * 1000)));
+    return stable.count >= 20 ? stable.errorRate : null;
+  }
+
   captureBaseline(run: Run, nowMs: number): void {
     run.baseline = this.o.window.window(run.d.stableColor, nowMs, BASELINE_SECONDS * 1000);
+    run.jobBaseline = this.o.jobs.window(run.d.stableColor, nowMs, BASELINE_SECONDS * 1000);
   }
 
   judge(run: Run, windowEnd: number): WindowJudgement {
     const { d } = run;
     const lengthMs = d.plan.windowSeconds * 1000;
     const candidate = this.o.window.window(d.candidateColor, windowEnd, lengthMs);
+    // The candidate's worker, against the stable worker in the same window (blue/green: before the switch).
+    const jobs = judgeJobs(this.o.jobs.window(d.candidateColor, windowEnd, lengthMs), run.jobBaseline ?? this.o.jobs.window(d.stableColor, windowEnd, lengthMs), d.plan.rules);
     // blue/green's candidate takes everything: it is compared with the stable colour before the switch.
-    if (run.baseline) return judgeWindow(candidate, run.baseline, d.plan.rules);
+    if (run.baseline) return withJobRules(judgeWindow(candidate, run.baseline, d.plan.rules), jobs);
     const stable = this.o.window.window(d.stableColor, windowEnd, lengthMs);
-    return judgeWindow(candidate, stable, d.plan.rules, this.stableRecentP99(run, windowEnd, lengthMs));
+    return withJobRules(judgeWindow(candidate, stable, d.plan.rules, this.stableRecentP99(run, windowEnd, lengthMs)), jobs);
   }
 
   /**

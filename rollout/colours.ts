@@ -68,6 +68,15 @@ export class Colours {
     }));
   }
 
+  /** Stops the colour's worker now (a rollback): what it has not started runs on the stable colour. */
+  stopWorker(color: Color, why: string): void {
+    const { supervisor, log } = this.o;
+    void this.op(() => supervisor.stopWorker(color)).then(
+      () => log.info({ color, why }, `stopped worker-${color}; its jobs not started run on the stable colour`),
+      (err: Error) => log.warn({ color, err: err.message }, `could not stop worker-${color}`),
+    );
+  }
+
   cancelStop(color: Color): void {
     this.stops.get(color)?.cancel();
     this.stops.delete(color);

@@ -5,7 +5,8 @@
 import type { Color } from '../lib/config.js';
 import type { MirrorRule, RoutingTable } from '../lib/contracts/routing.js';
 import type { Logger } from '../lib/logger.js';
-import type { SlicedWindow } from '../monitoring/index.js';
+import { DEAD_LETTER_METRIC, SlicedWindow } from '../monitoring/index.js';
+import type { JobOutcome } from '../lib/contracts/jobs.js';
 import { WindowAnalysis } from './analysis.js';
 import type { StartAnalysisLoad } from './analysis-load.js';
 import { Colours } from './colours.js';
@@ -20,6 +21,8 @@ export interface ControllerOptions {
   store: RolloutStore;
   supervisor: SupervisorLink;
   window: SlicedWindow;
+  /** Each colour's job outcomes (rollout/job-outcomes.ts feeds them through recordJob); default: a window of its own. */
+  jobs?: SlicedWindow;
   log: Logger;
   routingPath: string;
   /** <data>/releases: where artifacts are imported. */
@@ -45,10 +48,13 @@ export class RolloutController {
   private readonly colours: Colours;
   private readonly reconciler: Reconciler;
   private readonly clock: Clock;
+  /** Each colour's job outcomes in 1 s slices (enqueue-to-outcome latency; a failed attempt is an error). */
+  readonly jobs: SlicedWindow;
 
   constructor(private readonly o: ControllerOptions) {
     const clock = (this.clock = o.clock ?? systemClock);
     const { store, supervisor, log, gauges, window } = o;
+    const jobs = (this.jobs = o.jobs ?? new SlicedWindow());
     // Until init() has read the store: everything to the snapshot's active colour, never a candidate.
     this.traffic = new Traffic(o.routingPath, o.activeColor);
     this.colours = new Colours({
@@ -58,7 +64,7 @@ export class RolloutController {
     });
     this.reconciler = new Reconciler({
       store, supervisor, clock, log, traffic: this.traffic, colours: this.colours,
-      analysis: new WindowAnalysis({ window, store, log, gauges }),
+      analysis: new WindowAnalysis({ window, jobs, store, log, gauges }),
       events: new RolloutEvents({ store, hooks: o.hooks, log, gauges, now: () => clock.now() }),
       releasesDir: o.releasesDir, activeColor: o.activeColor, initialRelease: o.initialRelease,
       ...(o.analysisLoad ? { analysisLoad: o.analysisLoad } : {}),
@@ -91,6 +97,15 @@ export class RolloutController {
     if (purpose !== 'analysis' || statusCode === 0 || !this.reconciler.judgingCopiesOf(rolloutId, color)) return;
     this.o.window.record(color, latencyMs, statusCode >= 500, this.clock.now());
     this.reconciler.observeCopy(color, latencyMs, statusCode);
+  }
+
+  /** One job attempt's outcome, reported by `color`'s worker: into its colour's job slice, then to the running deployment's fast trips. */
+  recordJob(o: JobOutcome): void {
+    const now = this.clock.now();
+    const failed = o.outcome !== 'completed';
+    this.jobs.record(o.color, o.latencyMs, failed, now);
+    if (o.outcome === 'dead') this.jobs.recordMetric(o.color, DEAD_LETTER_METRIC, 1, now);
+    this.reconciler.observeJob(o.color, failed);
   }
 
   /** One value of an app-reported metric (x-changelens-metric-<name>), into its colour's slice. */

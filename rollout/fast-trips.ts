@@ -44,6 +44,17 @@ export class FastTrips {
     }
   }
 
+  /** One job attempt of the candidate's worker: counted for the sequential job test, and a run of failures trips. */
+  countJob(run: Run, failed: boolean): void {
+    run.jobAcc.count++;
+    if (failed) run.jobAcc.errors++;
+    const limit = run.d.plan.tripConsecutiveJobFailures ?? 0;
+    if (!failed) run.consecutiveJobFailures = 0;
+    else if (++run.consecutiveJobFailures === limit && limit > 0 && judging(run)) {
+      this.o.trip(run, 'consecutive_job_failures', run.consecutiveJobFailures, limit, `${run.consecutiveJobFailures} job attempts in a row failed on the candidate's worker`);
+    }
+  }
+
   /** Both loops, for as long as the candidate takes traffic. */
   start(run: Run): void {
     void this.watch(run);
@@ -54,6 +65,7 @@ export class FastTrips {
   private async watch(run: Run): Promise<void> {
     const color: Color = run.d.candidateColor;
     let baseline: number | null = null;
+    let workerBaseline: number | null = null;
     let notReady = 0;
     while (this.live(run)) {
       let health: ColorHealth;
@@ -68,6 +80,13 @@ export class FastTrips {
       if (health.restarts > baseline || !health.online) {
         const n = health.restarts - baseline;
         return this.o.trip(run, 'process_restart', n, 0, `api-${color} crashed: pm2 restarted it (${n} restart${n === 1 ? '' : 's'} since it took traffic)`);
+      }
+      // Its worker is part of the release: a crash of it is the release's, like the API's.
+      if (health.worker) {
+        workerBaseline ??= health.worker.restarts;
+        if (!health.worker.running) return this.o.trip(run, 'process_restart', 0, 1, `worker-${color} is not running`);
+        const n = health.worker.restarts - workerBaseline;
+        if (n > 0) return this.o.trip(run, 'process_restart', n, 0, `worker-${color} crashed: pm2 restarted it (${n} restart${n === 1 ? '' : 's'} since it took traffic)`);
       }
       notReady = health.ready ? 0 : notReady + 1;
       if (notReady >= WATCH_NOT_READY) {
@@ -89,14 +108,17 @@ export class FastTrips {
     if (!run.d.plan.sequential) return;
     const { clock } = this.o;
     run.sequential = new SequentialJudge();
+    run.jobSequential = new SequentialJudge(undefined, 'jobs');
     run.acc = { count: 0, slow: 0, errors: 0 };
+    run.jobAcc = { count: 0, errors: 0 };
     const startedMs = clock.now();
     this.refreshThreshold(run, startedMs);
     while (this.live(run)) {
       await sleep(clock, SEQUENTIAL_TICK_MS);
       if (!this.live(run)) return;
-      const { acc } = run;
+      const { acc, jobAcc } = run;
       run.acc = { count: 0, slow: 0, errors: 0 };
+      run.jobAcc = { count: 0, errors: 0 };
       // A fresh process answers its first requests slower (cold JIT, new database connections):
       // that is not the release's latency. The slow-request test starts after a grace; errors count
       // from the first request. (bench:changelens's A/A canary was rolled back on exactly this.)
@@ -106,6 +128,9 @@ export class FastTrips {
       if (!judging(run)) continue;
       const v = run.sequential.feed({ ...acc, thresholdMs, stableErrorRate });
       if (v.verdict === 'fail') return this.o.trip(run, v.test!, v.observed!, v.threshold!, v.message!, 'early verdict');
+      // The worker's job attempts: the errors test only (job latency is judged by the windows).
+      const jv = run.jobSequential!.feed({ count: jobAcc.count, slow: 0, errors: jobAcc.errors, thresholdMs: null, stableErrorRate: this.o.analysis.stableJobErrorRate(run, clock.now(), startedMs) });
+      if (jv.verdict === 'fail') return this.o.trip(run, jv.test!, jv.observed!, jv.threshold!, jv.message!, 'early verdict');
     }
   }
 

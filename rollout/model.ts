@@ -30,6 +30,8 @@ export interface Plan {
   previewSeconds: number;
   /** Fast trips: this many 5xx in a row from the candidate roll back at once (0: off). */
   tripConsecutive5xx: number;
+  /** Fast trips: this many failed job attempts in a row from the candidate's worker roll back at once (0 or absent, older plans: off). */
+  tripConsecutiveJobFailures?: number;
   /** Early verdicts from the sequential tests (monitoring/sequential.ts). */
   sequential: boolean;
   /** No decisive verdict for this long (too little traffic): the deadline action; 0 or absent (older plans): none. */

@@ -44,9 +44,12 @@ export interface RolloutStore {
 
 /** How the controller starts and stops a colour: the supervisor, over its control socket. */
 export interface SupervisorLink {
-  /** Starts the colour with the release and resolves once it passes its readiness probe. */
+  /** Starts the colour (its worker, then its API) with the release and resolves once both pass their readiness probes. */
   start(color: Color, release: Release): Promise<void>;
+  /** Stops the colour: its API and its worker. */
   stop(color: Color): Promise<void>;
+  /** Stops only the colour's worker: what it has not started moves to the active colour's (a rollback). */
+  stopWorker(color: Color): Promise<void>;
   health(color: Color): Promise<ColorHealth>;
 }
 
@@ -60,6 +63,8 @@ export interface ColorHealth {
   /** It answered its readiness probe. */
   ready: boolean;
   error?: string;
+  /** Its worker: running, and pm2 restarts of it so far (a rise is a crash); absent when unknown. */
+  worker?: { running: boolean; restarts: number };
 }
 
 /**

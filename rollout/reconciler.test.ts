@@ -37,6 +37,10 @@ class FakeSupervisor implements SupervisorLink {
     Object.assign(this.colours[color], { running: false, online: false, ready: false, release: null });
   }
 
+  async stopWorker(color: Color): Promise<void> {
+    this.calls.push(`stop worker-${color}`);
+  }
+
   async health(color: Color): Promise<ColorHealth> {
     const { release: _, ...health } = this.colours[color];
     return { ...health };

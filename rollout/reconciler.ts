@@ -106,6 +106,13 @@ export class Reconciler {
     this.trips.count(run, latencyMs, statusCode);
   }
 
+  /** One job attempt's outcome from `color`'s worker: the candidate's feed the fast trips while it is judged. */
+  observeJob(color: Color, failed: boolean): void {
+    const run = this.current;
+    if (run === null || run.rollback || color !== run.d.candidateColor) return;
+    this.trips.countJob(run, failed);
+  }
+
   /** Whether an analysis copy of rollout `rolloutId` to `color` is evidence now: its deployment runs, judged, not rolling back. */
   judgingCopiesOf(rolloutId: string | null, color: Color): boolean {
     const run = this.current;
@@ -505,6 +512,8 @@ export class Reconciler {
     traffic.toStable(run.d);
     // Its pinned requests would reach the candidate after the swap (and be counted as such).
     this.stopLoad(run);
+    // Its worker stops taking jobs: those it has not started run on the stable colour.
+    this.o.colours.stopWorker(run.d.candidateColor, `${run.d.version} leaves the traffic`);
     run.rollback = { verdictToSwapUs: Math.round((clock.monotonic() - decidedAt) * 1000), candidateRequestsAfterSwap: 0, candidateInFlightAtSwap: 0, swappedAtMs: clock.now(), settled: false };
     this.publish();
   }

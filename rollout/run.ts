@@ -48,6 +48,13 @@ export interface Run {
   /** The early-verdict tests, fed once a second with what `acc` counted; null when off. */
   sequential: SequentialJudge | null;
   acc: { count: number; slow: number; errors: number };
+  /** The candidate worker's job attempts since the last sequential tick, and the job-errors test they feed; null when off. */
+  jobAcc: { count: number; errors: number };
+  jobSequential: SequentialJudge | null;
+  /** Failed job attempts in a row from the candidate's worker (a fast trip at plan.tripConsecutiveJobFailures). */
+  consecutiveJobFailures: number;
+  /** bluegreen: the stable worker's jobs before the switch (after it, the stable API enqueues none). */
+  jobBaseline: WindowStats | null;
   /** A candidate request slower than this (the stable P99) counts as slow; null: not known yet. */
   slowThresholdMs: number | null;
   lastExplanation: string | null;
@@ -58,7 +65,7 @@ export interface Run {
 export function newRun(d: Deployment, release: Release, nowMs: number, stored: readonly WindowVerdict[] = []): Run {
   return {
     d, release, history: [...stored], seq: stored.length, stepStartedMs: nowMs, servingSinceMs: null, progressMs: nowMs, pausedByOperator: false, deadlinePassed: false, warmup: null, load: null, baseline: null, wake: () => {}, rollback: null,
-    maxWeight: 0, consecutive5xx: 0, sequential: null, acc: { count: 0, slow: 0, errors: 0 }, slowThresholdMs: null, lastExplanation: null, lastUndecided: null,
+    maxWeight: 0, consecutive5xx: 0, sequential: null, acc: { count: 0, slow: 0, errors: 0 }, jobAcc: { count: 0, errors: 0 }, jobSequential: null, consecutiveJobFailures: 0, jobBaseline: null, slowThresholdMs: null, lastExplanation: null, lastUndecided: null,
   };
 }
 

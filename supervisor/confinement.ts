@@ -52,10 +52,10 @@ export function appPassword(appliancePassword: string, purpose: 'postgres' | 're
   return createHmac('sha256', appliancePassword).update(`changelens-app:${purpose}`).digest('base64url');
 }
 
-/** What the built-in API reads of the appliance's settings (apps/api/main.ts); nothing else of them reaches a release. */
-const BUILTIN_SETTINGS = ['logLevel', 'otlpEndpoint', 'downstreamTimeoutMs', 'apiBluePort', 'apiGreenPort'] as const;
-/** Of those and the colour's own, what only the built-in API gets (another app gets PORT, its colour and trace endpoint). */
-export const BUILTIN_ONLY = ['logLevel', 'downstreamTimeoutMs', 'apiBluePort', 'apiGreenPort', 'appControlToken'] as const;
+/** What the built-in API and worker read of the appliance's settings (apps/api/main.ts, apps/worker/main.ts); nothing else of them reaches a release. */
+const BUILTIN_SETTINGS = ['logLevel', 'otlpEndpoint', 'downstreamTimeoutMs', 'apiBluePort', 'apiGreenPort', 'workerBluePort', 'workerGreenPort', 'workerConcurrency', 'jobMaxAttempts', 'jobClaimIdleMs'] as const;
+/** Of those and the colour's own, what only the built-in API and worker get (another app gets PORT, its colour and trace endpoint). */
+export const BUILTIN_ONLY = ['logLevel', 'downstreamTimeoutMs', 'apiBluePort', 'apiGreenPort', 'workerBluePort', 'workerGreenPort', 'workerConcurrency', 'jobMaxAttempts', 'jobClaimIdleMs', 'appControlToken'] as const;
 
 /**
  * A colour's env before its release's own settings: the app's URLs, its colour, the few settings

@@ -20,7 +20,8 @@ export function portClaims(config: Config, embedded: { postgres: boolean; redis:
     { port: config.port, host: config.host, setting: envNameOf('port'), service: 'proxy' },
     { port: config.apiBluePort, host: local, setting: envNameOf('apiBluePort'), service: 'api-blue' },
     { port: config.apiGreenPort, host: local, setting: envNameOf('apiGreenPort'), service: 'api-green' },
-    { port: config.workerPort, host: local, setting: envNameOf('workerPort'), service: 'worker' },
+    { port: config.workerBluePort, host: local, setting: envNameOf('workerBluePort'), service: 'worker-blue' },
+    { port: config.workerGreenPort, host: local, setting: envNameOf('workerGreenPort'), service: 'worker-green' },
   ];
   if (embedded.postgres) claims.push({ port: config.pgPort, host: local, setting: envNameOf('pgPort'), service: 'postgres' });
   if (embedded.redis) claims.push({ port: config.redisPort, host: local, setting: envNameOf('redisPort'), service: 'redis' });

@@ -1,16 +1,18 @@
 // Which processes run, and starting or stopping one while the appliance runs. Boot and shutdown go
 // through here too, so the shutdown order always follows the graph (reversed), whatever was
-// started later. By hand, only the idle API colour may be started or stopped — the rollout
-// controller will drive exactly this to bring a release up on the idle colour.
+// started later. By hand, only the idle colour may be started or stopped: its API and its worker
+// together (a colour is both), or its worker alone (a rollback stops the candidate's worker at
+// once, so what it has not started runs on the stable colour: supervisor/job-drain.ts).
 import { dirname } from 'node:path';
 import { envNameOf, type Color } from '../lib/config.js';
 import { RELEASE_MAIN } from '../lib/contracts/release-process.js';
-import type { ArtifactEntry } from '../lib/contracts/releases.js';
+import type { ArtifactEntry, WorkerEntry } from '../lib/contracts/releases.js';
 import { CL_ERR_PROCESS_CONTROL } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { startProcess, type ProbeDeps } from './boot.js';
 import { BUILTIN_ONLY, confineEnv } from './confinement.js';
 import { stopStages, type GraphNode } from './process-graph.js';
+import { workerSourceFor, writeWorkerSources, type WorkerSource, type WorkerSources } from './worker-sources.js';
 
 export interface ProcessChange {
   name: string;
@@ -30,7 +32,14 @@ export class ProcessControl {
     private readonly activeColor: () => Color,
     /** Aborted when the appliance stops: a start in progress gives up instead of delaying the stop. */
     private readonly stopping: AbortSignal,
+    /** Which worker code each colour runs (the boot's for the active colour), and where that is kept. */
+    private readonly workers: { path: string; sources: WorkerSources },
   ) {}
+
+  /** The worker code a colour runs (or ran last). */
+  workerSource(color: Color): WorkerSource | undefined {
+    return this.workers.sources[color];
+  }
 
   /** Records a process started by the boot. */
   noteStarted(name: string): void {
@@ -42,33 +51,45 @@ export class ProcessControl {
   }
 
   /**
-   * Starts an idle colour; `env` is the release's own settings for it (validated by the caller),
-   * `artifact` another app to run instead of the built-in API.
+   * Starts an idle colour, its worker first, then its API; `env` is the release's own settings for
+   * both (validated by the caller), `artifact` another app to run instead of the built-in one. A
+   * release without a worker of its own runs the stable colour's worker code.
    */
   start(name: string, env: Record<string, string> = {}, artifact?: ArtifactEntry): Promise<ProcessChange> {
     return this.serially(async () => {
       const node = this.manualNode(name, 'start');
+      if (!node.name.startsWith('api-')) throw new CL_ERR_PROCESS_CONTROL(`cannot start ${name} alone: start api-${colorOf(name)}, which starts its worker too`);
       const t = performance.now();
       if (this.running.has(name)) return { name, action: 'unchanged', ms: 0 };
-      const withEnv = nodeForRelease(node, env, artifact);
+      const color = colorOf(name);
+      const worker = this.graph.find((n) => n.name === `worker-${color}`)!;
+      const source = workerSourceFor(artifact, this.workers.sources[color === 'blue' ? 'green' : 'blue']);
       try {
-        await startProcess(withEnv, this.deps, this.stopping, (n) => this.running.add(n));
+        // A worker left running (stopped alone never; a crash restarts it) is replaced: it may run an older release.
+        await this.remove(worker.name);
+        await startProcess(nodeForRelease(worker, env, source === 'builtin' ? undefined : source), this.deps, this.stopping, (n) => this.running.add(n));
+        await startProcess(nodeForRelease(node, env, artifact), this.deps, this.stopping, (n) => this.running.add(n));
       } catch (err) {
         // Leave nothing half-started behind.
-        await this.remove(name);
+        await Promise.all([this.remove(name), this.remove(worker.name)]);
         throw err;
       }
+      this.workers.sources[color] = source;
+      writeWorkerSources(this.workers.path, this.workers.sources);
       return { name, action: 'started', ms: Math.round(performance.now() - t) };
     });
   }
 
+  /** Stops an idle colour (its API and its worker), or only its worker. */
   stop(name: string): Promise<ProcessChange> {
     return this.serially(async () => {
       this.manualNode(name, 'stop');
-      if (name === `api-${this.activeColor()}`) throw new CL_ERR_PROCESS_CONTROL(`cannot stop ${name}: it is the active colour`);
+      const color = colorOf(name);
+      if (color === this.activeColor()) throw new CL_ERR_PROCESS_CONTROL(`cannot stop ${name}: ${color} is the active colour`);
       const t = performance.now();
-      if (!this.running.has(name)) return { name, action: 'unchanged', ms: 0 };
-      await this.remove(name);
+      const names = name.startsWith('api-') ? [name, `worker-${color}`] : [name];
+      if (!names.some((n) => this.running.has(n))) return { name, action: 'unchanged', ms: 0 };
+      await Promise.all(names.map((n) => this.remove(n)));
       return { name, action: 'stopped', ms: Math.round(performance.now() - t) };
     });
   }
@@ -104,8 +125,8 @@ export class ProcessControl {
 
   private manualNode(name: string, verb: string): GraphNode {
     const node = this.graph.find((n) => n.name === name);
-    if (!node || !/^api-(blue|green)$/.test(name)) {
-      throw new CL_ERR_PROCESS_CONTROL(`cannot ${verb} ${JSON.stringify(name)}: only api-blue and api-green can be ${verb === 'start' ? 'started' : 'stopped'} by hand`);
+    if (!node || !/^(api|worker)-(blue|green)$/.test(name)) {
+      throw new CL_ERR_PROCESS_CONTROL(`cannot ${verb} ${JSON.stringify(name)}: only a colour (api-blue, api-green) or its worker (worker-blue, worker-green) can be ${verb === 'start' ? 'started' : 'stopped'} by hand`);
     }
     return node;
   }
@@ -117,11 +138,16 @@ export class ProcessControl {
   }
 }
 
-/** An API colour's node set up for one release: its env and, for another app, its script and probe. */
-export function nodeForRelease(node: GraphNode, env: Record<string, string>, artifact?: ArtifactEntry): GraphNode {
+const colorOf = (name: string): Color => (name.endsWith('-blue') ? 'blue' : 'green');
+
+/**
+ * A colour's API or worker node set up for one release: its env and, for another app's code (its
+ * entry point, or its worker's), its script and probe.
+ */
+export function nodeForRelease(node: GraphNode, env: Record<string, string>, artifact?: ArtifactEntry | WorkerEntry): GraphNode {
   const ours = node.app!.env!;
   if (!artifact || node.probe.kind !== 'http') return { ...node, app: { ...node.app!, env: confineEnv(ours, ours[RELEASE_MAIN]!, env) } };
-  // Another app: it listens on $PORT (the colour's port) and answers its readiness path there.
+  // Another app: it listens on $PORT (the colour's port, or its worker's) and answers its readiness path there.
   const url = new URL(node.probe.url);
   return {
     ...node,

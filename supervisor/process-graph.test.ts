@@ -105,7 +105,6 @@ describe('the process graph of ecosystem.config.js', () => {
       serviceUser: undefined,
       childEnv: { CHANGELENS_BACKUP_KEY: 'backup-key-0123456789', DATABASE_URL: 'postgres://changelens:su@127.0.0.1/changelens' },
       proxyEnv: { CHANGELENS_ADMIN_TOKEN: 'admin-token-0123456789' },
-      workerEnv: { DATABASE_URL: APP.database, REDIS_URL: APP.redis },
       releaseEnv: {
         blue: { ...releaseEnvironment(config, APP, 'blue', { name: 'changelens-app', uid: 999, gid: 995 }), CHANGELENS_APP_CONTROL_TOKEN: 'control-blue-0123456789' },
         green: { ...releaseEnvironment(config, APP, 'green', null), CHANGELENS_APP_CONTROL_TOKEN: 'control-green-0123456789' },
@@ -115,18 +114,19 @@ describe('the process graph of ecosystem.config.js', () => {
     });
   };
 
-  it.each(COLORS)('boots the dependencies, then worker and api-%s, then the proxy', (active) => {
+  it.each(COLORS)('boots the dependencies, then api-%s and its worker, then the proxy', (active) => {
     const boot = namesOf(bootNodes(graphFor(active)));
     expect(boot.slice(0, 3)).toEqual(['postgres', 'migrations', 'redis']);
-    expect(boot.slice(3, 5).sort()).toEqual([`api-${active}`, 'worker'].sort());
+    expect(boot.slice(3, 5).sort()).toEqual([`api-${active}`, `worker-${active}`].sort());
     expect(boot.slice(5)).toEqual(['proxy']);
   });
 
-  it.each(COLORS)('declares the idle colour but leaves it out of the boot when %s is active', (active) => {
-    const idle = `api-${active === 'blue' ? 'green' : 'blue'}`;
+  it.each(COLORS)('declares the idle colour (API and worker) but leaves it out of the boot when %s is active', (active) => {
+    const idle = active === 'blue' ? 'green' : 'blue';
     const graph = graphFor(active);
-    expect(namesOf(graph)).toContain(idle);
-    expect(namesOf(bootNodes(graph))).not.toContain(idle);
+    expect(namesOf(graph)).toEqual(expect.arrayContaining([`api-${idle}`, `worker-${idle}`]));
+    expect(namesOf(bootNodes(graph))).not.toContain(`api-${idle}`);
+    expect(namesOf(bootNodes(graph))).not.toContain(`worker-${idle}`);
   });
 
   it('marks a service external when it is not embedded', () => {
@@ -145,7 +145,7 @@ describe('the process graph of ecosystem.config.js', () => {
 
   it('sends no process output to files', () => {
     const apps = graphFor('green').flatMap((n) => (n.app ? [n.app] : []));
-    expect(apps.map((app) => app.name).sort()).toEqual(['api-blue', 'api-green', 'postgres', 'proxy', 'redis', 'worker']);
+    expect(apps.map((app) => app.name).sort()).toEqual(['api-blue', 'api-green', 'postgres', 'proxy', 'redis', 'worker-blue', 'worker-green']);
     for (const app of apps) expect(app).toMatchObject({ out_file: '/dev/null', error_file: '/dev/null' });
   });
 
@@ -158,7 +158,11 @@ describe('the process graph of ecosystem.config.js', () => {
       expect(envOf(`api-${color}`)).toMatchObject({ CHANGELENS_APP_CONTROL_TOKEN: `control-${color}-0123456789` });
       expect(envOf(`api-${color}`).CHANGELENS_ADMIN_TOKEN).toBeUndefined();
     }
-    expect(envOf('worker').CHANGELENS_APP_CONTROL_TOKEN).toBeUndefined();
+    // The built-in worker is the colour's too: the same control credential (its regressions), no admin token.
+    for (const color of ['blue', 'green']) {
+      expect(envOf(`worker-${color}`)).toMatchObject({ CHANGELENS_APP_CONTROL_TOKEN: `control-${color}-0123456789`, CHANGELENS_COLOR: color, DATABASE_URL: APP.database, REDIS_URL: APP.redis });
+      expect(envOf(`worker-${color}`).CHANGELENS_ADMIN_TOKEN).toBeUndefined();
+    }
     const api = graph.find((n) => n.name === 'api-blue')!;
     const other = nodeForRelease(api, { APP_SETTING: 'x', CHANGELENS_REGRESSION: 'errors:1' }, { script: '/data/releases/v2/server.js', readyPath: '/health' });
     expect(varsOf(other.app!.env!)).toEqual({ APP_SETTING: 'x', CHANGELENS_REGRESSION: 'errors:1' });
@@ -190,5 +194,18 @@ describe('the process graph of ecosystem.config.js', () => {
     }
     expect(other.CHANGELENS_LOG_LEVEL).toBeUndefined();
     expect(other.CHANGELENS_API_BLUE_PORT).toBeUndefined();
+  });
+
+  it('runs each colour\'s worker through the same entry: the built-in one, or an artifact\'s worker on its own port and probe path', () => {
+    const worker = graphFor('blue').find((n) => n.name === 'worker-green')!;
+    expect(worker.app).toMatchObject({ script: '/d/supervisor/release-entry.js', filter_env: [''], exec_mode: 'cluster', instances: 1 });
+    const builtin = nodeForRelease(worker, { CHANGELENS_WORKER_REGRESSION: 'errors:0.2' });
+    expect(builtin.app!.env).toMatchObject({ CHANGELENS_RELEASE_MAIN: '/d/apps/worker/main.js', CHANGELENS_COLOR: 'green', CHANGELENS_WORKER_GREEN_PORT: '3004' });
+    expect(varsOf(builtin.app!.env!)).toEqual({ CHANGELENS_WORKER_REGRESSION: 'errors:0.2' });
+    const other = nodeForRelease(worker, {}, { script: '/data/releases/v2/worker.js', readyPath: '/up' });
+    expect(other.probe).toEqual({ kind: 'http', url: 'http://127.0.0.1:3004/up' });
+    expect(other.app!.env).toMatchObject({ CHANGELENS_RELEASE_MAIN: '/data/releases/v2/worker.js', PORT: '3004', CHANGELENS_COLOR: 'green' });
+    expect(other.app!.env!.CHANGELENS_APP_CONTROL_TOKEN).toBeUndefined();
+    expect(other.app!.cwd).toBe('/data/releases/v2');
   });
 });

@@ -12,7 +12,7 @@ export type Probe =
   | { kind: 'task' };
 
 export interface GraphNode {
-  /** The pm2 name (postgres, redis, worker, api-blue, api-green, proxy) or a task's name. */
+  /** The pm2 name (postgres, redis, api-blue, api-green, worker-blue, worker-green, proxy) or a task's name. */
   name: string;
   /** Names that must be ready first. */
   needs: string[];
@@ -36,10 +36,8 @@ export interface GraphContext {
   childEnv: Record<string, string>;
   /** What only the proxy gets (the admin token). */
   proxyEnv: Record<string, string>;
-  /** The worker's: childEnv with the app's database role and Redis user (it runs the app's jobs). */
-  workerEnv: Record<string, string>;
   /**
-   * Everything each API colour's release gets (supervisor/confinement.ts): the app's URLs, the few
+   * Everything each colour's release (its API and its worker) gets (supervisor/confinement.ts): the app's URLs, the few
    * settings the built-in API reads, its control credential, its release's settings, whom to run as.
    */
   releaseEnv: Record<Color, Record<string, string>>;

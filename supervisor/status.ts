@@ -1,7 +1,7 @@
 // What `changelens status` shows, collected live by the running supervisor: pm2's view of each
 // declared process, a real probe of Postgres and Redis, and the boot's timings.
 import type { ApplianceStatus, JobsStatus, ProcessStatus, ServiceStatus } from '../lib/contracts/status.js';
-import { DEAD_LETTER_STREAM, JOB_GROUP, JOB_STREAM } from '../lib/contracts/jobs.js';
+import { DEAD_LETTER_STREAM, JOB_GROUP, jobStream } from '../lib/contracts/jobs.js';
 import { createRedisClient } from '../lib/redis.js';
 import { readRoutingSnapshot } from '../lib/routing-snapshot.js';
 import type { DataPaths } from '../lib/paths.js';
@@ -20,10 +20,12 @@ export interface StatusSources {
   fallbackColor: Color;
   boot: { startedAt: Date; firstBoot: boolean; durationMs: number | null; readyMs: Record<string, number> };
   phase: () => ApplianceStatus['phase'];
+  /** Which worker code each colour runs ('builtin' or a script's path). */
+  workerOf: (color: Color) => string | null;
 }
 
 export async function collectStatus(src: StatusSources): Promise<ApplianceStatus> {
-  const [list, pgProbe, redisProbe, jobs] = await Promise.all([src.pm.list(), probePostgres(src.urls.database), probeRedis(src.urls.redis), jobsStatus(src.urls.redis)]);
+  const [list, pgProbe, redisProbe, jobs] = await Promise.all([src.pm.list(), probePostgres(src.urls.database), probeRedis(src.urls.redis), jobsStatus(src.urls.redis, src.workerOf)]);
   const processes: ProcessStatus[] = [];
   for (const node of src.graph) {
     if (!node.app) continue;
@@ -58,16 +60,20 @@ export async function collectStatus(src: StatusSources): Promise<ApplianceStatus
   };
 }
 
-async function jobsStatus(url: string): Promise<JobsStatus | null> {
+async function jobsStatus(url: string, workerOf: (color: Color) => string | null): Promise<JobsStatus | null> {
   const client = createRedisClient(url, { name: 'changelens-status', reconnect: false });
   try {
     await client.connect();
-    const [groups, deadLetters] = await Promise.all([
-      client.exists(JOB_STREAM).then((exists) => (exists ? client.xInfoGroups(JOB_STREAM) : [])),
-      client.xLen(DEAD_LETTER_STREAM),
-    ]);
-    const group = (groups as { name: string; pending: number; lag?: number | null }[]).find((g) => g.name === JOB_GROUP);
-    return { waiting: group?.lag ?? 0, pending: group?.pending ?? 0, deadLetters };
+    const ofColor = async (color: Color) => {
+      const stream = jobStream(color);
+      const groups = (await client.exists(stream)) ? await client.xInfoGroups(stream) : [];
+      const group = (groups as { name: string; pending: number; lag?: number | null }[]).find((g) => g.name === JOB_GROUP);
+      // No group yet (its worker never ran): everything on the stream waits.
+      const waiting = group ? group.lag ?? 0 : await client.xLen(stream);
+      return { waiting, pending: group?.pending ?? 0, worker: workerOf(color) };
+    };
+    const [blue, green, deadLetters] = await Promise.all([ofColor('blue'), ofColor('green'), client.xLen(DEAD_LETTER_STREAM)]);
+    return { waiting: blue.waiting + green.waiting, pending: blue.pending + green.pending, deadLetters, byColor: { blue, green } };
   } catch {
     return null;
   } finally {

@@ -7,7 +7,7 @@ import { chownSync } from 'node:fs';
 import { pino } from 'pino';
 import { processGraph } from '../ecosystem.config.js';
 import { APP_ROLE, APP_SCHEMA } from '../lib/app-database.js';
-import { envNameOf, loadConfig } from '../lib/config.js';
+import { envNameOf, loadConfig, type Color } from '../lib/config.js';
 import { appControlToken } from '../lib/contracts/app-control.js';
 import { releaseSecretsKey } from '../lib/contracts/release-secrets.js';
 import type { ApplianceStatus, ConfinementStatus } from '../lib/contracts/status.js';
@@ -24,6 +24,7 @@ import { claimControlSocket, type ControlRoute } from './control-socket.js';
 import { processRoutes } from './control-routes.js';
 import { errorForLog, forwardLine, routeConsoleTo } from './log-forwarding.js';
 import { readMigrations, runMigrations } from './migrations.js';
+import { startJobDrain, type JobDrain } from './job-drain.js';
 import { startMonitor } from './monitor.js';
 import { reapOrphans } from './orphans.js';
 import { assertDataSurvives } from './platform.js';
@@ -35,6 +36,7 @@ import { ProcessManager } from './process-manager.js';
 import { followProxy, PublicListener } from './public-listener.js';
 import { bootRelease, newReleaseId } from './release-env.js';
 import { firstStart, recordRun } from './run-log.js';
+import { readWorkerSources, workerSourceFor } from './worker-sources.js';
 import { collectStatus } from './status.js';
 
 export interface UpOptions {
@@ -78,7 +80,7 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
     // pm2 starts (in this process) while the data dir is prepared: neither needs the other.
     routeConsoleTo(log.child({ component: 'pm2' }));
     connecting = ProcessManager.connect(paths.pm2Home, {
-      releasePorts: { 'api-blue': config.apiBluePort, 'api-green': config.apiGreenPort },
+      releasePorts: { 'api-blue': config.apiBluePort, 'api-green': config.apiGreenPort, 'worker-blue': config.workerBluePort, 'worker-green': config.workerGreenPort },
       refused: (name, what) => log.warn({ process: name, refused: what }, `${name} asked the supervisor for a listening socket other than its own port: refused`),
     });
     connecting.catch(() => {}); // awaited below; a failure of prepare() is reported first
@@ -117,11 +119,17 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   // The rollout's hooks fire from the proxy: only it gets them.
   if (config.hookUrls !== undefined) proxyEnv[envNameOf('hookUrls')] = config.hookUrls;
   if (config.hookCommand !== undefined) proxyEnv[envNameOf('hookCommand')] = config.hookCommand;
-  const workerEnv = { ...childEnv, DATABASE_URL: urls.app.database, REDIS_URL: urls.app.redis };
   // The declared processes; a colour started later takes its release from here (ProcessControl).
-  const declared = processGraph({ config, paths, activeColor, bin, serviceUser: serviceUser?.name, childEnv, proxyEnv, workerEnv, releaseEnv, distDir, embedded });
-  // What boots: the active colour with its release (every API colour starts through nodeForRelease).
-  const graph = declared.map((node) => (node.name === `api-${activeColor}` ? nodeForRelease(node, activeSettings, activeRelease.artifact) : node));
+  const declared = processGraph({ config, paths, activeColor, bin, serviceUser: serviceUser?.name, childEnv, proxyEnv, releaseEnv, distDir, embedded });
+  // What boots: the active colour with its release (every colour's API and worker start through
+  // nodeForRelease); its worker from the code it ran before, when its release brings none.
+  const workerSources = readWorkerSources(paths.workers);
+  const activeWorker = workerSourceFor(activeRelease.artifact, workerSources[activeColor]);
+  const graph = declared.map((node) => {
+    if (node.name === `api-${activeColor}`) return nodeForRelease(node, activeSettings, activeRelease.artifact);
+    if (node.name === `worker-${activeColor}`) return nodeForRelease(node, activeSettings, activeWorker === 'builtin' ? undefined : activeWorker);
+    return node;
+  });
   const nodes = bootNodes(graph);
   const migrations = readMigrations(migrationsDir);
 
@@ -143,10 +151,16 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   const boot = { startedAt, firstBoot, durationMs: null as number | null, readyMs: {} as Record<string, number> };
   const readyTimeoutMs = config.readyTimeoutMs;
   const interrupt = new AbortController();
-  const control = new ProcessControl(orderGraph(declared), { pm, log, urls, readyTimeoutMs }, () => readRoutingSnapshot(paths.routing)?.activeColor ?? activeColor, interrupt.signal);
+  const control = new ProcessControl(orderGraph(declared), { pm, log, urls, readyTimeoutMs }, () => readRoutingSnapshot(paths.routing)?.activeColor ?? activeColor, interrupt.signal,
+    { path: paths.workers, sources: { ...workerSources, [activeColor]: activeWorker } });
   let monitoring: ReturnType<typeof startMonitor> = null;
+  let drain: JobDrain | null = null;
   let backups: ReturnType<typeof startBackups> | null = null;
-  statusNow = async () => ({ ...await collectStatus({ pm, graph, paths, urls, embedded, fallbackColor: activeColor, boot, phase: () => phase }), monitor: monitoring?.monitor.status() ?? null, backups: backups?.summary() ?? null, publicPort: publicPort.stats(), confinement });
+  const workerOf = (color: Color): string | null => {
+    const source = control.workerSource(color);
+    return source === undefined ? null : source === 'builtin' ? 'builtin' : source.script;
+  };
+  statusNow = async () => ({ ...await collectStatus({ pm, graph, paths, urls, embedded, fallbackColor: activeColor, boot, phase: () => phase, workerOf }), monitor: monitoring?.monitor.status() ?? null, backups: backups?.summary() ?? null, publicPort: publicPort.stats(), confinement });
   // Starting or stopping a colour only makes sense between the end of the boot and the stop.
   const whenReady = <T>(fn: () => Promise<T>): Promise<T> =>
     phase === 'ready' ? fn() : Promise.reject(new CL_ERR_PROCESS_CONTROL(`the appliance is ${phase}; try again when it is ready`));
@@ -176,6 +190,7 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
     if (phase === 'ready') recordRun(paths.runLog, 'stop');
     phase = 'stopping';
     await monitoring?.close();
+    await drain?.close();
     await backups?.close();
     // No new connection once stopping; the proxy then drains those it has.
     unfollowProxy();
@@ -213,6 +228,10 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   log.info({ bootMs: boot.durationMs, firstBoot, activeColor, url: `http://${config.host}:${config.port}` }, 'appliance ready');
   monitoring = startMonitor(config, {
     pm, log, urls, dataDir: paths.root, graph: orderGraph(graph), isRunning: (name) => control.isRunning(name),
+    activeColor: () => readRoutingSnapshot(paths.routing)?.activeColor ?? activeColor,
+  });
+  drain = startJobDrain({
+    redisUrl: urls.redis, log, isRunning: (name) => control.isRunning(name),
     activeColor: () => readRoutingSnapshot(paths.routing)?.activeColor ?? activeColor,
   });
   backups = startBackups({

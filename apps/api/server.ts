@@ -165,7 +165,7 @@ export function buildApiServer(deps: ApiDeps) {
         },
       },
     }, async (req, reply) => {
-      const id = await enqueueTask(deps.pool, deps.redis, { workMs: req.body.workMs, fail: req.body.fail, traceId: traceFields(req.span!).trace_id }, req.traceContext!);
+      const id = await enqueueTask(deps.pool, deps.redis, deps.color, { workMs: req.body.workMs, fail: req.body.fail, traceId: traceFields(req.span!).trace_id }, req.traceContext!);
       req.log.info({ taskId: id, workMs: req.body.workMs }, 'job enqueued');
       return reply.code(202).send({ id, state: 'queued' });
     });

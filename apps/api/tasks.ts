@@ -1,6 +1,8 @@
 // Jobs for the worker: a row in `tasks` (its state, visible through GET /api/tasks/:id) and an
-// entry on the jobs stream carrying the request's trace context.
-import { JOB_STREAM, type JobMessage, type TaskState } from '../../lib/contracts/jobs.js';
+// entry on the jobs stream of this API's colour (its own worker runs it: a canary's API and worker
+// are tested together), carrying the request's trace context and when it was accepted.
+import type { Color } from '../../lib/config.js';
+import { jobStream, type JobMessage, type TaskState } from '../../lib/contracts/jobs.js';
 import type { Pool } from '../../lib/db.js';
 import { needs } from '../../lib/dependencies.js';
 import { CL_ERR_DEPENDENCY_UNAVAILABLE } from '../../lib/errors.js';
@@ -18,14 +20,14 @@ export interface TaskView {
   finishedAt: string | null;
 }
 
-export async function enqueueTask(pool: Pool, redis: RedisClient, job: { workMs: number; fail: boolean; traceId: string }, ctx: Context): Promise<string> {
+export async function enqueueTask(pool: Pool, redis: RedisClient, color: Color, job: { workMs: number; fail: boolean; traceId: string }, ctx: Context): Promise<string> {
   // Refused while Redis is down, before a row exists: a job is never accepted that no worker will see.
   if (!redis.isReady) throw new CL_ERR_DEPENDENCY_UNAVAILABLE('redis', 'the connection is down');
   const { rows } = await needs('postgres', () => pool.query<{ id: string }>('INSERT INTO tasks (work_ms, fail, trace_id) VALUES ($1, $2, $3) RETURNING id', [job.workMs, job.fail, job.traceId]));
   const id = rows[0]!.id;
-  const message: JobMessage = { schemaVersion: '1', taskId: id, workMs: String(job.workMs), fail: job.fail ? '1' : '0', ...injectInto(ctx, {}) };
+  const message: JobMessage = { schemaVersion: '1', taskId: id, workMs: String(job.workMs), fail: job.fail ? '1' : '0', enqueuedAt: String(Date.now()), ...injectInto(ctx, {}) };
   try {
-    await needs('redis', () => redis.xAdd(JOB_STREAM, '*', { ...message }));
+    await needs('redis', () => redis.xAdd(jobStream(color), '*', { ...message }));
   } catch (err) {
     // Never leave a task queued that no worker will ever see (an entry the lost connection did add
     // finds the task failed: the worker acknowledges it without running it).

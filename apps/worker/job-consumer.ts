@@ -4,12 +4,16 @@
 // - on start, the consumer first finishes what its previous incarnation left unacknowledged (pm2
 //   restarts it under the same name after a kill -9), and it takes over messages left idle by any
 //   other consumer for longer than claimIdleMs;
-// - a failing job is retried up to maxAttempts, then moved to the dead-letter stream.
-import { DEAD_LETTER_STREAM, JOB_GROUP, JOB_STREAM, type JobMessage } from '../../lib/contracts/jobs.js';
+// - a failing job is retried up to maxAttempts, then moved to the dead-letter stream;
+// - every attempt's outcome (completed, failed, dead) is reported with the job's latency since the
+//   API accepted it, for the judge of its colour (lib/contracts/jobs.ts).
+import type { Color } from '../../lib/config.js';
+import { DEAD_LETTER_STREAM, JOB_GROUP, OUTCOME_STREAM, OUTCOME_STREAM_MAXLEN, outcomeFields, type JobMessage, type JobOutcome } from '../../lib/contracts/jobs.js';
 import { inTransaction, type Pool } from '../../lib/db.js';
 import type { Logger } from '../../lib/logger.js';
 import type { RedisClient } from '../../lib/redis.js';
 import { endSpan, loggerFor, SpanKind, startSpanFrom } from '../../lib/tracing.js';
+import type { WorkerRegressions } from './regressions.js';
 
 export interface JobConsumerOptions {
   pool: Pool;
@@ -19,6 +23,11 @@ export interface JobConsumerOptions {
   reader: RedisClient;
   log: Logger;
   consumer: string;
+  /** The colour this worker runs jobs for, and the stream it reads (lib/contracts/jobs.ts jobStream). */
+  color: Color;
+  stream: string;
+  /** What this worker is told to get wrong (the benchmark's worker regressions). */
+  regressions: WorkerRegressions;
   maxAttempts: number;
   claimIdleMs: number;
   concurrency: number;
@@ -50,7 +59,7 @@ export class JobConsumer {
 
   private async ensureGroup(): Promise<void> {
     try {
-      await this.o.redis.xGroupCreate(JOB_STREAM, JOB_GROUP, '0', { MKSTREAM: true });
+      await this.o.redis.xGroupCreate(this.o.stream, JOB_GROUP, '0', { MKSTREAM: true });
     } catch (err) {
       if (!String((err as Error).message).includes('BUSYGROUP')) throw err;
     }
@@ -110,7 +119,7 @@ export class JobConsumer {
 
   private async read(id: '0' | '>', count: number): Promise<StreamEntry[]> {
     if (count <= 0) return [];
-    const res = await this.o.reader.xReadGroup(JOB_GROUP, this.o.consumer, { key: JOB_STREAM, id }, { COUNT: count, ...(id === '>' ? { BLOCK: BLOCK_MS } : {}) });
+    const res = await this.o.reader.xReadGroup(JOB_GROUP, this.o.consumer, { key: this.o.stream, id }, { COUNT: count, ...(id === '>' ? { BLOCK: BLOCK_MS } : {}) });
     return (res as { messages: StreamEntry[] }[] | null)?.[0]?.messages ?? [];
   }
 
@@ -118,7 +127,7 @@ export class JobConsumer {
     const now = Date.now();
     if (now - this.lastClaim < Math.max(100, this.o.claimIdleMs / 2)) return;
     this.lastClaim = now;
-    const res = await this.o.redis.xAutoClaim(JOB_STREAM, JOB_GROUP, this.o.consumer, this.o.claimIdleMs, '0-0', { COUNT: free });
+    const res = await this.o.redis.xAutoClaim(this.o.stream, JOB_GROUP, this.o.consumer, this.o.claimIdleMs, '0-0', { COUNT: free });
     const claimed = (res.messages as (StreamEntry | null)[]).filter((m): m is StreamEntry => m !== null);
     if (claimed.length > 0) this.o.log.warn({ count: claimed.length }, 'took over jobs left idle by another worker');
     for (const entry of claimed) this.dispatch(entry);
@@ -143,19 +152,22 @@ export class JobConsumer {
       if (task.attempts > this.o.maxAttempts) {
         // It was started that often and never finished: it kills workers. Stop trying.
         await this.deadLetter(entry, job, task.attempts, 'abandoned: the worker died on every attempt', log);
+        this.report(job, entry.id, 'dead');
         return;
       }
       log.info({ attempt: task.attempts, workMs: task.work_ms }, 'job started');
       // While it works, keep the entry fresh so no other worker takes it over as abandoned.
       const keepClaimed = setInterval(() => {
-        this.o.redis.xClaimJustId(JOB_STREAM, JOB_GROUP, this.o.consumer, 0, entry.id).catch(() => {});
+        this.o.redis.xClaimJustId(this.o.stream, JOB_GROUP, this.o.consumer, 0, entry.id).catch(() => {});
       }, Math.max(100, Math.floor(this.o.claimIdleMs / 3)));
       try {
         await new Promise((resolve) => setTimeout(resolve, task.work_ms));
         if (task.fail) throw new Error('the job asked to fail');
+        await this.o.regressions.apply();
       } catch (err) {
         failure = err;
-        await this.retryOrDeadLetter(entry, job, task.attempts, (err as Error).message, log);
+        const dead = await this.retryOrDeadLetter(entry, job, task.attempts, (err as Error).message, log);
+        this.report(job, entry.id, dead ? 'dead' : 'failed');
         return;
       } finally {
         clearInterval(keepClaimed);
@@ -167,6 +179,7 @@ export class JobConsumer {
         return;
       }
       this.processed++;
+      this.report(job, entry.id, 'completed');
       log.info({ attempt: task.attempts }, 'job completed');
     } catch (err) {
       // Postgres or Redis failed: leave the message pending; it is retried after claimIdleMs.
@@ -195,22 +208,33 @@ export class JobConsumer {
     }
   }
 
-  private async retryOrDeadLetter(entry: StreamEntry, job: JobMessage, attempts: number, error: string, log: Logger): Promise<void> {
+  /** Reports one attempt's end for the judge; a report that fails is only a missing sample, never a failed job. */
+  private report(job: JobMessage, entryId: string, outcome: JobOutcome['outcome']): void {
+    // Accepted at enqueuedAt (kept across retries and moves); an entry without it: its id's time.
+    const since = Number(job.enqueuedAt ?? entryId.split('-')[0]);
+    const latencyMs = Number.isFinite(since) ? Math.max(0, Date.now() - since) : 0;
+    this.o.redis.xAdd(OUTCOME_STREAM, '*', outcomeFields({ color: this.o.color, outcome, latencyMs }), { TRIM: { strategy: 'MAXLEN', strategyModifier: '~', threshold: OUTCOME_STREAM_MAXLEN } })
+      .catch((err: Error) => this.o.log.debug({ err: err.message }, 'could not report a job outcome'));
+  }
+
+  /** True when the job went to the dead-letter stream (its last attempt). */
+  private async retryOrDeadLetter(entry: StreamEntry, job: JobMessage, attempts: number, error: string, log: Logger): Promise<boolean> {
     if (attempts >= this.o.maxAttempts) {
       await this.deadLetter(entry, job, attempts, error, log);
-      return;
+      return true;
     }
     const { rowCount } = await this.o.pool.query("UPDATE tasks SET state = 'queued', error = $2 WHERE id = $1 AND state = 'running' AND attempts = $3", [job.taskId, error, attempts]);
     if (!rowCount) {
       // A later attempt owns the task now: this one's failure changes nothing.
       await this.ack(entry.id);
-      return;
+      return false;
     }
     // A new entry for the next attempt, then the old one acknowledged: a crash in between only
     // means one more (idempotent) attempt, never a lost job.
-    await this.o.redis.xAdd(JOB_STREAM, '*', { ...entry.message });
+    await this.o.redis.xAdd(this.o.stream, '*', { ...entry.message });
     await this.ack(entry.id);
     log.warn({ attempt: attempts, maxAttempts: this.o.maxAttempts, error }, 'job failed; retrying');
+    return false;
   }
 
   private async deadLetter(entry: StreamEntry, job: JobMessage, attempts: number, error: string, log: Logger): Promise<void> {
@@ -222,6 +246,6 @@ export class JobConsumer {
 
   /** Acknowledges and deletes the entry: a processed job has no reason to stay in the stream. */
   private async ack(id: string): Promise<void> {
-    await this.o.redis.multi().xAck(JOB_STREAM, JOB_GROUP, id).xDel(JOB_STREAM, id).exec();
+    await this.o.redis.multi().xAck(this.o.stream, JOB_GROUP, id).xDel(this.o.stream, id).exec();
   }
 }

@@ -5,7 +5,7 @@
 // next sweep: a retry's new entry (written just after the task went back to queued) is never
 // mistaken for a lost one. Once per start of the task: a worker starting it clears the mark. The re-queue happens in one transaction with its row locked and marked,
 // so two workers never queue it twice, and a failed XADD leaves it for the next sweep.
-import { JOB_STREAM, type JobMessage } from '../../lib/contracts/jobs.js';
+import { JOB_STREAMS, type JobMessage } from '../../lib/contracts/jobs.js';
 import { inTransaction, type Pool } from '../../lib/db.js';
 import type { Logger } from '../../lib/logger.js';
 import type { RedisClient } from '../../lib/redis.js';
@@ -23,7 +23,12 @@ export class TaskSweeper {
   private running: Promise<unknown> = Promise.resolve();
   requeued = 0;
 
-  constructor(private readonly o: { pool: Pool; redis: RedisClient; log: Logger; intervalMs?: number; minAgeMs?: number }) {}
+  constructor(private readonly o: {
+    pool: Pool; redis: RedisClient; log: Logger;
+    /** This worker's colour's stream: where a lost task is queued again. */
+    stream: string;
+    intervalMs?: number; minAgeMs?: number;
+  }) {}
 
   private stopped = false;
 
@@ -58,9 +63,12 @@ export class TaskSweeper {
       this.suspects.clear();
       return 0;
     }
-    if (await redis.xLen(JOB_STREAM) > STREAM_SCAN_LIMIT) return 0;
-    // Entries stay on the stream until processed (acknowledged and deleted): what is there is still to do.
-    const onStream = new Set((await redis.xRange(JOB_STREAM, '-', '+', { COUNT: STREAM_SCAN_LIMIT })).map((e) => e.message.taskId));
+    const lengths = await Promise.all(JOB_STREAMS.map((s) => redis.xLen(s)));
+    if (lengths.some((n) => n > STREAM_SCAN_LIMIT)) return 0;
+    // Entries stay on the stream until processed (acknowledged and deleted): what is there is still
+    // to do. Either colour's: a rollback moves entries from one to the other (never through neither).
+    const onStream = new Set<string>();
+    for (const s of JOB_STREAMS) for (const e of await redis.xRange(s, '-', '+', { COUNT: STREAM_SCAN_LIMIT })) onStream.add(e.message.taskId!);
     const missing = rows.map((r) => r.id).filter((id) => !onStream.has(id));
     const lost = missing.filter((id) => this.suspects.has(id));
     this.suspects = new Set(missing.filter((id) => !this.suspects.has(id)));
@@ -73,7 +81,7 @@ export class TaskSweeper {
             "UPDATE tasks SET requeued_at = now() WHERE id = $1 AND state = 'queued' AND requeued_at IS NULL RETURNING work_ms, fail", [id]);
           if (!task[0]) return false; // another worker's sweep, or the job ran meanwhile
           const message: JobMessage = { schemaVersion: '1', taskId: id, workMs: String(task[0].work_ms), fail: task[0].fail ? '1' : '0' };
-          await redis.xAdd(JOB_STREAM, '*', { ...message });
+          await redis.xAdd(this.o.stream, '*', { ...message });
           return true;
         });
         if (done) {

@@ -46,18 +46,31 @@ export function regressionProblem(type: RegressionType, intensity: unknown, time
  * each type once). Returns the regressions, or the problems found.
  */
 export function parseRegressionSpec(spec: string): { regressions: Regression[] } | { problems: string[] } {
-  const regressions: Regression[] = [];
+  const parsed = parseTypedSpec(spec, REGRESSION_TYPES, (type, intensity, timeoutRate) => regressionProblem(type, intensity, timeoutRate), 'cpu:50 or dependency:200/0.05');
+  if ('problems' in parsed) return parsed;
+  return { regressions: parsed.items.map(({ type, intensity, rate }) => withDefaults({ type, intensity, ...(rate === undefined ? {} : { timeoutRate: rate }) })) };
+}
+
+/**
+ * The spec format shared by the API's and the worker's regressions (lib/contracts/worker-regressions.ts):
+ * "type:intensity[/rate]", comma-separated, each type once; `problem` checks one item's values.
+ */
+export function parseTypedSpec<T extends string>(
+  spec: string, types: readonly T[], problem: (type: T, intensity: number, rate: number | undefined) => string | undefined, example: string,
+): { items: Array<{ type: T; intensity: number; rate: number | undefined }> } | { problems: string[] } {
+  const items: Array<{ type: T; intensity: number; rate: number | undefined }> = [];
   const problems: string[] = [];
-  const seen = new Set<RegressionType>();
+  const seen = new Set<T>();
   for (const part of spec.split(',').map((p) => p.trim()).filter(Boolean)) {
     const match = /^([a-z]+):([0-9.][0-9.e+-]*)(?:\/([0-9.][0-9.e+-]*))?$/.exec(part);
     if (!match) {
-      problems.push(`"${part}": expected type:intensity[/timeoutRate], e.g. cpu:50 or dependency:200/0.05`);
+      problems.push(`"${part}": expected type:intensity${example.includes('/') ? '[/rate]' : ''}, e.g. ${example}`);
       continue;
     }
-    const [, type, intensityText, rateText] = match as unknown as [string, string, string, string | undefined];
-    if (!isRegressionType(type)) {
-      problems.push(`"${part}": unknown regression type "${type}" (expected one of ${REGRESSION_TYPES.join(', ')})`);
+    const [, typeText, intensityText, rateText] = match as unknown as [string, string, string, string | undefined];
+    const type = types.find((t) => t === typeText);
+    if (type === undefined) {
+      problems.push(`"${part}": unknown regression type "${typeText}" (expected one of ${types.join(', ')})`);
       continue;
     }
     if (seen.has(type)) {
@@ -66,12 +79,12 @@ export function parseRegressionSpec(spec: string): { regressions: Regression[] }
     }
     seen.add(type);
     const intensity = Number(intensityText);
-    const timeoutRate = rateText === undefined ? undefined : Number(rateText);
-    const problem = regressionProblem(type, intensity, timeoutRate);
-    if (problem) problems.push(`"${part}": ${problem}`);
-    else regressions.push(withDefaults({ type, intensity, ...(timeoutRate === undefined ? {} : { timeoutRate }) }));
+    const rate = rateText === undefined ? undefined : Number(rateText);
+    const found = problem(type, intensity, rate);
+    if (found) problems.push(`"${part}": ${found}`);
+    else items.push({ type, intensity, rate });
   }
-  return problems.length > 0 ? { problems } : { regressions };
+  return problems.length > 0 ? { problems } : { items };
 }
 
 export function withDefaults(r: Regression): Regression {

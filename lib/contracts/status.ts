@@ -113,6 +113,8 @@ export interface JobsStatus {
   pending: number;
   /** Jobs that failed every attempt (the dead-letter stream). */
   deadLetters: number;
+  /** Per colour: its stream's waiting and in-progress entries, and which worker code runs it. */
+  byColor?: Record<Color, { waiting: number; pending: number; worker: string | null }>;
 }
 
 export interface NotRunningStatus {

@@ -17,6 +17,7 @@ import { appControlToken } from '../../lib/contracts/app-control.js';
 import { reapOrphans } from '../../supervisor/index.js';
 import { appDatabasePassword } from '../../supervisor/child-env.js';
 import { appRoleUrl } from '../../lib/app-database.js';
+import { jobStream } from '../../lib/contracts/jobs.js';
 
 type Color = 'blue' | 'green';
 const SEED_ITEMS = 2000;
@@ -405,7 +406,7 @@ describe('jobs survive a worker killed mid-job', () => {
   it('kill -9 of the worker while it processes a job: pm2 restarts it, the job completes, exactly one result row', async () => {
     const accepted = await post('blue', '/api/process', { workMs: 3000 });
     await eventually('task running', async () => ((await call('blue', `/api/tasks/${accepted.body.id}`)).body.state === 'running' ? true : undefined));
-    const worker = (await app.status()).processes.find((p) => p.name === 'worker')!;
+    const worker = (await app.status()).processes.find((p) => p.name === 'worker-blue')!;
     process.kill(worker.pid!, 'SIGKILL');
     const task = await eventually('task completed after the restart', async () => {
       const t = await call('blue', `/api/tasks/${accepted.body.id}`);
@@ -419,7 +420,7 @@ describe('jobs survive a worker killed mid-job', () => {
     await new Promise((r) => setTimeout(r, 500));
     expect(completions()).toHaveLength(1);
     expect(completions()[0]!.attempt).toBe(2);
-    const restarted = (await app.status()).processes.find((p) => p.name === 'worker')!;
+    const restarted = (await app.status()).processes.find((p) => p.name === 'worker-blue')!;
     expect(restarted.pid).not.toBe(worker.pid);
     expect(restarted.restarts).toBeGreaterThan(worker.restarts);
   });
@@ -434,7 +435,7 @@ describe('jobs survive Redis losing an entry', () => {
     await redis.connect();
     // The worker's own sweeper runs every 10 s; this one is the same class, driven by hand (the
     // row lock and requeued_at keep the two from queuing it twice).
-    const sweeper = new TaskSweeper({ pool: db, redis, log: createLogger('sweeper-test', { level: 'silent' }) });
+    const sweeper = new TaskSweeper({ pool: db, redis, log: createLogger('sweeper-test', { level: 'silent' }), stream: jobStream('blue') });
     try {
       await sweeper.sweep(); // a suspect: missing once (a retry's entry may be on its way)
       await sweeper.sweep(); // still missing: re-queued, unless the worker's sweeper did it first

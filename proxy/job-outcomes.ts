@@ -1,0 +1,51 @@
+// The workers' job outcomes (lib/contracts/jobs.ts), read as they come from their stream and handed
+// to the judge per colour. Reads only what is new from the proxy's start (what came before belongs
+// to no window it judges); a Redis that goes away is waited for, and what was added meanwhile is
+// read from where it left off (entries beyond the stream's trimmed length are gone: missing samples,
+// never wrong ones). A malformed entry is skipped.
+import { OUTCOME_STREAM, parseOutcome, type JobOutcome } from '../lib/contracts/jobs.js';
+import type { Logger } from '../lib/logger.js';
+import { createRedisClient } from '../lib/redis.js';
+
+const BLOCK_MS = 1_000;
+const COUNT = 1_000;
+
+export interface OutcomeReader {
+  close(): Promise<void>;
+}
+
+export function readJobOutcomes(redisUrl: string, log: Logger, onOutcome: (o: JobOutcome) => void): OutcomeReader {
+  const redis = createRedisClient(redisUrl, { name: 'changelens-proxy-job-outcomes', log });
+  let stopped = false;
+  /** The id read up to; null until connected (then: the newest there was, so only what is new is read). */
+  let last: string | null = null;
+  const loop = async (): Promise<void> => {
+    let failures = 0;
+    while (!stopped) {
+      try {
+        if (!redis.isOpen) await redis.connect();
+        last ??= (await redis.xRevRange(OUTCOME_STREAM, '+', '-', { COUNT: 1 }))[0]?.id ?? '0-0';
+        const res = (await redis.xRead({ key: OUTCOME_STREAM, id: last }, { COUNT, BLOCK: BLOCK_MS })) as { messages: { id: string; message: Record<string, string> }[] }[] | null;
+        for (const entry of res?.[0]?.messages ?? []) {
+          last = entry.id;
+          const outcome = parseOutcome(entry.message);
+          if (outcome) onOutcome(outcome);
+        }
+        if (failures > 0) log.info({ failures }, 'reading job outcomes again');
+        failures = 0;
+      } catch (err) {
+        if (stopped) break;
+        if (failures++ === 0) log.warn({ err: (err as Error).message }, 'cannot read job outcomes; jobs are not judged until Redis answers');
+        await new Promise((resolve) => setTimeout(resolve, Math.min(100 * 2 ** Math.min(failures, 5), 2_000)));
+      }
+    }
+  };
+  const done = loop();
+  return {
+    async close() {
+      stopped = true;
+      redis.destroy();
+      await done;
+    },
+  };
+}

@@ -1,0 +1,91 @@
+// A colour whose worker is stopped runs no jobs: what its stream holds moves to the active colour's
+// stream, once a second. This is how a rollback drains safely (the controller stops the candidate's
+// worker at once; what it had not started runs on the stable colour), and how jobs the idle colour's
+// API still accepts (a pinned preview, a request in flight at the swap) are never stranded.
+// Each entry moves in one MULTI (added to the target, acknowledged and deleted at the source):
+// never lost, never on both streams. An entry its worker had started (pending, left when the worker
+// stopped) moves too; the task's attempt fence (apps/worker/job-consumer.ts) keeps a late result
+// of the stopped worker from completing it a second time.
+import type { Color } from '../lib/config.js';
+import { JOB_GROUP, jobStream } from '../lib/contracts/jobs.js';
+import type { Logger } from '../lib/logger.js';
+import { createRedisClient, type RedisClient } from '../lib/redis.js';
+
+const INTERVAL_MS = 1_000;
+const BATCH = 500;
+
+export interface JobDrain {
+  /** Entries moved since the supervisor started, per source colour. */
+  moved(): Record<Color, number>;
+  close(): Promise<void>;
+}
+
+export function startJobDrain(o: { redisUrl: string; log: Logger; isRunning: (name: string) => boolean; activeColor: () => Color }): JobDrain {
+  const redis = createRedisClient(o.redisUrl, { name: 'changelens-job-drain', log: o.log });
+  const moved: Record<Color, number> = { blue: 0, green: 0 };
+  let stopped = false;
+  let timer: NodeJS.Timeout | null = null;
+  let running: Promise<void> = Promise.resolve();
+  redis.connect().catch(() => {}); // retried by the client; a tick while it is away does nothing
+
+  const tick = async (): Promise<void> => {
+    const active = o.activeColor();
+    const idle: Color = active === 'blue' ? 'green' : 'blue';
+    // Only into a worker that runs, and only out of one that does not.
+    if (!redis.isReady || !o.isRunning(`worker-${active}`) || o.isRunning(`worker-${idle}`)) return;
+    const n = await moveJobs(redis, idle, active);
+    if (n > 0) {
+      moved[idle] += n;
+      o.log.info({ from: idle, to: active, jobs: n }, `moved ${n} job${n === 1 ? '' : 's'} of ${idle} (its worker is stopped) to ${active}'s stream`);
+    }
+  };
+  const next = (): void => {
+    if (stopped) return;
+    timer = setTimeout(() => {
+      running = tick().catch((err: Error) => o.log.warn({ err: err.message }, 'could not move the idle colour\'s jobs; trying again')).finally(next);
+    }, INTERVAL_MS);
+    timer.unref();
+  };
+  next();
+  return {
+    moved: () => ({ ...moved }),
+    async close() {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      await running;
+      redis.destroy();
+    },
+  };
+}
+
+/** Moves what `from`'s worker has not finished (never handed out, or handed out and not acknowledged) to `to`'s stream. */
+export async function moveJobs(redis: RedisClient, from: Color, to: Color): Promise<number> {
+  const source = jobStream(from);
+  const entries = await redis.xRange(source, '-', '+', { COUNT: BATCH });
+  if (entries.length === 0) return 0;
+  const groups = (await redis.xInfoGroups(source)) as unknown as Array<{ name: string; pending: number; 'last-delivered-id': string }>;
+  const group = groups.find((g) => g.name === JOB_GROUP);
+  const lastDelivered = group?.['last-delivered-id'] ?? '0-0';
+  const pending = new Set<string>();
+  if (group && group.pending > 0) {
+    for (const p of await redis.xPendingRange(source, JOB_GROUP, '-', '+', BATCH)) pending.add(p.id);
+  }
+  let n = 0;
+  for (const entry of entries) {
+    // Handed out and acknowledged, but kept (another app's worker may not delete): done, not moved.
+    if (!pending.has(entry.id) && compareIds(entry.id, lastDelivered) <= 0) continue;
+    const fields = { ...(entry.message as Record<string, string>), movedFrom: from };
+    const multi = redis.multi().xAdd(jobStream(to), '*', fields);
+    if (group) multi.xAck(source, JOB_GROUP, entry.id);
+    await multi.xDel(source, entry.id).exec();
+    n++;
+  }
+  return n;
+}
+
+/** Orders stream ids ("ms-seq"). */
+export function compareIds(a: string, b: string): number {
+  const [am, as] = a.split('-').map(BigInt) as [bigint, bigint];
+  const [bm, bs] = b.split('-').map(BigInt) as [bigint, bigint];
+  return am === bm ? (as === bs ? 0 : as < bs ? -1 : 1) : am < bm ? -1 : 1;
+}
