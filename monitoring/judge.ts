@@ -104,13 +104,13 @@ export const DEAD_LETTER_METRIC = 'dead_letters';
 export const DEFAULT_JOB_MIN_SAMPLES = 20;
 
 /**
- * The candidate worker's jobs in the window against the stable worker's, by the same rules as
- * requests: failure rate (attempts that failed), the P99 ratio of enqueue-to-outcome latency (with
- * the same floor), and the share dead-lettered. None when neither colour ran a job in the window
- * (an app with no jobs is judged on its requests alone).
+ * The candidate worker's jobs against the stable worker's, by the same rules as requests: failure
+ * rate (attempts that failed), the P99 ratio of enqueue-to-outcome latency (with the same floor),
+ * and the share dead-lettered. None when the candidate's worker reported no job in the period (an
+ * app without jobs, or a candidate API that enqueued none, is judged on its requests alone).
  */
 export function judgeJobs(candidate: WindowStats, stable: WindowStats, rules: JudgeRules): RuleResult[] {
-  if (candidate.count === 0 && stable.count === 0) return [];
+  if (candidate.count === 0) return [];
   const min = rules.jobMinSamples ?? DEFAULT_JOB_MIN_SAMPLES;
   const few = `${candidate.count} candidate job outcomes < ${min}`;
   const insufficient = (rule: RuleResult['rule'], threshold: number, why: string): RuleResult => ({ rule, verdict: 'insufficient', observed: NaN, threshold, message: why });
@@ -129,15 +129,18 @@ export function judgeJobs(candidate: WindowStats, stable: WindowStats, rules: Ju
 }
 
 /**
- * A window's verdict with its job rules: a failing job rule fails it; otherwise the requests decide.
- * Too few jobs never holds back a verdict the requests give: jobs come slower than requests (a
- * canary's share of a few jobs a second), and a broken worker with few jobs is still caught by the
- * run-of-failures trip and the sequential job test, which need no window.
+ * A window's verdict with its job rules, which count like the request rules: a failing one fails
+ * it, and too few job outcomes (when the candidate's worker reports any) make it insufficient, never
+ * a pass: a worker whose jobs end slowly must not be promoted on its API's requests alone. (The
+ * caller judges jobs over the whole step so far, so a few jobs a second still reach the minimum.)
+ * The stable colour's too-few (its P99, for the ratio) decides nothing either way, as for requests.
  */
 export function withJobRules(j: WindowJudgement, jobs: readonly RuleResult[]): WindowJudgement {
   if (jobs.length === 0) return j;
-  const verdict: WindowVerdict = jobs.some((r) => r.verdict === 'fail') ? 'fail' : j.verdict;
-  return { ...j, verdict, rules: [...j.rules, ...jobs] };
+  const rules = [...j.rules, ...jobs];
+  const candidateFew = jobs.some((r) => r.verdict === 'insufficient' && r.rule === 'job_error_rate');
+  const verdict: WindowVerdict = rules.some((r) => r.verdict === 'fail') ? 'fail' : candidateFew ? 'insufficient' : j.verdict;
+  return { ...j, verdict, rules };
 }
 
 /** Rolls back after N consecutive failing windows; an insufficient window neither counts nor resets. */

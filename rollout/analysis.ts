@@ -10,6 +10,8 @@ import type { Run } from './run.js';
 
 /** A response that ended in a window's last millisecond is recorded by now. */
 export const GRACE_MS = 30;
+/** The longest period the job rules judge (the step so far, up to this). */
+const JOB_PERIOD_MAX_MS = 60_000;
 /** How much of the stable colour's past is its baseline (blue/green: before the switch). */
 export const BASELINE_SECONDS = 30;
 /** How many of the stable colour's windows before this one show its own spread, and how many it needs. */
@@ -61,8 +63,10 @@ export class WindowAnalysis {
     const { d } = run;
     const lengthMs = d.plan.windowSeconds * 1000;
     const candidate = this.o.window.window(d.candidateColor, windowEnd, lengthMs);
-    // The candidate's worker, against the stable worker in the same window (blue/green: before the switch).
-    const jobs = judgeJobs(this.o.jobs.window(d.candidateColor, windowEnd, lengthMs), run.jobBaseline ?? this.o.jobs.window(d.stableColor, windowEnd, lengthMs), d.plan.rules);
+    // The candidate's worker, against the stable worker over the same period (blue/green: before
+    // the switch): the step so far (at most a minute), as jobs come far slower than requests.
+    const jobsMs = Math.max(lengthMs, Math.min(JOB_PERIOD_MAX_MS, windowEnd - Math.ceil(run.stepStartedMs / 1000) * 1000));
+    const jobs = judgeJobs(this.o.jobs.window(d.candidateColor, windowEnd, jobsMs), run.jobBaseline ?? this.o.jobs.window(d.stableColor, windowEnd, jobsMs), d.plan.rules);
     // blue/green's candidate takes everything: it is compared with the stable colour before the switch.
     if (run.baseline) return withJobRules(judgeWindow(candidate, run.baseline, d.plan.rules), jobs);
     const stable = this.o.window.window(d.stableColor, windowEnd, lengthMs);

@@ -347,7 +347,7 @@ describe('regressions from a release\'s env', () => {
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('CHANGELENS_REGRESSION');
     const refused = await runCli(['process', 'start', 'api-green', '--set', 'CHANGELENS_PG_PORT=1'], app.env);
-    expect(refused.stderr).toContain('--set.CHANGELENS_PG_PORT: set by the appliance; a release may set CHANGELENS_REGRESSION and its app\'s own variables');
+    expect(refused.stderr).toContain('--set.CHANGELENS_PG_PORT: set by the appliance; a release may set CHANGELENS_REGRESSION, CHANGELENS_WORKER_REGRESSION and its app\'s own variables');
     const started = await runCli(['process', 'start', 'api-green', '--set', 'CHANGELENS_REGRESSION=errors:1'], app.env);
     expect(started.code, started.stderr).toBe(0);
     try {
