@@ -102,6 +102,8 @@ export function judgeWindow(candidate: WindowStats, stable: WindowStats, rules: 
 /** The metric name under which a job window counts dead letters (one value of 1 per dead-lettered job). */
 export const DEAD_LETTER_METRIC = 'dead_letters';
 export const DEFAULT_JOB_MIN_SAMPLES = 20;
+/** The fewest job outcomes (each colour) whose P99s are compared. */
+export const JOB_LATENCY_MIN_SAMPLES = 50;
 
 /**
  * The candidate worker's jobs against the stable worker's, by the same rules as requests: failure
@@ -118,7 +120,10 @@ export function judgeJobs(candidate: WindowStats, stable: WindowStats, rules: Ju
     return [insufficient('job_error_rate', rules.maxErrorRate, few), insufficient('job_p99_ratio', rules.p99Ratio, few), insufficient('job_dead_letters', rules.maxErrorRate, few)];
   }
   const results: RuleResult[] = [outcome('job_error_rate', candidate.errorRate, rules.maxErrorRate, `job failures ${pct(candidate.errorRate)} (${candidate.errors}/${candidate.count} attempts)`, pct(rules.maxErrorRate))];
-  if (stable.count < min) results.push(insufficient('job_p99_ratio', rules.p99Ratio, `${stable.count} stable job outcomes < ${min}`));
+  // A P99 of a few dozen values is their maximum: the latency rule waits for as many as a request window's.
+  const latencyMin = Math.max(min, JOB_LATENCY_MIN_SAMPLES);
+  if (candidate.count < latencyMin) results.push(insufficient('job_p99_ratio', rules.p99Ratio, `${candidate.count} candidate job outcomes < ${latencyMin} for a P99`));
+  else if (stable.count < latencyMin) results.push(insufficient('job_p99_ratio', rules.p99Ratio, `${stable.count} stable job outcomes < ${latencyMin} for a P99`));
   else {
     const latency = latencyRule(candidate.p99Ms, stable.p99Ms, rules, undefined);
     results.push({ ...latency, rule: 'job_p99_ratio', message: `job ${latency.message}` });

@@ -63,14 +63,27 @@ export class WindowAnalysis {
     const { d } = run;
     const lengthMs = d.plan.windowSeconds * 1000;
     const candidate = this.o.window.window(d.candidateColor, windowEnd, lengthMs);
-    // The candidate's worker, against the stable worker over the same period (blue/green: before
-    // the switch): the step so far (at most a minute), as jobs come far slower than requests.
-    const jobsMs = Math.max(lengthMs, Math.min(JOB_PERIOD_MAX_MS, windowEnd - Math.ceil(run.stepStartedMs / 1000) * 1000));
-    const jobs = judgeJobs(this.o.jobs.window(d.candidateColor, windowEnd, jobsMs), run.jobBaseline ?? this.o.jobs.window(d.stableColor, windowEnd, jobsMs), d.plan.rules);
+    const jobs = this.judgeJobs(run, windowEnd, lengthMs);
     // blue/green's candidate takes everything: it is compared with the stable colour before the switch.
     if (run.baseline) return withJobRules(judgeWindow(candidate, run.baseline, d.plan.rules), jobs);
     const stable = this.o.window.window(d.stableColor, windowEnd, lengthMs);
     return withJobRules(judgeWindow(candidate, stable, d.plan.rules, this.stableRecentP99(run, windowEnd, lengthMs)), jobs);
+  }
+
+  /**
+   * The candidate's worker against the stable worker over a job window of its own: from the end of
+   * the last judged one (or the step's start) to now, at most a minute. Jobs come far slower than
+   * requests, so it grows until it holds the minimum of outcomes, and is judged once: consecutive
+   * windows never judge the same jobs twice, so a failure streak is one of independent evidence.
+   */
+  private judgeJobs(run: Run, windowEnd: number, lengthMs: number): RuleResult[] {
+    const { d } = run;
+    const start = Math.max(run.jobsSinceMs ?? 0, Math.ceil(run.stepStartedMs / 1000) * 1000, windowEnd - JOB_PERIOD_MAX_MS);
+    const periodMs = Math.max(lengthMs, windowEnd - start);
+    const candidate = this.o.jobs.window(d.candidateColor, windowEnd, periodMs);
+    const results = judgeJobs(candidate, run.jobBaseline ?? this.o.jobs.window(d.stableColor, windowEnd, periodMs), d.plan.rules);
+    if (results.some((r) => r.rule === 'job_error_rate' && r.verdict !== 'insufficient')) run.jobsSinceMs = windowEnd;
+    return results;
   }
 
   /**
