@@ -24,10 +24,10 @@ try {
   // The A/A run: a release identical to the running one must be promoted, never rolled back.
   runs.push(...await runMatrix({ ...common, scenarios: ['none'], strategies: ['canary'], repetitions: 1, out: join(out, 'aa') }));
   console.log(`bench:changelens — ${runs.length} runs at ${values.rate} req/s (medians; detect from the candidate's first request, rollback from the deploy call)`);
-  console.log('scenario    strategy   outcome(s)        detect ms  rollback ms  bad requests  failed  worst P99 ms');
+  console.log('scenario       strategy   outcome(s)        detect ms  rollback ms  bad requests  bad jobs  failed  worst P99 ms');
   for (const c of comparison(runs)) {
     const outcomes = runs.filter((r) => r.scenario === c.scenario && r.strategy === c.strategy).map((r) => r.outcome).join(',');
-    console.log(`${c.scenario.padEnd(11)} ${c.strategy.padEnd(10)} ${outcomes.padEnd(17)} ${String(c.detectMs ?? '–').padStart(9)}  ${String(c.rollbackMs ?? '–').padStart(11)}  ${String(c.badRequests).padStart(12)}  ${String(c.failedRequests).padStart(6)}  ${c.worstP99Ms.toFixed(1).padStart(12)}`);
+    console.log(`${c.scenario.padEnd(14)} ${c.strategy.padEnd(10)} ${outcomes.padEnd(17)} ${String(c.detectMs ?? '–').padStart(9)}  ${String(c.rollbackMs ?? '–').padStart(11)}  ${String(c.badRequests).padStart(12)}  ${String(c.badJobs).padStart(8)}  ${String(c.failedRequests).padStart(6)}  ${c.worstP99Ms.toFixed(1).padStart(12)}`);
   }
   console.log(`report: ${join(out, 'report.html')}`);
 } finally {

@@ -55,6 +55,8 @@ export interface RequestResult {
   status: number;
   /** x-changelens-color of the answer (null: none). */
   color: string | null;
+  /** "METHOD path" of the mix's endpoint it was. */
+  endpoint?: string;
 }
 
 export interface LoadResult {
@@ -143,14 +145,14 @@ async function runHere(plan: LoadPlan, offset: number, stride: number): Promise<
       if (res.statusCode >= 500) failed++;
       recordLatency(latency, done - intended);
       recordLatency(service, done - sentAt);
-      report?.({ intendedAt: epoch0 + (intended - t0), latencyMs: done - intended, status: res.statusCode, color: (res.headers['x-changelens-color'] as string | undefined) ?? null });
+      report?.({ intendedAt: epoch0 + (intended - t0), latencyMs: done - intended, status: res.statusCode, color: (res.headers['x-changelens-color'] as string | undefined) ?? null, endpoint: key });
     }, () => {
       const done = performance.now();
       statuses['0'] = (statuses['0'] ?? 0) + 1;
       failed++;
       recordLatency(latency, done - intended);
       recordLatency(service, done - sentAt);
-      report?.({ intendedAt: epoch0 + (intended - t0), latencyMs: done - intended, status: 0, color: null });
+      report?.({ intendedAt: epoch0 + (intended - t0), latencyMs: done - intended, status: 0, color: null, endpoint: key });
     }));
   }
   await Promise.all(pending);

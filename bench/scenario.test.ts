@@ -4,7 +4,7 @@
 import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { CHART_FONT_FILES, inkIn, lineChartSvg, renderSvg, svgToPng, TITLE_BOX } from './chart.js';
-import { comparison, htmlReport, matrixCsv, runCharts, seriesCsv, seriesRows, summarizeRun, type Timeline } from './scenario.js';
+import { comparison, htmlReport, matrixCsv, runCharts, scenarioEnv, seriesCsv, seriesRows, summarizeRun, type Timeline } from './scenario.js';
 import type { RequestResult } from './loadgen.js';
 
 const T0 = Date.UTC(2026, 10, 29, 12, 0, 0);
@@ -32,6 +32,18 @@ describe('summarizeRun', () => {
     expect(s.baselineP99Ms).toBeCloseTo(5, 1);
     expect(s.worstP99Ms).toBeCloseTo(50, 0);
     expect(s.requests).toBe(3000);
+  });
+
+  it('a worker scenario counts the jobs the bad release\'s API accepted (its worker runs them), and carries the worker\'s regression', () => {
+    const { samples, timeline } = syntheticRun();
+    const withJobs = samples.map((s, i) => ({ ...s, status: s.color === 'green' ? (i % 20 === 0 ? 202 : 200) : s.status, endpoint: i % 20 === 0 ? 'POST /api/process' : 'GET /api/data?limit=10' }));
+    const s = summarizeRun(withJobs, timeline, { scenario: 'worker-errors', strategy: 'canary', intensity: 0.2, rate: 100, sloMs: 250 });
+    expect(s.badRequests).toBe(35);
+    expect(s.badJobs).toBe(withJobs.filter((r) => r.color === 'green' && r.endpoint === 'POST /api/process').length);
+    expect(s.badJobs).toBeGreaterThan(0);
+    expect(scenarioEnv('worker-errors', 0.2)).toEqual({ CHANGELENS_WORKER_REGRESSION: 'errors:0.2' });
+    expect(scenarioEnv('errors', 0.3)).toEqual({ CHANGELENS_REGRESSION: 'errors:0.3' });
+    expect(scenarioEnv('none', null)).toBeUndefined();
   });
 
   it('an A/A run has no bad requests and, promoted, no detection', () => {
@@ -89,10 +101,10 @@ describe('series and charts', () => {
     const c = { ...a, strategy: 'direct' as const, outcome: 'promoted', timeToDetectMs: null, timeToRollbackMs: null, badRequests: 1900 };
     const table = comparison([a, b, c]);
     expect(table).toEqual([
-      { scenario: 'errors', strategy: 'canary', runs: 2, detectMs: 1500, rollbackMs: 2000, badRequests: 15, failedRequests: 35, worstP99Ms: a.worstP99Ms },
-      { scenario: 'errors', strategy: 'direct', runs: 1, detectMs: null, rollbackMs: null, badRequests: 1900, failedRequests: 35, worstP99Ms: a.worstP99Ms },
+      { scenario: 'errors', strategy: 'canary', runs: 2, detectMs: 1500, rollbackMs: 2000, badRequests: 15, badJobs: 0, failedRequests: 35, worstP99Ms: a.worstP99Ms },
+      { scenario: 'errors', strategy: 'direct', runs: 1, detectMs: null, rollbackMs: null, badRequests: 1900, badJobs: 0, failedRequests: 35, worstP99Ms: a.worstP99Ms },
     ]);
-    expect(matrixCsv([a]).split('\n')[0]).toBe('scenario,strategy,outcome,time_to_detect_ms,time_to_rollback_ms,bad_requests,failed_requests,slo_violations,worst_p99_ms,baseline_p99_ms,requests');
+    expect(matrixCsv([a]).split('\n')[0]).toBe('scenario,strategy,outcome,time_to_detect_ms,time_to_rollback_ms,bad_requests,bad_jobs,failed_requests,slo_violations,worst_p99_ms,baseline_p99_ms,requests');
     const html = htmlReport([{ ...a, dir: 'errors-canary-1' }, { ...c, dir: 'errors-direct-1' }]);
     expect(html).toContain('<img src="errors-canary-1/p99.svg"');
     expect(html).toContain('<td>errors</td><td>direct</td><td>1</td><td>–</td>');

@@ -14,13 +14,29 @@ import { adminCall } from './harness.js';
 import { DEFAULT_MIX } from './k6.js';
 import { runLoad, type Endpoint, type RequestResult } from './loadgen.js';
 
-export const SCENARIOS = ['none', 'cpu', 'db', 'dependency', 'errors'] as const;
+export const SCENARIOS = ['none', 'cpu', 'db', 'dependency', 'errors', 'worker-errors'] as const;
 export const STRATEGIES = ['direct', 'bluegreen', 'canary'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 export type Strategy = (typeof STRATEGIES)[number];
 
 /** The seed's regressions at an intensity that clearly hurts (units as the regression specs take them). */
-export const DEFAULT_INTENSITY: Record<Exclude<Scenario, 'none'>, number> = { cpu: 600, db: 300, dependency: 100, errors: 0.3 };
+export const DEFAULT_INTENSITY: Record<Exclude<Scenario, 'none'>, number> = { cpu: 600, db: 300, dependency: 100, errors: 0.3, 'worker-errors': 0.2 };
+/** The worker's scenarios carry more jobs: at 100 req/s a fifth of the requests enqueue one (20 jobs/s). */
+export const WORKER_MIX: readonly Endpoint[] = [
+  { method: 'GET', path: '/api/data?limit=10', weight: 6 },
+  { method: 'GET', path: '/api/work?ms=5', weight: 2 },
+  { method: 'POST', path: '/api/process', body: { workMs: 5 }, weight: 2 },
+];
+const JOB_ENDPOINT = 'POST /api/process';
+const isWorkerScenario = (s: Scenario): boolean => s.startsWith('worker-');
+
+/** What the release carries for a scenario: the API's regression, or its worker's. */
+export function scenarioEnv(scenario: Scenario, intensity: number | null): Record<string, string> | undefined {
+  if (intensity === null || scenario === 'none') return undefined;
+  return isWorkerScenario(scenario)
+    ? { CHANGELENS_WORKER_REGRESSION: `${scenario.slice('worker-'.length)}:${intensity}` }
+    : { CHANGELENS_REGRESSION: `${scenario}:${intensity}` };
+}
 
 export interface RunOptions {
   /** The appliance's origin and admin token. */
@@ -73,6 +89,8 @@ export interface RunSummary {
   requests: number;
   /** Requests the bad release served (0 in an A/A run: nothing was bad). */
   badRequests: number;
+  /** Jobs the bad release's worker was given: the candidate API's accepted jobs (0 in an A/A run). */
+  badJobs: number;
   candidateRequests: number;
   failedRequests: number;
   sloViolations: number;
@@ -121,6 +139,7 @@ export function summarizeRun(samples: readonly Sample[], t: Timeline, o: { scena
     timeToRollbackMs: rolledBack ? t.endedAt - t.deployAt : null,
     requests: samples.length,
     badRequests: o.scenario === 'none' ? 0 : candidate.length,
+    badJobs: o.scenario === 'none' ? 0 : candidate.filter((s) => s.endpoint === JOB_ENDPOINT && s.status === 202).length,
     candidateRequests: candidate.length,
     failedRequests: failed.length,
     sloViolations: samples.filter((s) => s.status === 0 || s.status >= 500 || s.latencyMs > o.sloMs).length,
@@ -196,7 +215,7 @@ export async function runScenario(o: RunOptions): Promise<RunSummary> {
   const stop = new AbortController();
   const loadStart = Date.now();
   const load = runLoad({
-    target: o.url, rate: o.rate, durationSeconds: 86_400, mix: o.mix ?? DEFAULT_MIX, signal: stop.signal,
+    target: o.url, rate: o.rate, durationSeconds: 86_400, mix: o.mix ?? (isWorkerScenario(o.scenario) ? WORKER_MIX : DEFAULT_MIX), signal: stop.signal,
     // Pins are the operator's: the benchmark measures what the router does with ordinary traffic.
     onResult: (r) => { if (r.intendedAt >= loadStart) samples.push(r); },
   });
@@ -221,7 +240,7 @@ export async function runScenario(o: RunOptions): Promise<RunSummary> {
       ...(o.strategy === 'canary' ? { steps: o.steps ?? [25, 50, 100], stepSeconds: o.stepSeconds ?? 5 } : {}),
       ...(o.strategy === 'bluegreen' ? { stepSeconds: o.stepSeconds ?? 5 } : {}),
       ...(o.stepSeconds && o.stepSeconds < 5 ? { windowSeconds: o.stepSeconds } : {}),
-      ...(intensity !== null ? { env: { CHANGELENS_REGRESSION: `${o.scenario}:${intensity}` } } : {}),
+      ...(scenarioEnv(o.scenario, intensity) ? { env: scenarioEnv(o.scenario, intensity) } : {}),
     });
     say(`deployed ${version} (${o.strategy}${intensity !== null ? `, ${o.scenario}:${intensity}` : ', no regression'})`);
     let d: any;
@@ -301,7 +320,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunSummary[]> {
 const COLUMNS: Array<[string, (r: RunSummary) => string | number | null]> = [
   ['scenario', (r) => r.scenario], ['strategy', (r) => r.strategy], ['outcome', (r) => r.outcome],
   ['time_to_detect_ms', (r) => r.timeToDetectMs], ['time_to_rollback_ms', (r) => r.timeToRollbackMs],
-  ['bad_requests', (r) => r.badRequests], ['failed_requests', (r) => r.failedRequests], ['slo_violations', (r) => r.sloViolations],
+  ['bad_requests', (r) => r.badRequests], ['bad_jobs', (r) => r.badJobs], ['failed_requests', (r) => r.failedRequests], ['slo_violations', (r) => r.sloViolations],
   ['worst_p99_ms', (r) => Math.round(r.worstP99Ms * 10) / 10], ['baseline_p99_ms', (r) => Math.round(r.baselineP99Ms * 10) / 10], ['requests', (r) => r.requests],
 ];
 
@@ -310,7 +329,7 @@ export function matrixCsv(runs: readonly RunSummary[]): string {
 }
 
 /** Medians per scenario × strategy, as the comparison table of the report (and the note). */
-export function comparison(runs: readonly RunSummary[]): Array<{ scenario: string; strategy: string; runs: number; detectMs: number | null; rollbackMs: number | null; badRequests: number; failedRequests: number; worstP99Ms: number }> {
+export function comparison(runs: readonly RunSummary[]): Array<{ scenario: string; strategy: string; runs: number; detectMs: number | null; rollbackMs: number | null; badRequests: number; badJobs: number; failedRequests: number; worstP99Ms: number }> {
   const median = (xs: number[]): number | null => (xs.length ? [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]! : null);
   const groups = new Map<string, RunSummary[]>();
   for (const r of runs) groups.set(`${r.scenario}|${r.strategy}`, [...(groups.get(`${r.scenario}|${r.strategy}`) ?? []), r]);
@@ -321,6 +340,7 @@ export function comparison(runs: readonly RunSummary[]): Array<{ scenario: strin
       detectMs: median(rs.flatMap((r) => (r.timeToDetectMs === null ? [] : [r.timeToDetectMs]))),
       rollbackMs: median(rs.flatMap((r) => (r.timeToRollbackMs === null ? [] : [r.timeToRollbackMs]))),
       badRequests: median(rs.map((r) => r.badRequests)) ?? 0,
+      badJobs: median(rs.map((r) => r.badJobs ?? 0)) ?? 0,
       failedRequests: median(rs.map((r) => r.failedRequests)) ?? 0,
       worstP99Ms: median(rs.map((r) => r.worstP99Ms)) ?? 0,
     };

@@ -10,7 +10,7 @@ import type { Endpoint, LoadPlan } from '../bench/loadgen.js';
 import { adminClient } from './admin-client.js';
 import { parse } from './args.js';
 
-export const BENCH_USAGE = `  changelens bench run --scenario none|cpu|db|dependency|errors --strategy direct|bluegreen|canary
+export const BENCH_USAGE = `  changelens bench run --scenario none|cpu|db|dependency|errors|worker-errors --strategy direct|bluegreen|canary
                       [--intensity X] [--rate 100] [--duration 60] [--out DIR] [--boot] [--url URL] [--json]
                                            one benchmark run: baseline, deploy a regressed release, rollback or
                                            promotion, recovery; writes timeseries.csv, summary.json, P99 and error charts
@@ -209,11 +209,11 @@ async function scenarioRuns(kind: 'run' | 'matrix', args: string[]): Promise<num
     if (kind === 'run') {
       const summary = await runScenario({ ...common, scenario: scenario!, strategy: strategy!, out });
       process.stdout.write(values.json ? JSON.stringify({ out, summary }, null, 2) + '\n'
-        : `${summary.outcome}: detect ${summary.timeToDetectMs ?? '–'} ms, rollback ${summary.timeToRollbackMs ?? '–'} ms, bad requests ${summary.badRequests}, failed ${summary.failedRequests}, worst P99 ${summary.worstP99Ms.toFixed(1)} ms\nwrote ${out}/ (timeseries.csv, summary.json, p99.svg/png, errors.svg/png)\n`);
+        : `${summary.outcome}: detect ${summary.timeToDetectMs ?? '–'} ms, rollback ${summary.timeToRollbackMs ?? '–'} ms, bad requests ${summary.badRequests}, bad jobs ${summary.badJobs}, failed ${summary.failedRequests}, worst P99 ${summary.worstP99Ms.toFixed(1)} ms\nwrote ${out}/ (timeseries.csv, summary.json, p99.svg/png, errors.svg/png)\n`);
     } else {
       const runs = await runMatrix({ ...common, scenarios, strategies, repetitions, out });
       process.stdout.write(values.json ? JSON.stringify({ out, runs, comparison: comparison(runs) }, null, 2) + '\n'
-        : comparison(runs).map((c) => `${c.scenario.padEnd(11)} ${c.strategy.padEnd(10)} detect ${String(c.detectMs ?? '–').padStart(6)} ms  rollback ${String(c.rollbackMs ?? '–').padStart(6)} ms  bad ${String(c.badRequests).padStart(5)}  failed ${String(c.failedRequests).padStart(5)}  worst P99 ${c.worstP99Ms.toFixed(1)} ms`).join('\n') + `\nreport: ${join(out, 'report.html')}\n`);
+        : comparison(runs).map((c) => `${c.scenario.padEnd(14)} ${c.strategy.padEnd(10)} detect ${String(c.detectMs ?? '–').padStart(6)} ms  rollback ${String(c.rollbackMs ?? '–').padStart(6)} ms  bad ${String(c.badRequests).padStart(5)}  bad jobs ${String(c.badJobs).padStart(4)}  failed ${String(c.failedRequests).padStart(5)}  worst P99 ${c.worstP99Ms.toFixed(1)} ms`).join('\n') + `\nreport: ${join(out, 'report.html')}\n`);
     }
   } finally {
     await target.close();

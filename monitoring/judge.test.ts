@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { consecutiveFailures, DEFAULT_RULES, judgeWindow, parseMetricRules, type JudgeRules, type WindowVerdict } from './judge.js';
+import { consecutiveFailures, DEAD_LETTER_METRIC, DEFAULT_RULES, judgeJobs, judgeWindow, parseMetricRules, withJobRules, type JudgeRules, type WindowVerdict } from './judge.js';
 import type { WindowStats } from './sliced-window.js';
 
 const stats = (over: Partial<WindowStats>): WindowStats => ({
@@ -154,5 +154,36 @@ describe('custom metric rules', () => {
     expect(parseMetricRules('recall_at_10>=0.30, cost <= 2')).toEqual([{ name: 'recall_at_10', op: '>=', threshold: 0.3 }, { name: 'cost', op: '<=', threshold: 2 }]);
     expect(parseMetricRules('')).toEqual([]);
     for (const bad of ['recall>0.3', 'recall>=x', 'bad-name>=1', 'a>=1,a>=2']) expect(parseMetricRules(bad)).toHaveProperty('error');
+  });
+});
+
+describe('judgeJobs and withJobRules: the worker judged with its release', () => {
+  const jobRulesArb = rulesArb.chain((rules) => fc.integer({ min: 1, max: 200 }).map((jobMinSamples) => ({ ...rules, jobMinSamples })));
+
+  it('jobs never turn a failing window into a pass; a failing job rule fails it; a candidate worker with too few outcomes never passes it', () => {
+    fc.assert(fc.property(statsArb('green'), statsArb('blue'), statsArb('green'), statsArb('blue'), jobRulesArb, (candidate, stable, candidateJobs, stableJobs, rules) => {
+      const requests = judgeWindow(candidate, stable, rules);
+      const jobs = judgeJobs(candidateJobs, stableJobs, rules);
+      const j = withJobRules(requests, jobs);
+      if (requests.verdict === 'fail') expect(j.verdict).toBe('fail');
+      if (jobs.some((r) => r.verdict === 'fail')) expect(j.verdict).toBe('fail');
+      if (candidateJobs.count === 0) expect(j).toEqual(requests);
+      if (candidateJobs.count > 0 && candidateJobs.count < rules.jobMinSamples) expect(j.verdict).not.toBe('pass');
+      if (candidateJobs.count >= rules.jobMinSamples && candidateJobs.errorRate > rules.maxErrorRate) expect(j.verdict).toBe('fail');
+      if (j.verdict === 'pass') expect(j.rules.filter((r) => r.rule === 'job_error_rate').every((r) => r.verdict === 'pass')).toBe(true);
+    }));
+  });
+
+  it('explains a job window with its numbers, and compares job P99s only with enough outcomes on both sides', () => {
+    const rules = { ...DEFAULT_RULES, p99MinDeltaMs: 20, jobMinSamples: 20 };
+    const bad = judgeJobs(stats({ count: 40, errors: 8, errorRate: 0.2, metrics: { [DEAD_LETTER_METRIC]: { count: 1, mean: 1 } } }), stats({ color: 'blue', count: 120 }), rules);
+    expect(bad.map((r) => [r.rule, r.verdict])).toEqual([['job_error_rate', 'fail'], ['job_p99_ratio', 'insufficient'], ['job_dead_letters', 'pass']]);
+    expect(bad[0]!.message).toBe('job failures 20.0% (8/40 attempts) > 5.0%');
+    expect(bad[1]!.message).toBe('40 candidate job outcomes < 50 for a P99');
+    expect(bad[2]!.message).toBe('dead-lettered 2.5% (1/40) ≤ 5.0%');
+    const slow = judgeJobs(stats({ count: 60, p99Ms: 400 }), stats({ color: 'blue', count: 60, p99Ms: 100 }), rules);
+    expect(slow.find((r) => r.rule === 'job_p99_ratio')).toMatchObject({ verdict: 'fail', observed: 4 });
+    expect(slow.find((r) => r.rule === 'job_p99_ratio')!.message).toMatch(/^job p99 400\.0ms = 4\.00× stable 100\.0ms > 1\.5×/);
+    expect(judgeJobs(stats({ count: 0 }), stats({ color: 'blue', count: 500 }), rules)).toEqual([]);
   });
 });

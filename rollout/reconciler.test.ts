@@ -590,3 +590,73 @@ describe('the reconciler', () => {
     expect(c.routingTable().mirror).toBeUndefined();
   });
 });
+
+describe('the candidate\'s worker is judged with its release', () => {
+  /** `ms` of requests (serve) plus 10 jobs a second split by weight; `fails(i)` says which of the candidate's fail. */
+  async function serveWithJobs(c: RolloutController, id: string, phases: string[], fails: (i: number) => boolean, maxMs = 120_000): Promise<string> {
+    let n = 0;
+    for (let waited = 0; waited < maxMs; waited += 500) {
+      const phase = (await store.deployment(id)).status.phase;
+      if (phases.includes(phase)) return phase;
+      await serve(c, 500);
+      const table = c.routingTable();
+      for (let i = 0; i < 5; i++) {
+        const toCandidate = table.candidate !== undefined && i < Math.round(table.candidateWeight * 5);
+        if (toCandidate) c.recordJob({ color: table.candidate!, outcome: fails(n++) ? 'failed' : 'completed', latencyMs: 30 + (i % 5) });
+        else c.recordJob({ color: table.stable, outcome: 'completed', latencyMs: 30 + (i % 5) });
+      }
+    }
+    throw new Error(`deployment ${id} not in ${phases.join('/')} within ${maxMs} ms`);
+  }
+
+  it('rolls back a candidate whose worker fails a third of its jobs, its requests fine, and stops its worker at once', async () => {
+    const c = boot();
+    await c.init();
+    const d = await c.deploy(request('bad-worker', {}, { rules: { ...PLAN.rules, jobMinSamples: 10 } }));
+    await shifting(d.id);
+    expect(await serveWithJobs(c, d.id, ['rolled_back', 'promoted'], (i) => i % 3 === 0)).toBe('rolled_back');
+    const done = await store.deployment(d.id);
+    expect(done.status.reason).toMatch(/job failures 3\d\.\d% \(\d+\/\d+ attempts\) > 5\.0%/);
+    const verdicts = await store.verdicts(d.id);
+    expect(verdicts.flatMap((v) => v.rules.filter((r) => r.verdict === 'fail').map((r) => r.rule))).toEqual(expect.arrayContaining(['job_error_rate']));
+    expect(verdicts.flatMap((v) => v.rules.filter((r) => r.verdict === 'fail' && !r.rule.startsWith('job_')))).toEqual([]);
+    expect(supervisor.calls).toContain('stop worker-green');
+  });
+
+  it('promotes a candidate whose worker completes its jobs; too few job outcomes hold a step instead of passing it', async () => {
+    const c = boot();
+    await c.init();
+    const d = await c.deploy(request('good-worker', {}, { rules: { ...PLAN.rules, jobMinSamples: 10 } }));
+    await shifting(d.id);
+    expect(await serveWithJobs(c, d.id, ['rolled_back', 'promoted'], () => false)).toBe('promoted');
+    const verdicts = await store.verdicts(d.id);
+    expect(verdicts.some((v) => v.rules.some((r) => r.rule === 'job_error_rate' && r.verdict === 'pass'))).toBe(true);
+    expect(supervisor.calls).not.toContain('stop worker-green');
+    // With far more outcomes needed than a step brings, no step passes on its requests alone.
+    const held = await c.deploy(request('few-jobs', {}, { rules: { ...PLAN.rules, jobMinSamples: 100_000 } }));
+    await shifting(held.id);
+    await serveWithJobs(c, held.id, ['promoted'], () => false, 30_000).catch(() => 'not promoted');
+    expect((await store.deployment(held.id)).status.phase).not.toBe('promoted');
+    const insufficient = (await store.verdicts(held.id)).filter((v) => v.verdict === 'insufficient');
+    expect(insufficient.length).toBeGreaterThan(0);
+    expect(insufficient[0]!.rules.find((r) => r.rule === 'job_error_rate')?.message).toMatch(/candidate job outcomes < 100000/);
+  });
+
+  it('trips at once on a run of failed job attempts, and on a crash of the candidate\'s worker', async () => {
+    const c = boot();
+    await c.init();
+    const d = await c.deploy(request('failing-worker', {}, { tripConsecutiveJobFailures: 4, stepSeconds: 60 }));
+    await shifting(d.id);
+    expect(await serveWithJobs(c, d.id, ['rolled_back', 'promoted'], () => true, 5_000)).toBe('rolled_back');
+    expect((await store.deployment(d.id)).status.reason).toMatch(/4 job attempts in a row failed on the candidate's worker/);
+
+    supervisor.colours.blue.worker = { running: true, restarts: 0 };
+    supervisor.colours.green.worker = { running: true, restarts: 0 };
+    const crashy = await c.deploy(request('crashy-worker', {}, { stepSeconds: 60 }));
+    await shifting(crashy.id);
+    await serve(c, 1_000);
+    supervisor.colours.green.worker.restarts++;
+    expect(await serveUntil(c, crashy.id, ['rolled_back', 'promoted'], 3_000)).toBe('rolled_back');
+    expect((await store.deployment(crashy.id)).status.reason).toMatch(/worker-green crashed: pm2 restarted it \(1 restart since/);
+  });
+});

@@ -95,11 +95,11 @@ export function startBackups(deps: BackupsDeps): Backups {
     }
   });
 
-  /** A restore: the worker stops writing first; afterwards it and the running API colours restart on the restored data. */
-  const writersRunning = (): GraphNode[] => deps.graph.filter((n) => (n.name === 'worker' || n.name.startsWith('api-')) && deps.isRunning(n.name));
+  /** A restore: the workers stop writing first; afterwards they and the running API colours restart on the restored data. */
+  const writersRunning = (): GraphNode[] => deps.graph.filter((n) => (n.name.startsWith('worker-') || n.name.startsWith('api-')) && deps.isRunning(n.name));
   const hooks = {
     quiesce: async () => {
-      if (deps.isRunning('worker')) await deps.pm.stop('worker');
+      await Promise.all(deps.graph.filter((n) => n.name.startsWith('worker-') && deps.isRunning(n.name)).map((n) => deps.pm.stop(n.name)));
     },
     resume: async () => {
       const nodes = writersRunning();

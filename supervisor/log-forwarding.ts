@@ -6,17 +6,17 @@ import { ChangeLensError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { LogLine } from './process-manager.js';
 
-/** What only the appliance's own processes may call themselves in a log line. */
-const APPLIANCE_SERVICES = new Set(['supervisor', 'proxy', 'worker', 'postgres', 'redis']);
+/** What only the appliance's own processes may call themselves in a log line (the API and the worker are a release's). */
+const APPLIANCE_SERVICES = new Set(['supervisor', 'proxy', 'postgres', 'redis']);
 
 /**
- * Children's lines go to stdout as they are when they are JSON already; others are wrapped. An API
- * colour runs release code: its lines are labelled with the process pm2 knows it as, and one that
+ * Children's lines go to stdout as they are when they are JSON already; others are wrapped. A
+ * colour's API and worker run release code: its lines are labelled with the process pm2 knows it as, and one that
  * calls itself the supervisor (or another appliance service) is relabelled, the claim kept.
  */
 export function forwardLine(out: pino.DestinationStream, { name, stream, line }: LogLine): void {
   if (line.startsWith('{') && line.endsWith('}')) {
-    if (!name.startsWith('api-')) {
+    if (!/^(api|worker)-/.test(name)) {
       out.write(line + '\n');
       return;
     }

@@ -14,7 +14,7 @@ import { readMigrations, reapOrphans } from '../../supervisor/index.js';
 import { migrationsDir } from '../../lib/package-root.js';
 import { appControlToken } from '../../lib/contracts/app-control.js';
 
-const EXPECTED_AT_BOOT = ['postgres', 'redis', 'worker', 'api-blue', 'proxy'];
+const EXPECTED_AT_BOOT = ['postgres', 'redis', 'worker-blue', 'api-blue', 'proxy'];
 
 function databaseUrl(app: Appliance, db = 'changelens'): string {
   return `postgres://changelens:${encodeURIComponent(app.secrets().pgPassword)}@127.0.0.1:${app.ports.pgPort}/${db}`;
@@ -99,10 +99,11 @@ describe('the appliance (one embedded appliance, shared)', () => {
     const readyAt = (name: string): number => indexOfMsg(app.records, `${name} ready`);
     expect(readyAt('postgres')).toBeLessThan(readyAt('migrations'));
     expect(readyAt('migrations')).toBeLessThan(startedAt('redis'));
-    expect(readyAt('redis')).toBeLessThan(startedAt('worker'));
+    expect(readyAt('redis')).toBeLessThan(startedAt('worker-blue'));
     expect(readyAt('redis')).toBeLessThan(startedAt('api-blue'));
     expect(readyAt('api-blue')).toBeLessThan(startedAt('proxy'));
     expect(startedAt('api-green')).toBe(-1);
+    expect(startedAt('worker-green')).toBe(-1);
   });
 
   it('serves a request through the proxy to the API, which reads Postgres', async () => {
@@ -156,14 +157,14 @@ describe('the appliance (one embedded appliance, shared)', () => {
     const pids = Object.fromEntries((await app.status()).processes.filter((p) => p.pid).map((p) => [p.name, p.pid!]));
     const token = app.secrets().adminToken;
     expect(envOf(pids.proxy!).CHANGELENS_ADMIN_TOKEN).toBe(token);
-    for (const name of ['api-blue', 'worker']) {
+    for (const name of ['api-blue', 'worker-blue']) {
       const env = envOf(pids[name]!);
       expect(env.CHANGELENS_ADMIN_TOKEN, name).toBeUndefined();
       expect(env.DATABASE_URL, name).toMatch(/^postgres:\/\//);
     }
-    // The built-in API holds its control routes' credential, derived from the token but not it; the worker none.
+    // The built-in API and worker hold their colour's control credential, derived from the token but not it.
     expect(envOf(pids['api-blue']!).CHANGELENS_APP_CONTROL_TOKEN).toBe(appControlToken(token, 'blue'));
-    expect(envOf(pids.worker!).CHANGELENS_APP_CONTROL_TOKEN).toBeUndefined();
+    expect(envOf(pids['worker-blue']!).CHANGELENS_APP_CONTROL_TOKEN).toBe(appControlToken(token, 'blue'));
     // Postgres gets none of ours: no URLs, passwords or settings leak in from the supervisor.
     const pg = envOf(pids.postgres!);
     expect(Object.keys(pg).filter((k) => k.startsWith('CHANGELENS_') || k === 'DATABASE_URL' || k === 'REDIS_URL')).toEqual([]);
@@ -275,7 +276,7 @@ describe('the appliance (one embedded appliance, shared)', () => {
     }
     expect(load.samples.filter((s) => s.status !== 200), '/api/data needs only Postgres').toEqual([]);
     const after = (await app.status()).processes;
-    for (const name of ['api-blue', 'worker', 'proxy']) {
+    for (const name of ['api-blue', 'worker-blue', 'proxy']) {
       expect({ name, restarts: of(after, name).restarts, pid: of(after, name).pid }).toEqual({ name, restarts: of(before, name).restarts, pid: of(before, name).pid });
     }
     // Pm2 may have had Redis back before the job arrived: then it was accepted, and must be done.

@@ -90,11 +90,11 @@ describe('monitor rules', () => {
   });
 
   it('restarts a service that stops answering, and status shows it', async () => {
-    const worker = (await app.status()).processes.find((p) => p.name === 'worker')!;
+    const worker = (await app.status()).processes.find((p) => p.name === 'worker-blue')!;
     process.kill(worker.pid!, 'SIGSTOP');
     try {
       await until(async () => {
-        const now = (await app.status()).processes.find((p) => p.name === 'worker')!;
+        const now = (await app.status()).processes.find((p) => p.name === 'worker-blue')!;
         expect(now.pid).not.toBe(worker.pid);
         expect(now.state).toBe('online');
       }, 60_000);
@@ -102,12 +102,12 @@ describe('monitor rules', () => {
       try { process.kill(worker.pid!, 'SIGCONT'); } catch { /* gone, as expected */ }
     }
     const restarted = (await audit()).find((e) => e.eventType === 'monitor' && e.details.rule === 'down');
-    expect(restarted).toMatchObject({ success: true, details: { metric: 'down:worker', action: 'restart_service' } });
+    expect(restarted).toMatchObject({ success: true, details: { metric: 'down:worker-blue', action: 'restart_service' } });
     const status = await runCli(['status'], app.env);
     expect(status.stdout).toMatch(/monitor +3 rules every 1 s/);
     const metrics = await (await fetch(`${app.url}/_changelens/metrics`, { headers: { authorization: `Bearer ${app.secrets().adminToken}` } })).text();
     expect(metrics).toMatch(/changelens_monitor_firings_total\{rule="down"\} [1-9]/);
     expect(metrics).toMatch(/changelens_monitor_firings_total\{rule="hook-on-start"\} 1/);
-    expect(status.stdout).toMatch(/down: restarted worker/);
+    expect(status.stdout).toMatch(/down: restarted worker-blue/);
   });
 });

@@ -126,7 +126,7 @@ describe('the image, run as docker run runs it', () => {
     expect(listening.map((l) => l.trim().split(/\s+/)[1])).toContain(`00000000:${hexPort}`);
   });
 
-  it('keeps root to tini and the supervisor: Postgres, Redis, the proxy and the worker are uid 10001, the API the release user', async () => {
+  it('keeps root to tini and the supervisor: Postgres, Redis and the proxy are uid 10001, the API and the worker (a colour\'s release) the release user', async () => {
     const pid1 = Number((await image(['pid', name])).stdout.trim());
     const procs = (await command('sh', ['-c', `ns=$(readlink /proc/${pid1}/ns/pid); for p in /proc/[0-9]*; do [ "$(readlink $p/ns/pid 2>/dev/null)" = "$ns" ] && echo "$(awk '/^Uid/{print $2,$3,$4,$5}' $p/status) $(awk '/^Groups/{$1=""; gsub(/^ +/, ""); gsub(/ +/, ","); print "groups=" $0}' $p/status) $(tr '\\0' ' ' <$p/cmdline | cut -c1-80)"; done`])).stdout
       .split('\n').filter(Boolean);
@@ -138,10 +138,12 @@ describe('the image, run as docker run runs it', () => {
     const uidOf = (program: string): number[] => procs.filter((p) => p.includes(program) && (program === '/usr/bin/tini' || !p.includes('/usr/bin/tini'))).map((p) => Number(p.split(' ')[0]));
     expect(uidOf('/usr/bin/tini')).toEqual([0]);
     expect(uidOf('main.js up')).toEqual([0]);
-    for (const program of ['postgres', 'redis-server', 'apps/worker/main.js', 'proxy/main.js']) {
+    for (const program of ['postgres', 'redis-server', 'proxy/main.js']) {
       expect(uidOf(program).length, program).toBeGreaterThan(0);
       expect(new Set(uidOf(program)), program).toEqual(new Set([UID]));
     }
+    // api-blue and worker-blue: both start through the entry.
+    expect(uidOf('supervisor/release-entry.js').length).toBeGreaterThanOrEqual(2);
     expect(new Set(uidOf('supervisor/release-entry.js'))).toEqual(new Set([releaseUid]));
     // Every process but tini and the supervisor: real, effective, saved and filesystem ids alike.
     const others = procs.filter((p) => !p.includes('/usr/bin/tini') && !p.includes('main.js up'));
