@@ -1,19 +1,23 @@
-// `changelens regression list|set|clear`: the built-in API's regressions per colour — a release made
-// slow or failing on purpose, for demos and drills. Thin clients of the admin API's
-// /api/colors/<colour>/regressions (the token is needed; every change is audited).
+// `changelens regression list|set|clear`: the built-in API's regressions per colour (or, with
+// --worker, its worker's) — a release made slow or failing on purpose, for demos and drills. Thin
+// clients of the admin API's /api/colors/<colour>/regressions and …/worker-regressions (the token is
+// needed; every change is audited).
 import { loadConfig } from '../lib/config.js';
 import { REGRESSION_TYPES } from '../lib/contracts/regressions.js';
+import { WORKER_REGRESSION_TYPES } from '../lib/contracts/worker-regressions.js';
 import { CL_ERR_CLI_USAGE, EXIT } from '../lib/errors.js';
 import { adminClient } from './admin-client.js';
 import { parse } from './args.js';
 
-export const REGRESSION_USAGE = `  changelens regression list [--json]      each colour's regressions (built-in API), run-time and from its release
-  changelens regression set <colour> <type> <intensity> [--timeout-rate R] [--json]
-                                           make a colour slow or failing on purpose (types: ${REGRESSION_TYPES.join(', ')}); audited
-  changelens regression clear <colour> <type> [--json]
+export const REGRESSION_USAGE = `  changelens regression list [--worker] [--json]
+                                           each colour's regressions (built-in API, or its worker), run-time and from its release
+  changelens regression set <colour> <type> <intensity> [--timeout-rate R] [--worker] [--json]
+                                           make a colour slow or failing on purpose (types: ${REGRESSION_TYPES.join(', ')};
+                                           with --worker, its jobs: ${WORKER_REGRESSION_TYPES.join(', ')}); audited
+  changelens regression clear <colour> <type> [--worker] [--json]
                                            switch one off`;
 
-const common = { json: { type: 'boolean' }, config: { type: 'string' }, url: { type: 'string' } } as const;
+const common = { json: { type: 'boolean' }, config: { type: 'string' }, url: { type: 'string' }, worker: { type: 'boolean' } } as const;
 const COLORS = ['blue', 'green'] as const;
 
 interface ColorRegressions { color: string; regressions: { type: string; intensity: number; timeoutRate?: number; source: string }[] }
@@ -37,7 +41,7 @@ async function list(args: string[]): Promise<number> {
   // A colour that is not running has none to show; it is not an error of the command.
   const all = await Promise.all(COLORS.map(async (color) => {
     try {
-      return await api.get<ColorRegressions>(`/api/colors/${color}/regressions`);
+      return await api.get<ColorRegressions>(`/api/colors/${color}/${values.worker ? 'worker-regressions' : 'regressions'}`);
     } catch (err) {
       return { color, regressions: [], error: (err as Error).message };
     }
@@ -55,7 +59,7 @@ async function set(args: string[]): Promise<number> {
   if (intensityText.trim() === '' || !Number.isFinite(intensity)) throw new CL_ERR_CLI_USAGE(`intensity: expected a number, got ${JSON.stringify(intensityText)}`);
   const timeoutRate = values['timeout-rate'] === undefined ? undefined : Number(values['timeout-rate']);
   if (timeoutRate !== undefined && !Number.isFinite(timeoutRate)) throw new CL_ERR_CLI_USAGE(`--timeout-rate: expected a number 0-1, got ${JSON.stringify(values['timeout-rate'])}`);
-  const result = await client(values).post<ColorRegressions>(`/api/colors/${path(color, type)}`, { intensity, ...(timeoutRate === undefined ? {} : { timeoutRate }) });
+  const result = await client(values).post<ColorRegressions>(`/api/colors/${path(color, type, values.worker)}`, { intensity, ...(timeoutRate === undefined ? {} : { timeoutRate }) });
   write(values.json, result, `${result.color}: ${describe(result)}\n`);
   return EXIT.ok;
 }
@@ -64,16 +68,17 @@ async function clear(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, common, true);
   if (positionals.length !== 2) throw new CL_ERR_CLI_USAGE('usage: changelens regression clear <blue|green> <type> [--json]');
   const [color, type] = positionals as [string, string];
-  const result = await client(values).delete<ColorRegressions>(`/api/colors/${path(color, type)}`);
+  const result = await client(values).delete<ColorRegressions>(`/api/colors/${path(color, type, values.worker)}`);
   write(values.json, result, `${result.color}: ${describe(result)}\n`);
   return EXIT.ok;
 }
 
-/** <colour>/regressions/<type>, both checked here so the error names the argument. */
-function path(color: string, type: string): string {
+/** <colour>/regressions/<type> (or worker-regressions), both checked here so the error names the argument. */
+function path(color: string, type: string, worker = false): string {
   if (!(COLORS as readonly string[]).includes(color)) throw new CL_ERR_CLI_USAGE(`colour: expected blue or green, got ${JSON.stringify(color)}`);
-  if (!(REGRESSION_TYPES as readonly string[]).includes(type)) throw new CL_ERR_CLI_USAGE(`type: expected one of ${REGRESSION_TYPES.join(', ')}, got ${JSON.stringify(type)}`);
-  return `${color}/regressions/${type}`;
+  const types: readonly string[] = worker ? WORKER_REGRESSION_TYPES : REGRESSION_TYPES;
+  if (!types.includes(type)) throw new CL_ERR_CLI_USAGE(`type: expected one of ${types.join(', ')}${worker ? ' (a worker\'s)' : ''}, got ${JSON.stringify(type)}`);
+  return `${color}/${worker ? 'worker-regressions' : 'regressions'}/${type}`;
 }
 
 function describe(c: ColorRegressions): string {

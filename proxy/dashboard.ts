@@ -20,6 +20,8 @@ export function dashboardPage(): string {
 <section class="card"><h2>P99 latency (ms)</h2><div id="chart-p99" class="chart"></div></section>
 <section class="card"><h2>Error rate</h2><div id="chart-errors" class="chart"></div></section>
 <section class="card"><h2>Traffic (req/s)</h2><div id="chart-traffic" class="chart"></div></section>
+<section class="card"><h2>Jobs: P99, enqueue to end</h2><div id="chart-jobs-p99" class="chart"></div></section>
+<section class="card"><h2>Jobs: failed attempts</h2><div id="chart-jobs-errors" class="chart"></div></section>
 <div class="grid">
 <section class="card"><h2>Deployments</h2><table id="deployments"></table></section>
 <section class="card"><h2>Backups</h2><div id="backups">…</div><h2>Alerts</h2><div id="alerts">…</div></section>
@@ -76,6 +78,8 @@ function chart(id, key, fmt, yRange) {
 chart('chart-p99', 'p99', (v) => v + ' ms');
 chart('chart-errors', 'errors', (v) => Math.round(v * 100) + ' %', [0, 1]);
 chart('chart-traffic', 'traffic', (v) => v);
+chart('chart-jobs-p99', 'jobsP99', (v) => v + ' ms');
+chart('chart-jobs-errors', 'jobsErrors', (v) => Math.round(v * 100) + ' %', [0, 1]);
 window.addEventListener('resize', () => { for (const [k, c] of Object.entries(charts)) c.setSize({ width: c.root.parentElement.clientWidth, height: 200 }); });
 window.__changelens = { points: 0 };
 
@@ -86,6 +90,10 @@ async function live() {
   charts.p99.setData([t, col('blue', 'p99Ms'), col('green', 'p99Ms')]);
   charts.errors.setData([t, col('blue', 'errorRate'), col('green', 'errorRate')]);
   charts.traffic.setData([t, l.seconds.map((s) => s.blue ? s.blue.count : 0), l.seconds.map((s) => s.green ? s.green.count : 0)]);
+  // Each colour's worker: what its jobs took and how many attempts failed (null: no job ended that second).
+  const job = (color, k) => l.seconds.map((s) => (s.jobs && s.jobs[color].count ? s.jobs[color][k] : null));
+  charts.jobsP99.setData([t, job('blue', 'p99Ms'), job('green', 'p99Ms')]);
+  charts.jobsErrors.setData([t, job('blue', 'errorRate'), job('green', 'errorRate')]);
   window.__changelens.points = l.seconds.filter((s) => (s.blue && s.blue.count) || (s.green && s.green.count)).length;
   $('updated').textContent = 'updated ' + new Date().toLocaleTimeString();
 }

@@ -117,9 +117,10 @@ let initialized = false;
 await registerAdminApi(app, {
   token: config.adminToken, controller, store, config, ready: () => initialized, releasesDir: paths.releases,
   backups: backupsLink,
-  live: (seconds) => liveSeconds(window, seconds),
+  live: (seconds) => liveSeconds(window, controller.jobs, seconds),
   holdTraffic: (h) => { hold = h; },
   upstreams,
+  workerUpstreams: { blue: `http://127.0.0.1:${config.workerBluePort}`, green: `http://127.0.0.1:${config.workerGreenPort}` },
   authFailures,
   previews,
   ...(config.releaseSecretsKey ? { releaseSecretsKey: Buffer.from(config.releaseSecretsKey, 'base64url') } : {}),
@@ -201,8 +202,8 @@ function detachedFromSupervisor(): Promise<void> {
   });
 }
 
-/** Each of the last `seconds` whole seconds, per colour, from the judge's 1 s slices. */
-function liveSeconds(w: SlicedWindow, seconds: number): LiveSecond[] {
+/** Each of the last `seconds` whole seconds, per colour, from the judge's 1 s slices (requests and jobs). */
+function liveSeconds(w: SlicedWindow, jobs: SlicedWindow, seconds: number): LiveSecond[] {
   const now = Math.floor(Date.now() / 1000) * 1000;
   const out: LiveSecond[] = [];
   for (let t = now - seconds * 1000; t < now; t += 1000) {
@@ -210,7 +211,11 @@ function liveSeconds(w: SlicedWindow, seconds: number): LiveSecond[] {
       const s = w.window(color, t + 1000, 1000);
       return { count: s.count, p50Ms: Math.round(s.p50Ms * 100) / 100, p99Ms: Math.round(s.p99Ms * 100) / 100, errorRate: s.errorRate };
     };
-    out.push({ t, blue: of('blue'), green: of('green') });
+    const jobsOf = (color: 'blue' | 'green') => {
+      const s = jobs.window(color, t + 1000, 1000);
+      return { count: s.count, p99Ms: Math.round(s.p99Ms * 100) / 100, errorRate: s.errorRate };
+    };
+    out.push({ t, blue: of('blue'), green: of('green'), jobs: { blue: jobsOf('blue'), green: jobsOf('green') } });
   }
   return out;
 }

@@ -49,6 +49,7 @@ beforeAll(async () => {
     ready: () => ready, backups: {} as BackupLink, live: () => [], holdTraffic: () => {},
     metrics: async () => ({ contentType: 'text/plain', body: 'x 1\n' }),
     upstreams: { blue: `http://127.0.0.1:${(blue.address() as AddressInfo).port}`, green: `http://127.0.0.1:${downPort}` },
+    workerUpstreams: { blue: `http://127.0.0.1:${(blue.address() as AddressInfo).port}`, green: `http://127.0.0.1:${downPort}` },
   });
   await app.ready();
 });
@@ -210,7 +211,7 @@ describe('a release\'s secrets', () => {
       token: TOKEN, store, config: loadConfig({ env: {} }), releasesDir: '/nonexistent', releaseSecretsKey: key,
       controller: { ...controller, deploy: async (r: { env?: Record<string, string> }) => { taken.push(r); return { id: 'd2' }; } } as unknown as RolloutController,
       ready: () => true, backups: {} as BackupLink, live: () => [], holdTraffic: () => {},
-      metrics: async () => ({ contentType: 'text/plain', body: '' }), upstreams: { blue: 'http://127.0.0.1:9', green: 'http://127.0.0.1:9' },
+      metrics: async () => ({ contentType: 'text/plain', body: '' }), upstreams: { blue: 'http://127.0.0.1:9', green: 'http://127.0.0.1:9' }, workerUpstreams: { blue: 'http://127.0.0.1:9', green: 'http://127.0.0.1:9' },
     });
     await sealing.ready();
     try {
@@ -286,6 +287,26 @@ describe('a colour\'s controls (the built-in API\'s regressions and metrics rese
     expect(down.statusCode).toBe(409);
     expect(down.json()).toMatchObject({ code: 'CL_ERR_COLOR_NOT_RUNNING', message: 'api-green is not running' });
   });
+
+  it('the worker\'s regressions go to the colour\'s worker the same way: its credential on a change, audited, its own types only', async () => {
+    audits.length = 0;
+    blueSaw.length = 0;
+    expect((await control('POST', '/blue/worker-regressions/errors', { intensity: 0.2 })).statusCode).toBe(200);
+    expect((await control('DELETE', '/blue/worker-regressions/errors')).statusCode).toBe(200);
+    expect((await control('GET', '/blue/worker-regressions')).statusCode).toBe(200);
+    expect(blueSaw).toEqual([
+      { method: 'POST', url: '/api/worker-regression/errors', control: appControlToken(TOKEN, 'blue'), body: '{"intensity":0.2}' },
+      { method: 'DELETE', url: '/api/worker-regression/errors', control: appControlToken(TOKEN, 'blue'), body: '' },
+      { method: 'GET', url: '/api/worker-regression', control: undefined, body: '' },
+    ]);
+    expect(audits.map((a) => [a.eventType, a.details, a.success])).toEqual([
+      ['worker-regression.set', { color: 'blue', type: 'errors', intensity: 0.2 }, true],
+      ['worker-regression.clear', { color: 'blue', type: 'errors' }, true],
+    ]);
+    expect((await control('POST', '/blue/worker-regressions/cpu', { intensity: 1 })).json().message).toContain('params/type');
+    const down = await control('POST', '/green/worker-regressions/crash', { intensity: 0.1 });
+    expect(down.json()).toMatchObject({ code: 'CL_ERR_COLOR_NOT_RUNNING', message: 'worker-green is not running' });
+  });
 });
 
 describe('failed sign-ins and wrong tokens', () => {
@@ -296,7 +317,7 @@ describe('failed sign-ins and wrong tokens', () => {
       token: TOKEN, controller, config: loadConfig({ env: {} }), releasesDir: '/nonexistent',
       store: { ...store, audit: async (e: NewAuditEvent) => { seen.push(e); } } as unknown as RolloutStore,
       ready: () => true, backups: {} as BackupLink, live: () => [], holdTraffic: () => {},
-      metrics: async () => ({ contentType: 'text/plain', body: '' }), upstreams: { blue: 'http://127.0.0.1:9', green: 'http://127.0.0.1:9' },
+      metrics: async () => ({ contentType: 'text/plain', body: '' }), upstreams: { blue: 'http://127.0.0.1:9', green: 'http://127.0.0.1:9' }, workerUpstreams: { blue: 'http://127.0.0.1:9', green: 'http://127.0.0.1:9' },
     });
     await throttled.ready();
   });
@@ -330,7 +351,7 @@ describe('the session cookie behind a proxy that ends TLS', () => {
     await registerAdminApi(behind, {
       token: TOKEN, controller, store, config: loadConfig({ env: { CHANGELENS_TRUSTED_PROXIES: '10.0.0.9' } }), releasesDir: '/nonexistent',
       ready: () => true, backups: {} as BackupLink, live: () => [], holdTraffic: () => {},
-      metrics: async () => ({ contentType: 'text/plain', body: '' }), upstreams: { blue: 'http://127.0.0.1:9', green: 'http://127.0.0.1:9' },
+      metrics: async () => ({ contentType: 'text/plain', body: '' }), upstreams: { blue: 'http://127.0.0.1:9', green: 'http://127.0.0.1:9' }, workerUpstreams: { blue: 'http://127.0.0.1:9', green: 'http://127.0.0.1:9' },
     });
     await behind.ready();
     try {

@@ -1,11 +1,12 @@
-// The built-in API's controls, per colour: its regressions (the demo's way to make a release bad
-// at run time) and the reset of its own metrics. They change how a colour behaves, so they are the
+// The built-in API's and worker's controls, per colour: their regressions (the demo's way to make a
+// release bad at run time) and the reset of the API's own metrics. They change how a colour behaves, so they are the
 // operator's: here, behind the admin token, audited, sent to the colour with the control
 // credential that the API demands and the forwarder never passes on from a client.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Color } from '../../lib/config.js';
 import { APP_CONTROL_HEADER, appControlToken } from '../../lib/contracts/app-control.js';
 import { REGRESSION_TYPES } from '../../lib/contracts/regressions.js';
+import { WORKER_REGRESSION_TYPES } from '../../lib/contracts/worker-regressions.js';
 import { CL_ERR_COLOR_NOT_RUNNING, CL_ERR_UPSTREAM } from '../../lib/errors.js';
 import { actorOf } from './auth.js';
 import type { AdminApiOptions } from './options.js';
@@ -14,15 +15,16 @@ const CALL_TIMEOUT_MS = 5_000;
 
 const colorParams = { type: 'object', required: ['color'], properties: { color: { type: 'string', enum: ['blue', 'green'] } } } as const;
 const typeParams = { ...colorParams, required: ['color', 'type'], properties: { ...colorParams.properties, type: { type: 'string', enum: REGRESSION_TYPES } } } as const;
+const workerTypeParams = { ...colorParams, required: ['color', 'type'], properties: { ...colorParams.properties, type: { type: 'string', enum: WORKER_REGRESSION_TYPES } } } as const;
 
 export async function colorRoutes(admin: FastifyInstance, o: AdminApiOptions): Promise<void> {
   const control = { blue: appControlToken(o.token, 'blue'), green: appControlToken(o.token, 'green') };
 
-  /** One call to the colour's API; its answer (status and JSON body) is passed back as is. */
-  const call = async (color: Color, method: string, path: string, body?: unknown): Promise<{ status: number; body: unknown }> => {
+  /** One call to the colour's API (or its worker); its answer (status and JSON body) is passed back as is. */
+  const call = async (color: Color, method: string, path: string, body?: unknown, to: 'api' | 'worker' = 'api'): Promise<{ status: number; body: unknown }> => {
     let res: Response;
     try {
-      res = await fetch(`${o.upstreams[color]}${path}`, {
+      res = await fetch(`${(to === 'api' ? o.upstreams : o.workerUpstreams)[color]}${path}`, {
         method,
         // The credential only on a change, and only the colour's own: whatever runs there sees it.
         headers: { ...(method === 'GET' ? {} : { [APP_CONTROL_HEADER]: control[color] }), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
@@ -32,8 +34,8 @@ export async function colorRoutes(admin: FastifyInstance, o: AdminApiOptions): P
     } catch (err) {
       const e = err as Error & { cause?: { code?: string } };
       // Nothing listens: the colour is stopped (the idle one, usually). A state, not a failure.
-      if (e.cause?.code === 'ECONNREFUSED') throw new CL_ERR_COLOR_NOT_RUNNING(`api-${color}`);
-      throw new CL_ERR_UPSTREAM(`api-${color}`, e.cause?.code ?? e.name);
+      if (e.cause?.code === 'ECONNREFUSED') throw new CL_ERR_COLOR_NOT_RUNNING(`${to}-${color}`);
+      throw new CL_ERR_UPSTREAM(`${to}-${color}`, e.cause?.code ?? e.name);
     }
     const text = await res.text();
     let parsed: unknown = null;
@@ -71,6 +73,31 @@ export async function colorRoutes(admin: FastifyInstance, o: AdminApiOptions): P
     const { color, type } = req.params;
     const r = await call(color, 'DELETE', `/api/regression/${type}`);
     await audited(req, 'regression.clear', { color, type }, r.status);
+    return reply.code(r.status).send(r.body);
+  });
+
+  // The worker's: the same shape, to the colour's worker (a release's worker that is not the built-in one answers as it likes).
+  admin.get<{ Params: { color: Color } }>('/api/colors/:color/worker-regressions', { schema: { params: colorParams } }, async (req, reply) => {
+    const r = await call(req.params.color, 'GET', '/api/worker-regression', undefined, 'worker');
+    return reply.code(r.status).send(r.body);
+  });
+
+  admin.post<{ Params: { color: Color; type: string }; Body: { intensity: number } }>('/api/colors/:color/worker-regressions/:type', {
+    schema: {
+      params: workerTypeParams,
+      body: { type: 'object', required: ['intensity'], additionalProperties: false, properties: { intensity: { type: 'number' } } },
+    },
+  }, async (req, reply) => {
+    const { color, type } = req.params;
+    const r = await call(color, 'POST', `/api/worker-regression/${type}`, req.body, 'worker');
+    await audited(req, 'worker-regression.set', { color, type, ...req.body }, r.status);
+    return reply.code(r.status).send(r.body);
+  });
+
+  admin.delete<{ Params: { color: Color; type: string } }>('/api/colors/:color/worker-regressions/:type', { schema: { params: workerTypeParams } }, async (req, reply) => {
+    const { color, type } = req.params;
+    const r = await call(color, 'DELETE', `/api/worker-regression/${type}`, undefined, 'worker');
+    await audited(req, 'worker-regression.clear', { color, type }, r.status);
     return reply.code(r.status).send(r.body);
   });
 

@@ -30,6 +30,8 @@ export interface AdminApiOptions {
   healthDetails?: () => Promise<{ status: 'ok' | 'degraded'; [key: string]: unknown }>;
   /** Each colour's API, for its controls (regressions, metrics reset). */
   upstreams: Record<Color, string>;
+  /** Each colour's worker (its health and control port). */
+  workerUpstreams: Record<Color, string>;
   /** Holds every proxied request (503 + Retry-After) while set; cleared with null. */
   holdTraffic: (hold: { reason: string; retryAfterSeconds: number } | null) => void;
 }
@@ -39,4 +41,6 @@ export interface LiveSecond {
   t: number;
   blue: { count: number; p50Ms: number; p99Ms: number; errorRate: number };
   green: { count: number; p50Ms: number; p99Ms: number; errorRate: number };
+  /** Each colour's worker: job attempts that ended in the second, their P99 (enqueue to end) and failed share. */
+  jobs: Record<'blue' | 'green', { count: number; p99Ms: number; errorRate: number }>;
 }

@@ -56,6 +56,9 @@ it('signs in with the token, shows live charts and the rollout, and the rollback
   // The charts fill from the judge's slices while the load runs.
   await expect.poll(() => page.evaluate('window.__changelens.points') as Promise<number>, { timeout: 15_000 }).toBeGreaterThan(3);
   expect(await page.locator('#chart-p99 canvas').count()).toBe(1);
+  // Each colour's worker has its charts too (jobs: P99 and failed attempts).
+  expect(await page.locator('#chart-jobs-p99 canvas').count()).toBe(1);
+  expect(await page.locator('#chart-jobs-errors canvas').count()).toBe(1);
 
   // A cookie-only change without the page's header is refused (what a cross-site form would send).
   expect(await page.evaluate(async () => (await fetch('/_changelens/api/deployment/pause', { method: 'POST' })).status)).toBe(400);

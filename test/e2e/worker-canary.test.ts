@@ -172,3 +172,28 @@ describe('a release that brings no worker', () => {
     expect(s.processes.find((p: { name: string }) => p.name === `worker-${candidate}`)?.state).toBe('online');
   });
 });
+
+describe('the worker\'s regressions at run time', () => {
+  it('are the operator\'s, through the CLI (audited): a colour\'s worker fails every attempt until cleared', async () => {
+    const { runCli } = await import('../helpers/cli.js');
+    const color = await active();
+    const set = await runCli(['regression', 'set', color, 'errors', '1', '--worker', '--json'], app.env);
+    expect(set.code, set.stderr).toBe(0);
+    expect(JSON.parse(set.stdout)).toEqual({ color, regressions: [{ type: 'errors', intensity: 1, source: 'runtime' }] });
+    const wrong = await runCli(['regression', 'set', color, 'cpu', '1', '--worker'], app.env);
+    expect([wrong.code, wrong.stderr]).toEqual([2, expect.stringContaining('type: expected one of slow, errors, crash (a worker\'s), got "cpu"')]);
+    try {
+      const res = await fetch(`${app.url}/api/process`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ workMs: 1 }) });
+      const { id } = await res.json() as { id: string };
+      await until(async () => {
+        const { rows } = await db.query<{ state: string; attempts: number }>('SELECT state, attempts FROM app.tasks WHERE id = $1', [id]);
+        expect(rows[0]).toMatchObject({ state: 'failed', attempts: 3 });
+      });
+    } finally {
+      const cleared = await runCli(['regression', 'clear', color, 'errors', '--worker', '--json'], app.env);
+      expect(JSON.parse(cleared.stdout)).toEqual({ color, regressions: [] });
+    }
+    const audit = (await api('GET', '/api/audit?limit=20')).body;
+    expect(JSON.stringify(audit)).toContain('worker-regression.set');
+  });
+});
