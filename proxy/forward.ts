@@ -18,6 +18,7 @@ import { PREVIEW_COOKIE, PREVIEW_HEADER, type PreviewPurpose } from '../lib/cont
 import { CL_ERR_AMBIGUOUS_REQUEST, CL_ERR_BAD_PIN, CL_ERR_PIN_REFUSED, CL_ERR_MAINTENANCE, CL_ERR_UPSTREAM, CL_ERR_UPSTREAM_BUSY, CL_ERR_UPSTREAM_TIMEOUT, errorBody, errorCodeOf } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { endSpan, injectInto, SpanKind, startSpanFrom, traceFields, type Context, type Span } from '../lib/tracing.js';
+import { JOB_COLOR_HEADER } from '../lib/contracts/jobs.js';
 import type { RoutingTable } from '../lib/contracts/routing.js';
 import type { Mirror } from './mirror.js';
 import { COLOR_PIN_COOKIE, COLOR_PIN_HEADER, MIRROR_HEADER, requestHasBody, route, STICKY_COOKIE } from './router.js';
@@ -51,6 +52,8 @@ export interface ForwardOptions {
   previewAccess?: (req: IncomingMessage) => PreviewPurpose | null;
   /** A pinned preview's answer: counted apart from what the judge sees. */
   onPreview?: (color: Color, statusCode: number) => void;
+  /** For a request `served` colour serves: the colour whose worker runs the jobs it enqueues, when not its own (CHANGELENS_JOB_SPLIT=weight). */
+  jobColor?: (served: Color) => Color | undefined;
 }
 
 export interface Forwarder {
@@ -183,6 +186,8 @@ export function createForwarder(options: ForwardOptions): Forwarder {
     }
     ex.dispatchedAt ??= performance.now();
     const headers = upstreamHeaders(req, ex.ctx);
+    const jobColor = options.jobColor?.(ex.color);
+    if (jobColor !== undefined && !ex.preview) headers[JOB_COLOR_HEADER] = jobColor;
     if (ex.body !== null) ex.retryColor = null;
     pools[ex.color].dispatch({ method: req.method as Dispatcher.HttpMethod, path: req.url!, headers, body: ex.body }, {
       onRequestStart(controller) {
@@ -363,7 +368,7 @@ function upstreamHeaders(req: IncomingMessage, ctx: Context): Record<string, str
   for (const name in req.headers) {
     // The mirror's mark is the proxy's to set: a client cannot make its request look like a copy;
     // the app's control credential is the admin API's to add, never a client's to pass on.
-    if (HOP_BY_HOP.has(name) || named?.has(name) || name === MIRROR_HEADER || name === APP_CONTROL_HEADER || name === PREVIEW_HEADER) continue;
+    if (HOP_BY_HOP.has(name) || named?.has(name) || name === MIRROR_HEADER || name === APP_CONTROL_HEADER || name === PREVIEW_HEADER || name === JOB_COLOR_HEADER) continue;
     // Node has answered 100 Continue itself; undici refuses to send the header on.
     if (name === 'expect') continue;
     if (name === 'cookie') {

@@ -22,7 +22,7 @@ import { readJobOutcomes } from './job-outcomes.js';
 import { createMirror } from './mirror.js';
 import { readCookie } from './router.js';
 import { buildProxyServer } from './server.js';
-import { backupLink, healthDetails, monitorSummary, supervisorLink } from './supervisor-link.js';
+import { backupLink, healthDetails, monitorSummary, supervisorLink, workerCodeDirs } from './supervisor-link.js';
 
 const config = loadConfig();
 const log = createLogger('proxy', { level: config.logLevel });
@@ -76,6 +76,7 @@ const controller = new RolloutController({
   routingPath: paths.routing,
   releasesDir: paths.releases,
   releasesKeep: config.releasesKeep,
+  keepDirs: () => workerCodeDirs(paths.workers),
   hooks: { urls: config.hookUrls?.split(',').map((u) => u.trim()) ?? [], command: config.hookCommand, timeoutMs: config.hookTimeoutMs },
   initialRelease: snapshot?.release ?? { version: 'initial', artifact: BUILTIN_ARTIFACT, env: {} },
   // A plan's analysis load goes through this very proxy, so it is routed, measured and judged as any request.
@@ -103,6 +104,11 @@ const app = await buildProxyServer({
   },
   onMetric: (color, name, value) => controller.recordMetric(color, name, value),
   onRetriedOnStable: (from) => metrics.countRetryOnStable(from),
+  // CHANGELENS_JOB_SPLIT=weight: what the stable API enqueues goes to the candidate's worker by the weight too.
+  ...(config.jobSplit === 'weight' ? { jobColor: (served: 'blue' | 'green') => {
+    const t = controller.routingTable();
+    return t.candidate && served === t.stable && t.candidateWeight > 0 && Math.random() < t.candidateWeight ? t.candidate : undefined;
+  } } : {}),
   onHeld: (color) => metrics.countHeld(color),
   previewAccess,
   onPreview: (color, statusCode) => metrics.countPreview(color, statusCode),

@@ -40,8 +40,9 @@ async function until(what: string, done: () => boolean, ms = 10_000): Promise<vo
 
 const previewed: Array<[Color, number]> = [];
 
-async function proxyTo(candidatePort: number, o: { holdMs?: number; stablePort?: number; maxInFlight?: number; clientTimeouts?: { headersMs: number; requestMs: number }; previewAccess?: ProxyOptions['previewAccess'] } = {}) {
+async function proxyTo(candidatePort: number, o: { holdMs?: number; stablePort?: number; maxInFlight?: number; clientTimeouts?: { headersMs: number; requestMs: number }; previewAccess?: ProxyOptions['previewAccess']; jobColor?: ProxyOptions['jobColor'] } = {}) {
   const app = await buildProxyServer({
+    ...(o.jobColor !== undefined ? { jobColor: o.jobColor } : {}),
     ...(o.previewAccess !== undefined ? { previewAccess: o.previewAccess } : {}),
     onPreview: (color, status) => previewed.push([color, status]),
     ...(o.holdMs !== undefined ? { holdMs: o.holdMs } : {}),
@@ -440,13 +441,27 @@ describe('ambiguous framing (raw sockets): refused with the connection closed, o
 
   it('header names with an underscore never reach the app (some servers read them as Transfer-Encoding or Content-Length); the body arrives whole', async () => {
     received.length = 0;
-    const { text } = await raw('POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer_Encoding: chunked\r\nContent_Length: 0\r\nX_Custom: 1\r\nX-Kept: 2\r\nX-ChangeLens-Control: a-credential\r\nConnection: close\r\n\r\nabc');
+    const { text } = await raw('POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer_Encoding: chunked\r\nContent_Length: 0\r\nX_Custom: 1\r\nX-Kept: 2\r\nX-ChangeLens-Control: a-credential\r\nX-ChangeLens-Job-Color: green\r\nConnection: close\r\n\r\nabc');
     expect(text).toMatch(/^HTTP\/1\.1 200 /);
     expect(received).toHaveLength(1);
     expect(Object.keys(received[0]!.headers).filter((h) => h.includes('_'))).toEqual([]);
     // Nor the app's control credential: only the admin API adds it.
     expect(received[0]!.headers['x-changelens-control']).toBeUndefined();
+    // Nor a job colour of the client's choosing: only the proxy names one (CHANGELENS_JOB_SPLIT=weight).
+    expect(received[0]!.headers['x-changelens-job-color']).toBeUndefined();
     expect(received[0]).toMatchObject({ method: 'POST', url: '/x', body: 'abc', headers: { 'x-kept': '2', 'content-length': '3' } });
+  });
+
+  it('jobs split by weight: the proxy names the worker\'s colour for what the stable colour serves, whatever the client said', async () => {
+    const split = await proxyTo(deadPort, { stablePort: portOf(app), jobColor: (served) => (served === 'blue' ? 'green' : undefined) });
+    try {
+      received.length = 0;
+      const res = await fetch(`${split.url}/api/process`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-changelens-job-color': 'blue' }, body: '{}' });
+      await res.text();
+      expect(received.map((r) => r.headers['x-changelens-job-color'])).toEqual(['green']);
+    } finally {
+      await split.app.close();
+    }
   });
 
   it('a GET with an empty body (Content-Length: 0) is fine', async () => {

@@ -2,7 +2,9 @@
 // control socket (the proxy runs under the supervisor, which owns pm2).
 import type { Color } from '../lib/config.js';
 import type { ApplianceStatus, BackupSummary, MonitorStatusSummary } from '../lib/contracts/status.js';
+import { dirname } from 'node:path';
 import { queryControl } from '../supervisor/control-socket.js';
+import { readWorkerSources } from '../supervisor/worker-sources.js';
 import type { ColorHealth, Release, SupervisorLink } from '../rollout/index.js';
 
 export function supervisorLink(socketPath: string, dataDir: string, upstreams: Record<Color, string>, readyTimeoutMs: number): SupervisorLink {
@@ -91,4 +93,9 @@ export function backupLink(socketPath: string, dataDir: string): BackupLink {
     verify: (id) => queryControl(socketPath, `/backups/${encodeURIComponent(id)}/verify`, dataDir, long),
     restore: (id) => queryControl(socketPath, `/backups/${encodeURIComponent(id)}/restore`, dataDir, long),
   };
+}
+
+/** The release directories whose worker code a colour runs (a release without a worker runs another's): kept when releases are pruned. */
+export function workerCodeDirs(workersPath: string): string[] {
+  return Object.values(readWorkerSources(workersPath)).flatMap((source) => (source && source !== 'builtin' ? [dirname(source.script)] : []));
 }

@@ -27,6 +27,8 @@ export class Colours {
     inUse: (color: Color) => boolean;
     /** A deployment's release that must keep its directory. */
     running: () => string | undefined;
+    /** Directories in use that no release names: the worker code a colour runs on another release's behalf. */
+    keepDirs?: () => string[];
   }) {}
 
   /** The release a colour serves, for metric labels. */
@@ -97,6 +99,7 @@ export class Colours {
         const release = version ? await store.release(version) : null;
         if (release && release.artifact !== BUILTIN_ARTIFACT) protectedDirs.add(release.artifact);
       }
+      for (const dir of this.o.keepDirs?.() ?? []) protectedDirs.add(dir);
       const removed = pruneReleaseDirs(this.o.releasesDir, this.o.releasesKeep, protectedDirs);
       if (removed.length > 0) log.info({ removed }, `pruned ${removed.length} old release director${removed.length === 1 ? 'y' : 'ies'}`);
     } catch (err) {

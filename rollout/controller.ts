@@ -39,6 +39,8 @@ export interface ControllerOptions {
   clock?: Clock;
   /** How a plan's analysis load reaches the colours (through the proxy's own port); absent: refused. */
   analysisLoad?: StartAnalysisLoad;
+  /** Directories no release names but a colour uses (its inherited worker code): never pruned. */
+  keepDirs?: () => string[];
   /** The proxy's mirror (proxy/mirror.ts), for warm-ups; absent: a candidate takes its first step cold. */
   mirror?: MirrorLink;
 }
@@ -61,6 +63,7 @@ export class RolloutController {
       supervisor, store, clock, log, gauges, releasesDir: o.releasesDir, releasesKeep: o.releasesKeep,
       inUse: (color) => color === this.reconciler.activeColor || color === this.reconciler.candidateColor,
       running: () => this.reconciler.runningVersion,
+      ...(o.keepDirs ? { keepDirs: o.keepDirs } : {}),
     });
     this.reconciler = new Reconciler({
       store, supervisor, clock, log, traffic: this.traffic, colours: this.colours,

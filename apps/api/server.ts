@@ -5,6 +5,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Color } from '../../lib/config.js';
 import { APP_CONTROL_HEADER, carriesControlToken } from '../../lib/contracts/app-control.js';
+import { JOB_COLOR_HEADER } from '../../lib/contracts/jobs.js';
 import { REGRESSION_TYPES, regressionProblem, type RegressionType } from '../../lib/contracts/regressions.js';
 import { inTransaction, type Pool } from '../../lib/db.js';
 import { CL_ERR_APP_CONTROL, CL_ERR_REGRESSION_INVALID, CL_ERR_TASK_NOT_FOUND } from '../../lib/errors.js';
@@ -165,8 +166,11 @@ export function buildApiServer(deps: ApiDeps) {
         },
       },
     }, async (req, reply) => {
-      const id = await enqueueTask(deps.pool, deps.redis, deps.color, { workMs: req.body.workMs, fail: req.body.fail, traceId: traceFields(req.span!).trace_id }, req.traceContext!);
-      req.log.info({ taskId: id, workMs: req.body.workMs }, 'job enqueued');
+      // The proxy names another colour's worker when jobs are split by weight (it drops a client's header).
+      const named = req.headers[JOB_COLOR_HEADER];
+      const color: Color = named === 'blue' || named === 'green' ? named : deps.color;
+      const id = await enqueueTask(deps.pool, deps.redis, color, { workMs: req.body.workMs, fail: req.body.fail, traceId: traceFields(req.span!).trace_id }, req.traceContext!);
+      req.log.info({ taskId: id, workMs: req.body.workMs, jobColor: color }, 'job enqueued');
       return reply.code(202).send({ id, state: 'queued' });
     });
 

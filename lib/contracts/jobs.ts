@@ -11,6 +11,12 @@ export const DEAD_LETTER_STREAM = 'changelens:jobs:dead';
 /** Attempt outcomes, newest kept (about OUTCOME_STREAM_MAXLEN): the judge reads them as they come. */
 export const OUTCOME_STREAM = 'changelens:jobs:outcomes';
 export const OUTCOME_STREAM_MAXLEN = 10_000;
+/**
+ * Set by the proxy alone (a client's is dropped) when jobs are split by the rollout's weight
+ * (CHANGELENS_JOB_SPLIT=weight): the colour whose worker runs the jobs this request enqueues, for a
+ * request the stable API serves. Absent: the API's own colour.
+ */
+export const JOB_COLOR_HEADER = 'x-changelens-job-color';
 /** Where the API writes the jobs a colour's worker runs. */
 export const jobStream = (color: Color): string => `changelens:jobs:${color}`;
 export const JOB_STREAMS: readonly string[] = [jobStream('blue'), jobStream('green')];
