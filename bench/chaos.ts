@@ -1,4 +1,4 @@
-// npm run bench:chaos [-- --rate 100 --seconds 12 --kill-at 3 --processes api-blue,api-green,worker,redis,postgres,proxy]
+// npm run bench:chaos [-- --rate 100 --seconds 12 --kill-at 3 --processes api-blue,api-green,worker-blue,redis,postgres,proxy]
 // — what a crash costs. On one real appliance (both API colours up), for each process in turn: an
 // open-model load at a fixed rate (GET /api/data and /api/work, and POST /api/process jobs), one
 // kill -9 of that process a few seconds in, and then per process:
@@ -20,7 +20,7 @@ import { baseEnv, cliPath, launchAppliance, type Appliance } from './harness.js'
 
 const { values } = parseArgs({ options: {
   rate: { type: 'string', default: '100' }, seconds: { type: 'string', default: '12' }, 'kill-at': { type: 'string', default: '3' },
-  processes: { type: 'string', default: 'api-blue,api-green,worker,redis,postgres,proxy' },
+  processes: { type: 'string', default: 'api-blue,api-green,worker-blue,redis,postgres,proxy' },
 } });
 const RATE = Number(values.rate);
 const SECONDS = Number(values.seconds);

@@ -30,6 +30,7 @@ class FakeSupervisor implements SupervisorLink {
     this.calls.push(`start ${color} ${release.version}`);
     if (this.failStart) throw new Error(this.failStart);
     Object.assign(this.colours[color], { running: true, online: true, ready: true, release: release.version });
+    if (this.colours[color].worker) this.colours[color].worker = { running: true, restarts: 0 };
   }
 
   async stop(color: Color): Promise<void> {
@@ -39,6 +40,7 @@ class FakeSupervisor implements SupervisorLink {
 
   async stopWorker(color: Color): Promise<void> {
     this.calls.push(`stop worker-${color}`);
+    this.colours[color].worker = { running: false, restarts: this.colours[color].worker?.restarts ?? 0 };
   }
 
   async health(color: Color): Promise<ColorHealth> {
@@ -640,6 +642,20 @@ describe('the candidate\'s worker is judged with its release', () => {
     const insufficient = (await store.verdicts(held.id)).filter((v) => v.verdict === 'insufficient');
     expect(insufficient.length).toBeGreaterThan(0);
     expect(insufficient[0]!.rules.find((r) => r.rule === 'job_error_rate')?.message).toMatch(/candidate job outcomes < 100000/);
+  });
+
+  it('a release rolled back (its worker stopped, its API kept for inspection) deployed again is started afresh, not reused without a worker', async () => {
+    const c = boot();
+    await c.init();
+    const d = await c.deploy(request('again', {}, { rules: { ...PLAN.rules, jobMinSamples: 10 } }));
+    await shifting(d.id);
+    expect(await serveWithJobs(c, d.id, ['rolled_back', 'promoted'], (i) => i % 2 === 0)).toBe('rolled_back');
+    expect(supervisor.colours.green).toMatchObject({ running: true, worker: { running: false } });
+    supervisor.calls.length = 0;
+    const second = await c.deploy(request('again'));
+    await shifting(second.id);
+    expect(supervisor.calls).toEqual(expect.arrayContaining(['stop green', 'start green again']));
+    expect(supervisor.colours.green.worker).toEqual({ running: true, restarts: 0 });
   });
 
   it('trips at once on a run of failed job attempts, and on a crash of the candidate\'s worker', async () => {

@@ -13,6 +13,8 @@ import { createRedisClient, type RedisClient } from '../lib/redis.js';
 
 const INTERVAL_MS = 1_000;
 const BATCH = 500;
+/** The one stream of appliances before a worker per colour: what an upgrade finds there runs on the active colour. */
+const LEGACY_STREAM = 'changelens:jobs';
 
 export interface JobDrain {
   /** Entries moved since the supervisor started, per source colour. */
@@ -24,6 +26,8 @@ export function startJobDrain(o: { redisUrl: string; log: Logger; isRunning: (na
   const redis = createRedisClient(o.redisUrl, { name: 'changelens-job-drain', log: o.log });
   const moved: Record<Color, number> = { blue: 0, green: 0 };
   let stopped = false;
+  /** Until the older version's stream is found empty once. */
+  let legacy = true;
   let timer: NodeJS.Timeout | null = null;
   let running: Promise<void> = Promise.resolve();
   redis.connect().catch(() => {}); // retried by the client; a tick while it is away does nothing
@@ -32,8 +36,14 @@ export function startJobDrain(o: { redisUrl: string; log: Logger; isRunning: (na
     const active = o.activeColor();
     const idle: Color = active === 'blue' ? 'green' : 'blue';
     // Only into a worker that runs, and only out of one that does not.
-    if (!redis.isReady || !o.isRunning(`worker-${active}`) || o.isRunning(`worker-${idle}`)) return;
-    const n = await moveJobs(redis, idle, active);
+    if (!redis.isReady || !o.isRunning(`worker-${active}`)) return;
+    if (legacy) {
+      const n = await moveJobs(redis, LEGACY_STREAM, jobStream(active), 'legacy');
+      if (n > 0) o.log.info({ from: LEGACY_STREAM, to: active, jobs: n }, `moved ${n} job${n === 1 ? '' : 's'} left on the stream of an older version to ${active}'s stream`);
+      legacy = n === BATCH;
+    }
+    if (o.isRunning(`worker-${idle}`)) return;
+    const n = await moveJobs(redis, jobStream(idle), jobStream(active), idle);
     if (n > 0) {
       moved[idle] += n;
       o.log.info({ from: idle, to: active, jobs: n }, `moved ${n} job${n === 1 ? '' : 's'} of ${idle} (its worker is stopped) to ${active}'s stream`);
@@ -58,9 +68,8 @@ export function startJobDrain(o: { redisUrl: string; log: Logger; isRunning: (na
   };
 }
 
-/** Moves what `from`'s worker has not finished (never handed out, or handed out and not acknowledged) to `to`'s stream. */
-export async function moveJobs(redis: RedisClient, from: Color, to: Color): Promise<number> {
-  const source = jobStream(from);
+/** Moves what `source`'s workers have not finished (never handed out, or handed out and not acknowledged) to `target`; `from` labels the moved entries. */
+export async function moveJobs(redis: RedisClient, source: string, target: string, from: string): Promise<number> {
   const entries = await redis.xRange(source, '-', '+', { COUNT: BATCH });
   if (entries.length === 0) return 0;
   const groups = (await redis.xInfoGroups(source)) as unknown as Array<{ name: string; pending: number; 'last-delivered-id': string }>;
@@ -75,7 +84,7 @@ export async function moveJobs(redis: RedisClient, from: Color, to: Color): Prom
     // Handed out and acknowledged, but kept (another app's worker may not delete): done, not moved.
     if (!pending.has(entry.id) && compareIds(entry.id, lastDelivered) <= 0) continue;
     const fields = { ...(entry.message as Record<string, string>), movedFrom: from };
-    const multi = redis.multi().xAdd(jobStream(to), '*', fields);
+    const multi = redis.multi().xAdd(target, '*', fields);
     if (group) multi.xAck(source, JOB_GROUP, entry.id);
     await multi.xDel(source, entry.id).exec();
     n++;
