@@ -51,8 +51,8 @@ COPY migrations ./migrations
 COPY cloudbaserc.json ./cloudbaserc.json
 # `docker exec <container> changelens status` works from anywhere.
 RUN ln -s /app/dist/cli/main.js /usr/local/bin/changelens
-# The supervisor starts as root and keeps root to itself: Postgres, Redis, the proxy and the worker
-# run as changelens (10001), the releases (API colours, uploaded apps) as changelens-app, which the
+# The supervisor starts as root and keeps root to itself: Postgres, Redis and the proxy run as
+# changelens (10001), the releases (each colour's API and worker, uploaded apps) as changelens-app, which the
 # install script made and which can read nothing of /data but the releases. `docker run --user
 # 10001` works too, without that separation (status says so).
 ENV NODE_ENV=production \

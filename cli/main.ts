@@ -27,7 +27,8 @@ Usage:
   changelens status [--json] [--config FILE]
                                            processes, Postgres and Redis reachability, active colour, boot time
   changelens process start|stop api-blue|api-green [--set CHANGELENS_REGRESSION=…] [--json]
-                                           start the idle API colour (waits until ready) with a release's settings, or stop it
+                                           start the idle colour, its API and its worker (waits until ready), with a
+                                           release's settings, or stop it; "process stop worker-<colour>" stops its worker alone
   changelens cost [--json] [--days N] [--rc FILE] [--prices FILE]
                                            monthly CloudBase Run cost from cloudbaserc.json and observed instance-hours
   changelens config [--json] [--reference] the effective configuration (secrets redacted), or the reference of every setting
@@ -145,7 +146,7 @@ commands.process = async (args) => {
   const { values, positionals } = parse(args, { json: { type: 'boolean' }, config: { type: 'string' }, set: { type: 'string', multiple: true } }, true);
   const [action, name, ...extra] = positionals;
   if ((action !== 'start' && action !== 'stop') || name === undefined || extra.length > 0) {
-    throw new CL_ERR_CLI_USAGE('usage: changelens process start|stop api-blue|api-green [--set KEY=VALUE]… [--json]');
+    throw new CL_ERR_CLI_USAGE('usage: changelens process start|stop api-blue|api-green [--set KEY=VALUE]… [--json], or process stop worker-blue|worker-green');
   }
   const sets = values.set ?? [];
   if (action === 'stop' && sets.length > 0) throw new CL_ERR_CLI_USAGE('--set: only with process start');

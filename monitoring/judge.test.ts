@@ -169,7 +169,10 @@ describe('judgeJobs and withJobRules: the worker judged with its release', () =>
       if (jobs.some((r) => r.verdict === 'fail')) expect(j.verdict).toBe('fail');
       if (candidateJobs.count === 0) expect(j).toEqual(requests);
       if (candidateJobs.count > 0 && candidateJobs.count < rules.jobMinSamples) expect(j.verdict).not.toBe('pass');
-      if (candidateJobs.count >= rules.jobMinSamples && candidateJobs.errorRate > rules.maxErrorRate) expect(j.verdict).toBe('fail');
+      // The failure rule takes the stable worker's rate as its base once that is known.
+      const base = stableJobs.count >= rules.jobMinSamples ? stableJobs.errorRate : 0;
+      if (candidateJobs.count >= rules.jobMinSamples && candidateJobs.errorRate > Math.min(1, base + rules.maxErrorRate)) expect(j.verdict).toBe('fail');
+      if (candidateJobs.count >= rules.jobMinSamples && candidateJobs.errorRate <= base + rules.maxErrorRate) expect(jobs.find((r) => r.rule === 'job_error_rate')?.verdict).toBe('pass');
       if (j.verdict === 'pass') expect(j.rules.filter((r) => r.rule === 'job_error_rate').every((r) => r.verdict === 'pass')).toBe(true);
     }));
   });
@@ -178,9 +181,14 @@ describe('judgeJobs and withJobRules: the worker judged with its release', () =>
     const rules = { ...DEFAULT_RULES, p99MinDeltaMs: 20, jobMinSamples: 20 };
     const bad = judgeJobs(stats({ count: 40, errors: 8, errorRate: 0.2, metrics: { [DEAD_LETTER_METRIC]: { count: 1, mean: 1 } } }), stats({ color: 'blue', count: 120 }), rules);
     expect(bad.map((r) => [r.rule, r.verdict])).toEqual([['job_error_rate', 'fail'], ['job_p99_ratio', 'insufficient'], ['job_dead_letters', 'pass']]);
-    expect(bad[0]!.message).toBe('job failures 20.0% (8/40 attempts) > 5.0%');
+    expect(bad[0]!.message).toBe('job failures 20.0% (8/40 attempts) > stable 0.0% + 5.0%');
     expect(bad[1]!.message).toBe('40 candidate job outcomes < 50 for a P99');
-    expect(bad[2]!.message).toBe('dead-lettered 2.5% (1/40) ≤ 5.0%');
+    expect(bad[2]!.message).toBe('dead-lettered 2.5% (1/40) ≤ stable 0.0% + 5.0%');
+    // Jobs that fail on either worker (input the app refuses) are the stable worker's rate too: not the candidate's doing.
+    const both = judgeJobs(stats({ count: 40, errors: 12, errorRate: 0.3 }), stats({ color: 'blue', count: 120, errors: 36, errorRate: 0.3 }), rules);
+    expect(both[0]).toMatchObject({ rule: 'job_error_rate', verdict: 'pass', message: 'job failures 30.0% (12/40 attempts) ≤ stable 30.0% + 5.0%' });
+    // Too few stable outcomes for a base: the plain ceiling.
+    expect(judgeJobs(stats({ count: 40, errors: 4, errorRate: 0.1 }), stats({ color: 'blue', count: 5 }), rules)[0]!.message).toBe('job failures 10.0% (4/40 attempts) > 5.0%');
     const slow = judgeJobs(stats({ count: 60, p99Ms: 400 }), stats({ color: 'blue', count: 60, p99Ms: 100 }), rules);
     expect(slow.find((r) => r.rule === 'job_p99_ratio')).toMatchObject({ verdict: 'fail', observed: 4 });
     expect(slow.find((r) => r.rule === 'job_p99_ratio')!.message).toMatch(/^job p99 400\.0ms = 4\.00× stable 100\.0ms > 1\.5×/);

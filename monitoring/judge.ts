@@ -106,12 +106,14 @@ export const DEFAULT_JOB_MIN_SAMPLES = 20;
 export const JOB_LATENCY_MIN_SAMPLES = 50;
 
 /**
- * The candidate worker's jobs against the stable worker's, by the same rules as requests: failure
- * rate (attempts that failed), the P99 ratio of enqueue-to-outcome latency (with the same floor),
- * and the share dead-lettered. None when the candidate's worker reported no job in the period (an
- * app without jobs, or a candidate API that enqueued none, is judged on its requests alone).
+ * The candidate worker's jobs against the stable worker's, by the request rules: failure rate (failed
+ * attempts), the P99 ratio of enqueue-to-outcome latency (with the same floor), and the share
+ * dead-lettered. Jobs fail for reasons of their own (bad input the app refuses, a job asked to
+ * fail): with enough stable outcomes, the failure rules take the stable worker's rate as their base,
+ * so only what the candidate adds counts. `latency`: the P99s over a period of their own (a P99 needs
+ * more outcomes than a rate). None when the candidate's worker reported no job in the period.
  */
-export function judgeJobs(candidate: WindowStats, stable: WindowStats, rules: JudgeRules): RuleResult[] {
+export function judgeJobs(candidate: WindowStats, stable: WindowStats, rules: JudgeRules, latency: { candidate: WindowStats; stable: WindowStats } = { candidate, stable }): RuleResult[] {
   if (candidate.count === 0) return [];
   const min = rules.jobMinSamples ?? DEFAULT_JOB_MIN_SAMPLES;
   const few = `${candidate.count} candidate job outcomes < ${min}`;
@@ -119,17 +121,24 @@ export function judgeJobs(candidate: WindowStats, stable: WindowStats, rules: Ju
   if (candidate.count < min) {
     return [insufficient('job_error_rate', rules.maxErrorRate, few), insufficient('job_p99_ratio', rules.p99Ratio, few), insufficient('job_dead_letters', rules.maxErrorRate, few)];
   }
-  const results: RuleResult[] = [outcome('job_error_rate', candidate.errorRate, rules.maxErrorRate, `job failures ${pct(candidate.errorRate)} (${candidate.errors}/${candidate.count} attempts)`, pct(rules.maxErrorRate))];
+  const stableKnown = stable.count >= min;
+  const base = (rate: number): { threshold: number; limit: string } => stableKnown
+    ? { threshold: Math.min(1, rate + rules.maxErrorRate), limit: `stable ${pct(rate)} + ${pct(rules.maxErrorRate)}` }
+    : { threshold: rules.maxErrorRate, limit: pct(rules.maxErrorRate) };
+  const failures = base(stable.errorRate);
+  const results: RuleResult[] = [outcome('job_error_rate', candidate.errorRate, failures.threshold, `job failures ${pct(candidate.errorRate)} (${candidate.errors}/${candidate.count} attempts)`, failures.limit)];
   // A P99 of a few dozen values is their maximum: the latency rule waits for as many as a request window's.
   const latencyMin = Math.max(min, JOB_LATENCY_MIN_SAMPLES);
-  if (candidate.count < latencyMin) results.push(insufficient('job_p99_ratio', rules.p99Ratio, `${candidate.count} candidate job outcomes < ${latencyMin} for a P99`));
-  else if (stable.count < latencyMin) results.push(insufficient('job_p99_ratio', rules.p99Ratio, `${stable.count} stable job outcomes < ${latencyMin} for a P99`));
+  if (latency.candidate.count < latencyMin) results.push(insufficient('job_p99_ratio', rules.p99Ratio, `${latency.candidate.count} candidate job outcomes < ${latencyMin} for a P99`));
+  else if (latency.stable.count < latencyMin) results.push(insufficient('job_p99_ratio', rules.p99Ratio, `${latency.stable.count} stable job outcomes < ${latencyMin} for a P99`));
   else {
-    const latency = latencyRule(candidate.p99Ms, stable.p99Ms, rules, undefined);
-    results.push({ ...latency, rule: 'job_p99_ratio', message: `job ${latency.message}` });
+    const judged = latencyRule(latency.candidate.p99Ms, latency.stable.p99Ms, rules, undefined);
+    results.push({ ...judged, rule: 'job_p99_ratio', message: `job ${judged.message}` });
   }
+  const deadShare = (w: WindowStats): number => (w.metrics[DEAD_LETTER_METRIC]?.count ?? 0) / Math.max(1, w.count);
   const dead = candidate.metrics[DEAD_LETTER_METRIC]?.count ?? 0;
-  results.push(outcome('job_dead_letters', dead / candidate.count, rules.maxErrorRate, `dead-lettered ${pct(dead / candidate.count)} (${dead}/${candidate.count})`, pct(rules.maxErrorRate)));
+  const deadBase = base(deadShare(stable));
+  results.push(outcome('job_dead_letters', dead / candidate.count, deadBase.threshold, `dead-lettered ${pct(dead / candidate.count)} (${dead}/${candidate.count})`, deadBase.limit));
   return results;
 }
 

@@ -3,7 +3,8 @@
 // to no window it judges); a Redis that goes away is waited for, and what was added meanwhile is
 // read from where it left off (entries beyond the stream's trimmed length are gone: missing samples,
 // never wrong ones). A malformed entry is skipped.
-import { OUTCOME_STREAM, parseOutcome, type JobOutcome } from '../lib/contracts/jobs.js';
+import type { Color } from '../lib/config.js';
+import { jobStream, OUTCOME_STREAM, parseOutcome, type JobOutcome } from '../lib/contracts/jobs.js';
 import type { Logger } from '../lib/logger.js';
 import { createRedisClient } from '../lib/redis.js';
 
@@ -14,11 +15,13 @@ export interface OutcomeReader {
   close(): Promise<void>;
 }
 
-export function readJobOutcomes(redisUrl: string, log: Logger, onOutcome: (o: JobOutcome) => void): OutcomeReader {
+/** `onBacklog`: once a second, how many jobs each colour's stream holds (waiting or in progress). */
+export function readJobOutcomes(redisUrl: string, log: Logger, onOutcome: (o: JobOutcome) => void, onBacklog: (color: Color, jobs: number) => void = () => {}): OutcomeReader {
   const redis = createRedisClient(redisUrl, { name: 'changelens-proxy-job-outcomes', log });
   let stopped = false;
   /** The id read up to; null until connected (then: the newest there was, so only what is new is read). */
   let last: string | null = null;
+  let backlogReadAt = 0;
   const loop = async (): Promise<void> => {
     let failures = 0;
     while (!stopped) {
@@ -30,6 +33,12 @@ export function readJobOutcomes(redisUrl: string, log: Logger, onOutcome: (o: Jo
           last = entry.id;
           const outcome = parseOutcome(entry.message);
           if (outcome) onOutcome(outcome);
+        }
+        if (Date.now() - backlogReadAt >= BLOCK_MS) {
+          backlogReadAt = Date.now();
+          const [blue, green] = await Promise.all([redis.xLen(jobStream('blue')), redis.xLen(jobStream('green'))]);
+          onBacklog('blue', blue);
+          onBacklog('green', green);
         }
         if (failures > 0) log.info({ failures }, 'reading job outcomes again');
         failures = 0;

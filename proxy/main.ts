@@ -76,7 +76,7 @@ const controller = new RolloutController({
   routingPath: paths.routing,
   releasesDir: paths.releases,
   releasesKeep: config.releasesKeep,
-  keepDirs: () => workerCodeDirs(paths.workers),
+  keepDirs: () => workerCodeDirs(paths.workers, paths.releases),
   hooks: { urls: config.hookUrls?.split(',').map((u) => u.trim()) ?? [], command: config.hookCommand, timeoutMs: config.hookTimeoutMs },
   initialRelease: snapshot?.release ?? { version: 'initial', artifact: BUILTIN_ARTIFACT, env: {} },
   // A plan's analysis load goes through this very proxy, so it is routed, measured and judged as any request.
@@ -88,7 +88,7 @@ const controller = new RolloutController({
 const outcomes = config.redisUrl ? readJobOutcomes(config.redisUrl, log, (o) => {
   controller.recordJob(o);
   metrics.observeJob(o.color, o.outcome, o.latencyMs);
-}) : null;
+}, (color, jobs) => controller.noteJobBacklog(color, jobs)) : null;
 
 let hold: { reason: string; retryAfterSeconds: number } | null = null;
 const backupsLink = backupLink(paths.controlSocket, paths.root);

@@ -2,7 +2,7 @@
 // control socket (the proxy runs under the supervisor, which owns pm2).
 import type { Color } from '../lib/config.js';
 import type { ApplianceStatus, BackupSummary, MonitorStatusSummary } from '../lib/contracts/status.js';
-import { dirname } from 'node:path';
+import { relative, join } from 'node:path';
 import { queryControl } from '../supervisor/control-socket.js';
 import { readWorkerSources } from '../supervisor/worker-sources.js';
 import type { ColorHealth, Release, SupervisorLink } from '../rollout/index.js';
@@ -96,6 +96,11 @@ export function backupLink(socketPath: string, dataDir: string): BackupLink {
 }
 
 /** The release directories whose worker code a colour runs (a release without a worker runs another's): kept when releases are pruned. */
-export function workerCodeDirs(workersPath: string): string[] {
-  return Object.values(readWorkerSources(workersPath)).flatMap((source) => (source && source !== 'builtin' ? [dirname(source.script)] : []));
+export function workerCodeDirs(workersPath: string, releasesDir: string): string[] {
+  return Object.values(readWorkerSources(workersPath)).flatMap((source) => {
+    if (!source || source === 'builtin') return [];
+    // The release's own directory, however deep in it the script is.
+    const top = relative(releasesDir, source.script).split('/')[0];
+    return top && top !== '..' ? [join(releasesDir, top)] : [];
+  });
 }

@@ -10,8 +10,8 @@ import type { Run } from './run.js';
 
 /** A response that ended in a window's last millisecond is recorded by now. */
 export const GRACE_MS = 30;
-/** The longest period the job rules judge (the step so far, up to this). */
-const JOB_PERIOD_MAX_MS = 60_000;
+/** The longest period the job rules judge (the step so far, up to this; the slices keep two minutes). */
+const JOB_PERIOD_MAX_MS = 110_000;
 /** How much of the stable colour's past is its baseline (blue/green: before the switch). */
 export const BASELINE_SECONDS = 30;
 /** How many of the stable colour's windows before this one show its own spread, and how many it needs. */
@@ -22,7 +22,11 @@ export type StepOutcome = 'passed' | 'inconclusive' | 'undecided';
 
 export class WindowAnalysis {
   /** `jobs`: the job outcomes of each colour's worker, in the same 1 s slices (rollout/job-outcomes.ts feeds it). */
-  constructor(private readonly o: { window: SlicedWindow; jobs: SlicedWindow; store: RolloutStore; log: Logger; gauges: RolloutGauges | undefined }) {}
+  constructor(private readonly o: {
+    window: SlicedWindow; jobs: SlicedWindow; store: RolloutStore; log: Logger; gauges: RolloutGauges | undefined;
+    /** Jobs on a colour's stream now (waiting or in progress): a worker with work and no outcome is not one without jobs. */
+    jobBacklog?: (color: Color) => number;
+  }) {}
 
   /** The end of the step's first window: the first whole second of the step plus one window. */
   firstWindowEnd(run: Run): number {
@@ -78,11 +82,22 @@ export class WindowAnalysis {
    */
   private judgeJobs(run: Run, windowEnd: number, lengthMs: number): RuleResult[] {
     const { d } = run;
-    const start = Math.max(run.jobsSinceMs ?? 0, Math.ceil(run.stepStartedMs / 1000) * 1000, windowEnd - JOB_PERIOD_MAX_MS);
-    const periodMs = Math.max(lengthMs, windowEnd - start);
-    const candidate = this.o.jobs.window(d.candidateColor, windowEnd, periodMs);
-    const results = judgeJobs(candidate, run.jobBaseline ?? this.o.jobs.window(d.stableColor, windowEnd, periodMs), d.plan.rules);
+    const period = (since: number | null): { candidate: WindowStats; stable: WindowStats } => {
+      const start = Math.max(since ?? 0, Math.ceil(run.stepStartedMs / 1000) * 1000, windowEnd - JOB_PERIOD_MAX_MS);
+      const periodMs = Math.max(lengthMs, windowEnd - start);
+      return { candidate: this.o.jobs.window(d.candidateColor, windowEnd, periodMs), stable: run.jobBaseline ?? this.o.jobs.window(d.stableColor, windowEnd, periodMs) };
+    };
+    const rates = period(run.jobsSinceMs);
+    // The P99s need more outcomes than the rates: their own period, closed only when they were compared.
+    const latency = period(run.jobLatencySinceMs);
+    const results = judgeJobs(rates.candidate, rates.stable, d.plan.rules, latency);
     if (results.some((r) => r.rule === 'job_error_rate' && r.verdict !== 'insufficient')) run.jobsSinceMs = windowEnd;
+    if (results.some((r) => r.rule === 'job_p99_ratio' && r.verdict !== 'insufficient')) run.jobLatencySinceMs = windowEnd;
+    // No outcome, but jobs wait on its stream: a stuck worker is not one without jobs (never a pass).
+    const backlog = this.o.jobBacklog?.(d.candidateColor) ?? 0;
+    if (results.length === 0 && backlog > 0) {
+      return [{ rule: 'job_error_rate', verdict: 'insufficient', observed: NaN, threshold: d.plan.rules.maxErrorRate, message: `no job of the candidate's worker ended in the period; ${backlog} wait on its stream` }];
+    }
     return results;
   }
 
@@ -132,7 +147,7 @@ export class WindowAnalysis {
     const needed = run.d.plan.rules.failuresToRollback;
     const of = (v: RuleResult['verdict']) => messagesOf(j, v);
     if (j.verdict === 'pass') return `passed: ${of('pass')}`;
-    if (j.verdict === 'insufficient') return `not judged (too few requests, neither pass nor fail): ${this.undecided(j)}`;
+    if (j.verdict === 'insufficient') return `not judged (too few requests or job outcomes, neither pass nor fail): ${this.undecided(j)}`;
     const streak = consecutiveFailures(run.history);
     return streak >= needed ? `failed, ${streak} in a row (rolls back at ${needed}): ${of('fail')}` : `failed, ${streak} in a row of the ${needed} that roll back: ${of('fail')}`;
   }

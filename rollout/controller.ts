@@ -52,6 +52,8 @@ export class RolloutController {
   private readonly clock: Clock;
   /** Each colour's job outcomes in 1 s slices (enqueue-to-outcome latency; a failed attempt is an error). */
   readonly jobs: SlicedWindow;
+  /** Jobs on each colour's stream, as last read (proxy/job-outcomes.ts). */
+  private readonly backlog: Record<Color, number> = { blue: 0, green: 0 };
 
   constructor(private readonly o: ControllerOptions) {
     const clock = (this.clock = o.clock ?? systemClock);
@@ -67,7 +69,7 @@ export class RolloutController {
     });
     this.reconciler = new Reconciler({
       store, supervisor, clock, log, traffic: this.traffic, colours: this.colours,
-      analysis: new WindowAnalysis({ window, jobs, store, log, gauges }),
+      analysis: new WindowAnalysis({ window, jobs, store, log, gauges, jobBacklog: (color) => this.backlog[color] }),
       events: new RolloutEvents({ store, hooks: o.hooks, log, gauges, now: () => clock.now() }),
       releasesDir: o.releasesDir, activeColor: o.activeColor, initialRelease: o.initialRelease,
       ...(o.analysisLoad ? { analysisLoad: o.analysisLoad } : {}),
@@ -109,6 +111,11 @@ export class RolloutController {
     this.jobs.record(o.color, o.latencyMs, failed, now);
     if (o.outcome === 'dead') this.jobs.recordMetric(o.color, DEAD_LETTER_METRIC, 1, now);
     this.reconciler.observeJob(o.color, failed);
+  }
+
+  /** How many jobs wait (or run) on a colour's stream now. */
+  noteJobBacklog(color: Color, jobs: number): void {
+    this.backlog[color] = jobs;
   }
 
   /** One value of an app-reported metric (x-changelens-metric-<name>), into its colour's slice. */

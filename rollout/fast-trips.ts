@@ -17,6 +17,8 @@ const WATCH_NOT_READY = 2;
 const SEQUENTIAL_TICK_MS = 1_000;
 /** Stable requests needed before its P99 defines "slow" for the latency test. */
 const SEQUENTIAL_MIN_BASELINE = 100;
+/** The stable worker's failure rate above which the sequential job test does not run. */
+const SEQUENTIAL_JOB_MAX_STABLE_ERRORS = 0.2;
 /** How long the sequential latency test ignores a new candidate's slow answers (its cold start). */
 const COLD_START_GRACE_MS = 3_000;
 
@@ -44,15 +46,27 @@ export class FastTrips {
     }
   }
 
-  /** One job attempt of the candidate's worker: counted for the sequential job test, and a run of failures trips. */
+  /**
+   * One job attempt of the candidate's worker: counted for the sequential job test, and a run of
+   * failures trips, unless the stable worker is failing too: jobs can fail for reasons of their own
+   * (input the app refuses; anyone may send it), which fail on either worker.
+   */
   countJob(run: Run, failed: boolean): void {
     run.jobAcc.count++;
     if (failed) run.jobAcc.errors++;
     const limit = run.d.plan.tripConsecutiveJobFailures ?? 0;
     if (!failed) run.consecutiveJobFailures = 0;
-    else if (++run.consecutiveJobFailures === limit && limit > 0 && judging(run)) {
-      this.o.trip(run, 'consecutive_job_failures', run.consecutiveJobFailures, limit, `${run.consecutiveJobFailures} job attempts in a row failed on the candidate's worker`);
+    else run.consecutiveJobFailures++;
+    const stableFine = run.stableJobStreak === null || run.stableJobStreak >= limit;
+    if (failed && limit > 0 && run.consecutiveJobFailures >= limit && stableFine && judging(run)) {
+      const stable = run.stableJobStreak === null ? 'the stable worker has reported none yet' : `the stable worker's last ${run.stableJobStreak} completed`;
+      this.o.trip(run, 'consecutive_job_failures', run.consecutiveJobFailures, limit, `${run.consecutiveJobFailures} job attempts in a row failed on the candidate's worker (${stable})`);
     }
+  }
+
+  /** One job attempt of the stable worker: its run of completions (the trip's comparison). */
+  countStableJob(run: Run, failed: boolean): void {
+    run.stableJobStreak = failed ? 0 : (run.stableJobStreak ?? 0) + 1;
   }
 
   /** Both loops, for as long as the candidate takes traffic. */
@@ -128,9 +142,15 @@ export class FastTrips {
       if (!judging(run)) continue;
       const v = run.sequential.feed({ ...acc, thresholdMs, stableErrorRate });
       if (v.verdict === 'fail') return this.o.trip(run, v.test!, v.observed!, v.threshold!, v.message!, 'early verdict');
-      // The worker's job attempts: the errors test only (job latency is judged by the windows).
-      const jv = run.jobSequential!.feed({ count: jobAcc.count, slow: 0, errors: jobAcc.errors, thresholdMs: null, stableErrorRate: this.o.analysis.stableJobErrorRate(run, clock.now(), startedMs) });
-      if (jv.verdict === 'fail') return this.o.trip(run, jv.test!, jv.observed!, jv.threshold!, jv.message!, 'early verdict');
+      // The worker's job attempts: the errors test only (job latency is judged by the windows), and
+      // only once the stable worker's own rate is known (the test fixes its H0 at its first
+      // evidence) and low: jobs that fail on any worker (a flood of input the app refuses) would
+      // put H0 beyond what a test of +5 points can tell apart; the windows judge those against the stable rate.
+      const stableJobErrors = this.o.analysis.stableJobErrorRate(run, clock.now(), startedMs);
+      if (stableJobErrors !== null && stableJobErrors <= SEQUENTIAL_JOB_MAX_STABLE_ERRORS) {
+        const jv = run.jobSequential!.feed({ count: jobAcc.count, slow: 0, errors: jobAcc.errors, thresholdMs: null, stableErrorRate: stableJobErrors });
+        if (jv.verdict === 'fail') return this.o.trip(run, jv.test!, jv.observed!, jv.threshold!, jv.message!, 'early verdict');
+      }
     }
   }
 

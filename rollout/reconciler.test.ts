@@ -618,7 +618,7 @@ describe('the candidate\'s worker is judged with its release', () => {
     await shifting(d.id);
     expect(await serveWithJobs(c, d.id, ['rolled_back', 'promoted'], (i) => i % 3 === 0)).toBe('rolled_back');
     const done = await store.deployment(d.id);
-    expect(done.status.reason).toMatch(/job failures 3\d\.\d% \(\d+\/\d+ attempts\) > 5\.0%/);
+    expect(done.status.reason).toMatch(/job failures 3\d\.\d% \(\d+\/\d+ attempts\) > stable 0\.0% \+ 5\.0%/);
     const verdicts = await store.verdicts(d.id);
     expect(verdicts.flatMap((v) => v.rules.filter((r) => r.verdict === 'fail').map((r) => r.rule))).toEqual(expect.arrayContaining(['job_error_rate']));
     expect(verdicts.flatMap((v) => v.rules.filter((r) => r.verdict === 'fail' && !r.rule.startsWith('job_')))).toEqual([]);
@@ -644,6 +644,21 @@ describe('the candidate\'s worker is judged with its release', () => {
     expect(insufficient[0]!.rules.find((r) => r.rule === 'job_error_rate')?.message).toMatch(/candidate job outcomes < 100000/);
   });
 
+  it('jobs failing on both workers alike (input the app refuses, which anyone may send) neither trip nor fail a window', async () => {
+    const c = boot();
+    await c.init();
+    const d = await c.deploy(request('flooded', {}, { tripConsecutiveJobFailures: 3, sequential: true, rules: { ...PLAN.rules, jobMinSamples: 10 } }));
+    await shifting(d.id);
+    // Every job fails, on whichever worker runs it.
+    let n = 0;
+    for (let waited = 0; waited < 60_000 && (await store.deployment(d.id)).status.phase === 'shifting'; waited += 500) {
+      await serve(c, 500);
+      const table = c.routingTable();
+      for (let i = 0; i < 5; i++) c.recordJob({ color: table.candidate && n++ % 2 === 0 ? table.candidate : table.stable, outcome: 'failed', latencyMs: 30 });
+    }
+    expect((await store.deployment(d.id)).status.phase).toBe('promoted');
+  });
+
   it('a release rolled back (its worker stopped, its API kept for inspection) deployed again is started afresh, not reused without a worker', async () => {
     const c = boot();
     await c.init();
@@ -664,7 +679,7 @@ describe('the candidate\'s worker is judged with its release', () => {
     const d = await c.deploy(request('failing-worker', {}, { tripConsecutiveJobFailures: 4, stepSeconds: 60 }));
     await shifting(d.id);
     expect(await serveWithJobs(c, d.id, ['rolled_back', 'promoted'], () => true, 5_000)).toBe('rolled_back');
-    expect((await store.deployment(d.id)).status.reason).toMatch(/4 job attempts in a row failed on the candidate's worker/);
+    expect((await store.deployment(d.id)).status.reason).toMatch(/^fast trip: \d+ job attempts in a row failed on the candidate's worker \(the stable worker's last \d+ completed\)/);
 
     supervisor.colours.blue.worker = { running: true, restarts: 0 };
     supervisor.colours.green.worker = { running: true, restarts: 0 };

@@ -106,11 +106,12 @@ export class Reconciler {
     this.trips.count(run, latencyMs, statusCode);
   }
 
-  /** One job attempt's outcome from `color`'s worker: the candidate's feed the fast trips while it is judged. */
+  /** One job attempt's outcome from `color`'s worker: the candidate's feed the fast trips while it is judged, the stable's their comparison. */
   observeJob(color: Color, failed: boolean): void {
     const run = this.current;
-    if (run === null || run.rollback || color !== run.d.candidateColor) return;
-    this.trips.countJob(run, failed);
+    if (run === null || run.rollback) return;
+    if (color === run.d.candidateColor) this.trips.countJob(run, failed);
+    else this.trips.countStableJob(run, failed);
   }
 
   /** Whether an analysis copy of rollout `rolloutId` to `color` is evidence now: its deployment runs, judged, not rolling back. */
@@ -557,6 +558,12 @@ export class Reconciler {
         this.finish(run);
         return;
       }
+      // The previous proxy had decided (its failing windows are stored; its swap may have stopped the
+      // candidate's worker already) but could not persist the rollback.
+      if (analysis.streakTrips(run)) {
+        await this.rollBack(run, `${d.plan.rules.failuresToRollback} consecutive failing windows before the proxy restarted`, 'restart', 'controller', clock.monotonic());
+        return;
+      }
       // shifting or paused: resume judging from a fresh window, if the candidate still runs.
       if (!(await colours.isUp(d.candidateColor))) {
         await this.rollBack(run, `the candidate ${d.candidateColor} was not running after a restart`, 'restart', 'controller', clock.monotonic());
@@ -568,11 +575,6 @@ export class Reconciler {
       const pausedBy = d.status.phase === 'paused' ? d.status.reason ?? '' : null;
       run.pausedByOperator = pausedBy !== null && !pausedBy.startsWith(INCONCLUSIVE) && !pausedBy.startsWith(DEADLINE);
       run.deadlinePassed = pausedBy?.startsWith(DEADLINE) ?? false;
-      // The previous proxy had decided (its failing windows are stored) but could not persist the rollback.
-      if (analysis.streakTrips(run)) {
-        await this.rollBack(run, `${d.plan.rules.failuresToRollback} consecutive failing windows before the proxy restarted`, 'restart', 'controller', clock.monotonic());
-        return;
-      }
       // blue/green's pre-switch baseline died with the old proxy: it is judged against the stable colour alongside.
       this.setWeights(run);
       this.startLoad(run);

@@ -55,6 +55,10 @@ export interface Run {
   consecutiveJobFailures: number;
   /** Where the next job window starts: the end of the last one judged; null: the step's start. */
   jobsSinceMs: number | null;
+  /** The same for the job P99 comparison, which needs more outcomes. */
+  jobLatencySinceMs: number | null;
+  /** The stable worker's outcomes in a row that completed (null: none seen yet): a run of candidate failures trips only when the stable worker is not failing too. */
+  stableJobStreak: number | null;
   /** bluegreen: the stable worker's jobs before the switch (after it, the stable API enqueues none). */
   jobBaseline: WindowStats | null;
   /** A candidate request slower than this (the stable P99) counts as slow; null: not known yet. */
@@ -67,7 +71,7 @@ export interface Run {
 export function newRun(d: Deployment, release: Release, nowMs: number, stored: readonly WindowVerdict[] = []): Run {
   return {
     d, release, history: [...stored], seq: stored.length, stepStartedMs: nowMs, servingSinceMs: null, progressMs: nowMs, pausedByOperator: false, deadlinePassed: false, warmup: null, load: null, baseline: null, wake: () => {}, rollback: null,
-    maxWeight: 0, consecutive5xx: 0, sequential: null, acc: { count: 0, slow: 0, errors: 0 }, jobAcc: { count: 0, errors: 0 }, jobSequential: null, consecutiveJobFailures: 0, jobsSinceMs: null, jobBaseline: null, slowThresholdMs: null, lastExplanation: null, lastUndecided: null,
+    maxWeight: 0, consecutive5xx: 0, sequential: null, acc: { count: 0, slow: 0, errors: 0 }, jobAcc: { count: 0, errors: 0 }, jobSequential: null, consecutiveJobFailures: 0, jobsSinceMs: null, jobLatencySinceMs: null, stableJobStreak: null, jobBaseline: null, slowThresholdMs: null, lastExplanation: null, lastUndecided: null,
   };
 }
 

@@ -22,7 +22,13 @@ export interface JobDrain {
   close(): Promise<void>;
 }
 
-export function startJobDrain(o: { redisUrl: string; log: Logger; isRunning: (name: string) => boolean; activeColor: () => Color }): JobDrain {
+export function startJobDrain(o: {
+  redisUrl: string; log: Logger; isRunning: (name: string) => boolean; activeColor: () => Color;
+  /** A colour is being started or stopped: which workers run is about to change, so nothing moves. */
+  changing: () => boolean;
+  /** A handed-out entry idle this long has no live worker (CHANGELENS_JOB_CLAIM_IDLE_MS): only such move. */
+  claimIdleMs: number;
+}): JobDrain {
   const redis = createRedisClient(o.redisUrl, { name: 'changelens-job-drain', log: o.log });
   const moved: Record<Color, number> = { blue: 0, green: 0 };
   let stopped = false;
@@ -36,14 +42,14 @@ export function startJobDrain(o: { redisUrl: string; log: Logger; isRunning: (na
     const active = o.activeColor();
     const idle: Color = active === 'blue' ? 'green' : 'blue';
     // Only into a worker that runs, and only out of one that does not.
-    if (!redis.isReady || !o.isRunning(`worker-${active}`)) return;
+    if (!redis.isReady || o.changing() || !o.isRunning(`worker-${active}`)) return;
     if (legacy) {
-      const n = await moveJobs(redis, LEGACY_STREAM, jobStream(active), 'legacy');
+      const n = await moveJobs(redis, LEGACY_STREAM, jobStream(active), 'legacy', o.claimIdleMs);
       if (n > 0) o.log.info({ from: LEGACY_STREAM, to: active, jobs: n }, `moved ${n} job${n === 1 ? '' : 's'} left on the stream of an older version to ${active}'s stream`);
       legacy = n === BATCH;
     }
-    if (o.isRunning(`worker-${idle}`)) return;
-    const n = await moveJobs(redis, jobStream(idle), jobStream(active), idle);
+    if (o.isRunning(`worker-${idle}`) || o.changing()) return;
+    const n = await moveJobs(redis, jobStream(idle), jobStream(active), idle, o.claimIdleMs, () => !o.changing());
     if (n > 0) {
       moved[idle] += n;
       o.log.info({ from: idle, to: active, jobs: n }, `moved ${n} job${n === 1 ? '' : 's'} of ${idle} (its worker is stopped) to ${active}'s stream`);
@@ -68,21 +74,30 @@ export function startJobDrain(o: { redisUrl: string; log: Logger; isRunning: (na
   };
 }
 
-/** Moves what `source`'s workers have not finished (never handed out, or handed out and not acknowledged) to `target`; `from` labels the moved entries. */
-export async function moveJobs(redis: RedisClient, source: string, target: string, from: string): Promise<number> {
+/**
+ * Moves what `source`'s workers have not finished to `target`: entries never handed out, and those
+ * handed out but left idle for `idleMs` (a live worker keeps its jobs fresh: another appliance's
+ * worker on a shared Redis, or one that was started meanwhile, keeps what it works on). `from`
+ * labels the moved entries; `stillOk` is asked before each move.
+ */
+export async function moveJobs(redis: RedisClient, source: string, target: string, from: string, idleMs: number, stillOk: () => boolean = () => true): Promise<number> {
   const entries = await redis.xRange(source, '-', '+', { COUNT: BATCH });
   if (entries.length === 0) return 0;
   const groups = (await redis.xInfoGroups(source)) as unknown as Array<{ name: string; pending: number; 'last-delivered-id': string }>;
   const group = groups.find((g) => g.name === JOB_GROUP);
   const lastDelivered = group?.['last-delivered-id'] ?? '0-0';
-  const pending = new Set<string>();
+  const pending = new Map<string, number>();
   if (group && group.pending > 0) {
-    for (const p of await redis.xPendingRange(source, JOB_GROUP, '-', '+', BATCH)) pending.add(p.id);
+    for (const p of await redis.xPendingRange(source, JOB_GROUP, '-', '+', BATCH)) pending.set(p.id, p.millisecondsSinceLastDelivery);
   }
   let n = 0;
   for (const entry of entries) {
+    const idle = pending.get(entry.id);
     // Handed out and acknowledged, but kept (another app's worker may not delete): done, not moved.
-    if (!pending.has(entry.id) && compareIds(entry.id, lastDelivered) <= 0) continue;
+    if (idle === undefined && compareIds(entry.id, lastDelivered) <= 0) continue;
+    // Handed out, and its worker still on it.
+    if (idle !== undefined && idle < idleMs) continue;
+    if (!stillOk()) break;
     const fields = { ...(entry.message as Record<string, string>), movedFrom: from };
     const multi = redis.multi().xAdd(target, '*', fields);
     if (group) multi.xAck(source, JOB_GROUP, entry.id);

@@ -41,11 +41,11 @@ export async function bindControlSocket(paths: DataPaths, routes: ControlRoute[]
 /** Everything before the first process starts; runs while the data dir's lock is held. */
 export async function prepare(config: Config, paths: DataPaths, embedded: { postgres: boolean; redis: boolean }, log: Logger, mount: ReturnType<typeof assertDataSurvives>) {
   if (mount && !mount.durable) log.warn({ dataDir: paths.root, mount }, 'demo mode (CHANGELENS_EPHEMERAL=1): the data dir does not survive this instance');
-  // As root, whatever is embedded: the proxy and the worker run as the service user too.
+  // As root, whatever is embedded: the proxy runs as the service user too.
   const serviceUser = resolveServiceUser(config);
   const bin = resolveBinaries(config, embedded);
-  // Releases run as their own user, who must read the code it runs (the entry and the built-in API).
-  const confined = resolveReleaseUser(config, serviceUser, [join(distDir, 'supervisor', 'release-entry.js'), join(distDir, 'apps', 'api', 'main.js')]);
+  // Releases run as their own user, who must read the code it runs (the entry, the built-in API and worker).
+  const confined = resolveReleaseUser(config, serviceUser, [join(distDir, 'supervisor', 'release-entry.js'), join(distDir, 'apps', 'api', 'main.js'), join(distDir, 'apps', 'worker', 'main.js')]);
   prepareDataDir(paths, serviceUser, embedded, 'user' in confined ? confined.user : undefined);
   const firstBoot = embedded.postgres && !isInitialised(paths);
   const { secrets, generated } = ensureSecrets(paths, config, !firstBoot && embedded.postgres);

@@ -60,9 +60,11 @@ export class ProcessControl {
       const node = this.manualNode(name, 'start');
       if (!node.name.startsWith('api-')) throw new CL_ERR_PROCESS_CONTROL(`cannot start ${name} alone: start api-${colorOf(name)}, which starts its worker too`);
       const t = performance.now();
-      if (this.running.has(name)) return { name, action: 'unchanged', ms: 0 };
       const color = colorOf(name);
       const worker = this.graph.find((n) => n.name === `worker-${color}`)!;
+      if (this.running.has(name) && this.running.has(worker.name)) return { name, action: 'unchanged', ms: 0 };
+      // Its worker was stopped alone (a rollback): the colour starts again whole, with this release.
+      await this.remove(name);
       const source = workerSourceFor(artifact, this.workers.sources[color === 'blue' ? 'green' : 'blue']);
       try {
         // A worker left running (stopped alone never; a crash restarts it) is replaced: it may run an older release.
@@ -131,8 +133,16 @@ export class ProcessControl {
     return node;
   }
 
+  private inProgress = 0;
+
+  /** A start or stop is queued or under way: which processes run is about to change. */
+  changing(): boolean {
+    return this.inProgress > 0;
+  }
+
   private serially<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.tail.then(fn, fn);
+    this.inProgress++;
+    const run = this.tail.then(fn, fn).finally(() => this.inProgress--);
     this.tail = run.catch(() => {});
     return run;
   }

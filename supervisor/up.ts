@@ -115,6 +115,7 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   const activeRelease = bootRelease(paths, snapshot, secretsKey);
   const activeSettings: Record<string, string> = { ...activeRelease.env, [envNameOf('releaseId')]: newReleaseId() };
   if (config.regression !== undefined) activeSettings[envNameOf('regression')] = config.regression;
+  if (config.workerRegression !== undefined) activeSettings[envNameOf('workerRegression')] = config.workerRegression;
   const proxyEnv: Record<string, string> = { [envNameOf('adminToken')]: secrets.adminToken, [envNameOf('releaseSecretsKey')]: secretsKey.toString('base64url') };
   // The rollout's hooks fire from the proxy: only it gets them.
   if (config.hookUrls !== undefined) proxyEnv[envNameOf('hookUrls')] = config.hookUrls;
@@ -231,7 +232,7 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
     activeColor: () => readRoutingSnapshot(paths.routing)?.activeColor ?? activeColor,
   });
   drain = startJobDrain({
-    redisUrl: urls.redis, log, isRunning: (name) => control.isRunning(name),
+    redisUrl: urls.redis, log, isRunning: (name) => control.isRunning(name), changing: () => control.changing(), claimIdleMs: config.jobClaimIdleMs,
     activeColor: () => readRoutingSnapshot(paths.routing)?.activeColor ?? activeColor,
   });
   backups = startBackups({

@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { writeFileAtomic } from '../lib/atomic-file.js';
 import type { Color } from '../lib/config.js';
 import type { ArtifactEntry, WorkerEntry } from '../lib/contracts/releases.js';
+import { CL_ERR_PROCESS_CONTROL } from '../lib/errors.js';
 
 /** `builtin`: apps/worker; otherwise a script inside a release's directory. */
 export type WorkerSource = 'builtin' | WorkerEntry;
@@ -36,11 +37,13 @@ export function writeWorkerSources(path: string, sources: WorkerSources): void {
 
 /**
  * The worker a colour runs for a release: its own, else what `inheritFrom` (the stable colour's)
- * runs, if its script is still there, else the built-in one.
+ * runs, else (nothing recorded) the built-in one. Inherited code that is gone is refused, never
+ * replaced by the built-in worker, which would take the app's jobs and run none of them.
  */
 export function workerSourceFor(artifact: ArtifactEntry | undefined, inheritFrom: WorkerSource | undefined): WorkerSource {
   if (!artifact) return 'builtin';
   if (artifact.worker) return artifact.worker;
   if (inheritFrom === undefined || inheritFrom === 'builtin') return 'builtin';
-  return existsSync(inheritFrom.script) ? inheritFrom : 'builtin';
+  if (!existsSync(inheritFrom.script)) throw new CL_ERR_PROCESS_CONTROL(`the worker this release inherits (${inheritFrom.script}, its stable colour's) is gone; deploy a release that brings its own worker`);
+  return inheritFrom;
 }

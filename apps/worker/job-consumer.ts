@@ -166,8 +166,9 @@ export class JobConsumer {
         await this.o.regressions.apply();
       } catch (err) {
         failure = err;
-        const dead = await this.retryOrDeadLetter(entry, job, task.attempts, (err as Error).message, log);
-        this.report(job, entry.id, dead ? 'dead' : 'failed');
+        const next = await this.retryOrDeadLetter(entry, job, task.attempts, (err as Error).message, log);
+        // A superseded attempt (another took the task over) is not this worker's outcome to report.
+        if (next !== 'superseded') this.report(job, entry.id, next === 'dead' ? 'dead' : 'failed');
         return;
       } finally {
         clearInterval(keepClaimed);
@@ -214,27 +215,34 @@ export class JobConsumer {
     const since = Number(job.enqueuedAt ?? entryId.split('-')[0]);
     const latencyMs = Number.isFinite(since) ? Math.max(0, Date.now() - since) : 0;
     this.o.redis.xAdd(OUTCOME_STREAM, '*', outcomeFields({ color: this.o.color, outcome, latencyMs }), { TRIM: { strategy: 'MAXLEN', strategyModifier: '~', threshold: OUTCOME_STREAM_MAXLEN } })
-      .catch((err: Error) => this.o.log.debug({ err: err.message }, 'could not report a job outcome'));
+      .catch((err: Error) => {
+        // Unjudged jobs are worth saying, once a minute at most.
+        if (Date.now() - this.reportWarnedAt < 60_000) return;
+        this.reportWarnedAt = Date.now();
+        this.o.log.warn({ err: err.message }, 'could not report a job outcome: the judge does not see this worker\'s jobs');
+      });
   }
 
-  /** True when the job went to the dead-letter stream (its last attempt). */
-  private async retryOrDeadLetter(entry: StreamEntry, job: JobMessage, attempts: number, error: string, log: Logger): Promise<boolean> {
+  private reportWarnedAt = 0;
+
+  /** Queued again, dead-lettered (its last attempt), or superseded (a later attempt owns the task). */
+  private async retryOrDeadLetter(entry: StreamEntry, job: JobMessage, attempts: number, error: string, log: Logger): Promise<'retried' | 'dead' | 'superseded'> {
     if (attempts >= this.o.maxAttempts) {
       await this.deadLetter(entry, job, attempts, error, log);
-      return true;
+      return 'dead';
     }
     const { rowCount } = await this.o.pool.query("UPDATE tasks SET state = 'queued', error = $2 WHERE id = $1 AND state = 'running' AND attempts = $3", [job.taskId, error, attempts]);
     if (!rowCount) {
       // A later attempt owns the task now: this one's failure changes nothing.
       await this.ack(entry.id);
-      return false;
+      return 'superseded';
     }
     // A new entry for the next attempt, then the old one acknowledged: a crash in between only
     // means one more (idempotent) attempt, never a lost job.
     await this.o.redis.xAdd(this.o.stream, '*', { ...entry.message });
     await this.ack(entry.id);
     log.warn({ attempt: attempts, maxAttempts: this.o.maxAttempts, error }, 'job failed; retrying');
-    return false;
+    return 'retried';
   }
 
   private async deadLetter(entry: StreamEntry, job: JobMessage, attempts: number, error: string, log: Logger): Promise<void> {

@@ -77,10 +77,11 @@ export class TaskSweeper {
       const client = await pool.connect();
       try {
         const done = await inTransaction(client, async () => {
-          const { rows: task } = await client.query<{ work_ms: number; fail: boolean }>(
-            "UPDATE tasks SET requeued_at = now() WHERE id = $1 AND state = 'queued' AND requeued_at IS NULL RETURNING work_ms, fail", [id]);
+          const { rows: task } = await client.query<{ work_ms: number; fail: boolean; created_at: Date }>(
+            "UPDATE tasks SET requeued_at = now() WHERE id = $1 AND state = 'queued' AND requeued_at IS NULL RETURNING work_ms, fail, created_at", [id]);
           if (!task[0]) return false; // another worker's sweep, or the job ran meanwhile
-          const message: JobMessage = { schemaVersion: '1', taskId: id, workMs: String(task[0].work_ms), fail: task[0].fail ? '1' : '0' };
+          // Its latency still runs from when the API accepted it.
+          const message: JobMessage = { schemaVersion: '1', taskId: id, workMs: String(task[0].work_ms), fail: task[0].fail ? '1' : '0', enqueuedAt: String(task[0].created_at.getTime()) };
           await redis.xAdd(this.o.stream, '*', { ...message });
           return true;
         });

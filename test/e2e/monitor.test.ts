@@ -58,8 +58,9 @@ describe('health', () => {
       expect(await anonymous.json()).toMatchObject({ code: 'CL_ERR_UNAUTHORIZED' });
     }
     const all = await (await fetch(`${app.url}/healthz?all=1`, { headers: { authorization: `Bearer ${app.secrets().adminToken}` } })).json() as any;
-    expect(all).toMatchObject({ status: 'ok', phase: 'ready', activeColor: 'blue', services: { postgres: 'reachable', redis: 'reachable', worker: 'online', 'api-blue': 'online', proxy: 'online' } });
+    expect(all).toMatchObject({ status: 'ok', phase: 'ready', activeColor: 'blue', services: { postgres: 'reachable', redis: 'reachable', 'worker-blue': 'online', 'api-blue': 'online', proxy: 'online' } });
     expect(all.services).not.toHaveProperty('api-green'); // the idle colour is not started
+    expect(all.services).not.toHaveProperty('worker-green');
   });
 });
 

@@ -159,20 +159,6 @@ describe('a good release with a new worker', () => {
   });
 });
 
-describe('a release that brings no worker', () => {
-  it('runs the stable colour\'s worker code on its colour', async () => {
-    const stable = await active();
-    const candidate: Color = stable === 'blue' ? 'green' : 'blue';
-    const artifact = join(packageRoot, 'examples', 'hello-app');
-    const d = await deploy({ version: 'no-worker', artifact, strategy: 'direct' });
-    expect((await finished(d.id)).status.phase).toBe('promoted');
-    const s = await supervisorStatus();
-    expect(s.jobs.byColor[candidate].worker).toBe(s.jobs.byColor[stable].worker);
-    expect(s.jobs.byColor[candidate].worker).toBe('builtin');
-    expect(s.processes.find((p: { name: string }) => p.name === `worker-${candidate}`)?.state).toBe('online');
-  });
-});
-
 describe('the worker\'s regressions at run time', () => {
   it('are the operator\'s, through the CLI (audited): a colour\'s worker fails every attempt until cleared', async () => {
     const { runCli } = await import('../helpers/cli.js');
@@ -195,5 +181,20 @@ describe('the worker\'s regressions at run time', () => {
     }
     const audit = (await api('GET', '/api/audit?limit=20')).body;
     expect(JSON.stringify(audit)).toContain('worker-regression.set');
+  });
+});
+
+// Last: it leaves an app without jobs active.
+describe('a release that brings no worker', () => {
+  it('runs the stable colour\'s worker code on its colour', async () => {
+    const stable = await active();
+    const candidate: Color = stable === 'blue' ? 'green' : 'blue';
+    const artifact = join(packageRoot, 'examples', 'hello-app');
+    const d = await deploy({ version: 'no-worker', artifact, strategy: 'direct' });
+    expect((await finished(d.id)).status.phase).toBe('promoted');
+    const s = await supervisorStatus();
+    expect(s.jobs.byColor[candidate].worker).toBe(s.jobs.byColor[stable].worker);
+    expect(s.jobs.byColor[candidate].worker).toBe('builtin');
+    expect(s.processes.find((p: { name: string }) => p.name === `worker-${candidate}`)?.state).toBe('online');
   });
 });
