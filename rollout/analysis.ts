@@ -69,9 +69,11 @@ export class WindowAnalysis {
     const candidate = this.o.window.window(d.candidateColor, windowEnd, lengthMs);
     const jobs = this.judgeJobs(run, windowEnd, lengthMs);
     // blue/green's candidate takes everything: it is compared with the stable colour before the switch.
-    if (run.baseline) return withJobRules(judgeWindow(candidate, run.baseline, d.plan.rules), jobs);
-    const stable = this.o.window.window(d.stableColor, windowEnd, lengthMs);
-    return withJobRules(judgeWindow(candidate, stable, d.plan.rules, this.stableRecentP99(run, windowEnd, lengthMs)), jobs);
+    const requests = run.baseline ? judgeWindow(candidate, run.baseline, d.plan.rules)
+      : judgeWindow(candidate, this.o.window.window(d.stableColor, windowEnd, lengthMs), d.plan.rules, this.stableRecentP99(run, windowEnd, lengthMs));
+    const judged = withJobRules(requests, jobs);
+    run.heldByJobs = judged.verdict === 'insufficient' && requests.verdict === 'pass';
+    return judged;
   }
 
   /**
@@ -82,8 +84,10 @@ export class WindowAnalysis {
    */
   private judgeJobs(run: Run, windowEnd: number, lengthMs: number): RuleResult[] {
     const { d } = run;
+    // From when the candidate took traffic, not the step: its worker is the same at every weight.
+    const serving = Math.ceil((run.servingSinceMs ?? run.stepStartedMs) / 1000) * 1000;
     const period = (since: number | null): { candidate: WindowStats; stable: WindowStats } => {
-      const start = Math.max(since ?? 0, Math.ceil(run.stepStartedMs / 1000) * 1000, windowEnd - JOB_PERIOD_MAX_MS);
+      const start = Math.max(since ?? 0, serving, windowEnd - JOB_PERIOD_MAX_MS);
       const periodMs = Math.max(lengthMs, windowEnd - start);
       return { candidate: this.o.jobs.window(d.candidateColor, windowEnd, periodMs), stable: run.jobBaseline ?? this.o.jobs.window(d.stableColor, windowEnd, periodMs) };
     };
@@ -132,7 +136,8 @@ export class WindowAnalysis {
   stepOutcome(run: Run, windowEnd: number): StepOutcome {
     const windows = Math.max(1, Math.floor((windowEnd - Math.ceil(run.stepStartedMs / 1000) * 1000) / (run.d.plan.windowSeconds * 1000)));
     const decisive = run.history.slice(-windows).filter((v) => v !== 'insufficient');
-    if (decisive.length === 0) return 'inconclusive';
+    // Requests enough, job outcomes not yet: the step waits for them (the progress deadline bounds it).
+    if (decisive.length === 0) return run.heldByJobs ? 'undecided' : 'inconclusive';
     // Last decisive window failed (but fewer than N in a row): judge on until it settles.
     return decisive.at(-1) === 'pass' ? 'passed' : 'undecided';
   }

@@ -57,6 +57,8 @@ export interface Run {
   jobsSinceMs: number | null;
   /** The same for the job P99 comparison, which needs more outcomes. */
   jobLatencySinceMs: number | null;
+  /** The last window was insufficient only for want of the candidate worker's job outcomes: its step waits on, it is not inconclusive. */
+  heldByJobs: boolean;
   /** The stable worker's outcomes in a row that completed (null: none seen yet): a run of candidate failures trips only when the stable worker is not failing too. */
   stableJobStreak: number | null;
   /** bluegreen: the stable worker's jobs before the switch (after it, the stable API enqueues none). */
@@ -71,7 +73,7 @@ export interface Run {
 export function newRun(d: Deployment, release: Release, nowMs: number, stored: readonly WindowVerdict[] = []): Run {
   return {
     d, release, history: [...stored], seq: stored.length, stepStartedMs: nowMs, servingSinceMs: null, progressMs: nowMs, pausedByOperator: false, deadlinePassed: false, warmup: null, load: null, baseline: null, wake: () => {}, rollback: null,
-    maxWeight: 0, consecutive5xx: 0, sequential: null, acc: { count: 0, slow: 0, errors: 0 }, jobAcc: { count: 0, errors: 0 }, jobSequential: null, consecutiveJobFailures: 0, jobsSinceMs: null, jobLatencySinceMs: null, stableJobStreak: null, jobBaseline: null, slowThresholdMs: null, lastExplanation: null, lastUndecided: null,
+    maxWeight: 0, consecutive5xx: 0, sequential: null, acc: { count: 0, slow: 0, errors: 0 }, jobAcc: { count: 0, errors: 0 }, jobSequential: null, consecutiveJobFailures: 0, jobsSinceMs: null, jobLatencySinceMs: null, heldByJobs: false, stableJobStreak: null, jobBaseline: null, slowThresholdMs: null, lastExplanation: null, lastUndecided: null,
   };
 }
 

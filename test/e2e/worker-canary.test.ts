@@ -2,7 +2,10 @@
 // (requests and jobs through the proxy): a release whose worker fails jobs is rolled back by the
 // job rules while its API is healthy, and what its worker had not finished runs on the stable
 // worker, none lost, none completed twice; a good release's worker takes every job once promoted;
-// a release that brings no worker runs the stable colour's worker code.
+// an uploaded app's worker runs on its colour, and a release that brings none runs the stable
+// colour's worker code.
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -184,17 +187,38 @@ describe('the worker\'s regressions at run time', () => {
   });
 });
 
-// Last: it leaves an app without jobs active.
-describe('a release that brings no worker', () => {
-  it('runs the stable colour\'s worker code on its colour', async () => {
-    const stable = await active();
-    const candidate: Color = stable === 'blue' ? 'green' : 'blue';
-    const artifact = join(packageRoot, 'examples', 'hello-app');
-    const d = await deploy({ version: 'no-worker', artifact, strategy: 'direct' });
-    expect((await finished(d.id)).status.phase).toBe('promoted');
-    const s = await supervisorStatus();
-    expect(s.jobs.byColor[candidate].worker).toBe(s.jobs.byColor[stable].worker);
-    expect(s.jobs.byColor[candidate].worker).toBe('builtin');
-    expect(s.processes.find((p: { name: string }) => p.name === `worker-${candidate}`)?.state).toBe('online');
+// Last: they leave apps without jobs active.
+describe('an uploaded app\'s worker', () => {
+  it('runs confined on its colour\'s worker port when its package.json names one; a release without one then runs that same code', async () => {
+    // hello-app plus a worker of its own, readable by the proxy (which imports it) and the release user.
+    const dir = mkdtempSync(join(tmpdir(), 'changelens-worker-app-'));
+    chmodSync(dir, 0o755);
+    for (const f of ['server.js']) copyFileSync(join(packageRoot, 'examples', 'hello-app', f), join(dir, f));
+    writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'with-worker', main: 'server.js', changelens: { worker: 'jobs/worker.js', workerReadyPath: '/up' } }));
+    mkdirSync(join(dir, 'jobs'), { mode: 0o755 });
+    writeFileSync(join(dir, 'jobs', 'worker.js'), "require('node:http').createServer((req, res) => res.writeHead(req.url === '/up' ? 200 : 404).end(process.env.CHANGELENS_COLOR ?? '')).listen(Number(process.env.PORT), '127.0.0.1');\n");
+    try {
+      const first = await deploy({ version: 'with-worker', artifact: dir, strategy: 'direct' });
+      expect((await finished(first.id)).status.phase).toBe('promoted');
+      const withWorker = await active();
+      let s = await supervisorStatus();
+      expect(s.jobs.byColor[withWorker].worker).toBe(join(app.dataDir, 'releases', 'with-worker', 'jobs', 'worker.js'));
+      const ownWorker = s.processes.find((p: { name: string }) => p.name === `worker-${withWorker}`);
+      expect(ownWorker?.state).toBe('online');
+      // Its probe path, on its colour's worker port: what it answers is its colour.
+      const port = withWorker === 'blue' ? app.ports.workerBluePort : app.ports.workerGreenPort;
+      expect(await (await fetch(`http://127.0.0.1:${port}/up`)).text()).toBe(withWorker);
+
+      const second = await deploy({ version: 'no-worker', artifact: join(packageRoot, 'examples', 'hello-app'), strategy: 'direct' });
+      expect((await finished(second.id)).status.phase).toBe('promoted');
+      const inheriting = await active();
+      expect(inheriting).not.toBe(withWorker);
+      s = await supervisorStatus();
+      expect(s.jobs.byColor[inheriting].worker).toBe(s.jobs.byColor[withWorker].worker);
+      expect(s.processes.find((p: { name: string }) => p.name === `worker-${inheriting}`)?.state).toBe('online');
+      expect(await (await fetch(`http://127.0.0.1:${inheriting === 'blue' ? app.ports.workerBluePort : app.ports.workerGreenPort}/up`)).text()).toBe(inheriting);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
