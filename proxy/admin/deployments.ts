@@ -188,10 +188,20 @@ export function deployRequest(body: DeployBody, config: Config, actor: string, s
   return { version: body.version, strategy, steps, env, artifact: body.artifact, plan, actor };
 }
 
-/** The seed's two exports: the deployment's result and its 5-second buckets. */
+/**
+ * The seed's two exports: the deployment's result and its 5-second buckets, with what the job
+ * rules found of the candidate's worker (each judged job window, from the stored verdicts).
+ */
 export async function exportDeployment(store: RolloutStore, id: string) {
   const d = await store.deployment(id);
-  const buckets = await store.buckets(id);
+  const [buckets, verdicts] = await Promise.all([store.buckets(id), store.verdicts(id)]);
+  const jobWindows = verdicts.flatMap((v) => {
+    const rules = v.rules.filter((r) => r.rule.startsWith('job_') || r.rule === 'consecutive_job_failures' || r.rule === 'sequential_job_errors');
+    return rules.length === 0 ? [] : [{
+      timestamp: new Date(v.window.startMs).toISOString(), window_end: new Date(v.window.endMs).toISOString(), verdict: v.verdict,
+      rules: rules.map((r) => ({ rule: r.rule, verdict: r.verdict, observed: Number.isFinite(r.observed) ? r.observed : null, threshold: r.threshold, message: r.message })),
+    }];
+  });
   return {
     result: d.result ?? { deployment_id: d.id, status: d.status.phase, start_time: d.startedAt, end_time: null, note: 'still running: the summary is written when it ends' },
     metrics: {
@@ -213,6 +223,8 @@ export async function exportDeployment(store: RolloutStore, id: string) {
         p99_ms: b.p99Ms,
         slo_violations: b.violations,
       })),
+      // The candidate's worker, judged on its jobs' outcomes against the stable worker's.
+      job_windows: jobWindows,
     },
   };
 }

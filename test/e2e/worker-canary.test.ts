@@ -125,6 +125,11 @@ describe('a canary whose worker fails jobs', () => {
     // The API was not what failed: its requests' error rate passed in every window judged.
     const verdicts = d.verdicts as Array<{ rules: Array<{ rule: string; verdict: string }> }>;
     expect(verdicts.flatMap((v) => v.rules.filter((r) => r.rule === 'error_rate' && r.verdict === 'fail'))).toEqual([]);
+    // The export carries what the job rules found, with their numbers.
+    const exported = (await api('GET', `/api/deployments/${d.id}/export`)).body;
+    const jobFailures = (exported.metrics.job_windows as Array<{ rules: Array<{ verdict: string; message: string }> }>).flatMap((w) => w.rules.filter((r) => r.verdict === 'fail'));
+    expect(jobFailures.length).toBeGreaterThan(0);
+    expect(jobFailures[0]!.message).toMatch(/job/);
     expect(await active()).toBe(stable);
     // Its worker stopped at once; its API stays up for inspection.
     await until(async () => {
