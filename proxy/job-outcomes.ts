@@ -4,12 +4,21 @@
 // read from where it left off (entries beyond the stream's trimmed length are gone: missing samples,
 // never wrong ones). A malformed entry is skipped.
 import type { Color } from '../lib/config.js';
-import { jobStream, OUTCOME_STREAM, parseOutcome, type JobOutcome } from '../lib/contracts/jobs.js';
+import { JOB_GROUP, jobStream, OUTCOME_STREAM, parseOutcome, type JobOutcome } from '../lib/contracts/jobs.js';
 import type { Logger } from '../lib/logger.js';
 import { createRedisClient } from '../lib/redis.js';
 
 const BLOCK_MS = 1_000;
 const COUNT = 1_000;
+
+/** Jobs the workers' group has not finished on a stream: never handed out (lag) plus handed out and unacknowledged (pending). */
+async function unfinished(redis: ReturnType<typeof createRedisClient>, stream: string): Promise<number> {
+  if (!(await redis.exists(stream))) return 0;
+  const groups = (await redis.xInfoGroups(stream)) as unknown as Array<{ name: string; pending: number; lag?: number | null }>;
+  const group = groups.find((g) => g.name === JOB_GROUP);
+  // No group yet: no worker ever read it, and everything on it waits.
+  return group ? (group.lag ?? 0) + group.pending : await redis.xLen(stream);
+}
 
 export interface OutcomeReader {
   close(): Promise<void>;
@@ -36,14 +45,15 @@ export function readJobOutcomes(redisUrl: string, log: Logger, onOutcome: (o: Jo
         }
         if (Date.now() - backlogReadAt >= BLOCK_MS) {
           backlogReadAt = Date.now();
-          const [blue, green] = await Promise.all([redis.xLen(jobStream('blue')), redis.xLen(jobStream('green'))]);
-          onBacklog('blue', blue);
-          onBacklog('green', green);
+          for (const color of ['blue', 'green'] as const) onBacklog(color, await unfinished(redis, jobStream(color)));
         }
         if (failures > 0) log.info({ failures }, 'reading job outcomes again');
         failures = 0;
       } catch (err) {
         if (stopped) break;
+        // Not known while Redis does not answer: no hold on a stale count.
+        onBacklog('blue', 0);
+        onBacklog('green', 0);
         if (failures++ === 0) log.warn({ err: (err as Error).message }, 'cannot read job outcomes; jobs are not judged until Redis answers');
         await new Promise((resolve) => setTimeout(resolve, Math.min(100 * 2 ** Math.min(failures, 5), 2_000)));
       }

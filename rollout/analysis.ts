@@ -135,9 +135,11 @@ export class WindowAnalysis {
   /** After a window of a shifting step: does the step pass, stay undecided, or have nothing to judge by? */
   stepOutcome(run: Run, windowEnd: number): StepOutcome {
     const windows = Math.max(1, Math.floor((windowEnd - Math.ceil(run.stepStartedMs / 1000) * 1000) / (run.d.plan.windowSeconds * 1000)));
+    // Requests enough, job outcomes not yet: the step never passes on an older window meanwhile. It
+    // waits for them when the progress deadline bounds the wait; without one, the operator decides.
+    if (run.heldByJobs) return (run.d.plan.progressDeadlineSeconds ?? 0) > 0 ? 'undecided' : 'inconclusive';
     const decisive = run.history.slice(-windows).filter((v) => v !== 'insufficient');
-    // Requests enough, job outcomes not yet: the step waits for them (the progress deadline bounds it).
-    if (decisive.length === 0) return run.heldByJobs ? 'undecided' : 'inconclusive';
+    if (decisive.length === 0) return 'inconclusive';
     // Last decisive window failed (but fewer than N in a row): judge on until it settles.
     return decisive.at(-1) === 'pass' ? 'passed' : 'undecided';
   }

@@ -46,7 +46,7 @@ export class Colours {
   /** Running, every instance online and ready, and its worker running (a rollback stops it alone). */
   async isUp(color: Color): Promise<boolean> {
     const health = await this.o.supervisor.health(color).catch(() => null);
-    return health !== null && health.running && health.online && health.ready && (health.worker?.running ?? true);
+    return health !== null && health.running && health.online && health.ready && health.worker?.running === true;
   }
 
   /** Starting and stopping colours, one at a time (apart from the state lock: a start takes seconds). */

@@ -20,8 +20,8 @@ import type { DeploymentStatus } from './state-machine.js';
 /** The colours' processes: started, stopped, crashed, or not answering, as each test needs. */
 class FakeSupervisor implements SupervisorLink {
   readonly colours: Record<Color, ColorHealth & { release: string | null }> = {
-    blue: { running: true, online: true, restarts: 0, ready: true, release: 'v1' },
-    green: { running: false, online: false, restarts: 0, ready: false, release: null },
+    blue: { running: true, online: true, restarts: 0, ready: true, release: 'v1', worker: { running: true, restarts: 0 } },
+    green: { running: false, online: false, restarts: 0, ready: false, release: null, worker: { running: false, restarts: 0 } },
   };
   readonly calls: string[] = [];
   failStart: string | null = null;
@@ -29,13 +29,12 @@ class FakeSupervisor implements SupervisorLink {
   async start(color: Color, release: { version: string }): Promise<void> {
     this.calls.push(`start ${color} ${release.version}`);
     if (this.failStart) throw new Error(this.failStart);
-    Object.assign(this.colours[color], { running: true, online: true, ready: true, release: release.version });
-    if (this.colours[color].worker) this.colours[color].worker = { running: true, restarts: 0 };
+    Object.assign(this.colours[color], { running: true, online: true, ready: true, release: release.version, worker: { running: true, restarts: 0 } });
   }
 
   async stop(color: Color): Promise<void> {
     this.calls.push(`stop ${color}`);
-    Object.assign(this.colours[color], { running: false, online: false, ready: false, release: null });
+    Object.assign(this.colours[color], { running: false, online: false, ready: false, release: null, worker: { running: false, restarts: 0 } });
   }
 
   async stopWorker(color: Color): Promise<void> {
@@ -634,15 +633,21 @@ describe('the candidate\'s worker is judged with its release', () => {
     const verdicts = await store.verdicts(d.id);
     expect(verdicts.some((v) => v.rules.some((r) => r.rule === 'job_error_rate' && r.verdict === 'pass'))).toBe(true);
     expect(supervisor.calls).not.toContain('stop worker-green');
-    // With far more outcomes needed than a step brings, no step passes on its requests alone.
-    const held = await c.deploy(request('few-jobs', {}, { rules: { ...PLAN.rules, jobMinSamples: 100_000 } }));
+    // With far more outcomes needed than a step brings, no step passes on its requests alone: it
+    // waits while a progress deadline bounds the wait, and the deadline ends it.
+    const held = await c.deploy(request('few-jobs', {}, { progressDeadlineSeconds: 40, rules: { ...PLAN.rules, jobMinSamples: 100_000 } }));
     await shifting(held.id);
-    await serveWithJobs(c, held.id, ['promoted'], () => false, 30_000).catch(() => 'not promoted');
-    // Held, not paused: its requests were enough, the step waits for the worker's outcomes (the progress deadline bounds it).
+    await serveWithJobs(c, held.id, ['promoted', 'aborted'], () => false, 30_000).catch(() => 'neither');
     expect((await store.deployment(held.id)).status.phase).toBe('shifting');
+    expect(await serveWithJobs(c, held.id, ['promoted', 'aborted'], () => false, 30_000)).toBe('aborted');
     const insufficient = (await store.verdicts(held.id)).filter((v) => v.verdict === 'insufficient');
     expect(insufficient.length).toBeGreaterThan(0);
     expect(insufficient[0]!.rules.find((r) => r.rule === 'job_error_rate')?.message).toMatch(/candidate job outcomes < 100000/);
+    // Without a deadline, the operator decides: the step pauses, saying what it lacked.
+    const paused = await c.deploy(request('few-jobs-2', {}, { rules: { ...PLAN.rules, jobMinSamples: 100_000 } }));
+    await shifting(paused.id);
+    expect(await serveWithJobs(c, paused.id, ['paused', 'promoted'], () => false, 30_000)).toBe('paused');
+    expect((await store.deployment(paused.id)).status.reason).toBe('no window of step 1 had 100000 job outcomes of the candidate\'s worker; resume, promote or roll back');
   });
 
   it('jobs failing on both workers alike (input the app refuses, which anyone may send) neither trip nor fail a window', async () => {
@@ -682,12 +687,10 @@ describe('the candidate\'s worker is judged with its release', () => {
     expect(await serveWithJobs(c, d.id, ['rolled_back', 'promoted'], () => true, 5_000)).toBe('rolled_back');
     expect((await store.deployment(d.id)).status.reason).toMatch(/^fast trip: \d+ job attempts in a row failed on the candidate's worker \(the stable worker's last \d+ completed\)/);
 
-    supervisor.colours.blue.worker = { running: true, restarts: 0 };
-    supervisor.colours.green.worker = { running: true, restarts: 0 };
     const crashy = await c.deploy(request('crashy-worker', {}, { stepSeconds: 60 }));
     await shifting(crashy.id);
     await serve(c, 1_000);
-    supervisor.colours.green.worker.restarts++;
+    supervisor.colours.green.worker!.restarts++;
     expect(await serveUntil(c, crashy.id, ['rolled_back', 'promoted'], 3_000)).toBe('rolled_back');
     expect((await store.deployment(crashy.id)).status.reason).toMatch(/worker-green crashed: pm2 restarted it \(1 restart since/);
   });

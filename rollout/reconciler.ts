@@ -8,7 +8,7 @@
 // this file only, through `Traffic` (traffic.ts), in `init`, `enterStep`/`setWeights`, `toStable`,
 // `finishPromotion` and `finish`.
 import type { Color } from '../lib/config.js';
-import { CL_ERR_DEPLOYMENT_RUNNING, CL_ERR_NO_DEPLOYMENT } from '../lib/errors.js';
+import { CL_ERR_DEPLOYMENT_RUNNING, CL_ERR_NO_DEPLOYMENT, CL_ERR_ROLLOUT_BAD_TRANSITION } from '../lib/errors.js';
 import { newId } from '../lib/ids.js';
 import type { Logger } from '../lib/logger.js';
 import type { RuleResult, WindowJudgement, WindowVerdict } from '../monitoring/index.js';
@@ -343,7 +343,8 @@ export class Reconciler {
         if (strategy.stepComplete(run, clock.now())) {
           const outcome = analysis.stepOutcome(run, windowEnd);
           if (outcome === 'inconclusive') {
-            await this.apply(run, { type: 'inconclusive', reason: `${INCONCLUSIVE} ${run.d.status.stepIndex + 1} had ${plan.rules.minSamples} candidate requests; resume, promote or roll back` });
+            const wanting = run.heldByJobs ? `${plan.rules.jobMinSamples ?? 20} job outcomes of the candidate's worker` : `${plan.rules.minSamples} candidate requests`;
+            await this.apply(run, { type: 'inconclusive', reason: `${INCONCLUSIVE} ${run.d.status.stepIndex + 1} had ${wanting}; resume, promote or roll back` });
             await this.o.events.audit('pause', run.d, 'controller', { reason: run.d.status.reason });
           } else if (outcome === 'passed') {
             await this.passStep(run);
@@ -453,6 +454,8 @@ export class Reconciler {
   private async finishPromotion(run: Run, event: DeploymentEvent, actor: string): Promise<void> {
     const { d } = run;
     const { traffic, store, colours, events, log } = this.o;
+    // A fast trip swapped to stable (its rollback waits for the lock): it is rolling back, not promotable.
+    if (run.rollback) throw new CL_ERR_ROLLOUT_BAD_TRANSITION('rolling back', event.type, 'nothing: a fast trip is rolling it back');
     const next = transition(run.d.status, event);
     if (next.phase !== 'promoted') throw new Error(`expected promotion, got ${next.phase}`);
     // The new colour takes everything at once; the old one stays warm so switching back is instant.

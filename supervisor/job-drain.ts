@@ -46,7 +46,8 @@ export function startJobDrain(o: {
     if (legacy) {
       const n = await moveJobs(redis, LEGACY_STREAM, jobStream(active), 'legacy', o.claimIdleMs);
       if (n > 0) o.log.info({ from: LEGACY_STREAM, to: active, jobs: n }, `moved ${n} job${n === 1 ? '' : 's'} left on the stream of an older version to ${active}'s stream`);
-      legacy = n === BATCH;
+      // On while anything is left (a job the old worker held moves once idle for the claim time).
+      legacy = n === BATCH || (await redis.xLen(LEGACY_STREAM)) > 0;
     }
     if (o.isRunning(`worker-${idle}`) || o.changing()) return;
     const n = await moveJobs(redis, jobStream(idle), jobStream(active), idle, o.claimIdleMs, () => !o.changing());

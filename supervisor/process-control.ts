@@ -63,9 +63,12 @@ export class ProcessControl {
       const color = colorOf(name);
       const worker = this.graph.find((n) => n.name === `worker-${color}`)!;
       if (this.running.has(name) && this.running.has(worker.name)) return { name, action: 'unchanged', ms: 0 };
+      // The active colour is never (re)started by hand: it serves everyone, with the active release.
+      if (color === this.activeColor()) throw new CL_ERR_PROCESS_CONTROL(`cannot start ${name}: ${color} is the active colour`);
+      // Refused (inherited code gone) before anything is stopped.
+      const source = workerSourceFor(artifact, this.workers.sources[color === 'blue' ? 'green' : 'blue']);
       // Its worker was stopped alone (a rollback): the colour starts again whole, with this release.
       await this.remove(name);
-      const source = workerSourceFor(artifact, this.workers.sources[color === 'blue' ? 'green' : 'blue']);
       try {
         // A worker left running (stopped alone never; a crash restarts it) is replaced: it may run an older release.
         await this.remove(worker.name);
