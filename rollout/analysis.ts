@@ -48,13 +48,13 @@ export class WindowAnalysis {
    */
   stableBaseline(run: Run, nowMs: number, sinceMs: number): WindowStats {
     if (run.baseline) return run.baseline;
-    const lengthMs = Math.min(BASELINE_SECONDS * 1000, Math.max(1000, Math.floor((nowMs - sinceMs) / 1000) * 1000));
+    const lengthMs = baselineMs(nowMs, sinceMs);
     return this.o.window.window(run.d.stableColor, nowMs, lengthMs);
   }
 
   /** The stable worker's job failure rate over the same period as stableBaseline (for the sequential job test); null when it ran too few. */
   stableJobErrorRate(run: Run, nowMs: number, sinceMs: number): number | null {
-    const stable = run.jobBaseline ?? this.o.jobs.window(run.d.stableColor, nowMs, Math.min(BASELINE_SECONDS * 1000, Math.max(1000, Math.floor((nowMs - sinceMs) / 1000) * 1000)));
+    const stable = run.jobBaseline ?? this.o.jobs.window(run.d.stableColor, nowMs, baselineMs(nowMs, sinceMs));
     return stable.count >= 20 ? stable.errorRate : null;
   }
 
@@ -179,5 +179,8 @@ export class WindowAnalysis {
     if (j.verdict !== 'pass') this.o.log.info({ deployment: d.id, verdict: j.verdict, samples: j.samples, explanation }, `window ${j.verdict}`);
   }
 }
+
+/** The whole seconds since `sinceMs`, one at least and the baseline's length at most. */
+const baselineMs = (nowMs: number, sinceMs: number): number => Math.min(BASELINE_SECONDS * 1000, Math.max(1000, Math.floor((nowMs - sinceMs) / 1000) * 1000));
 
 const messagesOf = (j: WindowJudgement, v: RuleResult['verdict']): string => [...new Set(j.rules.filter((r) => r.verdict === v).map((r) => r.message))].join('; ');

@@ -17,8 +17,6 @@ const BATCH = 500;
 const LEGACY_STREAM = 'changelens:jobs';
 
 export interface JobDrain {
-  /** Entries moved since the supervisor started, per source colour. */
-  moved(): Record<Color, number>;
   close(): Promise<void>;
 }
 
@@ -30,7 +28,6 @@ export function startJobDrain(o: {
   claimIdleMs: number;
 }): JobDrain {
   const redis = createRedisClient(o.redisUrl, { name: 'changelens-job-drain', log: o.log });
-  const moved: Record<Color, number> = { blue: 0, green: 0 };
   let stopped = false;
   /** Until the older version's stream is found empty once. */
   let legacy = true;
@@ -52,7 +49,6 @@ export function startJobDrain(o: {
     if (o.isRunning(`worker-${idle}`) || o.changing()) return;
     const n = await moveJobs(redis, jobStream(idle), jobStream(active), idle, o.claimIdleMs, () => !o.changing());
     if (n > 0) {
-      moved[idle] += n;
       o.log.info({ from: idle, to: active, jobs: n }, `moved ${n} job${n === 1 ? '' : 's'} of ${idle} (its worker is stopped) to ${active}'s stream`);
     }
   };
@@ -65,7 +61,6 @@ export function startJobDrain(o: {
   };
   next();
   return {
-    moved: () => ({ ...moved }),
     async close() {
       stopped = true;
       if (timer) clearTimeout(timer);

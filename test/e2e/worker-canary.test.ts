@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { launchAppliance, type Appliance } from '../../bench/harness.js';
+import { adminCall, launchAppliance, type Appliance } from '../../bench/harness.js';
 import { startLoad, type Load } from '../../bench/load.js';
 import { appRoleUrl } from '../../lib/app-database.js';
 import { packageRoot } from '../../lib/package-root.js';
@@ -52,28 +52,17 @@ afterAll(async () => {
   if (app) await reapOrphans(join(app.dataDir, 'state', 'pm2'));
 });
 
-async function api(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
-  const res = await fetch(`${app.url}/_changelens${path}`, {
-    method,
-    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return { status: res.status, body: await res.json() };
-}
-
-async function deploy(body: Record<string, unknown>): Promise<any> {
-  const r = await api('POST', '/api/deployments', body);
-  expect(r.status, JSON.stringify(r.body)).toBe(202);
-  return r.body;
-}
+/** The admin API as an operator calls it (bench/harness.ts adminCall: a refusal throws, naming it). */
+const api = (method: string, path: string, body?: unknown): Promise<any> => adminCall(app.url, token, method, path, body);
+const deploy = (body: Record<string, unknown>): Promise<any> => api('POST', '/api/deployments', body);
 
 const finished = (id: string, timeoutMs = 90_000): Promise<any> => until(async () => {
-  const r = await api('GET', `/api/deployments/${id}`);
-  expect(TERMINAL, `deployment ${id} is ${r.body.status?.phase}`).toContain(r.body.status.phase);
-  return r.body;
+  const d = await api('GET', `/api/deployments/${id}`);
+  expect(TERMINAL, `deployment ${id} is ${d.status?.phase}`).toContain(d.status.phase);
+  return d;
 }, timeoutMs);
 
-const active = async (): Promise<Color> => (await api('GET', '/api/status')).body.active.color;
+const active = async (): Promise<Color> => (await api('GET', '/api/status')).active.color;
 /** The supervisor's status (processes, jobs per colour), as `changelens status` reads it. */
 const supervisorStatus = async (): Promise<any> => app.status();
 
@@ -128,7 +117,7 @@ describe('a canary whose worker fails jobs', () => {
     const verdicts = d.verdicts as Array<{ rules: Array<{ rule: string; verdict: string }> }>;
     expect(verdicts.flatMap((v) => v.rules.filter((r) => r.rule === 'error_rate' && r.verdict === 'fail'))).toEqual([]);
     // The export carries what the job rules found, with their numbers.
-    const exported = (await api('GET', `/api/deployments/${d.id}/export`)).body;
+    const exported = await api('GET', `/api/deployments/${d.id}/export`);
     const jobFailures = (exported.metrics.job_windows as Array<{ rules: Array<{ verdict: string; message: string }> }>).flatMap((w) => w.rules.filter((r) => r.verdict === 'fail'));
     expect(jobFailures.length).toBeGreaterThan(0);
     expect(jobFailures[0]!.message).toMatch(/job/);
@@ -189,7 +178,7 @@ describe('the worker\'s regressions at run time', () => {
       const cleared = await runCli(['regression', 'clear', color, 'errors', '--worker', '--json'], app.env);
       expect(JSON.parse(cleared.stdout)).toEqual({ color, regressions: [] });
     }
-    const audit = (await api('GET', '/api/audit?limit=20')).body;
+    const audit = await api('GET', '/api/audit?limit=20');
     expect(JSON.stringify(audit)).toContain('worker-regression.set');
   });
 });
