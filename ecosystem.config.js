@@ -38,22 +38,32 @@ export function processGraph(ctx) {
   // Every pool that can be open at once, plus room for the supervisor, probes and an operator.
   const maxConnections = Math.max(60, 2 * config.apiInstances * 10 + 2 * (config.workerConcurrency + 2) + 15);
   const asServiceUser = serviceUser ? { user: serviceUser } : {};
-  /** @param {'blue' | 'green'} color */
-  const api = (color) => /** @type {GraphNode} */ ({
-    name: `api-${color}`,
+  /**
+   * A colour's process: its API or its worker, started and stopped together
+   * (supervisor/process-control.ts). Every release's code, the built-in one included, starts
+   * through the entry that confines it (its own user, an allow-listed env) before it loads:
+   * supervisor/release-entry.ts.
+   * @param {'api' | 'worker'} kind
+   * @param {'blue' | 'green'} color
+   * @param {number} port
+   * @param {string} main
+   * @param {number} instances
+   */
+  const colourProcess = (kind, color, port, main, instances) => /** @type {GraphNode} */ ({
+    name: `${kind}-${color}`,
     needs: ['migrations', 'redis'],
     atBoot: color === activeColor,
-    probe: { kind: 'http', url: `http://127.0.0.1:${color === 'blue' ? config.apiBluePort : config.apiGreenPort}/readyz` },
+    probe: { kind: 'http', url: `http://127.0.0.1:${port}/readyz` },
     app: {
       ...node,
-      name: `api-${color}`,
-      // Every release, the built-in API included, starts through the entry that confines it (its
-      // own user, an allow-listed env) before its code loads: supervisor/release-entry.ts.
+      name: `${kind}-${color}`,
       script: `${distDir}/supervisor/release-entry.js`,
       node_args: releaseArgs,
-      // Cluster mode so a colour can be scaled and reloaded without dropping its port.
+      // Cluster mode: an API colour is scaled and reloaded without dropping its port, and the
+      // supervisor's listen guard holds each to its own port.
       exec_mode: 'cluster',
-      instances: config.apiInstances,
+      instances,
+      // A worker's jobs in hand finish first (they are short); what outlives this is taken over later.
       kill_timeout: 4000,
       min_uptime: 1000,
       max_restarts: 16,
@@ -61,38 +71,13 @@ export function processGraph(ctx) {
       // Only what the colour's release may have (supervisor/confinement.ts): nothing of the
       // supervisor's env (an empty string filters every name out), only what is given here.
       filter_env: [''],
-      env: { ...releaseEnv[color], CHANGELENS_RELEASE_MAIN: `${distDir}/apps/api/main.js` },
+      env: { ...releaseEnv[color], CHANGELENS_RELEASE_MAIN: main },
     },
   });
-
-  /**
-   * A colour's job consumer, started and stopped with its API colour (supervisor/process-control.ts):
-   * the release's worker, confined like its API (same user, same allow-listed env), reading its
-   * colour's job stream. One instance: jobs scale by its concurrency.
-   * @param {'blue' | 'green'} color
-   */
-  const worker = (color) => /** @type {GraphNode} */ ({
-    name: `worker-${color}`,
-    needs: ['migrations', 'redis'],
-    atBoot: color === activeColor,
-    probe: { kind: 'http', url: `http://127.0.0.1:${color === 'blue' ? config.workerBluePort : config.workerGreenPort}/readyz` },
-    app: {
-      ...node,
-      name: `worker-${color}`,
-      script: `${distDir}/supervisor/release-entry.js`,
-      node_args: releaseArgs,
-      // A cluster worker like the API colours: the supervisor's listen guard holds it to its own port.
-      exec_mode: 'cluster',
-      instances: 1,
-      // The jobs in hand finish first (they are short); what outlives this is taken over later.
-      kill_timeout: 4000,
-      min_uptime: 1000,
-      max_restarts: 16,
-      exp_backoff_restart_delay: 100,
-      filter_env: [''],
-      env: { ...releaseEnv[color], CHANGELENS_RELEASE_MAIN: `${distDir}/apps/worker/main.js` },
-    },
-  });
+  /** @param {'blue' | 'green'} color */
+  const api = (color) => colourProcess('api', color, color === 'blue' ? config.apiBluePort : config.apiGreenPort, `${distDir}/apps/api/main.js`, config.apiInstances);
+  /** One worker per colour: jobs scale by its concurrency. @param {'blue' | 'green'} color */
+  const worker = (color) => colourProcess('worker', color, color === 'blue' ? config.workerBluePort : config.workerGreenPort, `${distDir}/apps/worker/main.js`, 1);
 
   return [
     {
