@@ -14,6 +14,7 @@ COPY apps ./apps
 COPY proxy ./proxy
 COPY monitoring ./monitoring
 COPY rollout ./rollout
+COPY fleet ./fleet
 COPY backup ./backup
 COPY cli ./cli
 COPY bench ./bench

@@ -13,7 +13,7 @@ const PORT_ENVS = ['PORT', 'CHANGELENS_PG_PORT', 'CHANGELENS_REDIS_PORT', 'CHANG
 /** Every config key; a test below checks this list against what loadConfig returns. */
 const ALL_KEYS: (keyof Config)[] = [
   ...PORT_KEYS, 'host', 'dataDir', 'apiInstances', 'readyTimeoutMs', 'stopTimeoutMs', 'logLevel', 'serviceUser', 'releaseUser',
-  'pgBinDir', 'redisServer', 'databaseUrl', 'redisUrl', 'adminToken', 'pgPassword', 'redisPassword', 'color',
+  'pgBinDir', 'redisServer', 'databaseUrl', 'redisUrl', 'instanceId', 'instanceUrl', 'fleetLeaseMs', 'fleetGraceMs', 'adminToken', 'pgPassword', 'redisPassword', 'color',
   'backupPgSchedule', 'backupRedisSchedule', 'backupVerifySchedule', 'backupKeep', 'backupMaxAgeDays', 'backupMinFreeMb', 'backupBeforeDeploy', 'backupEncrypt', 'backupKey', 'backupS3Url', 'backupS3Endpoint', 'backupS3Region', 'backupS3PathStyle',
   'otlpEndpoint', 'accessLog', 'seedItems', 'jobSplit', 'jobMaxAttempts', 'jobClaimIdleMs', 'workerConcurrency', 'downstreamTimeoutMs', 'regression', 'workerRegression', 'pmId', 'platform', 'ephemeral', 'cloudRunService', 'releaseId',
   'canarySteps', 'stepSeconds', 'windowSeconds', 'p99Ratio', 'p99MinDeltaMs', 'analysisLoad', 'warmupSeconds', 'warmupPaths', 'mirror', 'mirrorPercent', 'mirrorMaxRps', 'progressDeadlineSeconds', 'progressDeadlineAction', 'maxErrorRate', 'maxP95Ms', 'maxP99Ms', 'minSamples', 'failuresToRollback',
@@ -31,7 +31,7 @@ const FULL_ENV: Record<string, string> = {
   CHANGELENS_DATA_DIR: '/srv/changelens', CHANGELENS_API_INSTANCES: '2', CHANGELENS_READY_TIMEOUT_MS: '1000',
   CHANGELENS_STOP_TIMEOUT_MS: '2000', CHANGELENS_LOG_LEVEL: 'debug', CHANGELENS_SERVICE_USER: 'changelens', CHANGELENS_RELEASE_USER: 'someapp',
   CHANGELENS_PG_BIN_DIR: '/usr/lib/postgresql/16/bin', CHANGELENS_REDIS_SERVER: '/usr/bin/redis-server',
-  DATABASE_URL: 'postgres://app:pw@db:5432/app', REDIS_URL: 'redis://cache:6379/0',
+  DATABASE_URL: 'postgres://app:pw@db:5432/app', REDIS_URL: 'redis://cache:6379/0', CHANGELENS_INSTANCE_ID: 'edge-1', CHANGELENS_INSTANCE_URL: 'http://10.0.0.2:8080', CHANGELENS_FLEET_LEASE_MS: '6000', CHANGELENS_FLEET_GRACE_MS: '7000',
   CHANGELENS_ADMIN_TOKEN: 'Adm1n-T0ken_of-forty.characters~xyzABCDE', CHANGELENS_PG_PASSWORD: 'b'.repeat(16), CHANGELENS_REDIS_PASSWORD: 'c'.repeat(16),
   CHANGELENS_COLOR: 'green', CHANGELENS_APP_CONTROL_TOKEN: 'app-control-token-0123456789', CHANGELENS_CONNECTION_HANDOFF: '1', CHANGELENS_TRUSTED_PROXIES: '10.0.0.2,::1', CHANGELENS_BACKUP_OFFSITE_PLAIN: '0', CHANGELENS_RELEASE_SECRETS_KEY: 'k'.repeat(43),
   OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318', CHANGELENS_ACCESS_LOG: 'all', CHANGELENS_SEED_ITEMS: '500',

@@ -12,6 +12,8 @@ const CODES = ERROR_CLASSES.map(([name]) => name);
 const SAMPLES: Record<string, { args: string[]; message: string }> = {
   CL_ERR_DEPLOYMENT_RUNNING: { args: ['d-1', 'v2', 'shifting'], message: 'deployment d-1 of release v2 is still shifting; one deployment runs at a time' },
   CL_ERR_NO_DEPLOYMENT: { args: ['promote'], message: 'no deployment is running to promote' },
+  CL_ERR_NOT_CONTROLLER: { args: ['epoch 3 passed to inst-b', 'a change of deployment dep-1'], message: 'this instance no longer holds the controller lease (epoch 3 passed to inst-b); a change of deployment dep-1 was refused' },
+  CL_ERR_NO_CONTROLLER: { args: ['nothing answered promote within 10 s'], message: 'no instance of the fleet answered as the controller: nothing answered promote within 10 s' },
   CL_ERR_NOT_FOUND: { args: ['deployment d-9'], message: 'deployment d-9 not found' },
   CL_ERR_RELEASE_CONFLICT: { args: ['v2', 'env'], message: 'release v2 already exists with a different env; a release never changes' },
   CL_ERR_ARTIFACT_INVALID: { args: ['artifact /x: no such file'], message: 'artifact /x: no such file' },

@@ -108,6 +108,12 @@ export const CL_ERR_DEPLOYMENT_RUNNING = defineError<[string, string, string]>(
 export const CL_ERR_NO_DEPLOYMENT = defineError<[string]>(
   'CL_ERR_NO_DEPLOYMENT', 409, 'no deployment is running to %s',
   'start one with: changelens deploy <version>');
+export const CL_ERR_NOT_CONTROLLER = defineError<[string, string]>(
+  'CL_ERR_NOT_CONTROLLER', 409, 'this instance no longer holds the controller lease (%s); %s was refused',
+  'another instance drives deployments now: repeat the request, through any instance, and it reaches it');
+export const CL_ERR_NO_CONTROLLER = defineError<[string]>(
+  'CL_ERR_NO_CONTROLLER', 503, 'no instance of the fleet answered as the controller: %s',
+  'the lease passes to a live instance within 10 s of its holder stopping; retry then, and check changelens status for the instances');
 export const CL_ERR_NOT_FOUND = defineError<[string]>(
   'CL_ERR_NOT_FOUND', 404, '%s not found',
   'list what exists with: changelens releases, or GET /_changelens/api/deployments');

@@ -68,6 +68,23 @@ export class SlicedWindow {
     }
   }
 
+  /**
+   * Adds a slice measured elsewhere (another proxy of the fleet: fleet/slice-exchange.ts): its
+   * histogram, errors and metric sums go into the slice of `atMs`, as exactly as if recorded here.
+   */
+  add(color: Color, atMs: number, histogram: Histogram, errors: number, metrics?: Record<string, { sum: number; count: number }>): void {
+    const slice = this.sliceAt(color, atMs);
+    slice.histogram.add(histogram);
+    slice.errors += errors;
+    for (const [name, m] of Object.entries(metrics ?? {})) {
+      slice.metrics ??= new Map();
+      const total = slice.metrics.get(name) ?? { sum: 0, count: 0 };
+      total.sum += m.sum;
+      total.count += m.count;
+      slice.metrics.set(name, total);
+    }
+  }
+
   private sliceAt(color: Color, atMs: number): Slice {
     const index = Math.floor(atMs / this.sliceMs);
     const ring = this.rings[color];

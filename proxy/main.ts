@@ -15,7 +15,9 @@ import { readRoutingSnapshot } from '../lib/routing-snapshot.js';
 import { onStopSignal } from '../lib/shutdown.js';
 import { initTracing, shutdownTracing } from '../lib/tracing.js';
 import { createProxyMetrics, SlicedWindow } from '../monitoring/index.js';
-import { analysisLoadThrough, PgRolloutStore, RolloutController, systemClock } from '../rollout/index.js';
+import { analysisLoadThrough, PgRolloutStore, RolloutController, systemClock, type ControllerOptions } from '../rollout/index.js';
+import { FLEET_JUDGE_DELAY_MS, FleetNode } from '../fleet/index.js';
+import { packageVersion } from '../lib/package-root.js';
 import { AuthFailures, bearerMatches, registerAdminApi, type LiveSecond } from './admin/index.js';
 import { CL_ERR_UNAUTHORIZED } from '../lib/errors.js';
 import { readJobOutcomes } from './job-outcomes.js';
@@ -36,7 +38,11 @@ const snapshot = readRoutingSnapshot(paths.routing);
 const activeColor = snapshot?.activeColor ?? 'blue';
 const upstreams = { blue: `http://127.0.0.1:${config.apiBluePort}`, green: `http://127.0.0.1:${config.apiGreenPort}` };
 const pool = createPgPool(config.databaseUrl, { max: 4, applicationName: 'changelens-proxy' });
-const store = new PgRolloutStore(pool);
+// A fleet instance (the supervisor names it only in external mode): it drives deployments while it
+// holds the controller lease, and every write of the rollout is fenced by the lease's epoch.
+const fleetId = config.instanceId !== undefined && config.redisUrl !== undefined ? config.instanceId : null;
+let fleet: FleetNode | null = null;
+const store = new PgRolloutStore(pool, fleetId ? () => fleet?.lease.held() ?? null : undefined);
 // Wrong tokens, wherever one is checked (the admin API, /healthz?all=1), counted together.
 const authFailures = new AuthFailures(store);
 // Pins need a credential (lib/contracts/preview.ts): the admin token, or one signed with this key.
@@ -59,6 +65,7 @@ const previewAccess = (req: IncomingMessage): PreviewPurpose | null => {
   authFailures.failed(req, '(a pinned request)', log);
   return null;
 };
+// The judge's window: this proxy's requests, or in a fleet every proxy's (fleet/slice-exchange.ts).
 const window = new SlicedWindow();
 const metrics = createProxyMetrics();
 // Copies to a warming (or analysed) candidate; its answers go to counters and, for an analysis, the judge.
@@ -82,7 +89,45 @@ const controller = new RolloutController({
   // A plan's analysis load goes through this very proxy, so it is routed, measured and judged as any request.
   analysisLoad: analysisLoadThrough(`http://${selfHost(config.host)}:${config.port}`, systemClock, log, () => analysisCredential()),
   mirror,
+  readyTimeoutMs: config.readyTimeoutMs,
+  ...(fleetId ? {
+    fleet: {
+      link: { everyoneReady: (d, ms) => fleet!.everyoneReady(d, ms), servingEverywhere: (d) => fleet!.servingEverywhere(d), stableNow: (d) => fleet!.stableNow(d) },
+      send: (action: string, args: unknown) => fleet!.commands.send(action, args),
+      changed: () => void fleet?.registry.beat(),
+      trip: (t) => void fleet!.commands.send('trip', { ...t, instance: fleetId }).catch((err: Error) => log.error({ err: err.message, trip: t }, 'could not tell the controller of a fast trip here; this instance routes to the stable colour only')),
+      unjudged: () => fleet?.unjudged() ?? 'joining the fleet',
+      judgeDelayMs: FLEET_JUDGE_DELAY_MS,
+    },
+    measure: { record: (c, ms, e, at) => fleet!.slices.record(c, ms, e, at), recordMetric: (c, n, v, at) => fleet!.slices.recordMetric(c, n, v, at) },
+  } satisfies Partial<ControllerOptions> : {}),
 });
+if (fleetId) {
+  fleet = new FleetNode({
+    pool, redisUrl: config.redisUrl!, id: fleetId, version: packageVersion, address: config.instanceUrl ?? null, adminToken,
+    leaseMs: config.fleetLeaseMs, graceMs: config.fleetGraceMs, fleetWindow: window, log,
+    state: () => {
+      const t = controller.routingTable();
+      return {
+        colours: { blue: controller.releaseServedBy('blue'), green: controller.releaseServedBy('green') },
+        routing: { stable: t.stable, candidate: t.candidate ?? null, candidateWeight: t.candidateWeight, rolloutId: t.rolloutId ?? null },
+        following: controller.following(),
+        degraded: controller.degraded(),
+      };
+    },
+    onLease: (held) => {
+      if (held) {
+        fleet!.serveCommands((action, args) => controller.act(action as Parameters<typeof controller.act>[0], args, true));
+        void controller.lead().catch((err: Error) => log.error({ err: err.message }, 'could not take the running deployment over; retried when the lease is taken again'));
+      } else {
+        fleet!.serveCommands(null);
+        controller.follow();
+      }
+      void fleet!.registry.beat();
+    },
+    onStable: (id) => controller.stableNow(id),
+  });
+}
 
 // The workers' job outcomes, judged per colour like requests (a canary's worker is part of its release).
 const outcomes = config.redisUrl ? readJobOutcomes(config.redisUrl, log, (o) => {
@@ -131,6 +176,7 @@ await registerAdminApi(app, {
   previews,
   ...(config.releaseSecretsKey ? { releaseSecretsKey: Buffer.from(config.releaseSecretsKey, 'base64url') } : {}),
   healthDetails: () => healthDetails(paths.controlSocket, paths.root),
+  ...(fleetId ? { fleet: async () => ({ instance: fleetId, controller: controller.isController, lease: fleet!.lease.holder(), instances: await fleet!.instances() }) } : {}),
   metrics: async () => {
     // The supervisor's monitor joins the exposition at scrape time (it runs in another process).
     const [monitor, backups] = await Promise.all([monitorSummary(paths.controlSocket, paths.root), backupsLink.summary()]);
@@ -166,6 +212,8 @@ void (async () => {
   for (let attempt = 1; ; attempt++) {
     try {
       await controller.init();
+      // A fleet instance follows from here, and drives once it takes the lease.
+      fleet?.start();
       initialized = true;
       return;
     } catch (err) {
@@ -182,6 +230,8 @@ onStopSignal(log, async () => {
   stopping = true;
   if (handedOff && process.connected) await detachedFromSupervisor();
   controller.close();
+  // The lease given up and the instance gone from the fleet at once: nobody waits out the grace.
+  await fleet?.close();
   await outcomes?.close();
   // All of pm2's kill_timeout but a margin: the drain is bounded by the stop budget.
   await closeGracefully(app, Math.max(500, config.stopTimeoutMs - 3_500));

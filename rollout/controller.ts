@@ -13,8 +13,10 @@ import { Colours } from './colours.js';
 import { RolloutEvents } from './events.js';
 import type { HookOptions } from './hooks.js';
 import type { Deployment, DeployRequest } from './model.js';
-import { systemClock, type Clock, type MirrorLink, type RolloutGauges, type RolloutStore, type SupervisorLink } from './ports.js';
+import { systemClock, type Clock, type FleetLink, type MirrorLink, type RolloutGauges, type RolloutStore, type SupervisorLink } from './ports.js';
+import { Follower, type FollowerTrip, type Following } from './follower.js';
 import { Reconciler, type RolloutStatus } from './reconciler.js';
+import { CL_ERR_INVALID_REQUEST, CL_ERR_NOT_CONTROLLER } from '../lib/errors.js';
 import { Traffic } from './traffic.js';
 
 export interface ControllerOptions {
@@ -43,12 +45,39 @@ export interface ControllerOptions {
   keepDirs?: () => string[];
   /** The proxy's mirror (proxy/mirror.ts), for warm-ups; absent: a candidate takes its first step cold. */
   mirror?: MirrorLink;
+  /** How long a colour has to start ready (every fleet instance's too). */
+  readyTimeoutMs?: number;
+  /** One instance of a fleet: it drives deployments only while it holds the lease (`lead`), else follows. */
+  fleet?: ControllerFleet;
+  /** Where a response is measured; default: `window` (in a fleet, the slices every proxy publishes). */
+  measure?: { record(color: Color, latencyMs: number, isError: boolean, atMs: number): void; recordMetric(color: Color, name: string, value: number, atMs: number): void };
 }
+
+/** What an instance of a fleet needs beyond a single appliance's controller (fleet/ provides it). */
+export interface ControllerFleet {
+  link: FleetLink;
+  /** Runs an operator's action on the controller, wherever it is. */
+  send(action: string, args: unknown): Promise<unknown>;
+  /** Something a controller waits on changed here (a candidate ready, a revision applied): say it now. */
+  changed(): void;
+  /** A fast trip on this instance while it follows. */
+  trip(t: FollowerTrip): void;
+  /** Why candidate traffic here would go unjudged now (no controller renews the lease, this instance's Redis is gone), or null. */
+  unjudged(): string | null;
+  /** How long past a window's end it is judged (the slices of other instances arrive a publication later). */
+  judgeDelayMs: number;
+}
+
+/** The operator's actions, as a follower sends them to the controller. */
+type Action = 'deploy' | 'promote' | 'rollback' | 'abort' | 'pause' | 'resume' | 'trip';
 
 export class RolloutController {
   private readonly traffic: Traffic;
   private readonly colours: Colours;
-  private readonly reconciler: Reconciler;
+  private reconciler: Reconciler;
+  /** A fleet instance that does not hold the lease: it follows the deployment row. */
+  private readonly follower: Follower | null = null;
+  private leading: boolean;
   private readonly clock: Clock;
   /** Each colour's job outcomes in 1 s slices (enqueue-to-outcome latency; a failed attempt is an error). */
   readonly jobs: SlicedWindow;
@@ -63,18 +92,22 @@ export class RolloutController {
     this.traffic = new Traffic(o.routingPath, o.activeColor);
     this.colours = new Colours({
       supervisor, store, clock, log, gauges, releasesDir: o.releasesDir, releasesKeep: o.releasesKeep,
-      inUse: (color) => color === this.reconciler.activeColor || color === this.reconciler.candidateColor,
-      running: () => this.reconciler.runningVersion,
+      inUse: (color) => this.inUse(color),
+      running: () => (this.leading ? this.reconciler.runningVersion : this.follower?.status().deployment?.version),
       ...(o.keepDirs ? { keepDirs: o.keepDirs } : {}),
     });
-    this.reconciler = new Reconciler({
-      store, supervisor, clock, log, traffic: this.traffic, colours: this.colours,
-      analysis: new WindowAnalysis({ window, jobs, store, log, gauges, jobBacklog: (color) => this.backlog[color] }),
-      events: new RolloutEvents({ store, hooks: o.hooks, log, gauges, now: () => clock.now() }),
-      releasesDir: o.releasesDir, activeColor: o.activeColor, initialRelease: o.initialRelease,
-      ...(o.analysisLoad ? { analysisLoad: o.analysisLoad } : {}),
-      ...(o.mirror ? { mirror: o.mirror } : {}),
-    });
+    this.reconciler = this.newReconciler(o.activeColor);
+    this.leading = o.fleet === undefined;
+    if (o.fleet) {
+      const fleet = o.fleet;
+      this.follower = new Follower({
+        store, supervisor, colours: this.colours, traffic: this.traffic, log,
+        active: { version: o.initialRelease.version, color: o.activeColor },
+        changed: () => fleet.changed(),
+        trip: (t) => fleet.trip(t),
+        unjudged: () => fleet.unjudged(),
+      });
+    }
     this.colours.serve(o.activeColor, o.initialRelease.version);
   }
 
@@ -88,8 +121,9 @@ export class RolloutController {
 
   /** One proxied response: into its colour's slice, then to the running deployment's fast trips. */
   record(color: Color, latencyMs: number, statusCode: number): void {
-    this.o.window.record(color, latencyMs, statusCode >= 500, this.clock.now());
-    this.reconciler.observe(color, latencyMs, statusCode);
+    (this.o.measure ?? this.o.window).record(color, latencyMs, statusCode >= 500, this.clock.now());
+    if (this.leading) this.reconciler.observe(color, latencyMs, statusCode);
+    else this.follower?.observe(color, statusCode);
   }
 
   /**
@@ -99,8 +133,8 @@ export class RolloutController {
    * a candidate that crashed is the fast trips' to see).
    */
   recordCopy(color: Color, purpose: MirrorRule['purpose'], latencyMs: number, statusCode: number, rolloutId: string | null): void {
-    if (purpose !== 'analysis' || statusCode === 0 || !this.reconciler.judgingCopiesOf(rolloutId, color)) return;
-    this.o.window.record(color, latencyMs, statusCode >= 500, this.clock.now());
+    if (purpose !== 'analysis' || statusCode === 0 || !this.leading || !this.reconciler.judgingCopiesOf(rolloutId, color)) return;
+    (this.o.measure ?? this.o.window).record(color, latencyMs, statusCode >= 500, this.clock.now());
     this.reconciler.observeCopy(color, latencyMs, statusCode);
   }
 
@@ -110,7 +144,7 @@ export class RolloutController {
     const failed = o.outcome !== 'completed';
     this.jobs.record(o.color, o.latencyMs, failed, now);
     if (o.outcome === 'dead') this.jobs.recordMetric(o.color, DEAD_LETTER_METRIC, 1, now);
-    this.reconciler.observeJob(o.color, failed);
+    if (this.leading) this.reconciler.observeJob(o.color, failed);
   }
 
   /** How many jobs wait (or run) on a colour's stream now. */
@@ -120,44 +154,144 @@ export class RolloutController {
 
   /** One value of an app-reported metric (x-changelens-metric-<name>), into its colour's slice. */
   recordMetric(color: Color, name: string, value: number): void {
-    this.o.window.recordMetric(color, name, value, this.clock.now());
+    (this.o.measure ?? this.o.window).recordMetric(color, name, value, this.clock.now());
   }
 
-  init(): Promise<void> {
-    return this.reconciler.init();
+  /** A single appliance drives at once; a fleet instance follows until it takes the lease. */
+  async init(): Promise<void> {
+    if (this.leading) return this.reconciler.init();
+    this.follower!.start();
+    await this.follower!.sync();
+  }
+
+  /** This fleet instance took the controller lease: it drives the running deployment from here (as after a restart). */
+  async lead(): Promise<void> {
+    if (this.leading) return;
+    this.follower!.stop();
+    this.reconciler = this.newReconciler(this.follower!.status().active.color);
+    this.leading = true;
+    await this.reconciler.init();
+  }
+
+  /** This fleet instance lost the lease (or never had it): it stops driving and follows the row. */
+  follow(): void {
+    if (!this.leading || !this.follower) return;
+    this.leading = false;
+    this.reconciler.standDown();
+    this.follower.start();
+  }
+
+  /** Why this follower routes to the stable colour only (a dependency gone), or null. */
+  degraded(): string | null {
+    return this.leading ? null : this.follower?.why() ?? null;
+  }
+
+  /** Whether this instance drives deployments (always, on a single appliance). */
+  get isController(): boolean {
+    return this.leading;
+  }
+
+  /** What a follower runs and applies (its readiness, the revision), for its heartbeat; null on the controller. */
+  following(): Following | null {
+    return this.leading ? null : this.follower?.following() ?? null;
+  }
+
+  /** The controller's word that a deployment takes no more traffic (the fast path of a rollback). */
+  stableNow(deploymentId: string): void {
+    if (!this.leading) this.follower?.stableNow(deploymentId);
+  }
+
+  /** Wakes a follower to read the row now (the controller changed it). */
+  wake(): void {
+    if (!this.leading) void this.follower?.sync();
   }
 
   deploy(req: DeployRequest): Promise<Deployment> {
-    return this.reconciler.deploy(req);
+    // Every instance starts the candidate from its own data dir: an artifact lives in one of them.
+    if (this.o.fleet && req.artifact !== undefined) {
+      return Promise.reject(new CL_ERR_INVALID_REQUEST('body/artifact: a fleet deploys built-in releases (their env and settings) only: an artifact is kept in one instance\'s data dir, and every instance must start the candidate'));
+    }
+    return this.act('deploy', req);
   }
 
   promote(actor: string): Promise<Deployment> {
-    return this.reconciler.promote(actor);
+    return this.act('promote', { actor });
   }
 
   rollback(actor: string, reason?: string): Promise<Deployment> {
-    return this.reconciler.rollback(actor, reason);
+    return this.act('rollback', { actor, reason });
   }
 
   abort(actor: string, reason?: string): Promise<Deployment> {
-    return this.reconciler.abort(actor, reason);
+    return this.act('abort', { actor, reason });
   }
 
   pause(actor: string, reason?: string): Promise<Deployment> {
-    return this.reconciler.pause(actor, reason);
+    return this.act('pause', { actor, reason });
   }
 
   resume(actor: string): Promise<Deployment> {
-    return this.reconciler.resume(actor);
+    return this.act('resume', { actor });
+  }
+
+  /**
+   * Runs an action here when this instance drives, else on the controller (through the fleet).
+   * The controller's command handler calls this with `local` (never forwarded again).
+   */
+  async act(action: Action, args: unknown, local = false): Promise<Deployment> {
+    if (!this.leading) {
+      if (local) throw new CL_ERR_NOT_CONTROLLER('it passed to another instance', action);
+      return await this.o.fleet!.send(action, args) as Deployment;
+    }
+    const a = args as { actor: string; reason?: string };
+    switch (action) {
+      case 'deploy': return this.reconciler.deploy(args as DeployRequest);
+      case 'promote': return this.reconciler.promote(a.actor);
+      case 'rollback': return this.reconciler.rollback(a.actor, a.reason);
+      case 'abort': return this.reconciler.abort(a.actor, a.reason);
+      case 'pause': return this.reconciler.pause(a.actor, a.reason);
+      case 'resume': return this.reconciler.resume(a.actor);
+      case 'trip': {
+        const t = args as FollowerTrip & { instance: string };
+        this.reconciler.remoteTrip(t.deploymentId, t.instance, t.rule, t.observed, t.threshold, t.message);
+        return this.reconciler.status().deployment as Deployment;
+      }
+    }
   }
 
   /** The running deployment (or null), with the routing it implies now. */
   status(): RolloutStatus & { routing: RoutingTable } {
-    return { ...this.reconciler.status(), routing: this.traffic.current() };
+    const s = this.leading ? this.reconciler.status() : this.follower!.status();
+    return { ...s, routing: this.traffic.current() };
   }
 
   /** Stops the driver's timers (the proxy is shutting down); persisted state stays as it is. */
   close(): void {
+    this.follower?.stop();
     this.reconciler.close();
+  }
+
+  /** A reconciler reads the pointers and any running deployment in `init` (a take-over, after a restart or for a lost lease). */
+  private newReconciler(activeColor: Color): Reconciler {
+    const o = this.o;
+    const { store, supervisor, log, gauges } = o;
+    const clock = this.clock;
+    return new Reconciler({
+      store, supervisor, clock, log, traffic: this.traffic, colours: this.colours,
+      analysis: new WindowAnalysis({ window: o.window, jobs: this.jobs, store, log, gauges, jobBacklog: (color) => this.backlog[color] }),
+      events: new RolloutEvents({ store, hooks: o.hooks, log, gauges, now: () => clock.now() }),
+      releasesDir: o.releasesDir, activeColor, initialRelease: o.initialRelease,
+      ...(o.analysisLoad ? { analysisLoad: o.analysisLoad } : {}),
+      ...(o.mirror ? { mirror: o.mirror } : {}),
+      ...(o.fleet ? { fleet: o.fleet.link, judgeDelayMs: o.fleet.judgeDelayMs } : {}),
+      ...(o.readyTimeoutMs !== undefined ? { readyTimeoutMs: o.readyTimeoutMs } : {}),
+    });
+  }
+
+  /** Active, or the running deployment's candidate: never stopped by a timer. */
+  private inUse(color: Color): boolean {
+    if (this.leading) return color === this.reconciler.activeColor || color === this.reconciler.candidateColor;
+    const s = this.follower!.status();
+    return color === s.active.color || color === s.deployment?.candidateColor;
   }
 }

@@ -5,10 +5,10 @@
 // state lives behind the `RolloutStore` port (ports.ts): Postgres in store.ts.
 export { candidateWeight, initialStatus, isTerminal, transition, type DeploymentEvent, type DeploymentStatus, type Phase } from './state-machine.js';
 export type { Deployment, DeployRequest, Release, Plan, Strategy, Bucket, Pointers, StoredVerdict } from './model.js';
-export type { RolloutStore, SupervisorLink, ColorHealth, RolloutGauges, Clock } from './ports.js';
+export type { RolloutStore, SupervisorLink, ColorHealth, RolloutGauges, Clock, FleetLink } from './ports.js';
 export type { RollbackTiming } from './run.js';
 export { PgRolloutStore } from './store.js';
-export { RolloutController } from './controller.js';
+export { RolloutController, type ControllerOptions, type ControllerFleet } from './controller.js';
 export { UPLOADED } from './release-import.js';
 export { systemClock } from './ports.js';
 export { analysisLoadThrough } from './analysis-load.js';

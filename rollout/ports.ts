@@ -111,3 +111,17 @@ export const systemClock: Clock = {
 export function sleep(clock: Clock, ms: number): Promise<void> {
   return new Promise((resolve) => clock.after(ms, resolve));
 }
+
+/**
+ * The other instances of a fleet, as the controller needs them (fleet/ implements it; absent on a
+ * single appliance). Followers start the candidate themselves and apply the weights they read from
+ * the deployment's row; the controller waits for them and tells them to swap back at once.
+ */
+export interface FleetLink {
+  /** Resolves when every live instance runs the deployment's candidate ready; throws naming one that failed, or those still not ready at the deadline. */
+  everyoneReady(d: Deployment, timeoutMs: number): Promise<void>;
+  /** Whether every live instance applies the deployment's weights at its current revision (a step moves only then). */
+  servingEverywhere(d: Deployment): Promise<boolean>;
+  /** Every instance: all to the stable colour now (the row follows; this is the fast path). */
+  stableNow(d: Deployment): void;
+}

@@ -18,9 +18,9 @@ import { other, type Colours } from './colours.js';
 import type { RolloutEvents } from './events.js';
 import { FastTrips } from './fast-trips.js';
 import type { Deployment, DeployRequest, Release } from './model.js';
-import { sleep, type Clock, type MirrorLink, type RolloutStore, type SupervisorLink } from './ports.js';
+import { sleep, type Clock, type FleetLink, type MirrorLink, type RolloutStore, type SupervisorLink } from './ports.js';
 import { prepareRelease } from './release-import.js';
-import { newRun, type Run } from './run.js';
+import { judging, newRun, type Run } from './run.js';
 import { initialStatus, isTerminal, transition, candidateWeight, type DeploymentEvent, type Phase } from './state-machine.js';
 import { strategyOf } from './strategies/index.js';
 import { summarise } from './summary.js';
@@ -44,6 +44,12 @@ export interface ReconcilerParts {
   analysisLoad?: StartAnalysisLoad;
   /** The proxy's mirror, for warm-ups; absent: a candidate takes its first step cold. */
   mirror?: MirrorLink;
+  /** The other instances of a fleet (rollout/ports.ts); absent on a single appliance. */
+  fleet?: FleetLink;
+  /** How long past a window's end it is judged: the fleet's slices arrive a publication later. Default GRACE_MS. */
+  judgeDelayMs?: number;
+  /** How long every fleet instance has to run the candidate ready (the supervisor's own start bound). */
+  readyTimeoutMs?: number;
   /** The active colour the routing snapshot gave at start, and the release it runs. */
   activeColor: Color;
   initialRelease: { version: string; artifact: string; env: Record<string, string> };
@@ -90,6 +96,10 @@ export class Reconciler {
 
   get activeColor(): Color {
     return this.active.color;
+  }
+
+  get activeRelease(): { version: string; color: Color } {
+    return this.active;
   }
 
   /** One proxied response of `color`: counted against a rollback in progress, or fed to the fast trips. */
@@ -217,10 +227,22 @@ export class Reconciler {
 
   /** Stops the driver (the proxy is shutting down); persisted state stays as it is. */
   close(): void {
+    this.standDown();
+    this.o.colours.close();
+  }
+
+  /** Stops driving, changing nothing: another instance of the fleet holds the lease now. */
+  standDown(): void {
     this.closed = true;
     if (this.current) this.stopLoad(this.current);
-    this.o.colours.close();
     this.current?.wake();
+  }
+
+  /** A fast trip on another instance of the fleet: the fleet rolls back, as for one here. */
+  remoteTrip(deploymentId: string, instance: string, rule: RuleResult['rule'], observed: number, threshold: number, message: string): void {
+    const run = this.current;
+    if (!run || run.d.id !== deploymentId || !judging(run)) return;
+    this.trip(run, rule, observed, threshold, `${message} (instance ${instance})`);
   }
 
   // ---- the driver ----
@@ -249,6 +271,8 @@ export class Reconciler {
           colours.serve(d.candidateColor, d.version);
           return true;
         });
+        // A fleet: no instance sends the candidate traffic before every live one runs it ready.
+        if (started && this.o.fleet) await this.o.fleet.everyoneReady(d, this.o.readyTimeoutMs ?? 60_000);
       } catch (err) {
         await this.locked(async () => {
           if (ending(run)) return;
@@ -314,9 +338,10 @@ export class Reconciler {
     const strategy = strategyOf(run.d.strategy);
     let windowEnd = analysis.firstWindowEnd(run);
     while (!this.closed && !ending(run)) {
-      await this.sleep(run, windowEnd + GRACE_MS - clock.now());
+      const delay = this.o.judgeDelayMs ?? GRACE_MS;
+      await this.sleep(run, windowEnd + delay - clock.now());
       if (this.closed || ending(run)) return;
-      if (clock.now() < windowEnd + GRACE_MS) continue; // woken early (an operator action)
+      if (clock.now() < windowEnd + delay) continue; // woken early (an operator action)
       const stepAtJudging = run.d.status.stepIndex;
       const startOfStep = run.stepStartedMs;
       const judgement = analysis.judge(run, windowEnd);
@@ -340,7 +365,8 @@ export class Reconciler {
         }
         // An operator's step change or resume while judging starts the windows afresh.
         if (run.d.status.stepIndex !== stepAtJudging || run.stepStartedMs !== startOfStep) return false;
-        if (strategy.stepComplete(run, clock.now())) {
+        // A fleet's step moves only once every live instance serves it.
+        if (strategy.stepComplete(run, clock.now()) && (!this.o.fleet || await this.o.fleet.servingEverywhere(run.d))) {
           const outcome = analysis.stepOutcome(run, windowEnd);
           if (outcome === 'inconclusive') {
             const wanting = run.heldByJobs ? `${plan.rules.jobMinSamples ?? 20} job outcomes of the candidate's worker` : `${plan.rules.minSamples} candidate requests`;
@@ -513,7 +539,10 @@ export class Reconciler {
   /** All traffic to the stable colour, now (synchronous: no await before the swap). */
   private toStable(run: Run, decidedAt: number): void {
     const { traffic, clock } = this.o;
+    // Stood down (another instance drives now): its failing writes change nothing here.
+    if (this.closed) return;
     traffic.toStable(run.d);
+    this.o.fleet?.stableNow(run.d);
     // Its pinned requests would reach the candidate after the swap (and be counted as such).
     this.stopLoad(run);
     // Its worker stops taking jobs: those it has not started run on the stable colour.

@@ -5,15 +5,45 @@
 import type { Color } from '../lib/config.js';
 import { auditSince, recordAudit, type AuditEvent, type NewAuditEvent } from '../lib/audit.js';
 import { inTransaction, type Pool } from '../lib/db.js';
-import { CL_ERR_DEPLOYMENT_RUNNING, CL_ERR_NOT_FOUND, CL_ERR_RELEASE_CONFLICT } from '../lib/errors.js';
+import { CL_ERR_DEPLOYMENT_RUNNING, CL_ERR_NOT_CONTROLLER, CL_ERR_NOT_FOUND, CL_ERR_RELEASE_CONFLICT } from '../lib/errors.js';
 import { TERMINAL_PHASES_SQL } from '../lib/contracts/phases.js';
 import type { DeploymentStatus, Phase } from './state-machine.js';
 import { sameEnv, staleRevision, type Bucket, type Deployment, type Pointers, type Release, type StoredVerdict } from './model.js';
 import type { RolloutStore } from './ports.js';
 
-/** The rollout's store in the appliance's Postgres (the one `ports.ts` describes). */
+/** Which lease a fleet's controller writes under (fleet/lease.ts); null while it holds none. */
+export type Fence = () => { holder: string; epoch: number } | null;
+
+type Queryable = Pick<Pool, 'query'>;
+
+/**
+ * The rollout's store in the appliance's Postgres (the one `ports.ts` describes). In a fleet, every
+ * write that moves a deployment checks, in its own transaction, that the lease is still this
+ * writer's at its epoch: a deposed controller (paused past its lease) is refused, never acts.
+ */
 export class PgRolloutStore implements RolloutStore {
-  constructor(private readonly pool: Pool) {}
+  constructor(private readonly pool: Pool, private readonly fence?: Fence) {}
+
+  /** Runs a write, fenced by the lease's epoch in a fleet (the lease row is share-locked until it commits, so a take-over waits for it). */
+  private async write<T>(what: string, fn: (q: Queryable) => Promise<T>): Promise<T> {
+    if (!this.fence) return fn(this.pool);
+    const lease = this.fence();
+    if (!lease) throw new CL_ERR_NOT_CONTROLLER('it holds none now', what);
+    const client = await this.pool.connect();
+    try {
+      return await inTransaction(client, async () => {
+        const { rows } = await client.query<{ holder: string; epoch: string }>(
+          `SELECT holder, epoch FROM fleet_leases WHERE name = 'controller' AND expires_at > now() FOR SHARE`);
+        const row = rows[0];
+        if (!row || row.holder !== lease.holder || Number(row.epoch) !== lease.epoch) {
+          throw new CL_ERR_NOT_CONTROLLER(row ? `epoch ${lease.epoch} is over: epoch ${row.epoch} is held by ${row.holder}` : `epoch ${lease.epoch} expired`, what);
+        }
+        return fn(client);
+      });
+    } finally {
+      client.release();
+    }
+  }
 
   /** Records a release, or returns the existing one when it is identical; a different one conflicts. */
   async putRelease(release: Omit<Release, 'createdAt'>): Promise<Release> {
@@ -72,11 +102,11 @@ export class PgRolloutStore implements RolloutStore {
   /** Inserts a deployment in its first phase; refused when another one runs (a unique index decides). */
   async createDeployment(d: Omit<Deployment, 'startedAt' | 'updatedAt' | 'finishedAt' | 'result'>): Promise<Deployment> {
     try {
-      const { rows } = await this.pool.query(
+      const { rows } = await this.write(`deployment ${d.id}`, (q) => q.query(
         `INSERT INTO deployments (id, version, strategy, stable_version, stable_color, candidate_color, phase, step_index, steps, plan, reason, revision, actor)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING *`,
         [d.id, d.version, d.strategy, d.stableVersion, d.stableColor, d.candidateColor, d.status.phase, d.status.stepIndex,
-          d.status.steps, JSON.stringify(d.plan), d.status.reason, d.status.revision, d.actor]);
+          d.status.steps, JSON.stringify(d.plan), d.status.reason, d.status.revision, d.actor]));
       return toDeployment(rows[0]);
     } catch (err) {
       if ((err as { constraint?: string }).constraint === 'deployments_one_running') {
@@ -92,30 +122,32 @@ export class PgRolloutStore implements RolloutStore {
    * moved it first. `promoteTo` also sets both pointers in the same transaction.
    */
   async saveStatus(id: string, from: DeploymentStatus, to: DeploymentStatus, options: { promoteTo?: { version: string; color: Color }; result?: unknown } = {}): Promise<void> {
+    const save = async (client: Queryable): Promise<void> => {
+      const { rowCount } = await client.query(
+        `UPDATE deployments SET phase = $3, step_index = $4, reason = $5, revision = $6, updated_at = now(),
+           finished_at = CASE WHEN $3 IN ${TERMINAL_PHASES_SQL} THEN now() ELSE NULL END,
+           result = COALESCE($7, result)
+         WHERE id = $1 AND revision = $2`,
+        [id, from.revision, to.phase, to.stepIndex, to.reason, to.revision, options.result === undefined ? null : JSON.stringify(options.result)]);
+      if (rowCount !== 1) throw staleRevision(id, from.revision);
+      if (options.promoteTo) {
+        await client.query(
+          `INSERT INTO pointers (name, version, color) VALUES ('active', $1, $2), ('last_good', $1, $2)
+           ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version, color = EXCLUDED.color, updated_at = now()`,
+          [options.promoteTo.version, options.promoteTo.color]);
+      }
+    };
+    if (this.fence) return this.write(`a change of deployment ${id}`, save);
     const client = await this.pool.connect();
     try {
-      await inTransaction(client, async () => {
-        const { rowCount } = await client.query(
-          `UPDATE deployments SET phase = $3, step_index = $4, reason = $5, revision = $6, updated_at = now(),
-             finished_at = CASE WHEN $3 IN ${TERMINAL_PHASES_SQL} THEN now() ELSE NULL END,
-             result = COALESCE($7, result)
-           WHERE id = $1 AND revision = $2`,
-          [id, from.revision, to.phase, to.stepIndex, to.reason, to.revision, options.result === undefined ? null : JSON.stringify(options.result)]);
-        if (rowCount !== 1) throw staleRevision(id, from.revision);
-        if (options.promoteTo) {
-          await client.query(
-            `INSERT INTO pointers (name, version, color) VALUES ('active', $1, $2), ('last_good', $1, $2)
-             ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version, color = EXCLUDED.color, updated_at = now()`,
-            [options.promoteTo.version, options.promoteTo.color]);
-        }
-      });
+      await inTransaction(client, () => save(client));
     } finally {
       client.release();
     }
   }
 
   async saveResult(id: string, result: unknown): Promise<void> {
-    await this.pool.query('UPDATE deployments SET result = $2 WHERE id = $1', [id, JSON.stringify(result)]);
+    await this.write(`the result of deployment ${id}`, (q) => q.query('UPDATE deployments SET result = $2 WHERE id = $1', [id, JSON.stringify(result)]));
   }
 
   async runningDeployment(): Promise<Deployment | null> {
@@ -135,10 +167,10 @@ export class PgRolloutStore implements RolloutStore {
   }
 
   async addVerdict(deploymentId: string, v: Omit<StoredVerdict, 'at'>): Promise<void> {
-    await this.pool.query(
+    await this.write(`a verdict of deployment ${deploymentId}`, (q) => q.query(
       `INSERT INTO verdicts (deployment_id, seq, step_index, weight, verdict, window_start, window_end, samples, rules, explanation)
        VALUES ($1, $2, $3, $4, $5, to_timestamp($6 / 1000.0), to_timestamp($7 / 1000.0), $8, $9, $10)`,
-      [deploymentId, v.seq, v.stepIndex, v.weight, v.verdict, v.window.startMs, v.window.endMs, JSON.stringify(v.samples), JSON.stringify(v.rules), v.explanation]);
+      [deploymentId, v.seq, v.stepIndex, v.weight, v.verdict, v.window.startMs, v.window.endMs, JSON.stringify(v.samples), JSON.stringify(v.rules), v.explanation]));
   }
 
   async verdicts(deploymentId: string): Promise<StoredVerdict[]> {

@@ -7,6 +7,7 @@ import type { Config } from '../lib/config.js';
 import type { BackupSummary } from '../lib/contracts/status.js';
 import { createPgPool } from '../lib/db.js';
 import { CL_ERR_INVALID_REQUEST } from '../lib/errors.js';
+import { claimScheduledRun } from '../fleet/index.js';
 import type { Logger } from '../lib/logger.js';
 import type { DataPaths } from '../lib/paths.js';
 import { recordAudit } from '../lib/audit.js';
@@ -36,6 +37,8 @@ export interface BackupsDeps {
   since: Date;
   /** From the secrets (or CHANGELENS_BACKUP_KEY). */
   backupKey: string;
+  /** This appliance's name in a fleet: a scheduled run is claimed first, so one instance runs it. */
+  fleetInstance?: string;
 }
 
 export interface Backups {
@@ -88,6 +91,10 @@ export function startBackups(deps: BackupsDeps): Backups {
 
   const scheduled = startSchedules(schedules, async (name: ScheduleName) => {
     try {
+      if (deps.fleetInstance !== undefined && !(await claimScheduledRun(pool, `backup-${name}`, deps.fleetInstance))) {
+        log.info({ schedule: name }, 'another instance of the fleet runs this scheduled backup');
+        return;
+      }
       if (name === 'verify') await service.verifyNewest();
       else await service.backup([name], 'scheduled');
     } catch {

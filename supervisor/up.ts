@@ -3,6 +3,7 @@
 // serves status on its control socket, and on SIGTERM/SIGINT stops everything in reverse order.
 // This file wires; each step lives in its own file (preflight, release-env, child-env,
 // control-routes, log-forwarding, migrations).
+import { instanceId } from '../fleet/index.js';
 import { chownSync } from 'node:fs';
 import { pino } from 'pino';
 import { processGraph } from '../ecosystem.config.js';
@@ -117,6 +118,11 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   if (config.regression !== undefined) activeSettings[envNameOf('regression')] = config.regression;
   if (config.workerRegression !== undefined) activeSettings[envNameOf('workerRegression')] = config.workerRegression;
   const proxyEnv: Record<string, string> = { [envNameOf('adminToken')]: secrets.adminToken, [envNameOf('releaseSecretsKey')]: secretsKey.toString('base64url') };
+  // A fleet instance (both services external): its name goes to the proxy alone, which joins the
+  // fleet by it; an embedded appliance is one instance and never joins one.
+  delete childEnv[envNameOf('instanceId')];
+  const fleetInstance = !embedded.postgres && !embedded.redis ? instanceId(config.instanceId, paths.state) : undefined;
+  if (fleetInstance !== undefined) proxyEnv[envNameOf('instanceId')] = fleetInstance;
   // The rollout's hooks fire from the proxy: only it gets them.
   if (config.hookUrls !== undefined) proxyEnv[envNameOf('hookUrls')] = config.hookUrls;
   if (config.hookCommand !== undefined) proxyEnv[envNameOf('hookCommand')] = config.hookCommand;
@@ -244,6 +250,7 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
     probe: { pm, log, urls, readyTimeoutMs },
     since: firstStart(paths.runLog) ?? startedAt,
     backupKey: secrets.backupKey,
+    ...(fleetInstance !== undefined ? { fleetInstance } : {}),
   });
   routes.push(...backups.routes);
 

@@ -18,7 +18,7 @@ import type { BackupDriver } from './driver.js';
  * the deployments or the audit log (a restore is itself an audited event), nor the record of
  * applied migrations. Their indexes and constraints are named after them (checked by a test).
  */
-export const APPLIANCE_TABLES = ['schema_migrations', 'releases', 'pointers', 'deployments', 'verdicts', 'deployment_buckets', 'audit_events'] as const;
+export const APPLIANCE_TABLES = ['schema_migrations', 'releases', 'pointers', 'deployments', 'verdicts', 'deployment_buckets', 'audit_events', 'fleet_instances', 'fleet_leases'] as const;
 
 const PG_FILE = 'postgres.dump';
 const TOOL_TIMEOUT_MS = 60 * 60_000;

@@ -28,6 +28,8 @@ export interface AdminApiOptions {
   previews?: Buffer;
   /** The appliance's health details (processes, services, backups) for /api/health. */
   healthDetails?: () => Promise<{ status: 'ok' | 'degraded'; [key: string]: unknown }>;
+  /** A fleet instance: this one, who holds the controller lease, and every instance known (status lists them). */
+  fleet?: () => Promise<unknown>;
   /** Each colour's API, for its controls (regressions, metrics reset). */
   upstreams: Record<Color, string>;
   /** Each colour's worker (its health and control port). */

@@ -7,7 +7,7 @@ import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 import { packageRoot } from '../../lib/package-root.js';
 
-const FOLDERS = ['lib', 'supervisor', 'apps', 'proxy', 'monitoring', 'rollout', 'backup', 'cli', 'bench'];
+const FOLDERS = ['lib', 'supervisor', 'apps', 'proxy', 'monitoring', 'rollout', 'fleet', 'backup', 'cli', 'bench'];
 
 function sources(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) => e.isDirectory() ? sources(join(dir, e.name))
