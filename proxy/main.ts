@@ -96,7 +96,7 @@ const controller = new RolloutController({
       send: (action: string, args: unknown) => fleet!.commands.send(action, args),
       changed: () => void fleet?.registry.beat(),
       trip: (t) => void fleet!.commands.send('trip', { ...t, instance: fleetId }).catch((err: Error) => log.error({ err: err.message, trip: t }, 'could not tell the controller of a fast trip here; this instance routes to the stable colour only')),
-      unjudged: () => fleet?.unjudged() ?? 'joining the fleet',
+      unjudged: () => (fleet ? fleet.unjudged() : 'joining the fleet'),
       judgeDelayMs: FLEET_JUDGE_DELAY_MS,
     },
     measure: { record: (c, ms, e, at) => fleet!.slices.record(c, ms, e, at), recordMetric: (c, n, v, at) => fleet!.slices.recordMetric(c, n, v, at) },

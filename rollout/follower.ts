@@ -41,7 +41,10 @@ export class Follower {
   private stableFor: string | null = null;
   private consecutive5xx = 0;
   private tripped = false;
-  private degraded: string | null = null;
+  /** Why it cannot read the row (Postgres), or null. */
+  private unreadable: string | null = null;
+  /** Why the candidate takes nothing here though the row gives it weight, or null. */
+  private unjudged: string | null = null;
 
   constructor(private readonly o: {
     store: RolloutStore;
@@ -78,8 +81,9 @@ export class Follower {
     return this.followingNow;
   }
 
+  /** Why this instance routes to the stable colour only, when a dependency is gone, or null. */
   why(): string | null {
-    return this.degraded;
+    return this.unreadable ?? this.unjudged;
   }
 
   status(): RolloutStatus {
@@ -130,12 +134,12 @@ export class Follower {
       const [running, pointers] = await Promise.all([store.runningDeployment(), store.pointers()]);
       d = running;
       if (pointers.active) this.active = pointers.active;
-      if (this.degraded) log.info('reading the deployment from Postgres again');
-      this.degraded = null;
+      if (this.unreadable) log.info('reading the deployment from Postgres again');
+      this.unreadable = null;
     } catch (err) {
       // Not knowing the step, it routes as it safely can: everything to the stable colour.
-      if (!this.degraded) log.warn({ err: (err as Error).message }, 'cannot read the deployment from Postgres; routing to the stable colour only');
-      this.degraded = `Postgres unreachable: ${(err as Error).message}`;
+      if (!this.unreadable) log.warn({ err: (err as Error).message }, 'cannot read the deployment from Postgres; routing to the stable colour only');
+      this.unreadable = `Postgres unreachable: ${(err as Error).message}`;
       if (this.d) this.toStable(this.d);
       return;
     }
@@ -161,8 +165,11 @@ export class Follower {
       // And stable only while nobody would judge it here (no controller: another takes over within
       // the lease; or this instance's measurements cannot reach the verdict).
       const unjudged = this.o.unjudged();
-      if (unjudged !== this.degraded) log.warn({ deployment: d.id, why: unjudged ?? 'judged again' }, unjudged ? 'routing to the stable colour only here' : 'following the deployment\'s weights again');
-      this.degraded = unjudged;
+      if (unjudged !== this.unjudged) {
+        if (unjudged) log.warn({ deployment: d.id, why: unjudged }, 'routing to the stable colour only here');
+        else log.info({ deployment: d.id }, 'following the deployment\'s weights again');
+      }
+      this.unjudged = unjudged;
       if (f.ready && this.stableFor !== d.id && !unjudged) traffic.split(d, candidateWeight(d.status));
       else traffic.toStable(d);
       if (f.ready && this.stableFor !== d.id) await this.watchCandidate(d);
@@ -173,6 +180,7 @@ export class Follower {
     }
     if (f.revision !== d.status.revision && (f.ready || phase !== 'shifting')) {
       f.revision = d.status.revision;
+      log.info({ deployment: d.id, phase, revision: f.revision, weight: traffic.candidateWeight }, 'applying the deployment\'s step here');
       this.o.changed();
     }
   }

@@ -1,0 +1,183 @@
+// A fleet end to end: one Postgres and one Redis (the project's own scratch Postgres; redis-server),
+// three appliances in external mode on their own ports, and nginx round-robin in front of them with
+// open-model load through it. A bad release is rolled back by the fleet's merged verdict on all
+// three; kill -9 of the controller's whole appliance mid-rollout hands the lease to another within
+// 10 s while the survivors route stable-only, and the deployment goes on; the dead controller's
+// write is refused by epoch; a fourth instance joins mid-rollout and follows; the good release is
+// promoted on all four.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { adminCall, freePorts, launchAppliance, type Appliance } from '../../bench/harness.js';
+import { startLoad, type Load } from '../../bench/load.js';
+import { PgRolloutStore } from '../../rollout/index.js';
+import { reapOrphans } from '../../supervisor/index.js';
+import { startScratchPostgres, type ScratchPostgres } from '../helpers/scratch-postgres.js';
+
+vi.setConfig({ testTimeout: 240_000, hookTimeout: 240_000 });
+const until = <T>(fn: () => Promise<T>, timeoutMs = 90_000): Promise<T> => vi.waitFor(fn, { timeout: timeoutMs, interval: 250 });
+const TERMINAL = ['promoted', 'rolled_back', 'aborted', 'failed'];
+const TOKEN = 'fleet-admin-token-0123456789-abcdefghijklmnop';
+
+let postgres: ScratchPostgres;
+let redis: ChildProcess;
+let redisUrl: string;
+let nginx: ChildProcess;
+let nginxUrl: string;
+let scratch: string;
+const instances = new Map<string, Appliance>();
+let load: Load | null = null;
+
+async function launchInstance(id: string): Promise<Appliance> {
+  const app = await launchAppliance({
+    env: {
+      DATABASE_URL: postgres.url, REDIS_URL: redisUrl, CHANGELENS_ADMIN_TOKEN: TOKEN, CHANGELENS_INSTANCE_ID: id,
+      CHANGELENS_CANARY_STEPS: '50,100', CHANGELENS_STEP_SECONDS: '6', CHANGELENS_WINDOW_SECONDS: '3', CHANGELENS_MIN_SAMPLES: '20',
+      CHANGELENS_KEEP_WARM_SECONDS: '2', CHANGELENS_INSPECT_SECONDS: '2', CHANGELENS_JOB_CLAIM_IDLE_MS: '1000',
+    },
+  });
+  instances.set(id, app);
+  await app.ready;
+  return app;
+}
+
+const api = (app: Appliance, method: string, path: string, body?: unknown): Promise<any> => adminCall(app.url, TOKEN, method, path, body);
+const status = (app: Appliance): Promise<any> => api(app, 'GET', '/api/status');
+const live = (): Appliance[] => [...instances.values()].filter((a) => a.child.exitCode === null && a.child.signalCode === null);
+const controllerOf = async (): Promise<[string, Appliance]> => until(async () => {
+  for (const [id, app] of instances) {
+    if (!live().includes(app)) continue;
+    if ((await status(app)).fleet.controller) return [id, app];
+  }
+  throw new Error('no instance is the controller');
+});
+const finished = (app: Appliance, id: string): Promise<any> => until(async () => {
+  const d = await api(app, 'GET', `/api/deployments/${id}`);
+  expect(TERMINAL, `deployment ${id} is ${d.status?.phase}`).toContain(d.status.phase);
+  return d;
+}, 120_000);
+/** Every live instance applies this split (the routing its status reports). */
+const everywhere = (check: (s: any) => boolean, what: string): Promise<void> => until(async () => {
+  for (const app of live()) {
+    const s = await status(app);
+    expect(check(s), `${s.fleet.instance}: ${what}; routing ${JSON.stringify(s.routing)}`).toBe(true);
+  }
+});
+
+beforeAll(async () => {
+  scratch = mkdtempSync(join(tmpdir(), 'changelens-fleet-'));
+  postgres = await startScratchPostgres();
+  const [redisPort, nginxPort] = await freePorts(2);
+  redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--requirepass', 'fleet-redis-password', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  redisUrl = `redis://default:fleet-redis-password@127.0.0.1:${redisPort}`;
+  // Three at once: the migrations' advisory lock lets one migrate while the others wait.
+  await Promise.all(['fleet-a', 'fleet-b', 'fleet-c'].map((id) => launchInstance(id)));
+  const upstreams = [...instances.values()].map((a) => `server 127.0.0.1:${a.ports.port};`).join(' ');
+  writeFileSync(join(scratch, 'nginx.conf'), `worker_processes 1; pid ${scratch}/nginx.pid; error_log ${scratch}/error.log; user root;
+events { worker_connections 1024; }
+http { access_log off; client_body_temp_path ${scratch}/body; proxy_temp_path ${scratch}/proxy;
+  fastcgi_temp_path ${scratch}/fcgi; uwsgi_temp_path ${scratch}/uwsgi; scgi_temp_path ${scratch}/scgi;
+  upstream fleet { ${upstreams} keepalive 32; }
+  server { listen 127.0.0.1:${nginxPort}; location / { proxy_pass http://fleet; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_next_upstream error; } } }
+`);
+  nginx = spawn('nginx', ['-p', scratch, '-c', join(scratch, 'nginx.conf'), '-g', 'daemon off;'], { stdio: 'ignore' });
+  nginxUrl = `http://127.0.0.1:${nginxPort}`;
+  await until(async () => expect((await fetch(`${nginxUrl}/healthz`)).status).toBe(200), 30_000);
+  load = startLoad(`${nginxUrl}/api/work?ms=5`, 60);
+});
+
+afterAll(async () => {
+  if (process.env.FLEET_DEBUG) writeFileSync(process.env.FLEET_DEBUG, [...instances.entries()].flatMap(([id, a]) => a.records.filter((r) => r.service === 'proxy' || (r.level as number) >= 40).map((r) => JSON.stringify({ id, ...r }))).join('\n'));
+  await load?.stop();
+  nginx?.kill('SIGTERM');
+  await Promise.all([...instances.values()].map(async (app) => {
+    if (app.child.exitCode === null && app.child.signalCode === null) await app.stop('SIGTERM');
+    await reapOrphans(join(app.dataDir, 'state', 'pm2'));
+  }));
+  redis?.kill('SIGTERM');
+  await postgres?.stop();
+  if (scratch) rmSync(scratch, { recursive: true, force: true });
+});
+
+describe('a fleet of three behind nginx', () => {
+  it('lists every instance on every instance, exactly one of them the controller', async () => {
+    const [controllerId] = await controllerOf();
+    for (const app of live()) {
+      const s = await status(app);
+      expect(s.fleet.instances.filter((i: any) => !i.gone).map((i: any) => i.id).sort()).toEqual(['fleet-a', 'fleet-b', 'fleet-c']);
+      expect(s.fleet.lease.holder).toBe(controllerId);
+      expect(s.fleet.controller).toBe(s.fleet.instance === controllerId);
+    }
+  });
+
+  it('rolls a bad release back on all three, by the verdict on every instance\'s requests, asked through a follower', async () => {
+    const [controllerId] = await controllerOf();
+    const follower = [...instances.entries()].find(([id]) => id !== controllerId)![1];
+    const stable = (await status(follower)).active.color;
+    // Neither the 5xx run nor the sequential test: the windows, merged across instances, decide.
+    const d0 = await api(follower, 'POST', '/api/deployments', { version: 'fleet-bad', env: { CHANGELENS_REGRESSION: 'errors:0.3' }, tripConsecutive5xx: 0, sequential: false });
+    const d = await finished(follower, d0.id);
+    // Every follower applied the step (the controller applies it itself).
+    for (const [id, app] of instances) {
+      if (id === controllerId) continue;
+      await app.waitForRecord((r) => r.service === 'proxy' && r.msg === 'applying the deployment\'s step here' && r.deployment === d0.id && r.weight === 0.5, 1_000);
+    }
+    expect(d.status.phase).toBe('rolled_back');
+    expect(d.status.reason).toMatch(/failing windows/);
+    // The verdicts counted more candidate requests than any one instance served in a window.
+    const failing = d.verdicts.filter((v: any) => v.verdict === 'fail');
+    expect(failing.length).toBeGreaterThan(0);
+    await everywhere((s) => s.routing.candidateWeight === 0 && s.active.color === stable, 'everything on the stable colour');
+  });
+
+  it('kill -9 of the controller\'s appliance mid-rollout: another takes the lease within 10 s, nobody sends the candidate unjudged traffic meanwhile, the dead one\'s write is refused; a fourth instance joins and follows; promoted on all', async () => {
+    const [deadId, dead] = await controllerOf();
+    const survivors = [...instances.entries()].filter(([id]) => id !== deadId).map(([, app]) => app);
+    const d0 = await api(survivors[0]!, 'POST', '/api/deployments', { version: 'fleet-good', steps: [50, 100], stepSeconds: 20 });
+    await everywhere((s) => s.routing.candidateWeight === 0.5, 'the candidate takes half');
+    const db = new pg.Pool({ connectionString: postgres.url, max: 2 });
+    try {
+      const { rows: [lease] } = await db.query<{ holder: string; epoch: string }>(`SELECT holder, epoch FROM fleet_leases WHERE name = 'controller'`);
+      expect(lease!.holder).toBe(deadId);
+      // The whole machine: its supervisor and every process pm2 runs for it.
+      const pids = (await dead.status()).processes.map((p: any) => p.pid).filter((p: unknown): p is number => typeof p === 'number');
+      const killedAt = Date.now();
+      dead.child.kill('SIGKILL');
+      for (const pid of pids) try { process.kill(pid, 'SIGKILL'); } catch { /* gone already */ }
+      await dead.exited;
+      const [nextId, next] = await controllerOf();
+      expect(nextId).not.toBe(deadId);
+      expect(Date.now() - killedAt).toBeLessThan(10_000);
+      // Between the last renewal and the take-over, no instance let the candidate take traffic.
+      for (const app of survivors) {
+        await app.waitForRecord((r) => r.service === 'proxy' && r.msg === 'routing to the stable colour only here' && /no controller/.test(String(r.why)), 10_000);
+      }
+      await next.waitForRecord((r) => r.service === 'proxy' && /taking over a deployment/.test(String(r.msg)), 10_000);
+
+      // The deposed controller's write, as it would make it if it woke now: refused by epoch, nothing changed.
+      const running = await api(next, 'GET', `/api/deployments/${d0.id}`);
+      const deposed = new PgRolloutStore(db, () => ({ holder: deadId, epoch: Number(lease!.epoch) }));
+      await expect(deposed.saveStatus(d0.id, running.status, { ...running.status, phase: 'promoted', revision: running.status.revision + 1 }))
+        .rejects.toMatchObject({ code: 'CL_ERR_NOT_CONTROLLER' });
+      expect((await api(next, 'GET', `/api/deployments/${d0.id}`)).status.revision).toBe(running.status.revision);
+
+      // Held at this step while a fourth instance joins: it routes stable-only until its candidate is ready, then follows.
+      await api(survivors[1]!, 'POST', '/api/deployment/pause', { reason: 'a fourth instance joins' });
+      const fourth = await launchInstance('fleet-d');
+      await until(async () => {
+        const s = await status(fourth);
+        expect(s.fleet.controller).toBe(false);
+        expect(s.routing.candidateWeight, JSON.stringify(s.routing)).toBe(0.5);
+      });
+      await api(fourth, 'POST', '/api/deployment/resume');
+      const d = await finished(fourth, d0.id);
+      expect(d.status.phase, d.status.reason).toBe('promoted');
+      await everywhere((s) => s.routing.candidateWeight === 0 && s.active.color === d.candidateColor && s.active.version === 'fleet-good', 'everything on the promoted colour');
+    } finally {
+      await db.end();
+    }
+  });
+});
