@@ -95,7 +95,7 @@ export class SliceExchange {
     if (this.publishing || (this.deltas.size === 0 && this.unsent.length === 0)) return;
     this.publishing = true;
     for (const d of this.deltas.values()) {
-      const fields: Record<string, string> = { i: this.o.instance, c: d.color, s: String(d.second), e: String(d.errors), h: encodeHistogram(d.histogram) };
+      const fields: Record<string, string> = { i: this.o.instance, c: d.color, s: String(d.second), e: String(d.errors), h: encodeHistogram(d.histogram), x: String(d.histogram.maxValue) };
       if (d.metrics) fields.m = JSON.stringify(Object.fromEntries(d.metrics));
       this.unsent.push(fields);
       d.histogram.reset();
@@ -129,7 +129,7 @@ export class SliceExchange {
     const errors = Number(f.e);
     if ((f.c !== 'blue' && f.c !== 'green') || !Number.isSafeInteger(second) || !Number.isSafeInteger(errors) || errors < 0 || typeof f.h !== 'string') return;
     try {
-      const histogram = decodeHistogram(f.h);
+      const histogram = decodeHistogram(f.h, Number(f.x));
       const metrics = f.m ? parseMetrics(f.m) : undefined;
       this.o.fleetWindow.add(f.c, second * 1000, histogram, errors, metrics);
     } catch {

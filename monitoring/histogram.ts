@@ -38,10 +38,15 @@ export function encodeHistogram(histogram: Histogram): string {
   return hdr.encodeIntoCompressedBase64(histogram);
 }
 
-export function decodeHistogram(text: string): Histogram {
+export function decodeHistogram(text: string, exactMaxUs?: number): Histogram {
   const decoded = hdr.decodeFromCompressedBase64(text, 32, false);
   // Back into our shape (same range and precision), so merges and summaries behave the same.
   const h = newHistogram();
   h.add(decoded);
+  // The encoding keeps counts only: its maximum comes back as the top of its bucket. Given the exact
+  // one (it must lie in that bucket), percentiles capped by it read as they did where recorded.
+  if (exactMaxUs !== undefined && Number.isSafeInteger(exactMaxUs) && exactMaxUs <= h.maxValue && exactMaxUs >= h.maxValue * 0.998) {
+    (h as { maxValue: number }).maxValue = exactMaxUs;
+  }
   return h;
 }

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import hdr from 'hdr-histogram-js';
 import { describe, expect, it } from 'vitest';
+import { decodeHistogram, encodeHistogram, newHistogram, recordLatency } from './histogram.js';
 import { SlicedWindow } from './sliced-window.js';
 
 const sampleArb = fc.record({
@@ -59,5 +60,38 @@ describe('SlicedWindow', () => {
   it('refuses nonsense options', () => {
     expect(() => new SlicedWindow({ slices: 0 })).toThrow('slices');
     expect(() => new SlicedWindow({ sliceMs: 0 })).toThrow('sliceMs');
+  });
+
+  it('adding other proxies\' slices, encoded as they cross Redis, gives the window one proxy recording every request would', () => {
+    // The fleet's merge (fleet/slice-exchange.ts): each proxy's per-second deltas, in any split.
+    fc.assert(fc.property(fc.array(fc.tuple(sampleArb, fc.integer({ min: 0, max: 2 })), { maxLength: 300 }), (samples) => {
+      const one = new SlicedWindow();
+      const merged = new SlicedWindow();
+      const deltas = new Map<string, { h: ReturnType<typeof newHistogram>; errors: number }>();
+      for (const [s, proxy] of samples) {
+        one.record(s.color, s.latencyMs, s.isError, s.atMs);
+        const key = `${proxy}:${s.color}:${Math.floor(s.atMs / 1000)}`;
+        const d = deltas.get(key) ?? { h: newHistogram(), errors: 0 };
+        recordLatency(d.h, s.latencyMs);
+        if (s.isError) d.errors++;
+        deltas.set(key, d);
+      }
+      for (const [key, d] of deltas) {
+        const [, color, second] = key.split(':') as [string, 'blue' | 'green', string];
+        merged.add(color, Number(second) * 1000, decodeHistogram(encodeHistogram(d.h), d.h.maxValue), d.errors);
+      }
+      for (const color of ['blue', 'green'] as const) {
+        for (const [end, length] of [[10_000, 10_000], [6_000, 3_000], [1_000, 1_000]] as const) {
+          expect(merged.window(color, end, length)).toEqual(one.window(color, end, length));
+        }
+      }
+    }), { numRuns: 50 });
+  });
+
+  it('adds metric sums from elsewhere into the same means', () => {
+    const w = new SlicedWindow();
+    w.recordMetric('blue', 'conversion', 1, 500);
+    w.add('blue', 700, newHistogram(), 0, { conversion: { sum: 2, count: 3 } });
+    expect(w.window('blue', 1_000, 1_000).metrics).toEqual({ conversion: { count: 4, mean: 0.75 } });
   });
 });

@@ -9,7 +9,8 @@ import { migrationsDir } from '../../lib/package-root.js';
 import { appDataOnly, APPLIANCE_TABLES } from './postgres.js';
 
 const sql = readdirSync(migrationsDir).filter((f) => f.endsWith('.sql')).sort().map((f) => ({ file: f, text: readFileSync(join(migrationsDir, f), 'utf8') }));
-const ownFiles = sql.filter((m) => m.file.includes('releases'));
+// The appliance's own: the rollout's history and the fleet's runtime state (a restore never moves a lease).
+const ownFiles = sql.filter((m) => m.file.includes('releases') || m.file.includes('fleet'));
 
 describe('APPLIANCE_TABLES', () => {
   it('is schema_migrations and exactly the tables of the appliance\'s own migrations', () => {
