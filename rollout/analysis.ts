@@ -33,10 +33,14 @@ export class WindowAnalysis {
     return Math.ceil(run.stepStartedMs / 1000) * 1000 + run.d.plan.windowSeconds * 1000;
   }
 
-  /** The window after `windowEnd`, or a fresh first one when the step began (or resumed) since. */
+  /**
+   * The window after `windowEnd`, or a fresh first one when the step began (or resumed) since —
+   * never overlapping the one just judged: consecutive failures must be separate evidence (one slow
+   * request in two overlapping windows of a resumed step once rolled a good release back).
+   */
   nextWindowEnd(run: Run, windowEnd: number): number {
     const windowMs = run.d.plan.windowSeconds * 1000;
-    return run.stepStartedMs > windowEnd - windowMs ? this.firstWindowEnd(run) : windowEnd + windowMs;
+    return run.stepStartedMs > windowEnd - windowMs ? Math.max(this.firstWindowEnd(run), windowEnd + windowMs) : windowEnd + windowMs;
   }
 
   /**
