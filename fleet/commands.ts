@@ -20,8 +20,24 @@ export type CommandHandler = (action: string, args: unknown) => Promise<unknown>
 
 type Reply = { ok: true; value: unknown } | { ok: false; error: { code: string; statusCode: number; message: string; hint: string } };
 
-const sign = (key: Buffer, id: string, action: string, args: string, sentAt: string): string =>
-  createHmac('sha256', key).update(`${id}\n${action}\n${args}\n${sentAt}`).digest('base64url');
+const mac = (key: Buffer, text: string): string => createHmac('sha256', key).update(text).digest('base64url');
+const sign = (key: Buffer, id: string, action: string, args: string, sentAt: string): string => mac(key, `${id}\n${action}\n${args}\n${sentAt}`);
+const verify = (key: Buffer, text: string, sig: unknown): boolean => {
+  const expected = Buffer.from(mac(key, text));
+  const given = Buffer.from(String(sig));
+  return expected.length === given.length && timingSafeEqual(expected, given);
+};
+
+/** `p`, or a rejection naming `what` after `ms`. */
+async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  p.catch(() => {});
+  try {
+    return await Promise.race([p, new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms); })]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 /** The key commands are signed with: derived from the admin token, never the token itself. */
 export function commandKey(adminToken: string): Buffer {
@@ -43,25 +59,42 @@ export class FleetCommands {
     const id = newId('cmd');
     const body = JSON.stringify(args ?? null);
     const sentAt = String(Date.now());
-    if (!this.sender.isOpen) throw new CL_ERR_NO_CONTROLLER('Redis, where the controller takes commands, does not answer this instance');
-    // A blocking pop needs a connection of its own: the sender's stays free for others.
-    const waiter = this.sender.duplicate();
-    waiter.on('error', () => {});
+    const { key, redisUrl, instance } = this.o;
+    if (!this.sender.isReady) throw new CL_ERR_NO_CONTROLLER('Redis, where the controller takes commands, does not answer this instance');
+    // A blocking pop needs a connection of its own, made for this command and never retried.
+    const waiter = createRedisClient(redisUrl, { name: 'changelens-proxy-command-reply', reconnect: false });
     try {
-      await waiter.connect();
-      await this.sender.xAdd(COMMAND_STREAM, '*', { id, action, args: body, sentAt, from: this.o.instance, sig: sign(this.o.key, id, action, body, sentAt) },
-        { TRIM: { strategy: 'MAXLEN', strategyModifier: '~', threshold: 1_000 } });
-      const popped = await waiter.blPop(replyKey(id), COMMAND_DEADLINE_MS / 1000);
-      if (!popped) throw new CL_ERR_NO_CONTROLLER(`nothing answered "${action}" within ${COMMAND_DEADLINE_MS / 1000} s`);
-      const reply = JSON.parse(popped.element) as Reply;
-      if (reply.ok) return reply.value;
-      throw new ChangeLensError(reply.error.code, reply.error.statusCode, reply.error.message, reply.error.hint);
+      await within(waiter.connect(), 2_000, 'connecting to Redis');
+      await within(this.sender.xAdd(COMMAND_STREAM, '*', { id, action, args: body, sentAt, from: instance, sig: sign(key, id, action, body, sentAt) },
+        { TRIM: { strategy: 'MAXLEN', strategyModifier: '~', threshold: 1_000 } }), 2_000, 'adding the command');
+      const deadline = Date.now() + COMMAND_DEADLINE_MS;
+      for (;;) {
+        const left = deadline - Date.now();
+        if (left <= 0) throw new CL_ERR_NO_CONTROLLER(`nothing answered "${action}" within ${COMMAND_DEADLINE_MS / 1000} s`);
+        const popped = await waiter.blPop(replyKey(id), Math.max(0.1, left / 1000));
+        if (!popped) continue;
+        // Only the controller's answer counts: anything else with the Redis URL could push one.
+        let reply: string;
+        try {
+          const parsed = JSON.parse(popped.element) as { reply: unknown; sig: unknown };
+          if (typeof parsed.reply !== 'string' || !verify(key, `reply\n${id}\n${parsed.reply}`, parsed.sig)) continue;
+          reply = parsed.reply;
+        } catch {
+          continue;
+        }
+        const r = JSON.parse(reply) as Reply;
+        if (r.ok) return r.value;
+        throw new ChangeLensError(r.error.code, r.error.statusCode, r.error.message, r.error.hint);
+      }
+    } catch (err) {
+      if (err instanceof ChangeLensError) throw err;
+      throw new CL_ERR_NO_CONTROLLER(`Redis did not take "${action}": ${(err as Error).message}`);
     } finally {
       waiter.destroy();
     }
   }
 
-  /** From now on (until `stopServing`), runs the commands that arrive, each answered once. */
+  /** From now on (until `stopServing`), runs the commands that arrive, each at most once across the fleet. */
   serve(handler: CommandHandler): void {
     if (this.tail) return;
     const { log, key } = this.o;
@@ -71,25 +104,28 @@ export class FleetCommands {
       onEntry: (_entryId, f) => {
         const { id, action, args, sentAt, sig, from } = f;
         if (!id || !action || args === undefined || !sentAt || !sig) return;
-        const expected = Buffer.from(sign(key, id, action, args, sentAt));
-        const given = Buffer.from(sig);
-        if (expected.length !== given.length || !timingSafeEqual(expected, given)) {
+        if (!verify(key, `${id}\n${action}\n${args}\n${sentAt}`, sig)) {
           log.warn({ command: id, action, from }, 'refused a fleet command with a wrong signature (not from an instance holding the admin token)');
           return;
         }
-        if (!/^cmd-[a-z0-9]+-[0-9a-f]{6}$/.test(id) || Date.now() - Number(sentAt) > COMMAND_DEADLINE_MS) return;
+        // Neither late nor from the future: what the operator gave up on never runs.
+        if (!/^cmd-[a-z0-9]+-[0-9a-f]{6}$/.test(id) || Math.abs(Date.now() - Number(sentAt)) > COMMAND_DEADLINE_MS) return;
         void (async () => {
+          // Once, even if the entry is added again (a replay) or read by two controllers across a take-over.
+          if (await replier.set(`changelens:fleet:ran:${id}`, '1', { NX: true, EX: 60 }) === null) return;
           let reply: Reply;
           try {
             reply = { ok: true, value: await handler(action, JSON.parse(args)) };
           } catch (err) {
+            // Not the controller after all (the lease passed meanwhile): the one that is answers, or nobody does.
+            if (err instanceof ChangeLensError && err.code === 'CL_ERR_NOT_CONTROLLER') return;
             const e = err instanceof ChangeLensError ? err : new ChangeLensError('CL_ERR_INTERNAL', 500, (err as Error).message, 'see the controller instance\'s log');
             reply = { ok: false, error: { code: e.code, statusCode: e.statusCode, message: e.message, hint: e.hint } };
           }
           log.info({ command: id, action, from, ok: reply.ok }, 'ran a command from another instance');
-          await replier.multi().lPush(replyKey(id), JSON.stringify(reply)).expire(replyKey(id), 60).exec()
-            .catch((err: Error) => log.warn({ err: err.message, command: id }, 'could not answer a fleet command; its sender reports no answer'));
-        })();
+          const text = JSON.stringify(reply);
+          await replier.multi().lPush(replyKey(id), JSON.stringify({ reply: text, sig: mac(key, `reply\n${id}\n${text}`) })).expire(replyKey(id), 60).exec();
+        })().catch((err: Error) => log.warn({ err: err.message, command: id }, 'could not run or answer a fleet command; its sender reports no answer'));
       },
     });
   }

@@ -35,8 +35,8 @@ export class ControllerLease {
   private timer: NodeJS.Timeout | null = null;
   private ticking: Promise<void> = Promise.resolve();
   private closed = false;
-  /** Who holds it, as last read (for status on any instance). */
-  private seen: { holder: string; epoch: number; expiresInMs: number } | null = null;
+  /** Who holds it, as last read (for status on any instance); `readAt` on the monotonic clock. */
+  private seen: { holder: string; epoch: number; expiresInMs: number; readAt: number } | null = null;
 
   constructor(private readonly o: LeaseOptions) {}
 
@@ -55,9 +55,20 @@ export class ControllerLease {
     return this.heldNow;
   }
 
-  /** Who held the lease at the last read, and for how long more: shown by status on every instance. */
+  /** Who held the lease at the last read, and for how long more from now (negative: expired): status on every instance. */
   holder(): { holder: string; epoch: number; expiresInMs: number } | null {
-    return this.seen;
+    const seen = this.seen;
+    return seen ? { holder: seen.holder, epoch: seen.epoch, expiresInMs: Math.round(seen.expiresInMs - (performance.now() - seen.readAt)) } : null;
+  }
+
+  /**
+   * Whether the holder renewed lately, as far as this instance can tell: it renews every second, and
+   * stops acting by itself at the same point (60 % of the lease unconfirmed) this says it stopped.
+   */
+  holderAlive(): boolean {
+    if (this.held()) return true;
+    const seen = this.holder();
+    return seen !== null && seen.expiresInMs > this.o.leaseMs * (1 - SAFE_SHARE);
   }
 
   /** Gives the lease up (the proxy is stopping): another instance takes it at once, not after the expiry. */
@@ -75,6 +86,8 @@ export class ControllerLease {
 
   private async tick(): Promise<void> {
     const { pool, id, leaseMs, log } = this.o;
+    // A renewal after a pause longer than the margin is a new take, never a continuation: lose first.
+    this.held();
     const started = performance.now();
     try {
       // Renew when held (by this id and epoch), else take it if it is free or expired; one statement
@@ -91,9 +104,10 @@ export class ControllerLease {
       const row = rows[0];
       if (row) {
         const epoch = Number(row.epoch);
-        this.seen = { holder: id, epoch, expiresInMs: row.expires_in_ms };
+        this.seen = { holder: id, epoch, expiresInMs: row.expires_in_ms, readAt: started };
         // Confirmed as of when the statement was sent: the lease runs from no later than that.
         this.confirmedAt = started;
+        if (this.heldNow && this.heldNow.epoch !== epoch) this.lose(`epoch ${this.heldNow.epoch} ended; taken again as ${epoch}`);
         if (this.heldNow?.epoch !== epoch) {
           this.heldNow = { holder: id, epoch };
           log.info({ epoch }, 'took the controller lease: this instance drives deployments');
@@ -104,7 +118,7 @@ export class ControllerLease {
       const { rows: current } = await pool.query<{ holder: string; epoch: string; expires_in_ms: number }>(
         `SELECT holder, epoch, (extract(epoch FROM expires_at - now()) * 1000)::int AS expires_in_ms FROM fleet_leases WHERE name = 'controller'`);
       const c = current[0];
-      this.seen = c ? { holder: c.holder, epoch: Number(c.epoch), expiresInMs: c.expires_in_ms } : null;
+      this.seen = c ? { holder: c.holder, epoch: Number(c.epoch), expiresInMs: c.expires_in_ms, readAt: started } : null;
       if (this.heldNow) this.lose(c ? `epoch ${c.epoch} is held by ${c.holder}` : 'the lease row is gone');
     } catch (err) {
       log.warn({ err: (err as Error).message, holding: this.heldNow !== null }, 'could not renew or read the controller lease');

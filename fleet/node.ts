@@ -67,7 +67,7 @@ export class FleetNode {
 
   /** Why candidate traffic served here would go unjudged now, or null. */
   unjudged(): string | null {
-    if (this.redisLost) return 'Redis unreachable: this instance\'s measurements do not reach the fleet\'s verdict';
+    if (this.redisLost || this.slices.failing) return 'Redis unreachable: this instance\'s measurements do not reach the fleet\'s verdict';
     if (!this.controllerAlive()) return 'no controller renews the lease (another instance takes it over)';
     return null;
   }
@@ -78,11 +78,9 @@ export class FleetNode {
     else void this.commands.stopServing();
   }
 
-  /** Whether a controller renews its lease: it renews every second, so more than 2.5 s without means it stopped. */
+  /** Whether a controller renews its lease (fleet/lease.ts holderAlive). */
   controllerAlive(): boolean {
-    if (this.lease.held()) return true;
-    const seen = this.lease.holder();
-    return seen !== null && seen.expiresInMs > this.o.leaseMs - 2_500;
+    return this.lease.holderAlive();
   }
 
   /** Every live instance but this one runs `d`'s candidate ready; throws naming one that could not, or those still not ready at the deadline. */
@@ -101,7 +99,14 @@ export class FleetNode {
 
   /** Every live instance but this one applies `d`'s weights at its current revision. */
   async servingEverywhere(d: FollowedDeployment): Promise<boolean> {
-    const others = (await this.registry.live()).filter((i) => i.id !== this.o.id);
+    let others: FleetInstance[];
+    try {
+      others = (await this.registry.live()).filter((i) => i.id !== this.o.id);
+    } catch (err) {
+      // Not known: the step waits (judging goes on), it never moves on a guess.
+      this.o.log.warn({ err: (err as Error).message }, 'cannot read the fleet\'s instances; the step waits');
+      return false;
+    }
     return others.every((i) => i.state.following?.id === d.id && i.state.following.ready && i.state.following.revision >= d.status.revision);
   }
 

@@ -31,6 +31,7 @@ export interface FleetInstance {
 export class InstanceRegistry {
   private timer: NodeJS.Timeout | null = null;
   private failing = false;
+  private closed = false;
 
   constructor(private readonly o: {
     pool: Pool;
@@ -54,6 +55,7 @@ export class InstanceRegistry {
 
   /** Says now what it runs (a follower that just became ready does not wait for the next second). */
   async beat(): Promise<void> {
+    if (this.closed) return;
     const { pool, id, version, address, log } = this.o;
     try {
       await pool.query(
@@ -86,6 +88,7 @@ export class InstanceRegistry {
 
   /** Stops the heartbeat and leaves the fleet (a clean stop: nobody waits the grace for it). */
   async close(): Promise<void> {
+    this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     await this.o.pool.query('DELETE FROM fleet_instances WHERE id = $1', [this.o.id]).catch(() => {});

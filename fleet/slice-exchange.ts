@@ -15,6 +15,10 @@ export const SLICE_STREAM = 'changelens:fleet:slices';
 export const PUBLISH_EVERY_MS = 100;
 /** What the stream keeps: two minutes of ten instances × two colours × ten publications a second, about. */
 const STREAM_MAXLEN = 30_000;
+/** How far ahead of this instance's clock a slice may be (instances' clocks differ a little). */
+const MAX_SKEW_S = 5;
+/** A publication with no answer by then is dropped (a half-open connection must not hold them all). */
+const PUBLISH_TIMEOUT_MS = 2_000;
 /** Deltas not published for this long (Redis away) are dropped: no window that old is judged. */
 const KEEP_UNPUBLISHED_MS = 120_000;
 
@@ -45,7 +49,7 @@ export class SliceExchange {
   private readonly reader: StreamTail;
   private readonly timer: NodeJS.Timeout;
   private publishing = false;
-  private failing = false;
+  private failingNow = false;
 
   constructor(private readonly o: SliceExchangeOptions) {
     this.publisher = createRedisClient(o.redisUrl, { name: 'changelens-proxy-slices', log: o.log });
@@ -58,6 +62,11 @@ export class SliceExchange {
     });
     this.timer = setInterval(() => void this.publish(), PUBLISH_EVERY_MS);
     this.timer.unref();
+  }
+
+  /** Whether the last publication failed: this instance's requests do not reach the fleet's verdict now. */
+  get failing(): boolean {
+    return this.failingNow;
   }
 
   /** One request this proxy served: into the delta of its colour and second. */
@@ -110,12 +119,24 @@ export class SliceExchange {
       if (!this.publisher.isOpen) throw new Error('not connected');
       const multi = this.publisher.multi();
       for (const fields of batch) multi.xAdd(SLICE_STREAM, '*', fields, { TRIM: { strategy: 'MAXLEN', strategyModifier: '~', threshold: STREAM_MAXLEN } });
-      await multi.exec();
-      if (this.failing) this.o.log.info('publishing this instance\'s slices to the fleet again');
-      this.failing = false;
+      let timer: NodeJS.Timeout | undefined;
+      const exec = multi.exec().then(() => true);
+      exec.catch(() => {}); // a failure after the timeout is the next publication's to see
+      const answered = await Promise.race([
+        exec,
+        new Promise<false>((resolve) => { timer = setTimeout(() => resolve(false), PUBLISH_TIMEOUT_MS); }),
+      ]).finally(() => clearTimeout(timer));
+      if (!answered) {
+        // It may still be applied later: dropped rather than sent again, so nothing counts twice (missing samples, never wrong ones).
+        this.o.log.warn({ deltas: batch.length }, 'publishing slices got no answer in time; dropped them');
+        this.failingNow = true;
+        return;
+      }
+      if (this.failingNow) this.o.log.info('publishing this instance\'s slices to the fleet again');
+      this.failingNow = false;
     } catch (err) {
-      if (!this.failing) this.o.log.warn({ err: (err as Error).message }, 'cannot publish this instance\'s slices; kept until Redis answers (the fleet\'s verdicts miss them meanwhile)');
-      this.failing = true;
+      if (!this.failingNow) this.o.log.warn({ err: (err as Error).message }, 'cannot publish this instance\'s slices; kept until Redis answers (the fleet\'s verdicts miss them meanwhile)');
+      this.failingNow = true;
       const oldest = Math.floor((Date.now() - KEEP_UNPUBLISHED_MS) / 1000);
       this.unsent = [...batch.filter((f) => Number(f.s) >= oldest), ...this.unsent];
     } finally {
@@ -128,6 +149,9 @@ export class SliceExchange {
     const second = Number(f.s);
     const errors = Number(f.e);
     if ((f.c !== 'blue' && f.c !== 'green') || !Number.isSafeInteger(second) || !Number.isSafeInteger(errors) || errors < 0 || typeof f.h !== 'string') return;
+    // Seconds no window reads (older than the ring; ahead of this clock by more than a skew): a future one would hide the present.
+    const now = Date.now() / 1000;
+    if (second < now - KEEP_UNPUBLISHED_MS / 1000 || second > now + MAX_SKEW_S) return;
     try {
       const histogram = decodeHistogram(f.h, Number(f.x));
       const metrics = f.m ? parseMetrics(f.m) : undefined;

@@ -73,6 +73,10 @@ export class SlicedWindow {
    * histogram, errors and metric sums go into the slice of `atMs`, as exactly as if recorded here.
    */
   add(color: Color, atMs: number, histogram: Histogram, errors: number, metrics?: Record<string, { sum: number; count: number }>): void {
+    // Older than what its slot holds now (late, or from a skewed clock): gone, never over a newer second.
+    const ring = this.rings[color];
+    const index = Math.floor(atMs / this.sliceMs);
+    if (ring[((index % ring.length) + ring.length) % ring.length]!.index > index) return;
     const slice = this.sliceAt(color, atMs);
     slice.histogram.add(histogram);
     slice.errors += errors;

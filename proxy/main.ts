@@ -42,7 +42,7 @@ const pool = createPgPool(config.databaseUrl, { max: 4, applicationName: 'change
 // holds the controller lease, and every write of the rollout is fenced by the lease's epoch.
 const fleetId = config.instanceId !== undefined && config.redisUrl !== undefined ? config.instanceId : null;
 let fleet: FleetNode | null = null;
-const store = new PgRolloutStore(pool, fleetId ? () => fleet?.lease.held() ?? null : undefined);
+const store = new PgRolloutStore(pool);
 // Wrong tokens, wherever one is checked (the admin API, /healthz?all=1), counted together.
 const authFailures = new AuthFailures(store);
 // Pins need a credential (lib/contracts/preview.ts): the admin token, or one signed with this key.
@@ -98,6 +98,11 @@ const controller = new RolloutController({
       trip: (t) => void fleet!.commands.send('trip', { ...t, instance: fleetId }).catch((err: Error) => log.error({ err: err.message, trip: t }, 'could not tell the controller of a fast trip here; this instance routes to the stable colour only')),
       unjudged: () => (fleet ? fleet.unjudged() : 'joining the fleet'),
       judgeDelayMs: FLEET_JUDGE_DELAY_MS,
+      // Fenced by the epoch it took: a reconciler of an earlier epoch never writes again, even after this instance retakes the lease.
+      storeFor: (held) => new PgRolloutStore(pool, () => {
+        const now = fleet?.lease.held();
+        return now && now.epoch === held.epoch ? now : null;
+      }),
     },
     measure: { record: (c, ms, e, at) => fleet!.slices.record(c, ms, e, at), recordMetric: (c, n, v, at) => fleet!.slices.recordMetric(c, n, v, at) },
   } satisfies Partial<ControllerOptions> : {}),
@@ -118,7 +123,7 @@ if (fleetId) {
     onLease: (held) => {
       if (held) {
         fleet!.serveCommands((action, args) => controller.act(action as Parameters<typeof controller.act>[0], args, true));
-        void controller.lead().catch((err: Error) => log.error({ err: err.message }, 'could not take the running deployment over; retried when the lease is taken again'));
+        void controller.lead(held);
       } else {
         fleet!.serveCommands(null);
         controller.follow();

@@ -66,6 +66,8 @@ export interface ControllerFleet {
   unjudged(): string | null;
   /** How long past a window's end it is judged (the slices of other instances arrive a publication later). */
   judgeDelayMs: number;
+  /** The store a controller writes through under the lease epoch it took: every write refused once that epoch is over. */
+  storeFor(held: { holder: string; epoch: number }): RolloutStore;
 }
 
 /** The operator's actions, as a follower sends them to the controller. */
@@ -78,6 +80,11 @@ export class RolloutController {
   /** A fleet instance that does not hold the lease: it follows the deployment row. */
   private readonly follower: Follower | null = null;
   private leading: boolean;
+  /** The lease epoch this instance drives under (a fleet's controller), else null. */
+  private epoch: number | null = null;
+  /** The take-over in progress: an action waits for it. */
+  private leadingReady: Promise<void> = Promise.resolve();
+  private closed = false;
   private readonly clock: Clock;
   /** Each colour's job outcomes in 1 s slices (enqueue-to-outcome latency; a failed attempt is an error). */
   readonly jobs: SlicedWindow;
@@ -96,7 +103,7 @@ export class RolloutController {
       running: () => (this.leading ? this.reconciler.runningVersion : this.follower?.status().deployment?.version),
       ...(o.keepDirs ? { keepDirs: o.keepDirs } : {}),
     });
-    this.reconciler = this.newReconciler(o.activeColor);
+    this.reconciler = this.newReconciler(o.activeColor, store);
     this.leading = o.fleet === undefined;
     if (o.fleet) {
       const fleet = o.fleet;
@@ -164,19 +171,44 @@ export class RolloutController {
     await this.follower!.sync();
   }
 
-  /** This fleet instance took the controller lease: it drives the running deployment from here (as after a restart). */
-  async lead(): Promise<void> {
-    if (this.leading) return;
-    this.follower!.stop();
-    this.reconciler = this.newReconciler(this.follower!.status().active.color);
+  /**
+   * This fleet instance took the controller lease (epoch `held.epoch`): once its follower has
+   * stopped, a fresh reconciler, writing under that epoch only and routing only while it still
+   * drives, takes the running deployment over as after a restart (retried until it can, or until
+   * the lease is lost). Resolves when it drives.
+   */
+  lead(held: { holder: string; epoch: number }): Promise<void> {
+    const fleet = this.o.fleet;
+    if (this.closed || !fleet || !this.follower) return Promise.resolve();
+    if (this.leading && this.epoch === held.epoch) return this.leadingReady;
+    if (this.leading) this.reconciler.standDown(); // an earlier epoch's, whatever it still had in flight
     this.leading = true;
-    await this.reconciler.init();
+    this.epoch = held.epoch;
+    const follower = this.follower;
+    const still = (): boolean => this.leading && this.epoch === held.epoch && !this.closed;
+    this.leadingReady = (async () => {
+      await follower.stop();
+      if (!still()) return;
+      const reconciler: Reconciler = this.newReconciler(follower.serving().color, fleet.storeFor(held), () => this.reconciler === reconciler && still());
+      this.reconciler = reconciler;
+      for (let attempt = 1; still(); attempt++) {
+        try {
+          await reconciler.init();
+          return;
+        } catch (err) {
+          this.o.log.warn({ err: (err as Error).message, attempt }, 'could not take the running deployment over as the controller; retrying');
+          await new Promise((r) => setTimeout(r, Math.min(5_000, 250 * attempt)));
+        }
+      }
+    })();
+    return this.leadingReady;
   }
 
   /** This fleet instance lost the lease (or never had it): it stops driving and follows the row. */
   follow(): void {
-    if (!this.leading || !this.follower) return;
+    if (this.closed || !this.leading || !this.follower) return;
     this.leading = false;
+    this.epoch = null;
     this.reconciler.standDown();
     this.follower.start();
   }
@@ -239,6 +271,7 @@ export class RolloutController {
    * The controller's command handler calls this with `local` (never forwarded again).
    */
   async act(action: Action, args: unknown, local = false): Promise<Deployment> {
+    if (this.leading) await this.leadingReady;
     if (!this.leading) {
       if (local) throw new CL_ERR_NOT_CONTROLLER('it passed to another instance', action);
       return await this.o.fleet!.send(action, args) as Deployment;
@@ -261,23 +294,24 @@ export class RolloutController {
 
   /** The running deployment (or null), with the routing it implies now. */
   status(): RolloutStatus & { routing: RoutingTable } {
-    const s = this.leading ? this.reconciler.status() : this.follower!.status();
+    const s = this.leading || !this.follower ? this.reconciler.status() : this.follower.status();
     return { ...s, routing: this.traffic.current() };
   }
 
   /** Stops the driver's timers (the proxy is shutting down); persisted state stays as it is. */
   close(): void {
-    this.follower?.stop();
+    this.closed = true;
+    void this.follower?.stop();
     this.reconciler.close();
   }
 
   /** A reconciler reads the pointers and any running deployment in `init` (a take-over, after a restart or for a lost lease). */
-  private newReconciler(activeColor: Color): Reconciler {
+  private newReconciler(activeColor: Color, store: RolloutStore, drives?: () => boolean): Reconciler {
     const o = this.o;
-    const { store, supervisor, log, gauges } = o;
+    const { supervisor, log, gauges } = o;
     const clock = this.clock;
     return new Reconciler({
-      store, supervisor, clock, log, traffic: this.traffic, colours: this.colours,
+      store, supervisor, clock, log, traffic: drives ? this.traffic.fenced(drives) : this.traffic, colours: this.colours,
       analysis: new WindowAnalysis({ window: o.window, jobs: this.jobs, store, log, gauges, jobBacklog: (color) => this.backlog[color] }),
       events: new RolloutEvents({ store, hooks: o.hooks, log, gauges, now: () => clock.now() }),
       releasesDir: o.releasesDir, activeColor, initialRelease: o.initialRelease,

@@ -4,13 +4,17 @@
 // the weights of the step the row is at; stable only while its own candidate is not ready. A swap
 // to stable comes at once (`stableNow`), before the row says so. Its own candidate's crash or a run
 // of 5xx routes to stable here and is sent to the controller, which rolls the fleet back.
+//
+// It also keeps this instance on the fleet's active release: an instance that was down during a
+// promotion, or joins after one, boots the colour its own snapshot names, so it starts the active
+// release first and routes to what it runs until then.
 import type { Color } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
 import { other, type Colours } from './colours.js';
 import type { Deployment } from './model.js';
 import type { RolloutStore, SupervisorLink } from './ports.js';
 import type { RolloutStatus } from './reconciler.js';
-import { candidateWeight, isTerminal } from './state-machine.js';
+import { candidateWeight } from './state-machine.js';
 import type { Traffic } from './traffic.js';
 
 const READ_EVERY_MS = 500;
@@ -27,17 +31,24 @@ export interface Following {
   id: string;
   ready: boolean;
   failed: string | null;
+  /** The deployment's revision whose routing this instance applies. */
   revision: number;
 }
 
 export class Follower {
   private timer: NodeJS.Timeout | null = null;
+  private running = false;
   private syncing: Promise<void> | null = null;
   private again = false;
+  /** Starting the fleet's active release here, while it runs. */
+  private converging: Promise<void> | null = null;
   private d: Deployment | null = null;
+  /** The fleet's active release (the pointer). */
   private active: { version: string; color: Color };
+  /** What this instance serves as its stable colour: the pointer once it runs it here. */
+  private local: { version: string; color: Color };
   private followingNow: Following | null = null;
-  /** The deployment swapped to stable here (a fast trip here, or the controller's word): it takes no more traffic here. */
+  /** The deployment swapped to stable here for good (a fast trip here, the controller's word, its rollback). */
   private stableFor: string | null = null;
   private consecutive5xx = 0;
   private tripped = false;
@@ -52,6 +63,7 @@ export class Follower {
     colours: Colours;
     traffic: Traffic;
     log: Logger;
+    /** What this instance booted serving (its routing snapshot). */
     active: { version: string; color: Color };
     /** Something changed that the controller waits on (readiness, the revision applied): say it now. */
     changed: () => void;
@@ -61,20 +73,28 @@ export class Follower {
     unjudged: () => string | null;
   }) {
     this.active = o.active;
+    this.local = o.active;
   }
 
+  /** Follows from now on (a second call while it runs changes nothing). */
   start(): void {
+    if (this.running) return;
+    this.running = true;
     const tick = (): void => {
       void this.sync().finally(() => {
-        if (this.timer !== null) this.timer = setTimeout(tick, READ_EVERY_MS);
+        if (this.running) this.timer = setTimeout(tick, READ_EVERY_MS);
       });
     };
     this.timer = setTimeout(tick, 0);
   }
 
-  stop(): void {
+  /** Stops following; resolves once nothing it began still acts (a read, a colour it was starting). */
+  async stop(): Promise<void> {
+    this.running = false;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    await this.syncing;
+    await this.converging;
   }
 
   following(): Following | null {
@@ -86,16 +106,21 @@ export class Follower {
     return this.unreadable ?? this.unjudged;
   }
 
+  /** What this instance serves as stable (once the fleet's active release runs here, that one). */
+  serving(): { version: string; color: Color } {
+    return this.local;
+  }
+
   status(): RolloutStatus {
     const d = this.d;
-    return { active: this.active, deployment: d ? { ...d, weight: this.o.traffic.candidateWeight, lastVerdict: null, lastExplanation: null } : null };
+    return { active: this.local, deployment: d ? { ...d, weight: this.o.traffic.candidateWeight, lastVerdict: null, lastExplanation: null } : null };
   }
 
   /** The controller's word: deployment `id` takes no more traffic, here neither. */
   stableNow(id: string): void {
     const d = this.d;
-    if (!d || d.id !== id) return;
-    this.toStable(d);
+    if (!this.running || !d || d.id !== id) return;
+    this.leave(d);
   }
 
   /** One response of `color` here: a run of 5xx from the candidate trips, as on the controller. */
@@ -112,7 +137,7 @@ export class Follower {
     }
   }
 
-  /** Reads the row and acts on it; a call while one runs makes that one read again after. */
+  /** Reads the row and acts on it; a call while one runs makes that one read again after. Never rejects. */
   sync(): Promise<void> {
     if (this.syncing) {
       this.again = true;
@@ -121,8 +146,12 @@ export class Follower {
     this.syncing = (async () => {
       do {
         this.again = false;
-        await this.syncOnce();
-      } while (this.again);
+        try {
+          await this.syncOnce();
+        } catch (err) {
+          this.o.log.error({ err: (err as Error).message }, 'following the deployment failed; tried again at the next read');
+        }
+      } while (this.again && this.running);
     })().finally(() => { this.syncing = null; });
     return this.syncing;
   }
@@ -137,18 +166,27 @@ export class Follower {
       if (this.unreadable) log.info('reading the deployment from Postgres again');
       this.unreadable = null;
     } catch (err) {
-      // Not knowing the step, it routes as it safely can: everything to the stable colour.
+      // Not knowing the step, it routes as it safely can: everything to the stable colour (not for good: it reads again).
       if (!this.unreadable) log.warn({ err: (err as Error).message }, 'cannot read the deployment from Postgres; routing to the stable colour only');
       this.unreadable = `Postgres unreachable: ${(err as Error).message}`;
-      if (this.d) this.toStable(this.d);
+      if (this.running) traffic.allTo(this.local.color);
       return;
     }
+    if (!this.running) return;
     const previous = this.d;
     if (previous && previous.id !== d?.id) await this.ended(previous);
+    if (!this.running) return;
     this.d = d;
+    // The fleet's active release runs here before anything else: a colour this instance does not run takes no traffic.
+    const converged = this.local.color === this.active.color && this.local.version === this.active.version;
+    if (!converged) this.converge();
     if (!d) {
-      traffic.allTo(this.active.color);
+      traffic.allTo(this.local.color);
       this.followingNow = null;
+      return;
+    }
+    if (!converged || d.stableColor !== this.local.color) {
+      traffic.allTo(this.local.color); // it follows once it runs the deployment's stable release
       return;
     }
     if (this.followingNow?.id !== d.id) {
@@ -160,29 +198,64 @@ export class Follower {
     }
     const f = this.followingNow;
     const { phase } = d.status;
+    let applied = true;
     if (phase === 'shifting' || phase === 'paused') {
-      // Stable only until its own candidate is ready here (an instance that joined mid-rollout).
-      // And stable only while nobody would judge it here (no controller: another takes over within
-      // the lease; or this instance's measurements cannot reach the verdict).
+      // Stable only until its own candidate is ready here (an instance that joined mid-rollout), and
+      // while nobody would judge it (no controller: another takes over within the lease; or this
+      // instance's measurements cannot reach the verdict).
       const unjudged = this.o.unjudged();
       if (unjudged !== this.unjudged) {
         if (unjudged) log.warn({ deployment: d.id, why: unjudged }, 'routing to the stable colour only here');
         else log.info({ deployment: d.id }, 'following the deployment\'s weights again');
       }
       this.unjudged = unjudged;
-      if (f.ready && this.stableFor !== d.id && !unjudged) traffic.split(d, candidateWeight(d.status));
+      applied = f.ready && this.stableFor !== d.id && !unjudged;
+      if (applied) traffic.split(d, candidateWeight(d.status));
       else traffic.toStable(d);
-      if (f.ready && this.stableFor !== d.id) await this.watchCandidate(d);
-    } else if (phase === 'rolling_back' || isTerminal(phase)) {
-      this.toStable(d);
+      if (applied) await this.watchCandidate(d);
+    } else if (phase === 'rolling_back') {
+      this.leave(d);
     } else {
       traffic.allTo(d.stableColor); // starting, warming: the candidate takes nothing yet
     }
-    if (f.revision !== d.status.revision && (f.ready || phase !== 'shifting')) {
+    // The controller moves a step only once every live instance applies it: said only when it does.
+    if (applied && f.revision !== d.status.revision) {
       f.revision = d.status.revision;
       log.info({ deployment: d.id, phase, revision: f.revision, weight: traffic.candidateWeight }, 'applying the deployment\'s step here');
       this.o.changed();
     }
+  }
+
+  /** Starts the fleet's active release here (once at a time), then serves it. */
+  private converge(): void {
+    if (this.converging) return;
+    const { colours, supervisor, store, traffic, log } = this.o;
+    const want = this.active;
+    this.converging = (async () => {
+      try {
+        const release = await store.release(want.version);
+        if (!release) throw new Error(`release ${want.version} is not recorded`);
+        await colours.op(async () => {
+          if (colours.servedBy(want.color) === want.version && await colours.isUp(want.color)) return;
+          log.info({ color: want.color, version: want.version, serving: this.local }, 'starting the fleet\'s active release here');
+          colours.cancelStop(want.color);
+          await supervisor.stop(want.color);
+          await supervisor.start(want.color, release);
+          colours.serve(want.color, want.version);
+        });
+        if (!this.running) return;
+        const previous = this.local;
+        this.local = want;
+        traffic.snapshot(want.color, { version: release.version, artifact: release.artifact, env: release.env });
+        traffic.allTo(want.color);
+        if (previous.color !== want.color) colours.stopLater(previous.color, 2, `this instance serves the fleet's active ${want.version} on ${want.color} now`);
+        log.info({ color: want.color, version: want.version }, 'serving the fleet\'s active release here');
+      } catch (err) {
+        log.error({ err: (err as Error).message, color: want.color, version: want.version }, 'could not start the fleet\'s active release here; serving what runs, trying again');
+      } finally {
+        this.converging = null;
+      }
+    })();
   }
 
   /** The candidate here: the release started (or the same one still warm reused), then ready. */
@@ -195,18 +268,20 @@ export class Follower {
         if (colours.servedBy(d.candidateColor) === d.version && await colours.isUp(d.candidateColor)) return;
         const release = await store.release(d.version);
         if (!release) throw new Error(`release ${d.version} is not recorded`);
+        if (!this.running || this.d?.id !== d.id) return;
         await supervisor.stop(d.candidateColor);
-        if (this.d?.id !== d.id) return;
+        if (!this.running || this.d?.id !== d.id) return;
         await supervisor.start(d.candidateColor, release);
         colours.serve(d.candidateColor, d.version);
       });
-      if (this.followingNow !== f) return;
-      f.ready = true;
-      log.info({ deployment: d.id, color: d.candidateColor, version: d.version }, 'candidate ready on this instance');
+      if (this.followingNow !== f || !this.running) return;
+      f.ready = colours.servedBy(d.candidateColor) === d.version;
+      if (f.ready) log.info({ deployment: d.id, color: d.candidateColor, version: d.version }, 'candidate ready on this instance');
     } catch (err) {
       f.failed = (err as Error).message;
       log.error({ deployment: d.id, err: f.failed }, 'could not start the candidate on this instance');
     }
+    if (!this.running) return;
     this.o.changed();
     void this.sync();
   }
@@ -215,7 +290,7 @@ export class Follower {
   private async watchCandidate(d: Deployment): Promise<void> {
     if (this.tripped) return;
     const up = await this.o.colours.isUp(d.candidateColor);
-    if (!up && this.d?.id === d.id && this.stableFor !== d.id && this.d.status.phase === 'shifting') {
+    if (!up && this.running && this.d?.id === d.id && this.stableFor !== d.id && this.d.status.phase === 'shifting') {
       this.localTrip(d, { deploymentId: d.id, rule: 'readiness', observed: 0, threshold: 1, message: `the candidate ${d.candidateColor} is not running or not ready on this instance` });
     }
   }
@@ -223,12 +298,13 @@ export class Follower {
   private localTrip(d: Deployment, t: FollowerTrip): void {
     if (this.tripped) return;
     this.tripped = true;
-    this.toStable(d);
+    this.leave(d);
     this.o.log.warn({ deployment: d.id, rule: t.rule, message: t.message }, 'fast trip on this instance: stable only here, and the controller rolls the fleet back');
     this.o.trip(t);
   }
 
-  private toStable(d: Deployment): void {
+  /** The deployment leaves the traffic here for good: stable only, and its worker stops. */
+  private leave(d: Deployment): void {
     this.o.traffic.toStable(d);
     if (this.stableFor === d.id) return;
     this.stableFor = d.id;
@@ -238,20 +314,22 @@ export class Follower {
   /** A deployment this instance followed has ended: what it runs now follows how it ended. */
   private async ended(prev: Deployment): Promise<void> {
     const { store, colours, traffic, log } = this.o;
+    this.followingNow = null;
     let final: Deployment;
     try {
       final = await store.deployment(prev.id);
-    } catch {
+    } catch (err) {
+      log.warn({ err: (err as Error).message, deployment: prev.id }, 'could not read how a followed deployment ended; the pointers decide');
       return;
     }
+    if (!this.running) return;
     if (final.status.phase === 'promoted') {
-      traffic.allTo(final.candidateColor);
-      const release = await store.release(final.version);
-      traffic.snapshot(final.candidateColor, release ? { version: release.version, artifact: release.artifact, env: release.env } : undefined);
-      colours.stopLater(other(final.candidateColor), final.plan.keepWarmSeconds, `kept warm ${final.plan.keepWarmSeconds} s after promoting ${final.version}`);
+      // The pointer names the candidate now: converge() makes it this instance's stable release
+      // (the colour runs it already, so without a restart).
       log.info({ deployment: final.id, color: final.candidateColor }, 'the fleet promoted; this instance follows');
+      colours.stopLater(other(final.candidateColor), final.plan.keepWarmSeconds, `kept warm ${final.plan.keepWarmSeconds} s after promoting ${final.version}`);
     } else {
-      traffic.allTo(final.stableColor);
+      traffic.allTo(this.local.color);
       if (this.stableFor !== final.id) colours.stopWorker(final.candidateColor, `${final.version} ${final.status.phase}`);
       colours.stopLater(final.candidateColor, final.plan.inspectSeconds, `${final.version} ${final.status.phase}; kept ${final.plan.inspectSeconds} s for inspection`);
     }

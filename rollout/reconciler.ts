@@ -74,6 +74,8 @@ export class Reconciler {
   private settling: Run | null = null;
   private lock: Promise<unknown> = Promise.resolve();
   private closed = false;
+  /** Stood down: another instance of the fleet drives; nothing here changes routing or processes any more. */
+  private deposed = false;
   private readonly trips: FastTrips;
 
   constructor(private readonly o: ReconcilerParts) {
@@ -233,6 +235,7 @@ export class Reconciler {
 
   /** Stops driving, changing nothing: another instance of the fleet holds the lease now. */
   standDown(): void {
+    this.deposed = true;
     this.closed = true;
     if (this.current) this.stopLoad(this.current);
     this.current?.wake();
@@ -280,13 +283,13 @@ export class Reconciler {
           await this.o.events.audit('failed', run.d, 'controller', { reason: run.d.status.reason }, false, (err as Error).message);
           this.finish(run);
         });
-        await colours.op(() => supervisor.stop(d.candidateColor)).catch(() => {});
+        if (!this.deposed) await colours.op(() => supervisor.stop(d.candidateColor)).catch(() => {});
         return;
       }
       if (!started || !(await this.step(run, () => this.apply(run, { type: 'started' })))) {
         // Aborted while it started: nobody needs it, unless a newer deployment took the colour over.
         await colours.op(async () => {
-          if (this.current?.d.candidateColor !== d.candidateColor && this.active.color !== d.candidateColor) await supervisor.stop(d.candidateColor);
+          if (!this.deposed && this.current?.d.candidateColor !== d.candidateColor && this.active.color !== d.candidateColor) await supervisor.stop(d.candidateColor);
         }).catch(() => {});
         return;
       }
@@ -540,7 +543,7 @@ export class Reconciler {
   private toStable(run: Run, decidedAt: number): void {
     const { traffic, clock } = this.o;
     // Stood down (another instance drives now): its failing writes change nothing here.
-    if (this.closed) return;
+    if (this.deposed) return;
     traffic.toStable(run.d);
     this.o.fleet?.stableNow(run.d);
     // Its pinned requests would reach the candidate after the swap (and be counted as such).

@@ -14,10 +14,28 @@ interface Split {
 }
 
 export class Traffic {
-  private table: RoutingTable;
+  /** Shared with every view of it (`fenced`): one table the router reads. */
+  private readonly state: { table: RoutingTable };
 
-  constructor(private readonly snapshotPath: string, active: Color) {
-    this.table = stableOnly(active);
+  constructor(private readonly snapshotPath: string, active: Color, shared?: { table: RoutingTable }, private readonly live: () => boolean = () => true) {
+    this.state = shared ?? { table: stableOnly(active) };
+  }
+
+  /**
+   * A writer of the same table whose changes are dropped once `live()` is false: what a fleet's
+   * controller drives through, so nothing it still had in flight when it lost the lease moves the
+   * routing its follower applies.
+   */
+  fenced(live: () => boolean): Traffic {
+    return new Traffic(this.snapshotPath, this.state.table.stable, this.state, live);
+  }
+
+  private get table(): RoutingTable {
+    return this.state.table;
+  }
+
+  private set table(t: RoutingTable) {
+    if (this.live()) this.state.table = t;
   }
 
   /** The table now: an immutable object, swapped whole. */
@@ -55,6 +73,7 @@ export class Traffic {
 
   /** Records `color` as the active colour, with the release it runs, for a restarted proxy. */
   snapshot(color: Color, release: RoutingSnapshot['release']): void {
+    if (!this.live()) return;
     writeRoutingSnapshot(this.snapshotPath, color, release);
   }
 }
