@@ -33,8 +33,8 @@ export interface FleetNodeOptions {
   state: () => Omit<InstanceState, 'controller'>;
   /** It took the lease (drive) or lost it (follow). */
   onLease: (held: LeaseHeld | null) => void;
-  /** The controller's word: a deployment to stable now. */
-  onStable: (deploymentId: string) => void;
+  /** The controller's word (sent at `sentAtMs`, its clock): a deployment to stable now. */
+  onStable: (deploymentId: string, sentAtMs: number) => void;
 }
 
 /** How long past a window's end the controller judges it: a publication, the read, a margin. */
@@ -57,7 +57,7 @@ export class FleetNode {
     this.lease = new ControllerLease({ pool: o.pool, id: o.id, leaseMs: o.leaseMs, log: o.log, onChange: (held) => o.onLease(held) });
     this.slices = new SliceExchange({ redisUrl: o.redisUrl, instance: o.id, fleetWindow: o.fleetWindow, log: o.log, onLost: (lost) => { this.redisLost = lost; } });
     this.commands = new FleetCommands({ redisUrl: o.redisUrl, key, instance: o.id, log: o.log });
-    this.signals = new StableSignals({ redisUrl: o.redisUrl, key, log: o.log, onStable: (id) => o.onStable(id) });
+    this.signals = new StableSignals({ redisUrl: o.redisUrl, key, log: o.log, onStable: (id, at) => o.onStable(id, at) });
   }
 
   start(): void {

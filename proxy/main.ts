@@ -130,7 +130,7 @@ if (fleetId) {
       }
       void fleet!.registry.beat();
     },
-    onStable: (id) => controller.stableNow(id),
+    onStable: (id, sentAtMs) => controller.stableNow(id, sentAtMs),
   });
 }
 

@@ -8,7 +8,7 @@ import { MemoryRolloutStore } from '../test/helpers/memory-rollout-store.js';
 import { WindowAnalysis } from './analysis.js';
 import type { Run } from './run.js';
 
-const analysis = new WindowAnalysis({ window: new SlicedWindow(), jobs: new SlicedWindow(), store: new MemoryRolloutStore(), log: createLogger('test', { level: 'silent' }) });
+const analysis = new WindowAnalysis({ window: new SlicedWindow(), jobs: new SlicedWindow(), store: new MemoryRolloutStore(), log: createLogger('test', { level: 'silent' }), gauges: undefined });
 const runAt = (stepStartedMs: number, windowSeconds: number): Run => ({ stepStartedMs, d: { plan: { windowSeconds } } }) as unknown as Run;
 
 describe('WindowAnalysis.nextWindowEnd', () => {

@@ -229,8 +229,8 @@ export class RolloutController {
   }
 
   /** The controller's word that a deployment takes no more traffic (the fast path of a rollback). */
-  stableNow(deploymentId: string): void {
-    if (!this.leading) this.follower?.stableNow(deploymentId);
+  stableNow(deploymentId: string, sentAtMs?: number): void {
+    if (!this.leading) this.follower?.stableNow(deploymentId, sentAtMs);
   }
 
   /** Wakes a follower to read the row now (the controller changed it). */

@@ -116,11 +116,11 @@ export class Follower {
     return { active: this.local, deployment: d ? { ...d, weight: this.o.traffic.candidateWeight, lastVerdict: null, lastExplanation: null } : null };
   }
 
-  /** The controller's word: deployment `id` takes no more traffic, here neither. */
-  stableNow(id: string): void {
+  /** The controller's word (sent at `sentAtMs`): deployment `id` takes no more traffic, here neither. */
+  stableNow(id: string, sentAtMs?: number): void {
     const d = this.d;
     if (!this.running || !d || d.id !== id) return;
-    this.leave(d);
+    this.leave(d, 'signal', sentAtMs);
   }
 
   /** One response of `color` here: a run of 5xx from the candidate trips, as on the controller. */
@@ -214,7 +214,7 @@ export class Follower {
       else traffic.toStable(d);
       if (applied) await this.watchCandidate(d);
     } else if (phase === 'rolling_back') {
-      this.leave(d);
+      this.leave(d, 'row');
     } else {
       traffic.allTo(d.stableColor); // starting, warming: the candidate takes nothing yet
     }
@@ -298,16 +298,18 @@ export class Follower {
   private localTrip(d: Deployment, t: FollowerTrip): void {
     if (this.tripped) return;
     this.tripped = true;
-    this.leave(d);
+    this.leave(d, 'trip');
     this.o.log.warn({ deployment: d.id, rule: t.rule, message: t.message }, 'fast trip on this instance: stable only here, and the controller rolls the fleet back');
     this.o.trip(t);
   }
 
   /** The deployment leaves the traffic here for good: stable only, and its worker stops. */
-  private leave(d: Deployment): void {
+  private leave(d: Deployment, via: 'signal' | 'row' | 'trip' | 'end', sentAtMs?: number): void {
     this.o.traffic.toStable(d);
     if (this.stableFor === d.id) return;
     this.stableFor = d.id;
+    // When (bench:fleet reads it: the controller's swap to this line is the rollback's propagation).
+    this.o.log.info({ deployment: d.id, via, ...(sentAtMs ? { signalAgeMs: Date.now() - sentAtMs } : {}) }, 'the candidate left the traffic on this instance');
     this.o.colours.stopWorker(d.candidateColor, `${d.version} leaves the traffic`);
   }
 
@@ -329,8 +331,8 @@ export class Follower {
       log.info({ deployment: final.id, color: final.candidateColor }, 'the fleet promoted; this instance follows');
       colours.stopLater(other(final.candidateColor), final.plan.keepWarmSeconds, `kept warm ${final.plan.keepWarmSeconds} s after promoting ${final.version}`);
     } else {
+      if (this.stableFor !== final.id) this.leave(final, 'end');
       traffic.allTo(this.local.color);
-      if (this.stableFor !== final.id) colours.stopWorker(final.candidateColor, `${final.version} ${final.status.phase}`);
       colours.stopLater(final.candidateColor, final.plan.inspectSeconds, `${final.version} ${final.status.phase}; kept ${final.plan.inspectSeconds} s for inspection`);
     }
   }

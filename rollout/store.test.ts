@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe } from 'vitest';
 import { createPgPool, type Pool } from '../lib/db.js';
 import { MemoryRolloutStore } from '../test/helpers/memory-rollout-store.js';
 import { rolloutStoreContract } from '../test/helpers/rollout-store-contract.js';
-import { startScratchPostgres, type ScratchPostgres } from '../test/helpers/scratch-postgres.js';
+import { startScratchPostgres, type ScratchPostgres } from '../bench/scratch-postgres.js';
 import { PgRolloutStore } from './store.js';
 
 rolloutStoreContract('in memory', async () => new MemoryRolloutStore());

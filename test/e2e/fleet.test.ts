@@ -5,48 +5,26 @@
 // 10 s while the survivors route stable-only, and the deployment goes on; the dead controller's
 // write is refused by epoch; a fourth instance joins mid-rollout and follows; the good release is
 // promoted on all four, and a fifth that joins after serves the promoted release.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { writeFileSync } from 'node:fs';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { adminCall, freePorts, launchAppliance, type Appliance } from '../../bench/harness.js';
+import { startFleetHarness, type FleetHarness } from '../../bench/fleet-harness.js';
+import type { Appliance } from '../../bench/harness.js';
 import { startLoad, type Load } from '../../bench/load.js';
 import { PgRolloutStore } from '../../rollout/index.js';
-import { reapOrphans } from '../../supervisor/index.js';
-import { startScratchPostgres, type ScratchPostgres } from '../helpers/scratch-postgres.js';
 
 vi.setConfig({ testTimeout: 240_000, hookTimeout: 240_000 });
 const until = <T>(fn: () => Promise<T>, timeoutMs = 90_000): Promise<T> => vi.waitFor(fn, { timeout: timeoutMs, interval: 250 });
 const TERMINAL = ['promoted', 'rolled_back', 'aborted', 'failed'];
-const TOKEN = 'fleet-admin-token-0123456789-abcdefghijklmnop';
 
-let postgres: ScratchPostgres;
-let redis: ChildProcess;
-let redisUrl: string;
-let nginx: ChildProcess;
-let nginxUrl: string;
-let scratch: string;
-const instances = new Map<string, Appliance>();
+let fleet: FleetHarness;
+let instances: Map<string, Appliance>;
 let load: Load | null = null;
 
-async function launchInstance(id: string): Promise<Appliance> {
-  const app = await launchAppliance({
-    env: {
-      DATABASE_URL: postgres.url, REDIS_URL: redisUrl, CHANGELENS_ADMIN_TOKEN: TOKEN, CHANGELENS_INSTANCE_ID: id,
-      CHANGELENS_CANARY_STEPS: '50,100', CHANGELENS_STEP_SECONDS: '6', CHANGELENS_WINDOW_SECONDS: '3', CHANGELENS_MIN_SAMPLES: '20',
-      CHANGELENS_KEEP_WARM_SECONDS: '2', CHANGELENS_INSPECT_SECONDS: '2', CHANGELENS_JOB_CLAIM_IDLE_MS: '1000',
-    },
-  });
-  instances.set(id, app);
-  await app.ready;
-  return app;
-}
-
-const api = (app: Appliance, method: string, path: string, body?: unknown): Promise<any> => adminCall(app.url, TOKEN, method, path, body);
+const launchInstance = (id: string): Promise<Appliance> => fleet.launch(id);
+const api = (app: Appliance, method: string, path: string, body?: unknown): Promise<any> => fleet.api(app, method, path, body);
 const status = (app: Appliance): Promise<any> => api(app, 'GET', '/api/status');
-const live = (): Appliance[] => [...instances.values()].filter((a) => a.child.exitCode === null && a.child.signalCode === null);
+const live = (): Appliance[] => fleet.live();
 const controllerOf = async (): Promise<[string, Appliance]> => until(async () => {
   for (const [id, app] of instances) {
     if (!live().includes(app)) continue;
@@ -68,39 +46,21 @@ const everywhere = (check: (s: any) => boolean, what: string): Promise<void> => 
 });
 
 beforeAll(async () => {
-  scratch = mkdtempSync(join(tmpdir(), 'changelens-fleet-'));
-  postgres = await startScratchPostgres();
-  const [redisPort, nginxPort] = await freePorts(2);
-  redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--requirepass', 'fleet-redis-password', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-  redisUrl = `redis://default:fleet-redis-password@127.0.0.1:${redisPort}`;
+  fleet = await startFleetHarness({
+    CHANGELENS_CANARY_STEPS: '50,100', CHANGELENS_STEP_SECONDS: '6', CHANGELENS_WINDOW_SECONDS: '3', CHANGELENS_MIN_SAMPLES: '20',
+    CHANGELENS_KEEP_WARM_SECONDS: '2', CHANGELENS_INSPECT_SECONDS: '2', CHANGELENS_JOB_CLAIM_IDLE_MS: '1000',
+  });
+  instances = fleet.instances;
   // Three at once: the migrations' advisory lock lets one migrate while the others wait.
   await Promise.all(['fleet-a', 'fleet-b', 'fleet-c'].map((id) => launchInstance(id)));
-  const upstreams = [...instances.values()].map((a) => `server 127.0.0.1:${a.ports.port};`).join(' ');
-  writeFileSync(join(scratch, 'nginx.conf'), `worker_processes 1; pid ${scratch}/nginx.pid; error_log ${scratch}/error.log; user root;
-events { worker_connections 1024; }
-http { access_log off; client_body_temp_path ${scratch}/body; proxy_temp_path ${scratch}/proxy;
-  fastcgi_temp_path ${scratch}/fcgi; uwsgi_temp_path ${scratch}/uwsgi; scgi_temp_path ${scratch}/scgi;
-  upstream fleet { ${upstreams} keepalive 32; }
-  server { listen 127.0.0.1:${nginxPort}; location / { proxy_pass http://fleet; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_next_upstream error; } } }
-`);
-  nginx = spawn('nginx', ['-p', scratch, '-c', join(scratch, 'nginx.conf'), '-g', 'daemon off;'], { stdio: 'ignore' });
-  nginxUrl = `http://127.0.0.1:${nginxPort}`;
-  await until(async () => expect((await fetch(`${nginxUrl}/healthz`)).status).toBe(200), 30_000);
-  load = startLoad(`${nginxUrl}/api/work?ms=5`, 60);
+  load = startLoad(`${await fleet.balance()}/api/work?ms=5`, 60);
 });
 
 afterAll(async () => {
   // FLEET_DEBUG=<file>: every instance's proxy lines, and every warning, for reading a failure after.
-  if (process.env.FLEET_DEBUG) writeFileSync(process.env.FLEET_DEBUG, [...instances.entries()].flatMap(([id, a]) => a.records.filter((r) => r.service === 'proxy' || r.level === 'warn' || r.level === 'error').map((r) => JSON.stringify({ id, ...r }))).join('\n'));
+  if (process.env.FLEET_DEBUG && instances) writeFileSync(process.env.FLEET_DEBUG, [...instances.entries()].flatMap(([id, a]) => a.records.filter((r) => r.service === 'proxy' || r.level === 'warn' || r.level === 'error').map((r) => JSON.stringify({ id, ...r }))).join('\n'));
   await load?.stop();
-  nginx?.kill('SIGTERM');
-  await Promise.all([...instances.values()].map(async (app) => {
-    if (app.child.exitCode === null && app.child.signalCode === null) await app.stop('SIGTERM');
-    await reapOrphans(join(app.dataDir, 'state', 'pm2'));
-  }));
-  redis?.kill('SIGTERM');
-  await postgres?.stop();
-  if (scratch) rmSync(scratch, { recursive: true, force: true });
+  await fleet?.stop();
 });
 
 describe('a fleet of three behind nginx', () => {
@@ -140,16 +100,12 @@ describe('a fleet of three behind nginx', () => {
     // A good release; the box boots whole appliances while it is judged, so a latency outlier is not what this test is about.
     const d0 = await api(survivors[0]!, 'POST', '/api/deployments', { version: 'fleet-good', steps: [50, 100], stepSeconds: 20, p99Ratio: 5 });
     await everywhere((s) => s.routing.candidateWeight === 0.5, 'the candidate takes half');
-    const db = new pg.Pool({ connectionString: postgres.url, max: 2 });
+    const db = new pg.Pool({ connectionString: fleet.postgresUrl, max: 2 });
     try {
       const { rows: [lease] } = await db.query<{ holder: string; epoch: string }>(`SELECT holder, epoch FROM fleet_leases WHERE name = 'controller'`);
       expect(lease!.holder).toBe(deadId);
       // The whole machine: its supervisor and every process pm2 runs for it.
-      const pids = (await dead.status()).processes.map((p: any) => p.pid).filter((p: unknown): p is number => typeof p === 'number');
-      const killedAt = Date.now();
-      dead.child.kill('SIGKILL');
-      for (const pid of pids) try { process.kill(pid, 'SIGKILL'); } catch { /* gone already */ }
-      await dead.exited;
+      const killedAt = await fleet.kill(dead);
       const [nextId, next] = await controllerOf();
       expect(nextId).not.toBe(deadId);
       // The take-over as the new controller itself logged it (not when this test's polling saw it).

@@ -1,18 +1,18 @@
-// A throwaway PostgreSQL for tests that need the real database but not a whole appliance: the
+// A throwaway PostgreSQL for tests and benchmarks that need the real database but not a whole appliance: the
 // project's own initdb and migrations (supervisor/), the server binary the appliance would run,
 // on a free loopback port, as the service user when we are root. stop() removes everything.
 import { spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePorts } from '../../bench/harness.js';
-import { loadConfig } from '../../lib/config.js';
-import { migrationsDir } from '../../lib/package-root.js';
-import { dataPaths } from '../../lib/paths.js';
-import { embeddedUrl } from '../../supervisor/child-env.js';
-import { initPostgres, PG_DATABASE, resolveBinaries, resolveServiceUser } from '../../supervisor/first-boot.js';
-import { applyMigrations, ensureDatabase, readMigrations } from '../../supervisor/migrations.js';
-import { probePostgres } from '../../supervisor/probes.js';
+import { freePorts } from './harness.js';
+import { loadConfig } from '../lib/config.js';
+import { migrationsDir } from '../lib/package-root.js';
+import { dataPaths } from '../lib/paths.js';
+import { embeddedUrl } from '../supervisor/child-env.js';
+import { initPostgres, PG_DATABASE, resolveBinaries, resolveServiceUser } from '../supervisor/first-boot.js';
+import { applyMigrations, ensureDatabase, readMigrations } from '../supervisor/migrations.js';
+import { probePostgres } from '../supervisor/probes.js';
 
 export interface ScratchPostgres {
   /** Our database, migrated. */
