@@ -1,6 +1,6 @@
 // `changelens status` for people: a header, the services, then one row per process.
 import { summaryLines } from './backup-commands.js';
-import type { ApplianceStatus, MonitorStatusSummary, RolloutSummary, ServiceStatus } from '../lib/contracts/status.js';
+import type { ApplianceStatus, FleetSummary, MonitorStatusSummary, RolloutSummary, ServiceStatus } from '../lib/contracts/status.js';
 
 export function formatStatus(s: ApplianceStatus): string {
   // Right after start, while the data dir is being prepared, the supervisor knows little yet.
@@ -11,6 +11,7 @@ export function formatStatus(s: ApplianceStatus): string {
     `data dir  ${s.dataDir}`,
     `active    ${s.activeColor}${s.rollout ? ` (release ${s.rollout.active.version})` : ''}`,
     ...(s.rollout?.deployment ? [`rollout   ${rolloutLine(s.rollout.deployment)}`] : []),
+    ...fleetLines(s.rollout?.fleet),
     `postgres  ${service(s.services.postgres)}`,
     `redis     ${service(s.services.redis)}`,
     ...monitorLines(s.monitor),
@@ -35,6 +36,20 @@ function monitorLines(m: MonitorStatusSummary | null | undefined): string[] {
   if (!m) return [];
   const lines = [`monitor   ${m.rules} rules every ${m.intervalSeconds} s; ${m.breaching.length ? `holding now: ${m.breaching.map((b) => `${b.rule} (${b.metric})`).join(', ')}` : 'none holding'}`];
   for (const a of m.recent.slice(0, 3)) lines.push(`          ${a.at.slice(11, 19)} ${a.rule}: ${a.ok ? '' : 'FAILED '}${a.outcome}`);
+  return lines;
+}
+
+/** A fleet instance: who drives, and each instance's routing as it last said. */
+function fleetLines(f: FleetSummary | undefined): string[] {
+  if (!f) return [];
+  const live = f.instances.filter((i) => !i.gone);
+  const lines = [`fleet     instance ${f.instance}, one of ${live.length} live; controller ${f.lease ? `${f.lease.holder} (epoch ${f.lease.epoch})` : 'none yet'}`];
+  for (const i of f.instances) {
+    const r = i.state.routing;
+    const routing = r ? (r.candidate && r.candidateWeight > 0 ? `${r.stable} ${Math.round((1 - r.candidateWeight) * 100)}% / ${r.candidate} ${Math.round(r.candidateWeight * 100)}%` : `${r.stable} 100%`) : 'routing unknown';
+    const what = i.gone ? `GONE (unseen ${duration(i.lastSeenMsAgo)})` : `${i.state.controller ? 'controller' : 'follower'}, ${routing}${i.state.degraded ? `, stable only: ${i.state.degraded}` : ''}`;
+    lines.push(`          ${i.id}${i.address ? ` ${i.address}` : ''}  ${what}`);
+  }
   return lines;
 }
 

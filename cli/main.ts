@@ -75,9 +75,10 @@ const commands: Record<string, Command> = {
 /** The active release and the running deployment, from the admin API; null when it does not answer. */
 async function rolloutSummary(config: ReturnType<typeof loadConfig>): Promise<RolloutSummary | null> {
   try {
-    const s = await adminClient(config, { url: '', timeoutMs: 3_000 }).get<{ active: RolloutSummary['active']; routing: { candidateWeight: number }; deployment: (Deployment & { lastVerdict: string | null; lastExplanation: string | null }) | null }>('/api/status');
+    const s = await adminClient(config, { url: '', timeoutMs: 3_000 }).get<{ active: RolloutSummary['active']; routing: { candidateWeight: number }; deployment: (Deployment & { lastVerdict: string | null; lastExplanation: string | null }) | null; fleet?: RolloutSummary['fleet'] }>('/api/status');
     const d = s.deployment;
     return {
+      ...(s.fleet ? { fleet: s.fleet } : {}),
       active: s.active,
       deployment: d ? { id: d.id, version: d.version, strategy: d.strategy, phase: d.status.phase, step: d.status.stepIndex + 1, steps: d.status.steps.length, weight: s.routing.candidateWeight, lastVerdict: d.lastVerdict, lastExplanation: d.lastExplanation } : null,
     };

@@ -23,6 +23,7 @@ export function dashboardPage(): string {
 <section class="card"><h2>Jobs: P99, enqueue to end</h2><div id="chart-jobs-p99" class="chart"></div></section>
 <section class="card"><h2>Jobs: failed attempts</h2><div id="chart-jobs-errors" class="chart"></div></section>
 <div class="grid">
+<section class="card" id="fleet-card" hidden><h2>Fleet</h2><table id="fleet"></table></section>
 <section class="card"><h2>Deployments</h2><table id="deployments"></table></section>
 <section class="card"><h2>Backups</h2><div id="backups">…</div><h2>Alerts</h2><div id="alerts">…</div></section>
 </div>
@@ -107,6 +108,17 @@ async function status() {
     ? '<b>' + esc(d.version) + '</b> (' + esc(d.strategy) + ') on ' + esc(d.candidateColor) + ': <b>' + esc(d.status.phase) + '</b>, step ' + (d.status.stepIndex + 1) + '/' + d.status.steps.length + ' [' + d.status.steps.join(' → ') + ' %], weight ' + Math.round(d.weight * 100) + ' %'
       + '<br>last verdict: <b class="' + (d.lastVerdict === 'fail' ? 'bad' : 'ok') + '">' + esc(d.lastVerdict || '–') + '</b> ' + esc(d.lastExplanation || '')
     : 'no deployment running';
+  // A fleet (external mode): every instance, who drives, what each routes; the charts above are the whole fleet's.
+  const f = s.fleet;
+  $('fleet-card').hidden = !f;
+  if (f) {
+    $('fleet').innerHTML = '<tr><th>instance</th><th>role</th><th>routing</th><th>seen</th></tr>' + f.instances.map((i) => {
+      const r = i.state.routing;
+      const routing = !r ? '–' : r.candidate && r.candidateWeight > 0 ? esc(r.stable) + ' ' + Math.round((1 - r.candidateWeight) * 100) + ' % / ' + esc(r.candidate) + ' ' + Math.round(r.candidateWeight * 100) + ' %' : esc(r.stable) + ' 100 %';
+      const role = i.gone ? '<span class="bad">gone</span>' : (i.state.controller ? '<b>controller</b>' : 'follower') + (i.state.degraded ? ' <span class="bad">stable only: ' + esc(i.state.degraded) + '</span>' : '');
+      return '<tr><td>' + esc(i.id) + (i.id === f.instance ? ' (this one)' : '') + '</td><td>' + role + '</td><td>' + routing + '</td><td>' + (i.lastSeenMsAgo / 1000).toFixed(1) + ' s ago</td></tr>';
+    }).join('');
+  }
 }
 
 async function lists() {

@@ -26,6 +26,12 @@ export function startJobDrain(o: {
   changing: () => boolean;
   /** A handed-out entry idle this long has no live worker (CHANGELENS_JOB_CLAIM_IDLE_MS): only such move. */
   claimIdleMs: number;
+  /**
+   * A fleet (the streams shared by instances): this instance's stopped worker does not mean the
+   * colour's is — another instance's may run it. Entries never handed out stay while any consumer
+   * of the stream read within this long.
+   */
+  sharedLiveWithinMs?: number;
 }): JobDrain {
   const redis = createRedisClient(o.redisUrl, { name: 'changelens-job-drain', log: o.log });
   let stopped = false;
@@ -47,7 +53,7 @@ export function startJobDrain(o: {
       legacy = n === BATCH || (await redis.xLen(LEGACY_STREAM)) > 0;
     }
     if (o.isRunning(`worker-${idle}`) || o.changing()) return;
-    const n = await moveJobs(redis, jobStream(idle), jobStream(active), idle, o.claimIdleMs, () => !o.changing());
+    const n = await moveJobs(redis, jobStream(idle), jobStream(active), idle, o.claimIdleMs, () => !o.changing(), o.sharedLiveWithinMs);
     if (n > 0) {
       o.log.info({ from: idle, to: active, jobs: n }, `moved ${n} job${n === 1 ? '' : 's'} of ${idle} (its worker is stopped) to ${active}'s stream`);
     }
@@ -76,11 +82,14 @@ export function startJobDrain(o: {
  * worker on a shared Redis, or one that was started meanwhile, keeps what it works on). `from`
  * labels the moved entries; `stillOk` is asked before each move.
  */
-export async function moveJobs(redis: RedisClient, source: string, target: string, from: string, idleMs: number, stillOk: () => boolean = () => true): Promise<number> {
+export async function moveJobs(redis: RedisClient, source: string, target: string, from: string, idleMs: number, stillOk: () => boolean = () => true, liveWithinMs?: number): Promise<number> {
   const entries = await redis.xRange(source, '-', '+', { COUNT: BATCH });
   if (entries.length === 0) return 0;
   const groups = (await redis.xInfoGroups(source)) as unknown as Array<{ name: string; pending: number; 'last-delivered-id': string }>;
   const group = groups.find((g) => g.name === JOB_GROUP);
+  // Another instance's worker reads this stream: what nobody took yet is its to take.
+  const someoneReads = group !== undefined && liveWithinMs !== undefined
+    && ((await redis.xInfoConsumers(source, JOB_GROUP)) as unknown as Array<{ idle: number }>).some((c) => c.idle < liveWithinMs);
   const lastDelivered = group?.['last-delivered-id'] ?? '0-0';
   const pending = new Map<string, number>();
   if (group && group.pending > 0) {
@@ -93,6 +102,7 @@ export async function moveJobs(redis: RedisClient, source: string, target: strin
     if (idle === undefined && compareIds(entry.id, lastDelivered) <= 0) continue;
     // Handed out, and its worker still on it.
     if (idle !== undefined && idle < idleMs) continue;
+    if (idle === undefined && someoneReads) continue;
     if (!stillOk()) break;
     const fields = { ...(entry.message as Record<string, string>), movedFrom: from };
     const multi = redis.multi().xAdd(target, '*', fields);

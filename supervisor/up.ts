@@ -239,6 +239,8 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   });
   drain = startJobDrain({
     redisUrl: urls.redis, log, isRunning: (name) => control.isRunning(name), changing: () => control.changing(), claimIdleMs: config.jobClaimIdleMs,
+    // A fleet: another instance's worker of the stopped colour may be reading (it polls every second).
+    ...(fleetInstance !== undefined ? { sharedLiveWithinMs: Math.max(5_000, config.jobClaimIdleMs) } : {}),
     activeColor: () => readRoutingSnapshot(paths.routing)?.activeColor ?? activeColor,
   });
   backups = startBackups({

@@ -104,6 +104,18 @@ export interface MonitorStatusSummary {
 export interface RolloutSummary {
   active: { version: string; color: Color };
   deployment: { id: string; version: string; strategy: string; phase: string; step: number; steps: number; weight: number; lastVerdict: string | null; lastExplanation: string | null } | null;
+  /** External mode: this instance, who holds the controller lease, and every instance seen in the last hour. */
+  fleet?: FleetSummary;
+}
+
+export interface FleetSummary {
+  instance: string;
+  controller: boolean;
+  lease: { holder: string; epoch: number; expiresInMs: number } | null;
+  instances: Array<{
+    id: string; version: string; address: string | null; lastSeenMsAgo: number; gone: boolean;
+    state: { controller?: boolean; degraded?: string | null; routing?: { stable: Color; candidate: Color | null; candidateWeight: number }; colours?: Record<Color, string | null> };
+  }>;
 }
 
 export interface JobsStatus {

@@ -12,6 +12,7 @@ import { startFleetHarness, type FleetHarness } from '../../bench/fleet-harness.
 import type { Appliance } from '../../bench/harness.js';
 import { startLoad, type Load } from '../../bench/load.js';
 import { PgRolloutStore } from '../../rollout/index.js';
+import { runCli } from '../helpers/cli.js';
 
 vi.setConfig({ testTimeout: 240_000, hookTimeout: 240_000 });
 const until = <T>(fn: () => Promise<T>, timeoutMs = 90_000): Promise<T> => vi.waitFor(fn, { timeout: timeoutMs, interval: 250 });
@@ -72,6 +73,12 @@ describe('a fleet of three behind nginx', () => {
       expect(s.fleet.lease.holder).toBe(controllerId);
       expect(s.fleet.controller).toBe(s.fleet.instance === controllerId);
     }
+    // As an operator reads it: `changelens status` on an instance lists the fleet and who drives.
+    const some = live()[0]!;
+    const { code, stdout } = await runCli(['status'], some.env);
+    expect(code, stdout).toBe(0);
+    expect(stdout).toMatch(new RegExp(`fleet +instance fleet-[abc], one of 3 live; controller ${controllerId} \\(epoch \\d+\\)`));
+    expect(stdout).toMatch(new RegExp(`${controllerId} +controller, (blue|green) 100%`));
   });
 
   it('rolls a bad release back on all three, by the verdict on every instance\'s requests, asked through a follower', async () => {
