@@ -8,7 +8,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import { ChangeLensError, CL_ERR_NO_CONTROLLER } from '../lib/errors.js';
 import { newId } from '../lib/ids.js';
 import type { Logger } from '../lib/logger.js';
-import { createRedisClient } from '../lib/redis.js';
+import { createRedisClient, destroyQuietly } from '../lib/redis.js';
 import { tailStream, type StreamTail } from '../lib/stream-tail.js';
 
 export const COMMAND_STREAM = 'changelens:fleet:commands';
@@ -71,7 +71,7 @@ export class FleetCommands {
       for (;;) {
         const left = deadline - Date.now();
         if (left <= 0) throw new CL_ERR_NO_CONTROLLER(`nothing answered "${action}" within ${COMMAND_DEADLINE_MS / 1000} s`);
-        const popped = await waiter.blPop(replyKey(id), Math.max(0.1, left / 1000));
+        const popped = await within(waiter.blPop(replyKey(id), Math.max(0.1, left / 1000)), left + 2_000, 'waiting for the answer');
         if (!popped) continue;
         // Only the controller's answer counts: anything else with the Redis URL could push one.
         let reply: string;
@@ -90,7 +90,7 @@ export class FleetCommands {
       if (err instanceof ChangeLensError) throw err;
       throw new CL_ERR_NO_CONTROLLER(`Redis did not take "${action}": ${(err as Error).message}`);
     } finally {
-      waiter.destroy();
+      destroyQuietly(waiter);
     }
   }
 
@@ -101,6 +101,8 @@ export class FleetCommands {
     const replier = this.sender;
     this.tail = tailStream({
       redisUrl: this.o.redisUrl, key: COMMAND_STREAM, name: 'changelens-proxy-controller-commands', log, what: 'operators\' commands',
+      // Those sent while no instance served (a take-over) and still within their deadline run too.
+      backMs: COMMAND_DEADLINE_MS,
       onEntry: (_entryId, f) => {
         const { id, action, args, sentAt, sig, from } = f;
         if (!id || !action || args === undefined || !sentAt || !sig) return;
@@ -117,8 +119,11 @@ export class FleetCommands {
           try {
             reply = { ok: true, value: await handler(action, JSON.parse(args)) };
           } catch (err) {
-            // Not the controller after all (the lease passed meanwhile): the one that is answers, or nobody does.
-            if (err instanceof ChangeLensError && err.code === 'CL_ERR_NOT_CONTROLLER') return;
+            // Not the controller after all (the lease passed meanwhile): the one that is runs it, or nobody does.
+            if (err instanceof ChangeLensError && err.code === 'CL_ERR_NOT_CONTROLLER') {
+              await replier.del(`changelens:fleet:ran:${id}`);
+              return;
+            }
             const e = err instanceof ChangeLensError ? err : new ChangeLensError('CL_ERR_INTERNAL', 500, (err as Error).message, 'see the controller instance\'s log');
             reply = { ok: false, error: { code: e.code, statusCode: e.statusCode, message: e.message, hint: e.hint } };
           }
@@ -138,6 +143,6 @@ export class FleetCommands {
 
   async close(): Promise<void> {
     await this.stopServing();
-    this.sender.destroy();
+    destroyQuietly(this.sender);
   }
 }

@@ -32,6 +32,8 @@ export class InstanceRegistry {
   private timer: NodeJS.Timeout | null = null;
   private failing = false;
   private closed = false;
+  /** The heartbeat in flight: a clean stop waits for it, so the row it writes is not left behind. */
+  private beating: Promise<void> = Promise.resolve();
 
   constructor(private readonly o: {
     pool: Pool;
@@ -54,8 +56,13 @@ export class InstanceRegistry {
   }
 
   /** Says now what it runs (a follower that just became ready does not wait for the next second). */
-  async beat(): Promise<void> {
-    if (this.closed) return;
+  beat(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    this.beating = this.write();
+    return this.beating;
+  }
+
+  private async write(): Promise<void> {
     const { pool, id, version, address, log } = this.o;
     try {
       await pool.query(
@@ -91,6 +98,7 @@ export class InstanceRegistry {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    await this.beating;
     await this.o.pool.query('DELETE FROM fleet_instances WHERE id = $1', [this.o.id]).catch(() => {});
   }
 }

@@ -4,7 +4,7 @@
 // anything with the Redis URL could publish.
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { Logger } from '../lib/logger.js';
-import { createRedisClient } from '../lib/redis.js';
+import { createRedisClient, destroyQuietly } from '../lib/redis.js';
 
 export const ROUTING_CHANNEL = 'changelens:fleet:routing';
 
@@ -45,7 +45,7 @@ export class StableSignals {
   }
 
   close(): void {
-    this.pub.destroy();
-    this.sub.destroy();
+    destroyQuietly(this.pub);
+    destroyQuietly(this.sub);
   }
 }

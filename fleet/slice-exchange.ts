@@ -6,7 +6,7 @@
 // so a newly elected controller has the last two minutes at once, and every dashboard shows the fleet.
 import type { Color } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
-import { createRedisClient } from '../lib/redis.js';
+import { createRedisClient, destroyQuietly } from '../lib/redis.js';
 import { tailStream, type StreamTail } from '../lib/stream-tail.js';
 import { decodeHistogram, encodeHistogram, newHistogram, recordLatency, type Histogram, type SlicedWindow } from '../monitoring/index.js';
 
@@ -115,8 +115,13 @@ export class SliceExchange {
     this.deltas.clear();
     const batch = this.unsent;
     this.unsent = [];
+    if (!this.publisher.isReady) {
+      // Never sent: kept for the next publication (bounded by age).
+      this.keepUnsent(batch, 'not connected');
+      this.publishing = false;
+      return;
+    }
     try {
-      if (!this.publisher.isOpen) throw new Error('not connected');
       const multi = this.publisher.multi();
       for (const fields of batch) multi.xAdd(SLICE_STREAM, '*', fields, { TRIM: { strategy: 'MAXLEN', strategyModifier: '~', threshold: STREAM_MAXLEN } });
       let timer: NodeJS.Timeout | undefined;
@@ -135,13 +140,19 @@ export class SliceExchange {
       if (this.failingNow) this.o.log.info('publishing this instance\'s slices to the fleet again');
       this.failingNow = false;
     } catch (err) {
-      if (!this.failingNow) this.o.log.warn({ err: (err as Error).message }, 'cannot publish this instance\'s slices; kept until Redis answers (the fleet\'s verdicts miss them meanwhile)');
+      // Sent, and maybe applied before the connection failed: dropped, never sent twice (missing samples, never wrong ones).
+      if (!this.failingNow) this.o.log.warn({ err: (err as Error).message, deltas: batch.length }, 'publishing slices failed; dropped them (the fleet\'s verdicts miss them)');
       this.failingNow = true;
-      const oldest = Math.floor((Date.now() - KEEP_UNPUBLISHED_MS) / 1000);
-      this.unsent = [...batch.filter((f) => Number(f.s) >= oldest), ...this.unsent];
     } finally {
       this.publishing = false;
     }
+  }
+
+  private keepUnsent(batch: Record<string, string>[], why: string): void {
+    if (!this.failingNow) this.o.log.warn({ why }, 'cannot publish this instance\'s slices; kept until Redis answers (the fleet\'s verdicts miss them meanwhile)');
+    this.failingNow = true;
+    const oldest = Math.floor((Date.now() - KEEP_UNPUBLISHED_MS) / 1000);
+    this.unsent = [...batch.filter((f) => Number(f.s) >= oldest), ...this.unsent];
   }
 
   /** One published delta (any instance's, this one's too) into the fleet's window; a malformed one is skipped. */
@@ -164,7 +175,7 @@ export class SliceExchange {
   async close(): Promise<void> {
     clearInterval(this.timer);
     await this.publish();
-    this.publisher.destroy();
+    destroyQuietly(this.publisher);
     await this.reader.close();
   }
 }

@@ -32,3 +32,8 @@ export function createRedisClient(url: string, options: { name?: string; reconne
 }
 
 export type RedisClient = ReturnType<typeof createRedisClient>;
+
+/** Closes a client now, whatever state it is in (destroying one already closed throws). */
+export function destroyQuietly(client: RedisClient): void {
+  if (client.isOpen) client.destroy();
+}

@@ -2,7 +2,7 @@
 // when the reader connected (or from a while back), waiting out a Redis that goes away and reading on
 // from where it left off (entries trimmed meanwhile are gone: missing samples, never wrong ones).
 import type { Logger } from './logger.js';
-import { createRedisClient } from './redis.js';
+import { createRedisClient, destroyQuietly } from './redis.js';
 
 const BLOCK_MS = 1_000;
 const COUNT = 1_000;
@@ -65,7 +65,7 @@ export function tailStream(o: StreamTailOptions): StreamTail {
   return {
     async close() {
       stopped = true;
-      redis.destroy();
+      destroyQuietly(redis);
       await done;
     },
   };

@@ -79,6 +79,11 @@ export class Colours {
     );
   }
 
+  /** Whether a stop of `color` is scheduled (kept warm, kept for inspection). */
+  stopScheduled(color: Color): boolean {
+    return this.stops.has(color);
+  }
+
   cancelStop(color: Color): void {
     this.stops.get(color)?.cancel();
     this.stops.delete(color);

@@ -113,6 +113,7 @@ export class RolloutController {
         changed: () => fleet.changed(),
         trip: (t) => fleet.trip(t),
         unjudged: () => fleet.unjudged(),
+        ...(o.mirror ? { mirror: o.mirror } : {}),
       });
     }
     this.colours.serve(o.activeColor, o.initialRelease.version);
@@ -188,11 +189,13 @@ export class RolloutController {
     const still = (): boolean => this.leading && this.epoch === held.epoch && !this.closed;
     this.leadingReady = (async () => {
       await follower.stop();
-      if (!still()) return;
-      const reconciler: Reconciler = this.newReconciler(follower.serving().color, fleet.storeFor(held), () => this.reconciler === reconciler && still());
-      this.reconciler = reconciler;
       for (let attempt = 1; still(); attempt++) {
         try {
+          // What the fleet serves runs here first: the take-over routes everything to it.
+          const serving = await follower.ensureActive();
+          if (!still()) return;
+          const reconciler: Reconciler = this.newReconciler(serving.color, fleet.storeFor(held), () => this.reconciler === reconciler && still());
+          this.reconciler = reconciler;
           await reconciler.init();
           return;
         } catch (err) {
@@ -210,6 +213,8 @@ export class RolloutController {
     this.leading = false;
     this.epoch = null;
     this.reconciler.standDown();
+    // What it ended and started while it drove is done; what the fleet serves runs here.
+    this.follower.reset(this.reconciler.activeRelease);
     this.follower.start();
   }
 

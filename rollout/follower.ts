@@ -12,10 +12,11 @@ import type { Color } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
 import { other, type Colours } from './colours.js';
 import type { Deployment } from './model.js';
-import type { RolloutStore, SupervisorLink } from './ports.js';
+import { systemClock, type MirrorLink, type RolloutStore, type SupervisorLink } from './ports.js';
 import type { RolloutStatus } from './reconciler.js';
 import { candidateWeight } from './state-machine.js';
 import type { Traffic } from './traffic.js';
+import { warmUp } from './warmup.js';
 
 const READ_EVERY_MS = 500;
 
@@ -43,6 +44,8 @@ export class Follower {
   /** Starting the fleet's active release here, while it runs. */
   private converging: Promise<void> | null = null;
   private d: Deployment | null = null;
+  /** The deployment this instance follows (runs its candidate for): only its end is acted on, only its candidate's 5xx count. */
+  private followed: Deployment | null = null;
   /** The fleet's active release (the pointer). */
   private active: { version: string; color: Color };
   /** What this instance serves as its stable colour: the pointer once it runs it here. */
@@ -71,6 +74,8 @@ export class Follower {
     trip: (t: FollowerTrip) => void;
     /** Why this instance's candidate traffic would go unjudged now (no controller renews the lease; its Redis is gone), or null. */
     unjudged: () => string | null;
+    /** The proxy's mirror: a candidate started here is warmed with synthetic GETs before it says it is ready (absent: it starts cold). */
+    mirror?: MirrorLink;
   }) {
     this.active = o.active;
     this.local = o.active;
@@ -97,6 +102,22 @@ export class Follower {
     await this.converging;
   }
 
+  /**
+   * Forgets what it followed before this instance drove (it ended those deployments itself, and
+   * made `active` run here): it follows afresh from the running deployment's row.
+   */
+  reset(active: { version: string; color: Color }): void {
+    this.active = active;
+    this.local = active;
+    this.d = null;
+    this.followed = null;
+    this.followingNow = null;
+    this.stableFor = null;
+    this.consecutive5xx = 0;
+    this.tripped = false;
+    this.unjudged = null;
+  }
+
   following(): Following | null {
     return this.followingNow;
   }
@@ -118,14 +139,14 @@ export class Follower {
 
   /** The controller's word (sent at `sentAtMs`): deployment `id` takes no more traffic, here neither. */
   stableNow(id: string, sentAtMs?: number): void {
-    const d = this.d;
+    const d = this.followed;
     if (!this.running || !d || d.id !== id) return;
     this.leave(d, 'signal', sentAtMs);
   }
 
   /** One response of `color` here: a run of 5xx from the candidate trips, as on the controller. */
   observe(color: Color, statusCode: number): void {
-    const d = this.d;
+    const d = this.followed;
     if (!d || color !== d.candidateColor || this.stableFor === d.id || d.status.phase !== 'shifting') return;
     if (statusCode < 500) {
       this.consecutive5xx = 0;
@@ -173,8 +194,11 @@ export class Follower {
       return;
     }
     if (!this.running) return;
-    const previous = this.d;
-    if (previous && previous.id !== d?.id) await this.ended(previous);
+    const previous = this.followed;
+    if (previous && previous.id !== d?.id) {
+      this.followed = null;
+      await this.ended(previous);
+    }
     if (!this.running) return;
     this.d = d;
     // The fleet's active release runs here before anything else: a colour this instance does not run takes no traffic.
@@ -191,11 +215,13 @@ export class Follower {
     }
     if (this.followingNow?.id !== d.id) {
       this.followingNow = { id: d.id, ready: false, failed: null, revision: 0 };
+      this.followed = d;
       this.stableFor = null;
       this.consecutive5xx = 0;
       this.tripped = false;
       void this.startCandidate(d);
     }
+    this.followed = d;
     const f = this.followingNow;
     const { phase } = d.status;
     let applied = true;
@@ -226,36 +252,48 @@ export class Follower {
     }
   }
 
-  /** Starts the fleet's active release here (once at a time), then serves it. */
+  /** Starts the fleet's active release here (once at a time, in the background), then serves it. */
   private converge(): void {
     if (this.converging) return;
+    this.converging = this.runActive(false).catch((err: Error) => {
+      this.o.log.error({ err: err.message, color: this.active.color, version: this.active.version }, 'could not start the fleet\'s active release here; serving what runs, trying again');
+    }).finally(() => { this.converging = null; });
+  }
+
+  /**
+   * Before this instance drives (stopped as a follower): the fleet's active release, read now, runs
+   * here and is what it serves, or this throws (the take-over tries again). Returns it.
+   */
+  async ensureActive(): Promise<{ version: string; color: Color }> {
+    await this.converging;
+    const { active } = await this.o.store.pointers();
+    if (active) this.active = active;
+    await this.runActive(true);
+    return this.local;
+  }
+
+  private async runActive(evenStopped: boolean): Promise<void> {
     const { colours, supervisor, store, traffic, log } = this.o;
     const want = this.active;
-    this.converging = (async () => {
-      try {
-        const release = await store.release(want.version);
-        if (!release) throw new Error(`release ${want.version} is not recorded`);
-        await colours.op(async () => {
-          if (colours.servedBy(want.color) === want.version && await colours.isUp(want.color)) return;
-          log.info({ color: want.color, version: want.version, serving: this.local }, 'starting the fleet\'s active release here');
-          colours.cancelStop(want.color);
-          await supervisor.stop(want.color);
-          await supervisor.start(want.color, release);
-          colours.serve(want.color, want.version);
-        });
-        if (!this.running) return;
-        const previous = this.local;
-        this.local = want;
-        traffic.snapshot(want.color, { version: release.version, artifact: release.artifact, env: release.env });
-        traffic.allTo(want.color);
-        if (previous.color !== want.color) colours.stopLater(previous.color, 2, `this instance serves the fleet's active ${want.version} on ${want.color} now`);
-        log.info({ color: want.color, version: want.version }, 'serving the fleet\'s active release here');
-      } catch (err) {
-        log.error({ err: (err as Error).message, color: want.color, version: want.version }, 'could not start the fleet\'s active release here; serving what runs, trying again');
-      } finally {
-        this.converging = null;
-      }
-    })();
+    if (this.local.color === want.color && this.local.version === want.version) return;
+    const release = await store.release(want.version);
+    if (!release) throw new Error(`release ${want.version} is not recorded`);
+    await colours.op(async () => {
+      if (colours.servedBy(want.color) === want.version && await colours.isUp(want.color)) return;
+      log.info({ color: want.color, version: want.version, serving: this.local }, 'starting the fleet\'s active release here');
+      colours.cancelStop(want.color);
+      await supervisor.stop(want.color);
+      await supervisor.start(want.color, release);
+      colours.serve(want.color, want.version);
+    });
+    if (!this.running && !evenStopped) return;
+    const previous = this.local;
+    this.local = want;
+    traffic.snapshot(want.color, { version: release.version, artifact: release.artifact, env: release.env });
+    traffic.allTo(want.color);
+    // The colour it served before: stopped soon, unless a stop is already set for it (kept warm after a promotion).
+    if (previous.color !== want.color && !colours.stopScheduled(previous.color)) colours.stopLater(previous.color, 2, `this instance serves the fleet's active ${want.version} on ${want.color} now`);
+    log.info({ color: want.color, version: want.version }, 'serving the fleet\'s active release here');
   }
 
   /** The candidate here: the release started (or the same one still warm reused), then ready. */
@@ -274,6 +312,17 @@ export class Follower {
         await supervisor.start(d.candidateColor, release);
         colours.serve(d.candidateColor, d.version);
       });
+      if (this.followingNow !== f || !this.running) return;
+      // Warm, as the controller warms its own, before any user here reaches it (a cold candidate's
+      // first answers would count against it in the fleet's windows).
+      const seconds = d.plan.warmupSeconds ?? 0;
+      if (this.o.mirror && seconds > 0 && colours.servedBy(d.candidateColor) === d.version) {
+        const report = await warmUp({
+          clock: systemClock, mirror: this.o.mirror, color: d.candidateColor, seconds, paths: d.plan.warmupPaths ?? ['/'],
+          sleep: (ms) => new Promise((r) => setTimeout(r, ms)), live: () => this.running && this.followingNow === f,
+        });
+        log.info({ deployment: d.id, ...report }, report.warm ? 'candidate warmed up on this instance' : 'candidate warm-up time over on this instance before it was warm');
+      }
       if (this.followingNow !== f || !this.running) return;
       f.ready = colours.servedBy(d.candidateColor) === d.version;
       if (f.ready) log.info({ deployment: d.id, color: d.candidateColor, version: d.version }, 'candidate ready on this instance');

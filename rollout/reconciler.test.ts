@@ -10,43 +10,13 @@ import type { Color } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
 import { SlicedWindow } from '../monitoring/index.js';
 import { ManualClock } from '../test/helpers/manual-clock.js';
+import { FakeSupervisor } from '../test/helpers/fake-supervisor.js';
 import { MemoryRolloutStore } from '../test/helpers/memory-rollout-store.js';
 import { RolloutController } from './controller.js';
 import type { DeployRequest, Plan } from './model.js';
-import type { ColorHealth, MirrorLink, SupervisorLink } from './ports.js';
+import type { MirrorLink } from './ports.js';
 import { WARM_ENOUGH } from './warmup.js';
 import type { DeploymentStatus } from './state-machine.js';
-
-/** The colours' processes: started, stopped, crashed, or not answering, as each test needs. */
-class FakeSupervisor implements SupervisorLink {
-  readonly colours: Record<Color, ColorHealth & { release: string | null }> = {
-    blue: { running: true, online: true, restarts: 0, ready: true, release: 'v1', worker: { running: true, restarts: 0 } },
-    green: { running: false, online: false, restarts: 0, ready: false, release: null, worker: { running: false, restarts: 0 } },
-  };
-  readonly calls: string[] = [];
-  failStart: string | null = null;
-
-  async start(color: Color, release: { version: string }): Promise<void> {
-    this.calls.push(`start ${color} ${release.version}`);
-    if (this.failStart) throw new Error(this.failStart);
-    Object.assign(this.colours[color], { running: true, online: true, ready: true, release: release.version, worker: { running: true, restarts: 0 } });
-  }
-
-  async stop(color: Color): Promise<void> {
-    this.calls.push(`stop ${color}`);
-    Object.assign(this.colours[color], { running: false, online: false, ready: false, release: null, worker: { running: false, restarts: 0 } });
-  }
-
-  async stopWorker(color: Color): Promise<void> {
-    this.calls.push(`stop worker-${color}`);
-    this.colours[color].worker = { running: false, restarts: this.colours[color].worker?.restarts ?? 0 };
-  }
-
-  async health(color: Color): Promise<ColorHealth> {
-    const { release: _, ...health } = this.colours[color];
-    return { ...health };
-  }
-}
 
 /** Counts the store's status writes (to see how many a transition costs), and loses them on demand (Postgres away). */
 class CountingStore extends MemoryRolloutStore {

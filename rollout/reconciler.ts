@@ -274,8 +274,7 @@ export class Reconciler {
           colours.serve(d.candidateColor, d.version);
           return true;
         });
-        // A fleet: no instance sends the candidate traffic before every live one runs it ready.
-        if (started && this.o.fleet) await this.o.fleet.everyoneReady(d, this.o.readyTimeoutMs ?? 60_000);
+
       } catch (err) {
         await this.locked(async () => {
           if (ending(run)) return;
@@ -299,6 +298,9 @@ export class Reconciler {
       // Blue/green's baseline is the stable colour before the warm-up's copies loaded the box.
       if (strategy.baseline === 'before-switch') analysis.captureBaseline(run, clock.now());
       await this.warmUp(run);
+      // A fleet: no instance sends the candidate traffic before every live one runs it ready (they
+      // start and warm theirs while this one warms its own).
+      if (this.o.fleet && !(await this.fleetReady(run))) return;
       if (!(await this.step(run, async () => {
         await this.apply(run, { type: 'ready' });
         await this.o.events.audit('ready', run.d, 'controller', { candidateColor: d.candidateColor, ...(run.warmup ? { warmup: run.warmup } : {}) });
@@ -311,6 +313,24 @@ export class Reconciler {
       // Postgres unreachable, most likely: send everything to the stable colour and stay there.
       log.error({ err: (err as Error).message, deployment: d.id }, 'rollout driver failed; all traffic to the stable colour');
       if (!isTerminal(run.d.status.phase) && !run.rollback) this.toStable(run, clock.monotonic());
+    }
+  }
+
+  /** Every live instance runs the candidate ready; else the deployment fails (naming the instance) and the candidate stops here. */
+  private async fleetReady(run: Run): Promise<boolean> {
+    const { d } = run;
+    try {
+      await this.o.fleet!.everyoneReady(d, this.o.readyTimeoutMs ?? 60_000);
+      return true;
+    } catch (err) {
+      await this.locked(async () => {
+        if (ending(run) || this.deposed) return;
+        await this.apply(run, { type: 'not_ready', reason: `${d.candidateColor} did not become ready on every instance: ${(err as Error).message}` });
+        await this.o.events.audit('failed', run.d, 'controller', { reason: run.d.status.reason }, false, (err as Error).message);
+        this.finish(run);
+      });
+      if (!this.deposed) await this.o.colours.op(() => this.o.supervisor.stop(d.candidateColor)).catch(() => {});
+      return false;
     }
   }
 

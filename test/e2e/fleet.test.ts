@@ -14,7 +14,7 @@ import { startLoad, type Load } from '../../bench/load.js';
 import { PgRolloutStore } from '../../rollout/index.js';
 import { runCli } from '../helpers/cli.js';
 
-vi.setConfig({ testTimeout: 240_000, hookTimeout: 240_000 });
+vi.setConfig({ testTimeout: 300_000, hookTimeout: 240_000 });
 const until = <T>(fn: () => Promise<T>, timeoutMs = 90_000): Promise<T> => vi.waitFor(fn, { timeout: timeoutMs, interval: 250 });
 const TERMINAL = ['promoted', 'rolled_back', 'aborted', 'failed'];
 
