@@ -51,6 +51,8 @@ export class Follower {
   /** What this instance serves as its stable colour: the pointer once it runs it here. */
   private local: { version: string; color: Color };
   private followingNow: Following | null = null;
+  /** The deployment whose candidate warms up here now (live requests are copied to it). */
+  private warmingFor: string | null = null;
   /** The deployment swapped to stable here for good (a fast trip here, the controller's word, its rollback). */
   private stableFor: string | null = null;
   private consecutive5xx = 0;
@@ -237,12 +239,12 @@ export class Follower {
       this.unjudged = unjudged;
       applied = f.ready && this.stableFor !== d.id && !unjudged;
       if (applied) traffic.split(d, candidateWeight(d.status));
-      else traffic.toStable(d);
+      else this.withoutCandidate(d);
       if (applied) await this.watchCandidate(d);
     } else if (phase === 'rolling_back') {
       this.leave(d, 'row');
     } else {
-      traffic.allTo(d.stableColor); // starting, warming: the candidate takes nothing yet
+      this.withoutCandidate(d); // starting, warming: the candidate takes nothing yet
     }
     // The controller moves a step only once every live instance applies it: said only when it does.
     if (applied && f.revision !== d.status.revision) {
@@ -250,6 +252,12 @@ export class Follower {
       log.info({ deployment: d.id, phase, revision: f.revision, weight: traffic.candidateWeight }, 'applying the deployment\'s step here');
       this.o.changed();
     }
+  }
+
+  /** Every request to the stable colour; copies of them to the candidate while it warms up here. */
+  private withoutCandidate(d: Deployment): void {
+    if (this.warmingFor === d.id && this.stableFor !== d.id) this.o.traffic.warmup(d, d.plan.warmupMirror !== false);
+    else this.o.traffic.toStable(d);
   }
 
   /** Starts the fleet's active release here (once at a time, in the background), then serves it. */
@@ -317,10 +325,19 @@ export class Follower {
       // first answers would count against it in the fleet's windows).
       const seconds = d.plan.warmupSeconds ?? 0;
       if (this.o.mirror && seconds > 0 && colours.servedBy(d.candidateColor) === d.version) {
-        const report = await warmUp({
-          clock: systemClock, mirror: this.o.mirror, color: d.candidateColor, seconds, paths: d.plan.warmupPaths ?? ['/'],
-          sleep: (ms) => new Promise((r) => setTimeout(r, ms)), live: () => this.running && this.followingNow === f,
-        });
+        // Copies of this instance's live GET/HEAD requests, topped up with synthetic GETs, as on the controller.
+        this.warmingFor = d.id;
+        this.withoutCandidate(d);
+        let report: Awaited<ReturnType<typeof warmUp>>;
+        try {
+          report = await warmUp({
+            clock: systemClock, mirror: this.o.mirror, color: d.candidateColor, seconds, paths: d.plan.warmupPaths ?? ['/'],
+            sleep: (ms) => new Promise((r) => setTimeout(r, ms)), live: () => this.running && this.followingNow === f,
+          });
+        } finally {
+          this.warmingFor = null;
+        }
+        if (this.running && this.d?.id === d.id) this.withoutCandidate(d);
         log.info({ deployment: d.id, ...report }, report.warm ? 'candidate warmed up on this instance' : 'candidate warm-up time over on this instance before it was warm');
       }
       if (this.followingNow !== f || !this.running) return;

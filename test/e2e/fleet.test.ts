@@ -4,7 +4,8 @@
 // three; kill -9 of the controller's whole appliance mid-rollout hands the lease to another within
 // 10 s while the survivors route stable-only, and the deployment goes on; the dead controller's
 // write is refused by epoch; a fourth instance joins mid-rollout and follows; the good release is
-// promoted on all four, and a fifth that joins after serves the promoted release.
+// promoted on all four (by an operator, through the newcomer), and a fifth that joins after serves
+// the promoted release.
 import { writeFileSync } from 'node:fs';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -49,7 +50,7 @@ const everywhere = (check: (s: any) => boolean, what: string): Promise<void> => 
 beforeAll(async () => {
   fleet = await startFleetHarness({
     CHANGELENS_CANARY_STEPS: '50,100', CHANGELENS_STEP_SECONDS: '6', CHANGELENS_WINDOW_SECONDS: '3', CHANGELENS_MIN_SAMPLES: '20',
-    CHANGELENS_KEEP_WARM_SECONDS: '2', CHANGELENS_INSPECT_SECONDS: '2', CHANGELENS_JOB_CLAIM_IDLE_MS: '1000',
+    CHANGELENS_KEEP_WARM_SECONDS: '2', CHANGELENS_INSPECT_SECONDS: '2', CHANGELENS_JOB_CLAIM_IDLE_MS: '1000', CHANGELENS_WARMUP_SECONDS: '2',
   });
   instances = fleet.instances;
   // Three at once: the migrations' advisory lock lets one migrate while the others wait.
@@ -143,7 +144,8 @@ describe('a fleet of three behind nginx', () => {
         expect(s.fleet.controller).toBe(false);
         expect(s.routing.candidateWeight, JSON.stringify(s.routing)).toBe(0.5);
       });
-      await api(fourth, 'POST', '/api/deployment/resume');
+      // Promoted by an operator through the newcomer: forwarded to the controller, followed by all.
+      await api(fourth, 'POST', '/api/deployment/promote');
       const d = await finished(fourth, d0.id);
       expect(d.status.phase, d.status.reason).toBe('promoted');
       await everywhere((s) => s.routing.candidateWeight === 0 && s.active.color === d.candidateColor && s.active.version === 'fleet-good', 'everything on the promoted colour');
