@@ -238,11 +238,6 @@ export class RolloutController {
     if (!this.leading) this.follower?.stableNow(deploymentId, sentAtMs);
   }
 
-  /** Wakes a follower to read the row now (the controller changed it). */
-  wake(): void {
-    if (!this.leading) void this.follower?.sync();
-  }
-
   deploy(req: DeployRequest): Promise<Deployment> {
     // Every instance starts the candidate from its own data dir: an artifact lives in one of them.
     if (this.o.fleet && req.artifact !== undefined) {
