@@ -17,7 +17,7 @@ import type { StartAnalysisLoad } from './analysis-load.js';
 import { other, type Colours } from './colours.js';
 import type { RolloutEvents } from './events.js';
 import { FastTrips } from './fast-trips.js';
-import type { Deployment, DeployRequest, Release } from './model.js';
+import type { Deployment, DeployRequest, Release, StoredVerdict } from './model.js';
 import { sleep, type Clock, type FleetLink, type MirrorLink, type RolloutStore, type SupervisorLink } from './ports.js';
 import { prepareRelease } from './release-import.js';
 import { judging, newRun, type Run } from './run.js';
@@ -626,6 +626,11 @@ export class Reconciler {
       }
       colours.serve(d.candidateColor, d.version);
       run.servingSinceMs = clock.now();
+      // A fleet's window holds every instance's slices from before the take-over (read back from
+      // Redis): judging goes on from where the previous controller's last window of this step
+      // ended, so the candidate's requests while no controller ran are judged too.
+      const since = this.o.fleet ? judgedUpTo(stored, d, clock.now()) : null;
+      if (since !== null) run.stepStartedMs = run.servingSinceMs = since;
       // Who paused it, from its reason: the judge and the deadline say so; anything else is an operator's hold.
       const pausedBy = d.status.phase === 'paused' ? d.status.reason ?? '' : null;
       run.pausedByOperator = pausedBy !== null && !pausedBy.startsWith(INCONCLUSIVE) && !pausedBy.startsWith(DEADLINE);
@@ -694,4 +699,17 @@ export class Reconciler {
   private publish(): void {
     this.o.events.publish(this.current?.d ?? null, this.o.traffic.candidateWeight, this.active.color);
   }
+}
+
+/** How far back a take-over's first window may reach: well within the two minutes of slices kept. */
+const TAKE_OVER_REACH_MS = 60_000;
+
+/**
+ * Where judging of `d`'s current step stopped: the end of its last stored window of this step, or
+ * when the row last changed (the step began or resumed); null when that is too long ago.
+ */
+function judgedUpTo(stored: readonly StoredVerdict[], d: Deployment, nowMs: number): number | null {
+  const last = stored.filter((v) => v.stepIndex === d.status.stepIndex).at(-1);
+  const since = last ? last.window.endMs : Date.parse(d.updatedAt);
+  return Number.isFinite(since) && nowMs - since <= TAKE_OVER_REACH_MS && since <= nowMs ? since : null;
 }

@@ -144,6 +144,13 @@ describe('a fleet of three behind nginx', () => {
         expect(s.fleet.controller).toBe(false);
         expect(s.routing.candidateWeight, JSON.stringify(s.routing)).toBe(0.5);
       });
+      // Every second of the step was judged, the seconds around the kill too: the new controller's
+      // first window begins where the dead one's last ended (the fleet's slices outlived it).
+      const { verdicts } = await api(next, 'GET', `/api/deployments/${d0.id}`);
+      const windows = (verdicts as Array<{ stepIndex: number; window: { startMs: number; endMs: number } }>).filter((v) => v.stepIndex === 0).map((v) => v.window);
+      for (let i = 1; i < windows.length; i++) expect(windows[i]!.startMs, JSON.stringify(windows)).toBeLessThanOrEqual(windows[i - 1]!.endMs);
+      expect(windows.some((w) => w.startMs <= killedAt && killedAt < w.endMs), JSON.stringify({ killedAt, windows })).toBe(true);
+
       // Promoted by an operator through the newcomer: forwarded to the controller, followed by all.
       await api(fourth, 'POST', '/api/deployment/promote');
       const d = await finished(fourth, d0.id);
