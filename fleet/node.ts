@@ -84,9 +84,10 @@ export class FleetNode {
   }
 
   /** Every live instance but this one runs `d`'s candidate ready; throws naming one that could not, or those still not ready at the deadline. */
-  async everyoneReady(d: FollowedDeployment, timeoutMs: number): Promise<void> {
+  async everyoneReady(d: FollowedDeployment, timeoutMs: number, live: () => boolean = () => true): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
+      if (!live()) return;
       const others = (await this.registry.live()).filter((i) => i.id !== this.o.id);
       const failed = others.find((i) => i.state.following?.id === d.id && i.state.following.failed);
       if (failed) throw new Error(`instance ${failed.id} could not start it: ${failed.state.following!.failed}`);

@@ -92,7 +92,7 @@ const controller = new RolloutController({
   readyTimeoutMs: config.readyTimeoutMs,
   ...(fleetId ? {
     fleet: {
-      link: { everyoneReady: (d, ms) => fleet!.everyoneReady(d, ms), servingEverywhere: (d) => fleet!.servingEverywhere(d), stableNow: (d) => fleet!.stableNow(d) },
+      link: { everyoneReady: (d, ms, live) => fleet!.everyoneReady(d, ms, live), servingEverywhere: (d) => fleet!.servingEverywhere(d), stableNow: (d) => fleet!.stableNow(d) },
       send: (action: string, args: unknown) => fleet!.commands.send(action, args),
       changed: () => void fleet?.registry.beat(),
       trip: (t) => void fleet!.commands.send('trip', { ...t, instance: fleetId }).catch((err: Error) => log.error({ err: err.message, trip: t }, 'could not tell the controller of a fast trip here; this instance routes to the stable colour only')),

@@ -1,5 +1,5 @@
 // What an instance of a fleet that is not the controller does: it follows the running deployment
-// from its row in Postgres (woken through Redis, reading every 500 ms anyway), starts the candidate
+// from its row in Postgres (read every 500 ms; a rollback's signal comes at once), starts the candidate
 // colour here, says when it is ready (the controller waits for every live instance), and applies
 // the weights of the step the row is at; stable only while its own candidate is not ready. A swap
 // to stable comes at once (`stableNow`), before the row says so. Its own candidate's crash or a run
@@ -332,7 +332,7 @@ export class Follower {
         try {
           report = await warmUp({
             clock: systemClock, mirror: this.o.mirror, color: d.candidateColor, seconds, paths: d.plan.warmupPaths ?? ['/'],
-            sleep: (ms) => new Promise((r) => setTimeout(r, ms)), live: () => this.running && this.followingNow === f,
+            sleep: (ms) => new Promise((r) => setTimeout(r, ms)), live: () => this.running && this.followingNow === f && this.stableFor !== d.id,
           });
         } finally {
           this.warmingFor = null;

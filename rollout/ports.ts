@@ -118,8 +118,12 @@ export function sleep(clock: Clock, ms: number): Promise<void> {
  * the deployment's row; the controller waits for them and tells them to swap back at once.
  */
 export interface FleetLink {
-  /** Resolves when every live instance runs the deployment's candidate ready; throws naming one that failed, or those still not ready at the deadline. */
-  everyoneReady(d: Deployment, timeoutMs: number): Promise<void>;
+  /**
+   * Resolves when every live instance runs the deployment's candidate ready, or as soon as `live()`
+   * says the wait is moot (the deployment ended); throws naming one that failed, or those still not
+   * ready at the deadline.
+   */
+  everyoneReady(d: Deployment, timeoutMs: number, live: () => boolean): Promise<void>;
   /** Whether every live instance applies the deployment's weights at its current revision (a step moves only then). */
   servingEverywhere(d: Deployment): Promise<boolean>;
   /** Every instance: all to the stable colour now (the row follows; this is the fast path). */

@@ -320,16 +320,18 @@ export class Reconciler {
   private async fleetReady(run: Run): Promise<boolean> {
     const { d } = run;
     try {
-      await this.o.fleet!.everyoneReady(d, this.o.readyTimeoutMs ?? 60_000);
-      return true;
+      await this.o.fleet!.everyoneReady(d, this.o.readyTimeoutMs ?? 60_000, () => !ending(run) && !this.closed);
+      return !ending(run) && !this.closed;
     } catch (err) {
-      await this.locked(async () => {
-        if (ending(run) || this.deposed) return;
+      // Only the deployment this call failed gives up its candidate (a newer one may use the colour by now).
+      const failedHere = await this.locked(async () => {
+        if (ending(run) || this.deposed) return false;
         await this.apply(run, { type: 'not_ready', reason: `${d.candidateColor} did not become ready on every instance: ${(err as Error).message}` });
         await this.o.events.audit('failed', run.d, 'controller', { reason: run.d.status.reason }, false, (err as Error).message);
         this.finish(run);
+        return true;
       });
-      if (!this.deposed) await this.o.colours.op(() => this.o.supervisor.stop(d.candidateColor)).catch(() => {});
+      if (failedHere) await this.o.colours.op(() => this.o.supervisor.stop(d.candidateColor)).catch(() => {});
       return false;
     }
   }
@@ -389,7 +391,8 @@ export class Reconciler {
         // An operator's step change or resume while judging starts the windows afresh.
         if (run.d.status.stepIndex !== stepAtJudging || run.stepStartedMs !== startOfStep) return false;
         // A fleet's step moves only once every live instance serves it.
-        if (strategy.stepComplete(run, clock.now()) && (!this.o.fleet || await this.o.fleet.servingEverywhere(run.d))) {
+        // Complete as of the window judged (a take-over's catch-up windows end in the past).
+        if (strategy.stepComplete(run, Math.min(clock.now(), windowEnd + delay)) && (!this.o.fleet || await this.o.fleet.servingEverywhere(run.d))) {
           const outcome = analysis.stepOutcome(run, windowEnd);
           if (outcome === 'inconclusive') {
             const wanting = run.heldByJobs ? `${plan.rules.jobMinSamples ?? 20} job outcomes of the candidate's worker` : `${plan.rules.minSamples} candidate requests`;
@@ -638,7 +641,7 @@ export class Reconciler {
       // blue/green's pre-switch baseline died with the old proxy: it is judged against the stable colour alongside.
       this.setWeights(run);
       this.startLoad(run);
-      await events.audit('resume', run.d, 'controller', { reason: 'proxy restarted; judging resumes with fresh windows', stepIndex: d.status.stepIndex });
+      await events.audit('resume', run.d, 'controller', { reason: since !== null ? `controller taken over; judging goes on from ${new Date(since).toISOString()}` : 'proxy restarted; judging resumes with fresh windows', stepIndex: d.status.stepIndex });
     });
     if (this.current !== run || ending(run)) return;
     this.trips.start(run);
@@ -710,6 +713,9 @@ const TAKE_OVER_REACH_MS = 60_000;
  */
 function judgedUpTo(stored: readonly StoredVerdict[], d: Deployment, nowMs: number): number | null {
   const last = stored.filter((v) => v.stepIndex === d.status.stepIndex).at(-1);
-  const since = last ? last.window.endMs : Date.parse(d.updatedAt);
+  // A resume after the last window gives the step its whole period again: from the resume, then.
+  // (Whole seconds: a window starts on one, and rounding up would skip the first.)
+  const changed = Math.floor(Date.parse(d.updatedAt) / 1000) * 1000;
+  const since = last ? (d.status.phase === 'shifting' ? Math.max(last.window.endMs, changed) : last.window.endMs) : changed;
   return Number.isFinite(since) && nowMs - since <= TAKE_OVER_REACH_MS && since <= nowMs ? since : null;
 }

@@ -108,6 +108,8 @@ describe('a fleet of three behind nginx', () => {
     // A good release; the box boots whole appliances while it is judged, so a latency outlier is not what this test is about.
     const d0 = await api(survivors[0]!, 'POST', '/api/deployments', { version: 'fleet-good', steps: [50, 100], stepSeconds: 20, p99Ratio: 5 });
     await everywhere((s) => s.routing.candidateWeight === 0.5, 'the candidate takes half');
+    // The dead controller will have judged a window of the step: the new one must go on from its end.
+    await until(async () => expect((await api(dead, 'GET', `/api/deployments/${d0.id}`)).verdicts.length).toBeGreaterThan(0));
     const db = new pg.Pool({ connectionString: fleet.postgresUrl, max: 2 });
     try {
       const { rows: [lease] } = await db.query<{ holder: string; epoch: string }>(`SELECT holder, epoch FROM fleet_leases WHERE name = 'controller'`);
