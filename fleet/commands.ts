@@ -4,12 +4,13 @@
 // meet in Redis. A command is signed with a key derived from the admin token every instance of the
 // fleet shares, because anything with the Redis URL (a release, in external mode) could add one; a
 // command older than its deadline is not run, so nothing the operator gave up on happens later.
-import { createHmac, timingSafeEqual } from 'node:crypto';
 import { ChangeLensError, CL_ERR_NO_CONTROLLER } from '../lib/errors.js';
 import { newId } from '../lib/ids.js';
 import type { Logger } from '../lib/logger.js';
 import { createRedisClient, destroyQuietly } from '../lib/redis.js';
 import { tailStream, type StreamTail } from '../lib/stream-tail.js';
+import { withTimeout } from '../lib/timeout.js';
+import { mac, verify } from './signing.js';
 
 export const COMMAND_STREAM = 'changelens:fleet:commands';
 const replyKey = (id: string): string => `changelens:fleet:reply:${id}`;
@@ -20,29 +21,8 @@ export type CommandHandler = (action: string, args: unknown) => Promise<unknown>
 
 type Reply = { ok: true; value: unknown } | { ok: false; error: { code: string; statusCode: number; message: string; hint: string } };
 
-const mac = (key: Buffer, text: string): string => createHmac('sha256', key).update(text).digest('base64url');
 const sign = (key: Buffer, id: string, action: string, args: string, sentAt: string): string => mac(key, `${id}\n${action}\n${args}\n${sentAt}`);
-const verify = (key: Buffer, text: string, sig: unknown): boolean => {
-  const expected = Buffer.from(mac(key, text));
-  const given = Buffer.from(String(sig));
-  return expected.length === given.length && timingSafeEqual(expected, given);
-};
 
-/** `p`, or a rejection naming `what` after `ms`. */
-async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  p.catch(() => {});
-  try {
-    return await Promise.race([p, new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms); })]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** The key commands are signed with: derived from the admin token, never the token itself. */
-export function commandKey(adminToken: string): Buffer {
-  return createHmac('sha256', adminToken).update('changelens fleet commands').digest();
-}
 
 /** Sends commands (any instance) and runs them (the controller, while `serving`). */
 export class FleetCommands {
@@ -64,14 +44,14 @@ export class FleetCommands {
     // A blocking pop needs a connection of its own, made for this command and never retried.
     const waiter = createRedisClient(redisUrl, { name: 'changelens-proxy-command-reply', reconnect: false });
     try {
-      await within(waiter.connect(), 2_000, 'connecting to Redis');
-      await within(this.sender.xAdd(COMMAND_STREAM, '*', { id, action, args: body, sentAt, from: instance, sig: sign(key, id, action, body, sentAt) },
-        { TRIM: { strategy: 'MAXLEN', strategyModifier: '~', threshold: 1_000 } }), 2_000, 'adding the command');
+      await withTimeout(waiter.connect(), 2_000, 'connecting to Redis: no answer');
+      await withTimeout(this.sender.xAdd(COMMAND_STREAM, '*', { id, action, args: body, sentAt, from: instance, sig: sign(key, id, action, body, sentAt) },
+        { TRIM: { strategy: 'MAXLEN', strategyModifier: '~', threshold: 1_000 } }), 2_000, 'adding the command: no answer');
       const deadline = Date.now() + COMMAND_DEADLINE_MS;
       for (;;) {
         const left = deadline - Date.now();
         if (left <= 0) throw new CL_ERR_NO_CONTROLLER(`nothing answered "${action}" within ${COMMAND_DEADLINE_MS / 1000} s`);
-        const popped = await within(waiter.blPop(replyKey(id), Math.max(0.1, left / 1000)), left + 2_000, 'waiting for the answer');
+        const popped = await withTimeout(waiter.blPop(replyKey(id), Math.max(0.1, left / 1000)), left + 2_000, 'waiting for the answer: none');
         if (!popped) continue;
         // Only the controller's answer counts: anything else with the Redis URL could push one.
         let reply: string;

@@ -5,11 +5,12 @@
 import type { Pool } from '../lib/db.js';
 import type { Logger } from '../lib/logger.js';
 import type { SlicedWindow } from '../monitoring/index.js';
-import { commandKey, FleetCommands, type CommandHandler } from './commands.js';
+import { FleetCommands, type CommandHandler } from './commands.js';
 import { ControllerLease, type LeaseHeld } from './lease.js';
 import { InstanceRegistry, type FleetInstance, type InstanceState } from './registry.js';
 import { SliceExchange, PUBLISH_EVERY_MS } from './slice-exchange.js';
 import { StableSignals } from './signals.js';
+import { fleetKey } from './signing.js';
 
 /** What the fleet waits on of a deployment: its id and revision (rollout's Deployment has both). */
 interface FollowedDeployment {
@@ -49,7 +50,7 @@ export class FleetNode {
   private redisLost = false;
 
   constructor(private readonly o: FleetNodeOptions) {
-    const key = commandKey(o.adminToken);
+    const key = fleetKey(o.adminToken);
     this.registry = new InstanceRegistry({
       pool: o.pool, id: o.id, version: o.version, address: o.address, graceMs: o.graceMs, log: o.log,
       state: () => ({ ...o.state(), controller: this.lease.held() !== null }),

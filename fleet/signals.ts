@@ -1,14 +1,14 @@
 // The controller's word to every instance that a deployment takes no more traffic: Redis pub/sub,
 // so a rollback reaches the fleet in milliseconds, not at the next read of the row (500 ms). Lost
-// messages cost only that speed: the row says the same. Signed like commands (fleet/commands.ts):
+// messages cost only that speed: the row says the same. Signed (fleet/signing.ts), like commands:
 // anything with the Redis URL could publish.
-import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { Logger } from '../lib/logger.js';
 import { createRedisClient, destroyQuietly } from '../lib/redis.js';
+import { mac, verify } from './signing.js';
 
 export const ROUTING_CHANNEL = 'changelens:fleet:routing';
 
-const sign = (key: Buffer, text: string): string => createHmac('sha256', key).update(`stable\n${text}`).digest('base64url');
+const sign = (key: Buffer, text: string): string => mac(key, `stable\n${text}`);
 
 export class StableSignals {
   private readonly pub: ReturnType<typeof createRedisClient>;
@@ -34,9 +34,7 @@ export class StableSignals {
   private receive(message: string): void {
     try {
       const { text, sig } = JSON.parse(message) as { text: string; sig: string };
-      const expected = Buffer.from(sign(this.o.key, text));
-      const given = Buffer.from(String(sig));
-      if (expected.length !== given.length || !timingSafeEqual(expected, given)) return;
+      if (!verify(this.o.key, `stable\n${text}`, sig)) return;
       const { id, at } = JSON.parse(text) as { id: string; at: number };
       if (typeof id === 'string') this.o.onStable(id, Number(at));
     } catch {

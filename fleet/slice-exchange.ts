@@ -8,6 +8,7 @@ import type { Color } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
 import { createRedisClient, destroyQuietly } from '../lib/redis.js';
 import { tailStream, type StreamTail } from '../lib/stream-tail.js';
+import { withTimeout } from '../lib/timeout.js';
 import { decodeHistogram, encodeHistogram, newHistogram, recordLatency, type Histogram, type SlicedWindow } from '../monitoring/index.js';
 
 export const SLICE_STREAM = 'changelens:fleet:slices';
@@ -124,19 +125,8 @@ export class SliceExchange {
     try {
       const multi = this.publisher.multi();
       for (const fields of batch) multi.xAdd(SLICE_STREAM, '*', fields, { TRIM: { strategy: 'MAXLEN', strategyModifier: '~', threshold: STREAM_MAXLEN } });
-      let timer: NodeJS.Timeout | undefined;
-      const exec = multi.exec().then(() => true);
-      exec.catch(() => {}); // a failure after the timeout is the next publication's to see
-      const answered = await Promise.race([
-        exec,
-        new Promise<false>((resolve) => { timer = setTimeout(() => resolve(false), PUBLISH_TIMEOUT_MS); }),
-      ]).finally(() => clearTimeout(timer));
-      if (!answered) {
-        // It may still be applied later: dropped rather than sent again, so nothing counts twice (missing samples, never wrong ones).
-        this.o.log.warn({ deltas: batch.length }, 'publishing slices got no answer in time; dropped them');
-        this.failingNow = true;
-        return;
-      }
+      // A half-open connection must not hold every later publication: no answer in time is a failure.
+      await withTimeout(multi.exec(), PUBLISH_TIMEOUT_MS, 'no answer from Redis');
       if (this.failingNow) this.o.log.info('publishing this instance\'s slices to the fleet again');
       this.failingNow = false;
     } catch (err) {

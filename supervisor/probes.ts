@@ -2,6 +2,7 @@
 // by a short timeout so a hung service reads as "not ready" rather than hanging the caller.
 import pg from 'pg';
 import { createRedisClient } from '../lib/redis.js';
+import { withTimeout } from '../lib/timeout.js';
 
 export interface ProbeResult {
   ok: boolean;
@@ -60,12 +61,4 @@ function describe(err: unknown): string {
     return code && !message.includes(code) ? `${code} ${message}` : message;
   }
   return String(err);
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms); }),
-  ]).finally(() => clearTimeout(timer));
 }
