@@ -1,68 +1,56 @@
 // `changelens backup now|list|verify|restore`: thin clients of the admin API's /api/backups (the
 // supervisor does the work). Each has --json; verify and restore exit 1 when the backup is bad.
-import { CL_ERR_CLI_USAGE, EXIT } from '../lib/errors.js';
+import type { Command } from 'commander';
+import { EXIT } from '../lib/errors.js';
 import { loadConfig } from '../lib/config.js';
 import type { BackupSummary } from '../lib/contracts/status.js';
 import type { BackupEntry, Manifest, RestoreResult, Verification } from '../backup/index.js';
 import { adminClient } from './admin-client.js';
-import { parse } from './args.js';
+import { examples, withApi, write, type ApiOptions } from './options.js';
+import type { Act } from './program.js';
 
-export const BACKUP_USAGE = `  changelens backup now [--pg|--redis] [--json]
-                                           back up Postgres and Redis now (or one of them); prints the manifest
-  changelens backup list [--json]          backups, newest first, with size and verification; the next scheduled runs
-  changelens backup verify <id> [--json]   checksums, pg_restore --list, a restore into a scratch database and Redis
-  changelens backup restore <id> [--json]  restore over the live data: traffic is held (503 + Retry-After) meanwhile`;
-
-const common = { json: { type: 'boolean' }, config: { type: 'string' }, url: { type: 'string' } } as const;
 /** A dump of a large database takes a while; the admin call waits for it. */
 const BACKUP_CALL_MS = 6 * 60 * 60_000;
 
-export const backupCommands: Record<string, (args: string[]) => Promise<number>> = {
-  async backup(args) {
-    const [sub, ...rest] = args;
-    switch (sub) {
-      case 'now': return now(rest);
-      case 'list': return list(rest);
-      case 'verify': return verify(rest);
-      case 'restore': return restore(rest);
-      default: throw new CL_ERR_CLI_USAGE(`usage: changelens backup now|list|verify|restore (got ${sub === undefined ? 'nothing' : JSON.stringify(sub)})`);
-    }
-  },
-};
+export function registerBackupCommands(program: Command, act: Act): void {
+  const backup = program.command('backup').description('back up, list, verify and restore Postgres and Redis (scheduled backups run by themselves)');
+  const now = withApi(backup.command('now').description('back up Postgres and Redis now (or one of them); prints the manifest')
+    .option('--pg', 'Postgres only').option('--redis', 'Redis only'));
+  examples(now, ['changelens backup now', 'changelens backup now --pg --json']);
+  now.action(act(async (o: ApiOptions & { pg?: boolean; redis?: boolean }) => {
+    const kinds = [...(o.pg ? ['postgres'] : []), ...(o.redis ? ['redis'] : [])];
+    const manifest = await client(o).post<Manifest>('/api/backups', kinds.length ? { kinds } : {});
+    write(o.json, manifest, `backup ${manifest.id} taken in ${seconds(manifest.durationMs)}\n${manifest.files.map((f) => `  ${f.name.padEnd(14)} ${size(f.bytes).padStart(9)}  sha256 ${f.sha256}`).join('\n')}\n`);
+    return EXIT.ok;
+  }));
 
-async function now(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, { ...common, pg: { type: 'boolean' }, redis: { type: 'boolean' } }, true);
-  if (positionals.length > 0) throw new CL_ERR_CLI_USAGE('usage: changelens backup now [--pg|--redis] [--json]');
-  const kinds = [...(values.pg ? ['postgres'] : []), ...(values.redis ? ['redis'] : [])];
-  const manifest = await client(values).post<Manifest>('/api/backups', kinds.length ? { kinds } : {});
-  write(values.json, manifest, `backup ${manifest.id} taken in ${seconds(manifest.durationMs)}\n${manifest.files.map((f) => `  ${f.name.padEnd(14)} ${size(f.bytes).padStart(9)}  sha256 ${f.sha256}`).join('\n')}\n`);
-  return EXIT.ok;
-}
+  const list = withApi(backup.command('list').description('backups, newest first, with size and verification; the next scheduled runs'));
+  examples(list, ['changelens backup list', 'changelens backup list --json | jq \'.summary.overdue\'']);
+  list.action(act(async (o: ApiOptions) => {
+      const result = await client(o).get<{ summary: BackupSummary; backups: BackupEntry[] }>('/api/backups');
+      const rows = result.backups.map((b) => `${b.id.padEnd(30)} ${b.kinds.join('+').padEnd(15)} ${size(b.totalBytes).padStart(9)}  ${seconds(b.durationMs).padStart(7)}  ${b.reason.padEnd(10)} ${b.verification ? (b.verification.ok ? `verified ${b.verification.at}` : 'FAILED verification') : 'not verified'}`);
+      write(o.json, result, `${rows.length ? rows.join('\n') : 'no backups yet'}\n${summaryLines(result.summary).join('\n')}\n`);
+      return EXIT.ok;
+    }));
 
-async function list(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, common, true);
-  if (positionals.length > 0) throw new CL_ERR_CLI_USAGE('usage: changelens backup list [--json]');
-  const result = await client(values).get<{ summary: BackupSummary; backups: BackupEntry[] }>('/api/backups');
-  const rows = result.backups.map((b) => `${b.id.padEnd(30)} ${b.kinds.join('+').padEnd(15)} ${size(b.totalBytes).padStart(9)}  ${seconds(b.durationMs).padStart(7)}  ${b.reason.padEnd(10)} ${b.verification ? (b.verification.ok ? `verified ${b.verification.at}` : 'FAILED verification') : 'not verified'}`);
-  write(values.json, result, `${rows.length ? rows.join('\n') : 'no backups yet'}\n${summaryLines(result.summary).join('\n')}\n`);
-  return EXIT.ok;
-}
+  const verify = withApi(backup.command('verify').argument('<id>', 'a backup id (changelens backup list)')
+    .description('checksums, pg_restore --list, a restore into a scratch database and Redis; exits 1 when the backup is bad'));
+  examples(verify, ['changelens backup verify "$(changelens backup list --json | jq -r \'.backups[0].id\')"']);
+  verify.action(act(async (id: string, o: ApiOptions) => {
+    const v = await client(o).post<Verification>(`/api/backups/${encodeURIComponent(id)}/verify`, {});
+    write(o.json, v, `backup ${v.id}: ${v.ok ? 'good' : 'BAD'} (${seconds(v.durationMs)})\n${v.checks.map((c) => `  ${c.ok ? 'ok  ' : 'FAIL'} ${c.name}: ${c.detail}`).join('\n')}\n`);
+    return v.ok ? EXIT.ok : EXIT.failure;
+  }));
 
-async function verify(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, common, true);
-  if (positionals.length !== 1) throw new CL_ERR_CLI_USAGE('usage: changelens backup verify <id> [--json]');
-  const v = await client(values).post<Verification>(`/api/backups/${encodeURIComponent(positionals[0]!)}/verify`, {});
-  write(values.json, v, `backup ${v.id}: ${v.ok ? 'good' : 'BAD'} (${seconds(v.durationMs)})\n${v.checks.map((c) => `  ${c.ok ? 'ok  ' : 'FAIL'} ${c.name}: ${c.detail}`).join('\n')}\n`);
-  return v.ok ? EXIT.ok : EXIT.failure;
-}
-
-async function restore(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, common, true);
-  if (positionals.length !== 1) throw new CL_ERR_CLI_USAGE('usage: changelens backup restore <id> [--json]');
-  const r = await client(values).post<RestoreResult>(`/api/backups/${encodeURIComponent(positionals[0]!)}/restore`, {});
-  const tables = Object.entries(r.tables).map(([t, n]) => `${t} ${n}`).join(', ');
-  write(values.json, r, `restored ${r.id} (${r.kinds.join(' + ')}) in ${seconds(r.durationMs)}${tables ? `\n  tables: ${tables}` : ''}${r.redisKeys !== null ? `\n  redis keys: ${r.redisKeys}` : ''}\n`);
-  return EXIT.ok;
+  const restore = withApi(backup.command('restore').argument('<id>', 'a backup id (changelens backup list)')
+    .description('restore over the live data: traffic is held (503 + Retry-After) meanwhile; its checksums are checked first'));
+  examples(restore, ['changelens backup list', 'changelens backup restore <id>']);
+  restore.action(act(async (id: string, o: ApiOptions) => {
+    const r = await client(o).post<RestoreResult>(`/api/backups/${encodeURIComponent(id)}/restore`, {});
+    const tables = Object.entries(r.tables).map(([t, n]) => `${t} ${n}`).join(', ');
+    write(o.json, r, `restored ${r.id} (${r.kinds.join(' + ')}) in ${seconds(r.durationMs)}${tables ? `\n  tables: ${tables}` : ''}${r.redisKeys !== null ? `\n  redis keys: ${r.redisKeys}` : ''}\n`);
+    return EXIT.ok;
+  }));
 }
 
 /** The backup lines of `changelens backup list` and `changelens status`. */
@@ -80,12 +68,8 @@ export function summaryLines(s: BackupSummary | null | undefined): string[] {
   return lines;
 }
 
-function client(values: { config?: string | undefined; url?: string | undefined }) {
-  return adminClient(loadConfig({ file: values.config }), { url: values.url, timeoutMs: BACKUP_CALL_MS });
-}
-
-function write(json: boolean | undefined, value: unknown, text: string): void {
-  process.stdout.write(json ? JSON.stringify(value, null, 2) + '\n' : text);
+function client(o: ApiOptions) {
+  return adminClient(loadConfig({ file: o.config }), { url: o.url, timeoutMs: BACKUP_CALL_MS });
 }
 
 const size = (bytes: number): string => (bytes >= 1024 * 1024 ? `${(bytes / 1024 / 1024).toFixed(1)} MB` : `${(bytes / 1024).toFixed(1)} kB`);

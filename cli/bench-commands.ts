@@ -1,65 +1,117 @@
-// `changelens bench load|k6`: the open-model load generator against the appliance (or another
-// loopback target), and the same load written as a k6 script.
+// `changelens demo` and `changelens bench run|matrix|load|k6`: the benchmark's scenario runs, the
+// open-model load generator against the appliance (or another loopback target), and the same load
+// written as a k6 script.
 import { accessSync, constants, existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { Option, type Command } from 'commander';
 import { loadConfig } from '../lib/config.js';
 import { CL_ERR_CLI_USAGE, EXIT } from '../lib/errors.js';
 // bench/ (undici, HdrHistogram, resvg) is loaded by the commands that use it, not by every command.
 import type { Endpoint, LoadPlan } from '../bench/loadgen.js';
 import { adminClient } from './admin-client.js';
-import { parse } from './args.js';
+import { examples, numberIn, withApi, withConfig, withJson, write, type ApiOptions, type ConfigOptions } from './options.js';
+import type { Act } from './program.js';
 
-export const BENCH_USAGE = `  changelens bench run --scenario none|cpu|db|dependency|errors|worker-errors --strategy direct|bluegreen|canary
-                      [--intensity X] [--rate 100] [--duration 60] [--out DIR] [--boot] [--url URL] [--json]
-                                           one benchmark run: baseline, deploy a regressed release, rollback or
-                                           promotion, recovery; writes timeseries.csv, summary.json, P99 and error charts
-  changelens bench matrix [--scenarios errors,dependency,cpu] [--strategies canary,bluegreen,direct] [--repetitions 1]
-                          [--rate 100] [--duration 60] [--out DIR] [--boot] [--url URL] [--json]
-                                           every scenario × strategy × repetition, and report.html comparing them
-  changelens bench load [--rate 100] [--duration 30] [--ramp 0] [--mix GET:/api/data:8,POST:/api/process:1]
-                       [--processes 1] [--max-requests N] [--target URL] [--allow-remote] [--json]
-                                           open-model load (latency from each request's intended send time)
-  changelens bench k6 [same plan options] [--out FILE]
-                                           the same load as a k6 script (constant-arrival-rate)`;
+interface PlanOptions extends ConfigOptions { rate: number; duration: number; ramp: number; mix?: string; target?: string; json?: boolean }
 
-const planOptions = {
-  rate: { type: 'string' }, duration: { type: 'string' }, ramp: { type: 'string' }, mix: { type: 'string' }, target: { type: 'string' },
-  config: { type: 'string' }, json: { type: 'boolean' },
-} as const;
+/** The options of an open-model plan, shared by `bench load` and `bench k6`. */
+function withPlan(cmd: Command): Command {
+  return withJson(withConfig(cmd))
+    .addOption(new Option('-r, --rate <req/s>', 'arrivals per second (0.1-1000000)').argParser(numberIn(0.1, 1_000_000)).default(100))
+    .addOption(new Option('-d, --duration <seconds>', 'how long (1-86400)').argParser(numberIn(1, 86_400)).default(30))
+    .addOption(new Option('--ramp <seconds>', 'rise linearly to the rate over this long (0-86400)').argParser(numberIn(0, 86_400)).default(0))
+    .option('--mix <spec>', 'the endpoint mix as METHOD:PATH:WEIGHT, comma-separated (default: GET:/api/data:8,POST:/api/process:1,…)')
+    .option('--target <origin>', 'the origin to load (default: this machine\'s appliance, http://127.0.0.1:$PORT)');
+}
 
-export const DEMO_USAGE = `  changelens demo [--scenario errors|cpu|db|dependency] [--strategy canary|bluegreen] [--rate 50] [--out DIR] [--url URL]
-                                           load, a bad release, and the automatic rollback to watch on the dashboard
-                                           (charts and numbers: --out, or the data dir's reports/, or the temp dir)`;
-
-export const benchCommands: Record<string, (args: string[]) => Promise<number>> = {
-  /** On a running appliance: load, a bad release, and the rollback, with where to watch it. */
-  async demo(args) {
-    const { values, positionals } = parse(args, { scenario: { type: 'string' }, strategy: { type: 'string' }, rate: { type: 'string' }, out: { type: 'string' }, url: { type: 'string' }, config: { type: 'string' }, json: { type: 'boolean' } }, true);
-    if (positionals.length > 0) throw new CL_ERR_CLI_USAGE('usage: changelens demo [--scenario errors] [--strategy canary] [--rate 50] [--out DIR] [--url URL]');
+export function registerBenchCommands(program: Command, act: Act): void {
+  const demo = withApi(program.command('demo').description('on a running appliance: load, a bad release, and the automatic rollback to watch on the dashboard')
+    .addOption(new Option('--scenario <name>', 'the regression the bad release carries').choices(['errors', 'cpu', 'db', 'dependency']).default('errors'))
+    .addOption(new Option('-s, --strategy <name>', 'how it goes out').choices(['canary', 'bluegreen']).default('canary'))
+    .addOption(new Option('-r, --rate <req/s>', 'the load while it runs (1-2000)').argParser(numberIn(1, 2_000)).default(50))
+    .option('-o, --out <dir>', 'where the charts and numbers go (default: the data dir\'s reports/, else the temp dir)'));
+  examples(demo, ['changelens demo', 'changelens demo --scenario cpu --strategy bluegreen']);
+  demo.action(act(async (o: ApiOptions & { scenario: 'errors' | 'cpu' | 'db' | 'dependency'; strategy: 'canary' | 'bluegreen'; rate: number; out?: string }) => {
     const { runScenario } = await import('../bench/scenario.js');
-    const [scenario] = listOf('scenario', values.scenario ?? 'errors', ['errors', 'cpu', 'db', 'dependency'] as const);
-    const [strategy] = listOf('strategy', values.strategy ?? 'canary', ['canary', 'bluegreen'] as const);
-    const config = loadConfig({ file: values.config });
-    const client = adminClient(config, { url: values.url });
+    const config = loadConfig({ file: o.config });
+    const client = adminClient(config, { url: o.url });
     const origin = client.base.replace(/\/_changelens$/, '');
-    const out = outDir(values.out, 'changelens-demo', () => config.dataDir);
-    if (!values.json) process.stdout.write(`Watch it on the dashboard: ${origin}/_changelens/ (sign in with the admin token)\n`
-      + `Load at ${values.rate ?? 50} req/s, then a release with the ${scenario} regression goes out as a ${strategy}; ChangeLens should roll it back by itself.\n`);
-    const summary = await runScenario({ url: origin, token: client.token(), scenario: scenario!, strategy: strategy!, rate: number('rate', values.rate, 50, 1, 2_000), durationSeconds: 120, baselineSeconds: 10, recoverySeconds: 10, out, onProgress: values.json ? undefined : (l) => process.stdout.write(`  ${l}\n`) });
-    process.stdout.write(values.json ? JSON.stringify({ out, summary }, null, 2) + '\n'
-      : `${summary.outcome === 'rolled_back' ? `Rolled back ${summary.timeToDetectMs} ms after the bad release took its first request; it served ${summary.badRequests} requests.` : `Outcome: ${summary.outcome}.`}\n`
-        + `Charts and numbers: ${out}/ (p99.png, errors.png, summary.json); the audit log: changelens audit --since 10m\n`);
+    const out = outDir(o.out, 'changelens-demo', () => config.dataDir);
+    if (!o.json) process.stdout.write(`Watch it on the dashboard: ${origin}/_changelens/ (sign in with the admin token), or run: changelens watch\n`
+      + `Load at ${o.rate} req/s, then a release with the ${o.scenario} regression goes out as a ${o.strategy}; ChangeLens should roll it back by itself.\n`);
+    const summary = await runScenario({ url: origin, token: client.token(), scenario: o.scenario, strategy: o.strategy, rate: o.rate, durationSeconds: 120, baselineSeconds: 10, recoverySeconds: 10, out, onProgress: o.json ? undefined : (l) => process.stdout.write(`  ${l}\n`) });
+    write(o.json, { out, summary }, `${summary.outcome === 'rolled_back' ? `Rolled back ${summary.timeToDetectMs} ms after the bad release took its first request; it served ${summary.badRequests} requests.` : `Outcome: ${summary.outcome}.`}\n`
+      + `Charts and numbers: ${out}/ (p99.png, errors.png, summary.json); the audit log: changelens audit --since 10m\n`);
     return summary.outcome === 'rolled_back' ? EXIT.ok : EXIT.failure;
-  },
-  async bench(args) {
-    const [sub, ...rest] = args;
-    if (sub === 'load') return load(rest);
-    if (sub === 'k6') return k6(rest);
-    if (sub === 'run' || sub === 'matrix') return scenarioRuns(sub, rest);
-    throw new CL_ERR_CLI_USAGE(`usage: changelens bench run|matrix|load|k6 [options] (got ${sub === undefined ? 'nothing' : JSON.stringify(sub)})`);
-  },
-};
+  }));
+
+  const bench = program.command('bench').description('the ChangeLens benchmark: regressions injected, detection and rollback measured; open-model load');
+  const run = withScenario(bench.command('run').description('one benchmark run: baseline, deploy a regressed release, rollback or promotion, recovery; writes timeseries.csv, summary.json, P99 and error charts')
+    .requiredOption('--scenario <name>', 'the regression: none, cpu, db, dependency, errors or worker-errors')
+    .requiredOption('-s, --strategy <name>', 'direct, bluegreen or canary')
+    .addOption(new Option('--intensity <x>', 'the regression\'s intensity (0.001-100000; default: the scenario\'s)').argParser(numberIn(0.001, 100_000))));
+  examples(run, ['changelens bench run --scenario errors --strategy canary', 'changelens bench run --scenario cpu --strategy bluegreen --boot --out ./bench-out']);
+  run.action(act(async (o: ScenarioOptions) => scenarioRuns('run', o)));
+  const matrix = withScenario(bench.command('matrix').description('every scenario × strategy × repetition, and report.html comparing them')
+    .option('--scenarios <list>', 'comma-separated scenarios', 'errors,dependency,cpu')
+    .option('--strategies <list>', 'comma-separated strategies', 'canary,bluegreen,direct')
+    .addOption(new Option('--repetitions <n>', 'runs of each pair (1-100)').argParser(numberIn(1, 100, true)).default(1)));
+  examples(matrix, ['changelens bench matrix --scenarios errors,cpu --strategies canary,direct --repetitions 3 --boot']);
+  matrix.action(act(async (o: ScenarioOptions) => scenarioRuns('matrix', o)));
+
+  const load = withPlan(bench.command('load').description('open-model load: arrivals on schedule whatever the answers, latency from each request\'s intended send time'))
+    .addOption(new Option('--processes <n>', 'load processes splitting the schedule (1-64)').argParser(numberIn(1, 64, true)).default(1))
+    .addOption(new Option('--max-requests <n>', 'stop after this many (1-1000000000)').argParser(numberIn(1, 1e9, true)))
+    .option('--allow-remote', 'let --target be another machine (loopback only otherwise)');
+  examples(load, ['changelens bench load --rate 500 --duration 60', 'changelens bench load --mix GET:/api/data:1 --processes 2 --json']);
+  load.action(act(async (o: PlanOptions & { processes: number; maxRequests?: number; allowRemote?: boolean }) => {
+    const { checkPlan, runLoad } = await import('../bench/loadgen.js');
+    const plan: LoadPlan = { ...(await planFrom(o)), processes: o.processes, ...(o.maxRequests !== undefined ? { maxRequests: o.maxRequests } : {}), allowRemote: o.allowRemote ?? false };
+    try {
+      checkPlan(plan);
+    } catch (err) {
+      throw new CL_ERR_CLI_USAGE((err as Error).message);
+    }
+    if (!o.json) process.stderr.write(`${plan.rate} req/s for ${plan.durationSeconds} s against ${plan.target}…\n`);
+    const r = await runLoad(plan);
+    const { histograms: _h, ...shown } = r;
+    const ms = (x: number): string => `${x.toFixed(2)} ms`;
+    write(o.json, shown, `sent ${r.sent}, failed ${r.failed} (${Object.entries(r.statuses).map(([st, n]) => `${st}: ${n}`).join(', ')})\n`
+      + `latency (from intended send)  P50 ${ms(r.latency.p50Ms)}  P95 ${ms(r.latency.p95Ms)}  P99 ${ms(r.latency.p99Ms)}  max ${ms(r.latency.maxMs)}\n`
+      + `service time (from send)      P50 ${ms(r.serviceTime.p50Ms)}  P95 ${ms(r.serviceTime.p95Ms)}  P99 ${ms(r.serviceTime.p99Ms)}  max ${ms(r.serviceTime.maxMs)}\n`);
+    return r.failed === 0 ? EXIT.ok : EXIT.failure;
+  }));
+
+  const k6 = withPlan(bench.command('k6').description('the same load as a k6 script (constant-arrival-rate)'))
+    .option('-o, --out <file>', 'write the script here (default: stdout)');
+  examples(k6, ['changelens bench k6 --rate 200 --duration 120 --out load.js && k6 run load.js']);
+  k6.action(act(async (o: PlanOptions & { out?: string }) => {
+    const { k6Script } = await import('../bench/k6.js');
+    const script = k6Script(await planFrom(o));
+    if (o.out !== undefined) {
+      writeFileSync(o.out, script);
+      process.stdout.write(o.json ? JSON.stringify({ out: o.out }) + '\n' : `wrote ${o.out}; run it with: k6 run ${o.out}\n`);
+    } else {
+      process.stdout.write(o.json ? JSON.stringify({ script }) + '\n' : script);
+    }
+    return EXIT.ok;
+  }));
+}
+
+interface ScenarioOptions extends ApiOptions {
+  scenario?: string; strategy?: string; intensity?: number; scenarios: string; strategies: string; repetitions: number;
+  rate: number; duration: number; out?: string; boot?: boolean;
+}
+
+/** What `bench run` and `bench matrix` share. */
+function withScenario(cmd: Command): Command {
+  return withApi(cmd)
+    .addOption(new Option('-r, --rate <req/s>', 'the load throughout (1-5000)').argParser(numberIn(1, 5_000)).default(100))
+    .addOption(new Option('-d, --duration <seconds>', 'the deployment phase of each run (5-3600)').argParser(numberIn(5, 3_600)).default(60))
+    .option('-o, --out <dir>', 'where the CSV, JSON and charts go (default: the data dir\'s reports/, else the temp dir)')
+    .option('--boot', 'boot a throwaway appliance for the run instead of using this machine\'s');
+}
 
 /**
  * Where a command writes its files: --out, else a fresh folder under the data dir's reports/ when
@@ -86,14 +138,7 @@ function outDir(given: string | undefined, prefix: string, dataDir: () => string
   return mkdtempSync(join(tmpdir(), `${name}-`));
 }
 
-function number(flag: string, value: string | undefined, fallback: number, min: number, max: number): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!/^\d+(\.\d+)?$/.test(value) || n < min || n > max) throw new CL_ERR_CLI_USAGE(`--${flag}: expected a number ${min}-${max}, got ${JSON.stringify(value)}`);
-  return n;
-}
-
-async function planFrom(values: { rate?: string; duration?: string; ramp?: string; mix?: string; target?: string; config?: string }): Promise<LoadPlan> {
+async function planFrom(values: PlanOptions): Promise<LoadPlan> {
   const { DEFAULT_MIX, parseMix } = await import('../bench/k6.js');
   let mix: readonly Endpoint[] = DEFAULT_MIX;
   if (values.mix !== undefined) {
@@ -105,57 +150,9 @@ async function planFrom(values: { rate?: string; duration?: string; ramp?: strin
   if (!/^https?:\/\/[^/\s]+\/?$/.test(target)) throw new CL_ERR_CLI_USAGE(`--target: expected an origin like http://127.0.0.1:8080, got ${JSON.stringify(target)}`);
   return {
     target: target.replace(/\/$/, ''), mix,
-    rate: number('rate', values.rate, 100, 0.1, 1_000_000),
-    durationSeconds: number('duration', values.duration, 30, 1, 86_400),
-    rampSeconds: number('ramp', values.ramp, 0, 0, 86_400),
+    rate: values.rate, durationSeconds: values.duration, rampSeconds: values.ramp,
   };
 }
-
-async function load(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, { ...planOptions, processes: { type: 'string' }, 'max-requests': { type: 'string' }, 'allow-remote': { type: 'boolean' } }, true);
-  if (positionals.length > 0) throw new CL_ERR_CLI_USAGE('usage: changelens bench load [options] (changelens --help lists them)');
-  const { checkPlan, runLoad } = await import('../bench/loadgen.js');
-  const plan: LoadPlan = {
-    ...(await planFrom(values)),
-    processes: number('processes', values.processes, 1, 1, 64),
-    ...(values['max-requests'] !== undefined ? { maxRequests: number('max-requests', values['max-requests'], 0, 1, 1e9) } : {}),
-    allowRemote: values['allow-remote'] ?? false,
-  };
-  try {
-    checkPlan(plan);
-  } catch (err) {
-    throw new CL_ERR_CLI_USAGE((err as Error).message);
-  }
-  if (!values.json) process.stderr.write(`${plan.rate} req/s for ${plan.durationSeconds} s against ${plan.target}…\n`);
-  const r = await runLoad(plan);
-  const { histograms: _h, ...shown } = r;
-  const ms = (x: number): string => `${x.toFixed(2)} ms`;
-  process.stdout.write(values.json ? JSON.stringify(shown, null, 2) + '\n'
-    : `sent ${r.sent}, failed ${r.failed} (${Object.entries(r.statuses).map(([s, n]) => `${s}: ${n}`).join(', ')})\n`
-      + `latency (from intended send)  P50 ${ms(r.latency.p50Ms)}  P95 ${ms(r.latency.p95Ms)}  P99 ${ms(r.latency.p99Ms)}  max ${ms(r.latency.maxMs)}\n`
-      + `service time (from send)      P50 ${ms(r.serviceTime.p50Ms)}  P95 ${ms(r.serviceTime.p95Ms)}  P99 ${ms(r.serviceTime.p99Ms)}  max ${ms(r.serviceTime.maxMs)}\n`);
-  return r.failed === 0 ? EXIT.ok : EXIT.failure;
-}
-
-async function k6(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, { ...planOptions, out: { type: 'string' } }, true);
-  if (positionals.length > 0) throw new CL_ERR_CLI_USAGE('usage: changelens bench k6 [options] [--out FILE]');
-  const { k6Script } = await import('../bench/k6.js');
-  const script = k6Script(await planFrom(values));
-  if (values.out !== undefined) {
-    writeFileSync(values.out, script);
-    process.stdout.write(values.json ? JSON.stringify({ out: values.out }) + '\n' : `wrote ${values.out}; run it with: k6 run ${values.out}\n`);
-  } else {
-    process.stdout.write(values.json ? JSON.stringify({ script }) + '\n' : script);
-  }
-  return EXIT.ok;
-}
-
-const scenarioOptions = {
-  scenario: { type: 'string' }, strategy: { type: 'string' }, intensity: { type: 'string' }, scenarios: { type: 'string' }, strategies: { type: 'string' },
-  repetitions: { type: 'string' }, rate: { type: 'string' }, duration: { type: 'string' }, out: { type: 'string' }, boot: { type: 'boolean' },
-  url: { type: 'string' }, config: { type: 'string' }, json: { type: 'boolean' },
-} as const;
 
 function listOf<T extends string>(flag: string, value: string, allowed: readonly T[]): T[] {
   const items = value.split(',').map((s) => s.trim()).filter(Boolean);
@@ -165,12 +162,9 @@ function listOf<T extends string>(flag: string, value: string, allowed: readonly
 }
 
 /** `bench run` and `bench matrix`: against the appliance found like every command's (or --url), or a throwaway one (--boot). */
-async function scenarioRuns(kind: 'run' | 'matrix', args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, scenarioOptions, true);
-  if (positionals.length > 0) throw new CL_ERR_CLI_USAGE(`usage: changelens bench ${kind} [options] (changelens --help lists them)`);
+async function scenarioRuns(kind: 'run' | 'matrix', values: ScenarioOptions): Promise<number> {
   const { SCENARIOS, STRATEGIES, comparison, runMatrix, runScenario } = await import('../bench/scenario.js');
-  const rate = number('rate', values.rate, 100, 1, 5_000);
-  const durationSeconds = number('duration', values.duration, 60, 5, 3_600);
+  const { rate, duration: durationSeconds, intensity, repetitions } = values;
   // --boot needs no configuration of this machine's: a bad one only moves the output to the temp dir.
   const out = outDir(values.out, 'changelens-bench', () => {
     try {
@@ -187,10 +181,8 @@ async function scenarioRuns(kind: 'run' | 'matrix', args: string[]): Promise<num
     [scenario] = listOf('scenario', values.scenario, SCENARIOS);
     [strategy] = listOf('strategy', values.strategy, STRATEGIES);
   }
-  const intensity = values.intensity === undefined ? undefined : number('intensity', values.intensity, 0, 0.001, 100_000);
-  const scenarios = kind === 'matrix' ? listOf('scenarios', values.scenarios ?? 'errors,dependency,cpu', SCENARIOS) : [];
-  const strategies = kind === 'matrix' ? listOf('strategies', values.strategies ?? 'canary,bluegreen,direct', STRATEGIES) : [];
-  const repetitions = number('repetitions', values.repetitions, 1, 1, 100);
+  const scenarios = kind === 'matrix' ? listOf('scenarios', values.scenarios, SCENARIOS) : [];
+  const strategies = kind === 'matrix' ? listOf('strategies', values.strategies, STRATEGIES) : [];
 
   let target: { url: string; token: string; close: () => Promise<void> };
   if (values.boot) {

@@ -345,6 +345,17 @@ export function rangeOf(key: keyof Fields): NumericRange {
   return range;
 }
 
+export type ConfigKey = keyof Fields;
+
+/**
+ * One setting as a command-line option sees it: what it means, what it accepts and its default,
+ * and its validator (the CLI's deploy flags check what the appliance would, before sending).
+ */
+export function settingSpec(key: ConfigKey): { env: string; doc: string; expected: string; default: string | number | undefined; numeric: boolean; check: (value: unknown) => unknown } {
+  const f = FIELDS[key];
+  return { env: f.env, doc: f.doc, expected: f.expected, default: f.default, numeric: f.kind !== 'string', check: (value) => (f.parse as (v: unknown) => unknown)(value) };
+}
+
 /** The env var name of a config key, for messages ("set CHANGELENS_PG_PORT"). */
 export function envNameOf(key: keyof Fields): string {
   return FIELDS[key].env;

@@ -71,7 +71,7 @@ export interface ControllerFleet {
 }
 
 /** The operator's actions, as a follower sends them to the controller. */
-type Action = 'deploy' | 'promote' | 'rollback' | 'abort' | 'pause' | 'resume' | 'trip';
+type Action = 'deploy' | 'promote' | 'step' | 'rollback' | 'abort' | 'pause' | 'resume' | 'trip';
 
 export class RolloutController {
   private readonly traffic: Traffic;
@@ -254,6 +254,10 @@ export class RolloutController {
     return this.act('rollback', { actor, reason });
   }
 
+  promoteStep(actor: string, reason?: string): Promise<Deployment> {
+    return this.act('step', { actor, reason });
+  }
+
   abort(actor: string, reason?: string): Promise<Deployment> {
     return this.act('abort', { actor, reason });
   }
@@ -280,6 +284,7 @@ export class RolloutController {
     switch (action) {
       case 'deploy': return this.reconciler.deploy(args as DeployRequest);
       case 'promote': return this.reconciler.promote(a.actor);
+      case 'step': return this.reconciler.promoteStep(a.actor, a.reason);
       case 'rollback': return this.reconciler.rollback(a.actor, a.reason);
       case 'abort': return this.reconciler.abort(a.actor, a.reason);
       case 'pause': return this.reconciler.pause(a.actor, a.reason);

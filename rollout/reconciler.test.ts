@@ -275,6 +275,36 @@ describe('the reconciler', () => {
     expect((await store.auditSince(0)).find((e) => e.eventType === 'promote')?.actor).toBe('operator');
   });
 
+  it('moves one step on the operator\'s word, from shifting or from a pause (the gate), judged afresh; the last step promotes', async () => {
+    const c = boot();
+    await c.init();
+    const d = await c.deploy(request('stepwise', { steps: [10, 40, 100] }));
+    await shifting(d.id);
+    await c.pause('operator', 'waiting for sign-off');
+    const moved = await c.promoteStep('approver', 'signed off');
+    expect(moved.status).toMatchObject({ phase: 'shifting', stepIndex: 1, reason: null });
+    expect(c.routingTable().candidateWeight).toBe(0.4);
+    expect((await store.auditSince(0)).find((e) => e.eventType === 'step' && e.actor === 'approver')?.details).toMatchObject({ stepIndex: 1, weight: 40, by: 'operator', reason: 'signed off' });
+    // Its step is judged from the move: it passes on its own windows, not on the paused step's.
+    const last = await c.promoteStep('approver');
+    expect(last.status.phase).toBe('promoted');
+    expect(c.routingTable()).toMatchObject({ stable: 'green', candidateWeight: 0 });
+    await expect(c.promoteStep('approver')).rejects.toMatchObject({ code: 'CL_ERR_NO_DEPLOYMENT' });
+  });
+
+  it('refuses a step while the candidate starts, naming the phase', async () => {
+    const c = boot();
+    await c.init();
+    let started = (): void => {};
+    supervisor.holdStart = new Promise((r) => (started = r));
+    const d = await c.deploy(request('early'));
+    await expect(c.promoteStep('operator')).rejects.toMatchObject({ code: 'CL_ERR_ROLLOUT_BAD_TRANSITION', message: expect.stringContaining('starting') });
+    expect((await store.deployment(d.id)).status).toMatchObject({ phase: 'starting', stepIndex: 0 });
+    started();
+    await shifting(d.id);
+    expect((await store.deployment(d.id)).status.stepIndex).toBe(0);
+  });
+
   it('rolls back a taken-over deployment whose candidate is gone', async () => {
     const first = boot();
     await first.init();

@@ -185,6 +185,27 @@ export class Reconciler {
     return this.action('promote', (run) => this.finishPromotion(run, { type: 'promote' }, actor));
   }
 
+  /**
+   * The next step now (an operator's confirm-promotion, Flagger's gate): from shifting or from a
+   * pause, whoever made it; the last step promotes. The new step is judged from its start.
+   */
+  promoteStep(actor: string, reason?: string): Promise<Deployment> {
+    return this.action('step', async (run) => {
+      const { d } = run;
+      // A fast trip swapped to stable (its rollback waits for the lock): nothing to advance.
+      if (run.rollback) throw new CL_ERR_ROLLOUT_BAD_TRANSITION('rolling back', 'advance', 'nothing: a fast trip is rolling it back');
+      if (d.status.phase === 'shifting' || d.status.phase === 'paused') {
+        if (d.status.stepIndex >= d.status.steps.length - 1) return this.finishPromotion(run, { type: 'promote' }, actor);
+      }
+      await this.apply(run, { type: 'advance' }); // refused (naming the phase) outside shifting and paused
+      run.pausedByOperator = false;
+      run.deadlinePassed = false;
+      await this.o.events.audit('step', run.d, actor, { stepIndex: run.d.status.stepIndex, weight: run.d.status.steps[run.d.status.stepIndex], by: 'operator', ...(reason ? { reason } : {}) });
+      this.enterStep(run);
+      if (strategyOf(d.strategy).promotesOnEntering(run.d.status)) await this.finishPromotion(run, { type: 'step_passed' }, actor);
+    });
+  }
+
   rollback(actor: string, reason = 'operator rollback'): Promise<Deployment> {
     return this.action('rollback', (run) => this.rollBack(run, reason, 'operator', actor, this.o.clock.monotonic()));
   }

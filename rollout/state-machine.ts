@@ -11,6 +11,8 @@ export type DeploymentEvent =
   | { type: 'ready' }
   | { type: 'not_ready'; reason: string }
   | { type: 'step_passed' }
+  /** An operator moves the deployment to its next step (not the last: that is a promotion). */
+  | { type: 'advance' }
   | { type: 'inconclusive'; reason: string }
   | { type: 'verdict_failed'; reason: string }
   | { type: 'pause'; reason: string }
@@ -35,9 +37,9 @@ export interface DeploymentStatus {
 const TRANSITIONS: Record<Phase, Partial<Record<DeploymentEvent['type'], Phase>>> = {
   starting: { started: 'warming', not_ready: 'failed', abort: 'aborted' },
   warming: { ready: 'shifting', not_ready: 'failed', abort: 'aborted' },
-  shifting: { step_passed: 'shifting', inconclusive: 'paused', verdict_failed: 'rolling_back', pause: 'paused', promote: 'promoted', rollback: 'rolling_back', abort: 'aborted' },
+  shifting: { step_passed: 'shifting', advance: 'shifting', inconclusive: 'paused', verdict_failed: 'rolling_back', pause: 'paused', promote: 'promoted', rollback: 'rolling_back', abort: 'aborted' },
   // pause again: an operator takes over a pause the judge or the progress deadline made (its reason now theirs).
-  paused: { resume: 'shifting', pause: 'paused', promote: 'promoted', rollback: 'rolling_back', abort: 'aborted', verdict_failed: 'rolling_back' },
+  paused: { resume: 'shifting', advance: 'shifting', pause: 'paused', promote: 'promoted', rollback: 'rolling_back', abort: 'aborted', verdict_failed: 'rolling_back' },
   rolling_back: { rolled_back: 'rolled_back' },
   promoted: {},
   rolled_back: {},
@@ -60,6 +62,10 @@ export function transition(status: DeploymentStatus, event: DeploymentEvent): De
     // The last step passing promotes; any other moves to the next weight.
     if (stepIndex >= status.steps.length - 1) next = 'promoted';
     else stepIndex++;
+  }
+  if (event.type === 'advance') {
+    if (stepIndex >= status.steps.length - 1) throw new CL_ERR_ROLLOUT_BAD_TRANSITION(status.phase, event.type, 'promote: it is at its last step');
+    stepIndex++;
   }
   const reason = 'reason' in event ? event.reason : next === 'shifting' ? null : status.reason;
   return { ...status, phase: next, stepIndex, reason, revision: status.revision + 1 };

@@ -3,6 +3,7 @@
 import type { Config } from '../lib/config.js';
 import type { DataPaths } from '../lib/paths.js';
 import type { ControlRoute } from './control-socket.js';
+import type { LogRing } from './log-ring.js';
 import type { ProcessControl } from './process-control.js';
 import type { ProcessManager } from './process-manager.js';
 import { releaseArtifact, releaseEnv } from './release-env.js';
@@ -37,4 +38,27 @@ export function processRoutes(o: ProcessRoutesOptions): ControlRoute[] {
       };
     } },
   ];
+}
+
+/**
+ * GET /logs?service=&since=&lines=&follow=1: the kept log lines as NDJSON, then (follow) new ones.
+ * A bad query is refused naming the field.
+ */
+export function logsRoute(ring: LogRing): ControlRoute {
+  return {
+    method: 'GET', path: /^\/logs(?:\?(.*))?$/,
+    stream: (res, query = '') => {
+      const q = new URLSearchParams(query);
+      const bad = (field: string, expected: string): void => {
+        res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ code: 'CL_ERR_INVALID_REQUEST', message: `${field}: expected ${expected}, got ${JSON.stringify(q.get(field))}`, hint: 'run: changelens logs --help' }));
+      };
+      const service = q.get('service') ?? undefined;
+      if (service !== undefined && !/^[a-z0-9-]{1,40}$/.test(service)) return bad('service', 'a service name like proxy, api or api-green');
+      const since = q.get('since');
+      if (since !== null && !/^\d{1,15}$/.test(since)) return bad('since', 'ms since the epoch');
+      const lines = q.get('lines');
+      if (lines !== null && !(/^\d{1,5}$/.test(lines) && Number(lines) >= 1)) return bad('lines', 'an integer 1-99999');
+      ring.serve(res, { ...(service ? { service } : {}), ...(since !== null ? { since: Number(since) } : {}), ...(lines !== null ? { lines: Number(lines) } : {}) }, q.get('follow') === '1');
+    },
+  };
 }

@@ -2,15 +2,18 @@
 // CLI in another terminal asks the running supervisor instead of spawning its own pm2. The socket
 // also serves as the lock that keeps a second supervisor off the same data dir.
 import { chmodSync, rmSync } from 'node:fs';
-import { createServer, request, type Server } from 'node:http';
+import { createServer, request, type Server, type ServerResponse } from 'node:http';
 import { ChangeLensError, CL_ERR_ALREADY_RUNNING, CL_ERR_NOT_RUNNING } from '../lib/errors.js';
 
-export interface ControlRoute {
+export type ControlRoute = {
   method: 'GET' | 'POST';
   /** Matched against the whole path; capture groups are handed to the handler. */
   path: RegExp;
-  handler: (...params: string[]) => Promise<unknown> | unknown;
-}
+} & (
+  | { handler: (...params: string[]) => Promise<unknown> | unknown }
+  /** Writes its own answer, for as long as it likes (`changelens logs -f`). */
+  | { stream: (res: ServerResponse, ...params: string[]) => void }
+);
 
 export async function startControlServer(socketPath: string, routes: readonly ControlRoute[]): Promise<Server> {
   const server = createServer((req, res) => {
@@ -20,6 +23,10 @@ export async function startControlServer(socketPath: string, routes: readonly Co
     for (const route of routes) {
       const match = req.method === route.method ? route.path.exec(req.url ?? '') : null;
       if (!match) continue;
+      if ('stream' in route) {
+        route.stream(res, ...match.slice(1));
+        return;
+      }
       Promise.resolve()
         .then(() => route.handler(...match.slice(1)))
         .then(
@@ -59,6 +66,45 @@ export function queryControl<T>(socketPath: string, route: string, dataDir: stri
     req.on('timeout', () => req.destroy(new Error(`supervisor did not answer within ${timeoutMs} ms`)));
     req.on('error', (err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') reject(new CL_ERR_NOT_RUNNING(dataDir));
+      else reject(err);
+    });
+    req.end();
+  });
+}
+
+/**
+ * Reads a streaming route line by line (NDJSON) until the supervisor ends it or `signal` aborts;
+ * CL_ERR_NOT_RUNNING when none answers. Resolves when the stream ends.
+ */
+export function streamControl(socketPath: string, route: string, dataDir: string, onLine: (line: string) => void, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath, path: route, method: 'GET', signal }, (res) => {
+      res.setEncoding('utf8');
+      if (res.statusCode !== 200) {
+        let body = '';
+        res.on('data', (chunk: string) => (body += chunk));
+        res.on('end', () => {
+          try {
+            const parsed = JSON.parse(body) as { code?: string; message?: string; hint?: string };
+            reject(new ChangeLensError(parsed.code ?? 'CL_ERR_INTERNAL', res.statusCode ?? 500, parsed.message ?? body, parsed.hint ?? 'see the supervisor\'s logs'));
+          } catch (err) {
+            reject(err);
+          }
+        });
+        return;
+      }
+      let rest = '';
+      res.on('data', (chunk: string) => {
+        const parts = (rest + chunk).split('\n');
+        rest = parts.pop()!;
+        for (const line of parts) if (line !== '') onLine(line);
+      });
+      res.on('end', () => resolve());
+      res.on('error', (err) => (signal?.aborted ? resolve() : reject(err)));
+    });
+    req.on('error', (err: NodeJS.ErrnoException) => {
+      if (signal?.aborted) resolve();
+      else if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') reject(new CL_ERR_NOT_RUNNING(dataDir));
       else reject(err);
     });
     req.end();

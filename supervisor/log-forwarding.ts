@@ -1,7 +1,6 @@
 // One JSON log stream on stdout: the children's lines forwarded (wrapped when they are not JSON),
 // pm2's console chatter routed into the supervisor's logger.
 import { format } from 'node:util';
-import type { pino } from 'pino';
 import { ChangeLensError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { LogLine } from './process-manager.js';
@@ -14,7 +13,7 @@ const APPLIANCE_SERVICES = new Set(['supervisor', 'proxy', 'postgres', 'redis'])
  * colour's API and worker run release code: its lines are labelled with the process pm2 knows it as, and one that
  * calls itself the supervisor (or another appliance service) is relabelled, the claim kept.
  */
-export function forwardLine(out: pino.DestinationStream, { name, stream, line }: LogLine): void {
+export function forwardLine(out: { write(s: string): unknown }, { name, stream, line }: LogLine): void {
   if (line.startsWith('{') && line.endsWith('}')) {
     if (!/^(api|worker)-/.test(name)) {
       out.write(line + '\n');

@@ -22,7 +22,8 @@ import { bootGraph } from './boot.js';
 import { childEnvironment, effectiveUrls, embeddedUrl } from './child-env.js';
 import { APP_REDIS_USER, releaseEnvironment } from './confinement.js';
 import { claimControlSocket, type ControlRoute } from './control-socket.js';
-import { processRoutes } from './control-routes.js';
+import { logsRoute, processRoutes } from './control-routes.js';
+import { LogRing } from './log-ring.js';
 import { errorForLog, forwardLine, routeConsoleTo } from './log-forwarding.js';
 import { readMigrations, runMigrations } from './migrations.js';
 import { startJobDrain, type JobDrain } from './job-drain.js';
@@ -53,7 +54,9 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   // switches only the user and group ids) inherits none, root's group included.
   if (process.getuid?.() === 0) process.setgroups?.([]);
   const out = pino.destination({ fd: 1, sync: false });
-  const log = createLogger('supervisor', { level: config.logLevel, destination: out });
+  // What goes to stdout is also kept, bounded, for `changelens logs`.
+  const logRing = new LogRing();
+  const log = createLogger('supervisor', { level: config.logLevel, destination: logRing.tee(out, 'supervisor') });
   const paths = dataPaths(config.dataDir);
   const embedded = { postgres: config.databaseUrl === undefined, redis: config.redisUrl === undefined };
 
@@ -71,7 +74,7 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   // so a second `up` cannot race this one through secrets, initdb or orphan reaping.
   let phase: ApplianceStatus['phase'] = 'booting';
   let statusNow: () => unknown = () => ({ schemaVersion: 1, running: true, phase, supervisorPid: process.pid, dataDir: paths.root });
-  const routes: ControlRoute[] = [{ method: 'GET', path: /^\/status$/, handler: () => statusNow() }];
+  const routes: ControlRoute[] = [{ method: 'GET', path: /^\/status$/, handler: () => statusNow() }, logsRoute(logRing)];
   const server = await bindControlSocket(paths, routes);
   const releaseLock = (): Promise<void> => new Promise((resolve) => server.close(() => resolve()));
 
@@ -141,7 +144,12 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   const migrations = readMigrations(migrationsDir);
 
   const pm = await connecting;
-  pm.onLine((line) => forwardLine(out, line));
+  const sinks = new Map<string, ReturnType<LogRing['tee']>>();
+  pm.onLine((line) => {
+    let sink = sinks.get(line.name);
+    if (!sink) sinks.set(line.name, (sink = logRing.tee(out, line.name)));
+    forwardLine(sink, line);
+  });
   // The public port is this process's: it outlives a proxy crash (opened when the proxy first accepts).
   const publicPort = new PublicListener({ host: config.host, port: config.port, log });
   // A port taken between the preflight and the proxy's start fails the boot, naming it.

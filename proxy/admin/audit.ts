@@ -1,6 +1,7 @@
 // The audit log: every change, by whom, since when.
 import type { FastifyInstance } from 'fastify';
 import { CL_ERR_INVALID_REQUEST } from '../../lib/errors.js';
+import { SINCE_EXPECTED, sinceMs } from '../../lib/since.js';
 import type { AdminApiOptions } from './options.js';
 
 export async function auditRoutes(admin: FastifyInstance, o: AdminApiOptions): Promise<void> {
@@ -12,11 +13,9 @@ export async function auditRoutes(admin: FastifyInstance, o: AdminApiOptions): P
   });
 }
 
-/** "90m", "1h", "7d" ago, or an ISO time. */
+/** "90m", "1h", "7d" ago, or an ISO time; the error names the field. */
 export function parseSince(value: string, field: string, now = Date.now()): number {
-  const rel = /^(\d{1,6})([smhd])$/.exec(value);
-  if (rel) return now - Number(rel[1]) * { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[rel[2] as 's' | 'm' | 'h' | 'd'];
-  const abs = Date.parse(value);
-  if (/^\d{4}-\d{2}-\d{2}/.test(value) && !Number.isNaN(abs)) return abs;
-  throw new CL_ERR_INVALID_REQUEST(`${field}: expected a duration like 30m, 1h, 7d or an ISO time, got ${JSON.stringify(value)}`);
+  const ms = sinceMs(value, now);
+  if (ms === null) throw new CL_ERR_INVALID_REQUEST(`${field}: expected ${SINCE_EXPECTED}, got ${JSON.stringify(value)}`);
+  return ms;
 }

@@ -81,13 +81,14 @@ export async function deploymentRoutes(admin: FastifyInstance, o: AdminApiOption
 
   admin.get<{ Params: { id: string } }>('/api/deployments/:id/export', async (req) => exportDeployment(o.store, req.params.id));
 
-  for (const action of ['promote', 'rollback', 'pause', 'resume', 'abort'] as const) {
+  for (const action of ['promote', 'step', 'rollback', 'pause', 'resume', 'abort'] as const) {
     // A body is optional ({"reason": "…"}), so `curl -X POST` alone works too.
     admin.post<{ Body: unknown }>(`/api/deployment/${action}`, async (req) => {
       const actor = actorOf(req);
       const reason = reasonOf(req.body);
       switch (action) {
         case 'promote': return o.controller.promote(actor);
+        case 'step': return o.controller.promoteStep(actor, reason);
         case 'rollback': return o.controller.rollback(actor, reason);
         case 'pause': return o.controller.pause(actor, reason);
         case 'resume': return o.controller.resume(actor);

@@ -109,10 +109,10 @@ describe('changelens up refuses bad input before starting anything', () => {
   it('a bad command line: unknown command and unknown option, exit 2', async () => {
     const unknownCommand = await runCli(['upp'], {});
     expect(unknownCommand.code).toBe(2);
-    expect(unknownCommand.stderr).toContain('CL_ERR_CLI_USAGE: unknown command "upp"');
+    expect(unknownCommand.stderr).toContain("CL_ERR_CLI_USAGE: unknown command 'upp' (did you mean up?)");
     const unknownOption = await runCli(['status', '--jsn'], {});
     expect(unknownOption.code).toBe(2);
-    expect(unknownOption.stderr).toContain("'--jsn'");
+    expect(unknownOption.stderr).toContain("unknown option '--jsn' (did you mean --json?)\nhint: run: changelens status --help");
   });
 
   it('status with nothing running: exit 3, and --json says running: false', async () => {

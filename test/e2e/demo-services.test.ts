@@ -231,7 +231,7 @@ describe('endpoints', () => {
     expect(JSON.parse(set.stdout).regressions).toMatchObject([{ type: 'cpu', intensity: 1, source: 'runtime' }]);
     expect((await runCli(['regression', 'list'], app.env)).stdout).toMatch(/^blue\s+no regressions\ngreen\s+cpu 1 \[runtime\]$/m);
     const wrongColour = await runCli(['regression', 'set', 'red', 'cpu', '1'], app.env);
-    expect([wrongColour.code, wrongColour.stderr]).toEqual([2, expect.stringContaining('colour: expected blue or green')]);
+    expect([wrongColour.code, wrongColour.stderr]).toEqual([2, expect.stringContaining("'red' is invalid for argument 'colour'. Allowed choices are blue, green")]);
     const cleared = await runCli(['regression', 'clear', 'green', 'cpu'], app.env);
     expect([cleared.code, cleared.stdout]).toEqual([0, 'green: no regressions\n']);
     const audit = await (await fetch(`${app.url}/_changelens/api/audit?since=5m`, { headers: { authorization: `Bearer ${app.secrets().adminToken}` } })).json() as { events: { eventType: string; details: Record<string, unknown>; success: boolean }[] };

@@ -8,7 +8,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import { chmodSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { freePorts, launchAppliance, type Appliance } from '../../bench/harness.js';
+import { baseEnv, cliPath, freePorts, launchAppliance, type Appliance } from '../../bench/harness.js';
 import { runCli } from '../helpers/cli.js';
 import { reapOrphans } from '../../supervisor/index.js';
 import { packageRoot } from '../../lib/package-root.js';
@@ -357,9 +357,52 @@ describe('the changelens command', () => {
     const usage = await runCli(['deploy', 'v9', '--step-seconds', 'soon'], app.env);
     expect(usage.code).toBe(2);
     expect(usage.stderr).toContain('--step-seconds');
+    // The range is the config table's (CHANGELENS_STEP_SECONDS's), checked before anything is sent.
     const range = await runCli(['deploy', 'v9', '--step-seconds', '0'], app.env);
-    expect(range.code).toBe(1);
-    expect(range.stderr).toContain('--step-seconds');
+    expect(range.code).toBe(2);
+    expect(range.stderr).toContain("option '--step-seconds <seconds>' argument '0' is invalid. expected seconds 1-86400");
+    expect(range.stderr).toContain('hint: run: changelens deploy --help');
+  });
+
+  it('promote --step moves one step at a time, watch shows it, logs -f follows the proxy, wait attaches, undo goes back at once', async () => {
+    const before = await active();
+    const started = await runCli(['deploy', 'stepwise', '--steps', '10,60,100', '--step-seconds', '600', '--json'], app.env);
+    expect(started.code, started.stderr).toBe(0);
+    const id = JSON.parse(started.stdout).id as string;
+    await until(async () => expect((await api('GET', `/api/deployments/${id}`)).body.status).toMatchObject({ phase: 'shifting', stepIndex: 0 }), 30_000);
+    // The proxy's lines, as they come, through the supervisor's socket.
+    const follower = spawn(process.execPath, [cliPath, 'logs', '-f', '--service', 'proxy', '--lines', '1', '--json'], { env: { ...baseEnv(), ...app.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let followed = '';
+    follower.stdout.setEncoding('utf8').on('data', (c: string) => (followed += c));
+    try {
+      await until(async () => expect(followed).not.toBe(''), 10_000);
+      const step = await runCli(['promote', '--step', '--reason', 'dashboards look right', '--json'], app.env);
+      expect(step.code, step.stderr).toBe(0);
+      expect(JSON.parse(step.stdout).status).toMatchObject({ phase: 'shifting', stepIndex: 1 });
+      const watched = await runCli(['watch', id, '--once', '--json'], app.env);
+      expect(watched.code, watched.stderr).toBe(0);
+      expect(JSON.parse(watched.stdout)).toMatchObject({ deployment: { id, version: 'stepwise', phase: 'shifting', step: 2, weight: 60 }, active: before, colours: { blue: { rps: expect.any(Number) }, green: { rps: expect.any(Number) } } });
+      const last = await runCli(['promote', '--step'], app.env);
+      expect(last.stdout).toContain(`deployment ${id}: canary of stepwise on ${other(before.color)} is promoted`);
+      await until(async () => expect(followed).toMatch(/"msg":"promoted"/), 10_000);
+    } finally {
+      follower.kill('SIGINT');
+    }
+    expect(followed.trim().split('\n').every((l) => JSON.parse(l).service === 'proxy')).toBe(true);
+    const waited = await runCli(['wait', id, '--json'], app.env);
+    expect([waited.code, JSON.parse(waited.stdout).status.phase]).toEqual([0, 'promoted']);
+    const steps = (await api('GET', '/api/audit?since=5m')).body.events.filter((e: any) => e.eventType === 'step' && e.deploymentId === id);
+    // Newest first: the step onto 100 % (which promotes), then the one onto 60 % with its reason.
+    expect(steps.map((e: any) => e.details)).toEqual([{ stepIndex: 2, weight: 100, by: 'operator' }, { stepIndex: 1, weight: 60, by: 'operator', reason: 'dashboards look right' }]);
+    // Undo: the release before, on the colour still warm with it, without a start.
+    const undoStarted = Date.now();
+    const undone = await runCli(['undo', '--wait', '--json'], app.env, 60_000);
+    expect(undone.code, undone.stderr).toBe(0);
+    expect(JSON.parse(undone.stdout)).toMatchObject({ version: before.version, strategy: 'direct', status: { phase: 'promoted' } });
+    expect(await active()).toEqual(before);
+    expect(Date.now() - undoStarted).toBeLessThan(15_000);
+    const recent = await runCli(['logs', '--service', 'proxy', '--since', '2m', '--json'], app.env);
+    expect(recent.stdout).toContain('"msg":"promoted"');
   });
 
   it('deploy --wait never hangs on a box with no traffic: the progress deadline aborts (exit 4), and --timeout gives up (exit 4)', async () => {

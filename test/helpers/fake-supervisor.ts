@@ -11,9 +11,12 @@ export class FakeSupervisor implements SupervisorLink {
   };
   readonly calls: string[] = [];
   failStart: string | null = null;
+  /** While set, a start waits for it (a candidate slow to start). */
+  holdStart: Promise<void> | null = null;
 
   async start(color: Color, release: { version: string }): Promise<void> {
     this.calls.push(`start ${color} ${release.version}`);
+    await this.holdStart;
     if (this.failStart) throw new Error(this.failStart);
     Object.assign(this.colours[color], { running: true, online: true, ready: true, release: release.version, worker: { running: true, restarts: 0 } });
   }
