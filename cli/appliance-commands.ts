@@ -145,7 +145,7 @@ const SECRET_KEYS = new Set(['adminToken', 'pgPassword', 'redisPassword', 'backu
 function shownValue(key: string, value: unknown): unknown {
   if (value === undefined) return value;
   if (SECRET_KEYS.has(key)) return '[redacted]';
-  if (key === 'hookUrls' || key === 'otlpEndpoint') return String(value).split(',').map((u) => redactUrl(u.trim())).join(',');
+  if (key === 'hookUrls' || key === 'gateUrl' || key === 'otlpEndpoint') return String(value).split(',').map((u) => redactUrl(u.trim())).join(',');
   if (key === 'monitorRules') return redactRules(String(value));
   return value;
 }

@@ -28,7 +28,7 @@ const SETTING_FLAGS = {
 const camel = (flag: string): string => flag.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
 
 interface DeployOptions extends ApiOptions {
-  strategy?: string; steps?: string; set?: string[]; secret?: string[]; artifact?: string; wait?: boolean; timeout?: number;
+  strategy?: string; steps?: string; set?: string[]; secret?: string[]; artifact?: string; wait?: boolean; timeout?: number; awaitApproval?: boolean;
   mirror?: boolean; sequential?: boolean; [flag: string]: unknown;
 }
 
@@ -43,11 +43,14 @@ export function registerRolloutCommands(program: Command, act: Act): void {
   for (const [flag, key] of Object.entries(SETTING_FLAGS)) deploy.addOption(settingOption(`--${flag}`, key));
   deploy.option('--no-sequential', 'no early verdicts from the sequential tests: windows and fast trips only')
     .option('--no-mirror', 'no copies of live requests to the candidate (synthetic warm-up GETs only)')
+    .option('--await-approval', 'hold before the final step (blue/green and direct: before the switch) until approved: changelens promote --step, the dashboard, or the gate webhook (CHANGELENS_GATE_URL)')
     .option('-w, --wait', 'follow the deployment until it is decided (exit codes below)')
     .addOption(new Option('-t, --timeout <seconds>', 'with --wait: give up waiting after this long (exit 4; the deployment goes on)').argParser(numberIn(1, 604_800, true)));
   examples(deploy, [
     'changelens deploy v2 --wait',
     'changelens deploy v2 --strategy canary --steps 10,50,100 --step-seconds 60 --wait --timeout 900',
+    'changelens deploy v2 --steps 5,25,pause,100      # holds before 100 %: changelens promote --step approves',
+    'changelens deploy v2 --strategy bluegreen --await-approval',
     'changelens deploy v2 --artifact ./build --set FEATURE_X=1 --secret API_KEY=… --url https://app.example.com',
   ]);
   deploy.addHelpText('after', `\nWith --wait: exit 0 promoted, 1 rolled back or failed, 4 paused, aborted or --timeout passed,\n3 unreachable, 5 unauthorized, 2 bad usage. Without: 0 once the deployment is recorded.\n`);
@@ -57,8 +60,8 @@ export function registerRolloutCommands(program: Command, act: Act): void {
     if (o.strategy !== undefined) body.strategy = o.strategy;
     if (o.steps !== undefined) {
       const steps = o.steps.split(',').map((x) => x.trim());
-      if (!steps.every((x) => /^\d+$/.test(x))) throw new CL_ERR_CLI_USAGE(`--steps: expected percentages like 5,25,50,100, got ${JSON.stringify(o.steps)}`);
-      body.steps = steps.map(Number);
+      if (!steps.every((x) => /^\d+$/.test(x) || x === 'pause')) throw new CL_ERR_CLI_USAGE(`--steps: expected percentages like 5,25,50,100 (a "pause" before a weight holds it for approval), got ${JSON.stringify(o.steps)}`);
+      body.steps = steps.map((x) => (x === 'pause' ? x : Number(x)));
     }
     for (const flag of Object.keys(SETTING_FLAGS) as (keyof typeof SETTING_FLAGS)[]) {
       const value = o[camel(flag)];
@@ -67,6 +70,7 @@ export function registerRolloutCommands(program: Command, act: Act): void {
     if (o.set) body.env = pairs('--set', o.set);
     // Sealed by the appliance on arrival; shown nowhere after (not in releases, audit or logs).
     if (o.secret) body.secrets = pairs('--secret', o.secret, false);
+    if (o.awaitApproval) body.awaitApproval = true;
     if (o.mirror === false) body.mirror = false;
     if (o.sequential === false) body.sequential = false;
     const api = client(o);
@@ -220,7 +224,7 @@ async function withFlagNames<T>(p: Promise<T>): Promise<T> {
     return await p;
   } catch (err) {
     const e = err as Error;
-    for (const [flag, field] of Object.entries({ ...SETTING_FLAGS, steps: 'steps', strategy: 'strategy', 'no-mirror': 'mirror', 'no-sequential': 'sequential', artifact: 'artifact', set: 'env', version: 'version' })) {
+    for (const [flag, field] of Object.entries({ ...SETTING_FLAGS, steps: 'steps', strategy: 'strategy', 'no-mirror': 'mirror', 'no-sequential': 'sequential', 'await-approval': 'awaitApproval', artifact: 'artifact', set: 'env', version: 'version' })) {
       e.message = e.message.replace(new RegExp(`body/${field}\\b`, 'g'), flag === 'version' ? '<version>' : `--${flag}`);
     }
     throw e;

@@ -7,6 +7,7 @@ import { loadConfig } from '../lib/config.js';
 import { isTerminal } from '../lib/contracts/phases.js';
 import { ChangeLensError, CL_ERR_UNREACHABLE, EXIT } from '../lib/errors.js';
 import type { Deployment, StoredVerdict } from '../rollout/index.js';
+import { atGate, candidateWeight } from '../rollout/state-machine.js';
 import { adminClient, type AdminClient } from './admin-client.js';
 import { examples, numberIn, withApi, write, type ApiOptions } from './options.js';
 import type { Act } from './program.js';
@@ -72,7 +73,8 @@ function exitOf(d: Deployment): number {
   }
 }
 
-const decided = (d: Deployment): boolean => isTerminal(d.status.phase) || d.status.phase === 'paused';
+/** Ended, or paused for a person; a gate the plan put there is waited through (a person or its webhook approves). */
+const decided = (d: Deployment): boolean => isTerminal(d.status.phase) || (d.status.phase === 'paused' && !atGate(d.status));
 
 /**
  * A call that rides out a proxy restarting (pm2 brings it back and it takes the deployment over):
@@ -216,10 +218,7 @@ function plainLine(f: WatchFrame): string {
   return `${d.id} ${d.version} ${d.phase} step ${d.step}/${d.steps.length} weight ${d.weight}%${f.lastVerdict ? ` last verdict ${f.lastVerdict.verdict}: ${f.lastVerdict.explanation}` : ''}`;
 }
 
-function weightOf(d: Deployment): number {
-  const { phase, steps, stepIndex } = d.status;
-  return phase === 'promoted' ? 100 : phase === 'shifting' || phase === 'paused' ? steps[stepIndex]! : 0;
-}
+const weightOf = (d: Deployment): number => Math.round(candidateWeight(d.status) * 100);
 
 export function describe(d: Deployment): string {
   return `deployment ${d.id}: ${d.strategy} of ${d.version} on ${d.candidateColor} is ${d.status.phase} (step ${d.status.stepIndex + 1}/${d.status.steps.length}, weight ${weightOf(d)}%)${d.status.reason ? `: ${d.status.reason}` : ''}\n`;

@@ -37,6 +37,25 @@ const workerRegressionSpec = (v: unknown): string | undefined =>
   typeof v === 'string' && 'regressions' in parseWorkerRegressionSpec(v) ? v : undefined;
 const port = int(1, 65535);
 const num = (min: number, max: number) => ranged({ min, max, integer: false });
+/**
+ * Canary weights with gates: "pause" before a weight holds the deployment there until approved,
+ * e.g. "5,25,pause,100" → steps [5, 25, 100], gates [2] (the index of the step it holds).
+ */
+export function parseStepsWithGates(v: unknown): { steps: number[]; gates: number[] } | undefined {
+  const parts = typeof v === 'string' ? v.split(',').map((p) => p.trim()) : Array.isArray(v) ? v : undefined;
+  if (!parts || parts.length > 40) return undefined;
+  const weights: unknown[] = [];
+  const gates: number[] = [];
+  for (let i = 0; i < parts.length; i++) {
+    if (parts[i] !== 'pause') weights.push(parts[i]);
+    // A pause holds the weight after it: one per step, never last.
+    else if (i + 1 < parts.length && parts[i + 1] !== 'pause') gates.push(weights.length);
+    else return undefined;
+  }
+  const steps = parseSteps(weights);
+  return steps ? { steps, gates } : undefined;
+}
+
 /** Canary weights in percent: strictly increasing, ending at 100, e.g. "5,25,50,100". */
 export function parseSteps(v: unknown): number[] | undefined {
   const parts = typeof v === 'string' ? v.split(',').map((p) => p.trim()) : Array.isArray(v) ? v : undefined;
@@ -48,7 +67,7 @@ export function parseSteps(v: unknown): number[] | undefined {
 const s3UrlSpec = (v: unknown): string | undefined => (typeof v === 'string' && !('error' in parseS3Url(v)) ? v : undefined);
 /** A 5-field cron expression, or "off". */
 const cronSpec = (v: unknown): string | undefined => (typeof v === 'string' && (v === 'off' || cronProblem(v) === null) ? v.trim() : undefined);
-const stepsSpec = (v: unknown): string | undefined => (parseSteps(v) ? String(v) : undefined);
+const stepsSpec = (v: unknown): string | undefined => (parseStepsWithGates(v) ? String(v) : undefined);
 const monitorRulesSpec = (v: unknown): string | undefined => {
   const text = typeof v === 'string' ? v : Array.isArray(v) ? JSON.stringify(v) : undefined;
   return text !== undefined && Array.isArray(parseMonitorRules(text)) ? text : undefined;
@@ -111,7 +130,7 @@ const FIELDS = {
   // A release's worker regressions from birth (the worker reads it at start), e.g. errors:0.2.
   workerRegression: { env: 'CHANGELENS_WORKER_REGRESSION', doc: 'regressions the worker carries from birth', kind: 'string', parse: workerRegressionSpec, expected: 'type:intensity[,…] with types slow (ms 1-60000), errors (0-1), crash (0-1), e.g. errors:0.2', default: undefined },
   // Progressive delivery: the defaults of every deployment; a deploy may override each.
-  canarySteps: { env: 'CHANGELENS_CANARY_STEPS', doc: 'canary weights in percent, one analysis period each (100 promotes)', kind: 'string', parse: stepsSpec, expected: 'increasing percentages 1-100 ending at 100, e.g. 5,25,50,100 (or 10,100 for a fixed 90/10)', default: '5,25,50,100' },
+  canarySteps: { env: 'CHANGELENS_CANARY_STEPS', doc: 'canary weights in percent, one analysis period each (100 promotes); "pause" before a weight holds the deployment there until approved (changelens promote --step, the dashboard, or the gate webhook)', kind: 'string', parse: stepsSpec, expected: 'increasing percentages 1-100 ending at 100, e.g. 5,25,50,100 (or 10,100 for a fixed 90/10, or 5,25,pause,100 to approve the last step)', default: '5,25,50,100' },
   stepSeconds: { env: 'CHANGELENS_STEP_SECONDS', doc: 'analysis period of each canary step, and of blue/green\'s post-switch analysis', kind: 'int', parse: int(1, 86_400), expected: 'seconds 1-86400', default: 30 },
   windowSeconds: { env: 'CHANGELENS_WINDOW_SECONDS', doc: 'length of one judged window (merged 1 s slices)', kind: 'int', parse: int(1, 60), expected: 'seconds 1-60', default: 5 },
   p99Ratio: { env: 'CHANGELENS_P99_RATIO', doc: 'a window fails when the candidate\'s P99 exceeds the stable colour\'s by this factor', kind: 'number', parse: num(1, 1000), expected: 'a number 1-1000, e.g. 1.5', default: 1.5 },
@@ -141,6 +160,7 @@ const FIELDS = {
   previewSeconds: { env: 'CHANGELENS_PREVIEW_SECONDS', doc: 'blue/green: how long the new colour is reachable by pin only before the switch', kind: 'int', parse: int(0, 86_400), expected: 'seconds 0-86400', default: 0 },
   trustedProxies: { env: 'CHANGELENS_TRUSTED_PROXIES', doc: 'addresses of the proxies in front that end TLS: only their X-Forwarded-Proto is believed (the dashboard\'s cookie is then Secure); on Cloud Run and CloudBase it always is', kind: 'string', parse: ipList, expected: 'comma-separated IP addresses, e.g. 10.0.0.2,10.0.0.3', default: undefined },
   hookUrls: { env: 'CHANGELENS_HOOK_URLS', doc: 'webhooks POSTed a JSON event on deploy, promote and rollback', kind: 'string', parse: urlList, expected: 'comma-separated http(s) URLs', default: undefined },
+  gateUrl: { env: 'CHANGELENS_GATE_URL', doc: 'the gate webhook: while a deployment waits at a gate (a pause in its steps, or --await-approval), it is POSTed the deployment as JSON every window; a 2xx answer approves the held step (Flagger\'s confirm-promotion)', kind: 'string', parse: text(/^https?:\/\/[^\s]+$/), expected: 'an http(s) URL', default: undefined },
   hookCommand: { env: 'CHANGELENS_HOOK_COMMAND', doc: 'shell command run on deploy, promote and rollback; the event is on stdin (JSON) and in CHANGELENS_EVENT', kind: 'string', parse: text(), expected: 'a shell command', default: undefined },
   hookTimeoutMs: { env: 'CHANGELENS_HOOK_TIMEOUT_MS', doc: 'how long one hook may take', kind: 'int', parse: int(100, 300_000), expected: 'milliseconds 100-300000', default: 10_000 },
   // The monitor: rules on the appliance's own metrics that scale, restart and alert.

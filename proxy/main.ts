@@ -90,6 +90,7 @@ const controller = new RolloutController({
   analysisLoad: analysisLoadThrough(`http://${selfHost(config.host)}:${config.port}`, systemClock, log, () => analysisCredential()),
   mirror,
   readyTimeoutMs: config.readyTimeoutMs,
+  ...(config.gateUrl ? { gate: { url: config.gateUrl, timeoutMs: config.hookTimeoutMs } } : {}),
   ...(fleetId ? {
     fleet: {
       link: { everyoneReady: (d, ms, live) => fleet!.everyoneReady(d, ms, live), servingEverywhere: (d) => fleet!.servingEverywhere(d), stableNow: (d) => fleet!.stableNow(d) },

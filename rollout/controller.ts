@@ -47,6 +47,8 @@ export interface ControllerOptions {
   mirror?: MirrorLink;
   /** How long a colour has to start ready (every fleet instance's too). */
   readyTimeoutMs?: number;
+  /** A deployment waiting at a gate asks it every window; a 2xx approves (with the hooks' timeout). */
+  gate?: { url: string; timeoutMs: number };
   /** One instance of a fleet: it drives deployments only while it holds the lease (`lead`), else follows. */
   fleet?: ControllerFleet;
   /** Where a response is measured; default: `window` (in a fleet, the slices every proxy publishes). */
@@ -324,6 +326,7 @@ export class RolloutController {
       ...(o.mirror ? { mirror: o.mirror } : {}),
       ...(o.fleet ? { fleet: o.fleet.link, judgeDelayMs: o.fleet.judgeDelayMs } : {}),
       ...(o.readyTimeoutMs !== undefined ? { readyTimeoutMs: o.readyTimeoutMs } : {}),
+      ...(o.gate ? { gateUrl: o.gate.url, gateTimeoutMs: o.gate.timeoutMs } : {}),
     });
   }
 

@@ -47,6 +47,8 @@ export interface Plan {
   warmupPaths?: string[];
   /** While judged, this percentage of the live GET/HEAD requests the stable colour serves is also copied to the candidate and judged (0 or absent: none). */
   mirrorPercent?: number;
+  /** Steps (indices) entered only once approved: held paused at the step before's weight until then (absent: none). */
+  gates?: number[];
 }
 
 export interface Deployment {

@@ -2,10 +2,12 @@
 // contract, a fake supervisor (the only thing mocked: the colours' processes), the real sliced
 // window and judge, and a clock the test moves. Traffic is recorded as the proxy would, split by
 // the routing table the controller publishes. Minutes of rollout run in milliseconds.
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { Color } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
 import { SlicedWindow } from '../monitoring/index.js';
@@ -87,8 +89,9 @@ let candidate: Behaviour;
 let loads: Array<{ rate: number; colors: readonly Color[]; stopped: boolean }>;
 let mirror: FakeMirror;
 
-function boot(): RolloutController {
+function boot(extra: Partial<ConstructorParameters<typeof RolloutController>[0]> = {}): RolloutController {
   const controller = new RolloutController({
+    ...extra,
     analysisLoad: (load, colors) => {
       const run = { rate: load.rate, colors, stopped: false };
       loads.push(run);
@@ -290,6 +293,104 @@ describe('the reconciler', () => {
     expect(last.status.phase).toBe('promoted');
     expect(c.routingTable()).toMatchObject({ stable: 'green', candidateWeight: 0 });
     await expect(c.promoteStep('approver')).rejects.toMatchObject({ code: 'CL_ERR_NO_DEPLOYMENT' });
+  });
+
+  it('a gate in the steps holds the step before until approved, judged meanwhile; the approval enters the held step', async () => {
+    const c = boot();
+    await c.init();
+    const d = await c.deploy(request('gated', { steps: [20, 60, 100] }, { gates: [1] }));
+    await shifting(d.id);
+    // Step 1 passes on its windows, then waits at 20 % for as long as nobody approves.
+    expect(await serveUntil(c, d.id, ['paused'])).toBe('paused');
+    await serve(c, 30_000);
+    const held = await store.deployment(d.id);
+    expect(held.status).toMatchObject({ phase: 'paused', stepIndex: 1, reason: 'waiting for approval before step 2/3 (60 %): changelens promote --step, the dashboard' });
+    expect(c.routingTable().candidateWeight).toBe(0.2);
+    expect((await store.verdicts(d.id)).length).toBeGreaterThan(4);
+    await expect(c.resume('operator')).rejects.toMatchObject({ code: 'CL_ERR_ROLLOUT_BAD_TRANSITION' });
+    const approved = await c.promoteStep('approver', 'ticket 7');
+    expect(approved.status).toMatchObject({ phase: 'shifting', stepIndex: 1 });
+    expect(c.routingTable().candidateWeight).toBe(0.6);
+    expect(await serveUntil(c, d.id, ['promoted', 'rolled_back'])).toBe('promoted');
+    const audit = await store.auditSince(0);
+    expect(audit.find((e) => e.eventType === 'gate')?.details).toEqual({ stepIndex: 1, weight: 60, webhook: false });
+    expect(audit.find((e) => e.eventType === 'approve')).toMatchObject({ actor: 'approver', details: { stepIndex: 1, weight: 60, reason: 'ticket 7' } });
+  });
+
+  it('a failing candidate held at a gate is still rolled back', async () => {
+    const c = boot();
+    await c.init();
+    const d = await c.deploy(request('gated-bad', { steps: [20, 100] }, { gates: [1] }));
+    await shifting(d.id);
+    expect(await serveUntil(c, d.id, ['paused'])).toBe('paused');
+    candidate = { slower: 1, status: 500 };
+    expect(await serveUntil(c, d.id, ['promoted', 'rolled_back'])).toBe('rolled_back');
+  });
+
+  it('blue/green awaiting approval: ready and held at no traffic; the approval switches, judged against the stable colour just before', async () => {
+    const c = boot();
+    await c.init();
+    const d = await c.deploy(request('bg-gated', { strategy: 'bluegreen' }, { gates: [0] }));
+    for (let i = 0; (await store.deployment(d.id)).status.phase !== 'paused'; i++) {
+      if (i > 100) throw new Error('not held');
+      await serve(c, 100);
+    }
+    await serve(c, 20_000);
+    expect((await store.deployment(d.id)).status).toMatchObject({ phase: 'paused', stepIndex: 0, reason: expect.stringMatching(/^waiting for approval before step 1\/1 \(100 %\)/) });
+    expect(c.routingTable()).toMatchObject({ stable: 'blue', candidateWeight: 0 });
+    await c.promoteStep('operator');
+    expect(c.routingTable().candidateWeight).toBe(1);
+    expect(await serveUntil(c, d.id, ['promoted', 'rolled_back'])).toBe('promoted');
+  });
+
+  it('direct awaiting approval promotes on the approval, and a restart keeps it held', async () => {
+    const first = boot();
+    await first.init();
+    const d = await first.deploy(request('direct-gated', { strategy: 'direct' }, { gates: [0] }));
+    for (let i = 0; (await store.deployment(d.id)).status.phase !== 'paused'; i++) {
+      if (i > 100) throw new Error('not held');
+      await clock.advance(100);
+    }
+    first.close();
+    const second = boot();
+    await second.init();
+    await clock.advance(5_000);
+    expect((await store.deployment(d.id)).status).toMatchObject({ phase: 'paused', stepIndex: 0 });
+    expect(second.routingTable().candidateWeight).toBe(0);
+    expect((await second.promoteStep('operator')).status.phase).toBe('promoted');
+    expect(second.routingTable()).toMatchObject({ stable: 'green', candidateWeight: 0 });
+  });
+
+  it('the gate webhook is asked every window while the gate holds: a non-2xx keeps it waiting, the first 2xx approves', async () => {
+    const asked: Array<{ stepIndex: number; weight: number }> = [];
+    let answer = 503;
+    const server = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c));
+      req.on('end', () => {
+        asked.push(JSON.parse(body));
+        res.writeHead(answer).end();
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    try {
+      const c = boot({ gate: { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/approve?token=s3cret`, timeoutMs: 2_000 } });
+      await c.init();
+      const d = await c.deploy(request('hooked', { steps: [30, 100] }, { gates: [1] }));
+      await shifting(d.id);
+      expect(await serveUntil(c, d.id, ['paused'])).toBe('paused');
+      await vi.waitFor(() => expect(asked.length).toBeGreaterThanOrEqual(1));
+      await serve(c, 6_000); // the next window's ask: still 503
+      await vi.waitFor(() => expect(asked.length).toBeGreaterThanOrEqual(2));
+      expect((await store.deployment(d.id)).status.phase).toBe('paused');
+      expect(asked[0]).toMatchObject({ type: 'gate', deploymentId: d.id, stepIndex: 1, weight: 100 });
+      answer = 200;
+      await serve(c, 6_000);
+      await vi.waitFor(async () => expect((await store.deployment(d.id)).status.phase).toBe('promoted'));
+      expect((await store.auditSince(0)).find((e) => e.eventType === 'approve')?.actor).toBe('gate webhook');
+    } finally {
+      server.close();
+    }
   });
 
   it('refuses a step while the candidate starts, naming the phase', async () => {

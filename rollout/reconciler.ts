@@ -4,7 +4,8 @@
 // through the store and the state machine. Operator actions take the same lock and wake it. A
 // proxy that restarts takes over what the previous one left running.
 //
-// Where a canary moves to its next step: `analyse` → `passStep`. Who changes the routing table:
+// Where a canary moves to its next step: `analyse` → `passStep` (or `holdAtGate`, until
+// `promoteStep` → `approveGate`). Who changes the routing table:
 // this file only, through `Traffic` (traffic.ts), in `init`, `enterStep`/`setWeights`, `toStable`,
 // `finishPromotion` and `finish`.
 import type { Color } from '../lib/config.js';
@@ -21,7 +22,8 @@ import type { Deployment, DeployRequest, Release, StoredVerdict } from './model.
 import { sleep, type Clock, type FleetLink, type MirrorLink, type RolloutStore, type SupervisorLink } from './ports.js';
 import { prepareRelease } from './release-import.js';
 import { judging, newRun, type Run } from './run.js';
-import { initialStatus, isTerminal, transition, candidateWeight, type DeploymentEvent, type Phase } from './state-machine.js';
+import { atGate, GATE, initialStatus, isTerminal, transition, candidateWeight, type DeploymentEvent, type Phase } from './state-machine.js';
+import { pollGate } from './gate-webhook.js';
 import { strategyOf } from './strategies/index.js';
 import { summarise } from './summary.js';
 import type { Traffic } from './traffic.js';
@@ -50,6 +52,10 @@ export interface ReconcilerParts {
   judgeDelayMs?: number;
   /** How long every fleet instance has to run the candidate ready (the supervisor's own start bound). */
   readyTimeoutMs?: number;
+  /** Asked (POST) every window while a deployment waits at a gate: a 2xx approves (CHANGELENS_GATE_URL). */
+  gateUrl?: string;
+  /** How long the gate webhook may take to answer (the hooks' timeout). */
+  gateTimeoutMs?: number;
   /** The active colour the routing snapshot gave at start, and the release it runs. */
   activeColor: Color;
   initialRelease: { version: string; artifact: string; env: Record<string, string> };
@@ -194,6 +200,7 @@ export class Reconciler {
       const { d } = run;
       // A fast trip swapped to stable (its rollback waits for the lock): nothing to advance.
       if (run.rollback) throw new CL_ERR_ROLLOUT_BAD_TRANSITION('rolling back', 'advance', 'nothing: a fast trip is rolling it back');
+      if (atGate(d.status)) return this.approveGate(run, actor, reason);
       if (d.status.phase === 'shifting' || d.status.phase === 'paused') {
         if (d.status.stepIndex >= d.status.steps.length - 1) return this.finishPromotion(run, { type: 'promote' }, actor);
       }
@@ -204,6 +211,22 @@ export class Reconciler {
       this.enterStep(run);
       if (strategyOf(d.strategy).promotesOnEntering(run.d.status)) await this.finishPromotion(run, { type: 'step_passed' }, actor);
     });
+  }
+
+  /** A gate's approval: the step it held is entered (the last one promotes; direct promotes). */
+  private async approveGate(run: Run, actor: string, reason?: string): Promise<void> {
+    const { d, } = run;
+    const strategy = strategyOf(d.strategy);
+    const first = d.status.stepIndex === 0;
+    await this.apply(run, { type: 'approve' });
+    run.pausedByOperator = false;
+    run.deadlinePassed = false;
+    await this.o.events.audit('approve', run.d, actor, { stepIndex: run.d.status.stepIndex, weight: run.d.status.steps[run.d.status.stepIndex], ...(reason ? { reason } : {}) });
+    if (!strategy.judged) return this.finishPromotion(run, { type: 'promote' }, actor);
+    // Blue/green is judged against the stable colour just before its switch: that is now.
+    if (first && strategy.baseline === 'before-switch') this.o.analysis.captureBaseline(run, this.o.clock.now());
+    this.enterStep(run);
+    if (strategy.promotesOnEntering(run.d.status)) await this.finishPromotion(run, { type: 'step_passed' }, actor);
   }
 
   rollback(actor: string, reason = 'operator rollback'): Promise<Deployment> {
@@ -323,11 +346,20 @@ export class Reconciler {
       // start and warm theirs while this one warms its own).
       if (this.o.fleet && !(await this.fleetReady(run))) return;
       if (!(await this.step(run, async () => {
-        await this.apply(run, { type: 'ready' });
-        await this.o.events.audit('ready', run.d, 'controller', { candidateColor: d.candidateColor, ...(run.warmup ? { warmup: run.warmup } : {}) });
-        if (!strategy.judged) await this.finishPromotion(run, { type: 'promote' }, 'controller');
-        else this.enterStep(run);
+        const ready = (): Promise<void> => this.o.events.audit('ready', run.d, 'controller', { candidateColor: d.candidateColor, ...(run.warmup ? { warmup: run.warmup } : {}) });
+        // A gate before the first step: ready, and held at no traffic until approved.
+        if (d.plan.gates?.includes(0)) {
+          await ready();
+          await this.holdAtGate(run);
+        } else {
+          await this.apply(run, { type: 'ready' });
+          await ready();
+          if (!strategy.judged) await this.finishPromotion(run, { type: 'promote' }, 'controller');
+          else this.enterStep(run);
+        }
       }))) return;
+      // Unjudged (direct) and held at a gate: its approval promotes; there are no windows to judge.
+      if (!strategy.judged) return;
       this.trips.start(run);
       await this.analyse(run);
     } catch (err) {
@@ -466,10 +498,38 @@ export class Reconciler {
   private async passStep(run: Run): Promise<void> {
     const { d } = run;
     if (d.status.stepIndex >= d.status.steps.length - 1) return this.finishPromotion(run, { type: 'step_passed' }, 'controller');
+    if (d.plan.gates?.includes(d.status.stepIndex + 1)) return this.holdAtGate(run);
     await this.apply(run, { type: 'step_passed' });
     await this.o.events.audit('step', run.d, 'controller', { stepIndex: run.d.status.stepIndex, weight: run.d.status.steps[run.d.status.stepIndex] });
     this.enterStep(run);
     if (strategyOf(d.strategy).promotesOnEntering(run.d.status)) await this.finishPromotion(run, { type: 'step_passed' }, 'controller');
+  }
+
+  /**
+   * Holds the deployment before its next step (the first, from warming) until a person or the gate
+   * webhook approves: paused at the step before's weight, judged on meanwhile (a failing verdict
+   * still rolls back), no progress deadline (a person decides), audited.
+   */
+  private async holdAtGate(run: Run): Promise<void> {
+    const { d } = run;
+    const next = d.status.phase === 'warming' ? 0 : d.status.stepIndex + 1;
+    const by = ['changelens promote --step', 'the dashboard', ...(this.o.gateUrl ? ['a 2xx from the gate webhook'] : [])];
+    await this.apply(run, { type: 'gate', reason: `${GATE} before step ${next + 1}/${d.status.steps.length} (${d.status.steps[next]} %): ${by.join(', ')}` });
+    run.pausedByOperator = true;
+    await this.o.events.audit('gate', run.d, 'controller', { stepIndex: next, weight: d.status.steps[next], webhook: this.o.gateUrl !== undefined });
+    this.o.log.info({ deployment: d.id, stepIndex: next }, 'held at a gate: waiting for approval');
+    this.watchGate(run);
+  }
+
+  /** The gate webhook, asked every window while the deployment waits at a gate: a 2xx approves. */
+  private watchGate(run: Run): void {
+    const url = this.o.gateUrl;
+    if (!url) return;
+    const revision = run.d.status.revision;
+    const still = (): boolean => !this.closed && this.current === run && run.d.status.revision === revision && atGate(run.d.status);
+    void pollGate({ url, deployment: run.d, everyMs: Math.max(5, run.d.plan.windowSeconds) * 1000, timeoutMs: this.o.gateTimeoutMs ?? 10_000, still, sleep: (ms) => this.sleep(run, ms), log: this.o.log })
+      .then((approved) => (approved && still() ? this.promoteStep('gate webhook') : undefined))
+      .catch((err) => this.o.log.warn({ deployment: run.d.id, err: (err as Error).message }, 'the gate webhook\'s approval was not applied'));
   }
 
   private enterStep(run: Run): void {
@@ -665,6 +725,11 @@ export class Reconciler {
       await events.audit('resume', run.d, 'controller', { reason: since !== null ? `controller taken over; judging goes on from ${new Date(since).toISOString()}` : 'proxy restarted; judging resumes with fresh windows', stepIndex: d.status.stepIndex });
     });
     if (this.current !== run || ending(run)) return;
+    if (atGate(run.d.status)) {
+      this.watchGate(run);
+      // An unjudged (direct) deployment at its gate has no windows: its approval promotes it.
+      if (!strategyOf(d.strategy).judged) return;
+    }
     this.trips.start(run);
     void this.analyse(run).catch((err) => {
       log.error({ err: (err as Error).message }, 'rollout driver failed; all traffic to the stable colour');

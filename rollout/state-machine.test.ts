@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ChangeLensError } from '../lib/errors.js';
-import { candidateWeight, initialStatus, isTerminal, transition, type DeploymentEvent, type DeploymentStatus } from './state-machine.js';
+import { atGate, candidateWeight, GATE, initialStatus, isTerminal, transition, type DeploymentEvent, type DeploymentStatus } from './state-machine.js';
 
 const eventArb: fc.Arbitrary<DeploymentEvent> = fc.oneof(
   fc.constant({ type: 'started' } as const), fc.constant({ type: 'ready' } as const), fc.constant({ type: 'step_passed' } as const),
@@ -9,6 +9,7 @@ const eventArb: fc.Arbitrary<DeploymentEvent> = fc.oneof(
   fc.constant({ type: 'not_ready', reason: 'readyz 503' } as const), fc.constant({ type: 'inconclusive', reason: 'few samples' } as const),
   fc.constant({ type: 'verdict_failed', reason: 'p99 3.1× stable' } as const), fc.constant({ type: 'pause', reason: 'operator' } as const),
   fc.constant({ type: 'rollback', reason: 'operator' } as const), fc.constant({ type: 'abort', reason: 'operator' } as const),
+  fc.constant({ type: 'advance' } as const), fc.constant({ type: 'gate', reason: `${GATE} before the next step` } as const), fc.constant({ type: 'approve' } as const),
 );
 const stepsArb = fc.uniqueArray(fc.integer({ min: 1, max: 99 }), { maxLength: 5 }).map((s) => [...s.sort((a, b) => a - b), 100]);
 
@@ -32,6 +33,9 @@ describe('deployment state machine', () => {
         expect(w).toBeLessThanOrEqual(1);
         // A candidate that failed its verdict, was rolled back or aborted gets no traffic.
         if (['rolling_back', 'rolled_back', 'aborted', 'failed'].includes(status.phase)) expect(w).toBe(0);
+        // Held at a gate: never the held step's weight, and never more than before the gate.
+        if (atGate(status)) expect(w).toBeLessThan(status.steps[status.stepIndex]! / 100);
+        if (atGate(before) && !atGate(status) && status.phase === 'shifting') expect(status.stepIndex).toBe(before.stepIndex);
       }
     }));
   });
@@ -55,6 +59,25 @@ describe('deployment state machine', () => {
     const paused = transition(shifting, { type: 'inconclusive', reason: 'few samples' });
     expect(transition(paused, { type: 'resume' })).toMatchObject({ phase: 'shifting', stepIndex: 1, reason: null });
     expect(() => transition(transition(paused, { type: 'promote' }), { type: 'resume' })).toThrow('cannot take "resume"');
+  });
+
+  it('a gate holds at the step before\'s weight (none before the first), refuses pause, resume and advance, and its approval enters the held step', () => {
+    const warming = transition(initialStatus([10, 50, 100]), { type: 'started' });
+    const first = transition(warming, { type: 'gate', reason: `${GATE} before step 1` });
+    expect([first.phase, first.stepIndex, candidateWeight(first)]).toEqual(['paused', 0, 0]);
+    for (const type of ['pause', 'resume', 'advance'] as const) {
+      expect(() => transition(first, type === 'pause' ? { type, reason: 'mine' } : { type })).toThrow(/at a gate/);
+    }
+    const shifting = transition(first, { type: 'approve' });
+    expect([shifting.phase, shifting.stepIndex, shifting.reason, candidateWeight(shifting)]).toEqual(['shifting', 0, null, 0.1]);
+    expect(() => transition(shifting, { type: 'approve' })).toThrow(ChangeLensError);
+    const second = transition(shifting, { type: 'gate', reason: `${GATE} before step 2` });
+    expect([second.phase, second.stepIndex, candidateWeight(second)]).toEqual(['paused', 1, 0.1]);
+    // A failing verdict still rolls a held deployment back; a promotion still ends it.
+    expect(transition(second, { type: 'verdict_failed', reason: 'errors' }).phase).toBe('rolling_back');
+    expect(transition(second, { type: 'promote' }).phase).toBe('promoted');
+    // An operator's pause is not a gate: approve is refused there.
+    expect(() => transition(transition(shifting, { type: 'pause', reason: 'hold on' }), { type: 'approve' })).toThrow(ChangeLensError);
   });
 
   it('refuses steps that do not rise to 100', () => {

@@ -2,7 +2,7 @@
 // in), list and read them with their verdicts, export them in the seed's formats, and act on the
 // running one (promote, rollback, pause, resume, abort).
 import type { FastifyInstance } from 'fastify';
-import { parseSteps, rangeOf, type Config } from '../../lib/config.js';
+import { parseStepsWithGates, rangeOf, type Config } from '../../lib/config.js';
 import { parseAnalysisLoad } from '../../lib/contracts/analysis-load.js';
 import { parseAppPaths } from '../../lib/contracts/app-paths.js';
 import { parseMetricRules } from '../../lib/contracts/metric-rules.js';
@@ -24,7 +24,9 @@ export const VERSION_SCHEMA = { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9
 export const DEPLOY_FIELDS = {
   version: VERSION_SCHEMA,
   strategy: { type: 'string', enum: ['canary', 'bluegreen', 'direct'] },
-  steps: { type: 'array', items: { type: 'integer', minimum: 1, maximum: 100 }, minItems: 1, maxItems: 20 },
+  // A weight, or "pause": the weight after it waits for approval.
+  steps: { type: 'array', items: { anyOf: [{ type: 'integer', minimum: 1, maximum: 100 }, { type: 'string', const: 'pause' }] }, minItems: 1, maxItems: 40 },
+  awaitApproval: { type: 'boolean' },
   stepSeconds: likeSetting('stepSeconds'),
   windowSeconds: likeSetting('windowSeconds'),
   env: { type: 'object', additionalProperties: { type: 'string' } },
@@ -53,7 +55,7 @@ export const DEPLOY_FIELDS = {
   sequential: { type: 'boolean' },
 } as const;
 
-type DeployBody = { version: string; strategy?: Strategy; steps?: number[]; env?: Record<string, string>; secrets?: Record<string, string>; artifact?: string; metricRules?: string; analysisLoad?: string; warmupPaths?: string; mirror?: boolean; sequential?: boolean } & Partial<Record<Exclude<keyof typeof DEPLOY_FIELDS, 'version' | 'strategy' | 'steps' | 'env' | 'secrets' | 'artifact' | 'metricRules' | 'analysisLoad' | 'warmupPaths' | 'mirror' | 'sequential'>, number>>;
+type DeployBody = { version: string; strategy?: Strategy; steps?: Array<number | 'pause'>; awaitApproval?: boolean; env?: Record<string, string>; secrets?: Record<string, string>; artifact?: string; metricRules?: string; analysisLoad?: string; warmupPaths?: string; mirror?: boolean; sequential?: boolean } & Partial<Record<Exclude<keyof typeof DEPLOY_FIELDS, 'version' | 'strategy' | 'steps' | 'awaitApproval' | 'env' | 'secrets' | 'artifact' | 'metricRules' | 'analysisLoad' | 'warmupPaths' | 'mirror' | 'sequential'>, number>>;
 
 export async function deploymentRoutes(admin: FastifyInstance, o: AdminApiOptions): Promise<void> {
   admin.post<{ Body: DeployBody }>('/api/deployments', {
@@ -115,8 +117,12 @@ export function deployRequest(body: DeployBody, config: Config, actor: string, s
   if (unknown.length > 0) throw new CL_ERR_INVALID_REQUEST(`body/${unknown[0]}: unknown field (known: ${Object.keys(DEPLOY_FIELDS).join(', ')})`);
   const strategy = body.strategy ?? 'canary';
   if (body.steps !== undefined && strategy !== 'canary') throw new CL_ERR_INVALID_REQUEST(`body/steps: only a canary has steps (${strategy} switches 100 % at once)`);
-  const steps = parseSteps(body.steps ?? config.canarySteps);
-  if (!steps) throw new CL_ERR_INVALID_REQUEST(`body/steps: expected increasing percentages 1-100 ending at 100, got ${JSON.stringify(body.steps)}`);
+  const parsed = parseStepsWithGates(body.steps ?? config.canarySteps);
+  if (!parsed) throw new CL_ERR_INVALID_REQUEST(`body/steps: expected increasing percentages 1-100 ending at 100, each "pause" before a weight, got ${JSON.stringify(body.steps)}`);
+  const { steps } = parsed;
+  // Gates hold the steps they precede; --await-approval holds the final one (blue/green's and a direct's switch).
+  const gates = strategy === 'canary' ? [...parsed.gates] : [];
+  if (body.awaitApproval) gates.push(strategy === 'canary' ? steps.length - 1 : 0);
   let env: Record<string, string> | undefined;
   if (body.env !== undefined) {
     const checked = validateReleaseEnv(body.env, 'body/env');
@@ -184,6 +190,7 @@ export function deployRequest(body: DeployBody, config: Config, actor: string, s
     warmupMirror: mirror,
     warmupPaths,
     ...(mirrorPercent > 0 && strategy === 'canary' ? { mirrorPercent } : {}),
+    ...(gates.length > 0 ? { gates: [...new Set(gates)].sort((a, b) => a - b) } : {}),
   };
   if (plan.windowSeconds > plan.stepSeconds) throw new CL_ERR_INVALID_REQUEST(`body/windowSeconds: expected at most stepSeconds (${plan.stepSeconds}), got ${plan.windowSeconds}`);
   return { version: body.version, strategy, steps, env, artifact: body.artifact, plan, actor };

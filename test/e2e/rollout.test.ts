@@ -364,12 +364,22 @@ describe('the changelens command', () => {
     expect(range.stderr).toContain('hint: run: changelens deploy --help');
   });
 
-  it('promote --step moves one step at a time, watch shows it, logs -f follows the proxy, wait attaches, undo goes back at once', async () => {
+  it('a gate holds before the first step until promote --step approves; promote --step moves one step at a time, watch shows it, logs -f follows the proxy, wait attaches, undo goes back at once', async () => {
     const before = await active();
-    const started = await runCli(['deploy', 'stepwise', '--steps', '10,60,100', '--step-seconds', '600', '--json'], app.env);
+    const started = await runCli(['deploy', 'stepwise', '--steps', 'pause,10,60,100', '--step-seconds', '600', '--json'], app.env);
     expect(started.code, started.stderr).toBe(0);
     const id = JSON.parse(started.stdout).id as string;
-    await until(async () => expect((await api('GET', `/api/deployments/${id}`)).body.status).toMatchObject({ phase: 'shifting', stepIndex: 0 }), 30_000);
+    expect(JSON.parse(started.stdout).plan.gates).toEqual([0]);
+    await until(async () => expect((await api('GET', `/api/deployments/${id}`)).body.status).toMatchObject({ phase: 'paused', stepIndex: 0, reason: expect.stringMatching(/^waiting for approval before step 1\/3 \(10 %\)/) }), 30_000);
+    const held = JSON.parse((await runCli(['watch', id, '--once', '--json'], app.env)).stdout);
+    expect(held.deployment).toMatchObject({ phase: 'paused', step: 1, weight: 0 });
+    expect((await api('GET', '/api/status')).body.routing.candidateWeight).toBe(0);
+    // A gate is not resumed: it is approved.
+    const resumed = await runCli(['resume'], app.env);
+    expect([resumed.code, resumed.stderr]).toEqual([1, expect.stringContaining('approve (changelens promote --step)')]);
+    const approved = await runCli(['promote', '--step', '--reason', 'change ticket 42 approved', '--json'], app.env);
+    expect(approved.code, approved.stderr).toBe(0);
+    expect(JSON.parse(approved.stdout).status).toMatchObject({ phase: 'shifting', stepIndex: 0 });
     // The proxy's lines, as they come, through the supervisor's socket.
     const follower = spawn(process.execPath, [cliPath, 'logs', '-f', '--service', 'proxy', '--lines', '1', '--json'], { env: { ...baseEnv(), ...app.env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let followed = '';
@@ -391,9 +401,14 @@ describe('the changelens command', () => {
     expect(followed.trim().split('\n').every((l) => JSON.parse(l).service === 'proxy')).toBe(true);
     const waited = await runCli(['wait', id, '--json'], app.env);
     expect([waited.code, JSON.parse(waited.stdout).status.phase]).toEqual([0, 'promoted']);
-    const steps = (await api('GET', '/api/audit?since=5m')).body.events.filter((e: any) => e.eventType === 'step' && e.deploymentId === id);
-    // Newest first: the step onto 100 % (which promotes), then the one onto 60 % with its reason.
-    expect(steps.map((e: any) => e.details)).toEqual([{ stepIndex: 2, weight: 100, by: 'operator' }, { stepIndex: 1, weight: 60, by: 'operator', reason: 'dashboards look right' }]);
+    const events = (await api('GET', '/api/audit?since=5m')).body.events.filter((e: any) => e.deploymentId === id && ['gate', 'approve', 'step'].includes(e.eventType));
+    // Newest first: the step onto 100 % (which promotes), the one onto 60 % with its reason, the approval, the gate.
+    expect(events.map((e: any) => [e.eventType, e.details])).toEqual([
+      ['step', { stepIndex: 3 - 1, weight: 100, by: 'operator' }],
+      ['step', { stepIndex: 1, weight: 60, by: 'operator', reason: 'dashboards look right' }],
+      ['approve', { stepIndex: 0, weight: 10, reason: 'change ticket 42 approved' }],
+      ['gate', { stepIndex: 0, weight: 10, webhook: false }],
+    ]);
     // Undo: the release before, on the colour still warm with it, without a start.
     const undoStarted = Date.now();
     const undone = await runCli(['undo', '--wait', '--json'], app.env, 60_000);
