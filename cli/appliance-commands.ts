@@ -9,6 +9,7 @@ import { CL_ERR_CLI_USAGE, CL_ERR_NOT_RUNNING, EXIT } from '../lib/errors.js';
 import { packageRoot, packageVersion } from '../lib/package-root.js';
 import { dataPaths } from '../lib/paths.js';
 import { redactRules, redactUrl } from '../lib/redact.js';
+import { parseNotifyTargets, shownTarget } from '../lib/contracts/notify-targets.js';
 import type { Deployment } from '../rollout/index.js';
 import { queryControl, runningMs, runUp } from '../supervisor/index.js';
 import { adminClient } from './admin-client.js';
@@ -128,10 +129,11 @@ async function changeProcess(action: 'start' | 'stop', name: string, o: ConfigOp
 /** The active release and the running deployment, from the admin API; null when it does not answer. */
 async function rolloutSummary(config: Config): Promise<RolloutSummary | null> {
   try {
-    const s = await adminClient(config, { url: '', timeoutMs: 3_000 }).get<{ active: RolloutSummary['active']; routing: { candidateWeight: number }; deployment: (Deployment & { lastVerdict: string | null; lastExplanation: string | null }) | null; fleet?: RolloutSummary['fleet'] }>('/api/status');
+    const s = await adminClient(config, { url: '', timeoutMs: 3_000 }).get<{ active: RolloutSummary['active']; routing: { candidateWeight: number }; deployment: (Deployment & { lastVerdict: string | null; lastExplanation: string | null }) | null; fleet?: RolloutSummary['fleet']; notifications?: RolloutSummary['notifications'] }>('/api/status');
     const d = s.deployment;
     return {
       ...(s.fleet ? { fleet: s.fleet } : {}),
+      ...(s.notifications ? { notifications: s.notifications } : {}),
       active: s.active,
       deployment: d ? { id: d.id, version: d.version, strategy: d.strategy, phase: d.status.phase, step: d.status.stepIndex + 1, steps: d.status.steps.length, weight: s.routing.candidateWeight, lastVerdict: d.lastVerdict, lastExplanation: d.lastExplanation } : null,
     };
@@ -147,5 +149,9 @@ function shownValue(key: string, value: unknown): unknown {
   if (SECRET_KEYS.has(key)) return '[redacted]';
   if (key === 'hookUrls' || key === 'gateUrl' || key === 'otlpEndpoint') return String(value).split(',').map((u) => redactUrl(u.trim())).join(',');
   if (key === 'monitorRules') return redactRules(String(value));
+  if (key === 'notify') {
+    const targets = parseNotifyTargets(String(value));
+    return Array.isArray(targets) ? targets.map(shownTarget).join(', ') : '[redacted]';
+  }
   return value;
 }

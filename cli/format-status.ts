@@ -12,6 +12,7 @@ export function formatStatus(s: ApplianceStatus): string {
     `active    ${s.activeColor}${s.rollout ? ` (release ${s.rollout.active.version})` : ''}`,
     ...(s.rollout?.deployment ? [`rollout   ${rolloutLine(s.rollout.deployment)}`] : []),
     ...fleetLines(s.rollout?.fleet),
+    ...(s.rollout?.notifications ?? []).map((n) => `notify    ${n.target}: ${n.lastFailure ? `FAILED ${n.lastFailure.at} (${n.lastFailure.event} of ${n.lastFailure.version}): ${n.lastFailure.error}` : n.lastOkAt ? `delivered ${n.lastOkAt}` : 'nothing sent yet'}`),
     `postgres  ${service(s.services.postgres)}`,
     `redis     ${service(s.services.redis)}`,
     ...monitorLines(s.monitor),

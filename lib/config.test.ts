@@ -17,7 +17,7 @@ const ALL_KEYS: (keyof Config)[] = [
   'backupPgSchedule', 'backupRedisSchedule', 'backupVerifySchedule', 'backupKeep', 'backupMaxAgeDays', 'backupMinFreeMb', 'backupBeforeDeploy', 'backupEncrypt', 'backupKey', 'backupS3Url', 'backupS3Endpoint', 'backupS3Region', 'backupS3PathStyle',
   'otlpEndpoint', 'accessLog', 'seedItems', 'jobSplit', 'jobMaxAttempts', 'jobClaimIdleMs', 'workerConcurrency', 'downstreamTimeoutMs', 'regression', 'workerRegression', 'pmId', 'platform', 'ephemeral', 'cloudRunService', 'releaseId',
   'canarySteps', 'stepSeconds', 'windowSeconds', 'p99Ratio', 'p99MinDeltaMs', 'analysisLoad', 'warmupSeconds', 'warmupPaths', 'mirror', 'mirrorPercent', 'mirrorMaxRps', 'progressDeadlineSeconds', 'progressDeadlineAction', 'maxErrorRate', 'maxP95Ms', 'maxP99Ms', 'minSamples', 'failuresToRollback',
-  'sequential', 'artifactMaxMb', 'releasesKeep', 'tripConsecutive5xx', 'tripConsecutiveJobFailures', 'jobMinSamples', 'metricRules', 'monitorRules', 'monitorIntervalSeconds', 'apiMaxInstances', 'keepWarmSeconds', 'inspectSeconds', 'previewSeconds', 'hookUrls', 'gateUrl', 'hookCommand', 'hookTimeoutMs',
+  'sequential', 'artifactMaxMb', 'releasesKeep', 'tripConsecutive5xx', 'tripConsecutiveJobFailures', 'jobMinSamples', 'metricRules', 'monitorRules', 'monitorIntervalSeconds', 'apiMaxInstances', 'keepWarmSeconds', 'inspectSeconds', 'previewSeconds', 'hookUrls', 'notify', 'publicUrl', 'gateUrl', 'hookCommand', 'hookTimeoutMs',
   'connectionHandoff', 'appControlToken', 'trustedProxies', 'backupOffsitePlain', 'releaseSecretsKey',
 ];
 const ALL_ENVS = ALL_KEYS.map(envNameOf);
@@ -40,7 +40,7 @@ const FULL_ENV: Record<string, string> = {
   CHANGELENS_CANARY_STEPS: '10,100', CHANGELENS_STEP_SECONDS: '60', CHANGELENS_WINDOW_SECONDS: '10', CHANGELENS_P99_RATIO: '2.5', CHANGELENS_P99_MIN_DELTA_MS: '12.5', CHANGELENS_ANALYSIS_LOAD: '40,/api/data', CHANGELENS_WARMUP_SECONDS: '9', CHANGELENS_WARMUP_PATHS: '/api/data,/api/items?limit=5', CHANGELENS_MIRROR: '0', CHANGELENS_MIRROR_PERCENT: '12.5', CHANGELENS_MIRROR_MAX_RPS: '50', CHANGELENS_PROGRESS_DEADLINE_SECONDS: '120', CHANGELENS_PROGRESS_DEADLINE_ACTION: 'pause',
   CHANGELENS_MAX_ERROR_RATE: '0.01', CHANGELENS_MAX_P95_MS: '250', CHANGELENS_MAX_P99_MS: '800.5', CHANGELENS_MIN_SAMPLES: '100',
   CHANGELENS_FAILURES_TO_ROLLBACK: '3', CHANGELENS_TRIP_CONSECUTIVE_5XX: '0', CHANGELENS_TRIP_CONSECUTIVE_JOB_FAILURES: '7', CHANGELENS_JOB_MIN_SAMPLES: '30', CHANGELENS_ARTIFACT_MAX_MB: '50', CHANGELENS_SEQUENTIAL: '0', CHANGELENS_RELEASES_KEEP: '3', CHANGELENS_METRIC_RULES: 'recall_at_10>=0.3', CHANGELENS_MONITOR_RULES: '[]', CHANGELENS_MONITOR_INTERVAL_SECONDS: '5', CHANGELENS_API_MAX_INSTANCES: '6', CHANGELENS_KEEP_WARM_SECONDS: '60', CHANGELENS_INSPECT_SECONDS: '30', CHANGELENS_PREVIEW_SECONDS: '5',
-  CHANGELENS_HOOK_URLS: 'http://hooks.local/a,https://hooks.local/b', CHANGELENS_GATE_URL: 'https://approvals.local/gate', CHANGELENS_HOOK_COMMAND: 'logger changelens', CHANGELENS_HOOK_TIMEOUT_MS: '2000',
+  CHANGELENS_HOOK_URLS: 'http://hooks.local/a,https://hooks.local/b', CHANGELENS_GATE_URL: 'https://approvals.local/gate', CHANGELENS_NOTIFY: 'slack:https://hooks.slack.local/services/T0/B0/x,wecom:https://qyapi.local/send?key=k', CHANGELENS_PUBLIC_URL: 'https://app.example.com', CHANGELENS_HOOK_COMMAND: 'logger changelens', CHANGELENS_HOOK_TIMEOUT_MS: '2000',
 };
 
 /** Whether `message` names the setting `name` as a whole word (PORT must not match CHANGELENS_PG_PORT). */
@@ -329,6 +329,9 @@ describe('loadConfig: rollout settings', () => {
       ['CHANGELENS_MAX_ERROR_RATE', '5', 'a fraction 0-1'],
       ['CHANGELENS_HOOK_URLS', 'ftp://x', 'http(s) URLs'],
       ['CHANGELENS_GATE_URL', 'approvals.local', 'an http(s) URL'],
+      ['CHANGELENS_NOTIFY', 'irc:https://x.local', 'kind:URL'],
+      ['CHANGELENS_NOTIFY', 'slack:ftp://x.local', 'kind:URL'],
+      ['CHANGELENS_PUBLIC_URL', 'https://app.example.com/path', 'an http(s) origin'],
       ['CHANGELENS_CANARY_STEPS', '5,pause', 'increasing percentages'],
       ['CHANGELENS_METRIC_RULES', 'recall>0.3', 'name>=number'],
       ['CHANGELENS_MONITOR_RULES', '[{"name":"x"}]', 'rule x.metric'],

@@ -14,6 +14,7 @@ import { parseAppPaths } from './contracts/app-paths.js';
 import { parseMonitorRules } from './contracts/monitor-rules.js';
 import { cronProblem } from './contracts/cron.js';
 import { parseS3Url } from './contracts/s3-url.js';
+import { parseNotifyTargets } from './contracts/notify-targets.js';
 
 export type Color = 'blue' | 'green';
 export const COLORS: readonly Color[] = ['blue', 'green'];
@@ -75,6 +76,7 @@ const monitorRulesSpec = (v: unknown): string | undefined => {
 const metricRulesSpec = (v: unknown): string | undefined => (typeof v === 'string' && Array.isArray(parseMetricRules(v)) ? v : undefined);
 const analysisLoadSpec = (v: unknown): string | undefined => (typeof v === 'string' && !('error' in parseAnalysisLoad(v)) ? v : undefined);
 const appPathsSpec = (v: unknown): string | undefined => (typeof v === 'string' && !('error' in parseAppPaths(v.split(','))) ? v : undefined);
+const notifySpec = (v: unknown): string | undefined => (typeof v === 'string' && Array.isArray(parseNotifyTargets(v)) ? v : undefined);
 const ipList = (v: unknown): string | undefined =>
   typeof v === 'string' && v.split(',').every((a) => isIP(a.trim()) !== 0) ? v : undefined;
 const urlList = (v: unknown): string | undefined =>
@@ -160,6 +162,8 @@ const FIELDS = {
   previewSeconds: { env: 'CHANGELENS_PREVIEW_SECONDS', doc: 'blue/green: how long the new colour is reachable by pin only before the switch', kind: 'int', parse: int(0, 86_400), expected: 'seconds 0-86400', default: 0 },
   trustedProxies: { env: 'CHANGELENS_TRUSTED_PROXIES', doc: 'addresses of the proxies in front that end TLS: only their X-Forwarded-Proto is believed (the dashboard\'s cookie is then Secure); on Cloud Run and CloudBase it always is', kind: 'string', parse: ipList, expected: 'comma-separated IP addresses, e.g. 10.0.0.2,10.0.0.3', default: undefined },
   hookUrls: { env: 'CHANGELENS_HOOK_URLS', doc: 'webhooks POSTed a JSON event on deploy, promote and rollback', kind: 'string', parse: urlList, expected: 'comma-separated http(s) URLs', default: undefined },
+  notify: { env: 'CHANGELENS_NOTIFY', doc: 'chat notifications of each deployment\'s moments (deployed, held at a gate or paused, promoted, rolled back with what fired, failed, aborted) in each service\'s own message format, retried with backoff; a notification that finally fails is audited and shown in status. The URLs are secrets: shown as kind and host only', kind: 'string', parse: notifySpec, expected: 'kind:URL, comma-separated (up to 10), kinds slack, teams (a workflow\'s webhook), wecom, dingtalk, webhook (the event as JSON), e.g. slack:https://hooks.slack.com/services/…', default: undefined },
+  publicUrl: { env: 'CHANGELENS_PUBLIC_URL', doc: 'the appliance\'s public origin as its users reach it (https://app.example.com): notifications link to the deployment\'s page on its dashboard', kind: 'string', parse: text(/^https?:\/\/[^\s/]+\/?$/), expected: 'an http(s) origin like https://app.example.com', default: undefined },
   gateUrl: { env: 'CHANGELENS_GATE_URL', doc: 'the gate webhook: while a deployment waits at a gate (a pause in its steps, or --await-approval), it is POSTed the deployment as JSON every window; a 2xx answer approves the held step (Flagger\'s confirm-promotion)', kind: 'string', parse: text(/^https?:\/\/[^\s]+$/), expected: 'an http(s) URL', default: undefined },
   hookCommand: { env: 'CHANGELENS_HOOK_COMMAND', doc: 'shell command run on deploy, promote and rollback; the event is on stdin (JSON) and in CHANGELENS_EVENT', kind: 'string', parse: text(), expected: 'a shell command', default: undefined },
   hookTimeoutMs: { env: 'CHANGELENS_HOOK_TIMEOUT_MS', doc: 'how long one hook may take', kind: 'int', parse: int(100, 300_000), expected: 'milliseconds 100-300000', default: 10_000 },

@@ -1,7 +1,8 @@
 // The dashboard at /_changelens/: one page, no build step. Live per-colour P99, error rate and
-// traffic (uPlot, fed every second from /api/live), the running rollout with its verdicts, promote /
-// rollback / pause buttons (with confirmation), recent deployments, the audit log, backups and
-// alerts. It signs in through /_changelens/login (the admin token, once, into an HttpOnly cookie);
+// traffic (uPlot, fed every second from /api/live) with deploy, promote and rollback marks, the
+// running rollout with its verdicts, next-step (a gate's approval) / promote / rollback / pause
+// buttons (with confirmation), recent deployments (each opens its page: plan and every verdict
+// with its explanation, #deployment=<id>), the audit log, backups and alerts. It signs in through /_changelens/login (the admin token, once, into an HttpOnly cookie);
 // its POSTs carry x-changelens-csrf, which a cross-site form cannot send.
 
 export function loginPage(message: string): string {
@@ -16,7 +17,8 @@ export function dashboardPage(): string {
   return page('ChangeLens', `
 <header><h1>ChangeLens</h1><span id="active">…</span><span id="updated" class="hint"></span><button id="signout">Sign out</button></header>
 <section id="rollout" class="card"><h2>Rollout</h2><div id="rollout-body">…</div>
-  <div class="actions"><button data-action="promote">Promote</button><button data-action="rollback" class="danger">Roll back</button><button data-action="pause">Pause</button><button data-action="resume">Resume</button></div></section>
+  <div class="actions"><button data-action="step" id="step-button">Next step</button><button data-action="promote">Promote</button><button data-action="rollback" class="danger">Roll back</button><button data-action="pause">Pause</button><button data-action="resume">Resume</button></div></section>
+<section id="deployment-card" class="card" hidden><h2 id="deployment-title">Deployment</h2><div id="deployment-body"></div><p><a href="#">close</a></p></section>
 <section class="card"><h2>P99 latency (ms)</h2><div id="chart-p99" class="chart"></div></section>
 <section class="card"><h2>Error rate</h2><div id="chart-errors" class="chart"></div></section>
 <section class="card"><h2>Traffic (req/s)</h2><div id="chart-traffic" class="chart"></div></section>
@@ -54,6 +56,7 @@ header{display:flex;flex-wrap:wrap;gap:.8rem;align-items:baseline}h1{font-size:1
 table{border-collapse:collapse;width:100%;font-size:.85rem}td,th{border-bottom:1px solid #eee;padding:3px 6px;text-align:left;vertical-align:top}
 .actions{display:flex;flex-wrap:wrap;gap:6px;margin-top:8px}button{font:inherit;padding:6px 12px;border-radius:6px;border:1px solid #99a;background:#fff;cursor:pointer}
 button.danger{border-color:#c33;color:#c33}button:disabled{opacity:.4;cursor:default}.ok{color:#1a7f37}.bad{color:#c33}
+.mark{font-size:.75rem}tr.link{cursor:pointer}tr.link:hover{background:#f0f3f8}
 .login{max-width:420px;margin:10vh auto;background:#fff;padding:20px;border-radius:8px;border:1px solid #dde}.login input{width:100%;padding:6px;margin:6px 0 12px}
 @media (max-width:600px){body{padding:6px}td,th{padding:2px 3px}}`;
 
@@ -73,8 +76,33 @@ const charts = {};
 function chart(id, key, fmt, yRange) {
   const el = $(id);
   const y = yRange ? { range: yRange } : { range: (u, min, max) => [0, Math.max(1, max)] };
-  const opts = { width: el.clientWidth || 600, height: 200, scales: { x: { time: true }, y }, series: [{}, { label: 'blue', stroke: COLORS.blue, width: 2, spanGaps: false }, { label: 'green', stroke: COLORS.green, width: 2, spanGaps: false }], axes: [{}, { size: 64, values: (u, v) => v.map(fmt) }] };
+  const opts = { width: el.clientWidth || 600, height: 200, scales: { x: { time: true }, y }, series: [{}, { label: 'blue', stroke: COLORS.blue, width: 2, spanGaps: false }, { label: 'green', stroke: COLORS.green, width: 2, spanGaps: false }], axes: [{}, { size: 64, values: (u, v) => v.map(fmt) }], hooks: { draw: [drawMarks] } };
   charts[key] = new uPlot(opts, [[], [], []], el);
+}
+// Deploys, promotions, rollbacks and gates from the audit log, drawn as labelled lines on every chart.
+const MARK_COLORS = { deploy: '#555', promote: '#1a7f37', rollback: '#c33', abort: '#b26b00', gate: '#7048e8', approve: '#7048e8' };
+let marks = [];
+window.__changelens = { points: 0, marks: 0 };
+function drawMarks(u) {
+  const ctx = u.ctx;
+  const [min, max] = [u.scales.x.min, u.scales.x.max];
+  let drawn = 0;
+  for (const m of [...marks].sort((a, b) => a.t - b.t)) {
+    if (min == null || m.t < min || m.t > max) continue;
+    const x = Math.round(u.valToPos(m.t, 'x', true));
+    ctx.save();
+    ctx.strokeStyle = MARK_COLORS[m.type] || '#555';
+    ctx.fillStyle = ctx.strokeStyle;
+    ctx.setLineDash([4, 3]);
+    ctx.lineWidth = 1.5 * devicePixelRatio;
+    ctx.beginPath(); ctx.moveTo(x, u.bbox.top); ctx.lineTo(x, u.bbox.top + u.bbox.height); ctx.stroke();
+    ctx.font = (11 * devicePixelRatio) + 'px system-ui';
+    // Labels of marks close together go on rows of their own.
+    ctx.fillText(m.type + (m.version ? ' ' + m.version : ''), x + 3 * devicePixelRatio, u.bbox.top + (12 + 13 * (drawn % 3)) * devicePixelRatio);
+    ctx.restore();
+    drawn++;
+  }
+  window.__changelens.marks = Math.max(window.__changelens.marks, drawn);
 }
 chart('chart-p99', 'p99', (v) => v + ' ms');
 chart('chart-errors', 'errors', (v) => Math.round(v * 100) + ' %', [0, 1]);
@@ -82,7 +110,6 @@ chart('chart-traffic', 'traffic', (v) => v);
 chart('chart-jobs-p99', 'jobsP99', (v) => v + ' ms');
 chart('chart-jobs-errors', 'jobsErrors', (v) => Math.round(v * 100) + ' %', [0, 1]);
 window.addEventListener('resize', () => { for (const [k, c] of Object.entries(charts)) c.setSize({ width: c.root.parentElement.clientWidth, height: 200 }); });
-window.__changelens = { points: 0 };
 
 async function live() {
   const l = await api('/api/live?seconds=120');
@@ -104,9 +131,15 @@ async function status() {
   $('active').innerHTML = 'active <b>' + esc(s.active.version) + '</b> on <b style="color:' + COLORS[s.active.color] + '">' + esc(s.active.color) + '</b>';
   const d = s.deployment;
   document.querySelectorAll('[data-action]').forEach((b) => { b.disabled = !d; });
+  // At a gate the next step is its approval.
+  const gate = d && d.status.phase === 'paused' && (d.status.reason || '').startsWith('waiting for approval');
+  $('step-button').textContent = gate ? 'Approve' : 'Next step';
+  $('step-button').classList.toggle('ok', !!gate);
   $('rollout-body').innerHTML = d
     ? '<b>' + esc(d.version) + '</b> (' + esc(d.strategy) + ') on ' + esc(d.candidateColor) + ': <b>' + esc(d.status.phase) + '</b>, step ' + (d.status.stepIndex + 1) + '/' + d.status.steps.length + ' [' + d.status.steps.join(' → ') + ' %], weight ' + Math.round(d.weight * 100) + ' %'
+      + (d.status.reason ? '<br>' + esc(d.status.reason) : '')
       + '<br>last verdict: <b class="' + (d.lastVerdict === 'fail' ? 'bad' : 'ok') + '">' + esc(d.lastVerdict || '–') + '</b> ' + esc(d.lastExplanation || '')
+      + ' <a href="#deployment=' + encodeURIComponent(d.id) + '">every verdict</a>'
     : 'no deployment running';
   // A fleet (external mode): every instance, who drives, what each routes; the charts above are the whole fleet's.
   const f = s.fleet;
@@ -123,7 +156,8 @@ async function status() {
 
 async function lists() {
   const [deps, audit, backups, health] = await Promise.all([api('/api/deployments?limit=8'), api('/api/audit?since=1h&limit=30'), api('/api/backups').catch(() => null), api('/api/health').catch(() => null)]);
-  $('deployments').innerHTML = '<tr><th>version</th><th>strategy</th><th>phase</th><th>started</th></tr>' + deps.deployments.map((d) => '<tr><td>' + esc(d.version) + '</td><td>' + esc(d.strategy) + '</td><td class="' + (d.status.phase === 'rolled_back' ? 'bad' : '') + '">' + esc(d.status.phase) + '</td><td>' + esc(new Date(d.startedAt).toLocaleTimeString()) + '</td></tr>').join('');
+  marks = audit.events.filter((e) => MARK_COLORS[e.eventType]).map((e) => ({ t: Date.parse(e.at) / 1000, type: e.eventType, version: e.version }));
+  $('deployments').innerHTML = '<tr><th>version</th><th>strategy</th><th>phase</th><th>started</th></tr>' + deps.deployments.map((d) => '<tr class="link" data-deployment="' + esc(d.id) + '"><td><a href="#deployment=' + encodeURIComponent(d.id) + '">' + esc(d.version) + '</a></td><td>' + esc(d.strategy) + '</td><td class="' + (d.status.phase === 'rolled_back' ? 'bad' : '') + '">' + esc(d.status.phase) + '</td><td>' + esc(new Date(d.startedAt).toLocaleTimeString()) + '</td></tr>').join('');
   $('audit').innerHTML = '<tr><th>at</th><th>event</th><th>actor</th><th></th></tr>' + audit.events.map((e) => '<tr><td>' + esc(new Date(e.at).toLocaleTimeString()) + '</td><td>' + esc(e.eventType) + '</td><td>' + esc(e.actor) + '</td><td class="' + (e.success ? '' : 'bad') + '">' + esc(e.error || e.version || '') + '</td></tr>').join('');
   const b = backups && backups.summary;
   $('backups').innerHTML = b ? b.kinds.map((k) => { const l = b.last[k]; return esc(k) + ': ' + (l ? Math.round(l.ageSeconds / 60) + ' min ago, ' + (l.verified ? 'verified' : 'not verified') : 'none yet'); }).join('<br>') + (b.overdue.length ? '<br><b class="bad">overdue: ' + esc(b.overdue.join(', ')) + '</b>' : '') : 'unavailable';
@@ -131,9 +165,24 @@ async function lists() {
   $('alerts').innerHTML = alerts.length ? alerts.map((a) => '<span class="bad">' + esc(a.rule) + '</span> (' + esc(a.metric) + ')').join('<br>') : '<span class="ok">none</span>';
 }
 
+// A deployment's page (#deployment=<id>): its plan, status and every judged window with its explanation.
+async function deploymentPage() {
+  const m = /^#deployment=(.+)$/.exec(location.hash);
+  $('deployment-card').hidden = !m;
+  if (!m) return;
+  const d = await api('/api/deployments/' + encodeURIComponent(decodeURIComponent(m[1])));
+  $('deployment-title').textContent = 'Deployment ' + d.id;
+  const p = d.plan;
+  const rows = d.verdicts.map((v) => '<tr><td>' + v.seq + '</td><td>' + esc(new Date(v.window ? v.window.endMs : v.at).toLocaleTimeString()) + '</td><td>' + (v.stepIndex + 1) + '</td><td>' + Math.round(v.weight * 100) + ' %</td><td class="' + (v.verdict === 'fail' ? 'bad' : v.verdict === 'pass' ? 'ok' : '') + '">' + esc(v.verdict) + '</td><td>' + v.samples.candidate + ' / ' + v.samples.stable + '</td><td>' + esc(v.explanation) + '</td></tr>').join('');
+  $('deployment-body').innerHTML = '<b>' + esc(d.version) + '</b> (' + esc(d.strategy) + ') on ' + esc(d.candidateColor) + ', stable ' + esc(d.stableVersion) + ' on ' + esc(d.stableColor) + ': <b>' + esc(d.status.phase) + '</b>' + (d.status.reason ? ' — ' + esc(d.status.reason) : '')
+    + '<br><span class="hint">steps ' + d.status.steps.join(' → ') + ' %' + (p.gates && p.gates.length ? ', gates before step ' + p.gates.map((g) => g + 1).join(', ') : '') + '; ' + p.stepSeconds + ' s per step, windows of ' + p.windowSeconds + ' s; P99 ≤ ' + p.rules.p99Ratio + '× stable, errors ≤ ' + (p.rules.maxErrorRate * 100) + ' %, ' + p.rules.failuresToRollback + ' failing windows roll back; started ' + esc(new Date(d.startedAt).toLocaleString()) + ' by ' + esc(d.actor || '') + '</span>'
+    + '<table id="verdicts"><tr><th>#</th><th>window end</th><th>step</th><th>weight</th><th>verdict</th><th>candidate / stable requests</th><th>explanation</th></tr>' + rows + '</table>';
+}
+window.addEventListener('hashchange', () => deploymentPage().catch((e) => alert(e.message)));
+
 document.querySelectorAll('[data-action]').forEach((b) => b.addEventListener('click', async () => {
   const action = b.dataset.action;
-  if (!confirm(b.textContent + ' the running deployment?')) return;
+  if (!confirm((action === 'step' ? (b.textContent === 'Approve' ? 'Approve the held step of' : 'Move to the next step') : b.textContent) + ' the running deployment?')) return;
   try { await api('/api/deployment/' + action, 'POST', { reason: 'from the dashboard' }); } catch (e) { alert(e.message); }
   await status();
 }));
@@ -143,7 +192,7 @@ $('signout').addEventListener('click', async () => {
 });
 
 const tick = async () => { try { await Promise.all([live(), status()]); } catch (e) { console.error(e); } };
-tick(); lists();
+tick(); lists(); deploymentPage().catch(() => {});
 setInterval(tick, 1000);
 setInterval(lists, 5000);
 `;

@@ -23,6 +23,7 @@ import { CL_ERR_UNAUTHORIZED } from '../lib/errors.js';
 import { readJobOutcomes } from './job-outcomes.js';
 import { createMirror } from './mirror.js';
 import { readCookie } from './router.js';
+import { parseNotifyTargets, type NotifyTarget } from '../lib/contracts/notify-targets.js';
 import { buildProxyServer } from './server.js';
 import { backupLink, healthDetails, monitorSummary, supervisorLink, workerCodeDirs } from './supervisor-link.js';
 
@@ -91,6 +92,7 @@ const controller = new RolloutController({
   mirror,
   readyTimeoutMs: config.readyTimeoutMs,
   ...(config.gateUrl ? { gate: { url: config.gateUrl, timeoutMs: config.hookTimeoutMs } } : {}),
+  ...(config.notify ? { notify: { targets: parseNotifyTargets(config.notify) as NotifyTarget[], timeoutMs: config.hookTimeoutMs, publicUrl: config.publicUrl } } : {}),
   ...(fleetId ? {
     fleet: {
       link: { everyoneReady: (d, ms, live) => fleet!.everyoneReady(d, ms, live), servingEverywhere: (d) => fleet!.servingEverywhere(d), stableNow: (d) => fleet!.stableNow(d) },

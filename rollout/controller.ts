@@ -11,6 +11,8 @@ import { WindowAnalysis } from './analysis.js';
 import type { StartAnalysisLoad } from './analysis-load.js';
 import { Colours } from './colours.js';
 import { RolloutEvents } from './events.js';
+import { Notifier, type NotificationStatus } from './notifications.js';
+import type { NotifyTarget } from '../lib/contracts/notify-targets.js';
 import type { HookOptions } from './hooks.js';
 import type { Deployment, DeployRequest } from './model.js';
 import { systemClock, type Clock, type FleetLink, type MirrorLink, type RolloutGauges, type RolloutStore, type SupervisorLink } from './ports.js';
@@ -32,6 +34,8 @@ export interface ControllerOptions {
   /** How many release directories to keep (CHANGELENS_RELEASES_KEEP). */
   releasesKeep: number;
   hooks: HookOptions;
+  /** Chat notifications (CHANGELENS_NOTIFY), with the public URL their links go to. */
+  notify?: { targets: readonly NotifyTarget[]; timeoutMs: number; publicUrl?: string | undefined; backoffMs?: number };
   gauges?: RolloutGauges;
   /** The active colour the routing snapshot gave at start. */
   activeColor: Color;
@@ -77,6 +81,7 @@ type Action = 'deploy' | 'promote' | 'step' | 'rollback' | 'abort' | 'pause' | '
 
 export class RolloutController {
   private readonly traffic: Traffic;
+  private readonly notifier: Notifier | undefined;
   private readonly colours: Colours;
   private reconciler: Reconciler;
   /** A fleet instance that does not hold the lease: it follows the deployment row. */
@@ -99,6 +104,11 @@ export class RolloutController {
     const jobs = (this.jobs = o.jobs ?? new SlicedWindow());
     // Until init() has read the store: everything to the snapshot's active colour, never a candidate.
     this.traffic = new Traffic(o.routingPath, o.activeColor);
+    // One notifier for the controller's life: its delivery state outlives a take-over's reconciler.
+    this.notifier = o.notify && o.notify.targets.length > 0 ? new Notifier({
+      ...o.notify, log: log.child({ component: 'notify' }),
+      audit: ({ event, deployment: d, target, attempts, ok, error }) => store.audit({ eventType: 'notify', deploymentId: d.id, actor: 'controller', version: d.version, details: { event, target, attempts }, success: ok, error }).then(() => undefined),
+    }) : undefined;
     this.colours = new Colours({
       supervisor, store, clock, log, gauges, releasesDir: o.releasesDir, releasesKeep: o.releasesKeep,
       inUse: (color) => this.inUse(color),
@@ -305,6 +315,11 @@ export class RolloutController {
     return { ...s, routing: this.traffic.current() };
   }
 
+  /** Each notification target (shown by kind and host) with its last delivery and last failure. */
+  notifications(): NotificationStatus[] {
+    return this.notifier?.status() ?? [];
+  }
+
   /** Stops the driver's timers (the proxy is shutting down); persisted state stays as it is. */
   close(): void {
     this.closed = true;
@@ -320,7 +335,7 @@ export class RolloutController {
     return new Reconciler({
       store, supervisor, clock, log, traffic: drives ? this.traffic.fenced(drives) : this.traffic, colours: this.colours,
       analysis: new WindowAnalysis({ window: o.window, jobs: this.jobs, store, log, gauges, jobBacklog: (color) => this.backlog[color] }),
-      events: new RolloutEvents({ store, hooks: o.hooks, log, gauges, now: () => clock.now() }),
+      events: new RolloutEvents({ store, hooks: o.hooks, notifier: this.notifier, log, gauges, now: () => clock.now() }),
       releasesDir: o.releasesDir, activeColor, initialRelease: o.initialRelease,
       ...(o.analysisLoad ? { analysisLoad: o.analysisLoad } : {}),
       ...(o.mirror ? { mirror: o.mirror } : {}),

@@ -181,7 +181,7 @@ export class Reconciler {
       this.current = run;
       this.settling = null; // the candidate colour is this deployment's now
       this.publish();
-      void this.o.events.hooks('deploy', run.d);
+      void this.o.events.announce('deploy', run.d);
       void this.drive(run);
       return d;
     });
@@ -239,6 +239,7 @@ export class Reconciler {
       this.toStable(run, this.o.clock.monotonic());
       await this.apply(run, { type: 'abort', reason });
       await this.o.events.audit('abort', run.d, actor, { reason });
+      void this.o.events.announce('aborted', run.d);
       this.o.colours.stopLater(run.d.candidateColor, run.d.plan.inspectSeconds, `aborted ${run.d.version}; kept ${run.d.plan.inspectSeconds} s for inspection`);
       this.finish(run);
     });
@@ -324,6 +325,7 @@ export class Reconciler {
           if (ending(run)) return;
           await this.apply(run, { type: 'not_ready', reason: `${d.candidateColor} did not become ready: ${(err as Error).message}` });
           await this.o.events.audit('failed', run.d, 'controller', { reason: run.d.status.reason }, false, (err as Error).message);
+          void this.o.events.announce('failed', run.d);
           this.finish(run);
         });
         if (!this.deposed) await colours.op(() => supervisor.stop(d.candidateColor)).catch(() => {});
@@ -381,6 +383,7 @@ export class Reconciler {
         if (ending(run) || this.deposed) return false;
         await this.apply(run, { type: 'not_ready', reason: `${d.candidateColor} did not become ready on every instance: ${(err as Error).message}` });
         await this.o.events.audit('failed', run.d, 'controller', { reason: run.d.status.reason }, false, (err as Error).message);
+        void this.o.events.announce('failed', run.d);
         this.finish(run);
         return true;
       });
@@ -451,6 +454,7 @@ export class Reconciler {
             const wanting = run.heldByJobs ? `${plan.rules.jobMinSamples ?? 20} job outcomes of the candidate's worker` : `${plan.rules.minSamples} candidate requests`;
             await this.apply(run, { type: 'inconclusive', reason: `${INCONCLUSIVE} ${run.d.status.stepIndex + 1} had ${wanting}; resume, promote or roll back` });
             await this.o.events.audit('pause', run.d, 'controller', { reason: run.d.status.reason });
+            void this.o.events.announce('paused', run.d);
           } else if (outcome === 'passed') {
             await this.passStep(run);
           }
@@ -491,6 +495,7 @@ export class Reconciler {
       await this.apply(run, { type: 'pause', reason });
     }
     await this.o.events.audit('deadline', run.d, 'controller', { action, seconds, reason }, false, reason);
+    void this.o.events.announce(action === 'abort' ? 'aborted' : 'paused', run.d);
     this.o.log.warn({ deployment: d.id, action, seconds }, 'progress deadline passed');
     if (action === 'abort') this.finish(run);
   }
@@ -518,6 +523,7 @@ export class Reconciler {
     run.pausedByOperator = true;
     await this.o.events.audit('gate', run.d, 'controller', { stepIndex: next, weight: d.status.steps[next], webhook: this.o.gateUrl !== undefined });
     this.o.log.info({ deployment: d.id, stepIndex: next }, 'held at a gate: waiting for approval');
+    void this.o.events.announce('gate', run.d);
     this.watchGate(run);
   }
 
@@ -601,7 +607,7 @@ export class Reconciler {
     log.info({ deployment: d.id, version: d.version, color: d.candidateColor }, 'promoted');
     colours.stopLater(d.stableColor, d.plan.keepWarmSeconds, `kept warm ${d.plan.keepWarmSeconds} s after promoting ${d.version}`);
     this.finish(run);
-    void events.hooks('promote', run.d);
+    void events.announce('promote', run.d);
   }
 
   /**
@@ -622,7 +628,7 @@ export class Reconciler {
       await events.audit('rollback', run.d, actor, { reason, trigger, inspectSeconds: run.d.plan.inspectSeconds });
     } finally {
       log.warn({ deployment: run.d.id, version: run.d.version, reason, timing: run.rollback }, 'rolled back');
-      void events.hooks('rollback', run.d);
+      void events.announce('rollback', run.d);
       colours.stopLater(run.d.candidateColor, run.d.plan.inspectSeconds, `rolled back ${run.d.version}; kept ${run.d.plan.inspectSeconds} s for inspection`);
       this.settling = run;
       this.finish(run);
@@ -688,6 +694,7 @@ export class Reconciler {
       if (phase === 'starting' || phase === 'warming') {
         await this.apply(run, { type: 'not_ready', reason: 'the proxy restarted while the candidate was starting; deploy again' });
         await events.audit('failed', run.d, 'controller', { reason: run.d.status.reason }, false, run.d.status.reason);
+        void events.announce('failed', run.d);
         this.finish(run);
         await supervisor.stop(d.candidateColor).catch(() => {});
         return;

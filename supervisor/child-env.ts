@@ -43,6 +43,6 @@ export function childEnvironment(config: Config, urls: { database: string; redis
   delete env[envNameOf('releaseId')];
   // The admin token goes to the proxy only (proxyEnv): the APIs run release code. So do the
   // hooks (their URLs and command are often secret); the backup key stays with the supervisor.
-  for (const key of ['adminToken', 'backupKey', 'releaseSecretsKey', 'appControlToken', 'hookUrls', 'hookCommand'] as const) delete env[envNameOf(key)];
+  for (const key of ['adminToken', 'backupKey', 'releaseSecretsKey', 'appControlToken', 'hookUrls', 'hookCommand', 'notify', 'gateUrl'] as const) delete env[envNameOf(key)];
   return { ...env, DATABASE_URL: urls.database, REDIS_URL: urls.redis, NODE_ENV: 'production' };
 }

@@ -129,6 +129,8 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   // The rollout's hooks fire from the proxy: only it gets them.
   if (config.hookUrls !== undefined) proxyEnv[envNameOf('hookUrls')] = config.hookUrls;
   if (config.hookCommand !== undefined) proxyEnv[envNameOf('hookCommand')] = config.hookCommand;
+  // So do its chat notifications and its gate webhook (their URLs are keys).
+  for (const key of ['notify', 'gateUrl'] as const) if (config[key] !== undefined) proxyEnv[envNameOf(key)] = config[key]!;
   // The declared processes; a colour started later takes its release from here (ProcessControl).
   const declared = processGraph({ config, paths, activeColor, bin, serviceUser: serviceUser?.name, childEnv, proxyEnv, releaseEnv, distDir, embedded });
   // What boots: the active colour with its release (every colour's API and worker start through

@@ -106,6 +106,8 @@ export interface RolloutSummary {
   deployment: { id: string; version: string; strategy: string; phase: string; step: number; steps: number; weight: number; lastVerdict: string | null; lastExplanation: string | null } | null;
   /** External mode: this instance, who holds the controller lease, and every instance seen in the last hour. */
   fleet?: FleetSummary;
+  /** Chat notification targets (shown by kind and host): the last delivery and the last failure of each. */
+  notifications?: Array<{ target: string; lastOkAt: string | null; lastFailure: { at: string; event: string; version: string; error: string } | null }>;
 }
 
 export interface FleetSummary {

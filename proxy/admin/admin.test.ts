@@ -23,6 +23,7 @@ const app = createHttpServer(createLogger('admin-test', { level: 'silent' }));
 
 const controller = {
   status: () => ({ active: { version: 'initial', color: 'blue' }, routing: {}, deployment: null }),
+  notifications: () => [],
   deploy: async (request: unknown) => { deployed.push(request); return { id: 'd1' }; },
   pause: async (actor: string, reason?: string) => ({ paused: true, actor, reason }),
 } as unknown as RolloutController;

@@ -12,6 +12,7 @@ export async function statusRoutes(admin: FastifyInstance, o: AdminApiOptions): 
   admin.get('/api/health', async () => (o.healthDetails ? o.healthDetails() : { status: 'ok' }));
   admin.get('/api/status', async () => {
     const s = o.controller.status();
-    return { schemaVersion: 1, ...s, pointers: await o.store.pointers(), ...(o.fleet ? { fleet: await o.fleet() } : {}) };
+    const notifications = o.controller.notifications();
+    return { schemaVersion: 1, ...s, pointers: await o.store.pointers(), ...(o.fleet ? { fleet: await o.fleet() } : {}), ...(notifications.length ? { notifications } : {}) };
   });
 }

@@ -73,6 +73,23 @@ it('signs in with the token, shows live charts and the rollout, and the rollback
   const audit = await api('GET', '/api/audit?since=10m');
   expect(audit.events.find((e: any) => e.eventType === 'rollback' && e.deploymentId === d.id)?.details?.reason ?? '').toContain('from the dashboard');
 
+  // The deploy and the rollback are marked on the live charts; the deployment's page shows its plan and verdicts.
+  await expect.poll(() => page.evaluate('window.__changelens.marks') as Promise<number>, { timeout: 15_000 }).toBeGreaterThanOrEqual(2);
+  await page.click(`#deployments a[href="#deployment=${d.id}"]`);
+  await expect.poll(() => page.textContent('#deployment-card'), { timeout: 10_000 }).toContain(`Deployment ${d.id}`);
+  expect(await page.textContent('#deployment-body')).toMatch(/dash-1.*rolled_back/s);
+  expect(await page.locator('#verdicts th').allTextContents()).toContain('explanation');
+
+  // A gate: the button says Approve, and approving it promotes (a direct deployment awaiting approval).
+  const gated = await api('POST', '/api/deployments', { version: 'dash-2', strategy: 'direct', awaitApproval: true });
+  await expect.poll(() => page.textContent('#step-button'), { timeout: 30_000 }).toBe('Approve');
+  expect(await page.textContent('#rollout-body')).toContain('waiting for approval before step 1/1');
+  page.once('dialog', (dialog) => { expect(dialog.message()).toContain('Approve the held step'); void dialog.accept(); });
+  await page.click('#step-button');
+  await expect.poll(async () => (await api('GET', `/api/deployments/${gated.id}`)).status.phase, { timeout: 15_000 }).toBe('promoted');
+  const approvals = (await api('GET', '/api/audit?since=10m')).events.filter((e: any) => e.eventType === 'approve' && e.deploymentId === gated.id);
+  expect(approvals).toMatchObject([{ details: { reason: 'from the dashboard' } }]);
+
   mkdirSync(join(packageRoot, 'test-artifacts'), { recursive: true });
   await page.screenshot({ path: join(packageRoot, 'test-artifacts', 'dashboard.png'), fullPage: true });
 

@@ -4,7 +4,9 @@
 // another app as an artifact, and the Prometheus exposition checked by promtool.
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { chmodSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -24,6 +26,8 @@ vi.setConfig({ testTimeout: 120_000 });
 let app: Appliance;
 let token: string;
 let hooksFile: string;
+let chat: Server;
+const chatMessages: string[] = [];
 
 beforeAll(async () => {
   const scratch = join(process.env.TMPDIR ?? '/tmp', `changelens-rollout-${process.pid}`);
@@ -31,8 +35,20 @@ beforeAll(async () => {
   // The hook command runs in the proxy, as the service user when the appliance runs as root.
   chmodSync(scratch, 0o777);
   hooksFile = join(scratch, 'hooks.jsonl');
+  // Slack is outside this machine: a local server stands in for its incoming webhook.
+  chat = createHttpServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c));
+    req.on('end', () => {
+      chatMessages.push(JSON.parse(body).text);
+      res.writeHead(200).end('ok');
+    });
+  });
+  await new Promise<void>((r) => chat.listen(0, '127.0.0.1', () => r()));
   app = await launchAppliance({
     env: {
+      CHANGELENS_NOTIFY: `slack:http://127.0.0.1:${(chat.address() as AddressInfo).port}/services/T0/B0/s3cret`,
+      CHANGELENS_PUBLIC_URL: 'https://app.example.com',
       CHANGELENS_SEED_ITEMS: '200',
       // Short analysis so the file runs in about two minutes; the rules are the defaults.
       CHANGELENS_CANARY_STEPS: '50,100',
@@ -49,6 +65,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  chat?.close();
   if (app && app.child.exitCode === null) await app.stop('SIGTERM');
   if (app) await reapOrphans(join(app.dataDir, 'state', 'pm2'));
 });
@@ -351,6 +368,15 @@ describe('the changelens command', () => {
       expect(bad.code).toBe(1);
       expect(bad.stdout).toMatch(/rolled_back/);
       expect(bad.stdout).toMatch(/error rate/);
+      // Chat heard of it: what fired with its numbers, and a link to the deployment's page.
+      const id = /deployment (\S+):/.exec(bad.stdout)![1]!;
+      await until(async () => expect(chatMessages.find((m) => m.startsWith('*ChangeLens: cli-bad rolled back*'))).toMatch(new RegExp(`was rolled back to cli-good: .*error rate.*\\n<https://app.example.com/_changelens/#deployment=${id}\\|Open the deployment>$`, 's')), 20_000);
+      expect(chatMessages.some((m) => m.startsWith('*ChangeLens: cli-good promoted*'))).toBe(true);
+      const port = (chat.address() as AddressInfo).port;
+      expect((await runCli(['status'], app.env)).stdout).toMatch(new RegExp(`notify {4}slack http://127.0.0.1:${port}/…: delivered `));
+      const config = (await runCli(['config', '--json'], app.env)).stdout;
+      expect(JSON.parse(config).notify).toBe(`slack http://127.0.0.1:${port}/…`);
+      expect(config).not.toContain('s3cret');
     } finally {
       await load.stop();
     }
