@@ -17,6 +17,7 @@ import { estimateCost, formatCost, readPrices, readServiceResources } from './co
 import { formatStatus } from './format-status.js';
 import { collect, examples, numberIn, withApi, withConfig, withJson, write, type ApiOptions, type ConfigOptions } from './options.js';
 import type { Act } from './program.js';
+import { withProgress } from './progress.js';
 
 export function registerApplianceCommands(program: Command, act: Act): void {
   const up = withConfig(program.command('up').description('boot the appliance in the foreground: Postgres, Redis, the API colours, the worker and the proxy under pm2 (Ctrl-C or SIGTERM stops it, in reverse order)'));
@@ -121,7 +122,7 @@ async function changeProcess(action: 'start' | 'stop', name: string, o: ConfigOp
   const query = sets.length > 0 ? `?${sets.map((p) => `set=${encodeURIComponent(p)}`).join('&')}` : '';
   const paths = dataPaths(loadConfig({ file: o.config }).dataDir);
   // Starting waits for the readiness probe, which may take up to CHANGELENS_READY_TIMEOUT_MS.
-  const change = await queryControl<{ name: string; action: string; ms: number }>(paths.controlSocket, `/processes/${encodeURIComponent(name)}/${action}${query}`, paths.root, { method: 'POST', timeoutMs: 660_000 });
+  const change = await withProgress(`${action === 'start' ? 'starting' : 'stopping'} ${name}`, queryControl<{ name: string; action: string; ms: number }>(paths.controlSocket, `/processes/${encodeURIComponent(name)}/${action}${query}`, paths.root, { method: 'POST', timeoutMs: 660_000 }));
   write(o.json, change, `${change.name}: ${change.action === 'unchanged' ? `already ${action === 'start' ? 'running' : 'stopped'}` : `${change.action} in ${change.ms} ms`}\n`);
   return EXIT.ok;
 }

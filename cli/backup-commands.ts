@@ -8,6 +8,7 @@ import type { BackupEntry, Manifest, RestoreResult, Verification } from '../back
 import { adminClient } from './admin-client.js';
 import { examples, withApi, write, type ApiOptions } from './options.js';
 import type { Act } from './program.js';
+import { withProgress } from './progress.js';
 
 /** A dump of a large database takes a while; the admin call waits for it. */
 const BACKUP_CALL_MS = 6 * 60 * 60_000;
@@ -19,7 +20,8 @@ export function registerBackupCommands(program: Command, act: Act): void {
   examples(now, ['changelens backup now', 'changelens backup now --pg --json']);
   now.action(act(async (o: ApiOptions & { pg?: boolean; redis?: boolean }) => {
     const kinds = [...(o.pg ? ['postgres'] : []), ...(o.redis ? ['redis'] : [])];
-    const manifest = await client(o).post<Manifest>('/api/backups', kinds.length ? { kinds } : {});
+    const api = client(o);
+    const manifest = await withProgress('backing up', api.post<Manifest>('/api/backups', kinds.length ? { kinds } : {}), { detail: running(api) });
     write(o.json, manifest, `backup ${manifest.id} taken in ${seconds(manifest.durationMs)}\n${manifest.files.map((f) => `  ${f.name.padEnd(14)} ${size(f.bytes).padStart(9)}  sha256 ${f.sha256}`).join('\n')}\n`);
     return EXIT.ok;
   }));
@@ -37,7 +39,8 @@ export function registerBackupCommands(program: Command, act: Act): void {
     .description('checksums, pg_restore --list, a restore into a scratch database and Redis; exits 1 when the backup is bad'));
   examples(verify, ['changelens backup verify "$(changelens backup list --json | jq -r \'.backups[0].id\')"']);
   verify.action(act(async (id: string, o: ApiOptions) => {
-    const v = await client(o).post<Verification>(`/api/backups/${encodeURIComponent(id)}/verify`, {});
+    const api = client(o);
+    const v = await withProgress(`verifying ${id}`, api.post<Verification>(`/api/backups/${encodeURIComponent(id)}/verify`, {}), { detail: running(api) });
     write(o.json, v, `backup ${v.id}: ${v.ok ? 'good' : 'BAD'} (${seconds(v.durationMs)})\n${v.checks.map((c) => `  ${c.ok ? 'ok  ' : 'FAIL'} ${c.name}: ${c.detail}`).join('\n')}\n`);
     return v.ok ? EXIT.ok : EXIT.failure;
   }));
@@ -46,7 +49,8 @@ export function registerBackupCommands(program: Command, act: Act): void {
     .description('restore over the live data: traffic is held (503 + Retry-After) meanwhile; its checksums are checked first'));
   examples(restore, ['changelens backup list', 'changelens backup restore <id>']);
   restore.action(act(async (id: string, o: ApiOptions) => {
-    const r = await client(o).post<RestoreResult>(`/api/backups/${encodeURIComponent(id)}/restore`, {});
+    const api = client(o);
+    const r = await withProgress(`restoring ${id} (traffic held)`, api.post<RestoreResult>(`/api/backups/${encodeURIComponent(id)}/restore`, {}), { detail: running(api) });
     const tables = Object.entries(r.tables).map(([t, n]) => `${t} ${n}`).join(', ');
     write(o.json, r, `restored ${r.id} (${r.kinds.join(' + ')}) in ${seconds(r.durationMs)}${tables ? `\n  tables: ${tables}` : ''}${r.redisKeys !== null ? `\n  redis keys: ${r.redisKeys}` : ''}\n`);
     return EXIT.ok;
@@ -67,6 +71,9 @@ export function summaryLines(s: BackupSummary | null | undefined): string[] {
   if (s.lastFailure) lines.push(`          last failure ${s.lastFailure.at}: ${s.lastFailure.error}`);
   return lines;
 }
+
+/** What the supervisor says it is doing, for the progress line. */
+const running = (api: ReturnType<typeof client>) => async (): Promise<string | null> => (await api.get<{ summary: BackupSummary }>('/api/backups').catch(() => null))?.summary.running ?? null;
 
 function client(o: ApiOptions) {
   return adminClient(loadConfig({ file: o.config }), { url: o.url, timeoutMs: BACKUP_CALL_MS });

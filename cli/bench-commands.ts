@@ -12,6 +12,7 @@ import type { Endpoint, LoadPlan } from '../bench/loadgen.js';
 import { adminClient } from './admin-client.js';
 import { examples, numberIn, withApi, withConfig, withJson, write, type ApiOptions, type ConfigOptions } from './options.js';
 import type { Act } from './program.js';
+import { withProgress } from './progress.js';
 
 interface PlanOptions extends ConfigOptions { rate: number; duration: number; ramp: number; mix?: string; target?: string; json?: boolean }
 
@@ -74,7 +75,8 @@ export function registerBenchCommands(program: Command, act: Act): void {
       throw new CL_ERR_CLI_USAGE((err as Error).message);
     }
     if (!o.json) process.stderr.write(`${plan.rate} req/s for ${plan.durationSeconds} s against ${plan.target}…\n`);
-    const r = await runLoad(plan);
+    // An open-model schedule's progress is its clock.
+    const r = await withProgress('load', runLoad(plan), { totalSeconds: plan.durationSeconds });
     const { histograms: _h, ...shown } = r;
     const ms = (x: number): string => `${x.toFixed(2)} ms`;
     write(o.json, shown, `sent ${r.sent}, failed ${r.failed} (${Object.entries(r.statuses).map(([st, n]) => `${st}: ${n}`).join(', ')})\n`
