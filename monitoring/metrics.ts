@@ -54,6 +54,8 @@ export interface ProxyMetrics {
   countMirrored(color: Color, purpose: 'warmup' | 'analysis', statusCode: number): void;
   /** A copy the mirror skipped at one of its bounds. */
   countMirrorSkipped(color: Color, reason: 'rate' | 'in_flight'): void;
+  /** The supervisor's processes: 1 online, 0 down, for those that should run (an idle colour is absent). */
+  setProcesses(list: ReadonlyArray<{ name: string; expected: boolean; online: boolean }>): void;
   /** The supervisor's monitor: cumulative firings per rule, every rule's name, and which hold now. */
   setMonitor(m: { firings: Record<string, number>; rules: readonly string[]; holding: readonly string[] }): void;
   /** The supervisor's backups: age, size and duration of the newest of each kind, overdue flags. */
@@ -135,10 +137,14 @@ export function createProxyMetrics(options: ProxyMetricsOptions = {}): ProxyMetr
   });
   const rollbacks = new Counter({
     name: 'changelens_rollbacks_total',
-    help: 'Rollbacks, by what triggered them (judge, operator, restart).',
+    help: 'Rollbacks, by what triggered them (judge: failing windows, trip: a run of 5xx or a crash, operator, restart).',
     labelNames: ['trigger'] as const,
     registers: [registry],
   });
+  // Every series exists from the start at 0, so the first rollback (or verdict) is an increase a
+  // rate() or an alert sees, not a series born at 1.
+  for (const trigger of ['judge', 'trip', 'operator', 'restart']) rollbacks.inc({ trigger }, 0);
+  for (const verdict of ['pass', 'fail', 'insufficient']) verdicts.inc({ verdict }, 0);
 
   const ruleFirings = new Counter({
     name: 'changelens_monitor_firings_total',
@@ -153,6 +159,12 @@ export function createProxyMetrics(options: ProxyMetricsOptions = {}): ProxyMetr
     registers: [registry],
   });
   const seenFirings = new Map<string, number>();
+  const processUp = new Gauge({
+    name: 'changelens_process_up',
+    help: 'Each process the supervisor runs that should be running: 1 when all its instances are online, 0 when not; from the supervisor at scrape time.',
+    labelNames: ['process'] as const,
+    registers: [registry],
+  });
   const backupGauge = (name: string, help: string) => new Gauge({ name, help, labelNames: ['kind'] as const, registers: [registry] });
   const backupAge = backupGauge('changelens_backup_age_seconds', 'Age of the newest good backup, by kind (postgres, redis); from the supervisor at scrape time.');
   const backupSize = backupGauge('changelens_backup_size_bytes', 'Size of the newest good backup, by kind.');
@@ -282,6 +294,11 @@ export function createProxyMetrics(options: ProxyMetricsOptions = {}): ProxyMetr
       mirrorSkipped.inc({ color, reason });
     },
 
+    setProcesses(list) {
+      processUp.reset();
+      for (const p of list) if (p.expected) processUp.set({ process: p.name }, p.online ? 1 : 0);
+    },
+
     setMonitor(m) {
       for (const [rule, total] of Object.entries(m.firings)) {
         const seen = seenFirings.get(rule) ?? 0;
@@ -289,7 +306,14 @@ export function createProxyMetrics(options: ProxyMetricsOptions = {}): ProxyMetr
         ruleFirings.inc({ rule }, total >= seen ? total - seen : total);
         seenFirings.set(rule, total);
       }
-      for (const rule of m.rules) ruleHolding.set({ rule }, m.holding.includes(rule) ? 1 : 0);
+      for (const rule of m.rules) {
+        // Every rule's counter exists from the start (at 0): its first firing is then an increase.
+        if (!seenFirings.has(rule)) {
+          ruleFirings.inc({ rule }, 0);
+          seenFirings.set(rule, m.firings[rule] ?? 0);
+        }
+        ruleHolding.set({ rule }, m.holding.includes(rule) ? 1 : 0);
+      }
     },
 
     setBackups(b) {

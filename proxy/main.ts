@@ -25,7 +25,7 @@ import { createMirror } from './mirror.js';
 import { readCookie } from './router.js';
 import { parseNotifyTargets, type NotifyTarget } from '../lib/contracts/notify-targets.js';
 import { buildProxyServer } from './server.js';
-import { backupLink, healthDetails, monitorSummary, supervisorLink, workerCodeDirs } from './supervisor-link.js';
+import { backupLink, healthDetails, monitorSummary, processSummary, supervisorLink, workerCodeDirs } from './supervisor-link.js';
 
 const config = loadConfig();
 const log = createLogger('proxy', { level: config.logLevel });
@@ -187,8 +187,9 @@ await registerAdminApi(app, {
   ...(fleetId ? { fleet: async () => ({ instance: fleetId, controller: controller.isController, lease: fleet!.lease.holder(), instances: await fleet!.instances() }) } : {}),
   metrics: async () => {
     // The supervisor's monitor joins the exposition at scrape time (it runs in another process).
-    const [monitor, backups] = await Promise.all([monitorSummary(paths.controlSocket, paths.root), backupsLink.summary()]);
+    const [monitor, backups, processes] = await Promise.all([monitorSummary(paths.controlSocket, paths.root), backupsLink.summary(), processSummary(paths.controlSocket, paths.root)]);
     if (backups) metrics.setBackups(backups);
+    if (processes) metrics.setProcesses(processes);
     if (monitor) metrics.setMonitor({ firings: monitor.firings, rules: monitor.ruleNames, holding: monitor.breaching.map((b) => b.rule) });
     return metrics.render();
   },

@@ -69,6 +69,11 @@ export function monitorSummary(socketPath: string, dataDir: string): Promise<Mon
   return queryControl<MonitorStatusSummary | null>(socketPath, '/monitor', dataDir, { timeoutMs: 1_000 }).catch(() => null);
 }
 
+/** Each process pm2 runs: whether it should run and whether it is online; null when the supervisor does not answer. */
+export function processSummary(socketPath: string, dataDir: string): Promise<Array<{ name: string; expected: boolean; online: boolean }> | null> {
+  return queryControl<Array<{ name: string; expected: boolean; online: boolean }>>(socketPath, '/processes', dataDir, { timeoutMs: 1_000 }).catch(() => null);
+}
+
 /** Backups run in the supervisor (it owns the services); these calls can take as long as a dump. */
 export interface BackupLink {
   list(): Promise<{ summary: BackupSummary; backups: unknown[] }>;

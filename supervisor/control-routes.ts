@@ -26,6 +26,12 @@ export function processRoutes(o: ProcessRoutesOptions): ControlRoute[] {
     { method: 'POST', path: /^\/processes\/([a-z-]+)\/stop$/, handler: (name) => o.whenReady(() => o.control.stop(name!)) },
     // For the proxy's Prometheus exposition: the monitor's rules, without the full status's probes.
     { method: 'GET', path: /^\/monitor$/, handler: () => o.monitorStatus() },
+    // …and each process: whether it should run (started, not stopped: an idle colour should not) and whether all its instances are online.
+    { method: 'GET', path: /^\/processes$/, handler: async () => {
+      const byName = new Map<string, boolean>();
+      for (const p of await o.pm.list()) byName.set(p.name, (byName.get(p.name) ?? true) && p.state === 'online');
+      return [...byName].map(([name, online]) => ({ name, expected: o.control.isRunning(name), online }));
+    } },
     // Cheap, for the rollout controller: is a colour running (started and not stopped), are all its
     // instances online, and how often has pm2 restarted them (a crash is a fast trip).
     { method: 'GET', path: /^\/processes\/([a-z-]+)$/, handler: async (name) => {

@@ -723,3 +723,71 @@ describe('a box with little traffic', () => {
     expect(await served() - after).toBeLessThan(5);
   });
 });
+
+describe('observability assets: deploy/prometheus and deploy/grafana against a real Prometheus', () => {
+  it('promtool accepts the alert rules and their tests; a real Prometheus scraping this appliance answers every dashboard query and fires the rollback alert', async () => {
+    const rules = join(packageRoot, 'deploy', 'prometheus', 'alerts.yml');
+    const checked = spawnSync('promtool', ['check', 'rules', rules], { encoding: 'utf8' });
+    expect(checked.status, checked.stdout + checked.stderr).toBe(0);
+    const tested = spawnSync('promtool', ['test', 'rules', join(packageRoot, 'deploy', 'prometheus', 'alerts.test.yml')], { encoding: 'utf8' });
+    expect(tested.status, tested.stdout + tested.stderr).toBe(0);
+
+    const dir = join(app.dataDir, '..', `prometheus-${process.pid}`);
+    mkdirSync(dir, { recursive: true });
+    const [port] = await freePorts(1);
+    writeFileSync(join(dir, 'prometheus.yml'), [
+      'global: { scrape_interval: 1s, evaluation_interval: 1s }',
+      `rule_files: ['${rules}']`,
+      'scrape_configs:',
+      '  - job_name: changelens',
+      '    metrics_path: /_changelens/metrics',
+      `    authorization: { credentials: '${token}' }`,
+      `    static_configs: [{ targets: ['${new URL(app.url).host}'] }]`,
+    ].join('\n') + '\n');
+    const prometheus = spawn('prometheus', [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let log = '';
+    prometheus.stderr.setEncoding('utf8').on('data', (c: string) => (log = (log + c).slice(-4000)));
+    const query = async (expr: string): Promise<any[]> => {
+      const r = await fetch(`http://127.0.0.1:${port}/api/v1/query?query=${encodeURIComponent(expr)}`);
+      const body = await r.json() as { status: string; data: { result: any[] }; error?: string };
+      expect(body.status, `${expr}: ${body.error}`).toBe('success');
+      return body.data.result;
+    };
+    let jobs = true;
+    let jobLoop: Promise<void> = Promise.resolve();
+    try {
+      await until(async () => expect((await query('up{job="changelens"}'))[0]?.value[1], log).toBe('1'), 30_000);
+      // Jobs, and a bad release rolled back while Prometheus watches.
+      // Jobs all along (a rate needs a series that grows between scrapes).
+      jobLoop = (async () => {
+        while (jobs) {
+          await fetch(`${app.url}/api/process`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ workMs: 5, fail: false }) });
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      })();
+      await underLoad(async () => {
+        const d = await deploy({ version: 'prom-bad', env: { CHANGELENS_REGRESSION: 'errors:1' } });
+        expect((await finished(d.id)).status.phase).toBe('rolled_back');
+        await new Promise((r) => setTimeout(r, 3_000));
+      }, '/api/work?ms=2');
+      const dashboard = JSON.parse(readFileSync(join(packageRoot, 'deploy', 'grafana', 'changelens.json'), 'utf8'));
+      const exprs = dashboard.panels.flatMap((p: any) => p.targets.map((t: any) => ({ panel: p.title, expr: (t.expr as string).replaceAll('$instance', '.*') })));
+      expect(exprs.length).toBeGreaterThanOrEqual(11);
+      for (const { panel, expr } of exprs) {
+        await until(async () => {
+          const series = await query(expr);
+          expect(series.length, `${panel}: ${expr}`).toBeGreaterThan(0);
+          expect(series.some((s) => Number.isFinite(Number(s.value[1]))), `${panel}: ${expr} only NaN`).toBe(true);
+        }, 20_000);
+      }
+      // The variable's own query, and the rollback alert, evaluated by Prometheus itself.
+      expect((await query(dashboard.templating.list[0].definition.replace(/^label_values\((\w+), instance\)$/, 'group by (instance) ($1)'))).length).toBe(1);
+      await until(async () => expect(await query('ALERTS{alertname="ChangeLensRollback",alertstate="firing"}')).toMatchObject([{ metric: { trigger: expect.any(String), severity: 'warning' } }]), 20_000);
+      expect(await query('changelens_process_up == 0')).toEqual([]);
+    } finally {
+      jobs = false;
+      await jobLoop.catch(() => {});
+      prometheus.kill('SIGTERM');
+    }
+  });
+});
