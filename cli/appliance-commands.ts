@@ -16,7 +16,7 @@ import { adminClient } from './admin-client.js';
 import { estimateCost, formatCost, readPrices, readServiceResources } from './cost.js';
 import { formatStatus } from './format-status.js';
 import { collect, examples, numberIn, withApi, withConfig, withJson, write, type ApiOptions, type ConfigOptions } from './options.js';
-import type { Act } from './program.js';
+import type { Act } from './command-tree.js';
 import { withProgress } from './progress.js';
 
 export function registerApplianceCommands(program: Command, act: Act): void {

@@ -7,7 +7,7 @@ import type { BackupSummary } from '../lib/contracts/status.js';
 import type { BackupEntry, Manifest, RestoreResult, Verification } from '../backup/index.js';
 import { adminClient } from './admin-client.js';
 import { examples, withApi, write, type ApiOptions } from './options.js';
-import type { Act } from './program.js';
+import type { Act } from './command-tree.js';
 import { withProgress } from './progress.js';
 
 /** A dump of a large database takes a while; the admin call waits for it. */

@@ -11,7 +11,7 @@ import { CL_ERR_CLI_USAGE, EXIT } from '../lib/errors.js';
 import type { Endpoint, LoadPlan } from '../bench/loadgen.js';
 import { adminClient } from './admin-client.js';
 import { examples, numberIn, withApi, withConfig, withJson, write, type ApiOptions, type ConfigOptions } from './options.js';
-import type { Act } from './program.js';
+import type { Act } from './command-tree.js';
 import { withProgress } from './progress.js';
 
 interface PlanOptions extends ConfigOptions { rate: number; duration: number; ramp: number; mix?: string; target?: string; json?: boolean }

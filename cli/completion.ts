@@ -3,8 +3,8 @@
 import { Argument, type Command, type Option } from 'commander';
 import { EXIT } from '../lib/errors.js';
 import { examples } from './options.js';
-import type { Act } from './program.js';
-import { walk } from './program.js';
+import type { Act } from './command-tree.js';
+import { walk } from './command-tree.js';
 
 export function registerCompletion(program: Command, act: Act): void {
   const completion = program.command('completion')

@@ -12,7 +12,7 @@ export function formatStatus(s: ApplianceStatus): string {
     `active    ${s.activeColor}${s.rollout ? ` (release ${s.rollout.active.version})` : ''}`,
     ...(s.rollout?.deployment ? [`rollout   ${rolloutLine(s.rollout.deployment)}`] : []),
     ...fleetLines(s.rollout?.fleet),
-    ...(s.rollout?.notifications ?? []).map((n) => `notify    ${n.target}: ${n.lastFailure ? `FAILED ${n.lastFailure.at} (${n.lastFailure.event} of ${n.lastFailure.version}): ${n.lastFailure.error}` : n.lastOkAt ? `delivered ${n.lastOkAt}` : 'nothing sent yet'}`),
+    ...(s.rollout?.notifications ?? []).map(notifyLine),
     `postgres  ${service(s.services.postgres)}`,
     `redis     ${service(s.services.redis)}`,
     ...monitorLines(s.monitor),
@@ -67,4 +67,12 @@ function duration(ms: number): string {
   if (s < 60) return `${s}s`;
   if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s`;
   return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
+}
+
+/** A notification target: failing when its last failure is newer than its last delivery. */
+function notifyLine(n: NonNullable<RolloutSummary['notifications']>[number]): string {
+  const failing = n.lastFailure !== null && (n.lastOkAt === null || n.lastFailure.at > n.lastOkAt);
+  const failure = n.lastFailure ? `${n.lastFailure.at} (${n.lastFailure.event} of ${n.lastFailure.version}): ${n.lastFailure.error}` : '';
+  if (failing) return `notify    ${n.target}: FAILED ${failure}${n.lastOkAt ? `; last delivered ${n.lastOkAt}` : ''}`;
+  return `notify    ${n.target}: ${n.lastOkAt ? `delivered ${n.lastOkAt}${n.lastFailure ? `; an earlier one failed ${failure}` : ''}` : 'nothing sent yet'}`;
 }

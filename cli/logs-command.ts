@@ -6,13 +6,11 @@ import { loadConfig } from '../lib/config.js';
 import { EXIT } from '../lib/errors.js';
 import { dataPaths } from '../lib/paths.js';
 import { SINCE_EXPECTED, sinceMs } from '../lib/since.js';
-import { streamControl } from '../supervisor/index.js';
+import { LOG_LEVELS, levelOf, streamControl, type LogLevelName } from '../supervisor/index.js';
 import { examples, numberIn, withConfig, type ConfigOptions } from './options.js';
-import type { Act } from './program.js';
+import type { Act } from './command-tree.js';
 
-const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
-
-interface LogsOptions extends ConfigOptions { follow?: boolean; service?: string; since?: number; lines: number; level?: (typeof LEVELS)[number]; json?: boolean }
+interface LogsOptions extends ConfigOptions { follow?: boolean; service?: string; since?: number; lines: number; level?: LogLevelName; json?: boolean }
 
 export function registerLogsCommand(program: Command, act: Act): void {
   const logs = withConfig(program.command('logs').description('the recent log lines of the appliance\'s services (kept in memory by the supervisor, never on disk), and with -f the new ones')
@@ -20,24 +18,22 @@ export function registerLogsCommand(program: Command, act: Act): void {
     .addOption(new Option('-s, --service <name>', 'one service: supervisor, proxy, postgres, redis, api (both colours), api-green, worker, worker-blue, …').argParser(serviceName))
     .addOption(new Option('--since <age>', `only lines from then on: ${SINCE_EXPECTED}`).argParser(since))
     .addOption(new Option('-n, --lines <n>', 'at most this many of the kept lines (1-99999)').argParser(numberIn(1, 99_999, true)).default(200))
-    .addOption(new Option('--level <level>', 'this level and above').choices(LEVELS))
+    .addOption(new Option('--level <level>', 'this level and above').choices(LOG_LEVELS))
     .option('-j, --json', 'the JSON lines as the services wrote them (also what a pipe gets)'));
   examples(logs, ['changelens logs -f', 'changelens logs --service api-green --since 10m', 'changelens logs --level warn --json | jq .msg']);
   logs.addHelpText('after', '\nEach service keeps its last 2,000 lines (at most 1 MB); older ones are on the platform\'s log of stdout.\n');
   logs.action(act(async (o: LogsOptions) => {
     const paths = dataPaths(loadConfig({ file: o.config }).dataDir);
-    const query = new URLSearchParams({ lines: String(o.lines), ...(o.service ? { service: o.service } : {}), ...(o.since !== undefined ? { since: String(o.since) } : {}), ...(o.follow ? { follow: '1' } : {}) });
+    // The supervisor filters (level included) before it counts the last --lines.
+    const query = new URLSearchParams({ lines: String(o.lines), ...(o.service ? { service: o.service } : {}), ...(o.since !== undefined ? { since: String(o.since) } : {}), ...(o.level ? { level: o.level } : {}), ...(o.follow ? { follow: '1' } : {}) });
     const pretty = !o.json && process.stdout.isTTY === true;
-    const minLevel = o.level ? LEVELS.indexOf(o.level) : 0;
     const stop = new AbortController();
     const onSignal = (): void => stop.abort();
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
     try {
       await streamControl(paths.controlSocket, `/logs?${query}`, paths.root, (line) => {
-        const record = parse(line);
-        if (minLevel > 0 && LEVELS.indexOf(levelOf(record)) < minLevel) return;
-        process.stdout.write(pretty ? prettyLine(record, line) : line + '\n');
+        process.stdout.write(pretty ? prettyLine(parse(line), line) : line + '\n');
       }, stop.signal);
     } finally {
       process.off('SIGINT', onSignal);
@@ -69,12 +65,6 @@ function parse(line: string): LogRecord {
   }
 }
 
-/** pino writes labels here (lib/logger.ts); a release may write pino's numbers (30 = info). */
-function levelOf(r: LogRecord): (typeof LEVELS)[number] {
-  const level = r?.level;
-  if (typeof level === 'number') return LEVELS[Math.min(5, Math.max(0, Math.floor(level / 10) - 1))]!;
-  return (LEVELS as readonly unknown[]).includes(level) ? (level as (typeof LEVELS)[number]) : 'info';
-}
 
 const LEVEL_COLOUR: Record<string, string> = { trace: '90', debug: '90', info: '36', warn: '33', error: '31', fatal: '41' };
 const SHOWN_APART = new Set(['level', 'time', 'service', 'process', 'msg', 'pid', 'hostname', 'v']);
@@ -83,7 +73,7 @@ const SHOWN_APART = new Set(['level', 'time', 'service', 'process', 'msg', 'pid'
 export function prettyLine(r: LogRecord, raw: string): string {
   if (!r) return raw + '\n';
   const time = typeof r.time === 'string' ? r.time.slice(11, 23) : typeof r.time === 'number' ? new Date(r.time).toISOString().slice(11, 23) : '            ';
-  const level = levelOf(r);
+  const level = levelOf(raw);
   const who = String(r.process ?? r.service ?? '?');
   const extra = Object.entries(r).filter(([k]) => !SHOWN_APART.has(k)).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join(' ');
   return `\x1b[90m${time}\x1b[0m ${who.padEnd(12)} \x1b[${LEVEL_COLOUR[level]}m${level.toUpperCase().padEnd(5)}\x1b[0m ${String(r.msg ?? '')}${extra ? `  \x1b[90m${extra}\x1b[0m` : ''}\n`;

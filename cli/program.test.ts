@@ -9,7 +9,8 @@ import { cliPath, tempDataDir } from '../bench/harness.js';
 import { settingSpec } from '../lib/config.js';
 import { EXIT } from '../lib/errors.js';
 import { packageVersion } from '../lib/package-root.js';
-import { buildProgram, runProgram, walk } from './program.js';
+import { walk } from './command-tree.js';
+import { buildProgram, runProgram } from './program.js';
 
 /** Runs the tree in this process, its output captured; returns the exit code or the error thrown. */
 async function run(argv: string[]): Promise<{ code: number | null; out: string; err: string; error: Error | null }> {

@@ -5,6 +5,7 @@ import { Command, CommanderError } from 'commander';
 import { ChangeLensError, CL_ERR_CLI_USAGE, EXIT } from '../lib/errors.js';
 import { packageVersion } from '../lib/package-root.js';
 import { registerApplianceCommands } from './appliance-commands.js';
+import type { Act } from './command-tree.js';
 import { registerBackupCommands } from './backup-commands.js';
 import { registerBenchCommands } from './bench-commands.js';
 import { registerCompletion } from './completion.js';
@@ -27,8 +28,6 @@ export interface Program {
   exitCode: () => number;
 }
 
-/** A command's action returns its exit code; this keeps it for main. */
-export type Act = <A extends unknown[]>(fn: (...args: A) => Promise<number>) => (...args: A) => Promise<void>;
 
 export function buildProgram(output: { out: (s: string) => void; err: (s: string) => void } = { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) }): Program {
   let code: number = EXIT.ok;
@@ -98,9 +97,4 @@ export function commandPath(program: Command, argv: readonly string[]): string {
     cmd = sub;
   }
   return names.join(' ');
-}
-
-/** Every command of the tree with its path, for completion and for the help test. */
-export function walk(cmd: Command, prefix: string[] = []): Array<{ path: string[]; cmd: Command }> {
-  return cmd.commands.flatMap((c) => [{ path: [...prefix, c.name()], cmd: c }, ...walk(c, [...prefix, c.name()])]);
 }

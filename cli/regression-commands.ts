@@ -9,7 +9,7 @@ import { WORKER_REGRESSION_TYPES } from '../lib/contracts/worker-regressions.js'
 import { CL_ERR_CLI_USAGE, EXIT } from '../lib/errors.js';
 import { adminClient } from './admin-client.js';
 import { aNumber, examples, numberIn, withApi, write, type ApiOptions } from './options.js';
-import type { Act } from './program.js';
+import type { Act } from './command-tree.js';
 
 const COLORS = ['blue', 'green'] as const;
 

@@ -12,8 +12,9 @@ import type { AuditEvent } from '../lib/audit.js';
 import type { Deployment, Release, StoredVerdict } from '../rollout/index.js';
 import { adminClient, type AdminClient } from './admin-client.js';
 import { collect, examples, numberIn, pairs, settingOption, withApi, write, type ApiOptions } from './options.js';
-import type { Act } from './program.js';
+import type { Act } from './command-tree.js';
 import { describe, waitFor } from './watch-commands.js';
+import { atGate } from '../rollout/state-machine.js';
 
 /** CLI flag → deploy body field, each a setting of the config table whose range it takes. */
 const SETTING_FLAGS = {
@@ -28,7 +29,7 @@ const SETTING_FLAGS = {
 const camel = (flag: string): string => flag.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
 
 interface DeployOptions extends ApiOptions {
-  strategy?: string; steps?: string; set?: string[]; secret?: string[]; artifact?: string; wait?: boolean; timeout?: number; awaitApproval?: boolean;
+  strategy?: string; steps?: string; set?: string[]; secret?: string[]; artifact?: string; wait?: boolean; timeout?: number; awaitApproval?: boolean; throughGates?: boolean;
   mirror?: boolean; sequential?: boolean; [flag: string]: unknown;
 }
 
@@ -45,6 +46,7 @@ export function registerRolloutCommands(program: Command, act: Act): void {
     .option('--no-mirror', 'no copies of live requests to the candidate (synthetic warm-up GETs only)')
     .option('--await-approval', 'hold before the final step (blue/green and direct: before the switch) until approved: changelens promote --step, the dashboard, or the gate webhook (CHANGELENS_GATE_URL)')
     .option('-w, --wait', 'follow the deployment until it is decided (exit codes below)')
+    .option('--through-gates', 'with --wait: keep waiting while it is held at a gate (for the gate webhook or a person)')
     .addOption(new Option('-t, --timeout <seconds>', 'with --wait: give up waiting after this long (exit 4; the deployment goes on)').argParser(numberIn(1, 604_800, true)));
   examples(deploy, [
     'changelens deploy v2 --wait',
@@ -53,9 +55,10 @@ export function registerRolloutCommands(program: Command, act: Act): void {
     'changelens deploy v2 --strategy bluegreen --await-approval',
     'changelens deploy v2 --artifact ./build --set FEATURE_X=1 --secret API_KEY=… --url https://app.example.com',
   ]);
-  deploy.addHelpText('after', `\nWith --wait: exit 0 promoted, 1 rolled back or failed, 4 paused, aborted or --timeout passed,\n3 unreachable, 5 unauthorized, 2 bad usage. Without: 0 once the deployment is recorded.\n`);
+  deploy.addHelpText('after', `\nWith --wait: exit 0 promoted, 1 rolled back or failed, 4 paused (a gate too, without --through-gates),\naborted or --timeout passed, 3 unreachable, 5 unauthorized, 2 bad usage. Without: 0 once the deployment is recorded.\n`);
   deploy.action(act(async (version: string, o: DeployOptions) => {
     if (o.timeout !== undefined && !o.wait) throw new CL_ERR_CLI_USAGE('--timeout: only with --wait');
+    if (o.throughGates && !o.wait) throw new CL_ERR_CLI_USAGE('--through-gates: only with --wait');
     const body: Record<string, unknown> = { version };
     if (o.strategy !== undefined) body.strategy = o.strategy;
     if (o.steps !== undefined) {
@@ -89,7 +92,7 @@ export function registerRolloutCommands(program: Command, act: Act): void {
       write(o.json, d, `deployment ${d.id}: ${d.strategy} of ${d.version} onto ${d.candidateColor} (stable ${d.stableVersion} on ${d.stableColor}); follow it with: changelens watch ${d.id}\n`);
       return EXIT.ok;
     }
-    return waitFor(api, d.id, o.json === true, o.timeout);
+    return waitFor(api, d.id, o.json === true, o.timeout, o.throughGates);
   }));
 
   const promote = withApi(program.command('promote').description('promote the running deployment: all the way, or with --step to its next step')
@@ -98,7 +101,14 @@ export function registerRolloutCommands(program: Command, act: Act): void {
   examples(promote, ['changelens promote', 'changelens promote --step --reason "checked the dashboards"']);
   promote.action(act(async (o: ApiOptions & { step?: boolean; reason?: string }) => {
     if (o.reason !== undefined && !o.step) throw new CL_ERR_CLI_USAGE('--reason: only with --step (a full promotion records who did it)');
-    const d = await client(o).post<Deployment>(`/api/deployment/${o.step ? 'step' : 'promote'}`, o.reason === undefined ? {} : { reason: o.reason });
+    const api = client(o);
+    let seen = {};
+    if (o.step) {
+      // From the step it is at now: one that moved meanwhile (the gate webhook, a person) is not moved again.
+      const { deployment: now } = await api.get<{ deployment: Deployment | null }>('/api/status');
+      if (now) seen = { deployment: now.id, fromStep: now.status.stepIndex + 1, atGate: atGate(now.status) };
+    }
+    const d = await api.post<Deployment>(`/api/deployment/${o.step ? 'step' : 'promote'}`, { ...(o.reason === undefined ? {} : { reason: o.reason }), ...seen });
     write(o.json, d, describe(d));
     return EXIT.ok;
   }));
@@ -111,7 +121,7 @@ export function registerRolloutCommands(program: Command, act: Act): void {
   } as const;
   for (const [action, what] of Object.entries(ACTIONS)) {
     const cmd = withApi(program.command(action).description(`${what} (acts on the running deployment)`));
-    if (action !== 'resume') cmd.option('-r, --reason <text>', 'why, for the audit log and the deployment (1-500 characters)');
+    cmd.option('-r, --reason <text>', action === 'resume' ? 'why (1-500 characters; accepted for scripts, not recorded)' : 'why, for the audit log and the deployment (1-500 characters)');
     examples(cmd, [`changelens ${action}${action === 'resume' ? '' : ' --reason "p99 looks wrong on the dashboard"'}`]);
     cmd.action(act(async (o: ApiOptions & { reason?: string }) => {
       const d = await client(o).post<Deployment>(`/api/deployment/${action}`, o.reason === undefined ? {} : { reason: o.reason });
@@ -120,14 +130,23 @@ export function registerRolloutCommands(program: Command, act: Act): void {
     }));
   }
 
-  const undo = withApi(program.command('undo').description('back to the release before the active one, at once: a direct deployment of it, instant while its colour is still warm')
+  const undo = withApi(program.command('undo').description('undo the last change: roll the running deployment back, or, when none runs, go back to the release before the active one (a direct deployment of it, instant while its colour is still warm)')
     .option('--to <version>', 'another earlier release instead (changelens releases lists them)')
     .option('-w, --wait', 'wait until it is active')
     .addOption(new Option('-t, --timeout <seconds>', 'with --wait: give up waiting after this long (exit 4)').argParser(numberIn(1, 604_800, true))));
   examples(undo, ['changelens undo --wait', 'changelens undo --to v1.4.2']);
+  undo.addHelpText('after', '\nWith CHANGELENS_BACKUP_BEFORE_DEPLOY=1, going back to an earlier release takes its Postgres backup first.\n');
   undo.action(act(async (o: ApiOptions & { to?: string; wait?: boolean; timeout?: number }) => {
     if (o.timeout !== undefined && !o.wait) throw new CL_ERR_CLI_USAGE('--timeout: only with --wait');
     const api = client(o);
+    const { deployment: running } = await api.get<{ deployment: Deployment | null }>('/api/status');
+    if (running) {
+      // The change being made now is the one to undo.
+      if (o.to !== undefined) throw new CL_ERR_CLI_USAGE(`--to: deployment ${running.id} of ${running.version} is running; undo rolls it back first`);
+      const d = await api.post<Deployment>('/api/deployment/rollback', { reason: 'undo' });
+      write(o.json, d, `undo: ${describe(d)}`);
+      return EXIT.ok;
+    }
     const version = o.to ?? await previousRelease(api);
     const d = await api.post<Deployment>('/api/deployments', { version, strategy: 'direct', warmupSeconds: 0 });
     if (!o.wait) {

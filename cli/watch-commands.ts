@@ -10,7 +10,7 @@ import type { Deployment, StoredVerdict } from '../rollout/index.js';
 import { atGate, candidateWeight } from '../rollout/state-machine.js';
 import { adminClient, type AdminClient } from './admin-client.js';
 import { examples, numberIn, withApi, write, type ApiOptions } from './options.js';
-import type { Act } from './program.js';
+import type { Act } from './command-tree.js';
 
 type Detailed = Deployment & { verdicts: StoredVerdict[] };
 
@@ -19,8 +19,9 @@ export function registerWatchCommands(program: Command, act: Act): void {
     .description('follow a deployment until it is decided, printing each change; exits like deploy --wait')
     .addOption(new Option('-t, --timeout <seconds>', 'give up waiting after this long (exit 4; the deployment goes on)').argParser(numberIn(1, 604_800, true))));
   examples(wait, ['changelens wait dep_… --timeout 900 && echo promoted']);
-  wait.addHelpText('after', '\nExit codes: 0 promoted, 1 rolled back or failed, 4 paused, aborted or --timeout passed,\n3 unreachable, 5 unauthorized, 2 bad usage.\n');
-  wait.action(act(async (id: string, o: ApiOptions & { timeout?: number }) => waitFor(client(o), id, o.json === true, o.timeout)));
+  wait.addHelpText('after', '\nExit codes: 0 promoted, 1 rolled back or failed, 4 paused (a gate too, without --through-gates), aborted or\n--timeout passed, 3 unreachable, 5 unauthorized, 2 bad usage.\n');
+  wait.option('--through-gates', 'keep waiting while it is held at a gate (for the gate webhook or a person to approve); use with --timeout');
+  wait.action(act(async (id: string, o: ApiOptions & { timeout?: number; throughGates?: boolean }) => waitFor(client(o), id, o.json === true, o.timeout, o.throughGates)));
 
   const watch = withApi(program.command('watch').argument('[id]', 'a deployment id (default: whatever deployment runs, followed until Ctrl-C)')
     .description('a live view of a deployment: step, weight, each colour\'s requests, P99 and errors, the last verdict')
@@ -36,7 +37,7 @@ export function registerWatchCommands(program: Command, act: Act): void {
  * failed, 4 paused (a person must decide), aborted (the progress deadline, or an operator) or past
  * --timeout. Never waits forever on a deployment nobody judges.
  */
-export async function waitFor(api: AdminClient, id: string, json: boolean, timeoutSeconds: number | undefined): Promise<number> {
+export async function waitFor(api: AdminClient, id: string, json: boolean, timeoutSeconds: number | undefined, throughGates = false): Promise<number> {
   let last = '';
   const deadline = timeoutSeconds === undefined ? Infinity : Date.now() + timeoutSeconds * 1000;
   let seen: Deployment | undefined;
@@ -54,9 +55,10 @@ export async function waitFor(api: AdminClient, id: string, json: boolean, timeo
     const line = `${d.status.phase} step ${d.status.stepIndex + 1}/${d.status.steps.length} weight ${weightOf(d)}%${v ? ` last window (${v.samples.candidate} candidate / ${v.samples.stable} stable requests) ${v.explanation}` : ''}`;
     if (line !== last) process.stderr.write(`${clock()} ${line}\n`);
     last = line;
-    if (decided(d)) {
+    if (decided(d, throughGates)) {
       const failing = d.verdicts.filter((x) => x.verdict === 'fail').at(-1);
-      const next = d.status.phase === 'paused' ? '  it waits for a person: changelens resume, promote [--step] or rollback\n' : '';
+      const next = atGate(d.status) ? `  it waits at a gate: changelens promote --step approves it; changelens wait ${d.id} --through-gates follows it on\n`
+        : d.status.phase === 'paused' ? '  it waits for a person: changelens resume, promote [--step] or rollback\n' : '';
       write(json, d, `${describe(d)}${failing ? `  verdict: ${failing.explanation}\n` : ''}${next}`);
       return exitOf(d);
     }
@@ -73,8 +75,8 @@ function exitOf(d: Deployment): number {
   }
 }
 
-/** Ended, or paused for a person; a gate the plan put there is waited through (a person or its webhook approves). */
-const decided = (d: Deployment): boolean => isTerminal(d.status.phase) || (d.status.phase === 'paused' && !atGate(d.status));
+/** Ended, or paused for a person — a gate too, unless asked to wait through gates (a person or the gate webhook approves). */
+const decided = (d: Deployment, throughGates = false): boolean => isTerminal(d.status.phase) || (d.status.phase === 'paused' && !(throughGates && atGate(d.status)));
 
 /**
  * A call that rides out a proxy restarting (pm2 brings it back and it takes the deployment over):
@@ -131,7 +133,8 @@ async function watchLoop(api: AdminClient, id: string | undefined, o: ApiOptions
       if (key !== lastKey || o.once) process.stdout.write(JSON.stringify(view) + '\n');
       lastKey = key;
     } else if (tty) {
-      const text = render(view);
+      // Each line fits the terminal: a wrapped line would throw the redraw's count of lines off.
+      const text = fitWidth(render(view), process.stdout.columns || 100);
       // Back over the last frame and clear it: the view stays in place.
       process.stdout.write(`${drawnLines > 0 ? `\x1b[${drawnLines}A\x1b[J` : ''}${text}`);
       drawnLines = text.split('\n').length - 1;
@@ -141,7 +144,8 @@ async function watchLoop(api: AdminClient, id: string | undefined, o: ApiOptions
       lastKey = line;
     }
     if (o.once) return EXIT.ok;
-    if (id !== undefined && detailed && decided(detailed)) return exitOf(detailed);
+    // A view: it watches through a gate; it ends when the deployment ends or waits for a person.
+    if (id !== undefined && detailed && decided(detailed, true)) return exitOf(detailed);
     await sleep(o.interval * 1000);
   }
 }
@@ -208,6 +212,27 @@ export function render(f: WatchFrame): string {
     lines.push(`  ${f.lastVerdict.explanation}`);
   }
   return lines.join('\n') + '\n';
+}
+
+/** Every line cut to `columns` visible characters (colour codes do not count). */
+export function fitWidth(text: string, columns: number): string {
+  const codes = /\x1b\[[0-9;]*m/g;
+  return text.split('\n').map((line) => {
+    if (line.replace(codes, '').length <= columns) return line;
+    let visible = 0;
+    let out = '';
+    for (const part of line.split(/(\x1b\[[0-9;]*m)/)) {
+      if (part.startsWith('\x1b[')) {
+        out += part;
+        continue;
+      }
+      const room = columns - 1 - visible;
+      if (room <= 0) continue;
+      out += part.slice(0, room);
+      visible += Math.min(part.length, room);
+    }
+    return `${out}…\x1b[0m`;
+  }).join('\n');
 }
 
 /** One line for a log or a pipe, printed when it changes. */

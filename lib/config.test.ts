@@ -340,6 +340,19 @@ describe('loadConfig: rollout settings', () => {
       expect(names(message, name), `${name}=${value}`).toBe(true);
       expect(message).toContain(expected);
     }
+    // A refused secret (a webhook URL with its key, a mistyped token) is named, never echoed.
+    for (const [name, value, expected] of [
+      ['CHANGELENS_NOTIFY', 'slack:https://hooks.slack.local/services/T0/SECRETKEY,irc:https://x.local', '(entry 2: expected kind:URL'],
+      ['CHANGELENS_NOTIFY', 'teams:https://user:SECRETKEY@x.local/hook', 'a user or password in the URL is not sent'],
+      ['CHANGELENS_GATE_URL', 'https://user:SECRETKEY@approvals.local/gate', 'without a user or password'],
+      ['CHANGELENS_ADMIN_TOKEN', 'SECRETKEY-too-short', 'at least 32 characters'],
+      ['CHANGELENS_HOOK_URLS', 'ftp://SECRETKEY', 'http(s) URLs'],
+    ] as const) {
+      const { message } = configError({ env: { [name]: value } });
+      expect(message, name).toContain(expected);
+      expect(message, name).toContain('got a value not shown here');
+      expect(message, name).not.toContain('SECRETKEY');
+    }
     const { message } = configError({ env: { CHANGELENS_API_INSTANCES: '3', CHANGELENS_API_MAX_INSTANCES: '2' } });
     expect(names(message, 'CHANGELENS_API_MAX_INSTANCES')).toBe(true);
     expect(message).toContain('at least CHANGELENS_API_INSTANCES (3)');

@@ -76,6 +76,15 @@ const monitorRulesSpec = (v: unknown): string | undefined => {
 const metricRulesSpec = (v: unknown): string | undefined => (typeof v === 'string' && Array.isArray(parseMetricRules(v)) ? v : undefined);
 const analysisLoadSpec = (v: unknown): string | undefined => (typeof v === 'string' && !('error' in parseAnalysisLoad(v)) ? v : undefined);
 const appPathsSpec = (v: unknown): string | undefined => (typeof v === 'string' && !('error' in parseAppPaths(v.split(','))) ? v : undefined);
+const webhookUrl = (v: unknown): string | undefined => {
+  if (typeof v !== 'string' || !/^https?:\/\/[^\s]+$/.test(v)) return undefined;
+  try {
+    const u = new URL(v);
+    return u.username === '' && u.password === '' ? v : undefined;
+  } catch {
+    return undefined;
+  }
+};
 const notifySpec = (v: unknown): string | undefined => (typeof v === 'string' && Array.isArray(parseNotifyTargets(v)) ? v : undefined);
 const ipList = (v: unknown): string | undefined =>
   typeof v === 'string' && v.split(',').every((a) => isIP(a.trim()) !== 0) ? v : undefined;
@@ -164,7 +173,7 @@ const FIELDS = {
   hookUrls: { env: 'CHANGELENS_HOOK_URLS', doc: 'webhooks POSTed a JSON event on deploy, promote and rollback', kind: 'string', parse: urlList, expected: 'comma-separated http(s) URLs', default: undefined },
   notify: { env: 'CHANGELENS_NOTIFY', doc: 'chat notifications of each deployment\'s moments (deployed, held at a gate or paused, promoted, rolled back with what fired, failed, aborted) in each service\'s own message format, retried with backoff; a notification that finally fails is audited and shown in status. The URLs are secrets: shown as kind and host only', kind: 'string', parse: notifySpec, expected: 'kind:URL, comma-separated (up to 10), kinds slack, teams (a workflow\'s webhook), wecom, dingtalk, webhook (the event as JSON), e.g. slack:https://hooks.slack.com/services/…', default: undefined },
   publicUrl: { env: 'CHANGELENS_PUBLIC_URL', doc: 'the appliance\'s public origin as its users reach it (https://app.example.com): notifications link to the deployment\'s page on its dashboard', kind: 'string', parse: text(/^https?:\/\/[^\s/]+\/?$/), expected: 'an http(s) origin like https://app.example.com', default: undefined },
-  gateUrl: { env: 'CHANGELENS_GATE_URL', doc: 'the gate webhook: while a deployment waits at a gate (a pause in its steps, or --await-approval), it is POSTed the deployment as JSON every window; a 2xx answer approves the held step (Flagger\'s confirm-promotion)', kind: 'string', parse: text(/^https?:\/\/[^\s]+$/), expected: 'an http(s) URL', default: undefined },
+  gateUrl: { env: 'CHANGELENS_GATE_URL', doc: 'the gate webhook: while a deployment waits at a gate (a pause in its steps, or --await-approval), it is POSTed the deployment as JSON every window; a 2xx answer from the URL itself (redirects are not followed) approves the held step (Flagger\'s confirm-promotion)', kind: 'string', parse: webhookUrl, expected: 'an http(s) URL without a user or password in it', default: undefined },
   hookCommand: { env: 'CHANGELENS_HOOK_COMMAND', doc: 'shell command run on deploy, promote and rollback; the event is on stdin (JSON) and in CHANGELENS_EVENT', kind: 'string', parse: text(), expected: 'a shell command', default: undefined },
   hookTimeoutMs: { env: 'CHANGELENS_HOOK_TIMEOUT_MS', doc: 'how long one hook may take', kind: 'int', parse: int(100, 300_000), expected: 'milliseconds 100-300000', default: 10_000 },
   // The monitor: rules on the appliance's own metrics that scale, restart and alert.
@@ -264,7 +273,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     }
     const parsed = (spec.parse as (v: unknown) => unknown)(given.value);
     if (parsed !== undefined) out[key] = parsed;
-    else problems.push(`${given.source}: expected ${spec.expected}, got ${JSON.stringify(given.value)}${explain(key, given.value)}`);
+    else problems.push(`${given.source}: expected ${spec.expected}, got ${HIDDEN_VALUES.has(key) ? 'a value not shown here (it may be a secret)' : JSON.stringify(given.value)}${explain(key, given.value)}`);
   }
 
   checkPortsDistinct(out, raw, problems);
@@ -283,8 +292,15 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   return Object.freeze(out) as Config;
 }
 
+/** Settings whose refused value is not echoed: a typo in a token or a webhook URL is still a secret. */
+const HIDDEN_VALUES = new Set<keyof Fields>(['adminToken', 'pgPassword', 'redisPassword', 'backupKey', 'appControlToken', 'releaseSecretsKey', 'databaseUrl', 'redisUrl', 'hookUrls', 'hookCommand', 'notify', 'gateUrl']);
+
 /** The specific reason a structured value was refused, where there is more to say than its form. */
 function explain(key: keyof Fields, value: unknown): string {
+  if (key === 'notify' && typeof value === 'string') {
+    const result = parseNotifyTargets(value);
+    return 'error' in result ? ` (${result.error})` : '';
+  }
   if (key === 'monitorRules') {
     const result = parseMonitorRules(typeof value === 'string' ? value : JSON.stringify(value));
     return 'error' in result ? ` (${result.error})` : '';

@@ -5,10 +5,10 @@
 // with its explanation, #deployment=<id>), the audit log, backups and alerts. It signs in through /_changelens/login (the admin token, once, into an HttpOnly cookie);
 // its POSTs carry x-changelens-csrf, which a cross-site form cannot send.
 
-export function loginPage(message: string): string {
+export function loginPage(message: string, deployment?: string): string {
   return page('ChangeLens — sign in', `
 <main class="login"><h1>ChangeLens</h1><p>${escapeHtml(message)}</p>
-<form method="post" action="/_changelens/login"><label>Admin token <input name="token" type="password" autocomplete="current-password" required></label>
+<form method="post" action="/_changelens/login"><label>Admin token <input name="token" type="password" autocomplete="current-password" required></label>${deployment ? `<input type="hidden" name="deployment" value="${escapeHtml(deployment)}">` : ''}
 <button type="submit">Open the dashboard</button></form>
 <p class="hint">The token is CHANGELENS_ADMIN_TOKEN, or adminToken in &lt;data&gt;/state/secrets.json.</p></main>`, '');
 }
@@ -126,13 +126,16 @@ async function live() {
   $('updated').textContent = 'updated ' + new Date().toLocaleTimeString();
 }
 
+let current = null;
+const atGate = (d) => !!d && d.status.phase === 'paused' && (d.status.reason || '').startsWith('waiting for approval');
 async function status() {
   const s = await api('/api/status');
   $('active').innerHTML = 'active <b>' + esc(s.active.version) + '</b> on <b style="color:' + COLORS[s.active.color] + '">' + esc(s.active.color) + '</b>';
   const d = s.deployment;
+  current = d;
   document.querySelectorAll('[data-action]').forEach((b) => { b.disabled = !d; });
   // At a gate the next step is its approval.
-  const gate = d && d.status.phase === 'paused' && (d.status.reason || '').startsWith('waiting for approval');
+  const gate = atGate(d);
   $('step-button').textContent = gate ? 'Approve' : 'Next step';
   $('step-button').classList.toggle('ok', !!gate);
   $('rollout-body').innerHTML = d
@@ -167,6 +170,9 @@ async function lists() {
 
 // A deployment's page (#deployment=<id>): its plan, status and every judged window with its explanation.
 async function deploymentPage() {
+  // A link from a notification says ?deployment=<id>: the same page as #deployment=<id>.
+  const linked = new URLSearchParams(location.search).get('deployment');
+  if (linked && !location.hash) { history.replaceState(null, '', '/_changelens/#deployment=' + encodeURIComponent(linked)); }
   const m = /^#deployment=(.+)$/.exec(location.hash);
   $('deployment-card').hidden = !m;
   if (!m) return;
@@ -183,7 +189,9 @@ window.addEventListener('hashchange', () => deploymentPage().catch((e) => alert(
 document.querySelectorAll('[data-action]').forEach((b) => b.addEventListener('click', async () => {
   const action = b.dataset.action;
   if (!confirm((action === 'step' ? (b.textContent === 'Approve' ? 'Approve the held step of' : 'Move to the next step') : b.textContent) + ' the running deployment?')) return;
-  try { await api('/api/deployment/' + action, 'POST', { reason: 'from the dashboard' }); } catch (e) { alert(e.message); }
+  // A step moves only from the step shown: a second click, or the gate webhook first, moves nothing more.
+  const seen = action === 'step' && current ? { deployment: current.id, fromStep: current.status.stepIndex + 1, atGate: atGate(current) } : {};
+  try { await api('/api/deployment/' + action, 'POST', { reason: 'from the dashboard', ...seen }); } catch (e) { alert(e.message); }
   await status();
 }));
 

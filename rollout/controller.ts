@@ -12,6 +12,7 @@ import type { StartAnalysisLoad } from './analysis-load.js';
 import { Colours } from './colours.js';
 import { RolloutEvents } from './events.js';
 import { Notifier, type NotificationStatus } from './notifications.js';
+import type { StepExpectation } from './reconciler.js';
 import type { NotifyTarget } from '../lib/contracts/notify-targets.js';
 import type { HookOptions } from './hooks.js';
 import type { Deployment, DeployRequest } from './model.js';
@@ -266,8 +267,8 @@ export class RolloutController {
     return this.act('rollback', { actor, reason });
   }
 
-  promoteStep(actor: string, reason?: string): Promise<Deployment> {
-    return this.act('step', { actor, reason });
+  promoteStep(actor: string, reason?: string, from?: StepExpectation): Promise<Deployment> {
+    return this.act('step', { actor, reason, from });
   }
 
   abort(actor: string, reason?: string): Promise<Deployment> {
@@ -296,7 +297,7 @@ export class RolloutController {
     switch (action) {
       case 'deploy': return this.reconciler.deploy(args as DeployRequest);
       case 'promote': return this.reconciler.promote(a.actor);
-      case 'step': return this.reconciler.promoteStep(a.actor, a.reason);
+      case 'step': return this.reconciler.promoteStep(a.actor, a.reason, (args as { from?: StepExpectation }).from);
       case 'rollback': return this.reconciler.rollback(a.actor, a.reason);
       case 'abort': return this.reconciler.abort(a.actor, a.reason);
       case 'pause': return this.reconciler.pause(a.actor, a.reason);
@@ -317,7 +318,8 @@ export class RolloutController {
 
   /** Each notification target (shown by kind and host) with its last delivery and last failure. */
   notifications(): NotificationStatus[] {
-    return this.notifier?.status() ?? [];
+    // Only the controller sends; another instance of a fleet has nothing true to say of them.
+    return this.leading ? this.notifier?.status() ?? [] : [];
   }
 
   /** Stops the driver's timers (the proxy is shutting down); persisted state stays as it is. */

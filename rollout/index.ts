@@ -9,6 +9,7 @@ export type { RolloutStore, SupervisorLink, ColorHealth, RolloutGauges, Clock, F
 export type { RollbackTiming } from './run.js';
 export { PgRolloutStore } from './store.js';
 export { RolloutController, type ControllerOptions, type ControllerFleet } from './controller.js';
+export type { StepExpectation } from './reconciler.js';
 export { UPLOADED } from './release-import.js';
 export { systemClock } from './ports.js';
 export { analysisLoadThrough } from './analysis-load.js';

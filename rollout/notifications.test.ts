@@ -56,7 +56,7 @@ describe('notification messages', () => {
     const n = notice('rollback', deployment(), new Date(0), 'https://app.example.com');
     expect(n.title).toBe('ChangeLens: v2 rolled back');
     expect(n.text).toBe('v2 (canary 5 → 25 → 100 %) was rolled back to v1: 2 consecutive failing windows: error rate 31.0 % > 5.0 % (candidate 62 of 200).');
-    expect(n.link).toBe('https://app.example.com/_changelens/#deployment=dep-1');
+    expect(n.link).toBe('https://app.example.com/_changelens/?deployment=dep-1');
     expect(notice('gate', deployment({ phase: 'paused', stepIndex: 2, reason: 'waiting for approval before step 3/3 (100 %)' }), new Date(0)).text).toBe('v2 (canary 5 → 25 → 100 %) is held at 25 %: waiting for approval before step 3/3 (100 %).');
     expect(notice('deploy', deployment({ phase: 'starting', reason: null }), new Date(0)).link).toBeNull();
   });

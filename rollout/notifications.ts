@@ -6,6 +6,7 @@
 // finally fails is audited and shown in status. URLs never leave this file but as `kind scheme://host/…`.
 import type { Logger } from '../lib/logger.js';
 import { shownTarget, type NotifyKind, type NotifyTarget } from '../lib/contracts/notify-targets.js';
+import { connectError } from './gate-webhook.js';
 import type { Deployment } from './model.js';
 import { candidateWeight } from './state-machine.js';
 
@@ -69,7 +70,8 @@ export function notice(event: NoticeEvent, d: Deployment, now: Date, publicUrl?:
         : event === 'gate' || event === 'paused' ? `${d.version} (${plan}) is held at ${Math.round(candidateWeight(d.status) * 100)} %: ${d.status.reason ?? 'waiting for a person'}.`
           : `${d.version} (${plan}) ${event === 'rollback' ? 'was rolled back to' : event === 'failed' ? 'failed; traffic stays on' : 'was aborted; traffic is back on'} ${d.stableVersion}: ${d.status.reason ?? 'no reason given'}.`,
   ];
-  const link = publicUrl ? `${publicUrl.replace(/\/+$/, '')}/_changelens/#deployment=${encodeURIComponent(d.id)}` : null;
+  // A query, not a fragment: it survives signing in (the login form carries it on).
+  const link = publicUrl ? `${publicUrl.replace(/\/+$/, '')}/_changelens/?deployment=${encodeURIComponent(d.id)}` : null;
   return {
     event, deploymentId: d.id, version: d.version, strategy: d.strategy, stableVersion: d.stableVersion, candidateColor: d.candidateColor,
     phase: d.status.phase, reason: d.status.reason, steps, link, at: now.toISOString(), title: TITLES[event](d), text: lines.join('\n'),
@@ -170,7 +172,7 @@ export class Notifier {
     try {
       res = await fetch(target.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body, signal: AbortSignal.timeout(this.o.timeoutMs), redirect: 'error' });
     } catch (err) {
-      throw new SendError((err as Error).name === 'TimeoutError' ? `no answer within ${this.o.timeoutMs} ms` : `could not connect: ${(err as Error).message}`, true);
+      throw new SendError(connectError(err, this.o.timeoutMs), true);
     }
     const text = (await res.text()).slice(0, 2_000);
     if (!res.ok) {

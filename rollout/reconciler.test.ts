@@ -278,7 +278,7 @@ describe('the reconciler', () => {
     expect((await store.auditSince(0)).find((e) => e.eventType === 'promote')?.actor).toBe('operator');
   });
 
-  it('moves one step on the operator\'s word, from shifting or from a pause (the gate), judged afresh; the last step promotes', async () => {
+  it('moves one step on the operator\'s word, from shifting or from a pause; the step is judged afresh; the last step promotes; what the caller saw is checked', async () => {
     const c = boot();
     await c.init();
     const d = await c.deploy(request('stepwise', { steps: [10, 40, 100] }));
@@ -288,8 +288,14 @@ describe('the reconciler', () => {
     expect(moved.status).toMatchObject({ phase: 'shifting', stepIndex: 1, reason: null });
     expect(c.routingTable().candidateWeight).toBe(0.4);
     expect((await store.auditSince(0)).find((e) => e.eventType === 'step' && e.actor === 'approver')?.details).toMatchObject({ stepIndex: 1, weight: 40, by: 'operator', reason: 'signed off' });
-    // Its step is judged from the move: it passes on its own windows, not on the paused step's.
-    const last = await c.promoteStep('approver');
+    // Its step is judged from the move: a full step period of its own windows before it passes.
+    await serve(c, 9_000);
+    expect((await store.deployment(d.id)).status).toMatchObject({ phase: 'shifting', stepIndex: 1 });
+    // A second click (or a retry) from what was step 1 moves nothing: it moved on already.
+    await expect(c.promoteStep('approver', undefined, { deploymentId: d.id, stepIndex: 0, atGate: false })).rejects.toMatchObject({ code: 'CL_ERR_ROLLOUT_BAD_TRANSITION', message: expect.stringContaining('moved on already') });
+    expect((await store.deployment(d.id)).status.stepIndex).toBe(1);
+    await expect(c.pause('operator', 'waiting for approval from QA')).rejects.toMatchObject({ code: 'CL_ERR_INVALID_REQUEST' });
+    const last = await c.promoteStep('approver', undefined, { deploymentId: d.id, stepIndex: 1, atGate: false });
     expect(last.status.phase).toBe('promoted');
     expect(c.routingTable()).toMatchObject({ stable: 'green', candidateWeight: 0 });
     await expect(c.promoteStep('approver')).rejects.toMatchObject({ code: 'CL_ERR_NO_DEPLOYMENT' });

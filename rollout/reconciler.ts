@@ -9,7 +9,7 @@
 // this file only, through `Traffic` (traffic.ts), in `init`, `enterStep`/`setWeights`, `toStable`,
 // `finishPromotion` and `finish`.
 import type { Color } from '../lib/config.js';
-import { CL_ERR_DEPLOYMENT_RUNNING, CL_ERR_NO_DEPLOYMENT, CL_ERR_ROLLOUT_BAD_TRANSITION } from '../lib/errors.js';
+import { CL_ERR_DEPLOYMENT_RUNNING, CL_ERR_INVALID_REQUEST, CL_ERR_NO_DEPLOYMENT, CL_ERR_ROLLOUT_BAD_TRANSITION } from '../lib/errors.js';
 import { newId } from '../lib/ids.js';
 import type { Logger } from '../lib/logger.js';
 import type { RuleResult, WindowJudgement, WindowVerdict } from '../monitoring/index.js';
@@ -68,6 +68,9 @@ export interface RolloutStatus {
 
 /** How the judge's and the deadline's pauses begin (an operator's is anything else): read back on take-over. */
 const INCONCLUSIVE = 'no window of step';
+
+/** What a caller of promoteStep saw: it moves only that deployment, from that step (and gate). */
+export interface StepExpectation { deploymentId: string; stepIndex: number; atGate: boolean }
 const DEADLINE = 'progress deadline';
 
 /** Finished, or rolling back (a row a proxy of an earlier version left in that phase). */
@@ -195,11 +198,16 @@ export class Reconciler {
    * The next step now (an operator's confirm-promotion, Flagger's gate): from shifting or from a
    * pause, whoever made it; the last step promotes. The new step is judged from its start.
    */
-  promoteStep(actor: string, reason?: string): Promise<Deployment> {
+  promoteStep(actor: string, reason?: string, from?: StepExpectation): Promise<Deployment> {
     return this.action('step', async (run) => {
       const { d } = run;
       // A fast trip swapped to stable (its rollback waits for the lock): nothing to advance.
       if (run.rollback) throw new CL_ERR_ROLLOUT_BAD_TRANSITION('rolling back', 'advance', 'nothing: a fast trip is rolling it back');
+      // What the caller saw, checked under the lock: a second click, a retry, or a webhook's
+      // approval after a person's moves nothing a second time.
+      if (from && (from.deploymentId !== d.id || from.stepIndex !== d.status.stepIndex || from.atGate !== atGate(d.status))) {
+        throw new CL_ERR_ROLLOUT_BAD_TRANSITION(`${d.status.phase} at step ${d.status.stepIndex + 1}${atGate(d.status) ? ' (a gate)' : ''}`, 'step', `nothing from step ${from.stepIndex + 1}${from.atGate ? ' (a gate)' : ''}: it moved on already`);
+      }
       if (atGate(d.status)) return this.approveGate(run, actor, reason);
       if (d.status.phase === 'shifting' || d.status.phase === 'paused') {
         if (d.status.stepIndex >= d.status.steps.length - 1) return this.finishPromotion(run, { type: 'promote' }, actor);
@@ -246,6 +254,8 @@ export class Reconciler {
   }
 
   pause(actor: string, reason = 'paused by operator'): Promise<Deployment> {
+    // A gate is told from an operator's pause by its reason's first words: those are the gate's.
+    if (reason.startsWith(GATE)) return Promise.reject(new CL_ERR_INVALID_REQUEST(`reason: may not begin with "${GATE}" (how a gate's pause begins); say it another way`));
     return this.action('pause', async (run) => {
       await this.apply(run, { type: 'pause', reason });
       run.pausedByOperator = true;
@@ -502,6 +512,8 @@ export class Reconciler {
 
   private async passStep(run: Run): Promise<void> {
     const { d } = run;
+    // A fast trip swapped to stable meanwhile (its rollback waits for the lock): no step, no gate.
+    if (run.rollback) return;
     if (d.status.stepIndex >= d.status.steps.length - 1) return this.finishPromotion(run, { type: 'step_passed' }, 'controller');
     if (d.plan.gates?.includes(d.status.stepIndex + 1)) return this.holdAtGate(run);
     await this.apply(run, { type: 'step_passed' });
@@ -533,8 +545,9 @@ export class Reconciler {
     if (!url) return;
     const revision = run.d.status.revision;
     const still = (): boolean => !this.closed && this.current === run && run.d.status.revision === revision && atGate(run.d.status);
-    void pollGate({ url, deployment: run.d, everyMs: Math.max(5, run.d.plan.windowSeconds) * 1000, timeoutMs: this.o.gateTimeoutMs ?? 10_000, still, sleep: (ms) => this.sleep(run, ms), log: this.o.log })
-      .then((approved) => (approved && still() ? this.promoteStep('gate webhook') : undefined))
+    // Its own timer: the driver's sleep (and its wake-up by an action) stays the analysis loop's.
+    void pollGate({ url, deployment: run.d, everyMs: Math.max(5, run.d.plan.windowSeconds) * 1000, timeoutMs: this.o.gateTimeoutMs ?? 10_000, still, sleep: (ms) => sleep(this.o.clock, ms), log: this.o.log })
+      .then((approved) => (approved && still() ? this.promoteStep('gate webhook', undefined, { deploymentId: run.d.id, stepIndex: run.d.status.stepIndex, atGate: true }) : undefined))
       .catch((err) => this.o.log.warn({ deployment: run.d.id, err: (err as Error).message }, 'the gate webhook\'s approval was not applied'));
   }
 

@@ -3,7 +3,7 @@
 import type { Config } from '../lib/config.js';
 import type { DataPaths } from '../lib/paths.js';
 import type { ControlRoute } from './control-socket.js';
-import type { LogRing } from './log-ring.js';
+import { LOG_LEVELS, type LogLevelName, type LogRing } from './log-ring.js';
 import type { ProcessControl } from './process-control.js';
 import type { ProcessManager } from './process-manager.js';
 import { releaseArtifact, releaseEnv } from './release-env.js';
@@ -64,7 +64,9 @@ export function logsRoute(ring: LogRing): ControlRoute {
       if (since !== null && !/^\d{1,15}$/.test(since)) return bad('since', 'ms since the epoch');
       const lines = q.get('lines');
       if (lines !== null && !(/^\d{1,5}$/.test(lines) && Number(lines) >= 1)) return bad('lines', 'an integer 1-99999');
-      ring.serve(res, { ...(service ? { service } : {}), ...(since !== null ? { since: Number(since) } : {}), ...(lines !== null ? { lines: Number(lines) } : {}) }, q.get('follow') === '1');
+      const level = q.get('level');
+      if (level !== null && !(LOG_LEVELS as readonly string[]).includes(level)) return bad('level', LOG_LEVELS.join(', '));
+      ring.serve(res, { ...(service ? { service } : {}), ...(since !== null ? { since: Number(since) } : {}), ...(lines !== null ? { lines: Number(lines) } : {}), ...(level !== null ? { level: level as LogLevelName } : {}) }, q.get('follow') === '1');
     },
   };
 }

@@ -37,6 +37,16 @@ describe('the log ring', () => {
     expect(ring.services()).toEqual(['api-blue', 'api-green', 'proxy']);
   });
 
+  it('filters by level (pino\'s labels or numbers) before it counts the last N', () => {
+    const ring = new LogRing();
+    ring.push('proxy', '{"level":"error","msg":"e1"}', 1);
+    for (let i = 0; i < 50; i++) ring.push('proxy', `{"level":"info","msg":"i${i}"}`, 2 + i);
+    ring.push('api-blue', '{"level":50,"msg":"e2"}', 60);
+    ring.push('api-blue', 'not json at all', 61);
+    expect(ring.recent({ level: 'error', lines: 5 }).map((l) => l.line)).toEqual(['{"level":"error","msg":"e1"}', '{"level":50,"msg":"e2"}']);
+    expect(ring.recent({ level: 'info', lines: 2 }).map((l) => l.line)).toEqual(['{"level":50,"msg":"e2"}', 'not json at all']);
+  });
+
   it('tee writes through and keeps each whole line', () => {
     const ring = new LogRing();
     let written = '';
@@ -73,5 +83,17 @@ describe('the log ring', () => {
     const shown = lines.filter((l) => l.pad).length;
     expect(shown + Number(notice.msg.split(' ')[0])).toBe(200);
     expect(lines.at(-1)).toEqual({ n: 'last' });
+  });
+
+  it('close ends every follower (the supervisor stops: nothing waits on a logs -f)', async () => {
+    const ring = new LogRing();
+    server = createServer((_req, res) => ring.serve(res, {}, true));
+    await new Promise<void>((r) => server!.listen(0, '127.0.0.1', () => r()));
+    const port = (server.address() as { port: number }).port;
+    const res = await new Promise<import('node:http').IncomingMessage>((resolve) => request({ port, host: '127.0.0.1' }, resolve).end());
+    const ended = new Promise<void>((r) => res.on('end', () => r()).resume());
+    ring.close();
+    await ended;
+    ring.push('proxy', '{"after":true}');
   });
 });

@@ -13,11 +13,15 @@ export interface RingLine { at: number; service: string; line: string }
 
 interface Ring { lines: RingLine[]; head: number; bytes: number }
 
-export interface LogQuery { since?: number; service?: string; lines?: number }
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
+export type LogLevelName = (typeof LOG_LEVELS)[number];
+
+/** `lines` counts what the other filters let through. */
+export interface LogQuery { since?: number; service?: string; lines?: number; level?: LogLevelName }
 
 export class LogRing {
   private readonly rings = new Map<string, Ring>();
-  private readonly followers = new Set<{ query: LogQuery; send: (l: RingLine) => void }>();
+  private readonly followers = new Set<{ query: LogQuery; send: (l: RingLine) => void; end: () => void }>();
 
   constructor(private readonly limits = { lines: MAX_LINES, bytes: MAX_BYTES }) {}
 
@@ -59,6 +63,12 @@ export class LogRing {
     return query.lines !== undefined ? all.slice(-query.lines) : all;
   }
 
+  /** Ends every follower's stream (the supervisor stops); lines pushed later reach nobody. */
+  close(): void {
+    for (const f of this.followers) f.end();
+    this.followers.clear();
+  }
+
   services(): string[] {
     return [...this.rings.keys()].sort();
   }
@@ -73,6 +83,8 @@ export class LogRing {
       return;
     }
     res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+    // Sent now: a follower of a quiet service has its answer before the first line comes.
+    res.flushHeaders();
     for (const l of this.recent(query)) res.write(l.line + '\n');
     if (!follow) {
       res.end();
@@ -92,6 +104,7 @@ export class LogRing {
         }
         res.write(l.line + '\n');
       },
+      end: () => res.end(),
     };
     this.followers.add(follower);
     res.on('close', () => this.followers.delete(follower));
@@ -101,5 +114,14 @@ export class LogRing {
 /** A service filter matches the name or its family: "api" is api-blue and api-green. */
 function matches(q: LogQuery, l: RingLine): boolean {
   if (q.since !== undefined && l.at < q.since) return false;
-  return q.service === undefined || l.service === q.service || l.service.startsWith(`${q.service}-`);
+  if (q.service !== undefined && l.service !== q.service && !l.service.startsWith(`${q.service}-`)) return false;
+  return q.level === undefined || LOG_LEVELS.indexOf(levelOf(l.line)) >= LOG_LEVELS.indexOf(q.level);
+}
+
+/** A line's level without parsing all of it: pino's label ("warn"), or its number (40); info when it has none. */
+export function levelOf(line: string): LogLevelName {
+  const m = /"level":(?:"([a-z]+)"|(\d+))/.exec(line.slice(0, 200));
+  if (m?.[1] && (LOG_LEVELS as readonly string[]).includes(m[1])) return m[1] as LogLevelName;
+  if (m?.[2]) return LOG_LEVELS[Math.min(5, Math.max(0, Math.floor(Number(m[2]) / 10) - 1))]!;
+  return 'info';
 }

@@ -76,7 +76,12 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   let statusNow: () => unknown = () => ({ schemaVersion: 1, running: true, phase, supervisorPid: process.pid, dataDir: paths.root });
   const routes: ControlRoute[] = [{ method: 'GET', path: /^\/status$/, handler: () => statusNow() }, logsRoute(logRing)];
   const server = await bindControlSocket(paths, routes);
-  const releaseLock = (): Promise<void> => new Promise((resolve) => server.close(() => resolve()));
+  // A `logs -f` follower never ends its request by itself: ended here, or close would wait for it.
+  const releaseLock = (): Promise<void> => new Promise((resolve) => {
+    logRing.close();
+    server.close(() => resolve());
+    server.closeIdleConnections();
+  });
 
   let prepared: Awaited<ReturnType<typeof prepare>>;
   let connecting: Promise<ProcessManager>;

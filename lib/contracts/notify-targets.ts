@@ -24,6 +24,8 @@ export function parseNotifyTargets(text: string): NotifyTarget[] | { error: stri
       return { error: `entry ${i + 1} (${kind}): expected an http(s) URL` };
     }
     if ((parsed.protocol !== 'https:' && parsed.protocol !== 'http:') || url.length > 2048) return { error: `entry ${i + 1} (${kind}): expected an http(s) URL of at most 2048 characters` };
+    // fetch refuses them, and its error would carry the whole URL, password included.
+    if (parsed.username !== '' || parsed.password !== '') return { error: `entry ${i + 1} (${kind}): a user or password in the URL is not sent; use the service's key in the path or query` };
     targets.push({ kind: kind as NotifyKind, url });
   }
   return targets;

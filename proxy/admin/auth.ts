@@ -50,7 +50,8 @@ async function auth(admin: FastifyInstance, o: Pick<AdminApiOptions, 'token' | '
         if (tooMany) return tooMany;
       }
       if (signInPage) {
-        return reply.code(401).type('text/html; charset=utf-8').send(loginPage(cookie ? 'That token is not valid (any more).' : 'Sign in with the admin token.'));
+        // A link to a deployment's page (a chat notification's) leads there once signed in.
+        return reply.code(401).type('text/html; charset=utf-8').send(loginPage(cookie ? 'That token is not valid (any more).' : 'Sign in with the admin token.', deploymentOf(new URLSearchParams(req.url.split('?')[1] ?? '').get('deployment'))));
       }
       throw new CL_ERR_UNAUTHORIZED();
     }
@@ -67,14 +68,15 @@ async function auth(admin: FastifyInstance, o: Pick<AdminApiOptions, 'token' | '
   admin.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 4096 }, (_req, body, done) => {
     done(null, Object.fromEntries(new URLSearchParams(body as string)));
   });
-  admin.post<{ Body: { token?: unknown } | undefined }>('/login', async (req, reply) => {
+  admin.post<{ Body: { token?: unknown; deployment?: unknown } | undefined }>('/login', async (req, reply) => {
     const token = typeof req.body?.token === 'string' ? req.body.token : '';
+    const deployment = deploymentOf(req.body?.deployment);
     if (!timingSafeEqual(digest(token), expected)) {
       const tooMany = refuse(reply, failures.failed(req, `${ADMIN_PREFIX}/login`, req.log));
       if (tooMany) return tooMany;
-      return reply.code(401).type('text/html; charset=utf-8').send(loginPage('That token is not valid.'));
+      return reply.code(401).type('text/html; charset=utf-8').send(loginPage('That token is not valid.', deployment));
     }
-    return reply.code(303).header('set-cookie', cookie(sessions.create(), SESSION_SECONDS, req)).header('location', `${ADMIN_PREFIX}/`).send();
+    return reply.code(303).header('set-cookie', cookie(sessions.create(), SESSION_SECONDS, req)).header('location', `${ADMIN_PREFIX}/${deployment ? `?deployment=${deployment}` : ''}`).send();
   });
   // Signing out ends the session here, not only in the browser. A change: the CSRF header is checked above.
   admin.post('/logout', async (req, reply) => {
@@ -84,6 +86,11 @@ async function auth(admin: FastifyInstance, o: Pick<AdminApiOptions, 'token' | '
 }
 
 export const authPlugin = fp(auth, { name: 'changelens-admin-auth' });
+
+/** A deployment id carried through signing in; anything else is dropped (it lands in a Location header and a page). */
+function deploymentOf(v: unknown): string | undefined {
+  return typeof v === 'string' && /^[A-Za-z0-9-]{1,80}$/.test(v) ? v : undefined;
+}
 
 /** The proxies whose X-Forwarded-Proto is believed (CHANGELENS_TRUSTED_PROXIES). */
 export function trustedProxies(config: AdminApiOptions['config']): Set<string> {

@@ -9,7 +9,7 @@ import { parseMetricRules } from '../../lib/contracts/metric-rules.js';
 import { validateReleaseEnv } from '../../lib/contracts/releases.js';
 import { SEALED_PREFIX, sealSecret } from '../../lib/contracts/release-secrets.js';
 import { CL_ERR_DEPLOYMENT_RUNNING, CL_ERR_INVALID_REQUEST } from '../../lib/errors.js';
-import type { DeployRequest, Plan, RolloutStore, Strategy } from '../../rollout/index.js';
+import type { DeployRequest, Plan, RolloutStore, Strategy, StepExpectation } from '../../rollout/index.js';
 import { actorOf } from './auth.js';
 import type { AdminApiOptions } from './options.js';
 
@@ -87,10 +87,10 @@ export async function deploymentRoutes(admin: FastifyInstance, o: AdminApiOption
     // A body is optional ({"reason": "…"}), so `curl -X POST` alone works too.
     admin.post<{ Body: unknown }>(`/api/deployment/${action}`, async (req) => {
       const actor = actorOf(req);
-      const reason = reasonOf(req.body);
+      const { reason, from } = action === 'step' ? stepBodyOf(req.body) : { reason: reasonOf(req.body), from: undefined };
       switch (action) {
         case 'promote': return o.controller.promote(actor);
-        case 'step': return o.controller.promoteStep(actor, reason);
+        case 'step': return o.controller.promoteStep(actor, reason, from);
         case 'rollback': return o.controller.rollback(actor, reason);
         case 'pause': return o.controller.pause(actor, reason);
         case 'resume': return o.controller.resume(actor);
@@ -98,6 +98,24 @@ export async function deploymentRoutes(admin: FastifyInstance, o: AdminApiOption
       }
     });
   }
+}
+
+/**
+ * The step action's body: a reason, and optionally what the caller saw ({"deployment": id,
+ * "fromStep": 2, "atGate": true}): then it moves only from there, so a second click moves nothing.
+ */
+function stepBodyOf(body: unknown): { reason: string | undefined; from: StepExpectation | undefined } {
+  if (body === undefined || body === null || body === '') return { reason: undefined, from: undefined };
+  if (typeof body !== 'object' || Array.isArray(body)) throw new CL_ERR_INVALID_REQUEST('body: expected a JSON object like {"reason": "…", "deployment": "dep-…", "fromStep": 2, "atGate": false} or nothing');
+  const { deployment, fromStep, atGate, ...rest } = body as Record<string, unknown>;
+  const reason = reasonOf(rest);
+  const given = [deployment, fromStep, atGate].filter((v) => v !== undefined).length;
+  if (given === 0) return { reason, from: undefined };
+  if (given !== 3) throw new CL_ERR_INVALID_REQUEST('body: deployment, fromStep and atGate go together (what the caller saw)');
+  if (typeof deployment !== 'string' || !/^[A-Za-z0-9-]{1,80}$/.test(deployment)) throw new CL_ERR_INVALID_REQUEST('body/deployment: expected a deployment id');
+  if (typeof fromStep !== 'number' || !Number.isInteger(fromStep) || fromStep < 1 || fromStep > 40) throw new CL_ERR_INVALID_REQUEST('body/fromStep: expected the step shown, an integer 1-40');
+  if (typeof atGate !== 'boolean') throw new CL_ERR_INVALID_REQUEST('body/atGate: expected true or false');
+  return { reason, from: { deploymentId: deployment, stepIndex: fromStep - 1, atGate } };
 }
 
 function reasonOf(body: unknown): string | undefined {

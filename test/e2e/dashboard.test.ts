@@ -90,6 +90,15 @@ it('signs in with the token, shows live charts and the rollout, and the rollback
   const approvals = (await api('GET', '/api/audit?since=10m')).events.filter((e: any) => e.eventType === 'approve' && e.deploymentId === gated.id);
   expect(approvals).toMatchObject([{ details: { reason: 'from the dashboard' } }]);
 
+  // A notification's link to a deployment's page leads there through signing in.
+  const linked = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+  expect((await linked.goto(`${app.url}/_changelens/?deployment=${d.id}`))!.status()).toBe(401);
+  await linked.fill('input[name=token]', app.secrets().adminToken);
+  await linked.click('button[type=submit]');
+  await expect.poll(() => linked.textContent('#deployment-card'), { timeout: 10_000 }).toContain(`Deployment ${d.id}`);
+  expect(linked.url()).toBe(`${app.url}/_changelens/#deployment=${d.id}`);
+  await linked.close();
+
   mkdirSync(join(packageRoot, 'test-artifacts'), { recursive: true });
   await page.screenshot({ path: join(packageRoot, 'test-artifacts', 'dashboard.png'), fullPage: true });
 

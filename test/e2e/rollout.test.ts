@@ -370,7 +370,7 @@ describe('the changelens command', () => {
       expect(bad.stdout).toMatch(/error rate/);
       // Chat heard of it: what fired with its numbers, and a link to the deployment's page.
       const id = /deployment (\S+):/.exec(bad.stdout)![1]!;
-      await until(async () => expect(chatMessages.find((m) => m.startsWith('*ChangeLens: cli-bad rolled back*'))).toMatch(new RegExp(`was rolled back to cli-good: .*error rate.*\\n<https://app.example.com/_changelens/#deployment=${id}\\|Open the deployment>$`, 's')), 20_000);
+      await until(async () => expect(chatMessages.find((m) => m.startsWith('*ChangeLens: cli-bad rolled back*'))).toMatch(new RegExp(`was rolled back to cli-good: .*error rate.*\\n<https://app.example.com/_changelens/\\?deployment=${id}\\|Open the deployment>$`, 's')), 20_000);
       expect(chatMessages.some((m) => m.startsWith('*ChangeLens: cli-good promoted*'))).toBe(true);
       const port = (chat.address() as AddressInfo).port;
       expect((await runCli(['status'], app.env)).stdout).toMatch(new RegExp(`notify {4}slack http://127.0.0.1:${port}/…: delivered `));
@@ -780,6 +780,11 @@ describe('observability assets: deploy/prometheus and deploy/grafana against a r
           expect(series.some((s) => Number.isFinite(Number(s.value[1]))), `${panel}: ${expr} only NaN`).toBe(true);
         }, 20_000);
       }
+      // Annotations: each a query Prometheus takes; the rollback and the deployment's start are marked.
+      const annotations = Object.fromEntries(dashboard.annotations.list.map((a: any) => [a.name, (a.expr as string).replaceAll('$instance', '.*')]));
+      for (const expr of Object.values(annotations) as string[]) await query(expr);
+      await until(async () => expect((await query(annotations.Rollbacks)).length).toBeGreaterThan(0), 20_000);
+      expect((await query(annotations.Deployments)).length).toBeGreaterThan(0);
       // The variable's own query, and the rollback alert, evaluated by Prometheus itself.
       expect((await query(dashboard.templating.list[0].definition.replace(/^label_values\((\w+), instance\)$/, 'group by (instance) ($1)'))).length).toBe(1);
       await until(async () => expect(await query('ALERTS{alertname="ChangeLensRollback",alertstate="firing"}')).toMatchObject([{ metric: { trigger: expect.any(String), severity: 'warning' } }]), 20_000);
