@@ -139,7 +139,7 @@ async function status() {
   $('step-button').textContent = gate ? 'Approve' : 'Next step';
   $('step-button').classList.toggle('ok', !!gate);
   $('rollout-body').innerHTML = d
-    ? '<b>' + esc(d.version) + '</b> (' + esc(d.strategy) + ') on ' + esc(d.candidateColor) + ': <b>' + esc(d.status.phase) + '</b>, step ' + (d.status.stepIndex + 1) + '/' + d.status.steps.length + ' [' + d.status.steps.join(' → ') + ' %], weight ' + Math.round(d.weight * 100) + ' %'
+    ? '<b>' + esc(d.version) + '</b> (' + esc(d.strategy) + ') on ' + esc(d.candidateColor) + ': <b>' + esc(d.status.phase) + '</b>, step ' + esc((d.status.stepIndex + 1) + '/' + d.status.steps.length + ' [' + d.status.steps.join(' → ') + ' %], weight ' + Math.round(d.weight * 100)) + ' %'
       + (d.status.reason ? '<br>' + esc(d.status.reason) : '')
       + '<br>last verdict: <b class="' + (d.lastVerdict === 'fail' ? 'bad' : 'ok') + '">' + esc(d.lastVerdict || '–') + '</b> ' + esc(d.lastExplanation || '')
       + ' <a href="#deployment=' + encodeURIComponent(d.id) + '">every verdict</a>'
@@ -179,9 +179,10 @@ async function deploymentPage() {
   const d = await api('/api/deployments/' + encodeURIComponent(decodeURIComponent(m[1])));
   $('deployment-title').textContent = 'Deployment ' + d.id;
   const p = d.plan;
-  const rows = d.verdicts.map((v) => '<tr><td>' + v.seq + '</td><td>' + esc(new Date(v.window ? v.window.endMs : v.at).toLocaleTimeString()) + '</td><td>' + (v.stepIndex + 1) + '</td><td>' + Math.round(v.weight * 100) + ' %</td><td class="' + (v.verdict === 'fail' ? 'bad' : v.verdict === 'pass' ? 'ok' : '') + '">' + esc(v.verdict) + '</td><td>' + v.samples.candidate + ' / ' + v.samples.stable + '</td><td>' + esc(v.explanation) + '</td></tr>').join('');
+  // Everything stored is shown escaped, numbers too: the page trusts nothing it reads back.
+  const rows = d.verdicts.map((v) => '<tr><td>' + esc(v.seq) + '</td><td>' + esc(new Date(v.window ? v.window.endMs : v.at).toLocaleTimeString()) + '</td><td>' + esc(v.stepIndex + 1) + '</td><td>' + esc(Math.round(v.weight * 100)) + ' %</td><td class="' + (v.verdict === 'fail' ? 'bad' : v.verdict === 'pass' ? 'ok' : '') + '">' + esc(v.verdict) + '</td><td>' + esc(v.samples.candidate) + ' / ' + esc(v.samples.stable) + '</td><td>' + esc(v.explanation) + '</td></tr>').join('');
   $('deployment-body').innerHTML = '<b>' + esc(d.version) + '</b> (' + esc(d.strategy) + ') on ' + esc(d.candidateColor) + ', stable ' + esc(d.stableVersion) + ' on ' + esc(d.stableColor) + ': <b>' + esc(d.status.phase) + '</b>' + (d.status.reason ? ' — ' + esc(d.status.reason) : '')
-    + '<br><span class="hint">steps ' + d.status.steps.join(' → ') + ' %' + (p.gates && p.gates.length ? ', gates before step ' + p.gates.map((g) => g + 1).join(', ') : '') + '; ' + p.stepSeconds + ' s per step, windows of ' + p.windowSeconds + ' s; P99 ≤ ' + p.rules.p99Ratio + '× stable, errors ≤ ' + (p.rules.maxErrorRate * 100) + ' %, ' + p.rules.failuresToRollback + ' failing windows roll back; started ' + esc(new Date(d.startedAt).toLocaleString()) + ' by ' + esc(d.actor || '') + '</span>'
+    + '<br><span class="hint">' + esc('steps ' + d.status.steps.join(' → ') + ' %' + (p.gates && p.gates.length ? ', gates before step ' + p.gates.map((g) => g + 1).join(', ') : '') + '; ' + p.stepSeconds + ' s per step, windows of ' + p.windowSeconds + ' s; P99 ≤ ' + p.rules.p99Ratio + '× stable, errors ≤ ' + (p.rules.maxErrorRate * 100) + ' %, ' + p.rules.failuresToRollback + ' failing windows roll back') + '; started ' + esc(new Date(d.startedAt).toLocaleString()) + ' by ' + esc(d.actor || '') + '</span>'
     + '<table id="verdicts"><tr><th>#</th><th>window end</th><th>step</th><th>weight</th><th>verdict</th><th>candidate / stable requests</th><th>explanation</th></tr>' + rows + '</table>';
 }
 window.addEventListener('hashchange', () => deploymentPage().catch((e) => alert(e.message)));
