@@ -68,10 +68,10 @@ export interface RolloutStatus {
 
 /** How the judge's and the deadline's pauses begin (an operator's is anything else): read back on take-over. */
 const INCONCLUSIVE = 'no window of step';
+const DEADLINE = 'progress deadline';
 
 /** What a caller of promoteStep saw: it moves only that deployment, from that step (and gate). */
 export interface StepExpectation { deploymentId: string; stepIndex: number; atGate: boolean }
-const DEADLINE = 'progress deadline';
 
 /** Finished, or rolling back (a row a proxy of an earlier version left in that phase). */
 const ending = (run: Run): boolean => isTerminal(run.d.status.phase) || run.d.status.phase === 'rolling_back';
@@ -223,7 +223,7 @@ export class Reconciler {
 
   /** A gate's approval: the step it held is entered (the last one promotes; direct promotes). */
   private async approveGate(run: Run, actor: string, reason?: string): Promise<void> {
-    const { d, } = run;
+    const { d } = run;
     const strategy = strategyOf(d.strategy);
     const first = d.status.stepIndex === 0;
     await this.apply(run, { type: 'approve' });
