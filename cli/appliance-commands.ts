@@ -15,7 +15,7 @@ import { queryControl, runningMs, runUp } from '../supervisor/index.js';
 import { adminClient } from './admin-client.js';
 import { estimateCost, formatCost, readPrices, readServiceResources } from './cost.js';
 import { formatStatus } from './format-status.js';
-import { collect, examples, numberIn, withApi, withConfig, withJson, write, type ApiOptions, type ConfigOptions } from './options.js';
+import { apiClient, collect, examples, numberIn, withApi, withConfig, withJson, write, type ApiOptions, type ConfigOptions } from './options.js';
 import type { Act } from './command-tree.js';
 import { withProgress } from './progress.js';
 
@@ -91,7 +91,7 @@ export function registerApplianceCommands(program: Command, act: Act): void {
     .addOption(new Option('--minutes <n>', 'how long the link is valid (1-10080)').argParser(numberIn(1, 10_080, true)).default(60)));
   examples(preview, ['changelens preview-url --color green --minutes 30']);
   preview.action(act(async (o: ApiOptions & { color?: string; minutes: number }) => {
-    const client = adminClient(loadConfig({ file: o.config }), { url: o.url });
+    const client = apiClient(o);
     const issued = await client.post<{ credential: string; expiresAt: string; url: string }>('/api/previews', { minutes: o.minutes, ...(o.color ? { color: o.color } : {}) });
     const link = `${client.base.replace(/\/_changelens$/, '')}${issued.url}`;
     write(o.json, { ...issued, url: link }, `${link}\n(valid until ${issued.expiresAt}; scripts send x-changelens-preview: ${issued.credential} with x-changelens-color)\n`);

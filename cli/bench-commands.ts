@@ -10,7 +10,7 @@ import { CL_ERR_CLI_USAGE, EXIT } from '../lib/errors.js';
 // bench/ (undici, HdrHistogram, resvg) is loaded by the commands that use it, not by every command.
 import type { Endpoint, LoadPlan } from '../bench/loadgen.js';
 import { adminClient } from './admin-client.js';
-import { examples, numberIn, withApi, withConfig, withJson, write, type ApiOptions, type ConfigOptions } from './options.js';
+import { apiClient, examples, numberIn, withApi, withConfig, withJson, write, type ApiOptions, type ConfigOptions } from './options.js';
 import type { Act } from './command-tree.js';
 import { withProgress } from './progress.js';
 
@@ -195,7 +195,7 @@ async function scenarioRuns(kind: 'run' | 'matrix', values: ScenarioOptions): Pr
     await app.ready;
     target = { url: app.url, token: app.secrets().adminToken, close: async () => { await app.stop('SIGTERM'); await reapOrphans(join(app.dataDir, 'state', 'pm2')); } };
   } else {
-    const client = adminClient(loadConfig({ file: values.config }), { url: values.url });
+    const client = apiClient(values);
     target = { url: client.base.replace(/\/_changelens$/, ''), token: client.token(), close: async () => {} };
   }
   try {

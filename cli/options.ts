@@ -2,7 +2,8 @@
 // the option and the range it accepts, and the ranges of settings come from the one config table
 // (lib/config.ts), so `--step-seconds 0` is refused here with the words CHANGELENS_STEP_SECONDS gets.
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { settingSpec, type ConfigKey } from '../lib/config.js';
+import { loadConfig, settingSpec, type ConfigKey } from '../lib/config.js';
+import { adminClient, type AdminClient } from './admin-client.js';
 import { CL_ERR_CLI_USAGE } from '../lib/errors.js';
 
 /** What every command that reads this machine's configuration takes. */
@@ -23,6 +24,11 @@ export function withApi(cmd: Command): Command {
   withConfig(cmd);
   cmd.addOption(new Option('-u, --url <url>', 'a remote appliance\'s public origin (default: $CHANGELENS_URL, else this machine\'s); the token comes from $CHANGELENS_ADMIN_TOKEN'));
   return withJson(cmd);
+}
+
+/** The admin API of this machine's appliance, or of the one at --url / CHANGELENS_URL. */
+export function apiClient(o: ApiOptions, timeoutMs?: number): AdminClient {
+  return adminClient(loadConfig({ file: o.config }), { url: o.url, ...(timeoutMs !== undefined ? { timeoutMs } : {}) });
 }
 
 /** A number in [min, max] (an integer when asked), or an error naming the range. */

@@ -3,12 +3,10 @@
 // clients of the admin API's /api/colors/<colour>/regressions and …/worker-regressions (the token is
 // needed; every change is audited).
 import { Argument, Option, type Command } from 'commander';
-import { loadConfig } from '../lib/config.js';
 import { REGRESSION_TYPES } from '../lib/contracts/regressions.js';
 import { WORKER_REGRESSION_TYPES } from '../lib/contracts/worker-regressions.js';
 import { CL_ERR_CLI_USAGE, EXIT } from '../lib/errors.js';
-import { adminClient } from './admin-client.js';
-import { aNumber, examples, numberIn, withApi, write, type ApiOptions } from './options.js';
+import { aNumber, apiClient, examples, numberIn, withApi, write, type ApiOptions } from './options.js';
 import type { Act } from './command-tree.js';
 
 const COLORS = ['blue', 'green'] as const;
@@ -23,7 +21,7 @@ export function registerRegressionCommands(program: Command, act: Act): void {
   const list = withWorker(regression.command('list').description('each colour\'s regressions, set at run time or from its release'));
   examples(list, ['changelens regression list', 'changelens regression list --worker --json']);
   list.action(act(async (o: Options) => {
-      const api = client(o);
+      const api = apiClient(o);
       // A colour that is not running has none to show; it is not an error of the command.
       const all = await Promise.all(COLORS.map(async (color) => {
         try {
@@ -44,7 +42,7 @@ export function registerRegressionCommands(program: Command, act: Act): void {
     .addOption(new Option('--timeout-rate <r>', 'dependency only: the share of downstream calls that time out (0-1)').argParser(numberIn(0, 1))));
   examples(set, ['changelens regression set green errors 0.2', 'changelens regression set green dependency 300 --timeout-rate 0.05', 'changelens regression set green crash 0.01 --worker']);
   set.action(act(async (color: string, type: string, intensity: number, o: Options & { timeoutRate?: number }) => {
-    const result = await client(o).post<ColorRegressions>(`/api/colors/${path(color, type, o.worker)}`, { intensity, ...(o.timeoutRate === undefined ? {} : { timeoutRate: o.timeoutRate }) });
+    const result = await apiClient(o).post<ColorRegressions>(`/api/colors/${path(color, type, o.worker)}`, { intensity, ...(o.timeoutRate === undefined ? {} : { timeoutRate: o.timeoutRate }) });
     write(o.json, result, `${result.color}: ${describe(result)}\n`);
     return EXIT.ok;
   }));
@@ -55,7 +53,7 @@ export function registerRegressionCommands(program: Command, act: Act): void {
     .description('switch one regression off'));
   examples(clear, ['changelens regression clear green errors']);
   clear.action(act(async (color: string, type: string, o: Options) => {
-    const result = await client(o).delete<ColorRegressions>(`/api/colors/${path(color, type, o.worker)}`);
+    const result = await apiClient(o).delete<ColorRegressions>(`/api/colors/${path(color, type, o.worker)}`);
     write(o.json, result, `${result.color}: ${describe(result)}\n`);
     return EXIT.ok;
   }));
@@ -72,8 +70,4 @@ function path(color: string, type: string, worker = false): string {
 function describe(c: ColorRegressions): string {
   if (c.regressions.length === 0) return 'no regressions';
   return c.regressions.map((r) => `${r.type} ${r.intensity}${r.timeoutRate !== undefined ? ` (timeouts ${r.timeoutRate})` : ''} [${r.source}]`).join(', ');
-}
-
-function client(o: ApiOptions) {
-  return adminClient(loadConfig({ file: o.config }), { url: o.url });
 }

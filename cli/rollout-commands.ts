@@ -6,12 +6,12 @@ import { mkdirSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
-import { loadConfig, type ConfigKey } from '../lib/config.js';
+import type { ConfigKey } from '../lib/config.js';
 import { CL_ERR_CLI_USAGE, EXIT } from '../lib/errors.js';
 import type { AuditEvent } from '../lib/audit.js';
 import type { Deployment, Release, StoredVerdict } from '../rollout/index.js';
-import { adminClient, type AdminClient } from './admin-client.js';
-import { collect, examples, numberIn, pairs, settingOption, withApi, write, type ApiOptions } from './options.js';
+import type { AdminClient } from './admin-client.js';
+import { apiClient, collect, examples, numberIn, pairs, settingOption, withApi, write, type ApiOptions } from './options.js';
 import type { Act } from './command-tree.js';
 import { describe, waitFor } from './watch-commands.js';
 import { atGate } from '../rollout/state-machine.js';
@@ -76,7 +76,7 @@ export function registerRolloutCommands(program: Command, act: Act): void {
     if (o.awaitApproval) body.awaitApproval = true;
     if (o.mirror === false) body.mirror = false;
     if (o.sequential === false) body.sequential = false;
-    const api = client(o);
+    const api = apiClient(o);
     if (o.artifact !== undefined) {
       // A remote appliance cannot read this machine's files: the artifact travels with the request.
       if (api.remote) {
@@ -101,7 +101,7 @@ export function registerRolloutCommands(program: Command, act: Act): void {
   examples(promote, ['changelens promote', 'changelens promote --step --reason "checked the dashboards"']);
   promote.action(act(async (o: ApiOptions & { step?: boolean; reason?: string }) => {
     if (o.reason !== undefined && !o.step) throw new CL_ERR_CLI_USAGE('--reason: only with --step (a full promotion records who did it)');
-    const api = client(o);
+    const api = apiClient(o);
     let seen = {};
     if (o.step) {
       // From the step it is at now: one that moved meanwhile (the gate webhook, a person) is not moved again.
@@ -124,7 +124,7 @@ export function registerRolloutCommands(program: Command, act: Act): void {
     cmd.option('-r, --reason <text>', action === 'resume' ? 'why (1-500 characters; accepted for scripts, not recorded)' : 'why, for the audit log and the deployment (1-500 characters)');
     examples(cmd, [`changelens ${action}${action === 'resume' ? '' : ' --reason "p99 looks wrong on the dashboard"'}`]);
     cmd.action(act(async (o: ApiOptions & { reason?: string }) => {
-      const d = await client(o).post<Deployment>(`/api/deployment/${action}`, o.reason === undefined ? {} : { reason: o.reason });
+      const d = await apiClient(o).post<Deployment>(`/api/deployment/${action}`, o.reason === undefined ? {} : { reason: o.reason });
       write(o.json, d, describe(d));
       return EXIT.ok;
     }));
@@ -138,7 +138,7 @@ export function registerRolloutCommands(program: Command, act: Act): void {
   undo.addHelpText('after', '\nWith CHANGELENS_BACKUP_BEFORE_DEPLOY=1, going back to an earlier release takes its Postgres backup first.\n');
   undo.action(act(async (o: ApiOptions & { to?: string; wait?: boolean; timeout?: number }) => {
     if (o.timeout !== undefined && !o.wait) throw new CL_ERR_CLI_USAGE('--timeout: only with --wait');
-    const api = client(o);
+    const api = apiClient(o);
     const { deployment: running } = await api.get<{ deployment: Deployment | null }>('/api/status');
     if (running) {
       // The change being made now is the one to undo.
@@ -160,7 +160,7 @@ export function registerRolloutCommands(program: Command, act: Act): void {
     .addOption(new Option('-n, --limit <n>', 'how many (1-1000)').argParser(numberIn(1, 1000, true)).default(20)));
   examples(deployments, ['changelens deployments -n 5', 'changelens deployments --json | jq -r \'.deployments[0].id\'']);
   deployments.action(act(async (o: ApiOptions & { limit: number }) => {
-    const { deployments: list } = await client(o).get<{ deployments: Deployment[] }>(`/api/deployments?limit=${o.limit}`);
+    const { deployments: list } = await apiClient(o).get<{ deployments: Deployment[] }>(`/api/deployments?limit=${o.limit}`);
     write(o.json, { deployments: list }, list.map((d) => `${d.id}  ${d.version.padEnd(14)} ${d.strategy.padEnd(9)} ${d.status.phase.padEnd(11)} ${d.startedAt}${d.status.reason ? `  ${d.status.reason}` : ''}`).join('\n') + '\n');
     return EXIT.ok;
   }));
@@ -169,7 +169,7 @@ export function registerRolloutCommands(program: Command, act: Act): void {
     .description('one deployment: its phase, step and every judged window with its explanation'));
   examples(deployment, ['changelens deployment dep_…', 'changelens deployment dep_… --json | jq \'.verdicts[-1]\'']);
   deployment.action(act(async (id: string, o: ApiOptions) => {
-    const d = await client(o).get<Deployment & { verdicts: StoredVerdict[] }>(`/api/deployments/${encodeURIComponent(id)}`);
+    const d = await apiClient(o).get<Deployment & { verdicts: StoredVerdict[] }>(`/api/deployments/${encodeURIComponent(id)}`);
     write(o.json, d, describe(d) + d.verdicts.map((v) => `  #${v.seq} step ${v.stepIndex + 1} @${Math.round(v.weight * 100)}%  ${v.explanation}`).join('\n') + '\n');
     return EXIT.ok;
   }));
@@ -177,7 +177,7 @@ export function registerRolloutCommands(program: Command, act: Act): void {
   const releases = withApi(program.command('releases').description('releases, and which is active and last_good'));
   examples(releases, ['changelens releases', 'changelens releases --url https://app.example.com']);
   releases.action(act(async (o: ApiOptions) => {
-      const { releases } = await client(o).get<{ releases: Array<Release & { active: boolean; lastGood: boolean }> }>('/api/releases');
+      const { releases } = await apiClient(o).get<{ releases: Array<Release & { active: boolean; lastGood: boolean }> }>('/api/releases');
       write(o.json, { releases }, releases.map((r) => `${r.version.padEnd(16)} ${[r.active ? 'active' : '', r.lastGood ? 'last_good' : ''].filter(Boolean).join(',').padEnd(17)} ${r.artifact === 'builtin' ? 'builtin' : r.artifact}  ${Object.keys(r.env).length ? JSON.stringify(r.env) : ''}  ${r.createdAt}`).join('\n') + '\n');
       return EXIT.ok;
     }));
@@ -186,7 +186,7 @@ export function registerRolloutCommands(program: Command, act: Act): void {
     .option('--since <age>', 'how far back, e.g. 30m, 24h, 7d', '24h'));
   examples(audit, ['changelens audit --since 1h', 'changelens audit --json | jq \'.events[] | select(.success == false)\'']);
   audit.action(act(async (o: ApiOptions & { since: string }) => {
-    const { events } = await client(o).get<{ events: AuditEvent[] }>(`/api/audit?since=${encodeURIComponent(o.since)}`);
+    const { events } = await apiClient(o).get<{ events: AuditEvent[] }>(`/api/audit?since=${encodeURIComponent(o.since)}`);
     write(o.json, { events }, events.map((e) => `${e.at}  ${e.eventType.padEnd(9)} ${(e.version ?? '').padEnd(14)} ${e.actor.padEnd(14)} ${e.success ? 'ok ' : 'ERR'} ${e.error ?? JSON.stringify(e.details)}`).join('\n') + '\n');
     return EXIT.ok;
   }));
@@ -196,7 +196,7 @@ export function registerRolloutCommands(program: Command, act: Act): void {
     .option('-o, --out <dir>', 'write the two files here (default: print the JSON)'));
   examples(exportCmd, ['changelens export dep_… --out ./evidence']);
   exportCmd.action(act(async (id: string, o: ApiOptions & { out?: string }) => {
-    const exported = await client(o).get<{ result: unknown; metrics: { total_buckets: number } }>(`/api/deployments/${encodeURIComponent(id)}/export`);
+    const exported = await apiClient(o).get<{ result: unknown; metrics: { total_buckets: number } }>(`/api/deployments/${encodeURIComponent(id)}/export`);
     if (o.out !== undefined) {
       mkdirSync(o.out, { recursive: true });
       writeFileSync(join(o.out, 'result.json'), JSON.stringify(exported.result, null, 2) + '\n');
@@ -248,9 +248,4 @@ async function withFlagNames<T>(p: Promise<T>): Promise<T> {
     }
     throw e;
   }
-}
-
-/** The admin API of this machine's appliance, or of the one at --url / CHANGELENS_URL. */
-function client(o: ApiOptions): AdminClient {
-  return adminClient(loadConfig({ file: o.config }), { url: o.url });
 }

@@ -3,13 +3,12 @@
 // steps, weights, each colour's traffic, P99 and errors and the last verdict — redrawn in place on
 // a terminal, a line per change otherwise.
 import { Option, type Command } from 'commander';
-import { loadConfig } from '../lib/config.js';
 import { isTerminal } from '../lib/contracts/phases.js';
 import { ChangeLensError, CL_ERR_UNREACHABLE, EXIT } from '../lib/errors.js';
 import type { Deployment, StoredVerdict } from '../rollout/index.js';
 import { atGate, candidateWeight } from '../rollout/state-machine.js';
-import { adminClient, type AdminClient } from './admin-client.js';
-import { examples, numberIn, withApi, write, type ApiOptions } from './options.js';
+import type { AdminClient } from './admin-client.js';
+import { apiClient, examples, numberIn, withApi, write, type ApiOptions } from './options.js';
 import type { Act } from './command-tree.js';
 
 type Detailed = Deployment & { verdicts: StoredVerdict[] };
@@ -21,7 +20,7 @@ export function registerWatchCommands(program: Command, act: Act): void {
   examples(wait, ['changelens wait dep_… --timeout 900 && echo promoted']);
   wait.addHelpText('after', '\nExit codes: 0 promoted, 1 rolled back or failed, 4 paused (a gate too, without --through-gates), aborted or\n--timeout passed, 3 unreachable, 5 unauthorized, 2 bad usage.\n');
   wait.option('--through-gates', 'keep waiting while it is held at a gate (for the gate webhook or a person to approve); use with --timeout');
-  wait.action(act(async (id: string, o: ApiOptions & { timeout?: number; throughGates?: boolean }) => waitFor(client(o), id, o.json === true, o.timeout, o.throughGates)));
+  wait.action(act(async (id: string, o: ApiOptions & { timeout?: number; throughGates?: boolean }) => waitFor(apiClient(o), id, o.json === true, o.timeout, o.throughGates)));
 
   const watch = withApi(program.command('watch').argument('[id]', 'a deployment id (default: whatever deployment runs, followed until Ctrl-C)')
     .description('a live view of a deployment: step, weight, each colour\'s requests, P99 and errors, the last verdict')
@@ -29,7 +28,7 @@ export function registerWatchCommands(program: Command, act: Act): void {
     .option('--once', 'print the view once and exit (0)'));
   examples(watch, ['changelens watch', 'changelens watch dep_…', 'changelens watch --once --json']);
   watch.addHelpText('after', '\nWith an id it ends when the deployment is decided, with wait\'s exit codes. With --json it prints\na JSON object per refresh that changed something (one per line).\n');
-  watch.action(act(async (id: string | undefined, o: ApiOptions & { interval: number; once?: boolean }) => watchLoop(client(o), id, o)));
+  watch.action(act(async (id: string | undefined, o: ApiOptions & { interval: number; once?: boolean }) => watchLoop(apiClient(o), id, o)));
 }
 
 /**
@@ -247,10 +246,6 @@ const weightOf = (d: Deployment): number => Math.round(candidateWeight(d.status)
 
 export function describe(d: Deployment): string {
   return `deployment ${d.id}: ${d.strategy} of ${d.version} on ${d.candidateColor} is ${d.status.phase} (step ${d.status.stepIndex + 1}/${d.status.steps.length}, weight ${weightOf(d)}%)${d.status.reason ? `: ${d.status.reason}` : ''}\n`;
-}
-
-function client(o: ApiOptions): AdminClient {
-  return adminClient(loadConfig({ file: o.config }), { url: o.url });
 }
 
 const clock = (): string => new Date().toISOString().slice(11, 19);

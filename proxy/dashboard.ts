@@ -5,6 +5,8 @@
 // with its explanation, #deployment=<id>), the audit log, backups and alerts. It signs in through /_changelens/login (the admin token, once, into an HttpOnly cookie);
 // its POSTs carry x-changelens-csrf, which a cross-site form cannot send.
 
+import { GATE } from '../rollout/index.js';
+
 export function loginPage(message: string, deployment?: string): string {
   return page('ChangeLens — sign in', `
 <main class="login"><h1>ChangeLens</h1><p>${escapeHtml(message)}</p>
@@ -127,7 +129,7 @@ async function live() {
 }
 
 let current = null;
-const atGate = (d) => !!d && d.status.phase === 'paused' && (d.status.reason || '').startsWith('waiting for approval');
+const atGate = (d) => !!d && d.status.phase === 'paused' && (d.status.reason || '').startsWith(${JSON.stringify(GATE)});
 async function status() {
   const s = await api('/api/status');
   $('active').innerHTML = 'active <b>' + esc(s.active.version) + '</b> on <b style="color:' + COLORS[s.active.color] + '">' + esc(s.active.color) + '</b>';

@@ -3,7 +3,7 @@
 // strategy (strategies/), window analysis (analysis.ts), fast trips (fast-trips.ts), the colours
 // (colours.ts) and events (events.ts); traffic.ts is the only writer of the routing table. Its
 // state lives behind the `RolloutStore` port (ports.ts): Postgres in store.ts.
-export { candidateWeight, initialStatus, isTerminal, transition, type DeploymentEvent, type DeploymentStatus, type Phase } from './state-machine.js';
+export { atGate, candidateWeight, GATE, initialStatus, isTerminal, transition, type DeploymentEvent, type DeploymentStatus, type Phase } from './state-machine.js';
 export type { Deployment, DeployRequest, Release, Plan, Strategy, Bucket, Pointers, StoredVerdict } from './model.js';
 export type { RolloutStore, SupervisorLink, ColorHealth, RolloutGauges, Clock, FleetLink } from './ports.js';
 export type { RollbackTiming } from './run.js';

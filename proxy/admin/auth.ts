@@ -87,9 +87,12 @@ async function auth(admin: FastifyInstance, o: Pick<AdminApiOptions, 'token' | '
 
 export const authPlugin = fp(auth, { name: 'changelens-admin-auth' });
 
+/** The form of a deployment id a client may hand back (newId's, with room). */
+export const DEPLOYMENT_ID = /^[A-Za-z0-9-]{1,80}$/;
+
 /** A deployment id carried through signing in; anything else is dropped (it lands in a Location header and a page). */
 function deploymentOf(v: unknown): string | undefined {
-  return typeof v === 'string' && /^[A-Za-z0-9-]{1,80}$/.test(v) ? v : undefined;
+  return typeof v === 'string' && DEPLOYMENT_ID.test(v) ? v : undefined;
 }
 
 /** The proxies whose X-Forwarded-Proto is believed (CHANGELENS_TRUSTED_PROXIES). */

@@ -10,7 +10,7 @@ import { validateReleaseEnv } from '../../lib/contracts/releases.js';
 import { SEALED_PREFIX, sealSecret } from '../../lib/contracts/release-secrets.js';
 import { CL_ERR_DEPLOYMENT_RUNNING, CL_ERR_INVALID_REQUEST } from '../../lib/errors.js';
 import type { DeployRequest, Plan, RolloutStore, Strategy, StepExpectation } from '../../rollout/index.js';
-import { actorOf } from './auth.js';
+import { actorOf, DEPLOYMENT_ID } from './auth.js';
 import type { AdminApiOptions } from './options.js';
 
 /** A JSON-schema range from the setting's own (lib/config.ts): one table says what is valid. */
@@ -112,7 +112,7 @@ function stepBodyOf(body: unknown): { reason: string | undefined; from: StepExpe
   const given = [deployment, fromStep, atGate].filter((v) => v !== undefined).length;
   if (given === 0) return { reason, from: undefined };
   if (given !== 3) throw new CL_ERR_INVALID_REQUEST('body: deployment, fromStep and atGate go together (what the caller saw)');
-  if (typeof deployment !== 'string' || !/^[A-Za-z0-9-]{1,80}$/.test(deployment)) throw new CL_ERR_INVALID_REQUEST('body/deployment: expected a deployment id');
+  if (typeof deployment !== 'string' || !DEPLOYMENT_ID.test(deployment)) throw new CL_ERR_INVALID_REQUEST('body/deployment: expected a deployment id');
   if (typeof fromStep !== 'number' || !Number.isInteger(fromStep) || fromStep < 1 || fromStep > 40) throw new CL_ERR_INVALID_REQUEST('body/fromStep: expected the step shown, an integer 1-40');
   if (typeof atGate !== 'boolean') throw new CL_ERR_INVALID_REQUEST('body/atGate: expected true or false');
   return { reason, from: { deploymentId: deployment, stepIndex: fromStep - 1, atGate } };
