@@ -4,7 +4,13 @@
 import { spawn } from 'node:child_process';
 
 export async function postJson(url: string, body: string, timeoutMs: number): Promise<void> {
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body, signal: AbortSignal.timeout(timeoutMs) });
+  let res: Response;
+  try {
+    res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body, signal: AbortSignal.timeout(timeoutMs) });
+  } catch (err) {
+    // fetch's own message may carry the URL (credentials included); outcomes are audited and logged.
+    throw new Error(connectError(err, timeoutMs));
+  }
   await res.arrayBuffer();
   if (!res.ok) throw new Error(`answered HTTP ${res.status}`);
 }
@@ -35,4 +41,11 @@ export function runCommand(command: string, body: string, type: string, timeoutM
       else reject(new Error(`exited ${code}${stderr ? `: ${stderr.trim()}` : ''}`));
     });
   });
+}
+
+/** Why a request got no answer, in words that carry no part of the URL. */
+export function connectError(err: unknown, timeoutMs: number): string {
+  const e = err as { name?: string; cause?: { code?: string } };
+  if (e.name === 'TimeoutError') return `no answer within ${timeoutMs} ms`;
+  return `could not connect${e.cause?.code ? ` (${e.cause.code})` : ''}`;
 }

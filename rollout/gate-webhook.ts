@@ -2,6 +2,7 @@
 // controller POSTs it to the webhook every window; the first 2xx answer approves the held step.
 // Anything else (an error, a timeout, a 4xx or 5xx) keeps it waiting for the next ask, or a person.
 import type { Logger } from '../lib/logger.js';
+import { connectError } from '../lib/notify.js';
 import { redactUrl } from '../lib/redact.js';
 import type { Deployment } from './model.js';
 
@@ -51,11 +52,4 @@ async function approves(url: string, body: string, timeoutMs: number): Promise<v
   }
   await res.arrayBuffer().catch(() => undefined);
   if (res.status < 200 || res.status > 299) throw new Error(`answered HTTP ${res.status}${res.status >= 300 && res.status < 400 ? ' (a redirect: not followed)' : ''}`);
-}
-
-/** Why a request got no answer, in words that carry no part of the URL. */
-export function connectError(err: unknown, timeoutMs: number): string {
-  const e = err as { name?: string; cause?: { code?: string } };
-  if (e.name === 'TimeoutError') return `no answer within ${timeoutMs} ms`;
-  return `could not connect${e.cause?.code ? ` (${e.cause.code})` : ''}`;
 }

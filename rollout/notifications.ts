@@ -6,7 +6,7 @@
 // finally fails is audited and shown in status. URLs never leave this file but as `kind scheme://host/…`.
 import type { Logger } from '../lib/logger.js';
 import { shownTarget, type NotifyKind, type NotifyTarget } from '../lib/contracts/notify-targets.js';
-import { connectError } from './gate-webhook.js';
+import { connectError } from '../lib/notify.js';
 import type { Deployment } from './model.js';
 import { candidateWeight } from './state-machine.js';
 
