@@ -64,6 +64,8 @@ export interface LoadResult {
   failed: number;
   /** Answers by status code ("0" for no answer). */
   statuses: Record<string, number>;
+  /** Failed requests by kind: "HTTP 503", or the connection error's code (ECONNREFUSED, UND_ERR_SOCKET…). */
+  failures: Record<string, number>;
   /** From each request's intended send time: what users waited. */
   latency: LatencySummary;
   /** From each request's actual send time: what a closed-loop tool would report. */
@@ -105,81 +107,217 @@ export async function runLoad(plan: LoadPlan): Promise<LoadResult> {
 }
 
 async function runHere(plan: LoadPlan, offset: number, stride: number): Promise<LoadResult> {
+  const t0 = performance.now();
+  return drive(plan, { t0, epoch0: Date.now(), owns: (i) => i % stride === offset, stopAtMs: () => (plan.signal?.aborted ? -Infinity : Infinity) });
+}
+
+/** Which arrivals of the schedule this process sends, and when its time 0 is. */
+export interface Slice {
+  /** performance.now() at the schedule's time 0 (may be in the future). */
+  t0: number;
+  /** ms since the epoch at time 0 (what RequestResult.intendedAt counts from). */
+  epoch0: number;
+  /** Whether arrival `i`, due `atMs` after time 0, is this process's (asked ≥ 100 ms before it is due). */
+  owns(i: number, atMs: number): boolean;
+  /** No arrival due at or after this (ms from time 0) is sent; read before every arrival. */
+  stopAtMs(): number;
+  /** Every second and at the end: what completed since the last call. */
+  onFlush?: (delta: LoadDelta) => void;
+  /** Per-request results in each delta (for time series by colour). */
+  detail?: boolean;
+}
+
+/** What completed in one interval: exact counts and histograms a receiver adds up. */
+export interface LoadDelta {
+  /** Second of the schedule (by intended time) → requests of it that completed, and how many failed. */
+  bySecond: Record<string, [sent: number, failed: number]>;
+  statuses: Record<string, number>;
+  failures: Record<string, number>;
+  byEndpoint: Record<string, number>;
+  latency: string;
+  latencyMaxUs: number;
+  serviceTime: string;
+  serviceMaxUs: number;
+  /** With `detail`: [ms after time 0 it was due, latency in µs, status, colour, endpoint index in the mix]. */
+  requests?: [number, number, number, string, number][];
+}
+
+/** Why a request failed: its 5xx status, or the connection error's code. */
+function failureKind(status: number, err?: Error): string {
+  if (status > 0) return `HTTP ${status}`;
+  const e = err as (Error & { code?: string; cause?: { code?: string } }) | undefined;
+  return e?.code ?? e?.cause?.code ?? e?.name ?? 'no answer';
+}
+
+/**
+ * Sends this slice's arrivals of the plan's schedule, each at its intended time (never early), and
+ * measures each from that time. Every arrival picks its endpoint, owned or not, so each process's
+ * choices follow the same seeded sequence and together they send exactly the plan's mix.
+ */
+export async function drive(plan: LoadPlan, slice: Slice): Promise<LoadResult> {
   const { origin } = new URL(plan.target);
   const pool = new Pool(origin, { connections: plan.connections ?? 128, pipelining: 1 });
   const latency = newHistogram();
   const service = newHistogram();
   const statuses: Record<string, number> = {};
+  const failures: Record<string, number> = {};
   const byEndpoint: Record<string, number> = {};
   const random = prng(plan.seed ?? 1);
   const total = plan.mix.reduce((n, e) => n + e.weight, 0);
-  const pick = (): Endpoint => {
+  const pick = (): number => {
     let x = random() * total;
-    for (const e of plan.mix) if ((x -= e.weight) < 0) return e;
-    return plan.mix.at(-1)!;
+    for (let k = 0; k < plan.mix.length; k++) if ((x -= plan.mix[k]!.weight) < 0) return k;
+    return plan.mix.length - 1;
   };
   const ramp = plan.rampSeconds ?? 0;
   const scheduled = Math.floor(plan.rate * (plan.durationSeconds - ramp) + (plan.rate * ramp) / 2);
   const count = Math.min(scheduled, plan.maxRequests ?? Infinity);
-  const t0 = performance.now();
-  const epoch0 = Date.now();
+  const { t0, epoch0 } = slice;
   const report = plan.onResult;
-  const pending: Promise<void>[] = [];
+  const delta = slice.onFlush ? newDelta() : null;
+  const flush = (): void => {
+    if (!delta || !slice.onFlush) return;
+    slice.onFlush(delta.take());
+  };
+  const flusher = slice.onFlush ? setInterval(flush, 1000) : null;
+  const pending = new Set<Promise<void>>();
+  let sent = 0;
   let failed = 0;
-  for (let i = 0; i < count && !plan.signal?.aborted; i++) {
-    // Every request picks its endpoint, so each worker's choices follow the same seeded sequence.
-    const endpoint = pick();
-    if (i % stride !== offset) continue;
-    const intended = t0 + intendedTimeMs(i, plan.rate, ramp);
-    // Never early: a request sent before its intended time would read faster than it was.
-    const wait = intended - performance.now();
-    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-    const key = `${endpoint.method} ${endpoint.path}`;
-    byEndpoint[key] = (byEndpoint[key] ?? 0) + 1;
-    const sentAt = performance.now();
-    const body = endpoint.body === undefined ? null : JSON.stringify(endpoint.body);
-    pending.push(pool.request({ path: endpoint.path, method: endpoint.method, body, headers: body ? { 'content-type': 'application/json' } : {} }).then(async (res) => {
-      await res.body.dump();
-      const done = performance.now();
-      statuses[res.statusCode] = (statuses[res.statusCode] ?? 0) + 1;
-      if (res.statusCode >= 500) failed++;
-      recordLatency(latency, done - intended);
-      recordLatency(service, done - sentAt);
-      report?.({ intendedAt: epoch0 + (intended - t0), latencyMs: done - intended, status: res.statusCode, color: (res.headers['x-changelens-color'] as string | undefined) ?? null, endpoint: key });
-    }, () => {
-      const done = performance.now();
-      statuses['0'] = (statuses['0'] ?? 0) + 1;
+  const settle = (k: number, atMs: number, intended: number, sentAt: number, status: number, color: string | null, err?: Error): void => {
+    const done = performance.now();
+    const key = `${plan.mix[k]!.method} ${plan.mix[k]!.path}`;
+    statuses[status] = (statuses[status] ?? 0) + 1;
+    const bad = status === 0 || status >= 500;
+    if (bad) {
       failed++;
-      recordLatency(latency, done - intended);
-      recordLatency(service, done - sentAt);
-      report?.({ intendedAt: epoch0 + (intended - t0), latencyMs: done - intended, status: 0, color: null, endpoint: key });
-    }));
+      const kind = failureKind(status, err);
+      failures[kind] = (failures[kind] ?? 0) + 1;
+    }
+    recordLatency(latency, done - intended);
+    recordLatency(service, done - sentAt);
+    // atMs as scheduled, not intended − t0: a float's rounding would move an arrival due at 1000 ms into second 0.
+    delta?.record(k, key, atMs, done - intended, done - sentAt, status, color, bad ? failureKind(status, err) : null, slice.detail === true);
+    report?.({ intendedAt: epoch0 + (intended - t0), latencyMs: done - intended, status, color, endpoint: key });
+  };
+  try {
+    for (let i = 0; i < count; i++) {
+      const k = pick();
+      const atMs = intendedTimeMs(i, plan.rate, ramp);
+      const intended = t0 + atMs;
+      // Ownership is decided shortly before an arrival is due: a share that changes (a worker failed
+      // or joined) is announced for a moment at least 400 ms after it was decided.
+      const lead = intended - 100 - performance.now();
+      if (lead > 2) await new Promise((r) => setTimeout(r, lead));
+      if (atMs >= slice.stopAtMs()) break;
+      if (!slice.owns(i, atMs)) continue;
+      // Never early: a request sent before its intended time would read faster than it was.
+      const wait = intended - performance.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      const key = `${plan.mix[k]!.method} ${plan.mix[k]!.path}`;
+      byEndpoint[key] = (byEndpoint[key] ?? 0) + 1;
+      const endpoint = plan.mix[k]!;
+      const sentAt = performance.now();
+      const body = endpoint.body === undefined ? null : JSON.stringify(endpoint.body);
+      sent++;
+      const p: Promise<void> = pool.request({ path: endpoint.path, method: endpoint.method, body, headers: body ? { 'content-type': 'application/json' } : {} }).then(async (res) => {
+        await res.body.dump();
+        settle(k, atMs, intended, sentAt, res.statusCode, (res.headers['x-changelens-color'] as string | undefined) ?? null);
+      }, (err: Error) => settle(k, atMs, intended, sentAt, 0, null, err)).finally(() => pending.delete(p));
+      pending.add(p);
+    }
+    while (pending.size > 0) await Promise.all([...pending]);
+  } finally {
+    if (flusher) clearInterval(flusher);
+    await pool.close();
   }
-  await Promise.all(pending);
-  await pool.close();
+  flush();
   return {
-    sent: pending.length, failed, statuses, byEndpoint,
+    sent, failed, statuses, failures, byEndpoint,
     latency: summarize(latency, failed), serviceTime: summarize(service, failed),
     histograms: { latency: encodeHistogram(latency), serviceTime: encodeHistogram(service) },
   };
 }
 
+/** The counts and histograms since the last take(). */
+function newDelta() {
+  let d = fresh();
+  function fresh() {
+    return { bySecond: {} as LoadDelta['bySecond'], statuses: {} as Record<string, number>, failures: {} as Record<string, number>, byEndpoint: {} as Record<string, number>, latency: newHistogram(), service: newHistogram(), requests: [] as NonNullable<LoadDelta['requests']> };
+  }
+  return {
+    record(k: number, key: string, atMs: number, latencyMs: number, serviceMs: number, status: number, color: string | null, failure: string | null, detail: boolean): void {
+      const second = String(Math.floor(atMs / 1000));
+      const row = (d.bySecond[second] ??= [0, 0]);
+      row[0]++;
+      if (failure !== null) {
+        row[1]++;
+        d.failures[failure] = (d.failures[failure] ?? 0) + 1;
+      }
+      d.statuses[status] = (d.statuses[status] ?? 0) + 1;
+      d.byEndpoint[key] = (d.byEndpoint[key] ?? 0) + 1;
+      recordLatency(d.latency, latencyMs);
+      recordLatency(d.service, serviceMs);
+      if (detail) d.requests.push([Math.round(atMs), Math.round(latencyMs * 1000), status, color ?? '', k]);
+    },
+    take(): LoadDelta {
+      const out: LoadDelta = {
+        bySecond: d.bySecond, statuses: d.statuses, failures: d.failures, byEndpoint: d.byEndpoint,
+        latency: encodeHistogram(d.latency), latencyMaxUs: d.latency.totalCount ? d.latency.maxValue : 0,
+        serviceTime: encodeHistogram(d.service), serviceMaxUs: d.service.totalCount ? d.service.maxValue : 0,
+        ...(d.requests.length ? { requests: d.requests } : {}),
+      };
+      d = fresh();
+      return out;
+    },
+  };
+}
+
 function merge(parts: readonly LoadResult[]): LoadResult {
-  const latency = newHistogram();
-  const service = newHistogram();
+  const latency = new HistogramSum();
+  const service = new HistogramSum();
   const statuses: Record<string, number> = {};
   const byEndpoint: Record<string, number> = {};
+  const failures: Record<string, number> = {};
   let sent = 0;
   let failed = 0;
   for (const p of parts) {
-    latency.add(decodeHistogram(p.histograms.latency));
-    service.add(decodeHistogram(p.histograms.serviceTime));
+    for (const [k, v] of Object.entries(p.failures)) failures[k] = (failures[k] ?? 0) + v;
+    latency.add(p.histograms.latency, decodeHistogram(p.histograms.latency).maxValue);
+    service.add(p.histograms.serviceTime, decodeHistogram(p.histograms.serviceTime).maxValue);
     for (const [k, v] of Object.entries(p.statuses)) statuses[k] = (statuses[k] ?? 0) + v;
     for (const [k, v] of Object.entries(p.byEndpoint)) byEndpoint[k] = (byEndpoint[k] ?? 0) + v;
     sent += p.sent;
     failed += p.failed;
   }
-  return { sent, failed, statuses, byEndpoint, latency: summarize(latency, failed), serviceTime: summarize(service, failed), histograms: { latency: encodeHistogram(latency), serviceTime: encodeHistogram(service) } };
+  return { sent, failed, statuses, failures, byEndpoint, latency: latency.summary(failed), serviceTime: service.summary(failed), histograms: { latency: latency.encoded(), serviceTime: service.encoded() } };
+}
+
+/**
+ * Encoded histograms added up exactly: the counts are the sum of theirs, and the maximum the largest
+ * of their exact maxima (the encoding keeps only the maximum's bucket).
+ */
+export class HistogramSum {
+  private readonly h = newHistogram();
+  private maxUs = 0;
+
+  add(encoded: string, exactMaxUs: number): void {
+    const part = decodeHistogram(encoded, exactMaxUs);
+    if (part.totalCount === 0) return;
+    this.h.add(part);
+    this.maxUs = Math.max(this.maxUs, exactMaxUs);
+  }
+
+  /** Percentiles of everything added, capped by the exact maximum. */
+  summary(errors: number): LatencySummary {
+    if (this.h.totalCount > 0 && this.maxUs > 0 && this.maxUs <= this.h.maxValue && this.maxUs >= this.h.maxValue * 0.998) {
+      (this.h as { maxValue: number }).maxValue = this.maxUs;
+    }
+    return summarize(this.h, errors);
+  }
+
+  encoded(): string {
+    return encodeHistogram(this.h);
+  }
 }
 
 function inWorker(plan: LoadPlan, offset: number, stride: number): Promise<LoadResult> {

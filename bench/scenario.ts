@@ -12,7 +12,9 @@ import { newHistogram, recordLatency, summarize, type Histogram } from '../monit
 import { lineChartSvg, svgToPng, type Phase } from './chart.js';
 import { adminCall } from './harness.js';
 import { DEFAULT_MIX } from './k6.js';
-import { runLoad, type Endpoint, type RequestResult } from './loadgen.js';
+import { runDistributed } from './distributed/client.js';
+import type { JoinInfo } from './distributed/protocol.js';
+import { runLoad, type Endpoint, type LoadPlan, type RequestResult } from './loadgen.js';
 
 export const SCENARIOS = ['none', 'cpu', 'db', 'dependency', 'errors', 'worker-errors'] as const;
 export const STRATEGIES = ['direct', 'bluegreen', 'canary'] as const;
@@ -59,6 +61,8 @@ export interface RunOptions {
   stepSeconds?: number;
   out: string;
   onProgress?: (line: string) => void;
+  /** Where the load comes from and goes: a coordinator's workers, another origin than `url` (e.g. its address the workers reach). */
+  load?: { coordinator?: JoinInfo; target?: string; allowRemote?: boolean };
 }
 
 export interface Timeline {
@@ -214,11 +218,12 @@ export async function runScenario(o: RunOptions): Promise<RunSummary> {
   const samples: Sample[] = [];
   const stop = new AbortController();
   const loadStart = Date.now();
-  const load = runLoad({
-    target: o.url, rate: o.rate, durationSeconds: 86_400, mix: o.mix ?? (isWorkerScenario(o.scenario) ? WORKER_MIX : DEFAULT_MIX), signal: stop.signal,
+  const plan: LoadPlan = {
+    target: o.load?.target ?? o.url, allowRemote: o.load?.allowRemote ?? false, rate: o.rate, durationSeconds: 86_400, mix: o.mix ?? (isWorkerScenario(o.scenario) ? WORKER_MIX : DEFAULT_MIX), signal: stop.signal,
     // Pins are the operator's: the benchmark measures what the router does with ordinary traffic.
     onResult: (r) => { if (r.intendedAt >= loadStart) samples.push(r); },
-  });
+  };
+  const load = o.load?.coordinator ? runDistributed(plan, o.load.coordinator) : runLoad(plan);
   const weights = new Map<number, number>();
   let polling = true;
   const poll = (async () => {

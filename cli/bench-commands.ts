@@ -8,23 +8,15 @@ import { Option, type Command } from 'commander';
 import { loadConfig } from '../lib/config.js';
 import { CL_ERR_CLI_USAGE, EXIT } from '../lib/errors.js';
 // bench/ (undici, HdrHistogram, resvg) is loaded by the commands that use it, not by every command.
-import type { Endpoint, LoadPlan } from '../bench/loadgen.js';
+import type { LoadPlan, LoadResult } from '../bench/loadgen.js';
+import type { DistributedReport } from '../bench/distributed/client.js';
+import type { JoinInfo } from '../bench/distributed/protocol.js';
 import { adminClient } from './admin-client.js';
 import { apiClient, examples, numberIn, withApi, withConfig, withJson, write, type ApiOptions, type ConfigOptions } from './options.js';
 import type { Act } from './command-tree.js';
+import { registerLoadCommands } from './load-commands.js';
+import { planFrom, withPlan, type PlanOptions } from './load-plan.js';
 import { withProgress } from './progress.js';
-
-interface PlanOptions extends ConfigOptions { rate: number; duration: number; ramp: number; mix?: string; target?: string; json?: boolean }
-
-/** The options of an open-model plan, shared by `bench load` and `bench k6`. */
-function withPlan(cmd: Command): Command {
-  return withJson(withConfig(cmd))
-    .addOption(new Option('-r, --rate <req/s>', 'arrivals per second (0.1-1000000)').argParser(numberIn(0.1, 1_000_000)).default(100))
-    .addOption(new Option('-d, --duration <seconds>', 'how long (1-86400)').argParser(numberIn(1, 86_400)).default(30))
-    .addOption(new Option('--ramp <seconds>', 'rise linearly to the rate over this long (0-86400)').argParser(numberIn(0, 86_400)).default(0))
-    .option('--mix <spec>', 'the endpoint mix as METHOD:PATH:WEIGHT, comma-separated (default: GET:/api/data:8,POST:/api/process:1,…)')
-    .option('--target <origin>', 'the origin to load (default: this machine\'s appliance, http://127.0.0.1:$PORT)');
-}
 
 export function registerBenchCommands(program: Command, act: Act): void {
   const demo = withApi(program.command('demo').description('on a running appliance: load, a bad release, and the automatic rollback to watch on the dashboard')
@@ -64,9 +56,11 @@ export function registerBenchCommands(program: Command, act: Act): void {
   const load = withPlan(bench.command('load').description('open-model load: arrivals on schedule whatever the answers, latency from each request\'s intended send time'))
     .addOption(new Option('--processes <n>', 'load processes splitting the schedule (1-64)').argParser(numberIn(1, 64, true)).default(1))
     .addOption(new Option('--max-requests <n>', 'stop after this many (1-1000000000)').argParser(numberIn(1, 1e9, true)))
-    .option('--allow-remote', 'let --target be another machine (loopback only otherwise)');
-  examples(load, ['changelens bench load --rate 500 --duration 60', 'changelens bench load --mix GET:/api/data:1 --processes 2 --json']);
-  load.action(act(async (o: PlanOptions & { processes: number; maxRequests?: number; allowRemote?: boolean }) => {
+    .option('--allow-remote', 'let --target be another machine (loopback only otherwise)')
+    .option('--coordinator <string>', 'send the load from the workers of this coordinator (what `bench coordinator` printed)');
+  examples(load, ['changelens bench load --rate 500 --duration 60', 'changelens bench load --mix GET:/api/data:1 --processes 2 --json',
+    'changelens bench load --coordinator \'redis://:secret@10.0.0.5:6379#k3j2ab.…\' --target http://10.0.0.9:8080 --allow-remote --rate 20000']);
+  load.action(act(async (o: PlanOptions & { processes: number; maxRequests?: number; allowRemote?: boolean; coordinator?: string }) => {
     const { checkPlan, runLoad } = await import('../bench/loadgen.js');
     const plan: LoadPlan = { ...(await planFrom(o)), processes: o.processes, ...(o.maxRequests !== undefined ? { maxRequests: o.maxRequests } : {}), allowRemote: o.allowRemote ?? false };
     try {
@@ -74,16 +68,22 @@ export function registerBenchCommands(program: Command, act: Act): void {
     } catch (err) {
       throw new CL_ERR_CLI_USAGE((err as Error).message);
     }
-    if (!o.json) process.stderr.write(`${plan.rate} req/s for ${plan.durationSeconds} s against ${plan.target}…\n`);
+    const through = o.coordinator !== undefined ? await coordinatorOf(o.coordinator) : null;
+    if (!o.json) process.stderr.write(`${plan.rate} req/s for ${plan.durationSeconds} s against ${plan.target}${through ? ` from coordinator ${through.coordinator}'s workers` : ''}…\n`);
+    const running = through ? (await import('../bench/distributed/client.js')).runDistributed(plan, through) : runLoad(plan);
     // An open-model schedule's progress is its clock.
-    const r = await withProgress('load', runLoad(plan), { totalSeconds: plan.durationSeconds });
+    const r: LoadResult & { distributed?: DistributedReport } = await withProgress('load', running, { totalSeconds: plan.durationSeconds });
     const { histograms: _h, ...shown } = r;
     const ms = (x: number): string => `${x.toFixed(2)} ms`;
     write(o.json, shown, `sent ${r.sent}, failed ${r.failed} (${Object.entries(r.statuses).map(([st, n]) => `${st}: ${n}`).join(', ')})\n`
+      + (Object.keys(r.failures).length ? `failures: ${Object.entries(r.failures).map(([k, n]) => `${k} ${n}`).join(', ')}\n` : '')
       + `latency (from intended send)  P50 ${ms(r.latency.p50Ms)}  P95 ${ms(r.latency.p95Ms)}  P99 ${ms(r.latency.p99Ms)}  max ${ms(r.latency.maxMs)}\n`
-      + `service time (from send)      P50 ${ms(r.serviceTime.p50Ms)}  P95 ${ms(r.serviceTime.p95Ms)}  P99 ${ms(r.serviceTime.p99Ms)}  max ${ms(r.serviceTime.maxMs)}\n`);
+      + `service time (from send)      P50 ${ms(r.serviceTime.p50Ms)}  P95 ${ms(r.serviceTime.p95Ms)}  P99 ${ms(r.serviceTime.p99Ms)}  max ${ms(r.serviceTime.maxMs)}\n`
+      + (r.distributed ? describeDistributed(r.distributed) : ''));
     return r.failed === 0 ? EXIT.ok : EXIT.failure;
   }));
+
+  registerLoadCommands(bench, act);
 
   const k6 = withPlan(bench.command('k6').description('the same load as a k6 script (constant-arrival-rate)'))
     .option('-o, --out <file>', 'write the script here (default: stdout)');
@@ -103,7 +103,7 @@ export function registerBenchCommands(program: Command, act: Act): void {
 
 interface ScenarioOptions extends ApiOptions {
   scenario?: string; strategy?: string; intensity?: number; scenarios: string; strategies: string; repetitions: number;
-  rate: number; duration: number; out?: string; boot?: boolean;
+  rate: number; duration: number; out?: string; boot?: boolean; coordinator?: string; target?: string; allowRemote?: boolean;
 }
 
 /** What `bench run` and `bench matrix` share. */
@@ -112,7 +112,10 @@ function withScenario(cmd: Command): Command {
     .addOption(new Option('-r, --rate <req/s>', 'the load throughout (1-5000)').argParser(numberIn(1, 5_000)).default(100))
     .addOption(new Option('-d, --duration <seconds>', 'the deployment phase of each run (5-3600)').argParser(numberIn(5, 3_600)).default(60))
     .option('-o, --out <dir>', 'where the CSV, JSON and charts go (default: the data dir\'s reports/, else the temp dir)')
-    .option('--boot', 'boot a throwaway appliance for the run instead of using this machine\'s');
+    .option('--boot', 'boot a throwaway appliance for the run instead of using this machine\'s')
+    .option('--coordinator <string>', 'send the load from the workers of this coordinator (what `bench coordinator` printed)')
+    .option('--target <origin>', 'the origin the load goes to (default: the appliance\'s; with --coordinator, one the workers reach)')
+    .option('--allow-remote', 'let the load\'s target be another machine (loopback only otherwise)');
 }
 
 /**
@@ -140,20 +143,24 @@ function outDir(given: string | undefined, prefix: string, dataDir: () => string
   return mkdtempSync(join(tmpdir(), `${name}-`));
 }
 
-async function planFrom(values: PlanOptions): Promise<LoadPlan> {
-  const { DEFAULT_MIX, parseMix } = await import('../bench/k6.js');
-  let mix: readonly Endpoint[] = DEFAULT_MIX;
-  if (values.mix !== undefined) {
-    const parsed = parseMix(values.mix);
-    if ('error' in parsed) throw new CL_ERR_CLI_USAGE(parsed.error);
-    mix = parsed;
+/** --coordinator's string, checked before anything is sent. */
+async function coordinatorOf(text: string): Promise<JoinInfo> {
+  const { parseJoin } = await import('../bench/distributed/protocol.js');
+  try {
+    return parseJoin(text, '--coordinator');
+  } catch (err) {
+    throw new CL_ERR_CLI_USAGE((err as Error).message);
   }
-  const target = values.target ?? `http://127.0.0.1:${loadConfig({ file: values.config }).port}`;
-  if (!/^https?:\/\/[^/\s]+\/?$/.test(target)) throw new CL_ERR_CLI_USAGE(`--target: expected an origin like http://127.0.0.1:8080, got ${JSON.stringify(target)}`);
-  return {
-    target: target.replace(/\/$/, ''), mix,
-    rate: values.rate, durationSeconds: values.duration, rampSeconds: values.ramp,
-  };
+}
+
+/** Who ran what, the share changes, and where coverage had a gap. */
+function describeDistributed(d: DistributedReport): string {
+  const rate = (x: number): string => `${x.toFixed(1)} req/s`;
+  return `planned ${d.planned} (${rate(d.plannedRate)}), achieved ${rate(d.achievedRate)} (${((d.achievedRate / d.plannedRate) * 100).toFixed(1)} %) over ${d.seconds} s\n`
+    + d.workers.map((w) => `  ${w.id.padEnd(32)} ${w.outcome.padEnd(6)} planned ${String(w.planned).padStart(8)}  sent ${String(w.sent).padStart(8)}  failed ${w.failed}\n`).join('')
+    + d.events.map((e) => `  ${e.atMs === null ? '' : `at ${(e.atMs / 1000).toFixed(1)} s: `}${e.worker} ${e.event} (${e.detail})\n`).join('')
+    + d.shares.slice(1).map((s) => `  shares from ${s.fromMs / 1000} s (${s.why})\n`).join('')
+    + (d.gaps.length ? d.gaps.map((g) => `  gap: seconds ${g.fromSecond}-${g.toSecond}, ${g.missing} arrivals not sent (${g.workers.join(', ')})\n`).join('') : '  no gap in coverage\n');
 }
 
 function listOf<T extends string>(flag: string, value: string, allowed: readonly T[]): T[] {
@@ -199,7 +206,10 @@ async function scenarioRuns(kind: 'run' | 'matrix', values: ScenarioOptions): Pr
     target = { url: client.base.replace(/\/_changelens$/, ''), token: client.token(), close: async () => {} };
   }
   try {
-    const common = { url: target.url, token: target.token, rate, durationSeconds, ...(intensity !== undefined ? { intensity } : {}), onProgress: values.json ? undefined : (l: string) => process.stderr.write(`${l}\n`) };
+    const through = values.coordinator !== undefined ? await coordinatorOf(values.coordinator) : undefined;
+    if (values.target !== undefined && !/^https?:\/\/[^/\s]+\/?$/.test(values.target)) throw new CL_ERR_CLI_USAGE(`--target: expected an origin like http://10.0.0.9:8080, got ${JSON.stringify(values.target)}`);
+    const load = { ...(through ? { coordinator: through } : {}), ...(values.target !== undefined ? { target: values.target.replace(/\/$/, '') } : {}), allowRemote: values.allowRemote === true };
+    const common = { url: target.url, token: target.token, rate, durationSeconds, load, ...(intensity !== undefined ? { intensity } : {}), onProgress: values.json ? undefined : (l: string) => process.stderr.write(`${l}\n`) };
     if (kind === 'run') {
       const summary = await runScenario({ ...common, scenario: scenario!, strategy: strategy!, out });
       process.stdout.write(values.json ? JSON.stringify({ out, summary }, null, 2) + '\n'

@@ -19,6 +19,8 @@ const SAMPLES: Record<string, { args: string[]; message: string }> = {
   CL_ERR_ARTIFACT_INVALID: { args: ['artifact /x: no such file'], message: 'artifact /x: no such file' },
   CL_ERR_INVALID_REQUEST: { args: ['body/steps: expected increasing percentages'], message: 'body/steps: expected increasing percentages' },
   CL_ERR_UNAUTHORIZED: { args: [], message: 'missing or wrong bearer token' },
+  CL_ERR_LOAD_REFUSED: { args: ['the join token does not match'], message: 'the load coordinator refused: the join token does not match' },
+  CL_ERR_LOAD_COORDINATOR: { args: ['k3j2 at redis://10.0.0.1:6379', 'none has answered for 10 s'], message: 'no load coordinator k3j2 at redis://10.0.0.1:6379: none has answered for 10 s' },
   CL_ERR_UNREACHABLE: { args: ['https://x/_changelens', 'ECONNREFUSED'], message: 'nothing answers at https://x/_changelens: ECONNREFUSED' },
   CL_ERR_BAD_PIN: { args: ['header x-changelens-color: expected blue or green, got "red"'], message: 'header x-changelens-color: expected blue or green, got "red"' },
   CL_ERR_CONFIG_INVALID: { args: ['  - PORT: expected a TCP port 1-65535, got "x"'], message: 'invalid configuration:\n  - PORT: expected a TCP port 1-65535, got "x"' },
@@ -59,7 +61,7 @@ const SAMPLES: Record<string, { args: string[]; message: string }> = {
   CL_ERR_PROCESS_CONTROL: { args: ['api-blue is the active colour'], message: 'api-blue is the active colour' },
 };
 
-const EXPECTED_EXIT: Record<string, number> = { CL_ERR_CONFIG_INVALID: 2, CL_ERR_CLI_USAGE: 2, CL_ERR_NOT_RUNNING: 3, CL_ERR_UNREACHABLE: 3, CL_ERR_UNAUTHORIZED: 5, CL_ERR_APP_CONTROL: 5, CL_ERR_TOO_MANY_FAILURES: 5, CL_ERR_PIN_REFUSED: 5 };
+const EXPECTED_EXIT: Record<string, number> = { CL_ERR_CONFIG_INVALID: 2, CL_ERR_CLI_USAGE: 2, CL_ERR_NOT_RUNNING: 3, CL_ERR_UNREACHABLE: 3, CL_ERR_LOAD_COORDINATOR: 3, CL_ERR_LOAD_REFUSED: 5, CL_ERR_UNAUTHORIZED: 5, CL_ERR_APP_CONTROL: 5, CL_ERR_TOO_MANY_FAILURES: 5, CL_ERR_PIN_REFUSED: 5 };
 
 function sampleFor(code: string): { args: string[]; message: string } {
   const sample = SAMPLES[code];

@@ -186,6 +186,12 @@ export const CL_ERR_BACKUP_INVALID = defineError<[string, string]>(
 export const CL_ERR_PROCESS_CONTROL = defineError<[string]>(
   'CL_ERR_PROCESS_CONTROL', 409, '%s',
   'only the idle API colour can be started or stopped by hand: changelens process start|stop api-blue|api-green');
+export const CL_ERR_LOAD_REFUSED = defineError<[string]>(
+  'CL_ERR_LOAD_REFUSED', 403, 'the load coordinator refused: %s',
+  'use the exact --join/--coordinator string `changelens bench coordinator` printed (its token is checked)');
+export const CL_ERR_LOAD_COORDINATOR = defineError<[string, string]>(
+  'CL_ERR_LOAD_COORDINATOR', 503, 'no load coordinator %s: %s',
+  'start one with `changelens bench coordinator` and pass what it printed; check that this machine reaches its Redis');
 export const CL_ERR_NOT_RUNNING = defineError<[string]>(
   'CL_ERR_NOT_RUNNING', 503, 'no appliance is running on data dir %s',
   'start it with: changelens up (and check CHANGELENS_DATA_DIR points at the same dir)');
@@ -203,7 +209,7 @@ export const EXIT = { ok: 0, failure: 1, usage: 2, notRunning: 3, undecided: 4, 
 export function exitCodeFor(err: unknown): number {
   if (!(err instanceof ChangeLensError)) return EXIT.failure;
   if (err.code === 'CL_ERR_CONFIG_INVALID' || err.code === 'CL_ERR_CLI_USAGE') return EXIT.usage;
-  if (err.code === 'CL_ERR_NOT_RUNNING' || err.code === 'CL_ERR_UNREACHABLE') return EXIT.notRunning;
+  if (err.code === 'CL_ERR_NOT_RUNNING' || err.code === 'CL_ERR_UNREACHABLE' || err.code === 'CL_ERR_LOAD_COORDINATOR') return EXIT.notRunning;
   if (err.statusCode === 401 || err.statusCode === 403 || err.statusCode === 429) return EXIT.unauthorized;
   return EXIT.failure;
 }
