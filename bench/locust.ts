@@ -38,7 +38,13 @@ export function locustfile(plan: Pick<LoadPlan, 'target' | 'rate' | 'durationSec
 import json
 import random
 
+import locust.runners
 from locust import HttpUser, constant_pacing, task
+
+# Debian 12's python3-locust (2.12) lost its version string, and a master refuses a worker that sends
+# none as "pre 2.0": such a worker says -1, which a master accepts without comparing versions.
+if not locust.runners.__version__:
+    locust.runners.__version__ = -1
 
 MIX = json.loads(${JSON.stringify(JSON.stringify(table))})
 

@@ -39,7 +39,7 @@ command -v tini >/dev/null 2>&1 || missing+=(tini)
 # The benchmark's PNG charts (resvg) draw their text with DejaVu Sans; without a font they have none.
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
 # Test-only: promtool (Debian ships it in the prometheus server package), openssl, nginx, wrk,
-# chromium, podman and mmdebstrap.
+# chromium, podman, mmdebstrap, Locust and iproute2.
 if [ "$with_test" = 1 ]; then
   command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
   # openssl makes an untrusted certificate for the remote CLI's TLS test.
@@ -53,6 +53,10 @@ if [ "$with_test" = 1 ]; then
   # a stand-in base image with mmdebstrap), then runs it as `docker run` would (nsenter, setpriv).
   command -v podman >/dev/null 2>&1 || missing+=(podman)
   command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
+  # The locustfile `changelens bench locust` writes is run by Debian's Locust (master + workers).
+  command -v locust >/dev/null 2>&1 || missing+=(python3-locust)
+  # The distributed load test gives each load process its own network namespace (iproute2's ip).
+  command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 fi
 
 # The account releases (API colours, uploaded apps) run as when the supervisor runs as root

@@ -1,12 +1,16 @@
 // The benchmark end to end on one appliance: `changelens bench matrix` runs a regressed release
 // under canary (rolled back) and direct (promoted, then reset), and writes every run's series,
-// summary and charts plus the comparison report.
+// summary and charts plus the comparison report; a locustfile from `bench locust` run by Debian's
+// Locust (master and two workers) against it; and a benchmark run whose load comes from two
+// `bench worker`s joined to a coordinator on the appliance's own Redis.
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, expect, it, vi } from 'vitest';
-import { launchAppliance, type Appliance } from '../../bench/harness.js';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { baseEnv, cliPath, freePorts, launchAppliance, type Appliance } from '../../bench/harness.js';
+import { eventually } from '../helpers/eventually.js';
 import { runCli } from '../helpers/cli.js';
 import { svgToPng } from '../../bench/chart.js';
 import { reapOrphans } from '../../supervisor/index.js';
@@ -54,4 +58,60 @@ it('a short matrix: canary rolls the errors back, direct ships them; series, sum
   const after = await fetch(`${app.url}/api/data?limit=1`);
   expect(after.status).toBe(200);
   await after.arrayBuffer();
+});
+
+describe('load from other load engines and machines', () => {
+  const started: ChildProcess[] = [];
+  afterAll(() => { for (const c of started) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL'); });
+  const spawnOf = (command: string, args: string[], env: Record<string, string> = {}): { child: ChildProcess; out: () => string } => {
+    const child = spawn(command, args, { env: { ...baseEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    started.push(child);
+    let out = '';
+    child.stdout!.setEncoding('utf8').on('data', (c: string) => (out += c));
+    child.stderr!.resume();
+    return { child, out: () => out };
+  };
+  const exitOf = (child: ChildProcess): Promise<number | null> => (child.exitCode !== null ? Promise.resolve(child.exitCode) : new Promise((r) => child.once('exit', (code) => r(code))));
+
+  it('`bench locust` plans what Debian\'s Locust, a master and two workers, sends at the planned rate and mix', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'locust-'));
+    const file = join(dir, 'locustfile.py');
+    const made = await runCli(['bench', 'locust', '--rate', '40', '--duration', '12', '--out', file, '--json'], app.env);
+    expect(made.code, made.stderr).toBe(0);
+    const shape = JSON.parse(made.stdout) as { users: number; spawnRate: number };
+    const [masterPort] = await freePorts(1);
+    for (let k = 0; k < 2; k++) spawnOf('locust', ['-f', file, '--worker', '--master-host', '127.0.0.1', '--master-port', String(masterPort)]);
+    const master = spawnOf('locust', ['-f', file, '--headless', '--host', app.url, '-u', String(shape.users), '-r', String(shape.spawnRate), '-t', '12s',
+      '--master', '--master-bind-host', '127.0.0.1', '--master-bind-port', String(masterPort), '--expect-workers', '2', '--csv', join(dir, 'run'), '--only-summary']);
+    expect(await exitOf(master.child)).toBe(0);
+    const rows = readFileSync(join(dir, 'run_stats.csv'), 'utf8').trim().split('\n').map((l) => l.split(','));
+    const count = (name: string): number => Number(rows.find((r) => r[1] === name)![2]);
+    const total = count('Aggregated');
+    // 40 req/s for 12 s, paced per user (closed loops): close to 480, none failed.
+    expect(total).toBeGreaterThanOrEqual(480 * 0.9);
+    expect(total).toBeLessThanOrEqual(480 * 1.05);
+    expect(Number(rows.find((r) => r[1] === 'Aggregated')![3])).toBe(0);
+    // The mix: 8:1:1.
+    expect(count('GET /api/data?limit=10') / total).toBeGreaterThan(0.72);
+    expect(count('GET /api/data?limit=10') / total).toBeLessThan(0.88);
+    expect(count('GET /api/work?ms=5') + count('POST /api/process') + count('GET /api/data?limit=10')).toBe(total);
+  });
+
+  it('`bench run --coordinator`: the benchmark\'s load comes from two workers joined through the appliance\'s own Redis, and the canary is still rolled back', async () => {
+    const coordinator = spawnOf(process.execPath, [cliPath, 'bench', 'coordinator', '--json'], app.env);
+    const joinString = await eventually('the join string', async () => (coordinator.out().split('\n')[0]?.startsWith('{') ? JSON.parse(coordinator.out().split('\n')[0]!).join as string : undefined));
+    expect(joinString).toMatch(/^redis:\/\/default:[^@]+@127\.0\.0\.1:\d+#/);
+    for (const name of ['one', 'two']) spawnOf(process.execPath, [cliPath, 'bench', 'worker', '--join', joinString, '--name', name], app.env);
+    await eventually('two workers joined', async () => (coordinator.out().split('\n').filter((l) => l.includes('"event":"joined"')).length === 2 ? true : undefined));
+    const out = mkdtempSync(join(tmpdir(), 'bench-run-'));
+    const res = await runCli(['bench', 'run', '--scenario', 'errors', '--strategy', 'canary', '--rate', '50', '--coordinator', joinString, '--out', out, '--json'], app.env, 170_000);
+    expect(res.code, res.stderr).toBe(0);
+    const { summary } = JSON.parse(res.stdout);
+    expect(summary.outcome).toBe('rolled_back');
+    expect(summary.badRequests).toBeGreaterThan(0);
+    // The run went through the coordinator: it started one run and its two workers shared it.
+    const run = coordinator.out().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l)).find((l) => l.kind === 'run');
+    expect(Object.keys(run.epochs[0].weights)).toHaveLength(2);
+    expect(readFileSync(join(out, 'timeseries.csv'), 'utf8').split('\n').length).toBeGreaterThan(8);
+  });
 });
