@@ -36,6 +36,13 @@ export interface LoadPlan {
   connections?: number;
   /** Processes sharing the rate, for rates one event loop cannot drive; histograms merged exactly. */
   processes?: number;
+  /**
+   * precise (the default): each request leaves within microseconds of its time, at the cost of
+   * spinning the last 2 ms before each (up to a core at a few hundred req/s and more); timer: a
+   * timer only, a millisecond or two late at P99, nearly free — for load beside what it measures on
+   * a small machine, where the spin would take the measured system's CPU.
+   */
+  timing?: 'precise' | 'timer';
   /** Seed of the endpoint choice. */
   seed?: number;
   /** A target off this machine must be asked for. */
@@ -70,9 +77,14 @@ export interface LoadResult {
   latency: LatencySummary;
   /** From each request's actual send time: what a closed-loop tool would report. */
   serviceTime: LatencySummary;
+  /**
+   * How late the generator itself sent each request after its intended time: its own error. A P99
+   * above a millisecond or so means this process (or machine) is saturated: add processes or workers.
+   */
+  sendLag: LatencySummary;
   byEndpoint: Record<string, number>;
   /** The merged histograms, encoded (for a caller merging further). */
-  histograms: { latency: string; serviceTime: string };
+  histograms: { latency: string; serviceTime: string; sendLag: string };
 }
 
 /** Refuses a plan that could hurt someone: a remote target not asked for, no bound, no endpoints. */
@@ -111,6 +123,24 @@ async function runHere(plan: LoadPlan, offset: number, stride: number): Promise<
   return drive(plan, { t0, epoch0: Date.now(), owns: (i) => i % stride === offset, stopAtMs: () => (plan.signal?.aborted ? -Infinity : Infinity) });
 }
 
+/** A timer fires up to a millisecond or so late (libuv counts whole ms): it is set this much early, and the rest is waited out turn by turn. */
+const SPIN_MS = 2;
+
+/**
+ * Resolves at `t` (performance.now()), not before, and within a few µs after when the event loop is
+ * free: a timer alone would put a millisecond or two of the generator's own lateness into every
+ * latency it measures. The last SPIN_MS are spent yielding (I/O still runs), which costs CPU.
+ */
+async function until(t: number, precise: boolean): Promise<void> {
+  const wait = t - performance.now();
+  if (!precise) {
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    return;
+  }
+  if (wait > SPIN_MS) await new Promise((r) => setTimeout(r, wait - SPIN_MS));
+  while (performance.now() < t) await new Promise((r) => setImmediate(r));
+}
+
 /** Which arrivals of the schedule this process sends, and when its time 0 is. */
 export interface Slice {
   /** performance.now() at the schedule's time 0 (may be in the future). */
@@ -138,6 +168,8 @@ export interface LoadDelta {
   latencyMaxUs: number;
   serviceTime: string;
   serviceMaxUs: number;
+  sendLag: string;
+  sendLagMaxUs: number;
   /** With `detail`: [ms after time 0 it was due, latency in µs, status, colour, endpoint index in the mix]. */
   requests?: [number, number, number, string, number][];
 }
@@ -159,6 +191,7 @@ export async function drive(plan: LoadPlan, slice: Slice): Promise<LoadResult> {
   const pool = new Pool(origin, { connections: plan.connections ?? 128, pipelining: 1 });
   const latency = newHistogram();
   const service = newHistogram();
+  const lag = newHistogram();
   const statuses: Record<string, number> = {};
   const failures: Record<string, number> = {};
   const byEndpoint: Record<string, number> = {};
@@ -173,6 +206,7 @@ export async function drive(plan: LoadPlan, slice: Slice): Promise<LoadResult> {
   const scheduled = Math.floor(plan.rate * (plan.durationSeconds - ramp) + (plan.rate * ramp) / 2);
   const count = Math.min(scheduled, plan.maxRequests ?? Infinity);
   const { t0, epoch0 } = slice;
+  const precise = (plan.timing ?? 'precise') === 'precise';
   const report = plan.onResult;
   const delta = slice.onFlush ? newDelta() : null;
   const flush = (): void => {
@@ -211,14 +245,15 @@ export async function drive(plan: LoadPlan, slice: Slice): Promise<LoadResult> {
       if (atMs >= slice.stopAtMs()) break;
       if (!slice.owns(i, atMs)) continue;
       // Never early: a request sent before its intended time would read faster than it was.
-      const wait = intended - performance.now();
-      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      await until(intended, precise);
       const key = `${plan.mix[k]!.method} ${plan.mix[k]!.path}`;
       byEndpoint[key] = (byEndpoint[key] ?? 0) + 1;
       const endpoint = plan.mix[k]!;
       const sentAt = performance.now();
       const body = endpoint.body === undefined ? null : JSON.stringify(endpoint.body);
       sent++;
+      recordLatency(lag, sentAt - intended);
+      delta?.lagged(sentAt - intended);
       const p: Promise<void> = pool.request({ path: endpoint.path, method: endpoint.method, body, headers: body ? { 'content-type': 'application/json' } : {} }).then(async (res) => {
         await res.body.dump();
         settle(k, atMs, intended, sentAt, res.statusCode, (res.headers['x-changelens-color'] as string | undefined) ?? null);
@@ -233,8 +268,8 @@ export async function drive(plan: LoadPlan, slice: Slice): Promise<LoadResult> {
   flush();
   return {
     sent, failed, statuses, failures, byEndpoint,
-    latency: summarize(latency, failed), serviceTime: summarize(service, failed),
-    histograms: { latency: encodeHistogram(latency), serviceTime: encodeHistogram(service) },
+    latency: summarize(latency, failed), serviceTime: summarize(service, failed), sendLag: summarize(lag, 0),
+    histograms: { latency: encodeHistogram(latency), serviceTime: encodeHistogram(service), sendLag: encodeHistogram(lag) },
   };
 }
 
@@ -242,9 +277,12 @@ export async function drive(plan: LoadPlan, slice: Slice): Promise<LoadResult> {
 function newDelta() {
   let d = fresh();
   function fresh() {
-    return { bySecond: {} as LoadDelta['bySecond'], statuses: {} as Record<string, number>, failures: {} as Record<string, number>, byEndpoint: {} as Record<string, number>, latency: newHistogram(), service: newHistogram(), requests: [] as NonNullable<LoadDelta['requests']> };
+    return { bySecond: {} as LoadDelta['bySecond'], statuses: {} as Record<string, number>, failures: {} as Record<string, number>, byEndpoint: {} as Record<string, number>, latency: newHistogram(), service: newHistogram(), lag: newHistogram(), requests: [] as NonNullable<LoadDelta['requests']> };
   }
   return {
+    lagged(ms: number): void {
+      recordLatency(d.lag, ms);
+    },
     record(k: number, key: string, atMs: number, latencyMs: number, serviceMs: number, status: number, color: string | null, failure: string | null, detail: boolean): void {
       const second = String(Math.floor(atMs / 1000));
       const row = (d.bySecond[second] ??= [0, 0]);
@@ -264,6 +302,7 @@ function newDelta() {
         bySecond: d.bySecond, statuses: d.statuses, failures: d.failures, byEndpoint: d.byEndpoint,
         latency: encodeHistogram(d.latency), latencyMaxUs: d.latency.totalCount ? d.latency.maxValue : 0,
         serviceTime: encodeHistogram(d.service), serviceMaxUs: d.service.totalCount ? d.service.maxValue : 0,
+        sendLag: encodeHistogram(d.lag), sendLagMaxUs: d.lag.totalCount ? d.lag.maxValue : 0,
         ...(d.requests.length ? { requests: d.requests } : {}),
       };
       d = fresh();
@@ -275,6 +314,7 @@ function newDelta() {
 function merge(parts: readonly LoadResult[]): LoadResult {
   const latency = new HistogramSum();
   const service = new HistogramSum();
+  const lag = new HistogramSum();
   const statuses: Record<string, number> = {};
   const byEndpoint: Record<string, number> = {};
   const failures: Record<string, number> = {};
@@ -284,12 +324,13 @@ function merge(parts: readonly LoadResult[]): LoadResult {
     for (const [k, v] of Object.entries(p.failures)) failures[k] = (failures[k] ?? 0) + v;
     latency.add(p.histograms.latency, decodeHistogram(p.histograms.latency).maxValue);
     service.add(p.histograms.serviceTime, decodeHistogram(p.histograms.serviceTime).maxValue);
+    lag.add(p.histograms.sendLag, decodeHistogram(p.histograms.sendLag).maxValue);
     for (const [k, v] of Object.entries(p.statuses)) statuses[k] = (statuses[k] ?? 0) + v;
     for (const [k, v] of Object.entries(p.byEndpoint)) byEndpoint[k] = (byEndpoint[k] ?? 0) + v;
     sent += p.sent;
     failed += p.failed;
   }
-  return { sent, failed, statuses, failures, byEndpoint, latency: latency.summary(failed), serviceTime: service.summary(failed), histograms: { latency: latency.encoded(), serviceTime: service.encoded() } };
+  return { sent, failed, statuses, failures, byEndpoint, latency: latency.summary(failed), serviceTime: service.summary(failed), sendLag: lag.summary(0), histograms: { latency: latency.encoded(), serviceTime: service.encoded(), sendLag: lag.encoded() } };
 }
 
 /**

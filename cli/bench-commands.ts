@@ -57,12 +57,13 @@ export function registerBenchCommands(program: Command, act: Act): void {
     .addOption(new Option('--processes <n>', 'load processes splitting the schedule (1-64)').argParser(numberIn(1, 64, true)).default(1))
     .addOption(new Option('--max-requests <n>', 'stop after this many (1-1000000000)').argParser(numberIn(1, 1e9, true)))
     .option('--allow-remote', 'let --target be another machine (loopback only otherwise)')
-    .option('--coordinator <string>', 'send the load from the workers of this coordinator (what `bench coordinator` printed)');
+    .option('--coordinator <string>', 'send the load from the workers of this coordinator (what `bench coordinator` printed)')
+    .addOption(new Option('--timing <how>', 'precise: each request within µs of its time (spins up to a core); timer: ±1-2 ms, nearly free').choices(['precise', 'timer']).default('precise'));
   examples(load, ['changelens bench load --rate 500 --duration 60', 'changelens bench load --mix GET:/api/data:1 --processes 2 --json',
     'changelens bench load --coordinator \'redis://:secret@10.0.0.5:6379#k3j2ab.…\' --target http://10.0.0.9:8080 --allow-remote --rate 20000']);
-  load.action(act(async (o: PlanOptions & { processes: number; maxRequests?: number; allowRemote?: boolean; coordinator?: string }) => {
+  load.action(act(async (o: PlanOptions & { processes: number; maxRequests?: number; allowRemote?: boolean; coordinator?: string; timing: 'precise' | 'timer' }) => {
     const { checkPlan, runLoad } = await import('../bench/loadgen.js');
-    const plan: LoadPlan = { ...(await planFrom(o)), processes: o.processes, ...(o.maxRequests !== undefined ? { maxRequests: o.maxRequests } : {}), allowRemote: o.allowRemote ?? false };
+    const plan: LoadPlan = { ...(await planFrom(o)), processes: o.processes, timing: o.timing, ...(o.maxRequests !== undefined ? { maxRequests: o.maxRequests } : {}), allowRemote: o.allowRemote ?? false };
     try {
       checkPlan(plan);
     } catch (err) {
@@ -79,6 +80,7 @@ export function registerBenchCommands(program: Command, act: Act): void {
       + (Object.keys(r.failures).length ? `failures: ${Object.entries(r.failures).map(([k, n]) => `${k} ${n}`).join(', ')}\n` : '')
       + `latency (from intended send)  P50 ${ms(r.latency.p50Ms)}  P95 ${ms(r.latency.p95Ms)}  P99 ${ms(r.latency.p99Ms)}  max ${ms(r.latency.maxMs)}\n`
       + `service time (from send)      P50 ${ms(r.serviceTime.p50Ms)}  P95 ${ms(r.serviceTime.p95Ms)}  P99 ${ms(r.serviceTime.p99Ms)}  max ${ms(r.serviceTime.maxMs)}\n`
+      + `send lag (the generator's own) P50 ${ms(r.sendLag.p50Ms)}  P99 ${ms(r.sendLag.p99Ms)}  max ${ms(r.sendLag.maxMs)}${r.sendLag.p99Ms > (plan.timing === 'timer' ? 3 : 1) ? '  — the generator fell behind: add --processes or workers' : ''}\n`
       + (r.distributed ? describeDistributed(r.distributed) : ''));
     return r.failed === 0 ? EXIT.ok : EXIT.failure;
   }));

@@ -65,7 +65,7 @@ export async function runDistributed(plan: LoadPlan, join: JoinInfo): Promise<Di
     const shares: DistributedReport['shares'] = [];
     const events: DistributedReport['events'] = [];
     let stopAtMs = Infinity;
-    const sum = { latency: new HistogramSum(), service: new HistogramSum() };
+    const sum = { latency: new HistogramSum(), service: new HistogramSum(), lag: new HistogramSum() };
     const statuses: Record<string, number> = {};
     const failures: Record<string, number> = {};
     const byEndpoint: Record<string, number> = {};
@@ -98,6 +98,7 @@ export async function runDistributed(plan: LoadPlan, join: JoinInfo): Promise<Di
       const d = m.delta;
       sum.latency.add(d.latency, d.latencyMaxUs);
       sum.service.add(d.serviceTime, d.serviceMaxUs);
+      sum.lag.add(d.sendLag, d.sendLagMaxUs);
       addAll(statuses, d.statuses);
       addAll(failures, d.failures);
       addAll(byEndpoint, d.byEndpoint);
@@ -169,8 +170,8 @@ export async function runDistributed(plan: LoadPlan, join: JoinInfo): Promise<Di
     const failed = workers.reduce((n, w) => n + w.failed, 0);
     return {
       sent, failed, statuses, failures, byEndpoint,
-      latency: sum.latency.summary(failed), serviceTime: sum.service.summary(failed),
-      histograms: { latency: sum.latency.encoded(), serviceTime: sum.service.encoded() },
+      latency: sum.latency.summary(failed), serviceTime: sum.service.summary(failed), sendLag: sum.lag.summary(0),
+      histograms: { latency: sum.latency.encoded(), serviceTime: sum.service.encoded(), sendLag: sum.lag.encoded() },
       distributed: {
         coordinator: join.coordinator, run, planned: planned.total, plannedRate: planned.total / seconds, achievedRate: sent / seconds, seconds,
         workers, events, shares, gaps: coverageGaps(planned, sentBy),

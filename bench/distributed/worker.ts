@@ -89,7 +89,7 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
     }
   } finally {
     clearInterval(beating);
-    await cmd.del(k.heartbeat(id)).catch(() => {});
+    // The last heartbeat ("leaving") stays until it expires: the coordinator must read it to know.
     await Promise.all([cmd.quit().catch(() => cmd.destroy()), reader.quit().catch(() => reader.destroy())]);
   }
 
