@@ -4,7 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkPlan, intendedTimeMs, runClosedLoop, runLoad } from './loadgen.js';
+import { checkPlan, firstIndexAt, intendedTimeMs, runClosedLoop, runLoad, uniformAt } from './loadgen.js';
 
 /** A server in its own process (so a stall there does not stall the generator): fixed delay, optional one-time stall. */
 function server(delayMs: number, stallAfter = 0, stallMs = 0): Promise<{ url: string; child: ChildProcess }> {
@@ -93,5 +93,25 @@ describe('the plan', () => {
       const sentBy = t <= ramp && ramp > 0 ? (rate * t * t) / (2 * ramp) : (rate * ramp) / 2 + rate * (t - ramp);
       expect(sentBy).toBeCloseTo(i, 6);
     }));
+  });
+
+  it('firstIndexAt is the first arrival due at or after a moment (a worker joining late starts there)', () => {
+    fc.assert(fc.property(fc.integer({ min: 1, max: 5000 }), fc.integer({ min: 0, max: 30 }), fc.integer({ min: 0, max: 60_000 }), (rate, ramp, ms) => {
+      const i = firstIndexAt(ms, rate, ramp);
+      expect(intendedTimeMs(i, rate, ramp)).toBeGreaterThanOrEqual(ms);
+      if (i > 0) expect(intendedTimeMs(i - 1, rate, ramp)).toBeLessThan(ms);
+    }));
+  });
+
+  it('each arrival\'s endpoint draw is its own (the same from any process) and uniform', () => {
+    fc.assert(fc.property(fc.integer({ min: 0, max: 2 ** 31 }), fc.integer({ min: 0, max: 1e9 }), (seed, i) => {
+      const u = uniformAt(seed, i);
+      expect(u).toBeGreaterThanOrEqual(0);
+      expect(u).toBeLessThan(1);
+      expect(uniformAt(seed, i)).toBe(u);
+    }));
+    const buckets = new Array(10).fill(0);
+    for (let i = 0; i < 100_000; i++) buckets[Math.floor(uniformAt(7, i) * 10)]++;
+    for (const b of buckets) expect(Math.abs(b - 10_000)).toBeLessThan(500);
   });
 });

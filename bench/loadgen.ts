@@ -10,7 +10,6 @@ import { join } from 'node:path';
 import { Pool } from 'undici';
 import { distDir } from '../lib/package-root.js';
 import { decodeHistogram, encodeHistogram, newHistogram, recordLatency, summarize, type Histogram, type LatencySummary } from '../monitoring/histogram.js';
-import { prng } from './prng.js';
 
 export interface Endpoint {
   method: 'GET' | 'POST';
@@ -97,6 +96,26 @@ export function checkPlan(plan: LoadPlan): void {
   if (plan.mix.length === 0 || plan.mix.some((e) => !(e.weight > 0) || !e.path.startsWith('/'))) throw new Error('mix: expected endpoints with a path starting with / and a weight > 0');
 }
 
+/** A uniform number in [0, 1) from (seed, i): arrival i's own, whoever asks and in whatever order. */
+export function uniformAt(seed: number, i: number): number {
+  let t = (Math.imul(i | 0, 0x9e3779b1) ^ Math.imul(seed | 0, 0x85ebca6b) ^ Math.floor(i / 4294967296)) >>> 0;
+  t = (t + 0x6d2b79f5) >>> 0;
+  t = Math.imul(t ^ (t >>> 15), t | 1);
+  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+}
+
+/** The first arrival due at or after `ms` (the inverse of intendedTimeMs). */
+export function firstIndexAt(ms: number, rate: number, rampSeconds: number): number {
+  if (ms <= 0) return 0;
+  const t = ms / 1000;
+  const ramp = rampSeconds;
+  const n = ramp > 0 && t < ramp ? (rate * t * t) / (2 * ramp) : (rate * ramp) / 2 + rate * (t - ramp);
+  let i = Math.max(0, Math.floor(n) - 2);
+  while (intendedTimeMs(i, rate, ramp) < ms) i++;
+  return i;
+}
+
 /**
  * When request i is meant to leave, in ms from the start: a linear ramp r(t) = rate·t/ramp has sent
  * rate·t²/(2·ramp) requests by t, then the constant rate.
@@ -149,6 +168,10 @@ export interface Slice {
   epoch0: number;
   /** Whether arrival `i`, due `atMs` after time 0, is this process's (asked ≥ 100 ms before it is due). */
   owns(i: number, atMs: number): boolean;
+  /** Arrivals due before this (ms from time 0) are not looked at: a worker that joined a run late. */
+  fromMs?: number;
+  /** Until this resolves, whose arrival `atMs` is may still change (a worker still reading the shares). */
+  ready?: (atMs: number) => Promise<void> | undefined;
   /** No arrival due at or after this (ms from time 0) is sent; read before every arrival. */
   stopAtMs(): number;
   /** Every second and at the end: what completed since the last call. */
@@ -188,17 +211,19 @@ function failureKind(status: number, err?: Error): string {
  */
 export async function drive(plan: LoadPlan, slice: Slice): Promise<LoadResult> {
   const { origin } = new URL(plan.target);
-  const pool = new Pool(origin, { connections: plan.connections ?? 128, pipelining: 1 });
+  // A target that never answers costs a request, not the run: 30 s, then it fails (UND_ERR_HEADERS_TIMEOUT).
+  const pool = new Pool(origin, { connections: plan.connections ?? 128, pipelining: 1, headersTimeout: 30_000, bodyTimeout: 30_000 });
   const latency = newHistogram();
   const service = newHistogram();
   const lag = newHistogram();
   const statuses: Record<string, number> = {};
   const failures: Record<string, number> = {};
   const byEndpoint: Record<string, number> = {};
-  const random = prng(plan.seed ?? 1);
+  const seed = plan.seed ?? 1;
   const total = plan.mix.reduce((n, e) => n + e.weight, 0);
-  const pick = (): number => {
-    let x = random() * total;
+  /** Arrival i's endpoint: from (seed, i) alone, so any process can start anywhere in the schedule. */
+  const pick = (i: number): number => {
+    let x = uniformAt(seed, i) * total;
     for (let k = 0; k < plan.mix.length; k++) if ((x -= plan.mix[k]!.weight) < 0) return k;
     return plan.mix.length - 1;
   };
@@ -234,14 +259,16 @@ export async function drive(plan: LoadPlan, slice: Slice): Promise<LoadResult> {
     report?.({ intendedAt: epoch0 + (intended - t0), latencyMs: done - intended, status, color, endpoint: key });
   };
   try {
-    for (let i = 0; i < count; i++) {
-      const k = pick();
+    for (let i = firstIndexAt(slice.fromMs ?? 0, plan.rate, ramp); i < count; i++) {
+      const k = pick(i);
       const atMs = intendedTimeMs(i, plan.rate, ramp);
       const intended = t0 + atMs;
       // Ownership is decided shortly before an arrival is due: a share that changes (a worker failed
       // or joined) is announced for a moment at least 400 ms after it was decided.
       const lead = intended - 100 - performance.now();
       if (lead > 2) await new Promise((r) => setTimeout(r, lead));
+      const gate = slice.ready?.(atMs);
+      if (gate) await gate;
       if (atMs >= slice.stopAtMs()) break;
       if (!slice.owns(i, atMs)) continue;
       // Never early: a request sent before its intended time would read faster than it was.

@@ -226,6 +226,8 @@ export async function runScenario(o: RunOptions): Promise<RunSummary> {
     onResult: (r) => { if (r.intendedAt >= loadStart) samples.push(r); },
   };
   const load = o.load?.coordinator ? runDistributed(plan, o.load.coordinator) : runLoad(plan);
+  // Its failure is read where it is awaited; until then it must not count as unhandled.
+  load.catch(() => {});
   const weights = new Map<number, number>();
   let polling = true;
   const poll = (async () => {

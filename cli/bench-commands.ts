@@ -70,6 +70,13 @@ export function registerBenchCommands(program: Command, act: Act): void {
       throw new CL_ERR_CLI_USAGE((err as Error).message);
     }
     const through = o.coordinator !== undefined ? await coordinatorOf(o.coordinator) : null;
+    if (through && o.processes > 1) throw new CL_ERR_CLI_USAGE('--processes: the workers send the load with --coordinator; run more workers instead');
+    if (through) {
+      // Ctrl-C stops the workers' run too (the coordinator would, once this client's liveness lapsed).
+      const stop = new AbortController();
+      process.once('SIGINT', () => stop.abort());
+      plan.signal = stop.signal;
+    }
     if (!o.json) process.stderr.write(`${plan.rate} req/s for ${plan.durationSeconds} s against ${plan.target}${through ? ` from coordinator ${through.coordinator}'s workers` : ''}…\n`);
     const running = through ? (await import('../bench/distributed/client.js')).runDistributed(plan, through) : runLoad(plan);
     // An open-model schedule's progress is its clock.

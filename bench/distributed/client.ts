@@ -4,9 +4,8 @@
 // counts by second, status and kind — then says who ran what and where coverage had a gap.
 import { CL_ERR_LOAD_COORDINATOR, CL_ERR_LOAD_REFUSED } from '../../lib/errors.js';
 import { HistogramSum, checkPlan, type LoadPlan, type LoadResult } from '../loadgen.js';
-import { connect, keys, newId, opened, readStream, redisClock, sealed, signingKey, type Control, type JoinInfo, type Request, type ResultMessage } from './protocol.js';
+import { connect, connected, keys, lastId, newId, opened, redisClock, redisHost, sealed, signingKey, type Control, type JoinInfo, type Request, type ResultMessage } from './protocol.js';
 import { NOBODY, Owners, coverageGaps, plannedCounts, type Gap } from './shares.js';
-import { redisHost } from './worker.js';
 
 export interface WorkerReport {
   id: string;
@@ -39,7 +38,7 @@ export interface DistributedReport {
 export type DistributedResult = LoadResult & { distributed: DistributedReport };
 
 /** How long the coordinator has to take a run, and how long after its end silent workers are waited for. */
-const ANSWER_MS = 10_000;
+const ANSWER_MS = 5_000;
 const STRAGGLER_MS = 30_000;
 
 export async function runDistributed(plan: LoadPlan, join: JoinInfo): Promise<DistributedResult> {
@@ -48,16 +47,25 @@ export async function runDistributed(plan: LoadPlan, join: JoinInfo): Promise<Di
   const key = signingKey(join.token);
   const where = `${join.coordinator} at ${redisHost(join.redisUrl)}`;
   const redis = connect(join.redisUrl, 'changelens-load-client');
-  await redis.connect().catch((err: Error) => { throw new CL_ERR_LOAD_COORDINATOR(where, `its Redis does not answer (${(err as { code?: string }).code ?? err.message})`); });
+  await connected(redis, join.redisUrl);
+  let over = false;
+  let ask: ((r: Request) => Promise<void>) | null = null;
+  let run = '';
   try {
     if (!(await redis.get(k.alive))) throw new CL_ERR_LOAD_COORDINATOR(where, 'none is running (start `changelens bench coordinator`)');
     const clock = await redisClock(redis);
     const toLocal = Date.now() - clock();
-    let controlFrom = (await redis.xRevRange(k.control, '+', '-', { COUNT: 1 }))[0]?.id ?? '0-0';
-    const run = newId();
+    let controlFrom = (await lastId(redis, k.control)) ?? '0-0';
+    run = newId();
     const request = newId();
     const { signal, onResult, processes: _p, ...wire } = plan;
-    const ask = async (r: Request): Promise<void> => { await redis.xAdd(k.requests, '*', sealed(key, r), { TRIM: { strategy: 'MAXLEN', strategyModifier: '~', threshold: 1_000 } }); };
+    ask = async (r: Request): Promise<void> => {
+      await redis.xAdd(k.requests, '*', sealed(key, 'request', clock(), r), { TRIM: { strategy: 'MAXLEN', strategyModifier: '~', threshold: 1_000 } });
+      await redis.expire(k.requests, 3_600);
+    };
+    // Alive while it reads: the coordinator stops a run whose client has gone.
+    const watching = (): Promise<unknown> => redis.set(k.watching(run), '1', { PX: 5_000 });
+    await watching();
     await ask({ kind: 'run', request, run, plan: wire, detail: onResult !== undefined });
 
     let started: Extract<Control, { kind: 'run' }> | null = null;
@@ -73,6 +81,8 @@ export async function runDistributed(plan: LoadPlan, join: JoinInfo): Promise<Di
     const totals = new Map<string, { sent: number; failed: number }>();
     const done = new Set<string>();
     const gone = new Map<string, 'failed' | 'left'>();
+    /** worker:seq of every result read: a copy is not counted twice. */
+    const counted = new Set<string>();
     let resultsFrom = '0-0';
     let stopAsked = false;
     const waitUntil = performance.now() + ANSWER_MS;
@@ -90,10 +100,13 @@ export async function runDistributed(plan: LoadPlan, join: JoinInfo): Promise<Di
       } else if (c.kind === 'event' && started && (c.run === run || c.run === null)) {
         events.push({ atMs: c.atMs, event: c.event, worker: c.worker, detail: c.detail });
         if (c.event === 'failed' || c.event === 'left') gone.set(c.worker, c.event);
+        // One declared failed after a stall may join again and get a share: it is waited for again.
+        if (c.event === 'joined') gone.delete(c.worker);
       }
     };
     const onResultMessage = (m: ResultMessage): void => {
-      if (!participants().has(m.worker)) return;
+      if (m.run !== run || !participants().has(m.worker) || counted.has(`${m.worker}:${m.seq}`)) return;
+      counted.add(`${m.worker}:${m.seq}`);
       if (m.kind === 'done') { done.add(m.worker); return; }
       const d = m.delta;
       sum.latency.add(d.latency, d.latencyMaxUs);
@@ -131,41 +144,48 @@ export async function runDistributed(plan: LoadPlan, join: JoinInfo): Promise<Di
     for (;;) {
       if (signal?.aborted && started && !stopAsked) {
         stopAsked = true;
-        await ask({ kind: 'stop', run });
+        await ask({ kind: 'stop', run, why: 'its client asked' });
       }
+      await watching();
       const streams = [{ key: k.control, id: controlFrom }, ...(started ? [{ key: k.results(run), id: resultsFrom }] : [])];
       const res = await redis.xRead(streams, { BLOCK: 250, COUNT: 1000 }) as unknown as { name: string; messages: { id: string; message: Record<string, string> }[] }[] | null;
+      let readResults = false;
       for (const s of res ?? []) {
         for (const e of s.messages) {
           if (s.name === k.control) {
             controlFrom = e.id;
-            const c = opened<Control>(key, e.message);
+            const c = opened<Control>(key, e.message, 'control');
             if (c) onControl(c);
           } else {
             resultsFrom = e.id;
-            const m = opened<ResultMessage>(key, e.message);
+            readResults = true;
+            const m = opened<ResultMessage>(key, e.message, 'result');
             if (m) onResultMessage(m);
           }
         }
       }
+      // What has been read is not kept in Redis: a long run's results do not pile up there.
+      if (readResults) await redis.xTrim(k.results(run), 'MINID', resultsFrom).catch(() => {});
       if (!started && performance.now() > waitUntil) throw new CL_ERR_LOAD_COORDINATOR(where, `it did not take the run within ${ANSWER_MS / 1000} s`);
       if (finished()) break;
       const s = started as Extract<Control, { kind: 'run' }> | null;
       if (s && clock() > s.t0 + Math.min(s.plan.durationSeconds * 1000, stopAtMs) + STRAGGLER_MS) break;
     }
+    over = true;
     await ask({ kind: 'finished', run }).catch(() => {});
-    await redis.del(k.results(run)).catch(() => {});
+    await redis.del([k.results(run), k.watching(run)]).catch(() => {});
 
     const endMs = Math.min(wire.durationSeconds * 1000, stopAtMs);
     const planned = plannedCounts(wire, owners, stopAtMs);
     const seconds = endMs / 1000;
+    const per = (n: number): number => (seconds > 0 ? n / seconds : 0);
     const workers: WorkerReport[] = [...participants()].sort().map((id) => {
       const p = [...(planned.byWorker.get(id)?.values() ?? [])].reduce((a, b) => a + b, 0);
       const t = totals.get(id) ?? { sent: 0, failed: 0 };
-      return { id, planned: p, sent: t.sent, failed: t.failed, plannedRate: p / seconds, achievedRate: t.sent / seconds, outcome: gone.get(id) ?? (done.has(id) ? 'ran' : 'silent') };
+      return { id, planned: p, sent: t.sent, failed: t.failed, plannedRate: per(p), achievedRate: per(t.sent), outcome: gone.get(id) ?? (done.has(id) ? 'ran' : 'silent') };
     });
     const nobody = [...(planned.byWorker.get(NOBODY)?.values() ?? [])].reduce((a, b) => a + b, 0);
-    if (nobody > 0) workers.push({ id: NOBODY, planned: nobody, sent: 0, failed: 0, plannedRate: nobody / seconds, achievedRate: 0, outcome: 'silent' });
+    if (nobody > 0) workers.push({ id: NOBODY, planned: nobody, sent: 0, failed: 0, plannedRate: per(nobody), achievedRate: 0, outcome: 'silent' });
     const sent = workers.reduce((n, w) => n + w.sent, 0);
     const failed = workers.reduce((n, w) => n + w.failed, 0);
     return {
@@ -173,11 +193,13 @@ export async function runDistributed(plan: LoadPlan, join: JoinInfo): Promise<Di
       latency: sum.latency.summary(failed), serviceTime: sum.service.summary(failed), sendLag: sum.lag.summary(0),
       histograms: { latency: sum.latency.encoded(), serviceTime: sum.service.encoded(), sendLag: sum.lag.encoded() },
       distributed: {
-        coordinator: join.coordinator, run, planned: planned.total, plannedRate: planned.total / seconds, achievedRate: sent / seconds, seconds,
+        coordinator: join.coordinator, run, planned: planned.total, plannedRate: per(planned.total), achievedRate: per(sent), seconds,
         workers, events, shares, gaps: coverageGaps(planned, sentBy),
       },
     };
   } finally {
+    // Given up (an error, an interrupt, no answer in time): the load must not go on without us.
+    if (!over && ask && run) await ask({ kind: 'stop', run, why: 'its client stopped' }).catch(() => {});
     await redis.quit().catch(() => redis.destroy());
   }
 }

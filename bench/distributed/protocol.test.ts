@@ -2,7 +2,7 @@
 // unsigned, tampered with or signed with another token is read.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { formatJoin, newId, newToken, opened, parseJoin, sealed, signingKey } from './protocol.js';
+import { formatJoin, newId, newToken, opened, parseJoin, sealed, signingKey, streamId } from './protocol.js';
 
 describe('the join string', () => {
   it('round-trips, Redis credentials and database included', () => {
@@ -23,11 +23,27 @@ describe('the join string', () => {
 describe('seals', () => {
   it('only the same token opens a message; a changed byte or signature does not', () => {
     const key = signingKey('0123456789abcdef-one');
-    const fields = sealed(key, { kind: 'run', rate: 5 });
-    expect(opened(key, fields)).toEqual({ kind: 'run', rate: 5 });
-    expect(opened(signingKey('0123456789abcdef-two'), fields)).toBeNull();
-    expect(opened(key, { ...fields, m: fields.m!.replace('5', '6') })).toBeNull();
-    expect(opened(key, { m: fields.m! })).toBeNull();
-    expect(opened(key, undefined)).toBeNull();
+    const fields = sealed(key, 'request', 1_000, { kind: 'run', rate: 5 });
+    expect(opened(key, fields, 'request')).toEqual({ kind: 'run', rate: 5 });
+    expect(opened(signingKey('0123456789abcdef-two'), fields, 'request')).toBeNull();
+    expect(opened(key, { ...fields, m: fields.m!.replace('5', '6') }, 'request')).toBeNull();
+    expect(opened(key, { m: fields.m! }, 'request')).toBeNull();
+    expect(opened(key, undefined, 'request')).toBeNull();
+  });
+
+  it('a message is read only for what it was sealed for, and only while fresh', () => {
+    const key = signingKey('0123456789abcdef-one');
+    const fields = sealed(key, 'control', 100_000, { kind: 'run' });
+    // A control entry copied into the requests stream is not a request.
+    expect(opened(key, fields, 'request')).toBeNull();
+    expect(opened(key, fields, 'control', { now: 129_000, maxAgeMs: 30_000 })).toEqual({ kind: 'run' });
+    expect(opened(key, fields, 'control', { now: 131_000, maxAgeMs: 30_000 })).toBeNull();
+  });
+});
+
+describe('streamId', () => {
+  it('takes only what Redis makes', () => {
+    expect(streamId('1796099910235-0')).toBe('1796099910235-0');
+    for (const bad of ['x', '1-', '-1', 'NaN-1', '1-2-3', '', null]) expect(streamId(bad)).toBeNull();
   });
 });

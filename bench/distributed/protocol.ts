@@ -6,7 +6,9 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { mac, verify } from '../../fleet/signing.js';
-import { createRedisClient, type RedisClient } from '../../lib/redis.js';
+import { CL_ERR_LOAD_COORDINATOR } from '../../lib/errors.js';
+import { createRedisClient, destroyQuietly, type RedisClient } from '../../lib/redis.js';
+import { withTimeout } from '../../lib/timeout.js';
 import type { LoadPlan } from '../loadgen.js';
 import type { Epoch } from './shares.js';
 
@@ -70,6 +72,8 @@ export function keys(coordinator: string) {
     joins: `${p}:joins`,
     requests: `${p}:requests`,
     control: `${p}:control`,
+    /** A client's liveness during its run (a TTL key): when it lapses, the coordinator stops the run. */
+    watching: (run: string) => `${p}:watching:${run}`,
     /** The control entry id of the run in progress (a joiner reads the stream from there). */
     current: `${p}:current`,
     admission: (worker: string) => `${p}:admission:${worker}`,
@@ -87,6 +91,7 @@ export interface WorkerInfo {
 }
 
 export interface Heartbeat {
+  worker: string;
   seq: number;
   /** idle: waiting for a run; running: sending one; leaving: stopping (its share goes at once). */
   state: 'idle' | 'running' | 'leaving';
@@ -97,7 +102,7 @@ export interface Heartbeat {
 export type Control =
   | { kind: 'run'; run: string; plan: LoadPlan; /** Redis time (ms) of the schedule's time 0. */ t0: number; epochs: Epoch[]; /** Per-request results wanted. */ detail?: boolean }
   | { kind: 'epoch'; run: string; epoch: Epoch; why: string }
-  | { kind: 'stop'; run: string; atMs: number }
+  | { kind: 'stop'; run: string; atMs: number; why: string }
   | { kind: 'event'; run: string | null; atMs: number | null; event: 'joined' | 'failed' | 'left' | 'refused'; worker: string; detail: string }
   | { kind: 'refused'; request: string; reason: string }
   | { kind: 'end'; run: string };
@@ -105,33 +110,49 @@ export type Control =
 /** What a client asks of the coordinator. */
 export type Request =
   | { kind: 'run'; request: string; run: string; plan: LoadPlan; detail?: boolean }
-  | { kind: 'stop'; run: string }
+  | { kind: 'stop'; run: string; why: string }
   | { kind: 'finished'; run: string };
 
-/** A worker's message in a run's results stream: a delta every second, then `done`. */
+/** A worker's message in a run's results stream: a delta every second, then `done`; `seq` counts from 0 per worker and run. */
 export type ResultMessage =
-  | { kind: 'delta'; worker: string; delta: import('../loadgen.js').LoadDelta }
-  | { kind: 'done'; worker: string; sent: number };
+  | { kind: 'delta'; run: string; worker: string; seq: number; delta: import('../loadgen.js').LoadDelta }
+  | { kind: 'done'; run: string; worker: string; seq: number; sent: number };
 
-/** A stream entry's fields: the message and its signature. */
-export const sealed = (key: Buffer, message: unknown): Record<string, string> => {
-  const m = JSON.stringify(message);
+/** What a sealed message is for: one signed for one stream is never read from another. */
+export type Purpose = 'join' | 'request' | 'control' | 'result' | 'heartbeat' | 'admission';
+
+/**
+ * A message as stream fields: the message with its purpose and when it was sealed (Redis time, ms),
+ * and the signature over all three. The purpose keeps a control entry from being read as a request;
+ * the time lets a reader refuse one copied back from long ago.
+ */
+export function sealed(key: Buffer, purpose: Purpose, at: number, message: unknown): Record<string, string> {
+  const m = JSON.stringify({ p: purpose, at: Math.round(at), b: message });
   return { m, s: mac(key, m) };
-};
+}
 
-/** The message of a stream entry, or null when it is not signed with `key` (or too large, or not JSON). */
-export function opened<T>(key: Buffer, fields: Record<string, string> | undefined): T | null {
+/**
+ * The message of sealed fields, or null when it is not signed with `key`, is for another purpose,
+ * is older than `maxAgeMs` (given the reader's `now`), is too large or is not JSON.
+ */
+export function opened<T>(key: Buffer, fields: Record<string, string> | undefined, purpose: Purpose, fresh?: { now: number; maxAgeMs: number }): T | null {
   const m = fields?.m;
   if (typeof m !== 'string' || m.length > MAX_MESSAGE_BYTES || !verify(key, m, fields?.s)) return null;
   try {
-    return JSON.parse(m) as T;
+    const e = JSON.parse(m) as { p?: unknown; at?: unknown; b?: unknown };
+    if (e.p !== purpose || typeof e.at !== 'number') return null;
+    if (fresh && Math.abs(fresh.now - e.at) > fresh.maxAgeMs) return null;
+    return e.b as T;
   } catch {
     return null;
   }
 }
 
-/** A worker's join: who it is, signed with the token (the coordinator checks it before admitting). */
-export const joinProof = (key: Buffer, info: WorkerInfo): Record<string, string> => sealed(key, info);
+/** How old a join or a request may be when read: a copy of an old one is not acted on. */
+export const FRESH_MS = 30_000;
+
+/** A stream entry id (what Redis made it), or null: ids read from a key anyone may write are checked. */
+export const streamId = (text: string | null | undefined): string | null => (typeof text === 'string' && /^\d{1,16}-\d{1,20}$/.test(text) ? text : null);
 
 /**
  * The shared clock: Redis's TIME, read a few times with the local monotonic clock around it; the
@@ -156,12 +177,41 @@ export function connect(url: string, name: string): RedisClient {
   return createRedisClient(url, { name });
 }
 
+/** How long a first connection may take: a wrong host or password must not retry silently for ever. */
+const CONNECT_MS = 5_000;
+
+/** Connects, or says (without the URL's credentials) that this Redis does not answer. */
+export async function connected(client: RedisClient, url: string): Promise<void> {
+  try {
+    await withTimeout(client.connect(), CONNECT_MS, 'no answer');
+  } catch (err) {
+    destroyQuietly(client);
+    throw new CL_ERR_LOAD_COORDINATOR(`reachable at ${redisHost(url)}`, `its Redis does not answer (${(err as { code?: string }).code ?? (err as Error).message}); check the address, the password and the network`);
+  }
+}
+
+/** The Redis URL without its credentials, for messages. */
+export function redisHost(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.host}`;
+  } catch {
+    return 'the given Redis';
+  }
+}
+
 /** Reads a stream from after `from`, waiting up to `blockMs` for something new (0: not at all). */
 export async function readStream(client: RedisClient, key: string, from: string, blockMs: number, count = 500): Promise<{ id: string; fields: Record<string, string> }[]> {
   // XREAD's BLOCK 0 waits for ever: no BLOCK at all is "not at all".
   const res = await client.xRead({ key, id: from }, blockMs > 0 ? { BLOCK: blockMs, COUNT: count } : { COUNT: count }) as unknown as { messages: { id: string; message: Record<string, string> }[] }[] | null;
   if (!res) return [];
   return res.flatMap((s) => s.messages.map((m) => ({ id: m.id, fields: m.message })));
+}
+
+/** A stream's newest id (null: the stream is empty). */
+export async function lastId(redis: RedisClient, key: string): Promise<string | null> {
+  const last = await redis.xRevRange(key, '+', '-', { COUNT: 1 });
+  return last[0]?.id ?? null;
 }
 
 export const thisHost = (): string => hostname().slice(0, 64);

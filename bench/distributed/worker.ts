@@ -6,7 +6,7 @@ import { availableParallelism } from 'node:os';
 import { CL_ERR_LOAD_COORDINATOR, CL_ERR_LOAD_REFUSED } from '../../lib/errors.js';
 import { checkPlan, drive, type LoadDelta, type LoadPlan, type LoadResult } from '../loadgen.js';
 import {
-  HEARTBEAT_EVERY_MS, KEY_TTL_SECONDS, connect, joinProof, keys, newId, opened, readStream, redisClock, sealed, signingKey, thisHost,
+  EPOCH_NOTICE_MS, HEARTBEAT_EVERY_MS, KEY_TTL_SECONDS, connect, connected, keys, lastId, newId, opened, readStream, redisClock, redisHost, sealed, signingKey, streamId, thisHost,
   type Control, type Heartbeat, type JoinInfo, type ResultMessage, type WorkerInfo,
 } from './protocol.js';
 import { Owners } from './shares.js';
@@ -26,8 +26,25 @@ export interface WorkerOptions {
 
 /** How long a worker waits to be admitted before it gives up. */
 const ADMISSION_WAIT_MS = 15_000;
-/** Results not yet in Redis (it was unreachable) are kept this many seconds, then dropped (the client reports the gap). */
+/** Results not yet in Redis (it was away) are kept up to this many seconds' worth; older ones are dropped (the client reports the gap). */
 const MAX_UNSENT = 120;
+/** How long the last results may take to reach Redis at the end of a run. */
+const DRAIN_MS = 30_000;
+/** The control stream is read this often: it bounds how stale a worker's view of the shares can be. */
+const CONTROL_BLOCK_MS = 100;
+/** Entries read at once from the control stream (fewer back means it has read everything). */
+const CONTROL_COUNT = 500;
+
+interface RunState {
+  id: string;
+  /** Redis time of its time 0. */
+  t0: number;
+  owners: Owners;
+  /** No arrival due at or after this (ms from the run's time 0). */
+  stopAtMs: number;
+  done: Promise<void>;
+  finished: boolean;
+}
 
 export async function runWorker(o: WorkerOptions): Promise<void> {
   const k = keys(o.join.coordinator);
@@ -37,35 +54,51 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
   const info: WorkerInfo = { id, host: thisHost(), cores: availableParallelism(), maxRate: o.maxRate };
   const cmd = connect(o.join.redisUrl, 'changelens-load-worker');
   const reader = connect(o.join.redisUrl, 'changelens-load-worker-reader');
-  await Promise.all([cmd.connect(), reader.connect()]);
-  const clock = await redisClock(cmd);
+  await connected(cmd, o.join.redisUrl);
+  await connected(reader, o.join.redisUrl);
+  let clock = await redisClock(cmd);
+  const ran = new Set<string>();
+  /** Everything in the control stream up to this Redis time has been read (and acted on). */
+  let readUpTo = -Infinity;
+  const waiting: { at: number; resolve: () => void }[] = [];
 
-  let beat: Heartbeat = { seq: 0, state: 'idle', run: null };
+  let beat: Heartbeat = { worker: id, seq: 0, state: 'idle', run: null };
   const heartbeat = async (): Promise<void> => {
     beat = { ...beat, seq: beat.seq + 1 };
-    await cmd.set(k.heartbeat(id), JSON.stringify(beat), { PX: 30_000 }).catch(() => {});
+    await cmd.set(k.heartbeat(id), JSON.stringify(sealed(key, 'heartbeat', clock(), beat)), { PX: 30_000 }).catch(() => {});
   };
   await heartbeat();
   const beating = setInterval(() => void heartbeat(), HEARTBEAT_EVERY_MS);
+  let run = null as RunState | null;
 
   try {
-    await admitted();
+    // Where to read the control stream from: what is there before the join (a run that starts
+    // after it must not be missed), or the start of a run in progress, whichever is earlier.
+    const before = (await lastId(cmd, k.control)) ?? '0-0';
+    let session = await admitted();
     say(`joined coordinator ${o.join.coordinator} as ${id} (${info.cores} cores, max ${info.maxRate} req/s)`);
-    // A run in progress is read from its start (the `current` entry itself included), else what comes next.
-    const current = await cmd.get(k.current);
-    let from = current !== null ? previousId(current) : ((await cmd.xRevRange(k.control, '+', '-', { COUNT: 1 }))[0]?.id ?? '0-0');
-    let run = null as RunState | null;
+    const current = streamId(await cmd.get(k.current));
+    let from = current !== null && compareIds(previousId(current), before) < 0 ? previousId(current) : before;
+    let failedReads = 0;
     while (!o.signal.aborted) {
-      const entries = await readStream(reader, k.control, from, 500).catch(async () => {
+      const readAt = clock();
+      let entries: { id: string; fields: Record<string, string> }[];
+      try {
+        entries = await readStream(reader, k.control, from, CONTROL_BLOCK_MS, CONTROL_COUNT);
+        failedReads = 0;
+      } catch {
+        // Redis away (or a bad id put where we read from): wait, and after a few failures start from what is there now.
+        if (++failedReads >= 5) from = (await lastId(cmd, k.control).catch(() => null)) ?? from;
         await new Promise((r) => setTimeout(r, 500));
-        return [];
-      });
+        continue;
+      }
       for (const e of entries) {
         from = e.id;
-        const c = opened<Control>(key, e.fields);
+        const c = opened<Control>(key, e.fields, 'control');
         if (!c) continue;
-        if (c.kind === 'run' && !run) {
-          run = start(c);
+        if (c.kind === 'run' && (!run || run.finished || !inShares(run))) {
+          if (run && !run.finished) run.stopAtMs = -Infinity;
+          run = await start(c);
         } else if (c.kind === 'epoch' && run?.id === c.run) {
           run.owners.add(c.epoch);
         } else if (c.kind === 'stop' && run?.id === c.run) {
@@ -73,18 +106,28 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
         } else if (c.kind === 'event' && c.worker === id && c.event === 'failed') {
           // Declared failed (a stall longer than the lapse): its share has gone; join again for the next.
           say('the coordinator declared this worker failed (no heartbeat for 3 s); joining again');
-          await cmd.xAdd(k.joins, '*', joinProof(key, info));
+          session = await admitted();
         } else if (c.kind === 'end' && run?.id === c.run) {
           run.stopAtMs = -Infinity;
         }
       }
+      // Fewer than asked for: everything added before this read began has been seen.
+      if (entries.length < CONTROL_COUNT) readUpTo = readAt - 50;
+      for (const w of waiting.splice(0)) if (w.at <= readUpTo) w.resolve(); else waiting.push(w);
       if (run?.finished) run = null;
+      // A new coordinator (restarted): join it, or no run of its will ever come here.
+      const alive = await cmd.get(k.alive).catch(() => null);
+      if (alive !== null && !alive.includes(`"${session}"`)) {
+        say('the coordinator restarted; joining it again');
+        session = await admitted();
+      }
     }
-    // Stopping: the share goes at once (the coordinator reads "leaving"), what is in flight finishes.
+    // Stopping: say so ("leaving"), and keep sending until the share has moved to the others.
     beat = { ...beat, state: 'leaving' };
     await heartbeat();
-    if (run) {
-      run.stopAtMs = -Infinity;
+    if (run && !run.finished) {
+      const handedOver = await handOver(run);
+      run.stopAtMs = Math.min(run.stopAtMs, handedOver);
       await run.done;
     }
   } finally {
@@ -93,9 +136,11 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
     await Promise.all([cmd.quit().catch(() => cmd.destroy()), reader.quit().catch(() => reader.destroy())]);
   }
 
-  async function admitted(): Promise<void> {
+  /** Joins and waits for the coordinator's signed answer; returns its session. */
+  async function admitted(): Promise<string> {
     const deadline = performance.now() + ADMISSION_WAIT_MS;
     let sentAt = -Infinity;
+    await cmd.del(k.admission(id));
     while (performance.now() < deadline && !o.signal.aborted) {
       if (!(await cmd.get(k.alive))) {
         await new Promise((r) => setTimeout(r, 250));
@@ -103,90 +148,139 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
       }
       // Joins again every 3 s: a coordinator reads only what comes after it starts.
       if (performance.now() - sentAt > 3_000) {
-        await cmd.xAdd(k.joins, '*', joinProof(key, info), { TRIM: { strategy: 'MAXLEN', strategyModifier: '~', threshold: 10_000 } });
+        await cmd.xAdd(k.joins, '*', sealed(key, 'join', clock(), info), { TRIM: { strategy: 'MAXLEN', strategyModifier: '~', threshold: 10_000 } });
         await cmd.expire(k.joins, KEY_TTL_SECONDS);
         sentAt = performance.now();
       }
       const answer = await cmd.get(k.admission(id));
-      if (answer === 'ok') return;
       if (answer?.startsWith('refused')) throw new CL_ERR_LOAD_REFUSED(answer.replace(/^refused: /, ''));
+      if (answer) {
+        try {
+          const ok = opened<{ worker: string; session: string }>(key, JSON.parse(answer) as Record<string, string>, 'admission');
+          if (ok?.worker === id) return ok.session;
+        } catch {
+          // Not the coordinator's: keep waiting for it.
+        }
+      }
       await new Promise((r) => setTimeout(r, 100));
     }
     throw new CL_ERR_LOAD_COORDINATOR(`${o.join.coordinator} at ${redisHost(o.join.redisUrl)}`, `none admitted this worker within ${ADMISSION_WAIT_MS / 1000} s`);
   }
 
-  function start(c: Extract<Control, { kind: 'run' }>): RunState {
-    const state: RunState = { id: c.run, owners: new Owners([...c.epochs]), stopAtMs: Infinity, done: Promise.resolve(), finished: false };
+  function inShares(r: RunState): boolean {
+    return r.owners.epochs.some((e) => id in e.weights);
+  }
+
+  /** Waits (up to 3 s) for the epoch that takes this worker's share away; returns when it takes effect. */
+  async function handOver(r: RunState): Promise<number> {
+    const until = performance.now() + 3_000;
+    let from = (await lastId(cmd, k.control).catch(() => null)) ?? '0-0';
+    while (performance.now() < until) {
+      const last = r.owners.epochs.at(-1);
+      if (last && !(id in last.weights)) return last.fromMs;
+      for (const e of await readStream(reader, k.control, from, 200).catch(() => [])) {
+        from = e.id;
+        const c = opened<Control>(key, e.fields, 'control');
+        if (c?.kind === 'epoch' && c.run === r.id) r.owners.add(c.epoch);
+      }
+    }
+    return clock() - r.t0;
+  }
+
+  async function start(c: Extract<Control, { kind: 'run' }>): Promise<RunState> {
+    const state: RunState = { id: c.run, t0: c.t0, owners: new Owners([...c.epochs]), stopAtMs: Infinity, done: Promise.resolve(), finished: false };
     const plan: LoadPlan = { ...c.plan, signal: undefined, onResult: undefined, processes: 1 };
+    // Clocks drift: the shared one is read again for every run.
+    clock = await redisClock(cmd).catch(() => clock);
     try {
       checkPlan(plan);
+      // A run read again (a copy put back in the stream), or one already over, is not run.
+      if (ran.has(c.run)) throw new Error('already run here');
+      if (c.t0 + plan.durationSeconds * 1000 < clock()) throw new Error('its schedule is over');
     } catch (err) {
       say(`run ${c.run} not started: ${(err as Error).message}`);
       state.finished = true;
       return state;
     }
+    ran.add(c.run);
     beat = { ...beat, state: 'running', run: c.run };
     say(`run ${c.run}: ${plan.rate} req/s for ${plan.durationSeconds} s against ${plan.target}`);
-    const resultsKey = k.results(c.run);
-    // Results leave in order; while Redis is away they wait (up to MAX_UNSENT), then go together.
-    const unsent: ResultMessage[] = [];
-    let sending: Promise<void> = Promise.resolve();
-    const send = (m: ResultMessage): Promise<void> => {
-      unsent.push(m);
-      if (unsent.length > MAX_UNSENT) unsent.shift();
-      sending = sending.then(async () => {
-        while (unsent.length) {
-          await cmd.xAdd(resultsKey, '*', sealed(key, unsent[0]));
-          unsent.shift();
-        }
-        await cmd.expire(resultsKey, KEY_TTL_SECONDS);
-      }).catch(() => {});
-      return sending;
-    };
+    const results = resultSender(c.run);
     const t0 = performance.now() + (c.t0 - clock());
+    // Arrivals due before this worker read the run were never its own (a joiner has no share before its epoch).
+    const joinedAtMs = Math.max(0, clock() - c.t0);
     state.done = (async () => {
       try {
         const result = await drive(plan, {
-          t0, epoch0: c.t0,
+          t0, epoch0: c.t0, fromMs: joinedAtMs,
           owns: (i, atMs) => state.owners.ownerOf(i, atMs) === id,
+          // Ownership of an arrival is final once every share announced before it (EPOCH_NOTICE_MS ahead) has been read.
+          ready: (atMs) => untilRead(c.t0 + atMs - EPOCH_NOTICE_MS),
           stopAtMs: () => state.stopAtMs,
-          onFlush: (delta: LoadDelta) => void send({ kind: 'delta', worker: id, delta }),
+          onFlush: (delta: LoadDelta) => results.send({ kind: 'delta', delta }),
           detail: c.detail === true,
         });
-        await send({ kind: 'done', worker: id, sent: result.sent });
+        results.send({ kind: 'done', sent: result.sent });
+        await results.drained();
         say(`run ${c.run}: sent ${result.sent}, failed ${result.failed}`);
         o.onRun?.(c.run, result);
       } catch (err) {
         say(`run ${c.run} failed here: ${(err as Error).message}`);
       } finally {
         beat = { ...beat, state: beat.state === 'leaving' ? 'leaving' : 'idle', run: null };
+        state.finished = true;
       }
-    })().then(() => { state.finished = true; });
+    })();
     return state;
   }
-}
 
-interface RunState {
-  id: string;
-  owners: Owners;
-  /** No arrival due at or after this (ms from the run's time 0). */
-  stopAtMs: number;
-  done: Promise<void>;
-  finished: boolean;
+  /** Resolves once the control stream has been read up to Redis time `at` (at once if it has). */
+  function untilRead(at: number): Promise<void> | undefined {
+    if (at <= readUpTo) return undefined;
+    return new Promise((resolve) => waiting.push({ at, resolve }));
+  }
+
+  /** A run's results, in order, signed and numbered; while Redis is away they wait (the oldest unsent dropped past MAX_UNSENT). */
+  function resultSender(runId: string) {
+    const resultsKey = k.results(runId);
+    const queue: ResultMessage[] = [];
+    let seq = 0;
+    let sending: Promise<void> | null = null;
+    const pump = async (): Promise<void> => {
+      while (queue.length) {
+        try {
+          await cmd.xAdd(resultsKey, '*', sealed(key, 'result', clock(), queue[0]));
+          queue.shift();
+          await cmd.expire(resultsKey, KEY_TTL_SECONDS);
+        } catch {
+          await new Promise((r) => setTimeout(r, 500));
+        }
+      }
+      sending = null;
+    };
+    return {
+      send(m: { kind: 'delta'; delta: LoadDelta } | { kind: 'done'; sent: number }): void {
+        queue.push({ ...m, run: runId, worker: id, seq: seq++ } as ResultMessage);
+        // Never the one being sent (the first): the oldest waiting after it.
+        if (queue.length > MAX_UNSENT) queue.splice(1, 1);
+        sending ??= pump();
+      },
+      async drained(): Promise<void> {
+        const deadline = performance.now() + DRAIN_MS;
+        while (queue.length && performance.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      },
+    };
+  }
 }
 
 /** The id just before `id` (XREAD returns what comes after the id it is given). */
 function previousId(id: string): string {
-  const [ms, seq] = id.split('-').map(Number) as [number, number];
-  return seq > 0 ? `${ms}-${seq - 1}` : `${ms - 1}-18446744073709551615`;
+  const [ms, seq] = id.split('-').map(BigInt) as [bigint, bigint];
+  return seq > 0n ? `${ms}-${seq - 1n}` : `${ms - 1n}-18446744073709551615`;
 }
 
-/** The Redis URL without its credentials, for messages. */
-export function redisHost(url: string): string {
-  try {
-    const u = new URL(url);
-    return `${u.protocol}//${u.host}`;
-  } catch {
-    return 'the given Redis';
-  }
+function compareIds(a: string, b: string): number {
+  const [am, as] = a.split('-').map(BigInt) as [bigint, bigint];
+  const [bm, bs] = b.split('-').map(BigInt) as [bigint, bigint];
+  return am !== bm ? (am < bm ? -1 : 1) : as === bs ? 0 : as < bs ? -1 : 1;
 }

@@ -1,8 +1,9 @@
 // The benchmark end to end on one appliance: `changelens bench matrix` runs a regressed release
-// under canary (rolled back) and direct (promoted, then reset), and writes every run's series,
-// summary and charts plus the comparison report; a locustfile from `bench locust` run by Debian's
-// Locust (master and two workers) against it; and a benchmark run whose load comes from two
-// `bench worker`s joined to a coordinator on the appliance's own Redis.
+// under canary (rolled back) and direct (promoted, then reset), its load sent by two `bench worker`s
+// joined to a coordinator on the appliance's own Redis (the demo's way; `changelens demo` in the
+// dashboard's test runs a scenario with the load generated in-process), and writes every run's
+// series, summary and charts plus the comparison report. And a locustfile from `bench locust`, run
+// by Debian's Locust (a master and two workers) against it.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtempSync } from 'node:fs';
@@ -17,6 +18,17 @@ import { reapOrphans } from '../../supervisor/index.js';
 
 vi.setConfig({ testTimeout: 180_000 });
 let app: Appliance;
+const started: ChildProcess[] = [];
+
+function spawnOf(command: string, args: string[], env: Record<string, string> = {}): { child: ChildProcess; out: () => string } {
+  const child = spawn(command, args, { env: { ...baseEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  started.push(child);
+  let out = '';
+  child.stdout!.setEncoding('utf8').on('data', (c: string) => (out += c));
+  child.stderr!.resume();
+  return { child, out: () => out };
+}
+const exitOf = (child: ChildProcess): Promise<number | null> => (child.exitCode !== null ? Promise.resolve(child.exitCode) : new Promise((r) => child.once('exit', (code) => r(code))));
 
 beforeAll(async () => {
   app = await launchAppliance({ env: { CHANGELENS_SEED_ITEMS: '200', CHANGELENS_MONITOR_RULES: '[]', CHANGELENS_INSPECT_SECONDS: '0', CHANGELENS_KEEP_WARM_SECONDS: '0' } });
@@ -24,14 +36,28 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  for (const c of started) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   if (app && app.child.exitCode === null) await app.stop('SIGTERM');
   if (app) await reapOrphans(join(app.dataDir, 'state', 'pm2'));
 });
 
-it('a short matrix: canary rolls the errors back, direct ships them; series, summaries, charts and the report are written', async () => {
+it('a short matrix through two load workers: canary rolls the errors back, direct ships them; series, summaries, charts and the report are written', async () => {
+  // The coordinator on the appliance's own Redis (no --redis: read from its data dir), two workers.
+  const coordinator = spawnOf(process.execPath, [cliPath, 'bench', 'coordinator', '--json'], app.env);
+  const lines = (): any[] => coordinator.out().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+  const joinString = await eventually('the join string', async () => lines()[0]?.join as string | undefined);
+  expect(joinString).toMatch(/^redis:\/\/default:[^@]+@127\.0\.0\.1:\d+#/);
+  for (const name of ['one', 'two']) spawnOf(process.execPath, [cliPath, 'bench', 'worker', '--join', joinString, '--name', name], app.env);
+  await eventually('two workers joined', async () => (lines().filter((l) => l.event === 'joined').length === 2 ? true : undefined));
+
   const out = mkdtempSync(join(tmpdir(), 'bench-matrix-'));
-  const res = await runCli(['bench', 'matrix', '--scenarios', 'errors', '--strategies', 'canary,direct', '--rate', '50', '--out', out, '--json'], app.env, 170_000);
+  const res = await runCli(['bench', 'matrix', '--scenarios', 'errors', '--strategies', 'canary,direct', '--rate', '50', '--coordinator', joinString, '--out', out, '--json'], app.env, 170_000);
   expect(res.code, res.stderr).toBe(0);
+  // Both runs went through the coordinator, each shared by its two workers, and nobody failed.
+  const runsStarted = lines().filter((l) => l.kind === 'run');
+  expect(runsStarted).toHaveLength(2);
+  for (const r of runsStarted) expect(Object.keys(r.epochs[0].weights)).toHaveLength(2);
+  expect(lines().some((l) => l.event === 'failed')).toBe(false);
   const { runs, comparison } = JSON.parse(res.stdout);
   expect(runs.map((r: any) => [r.strategy, r.outcome])).toEqual([['canary', 'rolled_back'], ['direct', 'promoted']]);
   const [canary, direct] = runs;
@@ -60,19 +86,7 @@ it('a short matrix: canary rolls the errors back, direct ships them; series, sum
   await after.arrayBuffer();
 });
 
-describe('load from other load engines and machines', () => {
-  const started: ChildProcess[] = [];
-  afterAll(() => { for (const c of started) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL'); });
-  const spawnOf = (command: string, args: string[], env: Record<string, string> = {}): { child: ChildProcess; out: () => string } => {
-    const child = spawn(command, args, { env: { ...baseEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    started.push(child);
-    let out = '';
-    child.stdout!.setEncoding('utf8').on('data', (c: string) => (out += c));
-    child.stderr!.resume();
-    return { child, out: () => out };
-  };
-  const exitOf = (child: ChildProcess): Promise<number | null> => (child.exitCode !== null ? Promise.resolve(child.exitCode) : new Promise((r) => child.once('exit', (code) => r(code))));
-
+describe('another load engine', () => {
   it('`bench locust` plans what Debian\'s Locust, a master and two workers, sends at the planned rate and mix', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'locust-'));
     const file = join(dir, 'locustfile.py');
@@ -95,23 +109,5 @@ describe('load from other load engines and machines', () => {
     expect(count('GET /api/data?limit=10') / total).toBeGreaterThan(0.72);
     expect(count('GET /api/data?limit=10') / total).toBeLessThan(0.88);
     expect(count('GET /api/work?ms=5') + count('POST /api/process') + count('GET /api/data?limit=10')).toBe(total);
-  });
-
-  it('`bench run --coordinator`: the benchmark\'s load comes from two workers joined through the appliance\'s own Redis, and the canary is still rolled back', async () => {
-    const coordinator = spawnOf(process.execPath, [cliPath, 'bench', 'coordinator', '--json'], app.env);
-    const joinString = await eventually('the join string', async () => (coordinator.out().split('\n')[0]?.startsWith('{') ? JSON.parse(coordinator.out().split('\n')[0]!).join as string : undefined));
-    expect(joinString).toMatch(/^redis:\/\/default:[^@]+@127\.0\.0\.1:\d+#/);
-    for (const name of ['one', 'two']) spawnOf(process.execPath, [cliPath, 'bench', 'worker', '--join', joinString, '--name', name], app.env);
-    await eventually('two workers joined', async () => (coordinator.out().split('\n').filter((l) => l.includes('"event":"joined"')).length === 2 ? true : undefined));
-    const out = mkdtempSync(join(tmpdir(), 'bench-run-'));
-    const res = await runCli(['bench', 'run', '--scenario', 'errors', '--strategy', 'canary', '--rate', '50', '--coordinator', joinString, '--out', out, '--json'], app.env, 170_000);
-    expect(res.code, res.stderr).toBe(0);
-    const { summary } = JSON.parse(res.stdout);
-    expect(summary.outcome).toBe('rolled_back');
-    expect(summary.badRequests).toBeGreaterThan(0);
-    // The run went through the coordinator: it started one run and its two workers shared it.
-    const run = coordinator.out().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l)).find((l) => l.kind === 'run');
-    expect(Object.keys(run.epochs[0].weights)).toHaveLength(2);
-    expect(readFileSync(join(out, 'timeseries.csv'), 'utf8').split('\n').length).toBeGreaterThan(8);
   });
 });

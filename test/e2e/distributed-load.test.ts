@@ -55,7 +55,8 @@ beforeAll(async () => {
   const redisUrl = `redis://default:load-test-redis-password@${bind}:${redisPort}`;
   coordinator = start(net.machines[0]!, ['bench', 'coordinator', '--redis', redisUrl, '--token', TOKEN, '--id', COORDINATOR, '--json']);
   join = await eventually('the coordinator\'s join string', async () => coordinator.lines()[0]?.join as string | undefined);
-  for (const k of [1, 2, 3]) workers.push(start(net.machines[k]!, ['bench', 'worker', '--join', join, '--name', `w${k}`, '--max-rate', '1000', '--json']));
+  // Shares by declared capacity: w3 says it can send half what the others can.
+  for (const k of [1, 2, 3]) workers.push(start(net.machines[k]!, ['bench', 'worker', '--join', join, '--name', `w${k}`, '--max-rate', k === 3 ? '500' : '1000', '--json']));
   await eventually('three workers joined', async () => (coordinator.lines().filter((l) => l.event === 'joined').length === 3 ? true : undefined));
 });
 
@@ -68,7 +69,7 @@ afterAll(async () => {
 
 const drive = (args: string[]): Proc => start(net.host, ['bench', 'load', '--coordinator', join, '--target', target, '--allow-remote', '--mix', 'GET:/a:3,GET:/b:1', '--json', ...args]);
 
-it('three workers on their own machines send the plan within 2 %, and the merged percentiles are one histogram\'s of what they recorded', async () => {
+it('three workers on their own machines send the plan within 2 %, each its share by capacity, and the merged percentiles are one histogram\'s of what they recorded', async () => {
   if (!net.isolated) console.warn('distributed-load: no network namespaces here; every "machine" is this one, on loopback');
   const client = drive(['--rate', '300', '--duration', '10']);
   expect(await exited(client), client.err()).toBe(0);
@@ -77,7 +78,9 @@ it('three workers on their own machines send the plan within 2 %, and the merged
   expect(d.planned).toBe(3000);
   expect(Math.abs(r.sent - d.planned) / d.planned).toBeLessThanOrEqual(0.02);
   expect(d.workers.map((w) => [w.id.replace(/-.*/, ''), w.outcome])).toEqual([['w1', 'ran'], ['w2', 'ran'], ['w3', 'ran']]);
-  for (const w of d.workers) expect(Math.abs(w.sent - 1000) / 1000).toBeLessThanOrEqual(0.05);
+  // 1000 : 1000 : 500 of 3,000.
+  d.workers.forEach((w, k) => expect(Math.abs(w.planned - [1200, 1200, 600][k]!)).toBeLessThanOrEqual(15));
+  for (const w of d.workers) expect(w.sent).toBe(w.planned);
   expect(d.gaps).toEqual([]);
   expect(r.byEndpoint['GET /a']! + r.byEndpoint['GET /b']!).toBe(r.sent);
 
@@ -107,12 +110,14 @@ it('a worker with the wrong token is refused, and a client with it is not heard'
   expect(coordinator.lines().some((l) => l.event === 'refused' && String(l.worker).startsWith('intruder'))).toBe(true);
   const client = start(net.host, ['bench', 'load', '--coordinator', wrong, '--target', target, '--allow-remote', '--rate', '10', '--duration', '1']);
   expect(await exited(client)).toBe(3);
-  expect(client.err()).toMatch(/did not take the run within 10 s/);
+  expect(client.err()).toMatch(/did not take the run within 5 s/);
 });
 
 it('kill -9 of a worker mid-run: the run completes within 5 % of the plan, the failure and the reassignment are in the result; a newcomer takes a share from the next second', async () => {
-  const client = drive(['--rate', '240', '--duration', '40']);
-  const runLine = await eventually('the run started', async () => coordinator.lines().find((l) => l.kind === 'run' && l.plan.durationSeconds === 40));
+  // The worker killed has a fifth of the load (its declared capacity): what it leaves undone until
+  // its failure is declared (3-4 s of its share, and its last second's unsent report) is ~3 % of 30 s.
+  const client = drive(['--rate', '240', '--duration', '30']);
+  const runLine = await eventually('the run started', async () => coordinator.lines().find((l) => l.kind === 'run' && l.plan.durationSeconds === 30));
   // A few seconds into the run (by the shared clock's schedule, as the coordinator saw it start).
   await new Promise((r) => setTimeout(r, Math.max(0, runLine.t0 - Date.now()) + 8_000));
   workers[2]!.child.kill('SIGKILL');
@@ -123,12 +128,12 @@ it('kill -9 of a worker mid-run: the run completes within 5 % of the plan, the f
   expect(await exited(client), client.err()).toBe(0);
   const { distributed: d, ...r } = JSON.parse(client.out()) as DistributedResult;
 
-  expect(d.planned).toBe(9600);
+  expect(d.planned).toBe(7200);
   expect(Math.abs(r.sent - d.planned) / d.planned).toBeLessThanOrEqual(0.05);
   const failed = d.events.find((e) => e.event === 'failed')!;
   expect(failed.worker).toMatch(/^w3-/);
   // Declared 3 s after its last heartbeat (at most a second before the kill), its share moved within 2 s.
-  expect(failed.atMs!).toBeGreaterThanOrEqual(killedAt + 2_000 - 200);
+  expect(failed.atMs!).toBeGreaterThanOrEqual(killedAt + 1_500);
   expect(failed.atMs!).toBeLessThanOrEqual(killedAt + 5_000);
   const moved = d.shares.find((s) => s.why === `${failed.worker} failed`)!;
   expect(moved.fromMs - failed.atMs!).toBeLessThanOrEqual(2_000);
