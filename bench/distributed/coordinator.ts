@@ -52,7 +52,8 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<void> {
   const session = newId();
   const redis = connect(o.redisUrl, 'changelens-load-coordinator');
   await connected(redis, o.redisUrl);
-  const now = await redisClock(redis);
+  let now = await redisClock(redis);
+  let lastTick = performance.now();
   const members = new Map<string, Member>();
   const runsSeen = new Set<string>();
   let running = null as Running | null;
@@ -144,6 +145,8 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<void> {
       }
       const workers = active();
       if (workers.length === 0) return void (await refuse('no worker has joined: start `changelens bench worker --join …` on the load machines'));
+      // Clocks drift: the shared one is read again for every run.
+      now = await redisClock(redis);
       runsSeen.add(r.run);
       if (runsSeen.size > 10_000) runsSeen.delete(runsSeen.values().next().value!);
       // Time 0 a moment ahead, so every worker has read the run before its first arrival.
@@ -171,6 +174,9 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<void> {
     if (list.length === 0) return;
     const beats = await redis.mGet(list.map((m) => k.heartbeat(m.id)));
     const t = performance.now();
+    // This coordinator stalled (or Redis did): nobody's silence can be told from its own; start counting again.
+    if (t - lastTick > HEARTBEAT_LAPSE_MS / 2) for (const m of list) m.seenAt = t;
+    lastTick = t;
     for (const [n, m] of list.entries()) {
       let hb: Heartbeat | null = null;
       try {

@@ -39,6 +39,7 @@ interface RunState {
   id: string;
   /** Redis time of its time 0. */
   t0: number;
+  durationMs: number;
   owners: Owners;
   /** No arrival due at or after this (ms from the run's time 0). */
   stopAtMs: number;
@@ -96,8 +97,9 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
         from = e.id;
         const c = opened<Control>(key, e.fields, 'control');
         if (!c) continue;
-        if (c.kind === 'run' && (!run || run.finished || !inShares(run))) {
-          if (run && !run.finished) run.stopAtMs = -Infinity;
+        // A new run replaces one that is over (still draining its last results) or has no share here.
+        if (c.kind === 'run' && (!run || run.finished || !inShares(run) || scheduleOver(run))) {
+          if (run && !run.finished && !scheduleOver(run)) run.stopAtMs = -Infinity;
           run = await start(c);
         } else if (c.kind === 'epoch' && run?.id === c.run) {
           run.owners.add(c.epoch);
@@ -111,8 +113,10 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
           run.stopAtMs = -Infinity;
         }
       }
-      // Fewer than asked for: everything added before this read began has been seen.
-      if (entries.length < CONTROL_COUNT) readUpTo = readAt - 50;
+      // Nothing new while it blocked: nothing was added until it gave up waiting (just now). Fewer
+      // than asked for: everything added before this read began has been seen. (20 ms for the trip.)
+      if (entries.length === 0) readUpTo = clock() - 20;
+      else if (entries.length < CONTROL_COUNT) readUpTo = readAt - 20;
       for (const w of waiting.splice(0)) if (w.at <= readUpTo) w.resolve(); else waiting.push(w);
       if (run?.finished) run = null;
       // A new coordinator (restarted): join it, or no run of its will ever come here.
@@ -167,6 +171,10 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
     throw new CL_ERR_LOAD_COORDINATOR(`${o.join.coordinator} at ${redisHost(o.join.redisUrl)}`, `none admitted this worker within ${ADMISSION_WAIT_MS / 1000} s`);
   }
 
+  function scheduleOver(r: RunState): boolean {
+    return clock() >= r.t0 + Math.min(r.durationMs, r.stopAtMs);
+  }
+
   function inShares(r: RunState): boolean {
     return r.owners.epochs.some((e) => id in e.weights);
   }
@@ -188,7 +196,7 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
   }
 
   async function start(c: Extract<Control, { kind: 'run' }>): Promise<RunState> {
-    const state: RunState = { id: c.run, t0: c.t0, owners: new Owners([...c.epochs]), stopAtMs: Infinity, done: Promise.resolve(), finished: false };
+    const state: RunState = { id: c.run, t0: c.t0, durationMs: c.plan.durationSeconds * 1000, owners: new Owners([...c.epochs]), stopAtMs: Infinity, done: Promise.resolve(), finished: false };
     const plan: LoadPlan = { ...c.plan, signal: undefined, onResult: undefined, processes: 1 };
     // Clocks drift: the shared one is read again for every run.
     clock = await redisClock(cmd).catch(() => clock);
