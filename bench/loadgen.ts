@@ -206,8 +206,8 @@ function failureKind(status: number, err?: Error): string {
 
 /**
  * Sends this slice's arrivals of the plan's schedule, each at its intended time (never early), and
- * measures each from that time. Every arrival picks its endpoint, owned or not, so each process's
- * choices follow the same seeded sequence and together they send exactly the plan's mix.
+ * measures each from that time. Arrival i's endpoint is drawn from (seed, i), so whichever process
+ * sends it, together they send exactly the plan's mix.
  */
 export async function drive(plan: LoadPlan, slice: Slice): Promise<LoadResult> {
   const { origin } = new URL(plan.target);
@@ -260,17 +260,18 @@ export async function drive(plan: LoadPlan, slice: Slice): Promise<LoadResult> {
   };
   try {
     for (let i = firstIndexAt(slice.fromMs ?? 0, plan.rate, ramp); i < count; i++) {
-      const k = pick(i);
       const atMs = intendedTimeMs(i, plan.rate, ramp);
       const intended = t0 + atMs;
       // Ownership is decided shortly before an arrival is due: a share that changes (a worker failed
       // or joined) is announced for a moment at least 400 ms after it was decided.
       const lead = intended - 100 - performance.now();
       if (lead > 2) await new Promise((r) => setTimeout(r, lead));
+      if (atMs >= slice.stopAtMs()) break;
       const gate = slice.ready?.(atMs);
       if (gate) await gate;
       if (atMs >= slice.stopAtMs()) break;
       if (!slice.owns(i, atMs)) continue;
+      const k = pick(i);
       // Never early: a request sent before its intended time would read faster than it was.
       await until(intended, precise);
       const key = `${plan.mix[k]!.method} ${plan.mix[k]!.path}`;

@@ -223,7 +223,8 @@ export async function runScenario(o: RunOptions): Promise<RunSummary> {
     // Its thresholds are tens of ms, and the generator often shares the appliance's cores: no spin.
     timing: 'timer', durationSeconds: 86_400, mix: o.mix ?? (isWorkerScenario(o.scenario) ? WORKER_MIX : DEFAULT_MIX), signal: stop.signal,
     // Pins are the operator's: the benchmark measures what the router does with ordinary traffic.
-    onResult: (r) => { if (r.intendedAt >= loadStart) samples.push(r); },
+    // The warm-up is not measured. (Results may arrive out of order: from workers, a second at a time.)
+    onResult: (r) => { if (r.intendedAt >= loadStart + (o.warmupSeconds ?? 3) * 1000) samples.push(r); },
   };
   const load = o.load?.coordinator ? runDistributed(plan, o.load.coordinator) : runLoad(plan);
   // Its failure is read where it is awaited; until then it must not count as unhandled.
@@ -240,7 +241,6 @@ export async function runScenario(o: RunOptions): Promise<RunSummary> {
   try {
     say(`${o.scenario}/${o.strategy}: warm-up ${o.warmupSeconds ?? 3} s, baseline ${o.baselineSeconds ?? 5} s at ${o.rate} req/s`);
     await sleep(((o.warmupSeconds ?? 3) + (o.baselineSeconds ?? 5)) * 1000);
-    samples.splice(0, samples.findIndex((s) => s.intendedAt >= loadStart + (o.warmupSeconds ?? 3) * 1000));
     const version = `bench-${o.scenario}-${o.strategy}-${Date.now().toString(36)}`;
     const deployAt = Date.now();
     const d0 = await api(o, 'POST', '/api/deployments', {
@@ -271,7 +271,7 @@ export async function runScenario(o: RunOptions): Promise<RunSummary> {
     polling = false;
     await poll;
     const loadEnd = Date.now();
-    const candidateFirst = samples.find((s) => s.color === d.candidateColor && s.intendedAt >= deployAt);
+    const candidateFirst = samples.filter((s) => s.color === d.candidateColor && s.intendedAt >= deployAt).reduce<Sample | undefined>((first, s) => (first === undefined || s.intendedAt < first.intendedAt ? s : first), undefined);
     const timeline: Timeline = { loadStart: loadStart + (o.warmupSeconds ?? 3) * 1000, deployAt, candidateFirstAt: candidateFirst?.intendedAt ?? null, endedAt, loadEnd, outcome: d.status.phase, candidateColor: d.candidateColor, reason: d.status.reason ?? null };
     // Weights were keyed from the load's start; the series start after the warm-up.
     const shift = o.warmupSeconds ?? 3;

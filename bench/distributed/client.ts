@@ -146,9 +146,16 @@ export async function runDistributed(plan: LoadPlan, join: JoinInfo): Promise<Di
         stopAsked = true;
         await ask({ kind: 'stop', run, why: 'its client asked' });
       }
-      await watching();
       const streams = [{ key: k.control, id: controlFrom }, ...(started ? [{ key: k.results(run), id: resultsFrom }] : [])];
-      const res = await redis.xRead(streams, { BLOCK: 250, COUNT: 1000 }) as unknown as { name: string; messages: { id: string; message: Record<string, string> }[] }[] | null;
+      let res: { name: string; messages: { id: string; message: Record<string, string> }[] }[] | null;
+      try {
+        await watching();
+        res = await redis.xRead(streams, { BLOCK: 250, COUNT: 1000 }) as unknown as typeof res;
+      } catch {
+        // Redis away for a moment: the workers keep their results until it is back (up to the straggler wait).
+        await new Promise((r) => setTimeout(r, 500));
+        res = null;
+      }
       let readResults = false;
       for (const s of res ?? []) {
         for (const e of s.messages) {

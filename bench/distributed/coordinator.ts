@@ -39,6 +39,8 @@ interface Running {
 }
 
 const TICK_MS = 250;
+/** Shares are announced this much more ahead than workers wait for (the trip, a stall, two clock estimates). */
+const ANNOUNCE_MARGIN_MS = 100;
 /** A client silent this long has gone: its run is stopped. */
 const CLIENT_LAPSE_MS = 5_000;
 /** After a run's end, how long its client has to say it has read everything. */
@@ -58,6 +60,9 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<void> {
   const runsSeen = new Set<string>();
   let running = null as Running | null;
   let lastRefusalEvent = 0;
+  /** A share change not yet announced (its publish failed): retried every tick. */
+  let pendingReshare = null as string | null;
+  let clockReadAt = performance.now();
   // A run a previous coordinator left is nobody's now.
   await redis.del(k.current);
   // Only what comes after this coordinator starts: a worker still waiting joins again.
@@ -72,7 +77,7 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<void> {
   };
   const active = (): Member[] => [...members.values()].filter((m) => m.state === 'active');
   /** From the next whole second at least EPOCH_NOTICE_MS ahead. */
-  const nextSecond = (r: Running): number => Math.max(0, Math.ceil((now() - r.t0 + EPOCH_NOTICE_MS) / 1000) * 1000);
+  const nextSecond = (r: Running): number => Math.max(0, Math.ceil((now() - r.t0 + EPOCH_NOTICE_MS + ANNOUNCE_MARGIN_MS) / 1000) * 1000);
   /**
    * A joiner takes a share from the next second; a failed or departed worker's goes as soon as it
    * can be announced. Never before a share already announced: the newest decision must be the last
@@ -80,10 +85,13 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<void> {
    */
   const reshare = async (why: string, at: 'next second' | 'now'): Promise<void> => {
     if (!running || now() - running.t0 > running.endMs) return;
-    const soonest = at === 'now' ? Math.max(0, Math.ceil(now() - running.t0 + EPOCH_NOTICE_MS)) : nextSecond(running);
+    const soonest = at === 'now' ? Math.max(0, Math.ceil(now() - running.t0 + EPOCH_NOTICE_MS + ANNOUNCE_MARGIN_MS)) : nextSecond(running);
     const epoch: Epoch = { fromMs: Math.max(soonest, running.epochs.at(-1)?.fromMs ?? 0), weights: weightsOf(active()) };
-    running.epochs = [...running.epochs.filter((e) => e.fromMs !== epoch.fromMs), epoch];
+    pendingReshare = why;
     await publish({ kind: 'epoch', run: running.run, epoch, why });
+    // Recorded once announced: if the announcement failed, the next tick announces again.
+    running.epochs = [...running.epochs.filter((e) => e.fromMs !== epoch.fromMs), epoch];
+    pendingReshare = null;
   };
   const atMs = (): number | null => (running ? Math.round(now() - running.t0) : null);
 
@@ -97,8 +105,11 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<void> {
     }
     const id = typeof claimed?.b?.id === 'string' && /^[A-Za-z0-9_.-]{1,100}$/.test(claimed.b.id) ? claimed.b.id : null;
     if (id === null) return; // Not even a worker's shape: nothing to answer.
-    const info = opened<WorkerInfo>(key, fields, 'join', { now: now(), maxAgeMs: FRESH_MS });
+    const info = opened<WorkerInfo>(key, fields, 'join');
+    if (info && info.id === id && !opened<WorkerInfo>(key, fields, 'join', { now: now(), maxAgeMs: FRESH_MS })) return; // its own, but old: a copy, or read late (it joins again)
     if (!info || info.id !== id) {
+      // Never a refusal in a member's name: anyone can write a bad join with an id they saw.
+      if (members.get(id)?.state === 'active') return;
       await redis.set(k.admission(id), 'refused: the join token does not match', { EX: 60 });
       // Said at most once a second: a flood of bad joins must not flood the control stream.
       if (performance.now() - lastRefusalEvent > 1_000) {
@@ -150,8 +161,9 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<void> {
       runsSeen.add(r.run);
       if (runsSeen.size > 10_000) runsSeen.delete(runsSeen.values().next().value!);
       // Time 0 a moment ahead, so every worker has read the run before its first arrival.
-      running = { run: r.run, t0: Math.round(now() + 1_500), endMs: r.plan.durationSeconds * 1000, epochs: [{ fromMs: 0, weights: weightsOf(workers) }], watchedAt: performance.now() };
-      const id = await publish({ kind: 'run', run: r.run, plan: r.plan, t0: running.t0, epochs: [...running.epochs], detail: r.detail === true });
+      const next: Running = { run: r.run, t0: Math.round(now() + 1_500), endMs: r.plan.durationSeconds * 1000, epochs: [{ fromMs: 0, weights: weightsOf(workers) }], watchedAt: performance.now() };
+      const id = await publish({ kind: 'run', run: r.run, plan: r.plan, t0: next.t0, epochs: [...next.epochs], detail: r.detail === true });
+      running = next;
       await redis.set(k.current, id, { EX: KEY_TTL_SECONDS });
     } else if (r.kind === 'stop' && running?.run === r.run) {
       await stopRun(r.why);
@@ -174,8 +186,9 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<void> {
     if (list.length === 0) return;
     const beats = await redis.mGet(list.map((m) => k.heartbeat(m.id)));
     const t = performance.now();
-    // This coordinator stalled (or Redis did): nobody's silence can be told from its own; start counting again.
-    if (t - lastTick > HEARTBEAT_LAPSE_MS / 2) for (const m of list) m.seenAt = t;
+    // This coordinator stalled (or Redis did): the stall is not its workers' silence.
+    const stalled = t - lastTick - 2 * TICK_MS;
+    if (stalled > 0) for (const m of list) m.seenAt += stalled;
     lastTick = t;
     for (const [n, m] of list.entries()) {
       let hb: Heartbeat | null = null;
@@ -192,9 +205,10 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<void> {
       }
       const gone = hb?.state === 'leaving' ? 'left' : t - m.seenAt > HEARTBEAT_LAPSE_MS ? 'failed' : null;
       if (!gone) continue;
-      m.state = gone;
       const detail = gone === 'left' ? 'stopped' : `no heartbeat for ${Math.round((t - m.seenAt) / 100) / 10} s`;
+      // Said first: if saying it fails, it is found again next tick.
       await publish({ kind: 'event', run: running?.run ?? null, atMs: atMs(), event: gone, worker: m.id, detail });
+      m.state = gone;
       await reshare(`${m.id} ${gone}`, 'now');
     }
     // A worker that failed or left is forgotten after a while: it may come back as a new one.
@@ -215,6 +229,11 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<void> {
     while (!o.signal.aborted) {
       try {
         await redis.set(k.alive, JSON.stringify({ session }), { PX: 5_000 });
+        if (performance.now() - clockReadAt > 60_000) {
+          now = await redisClock(redis);
+          clockReadAt = performance.now();
+        }
+        if (pendingReshare !== null) await reshare(pendingReshare, 'now');
         for (const e of await readStream(redis, k.joins, joinsFrom, 0, 100)) {
           joinsFrom = e.id;
           await admit(e.fields);

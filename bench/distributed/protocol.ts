@@ -132,20 +132,26 @@ export function sealed(key: Buffer, purpose: Purpose, at: number, message: unkno
 }
 
 /**
- * The message of sealed fields, or null when it is not signed with `key`, is for another purpose,
- * is older than `maxAgeMs` (given the reader's `now`), is too large or is not JSON.
+ * The message of sealed fields and when it was sealed, or null when it is not signed with `key`,
+ * is for another purpose, is older than `maxAgeMs` (given the reader's `now`), is too large or is
+ * not JSON.
  */
-export function opened<T>(key: Buffer, fields: Record<string, string> | undefined, purpose: Purpose, fresh?: { now: number; maxAgeMs: number }): T | null {
+export function unseal<T>(key: Buffer, fields: Record<string, string> | undefined, purpose: Purpose, fresh?: { now: number; maxAgeMs: number }): { body: T; at: number } | null {
   const m = fields?.m;
   if (typeof m !== 'string' || m.length > MAX_MESSAGE_BYTES || !verify(key, m, fields?.s)) return null;
   try {
     const e = JSON.parse(m) as { p?: unknown; at?: unknown; b?: unknown };
     if (e.p !== purpose || typeof e.at !== 'number') return null;
     if (fresh && Math.abs(fresh.now - e.at) > fresh.maxAgeMs) return null;
-    return e.b as T;
+    return { body: e.b as T, at: e.at };
   } catch {
     return null;
   }
+}
+
+/** unseal's message alone. */
+export function opened<T>(key: Buffer, fields: Record<string, string> | undefined, purpose: Purpose, fresh?: { now: number; maxAgeMs: number }): T | null {
+  return unseal<T>(key, fields, purpose, fresh)?.body ?? null;
 }
 
 /** How old a join or a request may be when read: a copy of an old one is not acted on. */

@@ -6,7 +6,7 @@ import { availableParallelism } from 'node:os';
 import { CL_ERR_LOAD_COORDINATOR, CL_ERR_LOAD_REFUSED } from '../../lib/errors.js';
 import { checkPlan, drive, type LoadDelta, type LoadPlan, type LoadResult } from '../loadgen.js';
 import {
-  EPOCH_NOTICE_MS, HEARTBEAT_EVERY_MS, KEY_TTL_SECONDS, connect, connected, keys, lastId, newId, opened, readStream, redisClock, redisHost, sealed, signingKey, streamId, thisHost,
+  EPOCH_NOTICE_MS, HEARTBEAT_EVERY_MS, KEY_TTL_SECONDS, connect, connected, keys, lastId, newId, opened, readStream, redisClock, redisHost, sealed, signingKey, streamId, thisHost, unseal,
   type Control, type Heartbeat, type JoinInfo, type ResultMessage, type WorkerInfo,
 } from './protocol.js';
 import { Owners } from './shares.js';
@@ -71,60 +71,95 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
   await heartbeat();
   const beating = setInterval(() => void heartbeat(), HEARTBEAT_EVERY_MS);
   let run = null as RunState | null;
+  let from = '0-0';
+  let session = '';
+  /** Redis time of the latest admission: a share of a run it joins late cannot start before. */
+  let admittedAt = -Infinity;
+  let rejoining: Promise<void> | null = null;
+  let needJoin = false;
+  let clockReadAt = performance.now();
+
+  /** Everything up to `t` (Redis time) has been read: drive()'s waits for it end. */
+  const markRead = (t: number): void => {
+    readUpTo = Math.max(readUpTo, t);
+    for (const w of waiting.splice(0)) if (w.at <= readUpTo) w.resolve(); else waiting.push(w);
+  };
+
+  /** One read of the control stream, acted on; moves the read mark. */
+  const readControl = async (blockMs: number): Promise<void> => {
+    const readAt = clock();
+    let entries: { id: string; fields: Record<string, string> }[];
+    try {
+      entries = await readStream(reader, k.control, from, blockMs, CONTROL_COUNT);
+    } catch (err) {
+      // A bad id where we read from (a forged `current`): from what is there now. Redis away: keep our place.
+      if (/invalid stream id/i.test((err as Error).message)) from = (await lastId(cmd, k.control).catch(() => null)) ?? '0-0';
+      await new Promise((r) => setTimeout(r, 200));
+      return;
+    }
+    for (const e of entries) {
+      from = e.id;
+      const c = opened<Control>(key, e.fields, 'control');
+      if (c) await act(c);
+    }
+    // Nothing new while it blocked: nothing was added until it gave up waiting (just now). Fewer
+    // than asked for: everything added before this read began has been seen. (20 ms for the trip.)
+    if (entries.length === 0) markRead(clock() - 20);
+    else if (entries.length < CONTROL_COUNT) markRead(readAt - 20);
+  };
+
+  const act = async (c: Control): Promise<void> => {
+    // A new run replaces one that is over (still draining its last results) or has no share here.
+    if (c.kind === 'run' && !o.signal.aborted && (!run || run.finished || !inShares(run) || scheduleOver(run))) {
+      if (run && !run.finished && !scheduleOver(run)) run.stopAtMs = -Infinity;
+      run = await start(c);
+    } else if (c.kind === 'epoch' && run?.id === c.run) {
+      run.owners.add(c.epoch);
+    } else if (c.kind === 'stop' && run?.id === c.run) {
+      run.stopAtMs = Math.min(run.stopAtMs, c.atMs);
+    } else if (c.kind === 'event' && c.worker === id && c.event === 'failed') {
+      // Declared failed (a stall longer than the lapse): its share has gone; join again for the next.
+      say('the coordinator declared this worker failed (no heartbeat for 3 s); joining again');
+      needJoin = true;
+    } else if (c.kind === 'end' && run?.id === c.run) {
+      run.stopAtMs = -Infinity;
+    }
+  };
+
+  /** Joins again in the background: reading the control stream (and so sending) goes on meanwhile. */
+  const rejoin = (): void => {
+    if (rejoining) return;
+    rejoining = admitted().then((a) => {
+      session = a.session;
+      admittedAt = a.at;
+      needJoin = false;
+    }, (err: Error) => say(`could not join again (${err.message}); trying again`)).finally(() => { rejoining = null; });
+  };
 
   try {
     // Where to read the control stream from: what is there before the join (a run that starts
     // after it must not be missed), or the start of a run in progress, whichever is earlier.
     const before = (await lastId(cmd, k.control)) ?? '0-0';
-    let session = await admitted();
+    ({ session, at: admittedAt } = await admitted());
     say(`joined coordinator ${o.join.coordinator} as ${id} (${info.cores} cores, max ${info.maxRate} req/s)`);
     const current = streamId(await cmd.get(k.current));
-    let from = current !== null && compareIds(previousId(current), before) < 0 ? previousId(current) : before;
-    let failedReads = 0;
+    from = current !== null && compareIds(previousId(current), before) < 0 ? previousId(current) : before;
     while (!o.signal.aborted) {
-      const readAt = clock();
-      let entries: { id: string; fields: Record<string, string> }[];
-      try {
-        entries = await readStream(reader, k.control, from, CONTROL_BLOCK_MS, CONTROL_COUNT);
-        failedReads = 0;
-      } catch {
-        // Redis away (or a bad id put where we read from): wait, and after a few failures start from what is there now.
-        if (++failedReads >= 5) from = (await lastId(cmd, k.control).catch(() => null)) ?? from;
-        await new Promise((r) => setTimeout(r, 500));
-        continue;
-      }
-      for (const e of entries) {
-        from = e.id;
-        const c = opened<Control>(key, e.fields, 'control');
-        if (!c) continue;
-        // A new run replaces one that is over (still draining its last results) or has no share here.
-        if (c.kind === 'run' && (!run || run.finished || !inShares(run) || scheduleOver(run))) {
-          if (run && !run.finished && !scheduleOver(run)) run.stopAtMs = -Infinity;
-          run = await start(c);
-        } else if (c.kind === 'epoch' && run?.id === c.run) {
-          run.owners.add(c.epoch);
-        } else if (c.kind === 'stop' && run?.id === c.run) {
-          run.stopAtMs = Math.min(run.stopAtMs, c.atMs);
-        } else if (c.kind === 'event' && c.worker === id && c.event === 'failed') {
-          // Declared failed (a stall longer than the lapse): its share has gone; join again for the next.
-          say('the coordinator declared this worker failed (no heartbeat for 3 s); joining again');
-          session = await admitted();
-        } else if (c.kind === 'end' && run?.id === c.run) {
-          run.stopAtMs = -Infinity;
-        }
-      }
-      // Nothing new while it blocked: nothing was added until it gave up waiting (just now). Fewer
-      // than asked for: everything added before this read began has been seen. (20 ms for the trip.)
-      if (entries.length === 0) readUpTo = clock() - 20;
-      else if (entries.length < CONTROL_COUNT) readUpTo = readAt - 20;
-      for (const w of waiting.splice(0)) if (w.at <= readUpTo) w.resolve(); else waiting.push(w);
+      await readControl(CONTROL_BLOCK_MS);
       if (run?.finished) run = null;
-      // A new coordinator (restarted): join it, or no run of its will ever come here.
-      const alive = await cmd.get(k.alive).catch(() => null);
-      if (alive !== null && !alive.includes(`"${session}"`)) {
-        say('the coordinator restarted; joining it again');
-        session = await admitted();
+      // Clocks drift: between runs the shared one is read again every minute.
+      if (!run && performance.now() - clockReadAt > 60_000) {
+        clock = await redisClock(cmd).catch(() => clock);
+        clockReadAt = performance.now();
       }
+      // A new coordinator (restarted): what the old one ran is over; join the new one.
+      const alive = await cmd.get(k.alive).catch(() => null);
+      if (alive !== null && !alive.includes(`"${session}"`) && !rejoining) {
+        if (run && !run.finished) run.stopAtMs = Math.min(run.stopAtMs, clock() - run.t0);
+        say('the coordinator restarted; joining it again');
+        needJoin = true;
+      }
+      if (needJoin) rejoin();
     }
     // Stopping: say so ("leaving"), and keep sending until the share has moved to the others.
     beat = { ...beat, state: 'leaving' };
@@ -132,16 +167,19 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
     if (run && !run.finished) {
       const handedOver = await handOver(run);
       run.stopAtMs = Math.min(run.stopAtMs, handedOver);
+      // Nothing more is read: nothing drive() waits for may wait longer.
+      markRead(Infinity);
       await run.done;
     }
   } finally {
     clearInterval(beating);
+    markRead(Infinity);
     // The last heartbeat ("leaving") stays until it expires: the coordinator must read it to know.
     await Promise.all([cmd.quit().catch(() => cmd.destroy()), reader.quit().catch(() => reader.destroy())]);
   }
 
-  /** Joins and waits for the coordinator's signed answer; returns its session. */
-  async function admitted(): Promise<string> {
+  /** Joins and waits for the coordinator's signed answer: its session, and when it admitted this worker. */
+  async function admitted(): Promise<{ session: string; at: number }> {
     const deadline = performance.now() + ADMISSION_WAIT_MS;
     let sentAt = -Infinity;
     await cmd.del(k.admission(id));
@@ -160,8 +198,8 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
       if (answer?.startsWith('refused')) throw new CL_ERR_LOAD_REFUSED(answer.replace(/^refused: /, ''));
       if (answer) {
         try {
-          const ok = opened<{ worker: string; session: string }>(key, JSON.parse(answer) as Record<string, string>, 'admission');
-          if (ok?.worker === id) return ok.session;
+          const ok = unseal<{ worker: string; session: string }>(key, JSON.parse(answer) as Record<string, string>, 'admission');
+          if (ok?.body.worker === id) return { session: ok.body.session, at: ok.at };
         } catch {
           // Not the coordinator's: keep waiting for it.
         }
@@ -182,15 +220,10 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
   /** Waits (up to 3 s) for the epoch that takes this worker's share away; returns when it takes effect. */
   async function handOver(r: RunState): Promise<number> {
     const until = performance.now() + 3_000;
-    let from = (await lastId(cmd, k.control).catch(() => null)) ?? '0-0';
     while (performance.now() < until) {
       const last = r.owners.epochs.at(-1);
       if (last && !(id in last.weights)) return last.fromMs;
-      for (const e of await readStream(reader, k.control, from, 200).catch(() => [])) {
-        from = e.id;
-        const c = opened<Control>(key, e.fields, 'control');
-        if (c?.kind === 'epoch' && c.run === r.id) r.owners.add(c.epoch);
-      }
+      await readControl(100);
     }
     return clock() - r.t0;
   }
@@ -215,8 +248,8 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
     say(`run ${c.run}: ${plan.rate} req/s for ${plan.durationSeconds} s against ${plan.target}`);
     const results = resultSender(c.run);
     const t0 = performance.now() + (c.t0 - clock());
-    // Arrivals due before this worker read the run were never its own (a joiner has no share before its epoch).
-    const joinedAtMs = Math.max(0, clock() - c.t0);
+    // Arrivals due before its admission were never its own (a joiner's share starts after it).
+    const joinedAtMs = Math.max(0, admittedAt - c.t0);
     state.done = (async () => {
       try {
         const result = await drive(plan, {

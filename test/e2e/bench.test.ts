@@ -53,11 +53,10 @@ it('a short matrix through two load workers: canary rolls the errors back, direc
   const out = mkdtempSync(join(tmpdir(), 'bench-matrix-'));
   const res = await runCli(['bench', 'matrix', '--scenarios', 'errors', '--strategies', 'canary,direct', '--rate', '50', '--coordinator', joinString, '--out', out, '--json'], app.env, 170_000);
   expect(res.code, res.stderr).toBe(0);
-  // Both runs went through the coordinator, each shared by its two workers, and nobody failed.
+  // Both runs went through the coordinator, each shared by its two workers.
   const runsStarted = lines().filter((l) => l.kind === 'run');
   expect(runsStarted).toHaveLength(2);
   for (const r of runsStarted) expect(Object.keys(r.epochs[0].weights)).toHaveLength(2);
-  expect(lines().some((l) => l.event === 'failed')).toBe(false);
   const { runs, comparison } = JSON.parse(res.stdout);
   expect(runs.map((r: any) => [r.strategy, r.outcome])).toEqual([['canary', 'rolled_back'], ['direct', 'promoted']]);
   const [canary, direct] = runs;
