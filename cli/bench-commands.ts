@@ -12,7 +12,7 @@ import type { LoadPlan, LoadResult } from '../bench/loadgen.js';
 import type { DistributedReport } from '../bench/distributed/client.js';
 import type { JoinInfo } from '../bench/distributed/protocol.js';
 import { adminClient } from './admin-client.js';
-import { apiClient, examples, numberIn, withApi, withConfig, withJson, write, type ApiOptions, type ConfigOptions } from './options.js';
+import { apiClient, examples, numberIn, usage, withApi, withConfig, withJson, write, type ApiOptions, type ConfigOptions } from './options.js';
 import type { Act } from './command-tree.js';
 import { registerLoadCommands } from './load-commands.js';
 import { planFrom, withPlan, type PlanOptions } from './load-plan.js';
@@ -64,11 +64,7 @@ export function registerBenchCommands(program: Command, act: Act): void {
   load.action(act(async (o: PlanOptions & { processes: number; maxRequests?: number; allowRemote?: boolean; coordinator?: string; timing?: 'precise' | 'timer' }) => {
     const { checkPlan, runLoad } = await import('../bench/loadgen.js');
     const plan: LoadPlan = { ...(await planFrom(o)), processes: o.processes, timing: o.timing ?? (o.coordinator !== undefined ? 'precise' : 'timer'), ...(o.maxRequests !== undefined ? { maxRequests: o.maxRequests } : {}), allowRemote: o.allowRemote ?? false };
-    try {
-      checkPlan(plan);
-    } catch (err) {
-      throw new CL_ERR_CLI_USAGE((err as Error).message);
-    }
+    usage(() => checkPlan(plan));
     const through = o.coordinator !== undefined ? await coordinatorOf(o.coordinator) : null;
     if (through && o.processes > 1) throw new CL_ERR_CLI_USAGE('--processes: the workers send the load with --coordinator; run more workers instead');
     if (through) {
@@ -155,11 +151,7 @@ function outDir(given: string | undefined, prefix: string, dataDir: () => string
 /** --coordinator's string, checked before anything is sent. */
 async function coordinatorOf(text: string): Promise<JoinInfo> {
   const { parseJoin } = await import('../bench/distributed/protocol.js');
-  try {
-    return parseJoin(text, '--coordinator');
-  } catch (err) {
-    throw new CL_ERR_CLI_USAGE((err as Error).message);
-  }
+  return usage(() => parseJoin(text, '--coordinator'));
 }
 
 /** Who ran what, the share changes, and where coverage had a gap. */

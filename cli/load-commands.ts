@@ -9,7 +9,7 @@ import { CL_ERR_CLI_USAGE, EXIT } from '../lib/errors.js';
 import { dataPaths } from '../lib/paths.js';
 import type { Act } from './command-tree.js';
 import { planFrom, withPlan, type PlanOptions } from './load-plan.js';
-import { examples, numberIn, withConfig, withJson, type ConfigOptions } from './options.js';
+import { examples, numberIn, usage, withConfig, withJson, type ConfigOptions } from './options.js';
 
 /** Stops on SIGINT/SIGTERM: the coordinator and a worker run until told. */
 function untilStopped(): AbortSignal {
@@ -107,13 +107,4 @@ export function registerLoadCommands(bench: Command, act: Act): void {
     }
     return EXIT.ok;
   }));
-}
-
-/** A value check's message as a usage error (exit 2). */
-function usage<T>(check: () => T): T {
-  try {
-    return check();
-  } catch (err) {
-    throw new CL_ERR_CLI_USAGE((err as Error).message);
-  }
 }

@@ -90,3 +90,12 @@ export function examples(cmd: Command, lines: readonly string[]): Command {
 export function write(json: boolean | undefined, value: unknown, text: string): void {
   process.stdout.write(json ? JSON.stringify(value, null, 2) + '\n' : text);
 }
+
+/** A value check's message as a usage error (exit 2). */
+export function usage<T>(check: () => T): T {
+  try {
+    return check();
+  } catch (err) {
+    throw new CL_ERR_CLI_USAGE((err as Error).message);
+  }
+}
