@@ -2,7 +2,8 @@
 // (promtool comes from `scripts/install-system-deps.sh --test`), and the values read back from the
 // text are the requests, rollout states and events that were recorded.
 import { spawnSync } from 'node:child_process';
-import { register as globalRegistry } from 'prom-client';
+import fc from 'fast-check';
+import { Histogram, register as globalRegistry, Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { createProxyMetrics, REQUEST_DURATION_BUCKETS, ROLLOUT_PHASES } from './metrics.js';
 
@@ -274,5 +275,38 @@ describe('setMonitor', () => {
     expect(value(samples, 'changelens_monitor_rule_holding', { rule: 'cpu-high' })).toBe(0);
     expect(value(samples, 'changelens_monitor_rule_holding', { rule: 'disk-full' })).toBe(1);
     expect(promtool((await m.render()).body).status).toBe(0);
+  });
+});
+
+describe('changelens_request_duration_seconds, kept as a plain table and rendered at scrape time', () => {
+  it('renders exactly what prom-client\'s own histogram renders for the same requests', async () => {
+    const request = fc.record({
+      color: fc.constantFrom('blue' as const, 'green' as const),
+      release: fc.constantFrom('r1', 'r"2\\', 'r3'),
+      // Bucket bounds themselves, values between them, beyond the last, zero, and clock oddities.
+      latencyMs: fc.oneof(fc.constantFrom(...REQUEST_DURATION_BUCKETS.map((b) => b * 1000), 0, -1, Number.NaN, 1e9), fc.double({ min: 0, max: 20_000, noNaN: true })),
+      statusCode: fc.constantFrom(0, 101, 200, 204, 301, 404, 499, 500, 503, 600),
+    });
+    await fc.assert(fc.asyncProperty(fc.array(request, { maxLength: 60 }), async (requests) => {
+      const ours = createProxyMetrics({ processMetrics: false });
+      const registry = new Registry();
+      const reference = new Histogram({ name: 'changelens_request_duration_seconds', help: 'x', labelNames: ['color', 'release', 'code_class'] as const, buckets: [...REQUEST_DURATION_BUCKETS], registers: [registry] });
+      const codeClass = (s: number): string => (s < 300 ? (s >= 100 ? '2xx' : '5xx') : s < 400 ? '3xx' : s < 500 ? '4xx' : '5xx');
+      for (const r of requests) {
+        ours.observeRequest(r.color, r.release, r.latencyMs, r.statusCode);
+        reference.observe({ color: r.color, release: r.release, code_class: codeClass(r.statusCode) }, r.latencyMs > 0 ? Math.min(r.latencyMs, 3_600_000) / 1000 : 0);
+      }
+      const samples = (text: string) => parse(text).filter((x) => x.name.startsWith('changelens_request_duration_seconds'))
+        .map((x) => `${x.name}${JSON.stringify(Object.entries(x.labels).sort())} ${x.value}`).sort();
+      const got = samples((await ours.render()).body);
+      const want = samples(await registry.metrics());
+      expect(got.length).toBe(want.length);
+      got.forEach((line, i) => {
+        // Sums may differ in the last bits (the order of additions is the same, but be safe).
+        const [a, b] = [line, want[i]!].map((l) => l.slice(l.lastIndexOf(' ') + 1));
+        expect(line.slice(0, line.lastIndexOf(' '))).toBe(want[i]!.slice(0, want[i]!.lastIndexOf(' ')));
+        expect(Number(a)).toBeCloseTo(Number(b), 9);
+      });
+    }), { numRuns: 200 });
   });
 });

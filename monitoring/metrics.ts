@@ -78,12 +78,50 @@ function classIndex(statusCode: number): number {
   return 3;
 }
 
-type Observer = { observe(value: number): void };
+const SERIES = COLORS.length * CODE_CLASSES.length;
+const SLOTS = REQUEST_DURATION_BUCKETS.length + 1;
 
+/**
+ * One release's request latencies: per (colour, class) series, a count per bucket (not cumulative:
+ * the last is +Inf), the sum and the count. The request path writes three numbers here and nothing
+ * else; prom-client sees the table only at scrape time (requestDurationMetric). prom-client's own
+ * observe() hashed the label set on every request: the proxy's costliest line of this file.
+ */
 interface ReleaseSeries {
-  /** Indexed colour * 4 + class; filled on first use. */
-  readonly children: (Observer | undefined)[];
+  /** [series * SLOTS + bucket], series = colour * 4 + class. */
+  readonly buckets: Float64Array;
+  readonly sums: Float64Array;
+  readonly counts: Float64Array;
   lastUsed: number;
+}
+
+/**
+ * changelens_request_duration_seconds as prom-client renders a histogram (cumulative `_bucket`
+ * with `le`, `_sum`, `_count`), read from the release tables at scrape time. Series that never
+ * saw a request are left out, as prom-client leaves out children never observed.
+ */
+function requestDurationMetric(releases: ReadonlyMap<string, ReleaseSeries>) {
+  const name = 'changelens_request_duration_seconds';
+  const help = 'Latency of requests through the proxy, by API colour, release served and status class.';
+  const read = () => {
+    const values: { metricName: string; labels: Record<string, string | number>; value: number }[] = [];
+    for (const [release, series] of releases) {
+      for (let i = 0; i < SERIES; i++) {
+        const count = series.counts[i]!;
+        if (count === 0) continue;
+        const labels = { color: COLORS[i >> 2]!, release, code_class: CODE_CLASSES[i & 3]! };
+        let cumulative = 0;
+        for (let b = 0; b < SLOTS; b++) {
+          cumulative += series.buckets[i * SLOTS + b]!;
+          values.push({ metricName: `${name}_bucket`, labels: { ...labels, le: b < SLOTS - 1 ? REQUEST_DURATION_BUCKETS[b]! : '+Inf' }, value: cumulative });
+        }
+        values.push({ metricName: `${name}_sum`, labels, value: series.sums[i]! });
+        values.push({ metricName: `${name}_count`, labels, value: count });
+      }
+    }
+    return { name, help, type: 'histogram', aggregator: 'sum', values };
+  };
+  return { name, help, type: 'histogram', aggregator: 'sum', get: async () => read(), reset: () => {} };
 }
 
 export function createProxyMetrics(options: ProxyMetricsOptions = {}): ProxyMetrics {
@@ -98,13 +136,8 @@ export function createProxyMetrics(options: ProxyMetricsOptions = {}): ProxyMetr
     for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(prefix + name);
   }
 
-  const duration = new Histogram({
-    name: 'changelens_request_duration_seconds',
-    help: 'Latency of requests through the proxy, by API colour, release served and status class.',
-    labelNames: ['color', 'release', 'code_class'] as const,
-    buckets: [...REQUEST_DURATION_BUCKETS],
-    registers: [registry],
-  });
+  const releases = new Map<string, ReleaseSeries>();
+  registry.registerMetric(requestDurationMetric(releases) as unknown as Parameters<Registry['registerMetric']>[0]);
   const jobDuration = new Histogram({
     name: 'changelens_job_duration_seconds',
     help: 'Jobs from enqueue to the end of an attempt, by the colour whose worker ran it and the outcome (completed, failed: retried, dead: dead-lettered).',
@@ -214,16 +247,10 @@ export function createProxyMetrics(options: ProxyMetricsOptions = {}): ProxyMetr
   setPhase('none');
   candidateWeight.set(0);
 
-  const releases = new Map<string, ReleaseSeries>();
   let tick = 0;
 
   const forgetRelease = (release: string): void => {
-    const series = releases.get(release);
-    if (!series) return;
     releases.delete(release);
-    series.children.forEach((child, i) => {
-      if (child) duration.remove(COLORS[i >> 2]!, release, CODE_CLASSES[i & 3]!);
-    });
   };
 
   const seriesFor = (release: string): ReleaseSeries => {
@@ -233,7 +260,7 @@ export function createProxyMetrics(options: ProxyMetricsOptions = {}): ProxyMetr
       for (const [name, s] of releases) if (s.lastUsed < oldestTick) { oldest = name; oldestTick = s.lastUsed; }
       if (oldest !== undefined) forgetRelease(oldest);
     }
-    const series: ReleaseSeries = { children: new Array<Observer | undefined>(COLORS.length * CODE_CLASSES.length).fill(undefined), lastUsed: tick };
+    const series: ReleaseSeries = { buckets: new Float64Array(SERIES * SLOTS), sums: new Float64Array(SERIES), counts: new Float64Array(SERIES), lastUsed: tick };
     releases.set(release, series);
     return series;
   };
@@ -243,14 +270,14 @@ export function createProxyMetrics(options: ProxyMetricsOptions = {}): ProxyMetr
       const series = releases.get(release) ?? seriesFor(release);
       series.lastUsed = ++tick;
       const i = (color === 'green' ? 4 : 0) + classIndex(statusCode);
-      let child = series.children[i];
-      if (child === undefined) {
-        child = duration.labels(COLORS[i >> 2]!, release, CODE_CLASSES[i & 3]!);
-        series.children[i] = child;
-      }
-      // prom-client throws on a non-finite value; a clock oddity must never fail a request
-      // (NaN and negatives count as 0, anything beyond an hour as an hour).
-      child.observe(latencyMs > 0 ? Math.min(latencyMs, 3_600_000) / 1000 : 0);
+      // A clock oddity must never fail a request or poison the sum: NaN and negatives count as 0,
+      // anything beyond an hour as an hour.
+      const seconds = latencyMs > 0 ? Math.min(latencyMs, 3_600_000) / 1000 : 0;
+      let b = 0;
+      while (b < SLOTS - 1 && seconds > REQUEST_DURATION_BUCKETS[b]!) b++;
+      series.buckets[i * SLOTS + b]!++;
+      series.sums[i]! += seconds;
+      series.counts[i]!++;
     },
 
     forgetRelease,

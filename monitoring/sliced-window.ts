@@ -22,7 +22,8 @@ export interface WindowStats extends LatencySummary {
 interface Slice {
   /** Which second this slice holds (epoch ms / sliceMs); -1 when empty. */
   index: number;
-  histogram: Histogram;
+  /** Made on the slot's first use (70 KB each: an idle colour, or an idle proxy, holds none). */
+  histogram: Histogram | null;
   errors: number;
   /** Sum and count per custom metric; null until one is reported (most apps report none). */
   metrics: Map<string, { sum: number; count: number }> | null;
@@ -44,14 +45,14 @@ export class SlicedWindow {
     const slices = options.slices ?? 120;
     if (!Number.isInteger(slices) || slices < 1) throw new Error(`slices: expected a positive integer, got ${slices}`);
     if (!(this.sliceMs > 0)) throw new Error(`sliceMs: expected a positive number, got ${this.sliceMs}`);
-    const ring = (): Slice[] => Array.from({ length: slices }, () => ({ index: -1, histogram: newHistogram(), errors: 0, metrics: null }));
+    const ring = (): Slice[] => Array.from({ length: slices }, () => ({ index: -1, histogram: null, errors: 0, metrics: null }));
     this.rings = { blue: ring(), green: ring() };
   }
 
   /** One request of `color` that ended at `atMs` after `latencyMs`. */
   record(color: Color, latencyMs: number, isError: boolean, atMs: number): void {
     const slice = this.sliceAt(color, atMs);
-    recordLatency(slice.histogram, latencyMs);
+    recordLatency(slice.histogram ??= newHistogram(), latencyMs);
     if (isError) slice.errors++;
   }
 
@@ -78,7 +79,7 @@ export class SlicedWindow {
     const index = Math.floor(atMs / this.sliceMs);
     if (ring[((index % ring.length) + ring.length) % ring.length]!.index > index) return;
     const slice = this.sliceAt(color, atMs);
-    slice.histogram.add(histogram);
+    (slice.histogram ??= newHistogram()).add(histogram);
     slice.errors += errors;
     for (const [name, m] of Object.entries(metrics ?? {})) {
       slice.metrics ??= new Map();
@@ -95,7 +96,7 @@ export class SlicedWindow {
     const slice = ring[index % ring.length]!;
     if (slice.index !== index) {
       // The ring came round: this slot held an older second.
-      slice.histogram.reset();
+      slice.histogram?.reset();
       slice.errors = 0;
       slice.metrics = null;
       slice.index = index;
@@ -117,7 +118,7 @@ export class SlicedWindow {
     for (let index = first; index <= last; index++) {
       const slice = ring[((index % ring.length) + ring.length) % ring.length]!;
       if (slice.index !== index) continue;
-      merged.add(slice.histogram);
+      if (slice.histogram) merged.add(slice.histogram);
       errors += slice.errors;
       for (const [name, m] of slice.metrics ?? []) {
         const total = sums.get(name) ?? { sum: 0, count: 0 };
