@@ -9,6 +9,7 @@ export function formatStatus(s: ApplianceStatus): string {
   const lines = [
     `ChangeLens ${s.version}: ${s.phase}, ${boot}, supervisor pid ${s.supervisorPid}`,
     `data dir  ${s.dataDir}`,
+    ...stageLines(s.boot.stages),
     `active    ${s.activeColor}${s.rollout ? ` (release ${s.rollout.active.version})` : ''}`,
     ...(s.rollout?.deployment ? [`rollout   ${rolloutLine(s.rollout.deployment)}`] : []),
     ...fleetLines(s.rollout?.fleet),
@@ -31,6 +32,16 @@ export function formatStatus(s: ApplianceStatus): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   for (const row of rows) lines.push(row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd());
   return lines.join('\n') + '\n';
+}
+
+/** Each stage of the boot, from the supervisor's start: what ran side by side and what waited. */
+function stageLines(stages: ApplianceStatus['boot']['stages'] | undefined): string[] {
+  if (!stages || stages.length === 0) return [];
+  const s = (ms: number): string => (ms / 1000).toFixed(2);
+  const cells = stages.map((st) => `${st.name} ${s(st.startedMs)}→${s(st.readyMs)}`);
+  const lines: string[] = [];
+  for (let i = 0; i < cells.length; i += 4) lines.push(`${i === 0 ? 'boot (s)  ' : '          '}${cells.slice(i, i + 4).join(' · ')}`);
+  return lines;
 }
 
 function monitorLines(m: MonitorStatusSummary | null | undefined): string[] {

@@ -25,6 +25,14 @@ export interface BootDeps extends ProbeDeps {
 export interface BootResult {
   /** Milliseconds from the start of the boot until each node was ready. */
   readyMs: Record<string, number>;
+  /** Each node's stage, in milliseconds from the start of the boot: when it started (spawned, or its task began) and when it was ready. */
+  stages: BootStage[];
+}
+
+export interface BootStage {
+  name: string;
+  startedMs: number;
+  readyMs: number;
 }
 
 /** How often a starting process is probed: boot waits on these, so short. */
@@ -34,22 +42,37 @@ const CRASH_LOOP_RESTARTS = 3;
 
 export async function bootGraph(nodes: readonly GraphNode[], deps: BootDeps, started: { push(name: string): void }): Promise<BootResult> {
   const t0 = performance.now();
+  const since = (): number => Math.round(performance.now() - t0);
   const readyMs: Record<string, number> = {};
+  const stages: BootStage[] = [];
   const ready = new Map<string, Promise<void>>();
   const abort = new AbortController();
   deps.signal.addEventListener('abort', () => abort.abort(), { once: true });
 
   const bringUp = async (node: GraphNode): Promise<void> => {
-    await Promise.all(node.needs.map((need) => ready.get(need)));
-    if (abort.signal.aborted) throw interrupted(node);
-    const t = performance.now();
-    if (node.probe.kind === 'task') {
-      await deps.runTask(node);
+    const needs = Promise.all(node.needs.map((need) => ready.get(need)));
+    needs.catch(() => {}); // awaited below; a failed need fails the boot where it failed
+    const owned = !node.external && node.app !== undefined;
+    let startedMs: number;
+    if (node.spawnEarly && owned) {
+      // Its start-up overlaps its needs'; it becomes ready only after them (its probe is the gate).
+      startedMs = since();
+      await spawn(node, deps, (name) => started.push(name));
+      await needs;
+      await waitUntilReady(node, deps, abort.signal);
     } else {
-      await startProcess(node, deps, abort.signal, (name) => started.push(name));
+      await needs;
+      if (abort.signal.aborted) throw interrupted(node);
+      startedMs = since();
+      if (node.probe.kind === 'task') {
+        await deps.runTask(node);
+      } else {
+        await startProcess(node, deps, abort.signal, (name) => started.push(name));
+      }
     }
-    readyMs[node.name] = Math.round(performance.now() - t0);
-    deps.log.info({ process: node.name, ms: Math.round(performance.now() - t), external: node.external === true }, `${node.name} ready`);
+    readyMs[node.name] = since();
+    stages.push({ name: node.name, startedMs, readyMs: readyMs[node.name]! });
+    deps.log.info({ process: node.name, ms: readyMs[node.name]! - startedMs, external: node.external === true }, `${node.name} ready`);
   };
 
   // Nodes arrive in dependency order, so every need's promise exists when a node is mapped.
@@ -62,17 +85,21 @@ export async function bootGraph(nodes: readonly GraphNode[], deps: BootDeps, sta
     await Promise.allSettled(ready.values());
     throw err;
   }
-  return { readyMs };
+  return { readyMs, stages: stages.sort((a, b) => a.startedMs - b.startedMs || a.readyMs - b.readyMs) };
 }
 
 /** Starts a node's process under pm2 (unless external) and waits until it passes its probe. */
 export async function startProcess(node: GraphNode, deps: ProbeDeps, signal: AbortSignal, onStarted: (name: string) => void): Promise<void> {
-  if (!node.external && node.app) {
-    deps.log.info({ process: node.name }, `starting ${node.name}`);
-    await deps.pm.start(node.app);
-    onStarted(node.name);
-  }
+  await spawn(node, deps, onStarted);
   await waitUntilReady(node, deps, signal);
+}
+
+/** Starts a node's process under pm2, unless it is external. */
+async function spawn(node: GraphNode, deps: ProbeDeps, onStarted: (name: string) => void): Promise<void> {
+  if (node.external || !node.app) return;
+  deps.log.info({ process: node.name }, `starting ${node.name}`);
+  await deps.pm.start(node.app);
+  onStarted(node.name);
 }
 
 /** Waits until a node passes its probe (and pm2 does not report it dead or crash-looping). */

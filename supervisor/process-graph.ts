@@ -14,8 +14,15 @@ export type Probe =
 export interface GraphNode {
   /** The pm2 name (postgres, redis, api-blue, api-green, worker-blue, worker-green, proxy) or a task's name. */
   name: string;
-  /** Names that must be ready first. */
+  /** Names that must be ready before this one counts as ready (and that stop after it). */
   needs: string[];
+  /**
+   * Spawned when the boot begins rather than once its needs are ready: for a process that waits for
+   * what it needs by itself (it retries, and its probe fails until they answer), so its start-up
+   * (Node's and its imports') runs alongside theirs. It is still ready only once its needs are and
+   * its own probe passes. Never for a release's code, which may expect what it needs at its start.
+   */
+  spawnEarly?: boolean;
   /** Part of `changelens up`; false for the idle colour (a deploy starts it). */
   atBoot: boolean;
   /** A service run elsewhere (DATABASE_URL / REDIS_URL): never started, only probed. */

@@ -1,6 +1,6 @@
 // What `changelens status` shows, collected live by the running supervisor: pm2's view of each
 // declared process, a real probe of Postgres and Redis, and the boot's timings.
-import type { ApplianceStatus, JobsStatus, ProcessStatus, ServiceStatus } from '../lib/contracts/status.js';
+import type { ApplianceStatus, BootStageStatus, JobsStatus, ProcessStatus, ServiceStatus } from '../lib/contracts/status.js';
 import { DEAD_LETTER_STREAM, JOB_GROUP, jobStream } from '../lib/contracts/jobs.js';
 import { createRedisClient } from '../lib/redis.js';
 import { readRoutingSnapshot } from '../lib/routing-snapshot.js';
@@ -18,7 +18,7 @@ export interface StatusSources {
   urls: { database: string; redis: string };
   embedded: { postgres: boolean; redis: boolean };
   fallbackColor: Color;
-  boot: { startedAt: Date; firstBoot: boolean; durationMs: number | null; readyMs: Record<string, number> };
+  boot: { startedAt: Date; firstBoot: boolean; durationMs: number | null; readyMs: Record<string, number>; stages: BootStageStatus[] };
   phase: () => ApplianceStatus['phase'];
   /** Which worker code each colour runs ('builtin' or a script's path). */
   workerOf: (color: Color) => string | null;
@@ -50,7 +50,7 @@ export async function collectStatus(src: StatusSources): Promise<ApplianceStatus
     supervisorPid: process.pid,
     dataDir: src.paths.root,
     activeColor,
-    boot: { startedAt: src.boot.startedAt.toISOString(), firstBoot: src.boot.firstBoot, durationMs: src.boot.durationMs, readyMs: src.boot.readyMs },
+    boot: { startedAt: src.boot.startedAt.toISOString(), firstBoot: src.boot.firstBoot, durationMs: src.boot.durationMs, readyMs: src.boot.readyMs, stages: src.boot.stages },
     processes,
     services: {
       postgres: service(src.embedded.postgres, src.urls.database, pgProbe),

@@ -23,6 +23,13 @@ export interface ServiceStatus {
   error?: string;
 }
 
+/** One stage of the boot: the supervisor's own start, its preparation of the data dir, or a node of the process graph. */
+export interface BootStageStatus {
+  name: string;
+  startedMs: number;
+  readyMs: number;
+}
+
 export interface ApplianceStatus {
   schemaVersion: 1;
   running: true;
@@ -36,7 +43,10 @@ export interface ApplianceStatus {
     firstBoot: boolean;
     /** Milliseconds from start to ready; null while booting. */
     durationMs: number | null;
+    /** Milliseconds from the start of the process graph's boot until each node was ready. */
     readyMs: Record<string, number>;
+    /** The boot's stages, in milliseconds from the supervisor process's start; empty while booting. */
+    stages: BootStageStatus[];
   };
   processes: ProcessStatus[];
   services: { postgres: ServiceStatus; redis: ServiceStatus };

@@ -94,16 +94,31 @@ describe('the appliance (one embedded appliance, shared)', () => {
     for (const secret of Object.values(app.secrets())) expect(all).not.toContain(secret);
   });
 
-  it('started each process only after what it needs was ready, in dependency order', () => {
+  it('started each release process only after what it needs was ready; Postgres and Redis side by side; the proxy early, ready after its API', () => {
     const startedAt = (name: string): number => indexOfMsg(app.records, `starting ${name}`);
     const readyAt = (name: string): number => indexOfMsg(app.records, `${name} ready`);
+    // Redis needs nothing of Postgres: both start before either is ready.
+    expect(startedAt('postgres')).toBeLessThan(readyAt('postgres'));
+    expect(startedAt('redis')).toBeLessThan(readyAt('postgres'));
     expect(readyAt('postgres')).toBeLessThan(readyAt('migrations'));
-    expect(readyAt('migrations')).toBeLessThan(startedAt('redis'));
-    expect(readyAt('redis')).toBeLessThan(startedAt('worker-blue'));
-    expect(readyAt('redis')).toBeLessThan(startedAt('api-blue'));
-    expect(readyAt('api-blue')).toBeLessThan(startedAt('proxy'));
+    for (const release of ['api-blue', 'worker-blue']) {
+      expect(readyAt('migrations')).toBeLessThan(startedAt(release));
+      expect(readyAt('redis')).toBeLessThan(startedAt(release));
+    }
+    // The proxy waits for the API by itself (its /readyz asks the API's): spawned at once, ready after.
+    expect(startedAt('proxy')).toBeGreaterThan(-1);
+    expect(startedAt('proxy')).toBeLessThan(readyAt('api-blue'));
+    expect(readyAt('api-blue')).toBeLessThan(readyAt('proxy'));
     expect(startedAt('api-green')).toBe(-1);
     expect(startedAt('worker-green')).toBe(-1);
+    // The stages the ready line (and status) reports: every node, each ready after it started.
+    const ready = app.records.find((r) => r.service === 'supervisor' && r.msg === 'appliance ready') as { stages?: { name: string; startedMs: number; readyMs: number }[] } | undefined;
+    const stages = ready?.stages ?? [];
+    expect(stages.map((st) => st.name).sort()).toEqual(['api-blue', 'migrations', 'postgres', 'prepare', 'proxy', 'redis', 'supervisor start', 'worker-blue'].sort());
+    for (const st of stages) expect(st.readyMs).toBeGreaterThanOrEqual(st.startedMs);
+    const stage = (name: string) => stages.find((st) => st.name === name)!;
+    expect(stage('api-blue').startedMs).toBeGreaterThanOrEqual(stage('migrations').readyMs);
+    expect(stage('proxy').readyMs).toBeGreaterThanOrEqual(stage('api-blue').readyMs);
   });
 
   it('serves a request through the proxy to the API, which reads Postgres', async () => {
@@ -126,6 +141,7 @@ describe('the appliance (one embedded appliance, shared)', () => {
     expect(status.activeColor).toBe('blue');
     expect(status.dataDir).toBe(app.dataDir);
     expect(status.boot.durationMs).toBeGreaterThan(0);
+    expect(status.boot.stages.map((st) => st.name)).toEqual(expect.arrayContaining(['supervisor start', 'prepare', 'postgres', 'migrations', 'redis', 'api-blue', 'worker-blue', 'proxy']));
     for (const name of EXPECTED_AT_BOOT) {
       const p = status.processes.find((x) => x.name === name);
       expect(p, name).toBeDefined();
@@ -141,6 +157,9 @@ describe('the appliance (one embedded appliance, shared)', () => {
     const human = await runCli(['status'], app.env);
     expect(human.code).toBe(0);
     expect(human.stdout).toMatch(/ready/);
+    // The boot's stages, readable: each with its start and ready time in seconds.
+    expect(human.stdout).toMatch(/^boot \(s\) +supervisor start 0\.00→\d+\.\d\d · prepare /m);
+    expect(human.stdout).toMatch(/proxy \d+\.\d\d→\d+\.\d\d/);
     for (const name of EXPECTED_AT_BOOT) expect(human.stdout).toMatch(new RegExp(`^${name}\\s+online`, 'm'));
   });
 
@@ -310,7 +329,17 @@ describe('the appliance (one embedded appliance, shared)', () => {
     await app.ready;
     const reaped = app.records.find((r) => r.msg === 'stopped processes left running by a supervisor that did not shut down');
     expect((reaped?.orphans as { name: string }[] | undefined)?.map((o) => o.name)).toContain('postgres');
-    expect(() => process.kill(before.pid!, 0)).toThrow();
+    // Gone: no such process, or a zombie that only its new parent (init here) has yet to reap — it
+    // holds no port and no lock (the boot that just finished proves it).
+    const state = (() => {
+      try {
+        const stat = readFileSync(`/proc/${before.pid!}/stat`, 'utf8');
+        return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+      } catch {
+        return 'gone';
+      }
+    })();
+    expect(['gone', 'Z']).toContain(state);
     expect((await sql<{ name: string }>(app, "SELECT name FROM app.items WHERE category = 'durable'")).map((r) => r.name)).toEqual(['committed-before-kill']);
   });
 
@@ -361,8 +390,9 @@ describe('the appliance (one embedded appliance, shared)', () => {
     for (const [name, at] of Object.entries({ proxy, api, worker, redis, postgres })) expect(at, `${name}: ${JSON.stringify(app.records.slice(from).filter((r) => r.service === name).map((r) => r.msg))}`).toBeGreaterThanOrEqual(0);
     expect(proxy).toBeLessThan(api);
     expect(proxy).toBeLessThan(worker);
+    // Postgres and Redis need nothing of each other: they stop together, after everything that needs them.
     expect(Math.max(api, worker)).toBeLessThan(redis);
-    expect(redis).toBeLessThan(postgres);
+    expect(Math.max(api, worker)).toBeLessThan(postgres);
     expect(app.records.slice(from).some((r) => r.service === 'redis' && /DB saved on disk|ready to exit/i.test(r.msg ?? ''))).toBe(true);
   });
 
