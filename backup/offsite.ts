@@ -5,7 +5,10 @@
 import { createReadStream, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseS3Url } from '../lib/contracts/s3-url.js';
-import { DeleteObjectsCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
+
+/** The AWS SDK, loaded when a copy is first made: ~140 ms and tens of MB the supervisor does not pay unless it copies off the box. */
+const sdk = () => import('@aws-sdk/client-s3');
 
 export interface OffsiteOptions {
   /** s3://bucket/optional/prefix */
@@ -25,7 +28,7 @@ export interface OffsiteCopy {
 }
 
 export class OffsiteStore {
-  private readonly client: S3Client;
+  private client: Promise<S3Client> | undefined;
   private readonly bucket: string;
   private readonly prefix: string;
 
@@ -34,13 +37,18 @@ export class OffsiteStore {
     if ('error' in parsed) throw new Error(`${options.url}: ${parsed.error}`);
     this.bucket = parsed.bucket;
     this.prefix = parsed.prefix;
-    this.client = new S3Client({
+  }
+
+  private s3(): Promise<S3Client> {
+    const { options } = this;
+    this.client ??= sdk().then(({ S3Client }) => new S3Client({
       region: options.region, forcePathStyle: options.pathStyle, ...(options.endpoint ? { endpoint: options.endpoint } : {}), maxAttempts: 3,
       // The SDK's default since 2025 streams uploads as aws-chunked with trailing CRC32s, which not
       // every S3-compatible store understands (s3rver stored the chunk framing as the object's bytes).
       // Checksums only where the API requires them; ours is the sha256 in the object's metadata.
       requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED',
-    });
+    }));
+    return this.client;
   }
 
   /** The "folder" of a backup, with its trailing slash (so b-1/ never matches b-10/). */
@@ -50,11 +58,12 @@ export class OffsiteStore {
 
   /** Uploads the named files of backups/<id>/ (the manifest last: its presence means the copy is whole). */
   async upload(dir: string, id: string, files: ReadonlyArray<{ name: string; sha256?: string }>): Promise<OffsiteCopy> {
+    const [client, { PutObjectCommand }] = await Promise.all([this.s3(), sdk()]);
     let bytes = 0;
     for (const f of files) {
       const path = join(dir, f.name);
       const size = statSync(path).size;
-      await this.client.send(new PutObjectCommand({
+      await client.send(new PutObjectCommand({
         Bucket: this.bucket, Key: this.folder(id) + f.name, Body: createReadStream(path), ContentLength: size,
         ...(f.sha256 ? { Metadata: { sha256: f.sha256 } } : {}),
       }));
@@ -65,13 +74,14 @@ export class OffsiteStore {
 
   /** Deletes every object of a backup. */
   async remove(id: string): Promise<number> {
-    const listed = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.folder(id) }));
+    const [client, { DeleteObjectsCommand, ListObjectsV2Command }] = await Promise.all([this.s3(), sdk()]);
+    const listed = await client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.folder(id) }));
     const keys = (listed.Contents ?? []).map((o) => ({ Key: o.Key! }));
-    if (keys.length > 0) await this.client.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: keys } }));
+    if (keys.length > 0) await client.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: keys } }));
     return keys.length;
   }
 
   close(): void {
-    this.client.destroy();
+    void this.client?.then((c) => c.destroy(), () => {});
   }
 }

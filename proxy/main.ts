@@ -10,6 +10,7 @@ import { BUILTIN_ARTIFACT } from '../lib/contracts/releases.js';
 import { createPgPool } from '../lib/db.js';
 import { closeGracefully } from '../lib/http-server.js';
 import { createLogger } from '../lib/logger.js';
+import { collectStartupGarbage } from '../lib/memory.js';
 import { dataPaths } from '../lib/paths.js';
 import { readRoutingSnapshot } from '../lib/routing-snapshot.js';
 import { onStopSignal } from '../lib/shutdown.js';
@@ -215,6 +216,7 @@ if (handedOff) {
   await app.listen({ port: config.port, host: config.host });
   log.info({ port: config.port, activeColor }, 'proxy listening');
 }
+collectStartupGarbage();
 
 // Rollout state: read from Postgres, retried until it answers; meanwhile only the stable colour serves.
 void (async () => {

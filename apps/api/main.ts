@@ -3,6 +3,7 @@ import { loadConfig } from '../../lib/config.js';
 import { parseRegressionSpec } from '../../lib/contracts/regressions.js';
 import { createPgPool } from '../../lib/db.js';
 import { createLogger } from '../../lib/logger.js';
+import { collectStartupGarbage } from '../../lib/memory.js';
 import { createRedisClient } from '../../lib/redis.js';
 import { onStopSignal } from '../../lib/shutdown.js';
 import { closeGracefully } from '../../lib/http-server.js';
@@ -37,6 +38,7 @@ const effects = new RegressionEffects(color, regressions, config.downstreamTimeo
 
 const app = buildApiServer({ color, pool, redis, log, regressions, effects, controlToken: config.appControlToken });
 await app.listen({ port: color === 'blue' ? config.apiBluePort : config.apiGreenPort, host: '127.0.0.1' });
+collectStartupGarbage();
 
 onStopSignal(log, async () => {
   await closeGracefully(app, 3_000);

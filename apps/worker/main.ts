@@ -9,6 +9,7 @@ import { createPgPool } from '../../lib/db.js';
 import { CL_ERR_APP_CONTROL, CL_ERR_REGRESSION_INVALID } from '../../lib/errors.js';
 import { createHttpServer } from '../../lib/http-server.js';
 import { createLogger } from '../../lib/logger.js';
+import { collectStartupGarbage } from '../../lib/memory.js';
 import { checkDependencies } from '../../lib/readiness.js';
 import { createRedisClient } from '../../lib/redis.js';
 import { onStopSignal } from '../../lib/shutdown.js';
@@ -76,6 +77,7 @@ health.delete<{ Params: { type: WorkerRegressionType } }>('/api/worker-regressio
 const port = color === 'blue' ? config.workerBluePort : config.workerGreenPort;
 await health.listen({ port, host: '127.0.0.1' });
 log.info({ port, consumer: consumerName, stream }, 'worker ready');
+collectStartupGarbage();
 
 onStopSignal(log, async () => {
   await health.close();
