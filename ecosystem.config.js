@@ -150,9 +150,10 @@ export function processGraph(ctx) {
     {
       name: 'proxy',
       needs: [`api-${activeColor}`],
-      // It routes from its snapshot and retries Postgres until it answers; its /readyz asks the
-      // active API's: spawned at once, its start-up overlaps the API's.
-      spawnEarly: true,
+      // Spawned with the API, not after it: it reads its rollout state as soon as the schema is
+      // migrated, and its /readyz asks the active API's (and waits for that state), so its
+      // start-up overlaps the API's. The supervisor opens the public port only once the API is ready.
+      spawnAfter: ['migrations'],
       atBoot: true,
       probe: { kind: 'http', url: `http://127.0.0.1:${config.port}/readyz` },
       app: {

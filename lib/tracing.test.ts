@@ -45,6 +45,11 @@ describe('trace context, nothing exported', () => {
     expect(seen.size).toBe(bad.length);
   });
 
+  it('reads repeated tracestate headers as one list', () => {
+    const sc = extractSpanContext({ traceparent: `00-${'a'.repeat(32)}-${'b'.repeat(16)}-01`, tracestate: ['one=1', 'two=2'] });
+    expect(sc?.traceState?.serialize()).toBe('one=1,two=2');
+  });
+
   it('accepts a later version\'s extra fields, as the W3C spec asks', () => {
     const sc = extractSpanContext({ traceparent: `01-${'a'.repeat(32)}-${'b'.repeat(16)}-01-whatever` });
     expect(sc).toMatchObject({ traceId: 'a'.repeat(32), spanId: 'b'.repeat(16), traceFlags: 1, isRemote: true });

@@ -90,7 +90,8 @@ const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(
  * are ignored; version ff and all-zero ids are invalid.
  */
 export function extractSpanContext(carrier: Carrier): SpanContext | undefined {
-  const header = single(carrier.traceparent);
+  // Repeated traceparents are invalid; repeated tracestates are one list (RFC 9110 §5.3).
+  const header = Array.isArray(carrier.traceparent) ? (carrier.traceparent.length === 1 ? carrier.traceparent[0] : undefined) : carrier.traceparent;
   if (header === undefined) return undefined;
   const m = TRACEPARENT.exec(header.trim());
   if (!m) return undefined;
@@ -98,14 +99,9 @@ export function extractSpanContext(carrier: Carrier): SpanContext | undefined {
   if (version === 'ff' || (version === '00' && rest !== undefined)) return undefined;
   const sc: SpanContext = { traceId, spanId, traceFlags: parseInt(flags, 16) & TraceFlags.SAMPLED, isRemote: true };
   if (!trace.isSpanContextValid(sc)) return undefined;
-  const state = single(carrier.tracestate);
+  const state = Array.isArray(carrier.tracestate) ? carrier.tracestate.join(',') : carrier.tracestate;
   if (state) sc.traceState = createTraceState(state);
   return sc;
-}
-
-function single(value: string | string[] | undefined): string | undefined {
-  // Repeated tracestate headers are one list (RFC 9110 §5.3); repeated traceparents are invalid.
-  return Array.isArray(value) ? (value.length === 1 ? value[0] : undefined) : value;
 }
 
 /** The log fields of a span: every line written on its behalf carries them. */

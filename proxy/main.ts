@@ -146,6 +146,8 @@ const outcomes = config.redisUrl ? readJobOutcomes(config.redisUrl, log, (o) => 
 
 let hold: { reason: string; retryAfterSeconds: number } | null = null;
 const backupsLink = backupLink(paths.controlSocket, paths.root);
+/** The rollout state is loaded (controller.init): until then only the stable colour serves, and /readyz says so. */
+let initialized = false;
 const app = await buildProxyServer({
   log,
   unavailable: () => hold,
@@ -167,13 +169,13 @@ const app = await buildProxyServer({
   previewAccess,
   onPreview: (color, statusCode) => metrics.countPreview(color, statusCode),
   mirror,
+  notReady: () => (initialized ? null : 'rollout state not loaded from Postgres yet'),
   healthDetails: () => healthDetails(paths.controlSocket, paths.root),
   detailsRefusal: (req) => {
     if (bearerMatches(req.headers.authorization, adminToken)) return null;
     return authFailures.failed(req, '/healthz', log) ?? new CL_ERR_UNAUTHORIZED();
   },
 });
-let initialized = false;
 await registerAdminApi(app, {
   token: config.adminToken, controller, store, config, ready: () => initialized, releasesDir: paths.releases,
   backups: backupsLink,

@@ -40,8 +40,9 @@ async function until(what: string, done: () => boolean, ms = 10_000): Promise<vo
 
 const previewed: Array<[Color, number]> = [];
 
-async function proxyTo(candidatePort: number, o: { holdMs?: number; stablePort?: number; maxInFlight?: number; clientTimeouts?: { headersMs: number; requestMs: number }; previewAccess?: ProxyOptions['previewAccess']; jobColor?: ProxyOptions['jobColor'] } = {}) {
+async function proxyTo(candidatePort: number, o: { holdMs?: number; stablePort?: number; maxInFlight?: number; clientTimeouts?: { headersMs: number; requestMs: number }; previewAccess?: ProxyOptions['previewAccess']; jobColor?: ProxyOptions['jobColor']; notReady?: ProxyOptions['notReady'] } = {}) {
   const app = await buildProxyServer({
+    ...(o.notReady !== undefined ? { notReady: o.notReady } : {}),
     ...(o.jobColor !== undefined ? { jobColor: o.jobColor } : {}),
     ...(o.previewAccess !== undefined ? { previewAccess: o.previewAccess } : {}),
     onPreview: (color, status) => previewed.push([color, status]),
@@ -61,7 +62,7 @@ async function proxyTo(candidatePort: number, o: { holdMs?: number; stablePort?:
 }
 
 beforeAll(async () => {
-  // As in the appliance: the SDK registered (no exporter), so the trace header reaches the app.
+  // As in the appliance without an OTLP endpoint: ids drawn, nothing recorded; the trace header reaches the app.
   await initTracing('proxy-test', undefined);
   stable = await upstream('blue', 200);
   candidate503 = await upstream('green', 503);
@@ -365,6 +366,24 @@ describe('what passes through', () => {
     } finally {
       await app.close();
       slow.closeAllConnections();
+    }
+  });
+
+  it('/readyz: not ready while the proxy itself lacks something (its rollout state), however ready the app is', async () => {
+    table = { stable: 'blue', candidate: null, candidateWeight: 0, rolloutId: null };
+    let lacking: string | null = 'rollout state not loaded from Postgres yet';
+    const ready = await upstream('blue', 200);
+    const { app, url } = await proxyTo(deadPort, { stablePort: portOf(ready), notReady: () => lacking });
+    try {
+      const before = await fetch(`${url}/readyz`);
+      expect(before.status).toBe(503);
+      expect(await before.json()).toMatchObject({ status: 'not ready', reason: 'rollout state not loaded from Postgres yet' });
+      lacking = null;
+      const after = await fetch(`${url}/readyz`);
+      expect([after.status, (await after.json() as { status: string }).status]).toEqual([200, 'ready']);
+    } finally {
+      await app.close();
+      ready.close();
     }
   });
 

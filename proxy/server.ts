@@ -14,6 +14,8 @@ export interface ProxyOptions extends ForwardOptions {
   detailsRefusal?: (req: IncomingMessage) => ChangeLensError | null;
   /** Slow clients' bounds (408 and closed past them); default 10 s for the headers, 5 min for a whole request. */
   clientTimeouts?: { headersMs: number; requestMs: number };
+  /** What the proxy itself still lacks to be ready (its rollout state), or null; default always ready. */
+  notReady?: () => string | null;
 }
 
 /**
@@ -56,6 +58,8 @@ export async function buildProxyServer(options: ProxyOptions) {
   });
   app.get('/readyz', async (_req, reply) => {
     const color = options.routingTable().stable;
+    const lacking = options.notReady?.() ?? null;
+    if (lacking !== null) return reply.code(503).send({ status: 'not ready', upstream: `api-${color}`, reason: lacking });
     try {
       const res = await fetch(`${options.upstreams[color]}/readyz`, { signal: AbortSignal.timeout(UPSTREAM_READY_TIMEOUT_MS) });
       await res.arrayBuffer();

@@ -16,6 +16,8 @@ export interface ProbeDeps {
 }
 
 export interface BootDeps extends ProbeDeps {
+  /** Told each node's name as it becomes ready. */
+  onReady?: (name: string) => void;
   /** Runs a task node (migrations). */
   runTask: (node: GraphNode) => Promise<void>;
   /** Aborted by SIGTERM/SIGINT during boot. */
@@ -54,8 +56,10 @@ export async function bootGraph(nodes: readonly GraphNode[], deps: BootDeps, sta
     needs.catch(() => {}); // awaited below; a failed need fails the boot where it failed
     const owned = !node.external && node.app !== undefined;
     let startedMs: number;
-    if (node.spawnEarly && owned) {
-      // Its start-up overlaps its needs'; it becomes ready only after them (its probe is the gate).
+    if (node.spawnAfter && owned) {
+      // Its start-up overlaps the rest of its needs'; it becomes ready only after them (its probe is the gate).
+      await Promise.all(node.spawnAfter.map((name) => ready.get(name)));
+      if (abort.signal.aborted) throw interrupted(node);
       startedMs = since();
       await spawn(node, deps, (name) => started.push(name));
       await needs;
@@ -72,6 +76,7 @@ export async function bootGraph(nodes: readonly GraphNode[], deps: BootDeps, sta
     }
     readyMs[node.name] = since();
     stages.push({ name: node.name, startedMs, readyMs: readyMs[node.name]! });
+    deps.onReady?.(node.name);
     deps.log.info({ process: node.name, ms: readyMs[node.name]! - startedMs, external: node.external === true }, `${node.name} ready`);
   };
 

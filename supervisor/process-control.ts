@@ -101,7 +101,7 @@ export class ProcessControl {
 
   /**
    * Stops everything in reverse dependency order — the proxy, then the APIs and the worker
-   * together, then Redis, then Postgres — each stage after the one before has exited.
+   * together, then Redis and Postgres together — each stage after the one before has exited.
    */
   async stopAll(log: Logger): Promise<void> {
     await this.serially(async () => {

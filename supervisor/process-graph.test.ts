@@ -51,6 +51,12 @@ describe('orderGraph', () => {
     fc.assert(fc.property(dagArb, (nodes) => expectDependencyOrder(orderGraph(nodes), nodes)));
   });
 
+  it('accepts a spawnAfter among what a node needs (directly or not), refuses one it does not need', () => {
+    const graph = [node('db'), node('migrate', ['db']), node('api', ['migrate']), { ...node('proxy', ['api']), spawnAfter: ['migrate'] }];
+    expect(namesOf(orderGraph(graph))).toEqual(['db', 'migrate', 'api', 'proxy']);
+    expect(() => orderGraph([...graph.slice(0, 3), { ...node('proxy', ['api']), spawnAfter: ['cache'] }, node('cache')])).toThrow(/"proxy" spawns after "cache", which it does not need/);
+  });
+
   it('throws on a cycle anywhere in the graph, self-needs included', () => {
     // A ring c0 → c1 → … → c0 (a single node needing itself when the length is 1), mixed into a DAG.
     const ringArb = fc.integer({ min: 1, max: 5 }).map((length) =>
@@ -113,6 +119,12 @@ describe('the process graph of ecosystem.config.js', () => {
       embedded,
     });
   };
+
+  it.each(COLORS)('spawns the proxy once migrations are done, beside api-%s (not after it)', (active) => {
+    const proxy = bootNodes(graphFor(active)).find((n) => n.name === 'proxy')!;
+    expect(proxy.needs).toEqual([`api-${active}`]);
+    expect(proxy.spawnAfter).toEqual(['migrations']);
+  });
 
   it.each(COLORS)('boots the dependencies, then api-%s and its worker, then the proxy', (active) => {
     const boot = namesOf(bootNodes(graphFor(active)));

@@ -17,12 +17,13 @@ export interface GraphNode {
   /** Names that must be ready before this one counts as ready (and that stop after it). */
   needs: string[];
   /**
-   * Spawned when the boot begins rather than once its needs are ready: for a process that waits for
-   * what it needs by itself (it retries, and its probe fails until they answer), so its start-up
-   * (Node's and its imports') runs alongside theirs. It is still ready only once its needs are and
-   * its own probe passes. Never for a release's code, which may expect what it needs at its start.
+   * Spawned once these are ready (some of what it needs, directly or not) rather than once all it
+   * needs is: for a process that waits for the rest by itself (its probe fails until they answer),
+   * so its start-up (Node's and its imports') runs alongside theirs. It is still ready only once
+   * all it needs is and its own probe passes. Never for a release's code, which may expect all it
+   * needs at its first line.
    */
-  spawnEarly?: boolean;
+  spawnAfter?: string[];
   /** Part of `changelens up`; false for the idle colour (a deploy starts it). */
   atBoot: boolean;
   /** A service run elsewhere (DATABASE_URL / REDIS_URL): never started, only probed. */
@@ -66,6 +67,17 @@ export function orderGraph(nodes: readonly GraphNode[]): GraphNode[] {
   for (const node of nodes) {
     for (const need of node.needs) {
       if (!byName.has(need)) throw new Error(`process graph: "${node.name}" needs unknown "${need}"`);
+    }
+  }
+  for (const node of nodes) {
+    if (!node.spawnAfter) continue;
+    const needed = new Set<string>();
+    const collect = (name: string): void => {
+      for (const need of byName.get(name)?.needs ?? []) if (!needed.has(need)) { needed.add(need); collect(need); }
+    };
+    collect(node.name);
+    for (const name of node.spawnAfter) {
+      if (!needed.has(name)) throw new Error(`process graph: "${node.name}" spawns after "${name}", which it does not need`);
     }
   }
   const ordered: GraphNode[] = [];

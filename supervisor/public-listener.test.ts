@@ -87,6 +87,23 @@ describe('the public port held by the supervisor', () => {
     expect(listener.stats()).toMatchObject({ listening: true, proxyPid: child.pid, handedOff: 3, waited: 0, refused: 0 });
   });
 
+  it('held closed until what the proxy needs is ready: refused before (not held), served after', async () => {
+    const port = await freePort();
+    const listener = new PublicListener({ host: '127.0.0.1', port, log });
+    listeners.push(listener);
+    let ready: () => void = () => {};
+    listener.holdUntil(new Promise<void>((resolve) => (ready = resolve)));
+    const child = await startServer();
+    // The proxy says it accepts, as at the start of a boot: the port must not open yet.
+    const opened = listener.listen().then(() => listener.attach(targetOf(child), child.pid!));
+    await new Promise((r) => setTimeout(r, 100));
+    expect((await get(port)).error).toBe('ECONNREFUSED');
+    expect(listener.stats()).toMatchObject({ listening: false });
+    ready();
+    await opened;
+    expect(await get(port)).toMatchObject({ status: 200, body: String(child.pid) });
+  });
+
   it('a connection made while no process is attached waits, and the next one to attach serves it', async () => {
     const { listener, port } = await openListener();
     const pending = get(port);

@@ -60,6 +60,8 @@ export class PublicListener {
   private target: Attached | null = null;
   private pid: number | null = null;
   private listening: Promise<void> | null = null;
+  /** What must happen before the port opens at all (the boot: what the proxy needs is ready). */
+  private opensAfter: Promise<void> = Promise.resolve();
   private closed = false;
   /** pm2 gave up restarting the proxy: nothing to wait for, so answer at once. */
   private givenUp = false;
@@ -80,10 +82,19 @@ export class PublicListener {
     this.server.on('error', (err) => options.log.error({ err: err.message, port: options.port }, 'the public port failed'));
   }
 
-  /** Opens the port: when the first proxy is ready, so a boot still refuses until it can serve. */
+  /**
+   * Keeps the port closed until `ready` resolves, whatever the proxy says: it is spawned while what
+   * it serves is still starting, and a client must be refused until it can be served, not held.
+   */
+  holdUntil(ready: Promise<void>): void {
+    this.opensAfter = ready;
+  }
+
+  /** Opens the port: when the first proxy accepts (and what holds it closed has passed), so a boot still refuses until it can serve. */
   listen(): Promise<void> {
     if (this.closed) return Promise.reject(new Error('the public port is closed'));
-    this.listening ??= new Promise<void>((resolve, reject) => {
+    this.listening ??= this.opensAfter.then(() => new Promise<void>((resolve, reject) => {
+      if (this.closed) return reject(new Error('the public port is closed'));
       const failed = (err: Error): void => {
         this.listening = null; // a later attempt may succeed
         reject(err);
@@ -94,7 +105,7 @@ export class PublicListener {
         this.options.log.info({ host: this.options.host, port: this.options.port }, 'the supervisor holds the public port; connections are handed to the proxy');
         resolve();
       });
-    });
+    }));
     return this.listening;
   }
 

@@ -5,7 +5,6 @@
 // control-routes, log-forwarding, migrations).
 import { instanceId } from '../fleet/index.js';
 import { chownSync } from 'node:fs';
-import { setFlagsFromString } from 'node:v8';
 import { pino } from 'pino';
 import { processGraph } from '../ecosystem.config.js';
 import { APP_ROLE, APP_SCHEMA } from '../lib/app-database.js';
@@ -20,7 +19,7 @@ import { distDir, migrationsDir } from '../lib/package-root.js';
 import { dataPaths } from '../lib/paths.js';
 import { readRoutingSnapshot, writeRoutingSnapshot } from '../lib/routing-snapshot.js';
 import { startBackups } from './backups.js';
-import { bootGraph, type BootStage } from './boot.js';
+import { bootGraph, type BootResult, type BootStage } from './boot.js';
 import { childEnvironment, effectiveUrls, embeddedUrl } from './child-env.js';
 import { APP_REDIS_USER, releaseEnvironment } from './confinement.js';
 import { claimControlSocket, type ControlRoute } from './control-socket.js';
@@ -49,12 +48,6 @@ export interface UpOptions {
 
 /** Runs until stopped by a signal; resolves with the exit code. Throws (after cleaning up) when the boot fails. */
 export async function runUp(options: UpOptions = {}): Promise<number> {
-  // V8 grows the young generation to 2 × 16 MB under the boot's allocations and keeps it: 32 MB of
-  // the supervisor's idle memory for a process that allocates little once running. Its size is fixed
-  // at Node's start (--max-semi-space-size) and `changelens up` is started by whoever runs it; the
-  // growth factor is read as it grows, so it can be set here: the young generation stays at its
-  // initial 2 × 1 MB (a few more, short scavenges during the boot).
-  setFlagsFromString('--semi-space-growth-factor=1');
   const startedAt = new Date();
   // performance.now() counts from this process's start: what came before is Node's and the imports'.
   const t0 = performance.now();
@@ -168,6 +161,14 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   });
   // The public port is this process's: it outlives a proxy crash (opened when the proxy first accepts).
   const publicPort = new PublicListener({ host: config.host, port: config.port, log });
+  // The proxy starts while what it serves is still starting: the port stays closed (clients are
+  // refused, as before the proxy existed) until everything the proxy needs is ready.
+  const proxyNeeds = new Set(nodes.find((n) => n.name === 'proxy')?.needs ?? []);
+  let proxyNeedsReady: () => void = () => {};
+  publicPort.holdUntil(proxyNeeds.size === 0 ? Promise.resolve() : new Promise<void>((resolve) => (proxyNeedsReady = resolve)));
+  const onReady = (name: string): void => {
+    if (proxyNeeds.delete(name) && proxyNeeds.size === 0) proxyNeedsReady();
+  };
   // A port taken between the preflight and the proxy's start fails the boot, naming it.
   let portFailed: (err: Error) => void = () => {};
   const portFailure = new Promise<never>((_, reject) => (portFailed = reject));
@@ -232,15 +233,16 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
     return code;
   };
 
+  let booting: Promise<BootResult> | undefined;
   try {
     // Embedded Postgres is ready before our database exists (migrations create it): probe "postgres".
     const probeUrls = { ...urls, database: embedded.postgres ? embeddedUrl(secrets.pgPassword, config.pgPort, 'postgres') : urls.database };
     const graphAt = performance.now();
-    const booting = bootGraph(nodes, {
-      pm, log, urls: probeUrls, readyTimeoutMs, signal: AbortSignal.any([interrupt.signal, portLost.signal]),
+    booting = bootGraph(nodes, {
+      pm, log, urls: probeUrls, readyTimeoutMs, signal: AbortSignal.any([interrupt.signal, portLost.signal]), onReady,
       runTask: (node) => runMigrations(node, log, embedded.postgres, urls, secrets, config, migrations),
     }, { push: (name: string) => control.noteStarted(name) });
-    booting.catch(() => {}); // when the port failed first, the boot's own end is not awaited
+    booting.catch(() => {}); // observed below, whichever fails first
     const result = await Promise.race([portFailure, booting]);
     boot.readyMs = result.readyMs;
     // From the process's start: the supervisor's own start-up, its preparation, then each node.
@@ -252,6 +254,9 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
     ];
   } catch (err) {
     phase = 'failed';
+    // A port failure wins the race while other nodes may still be starting: the boot (aborted by
+    // it) settles first, so everything it started is known to what stops it.
+    await booting?.catch(() => {});
     if (interrupt.signal.aborted) {
       log.info('boot interrupted by a signal; stopping what started');
       return finish(0);

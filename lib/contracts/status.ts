@@ -45,8 +45,8 @@ export interface ApplianceStatus {
     durationMs: number | null;
     /** Milliseconds from the start of the process graph's boot until each node was ready. */
     readyMs: Record<string, number>;
-    /** The boot's stages, in milliseconds from the supervisor process's start; empty while booting. */
-    stages: BootStageStatus[];
+    /** The boot's stages, in milliseconds from the supervisor process's start; empty while booting (absent from a supervisor older than this field). */
+    stages?: BootStageStatus[];
   };
   processes: ProcessStatus[];
   services: { postgres: ServiceStatus; redis: ServiceStatus };

@@ -105,10 +105,12 @@ describe('the appliance (one embedded appliance, shared)', () => {
       expect(readyAt('migrations')).toBeLessThan(startedAt(release));
       expect(readyAt('redis')).toBeLessThan(startedAt(release));
     }
-    // The proxy waits for the API by itself (its /readyz asks the API's): spawned at once, ready after.
-    expect(startedAt('proxy')).toBeGreaterThan(-1);
+    // The proxy waits for the API by itself (its /readyz asks the API's): spawned once the schema is
+    // migrated, beside the API, ready after it; the public port opens only once the API is ready.
+    expect(readyAt('migrations')).toBeLessThan(startedAt('proxy'));
     expect(startedAt('proxy')).toBeLessThan(readyAt('api-blue'));
     expect(readyAt('api-blue')).toBeLessThan(readyAt('proxy'));
+    expect(readyAt('api-blue')).toBeLessThan(indexOfMsg(app.records, 'the supervisor holds the public port; connections are handed to the proxy'));
     expect(startedAt('api-green')).toBe(-1);
     expect(startedAt('worker-green')).toBe(-1);
     // The stages the ready line (and status) reports: every node, each ready after it started.
@@ -141,7 +143,7 @@ describe('the appliance (one embedded appliance, shared)', () => {
     expect(status.activeColor).toBe('blue');
     expect(status.dataDir).toBe(app.dataDir);
     expect(status.boot.durationMs).toBeGreaterThan(0);
-    expect(status.boot.stages.map((st) => st.name)).toEqual(expect.arrayContaining(['supervisor start', 'prepare', 'postgres', 'migrations', 'redis', 'api-blue', 'worker-blue', 'proxy']));
+    expect((status.boot.stages ?? []).map((st) => st.name)).toEqual(expect.arrayContaining(['supervisor start', 'prepare', 'postgres', 'migrations', 'redis', 'api-blue', 'worker-blue', 'proxy']));
     for (const name of EXPECTED_AT_BOOT) {
       const p = status.processes.find((x) => x.name === name);
       expect(p, name).toBeDefined();
