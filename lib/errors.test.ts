@@ -59,6 +59,7 @@ const SAMPLES: Record<string, { args: string[]; message: string }> = {
   CL_ERR_BACKUP_FAILED: { args: ['pg_dump failed: connection refused'], message: 'backup failed: pg_dump failed: connection refused' },
   CL_ERR_BACKUP_INVALID: { args: ['20261129T020000Z-postgres', 'postgres.dump: sha256 does not match'], message: 'backup 20261129T020000Z-postgres cannot be used: postgres.dump: sha256 does not match' },
   CL_ERR_PROCESS_CONTROL: { args: ['api-blue is the active colour'], message: 'api-blue is the active colour' },
+  CL_ERR_BOOTING: { args: [], message: 'the appliance is booting; try again when it is ready' },
 };
 
 const EXPECTED_EXIT: Record<string, number> = { CL_ERR_CONFIG_INVALID: 2, CL_ERR_CLI_USAGE: 2, CL_ERR_NOT_RUNNING: 3, CL_ERR_UNREACHABLE: 3, CL_ERR_LOAD_COORDINATOR: 3, CL_ERR_LOAD_REFUSED: 5, CL_ERR_UNAUTHORIZED: 5, CL_ERR_APP_CONTROL: 5, CL_ERR_TOO_MANY_FAILURES: 5, CL_ERR_PIN_REFUSED: 5 };

@@ -186,6 +186,9 @@ export const CL_ERR_BACKUP_INVALID = defineError<[string, string]>(
 export const CL_ERR_PROCESS_CONTROL = defineError<[string]>(
   'CL_ERR_PROCESS_CONTROL', 409, '%s',
   'only the idle API colour can be started or stopped by hand: changelens process start|stop api-blue|api-green');
+export const CL_ERR_BOOTING = defineError<[]>(
+  'CL_ERR_BOOTING', 503, 'the appliance is booting; try again when it is ready',
+  'wait until `changelens status` says ready (a fleet instance\'s proxy waits by itself)');
 export const CL_ERR_LOAD_REFUSED = defineError<[string]>(
   'CL_ERR_LOAD_REFUSED', 403, 'the load coordinator refused: %s',
   'use the exact --join/--coordinator string `changelens bench coordinator` printed (its token is checked)');

@@ -98,6 +98,28 @@ describe('a following instance', () => {
     expect(follower.following()!.revision).toBe(shifting.status.revision);
   });
 
+  it('joining while its own appliance still boots: the supervisor\'s refusal is waited out, not reported as a candidate that could not start', async () => {
+    supervisor.booting = true;
+    const d = await deployment('v2', ['started', 'ready']);
+    await follower.sync();
+    // Refused more than once (every 250 ms) and still not failed: the controller would roll the fleet back on a failure.
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    expect(follower.following()).toMatchObject({ id: d.id, ready: false, failed: null });
+    expect(weight()).toBe(0);
+    supervisor.booting = false;
+    await vi.waitFor(() => expect(follower.following()).toMatchObject({ id: d.id, ready: true, failed: null }));
+    expect(supervisor.calls).toEqual(['stop green', 'start green v2']);
+    await vi.waitFor(async () => { await follower.sync(); expect(weight()).toBe(0.5); });
+  });
+
+  it('a start the supervisor refuses for another reason is reported as failed, once', async () => {
+    supervisor.failStart = 'api-green did not become ready within 60000 ms';
+    const d = await deployment('v2', ['started', 'ready']);
+    await vi.waitFor(() => expect(follower.following()).toMatchObject({ id: d.id, ready: false, failed: 'api-green did not become ready within 60000 ms' }));
+    expect(supervisor.calls.filter((c) => c.startsWith('start'))).toEqual(['start green v2']);
+    expect(weight()).toBe(0);
+  });
+
   it('routes to the stable colour only while nobody would judge its candidate traffic, and says why', async () => {
     const d = await deployment('v2', ['started', 'ready']);
     await vi.waitFor(async () => { await follower.sync(); expect(weight()).toBe(0.5); });

@@ -286,14 +286,14 @@ export class Follower {
     if (this.local.color === want.color && this.local.version === want.version) return;
     const release = await store.release(want.version);
     if (!release) throw new Error(`release ${want.version} is not recorded`);
-    await colours.op(async () => {
+    await this.onceBooted(() => colours.op(async () => {
       if (colours.servedBy(want.color) === want.version && await colours.isUp(want.color)) return;
       log.info({ color: want.color, version: want.version, serving: this.local }, 'starting the fleet\'s active release here');
       colours.cancelStop(want.color);
       await supervisor.stop(want.color);
       await supervisor.start(want.color, release);
       colours.serve(want.color, want.version);
-    });
+    }), () => this.running || evenStopped);
     if (!this.running && !evenStopped) return;
     const previous = this.local;
     this.local = want;
@@ -310,7 +310,7 @@ export class Follower {
     const f = this.followingNow!;
     try {
       colours.cancelStop(d.candidateColor);
-      await colours.op(async () => {
+      await this.onceBooted(() => colours.op(async () => {
         if (colours.servedBy(d.candidateColor) === d.version && await colours.isUp(d.candidateColor)) return;
         const release = await store.release(d.version);
         if (!release) throw new Error(`release ${d.version} is not recorded`);
@@ -319,7 +319,7 @@ export class Follower {
         if (!this.running || this.d?.id !== d.id) return;
         await supervisor.start(d.candidateColor, release);
         colours.serve(d.candidateColor, d.version);
-      });
+      }), () => this.running && this.followingNow === f);
       if (this.followingNow !== f || !this.running) return;
       // Warm, as the controller warms its own, before any user here reaches it (a cold candidate's
       // first answers would count against it in the fleet's windows).
@@ -350,6 +350,23 @@ export class Follower {
     if (!this.running) return;
     this.o.changed();
     void this.sync();
+  }
+
+  /**
+   * Runs a colour start or stop; while this appliance's supervisor is still booting (it refuses with
+   * CL_ERR_BOOTING until its last probe passed) asks again every 250 ms, as long as it is still wanted.
+   * An instance that joins mid-rollout reads the deployment before its own boot is over: a refusal
+   * then is not a candidate that could not start (which would roll the fleet back).
+   */
+  private async onceBooted(op: () => Promise<void>, wanted: () => boolean): Promise<void> {
+    for (;;) {
+      try {
+        return await op();
+      } catch (err) {
+        if ((err as { code?: string }).code !== 'CL_ERR_BOOTING' || !wanted()) throw err;
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+    }
   }
 
   /** A candidate that crashed or stopped here trips, once. */

@@ -9,7 +9,7 @@
 import type { Color } from '../lib/config.js';
 import { JOB_GROUP, jobStream } from '../lib/contracts/jobs.js';
 import type { Logger } from '../lib/logger.js';
-import { createRedisClient, type RedisClient } from '../lib/redis.js';
+import { createRedisClient, destroyQuietly, type RedisClient } from '../lib/redis.js';
 
 const INTERVAL_MS = 1_000;
 const BATCH = 500;
@@ -71,7 +71,7 @@ export function startJobDrain(o: {
       stopped = true;
       if (timer) clearTimeout(timer);
       await running;
-      redis.destroy();
+      destroyQuietly(redis);
     },
   };
 }

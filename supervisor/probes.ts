@@ -1,7 +1,7 @@
 // Readiness probes: a real round trip to each service (SELECT 1, PING, HTTP /readyz), each bounded
 // by a short timeout so a hung service reads as "not ready" rather than hanging the caller.
 import pg from 'pg';
-import { createRedisClient } from '../lib/redis.js';
+import { createRedisClient, destroyQuietly } from '../lib/redis.js';
 import { withTimeout } from '../lib/timeout.js';
 
 export interface ProbeResult {
@@ -38,7 +38,7 @@ export async function probeRedis(url: string): Promise<ProbeResult> {
   } catch (err) {
     return { ok: false, latencyMs: performance.now() - started, error: describe(err) };
   } finally {
-    client.destroy();
+    destroyQuietly(client);
   }
 }
 

@@ -2,7 +2,7 @@
 // declared process, a real probe of Postgres and Redis, and the boot's timings.
 import type { ApplianceStatus, BootStageStatus, JobsStatus, ProcessStatus, ServiceStatus } from '../lib/contracts/status.js';
 import { DEAD_LETTER_STREAM, JOB_GROUP, jobStream } from '../lib/contracts/jobs.js';
-import { createRedisClient } from '../lib/redis.js';
+import { createRedisClient, destroyQuietly } from '../lib/redis.js';
 import { readRoutingSnapshot } from '../lib/routing-snapshot.js';
 import type { DataPaths } from '../lib/paths.js';
 import type { Color } from '../lib/config.js';
@@ -77,7 +77,7 @@ async function jobsStatus(url: string, workerOf: (color: Color) => string | null
   } catch {
     return null;
   } finally {
-    client.destroy();
+    destroyQuietly(client);
   }
 }
 

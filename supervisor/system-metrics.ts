@@ -6,7 +6,7 @@ import { readFileSync, statfsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import pg from 'pg';
-import { createRedisClient } from '../lib/redis.js';
+import { createRedisClient, destroyQuietly } from '../lib/redis.js';
 import type { GraphNode } from './process-graph.js';
 import type { ProcessManager } from './process-manager.js';
 import { probeHttp, probePostgres, probeRedis } from './probes.js';
@@ -152,6 +152,6 @@ async function redisMemoryMb(url: string): Promise<number | null> {
   } catch {
     return null;
   } finally {
-    client.destroy();
+    destroyQuietly(client);
   }
 }

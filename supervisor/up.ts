@@ -12,7 +12,7 @@ import { envNameOf, loadConfig, type Color } from '../lib/config.js';
 import { appControlToken } from '../lib/contracts/app-control.js';
 import { releaseSecretsKey } from '../lib/contracts/release-secrets.js';
 import type { ApplianceStatus, ConfinementStatus } from '../lib/contracts/status.js';
-import { CL_ERR_PORT_IN_USE, CL_ERR_PROCESS_CONTROL } from '../lib/errors.js';
+import { CL_ERR_BOOTING, CL_ERR_PORT_IN_USE, CL_ERR_PROCESS_CONTROL } from '../lib/errors.js';
 import { createLogger } from '../lib/logger.js';
 import { collectStartupGarbage } from '../lib/memory.js';
 import { distDir, migrationsDir } from '../lib/package-root.js';
@@ -194,8 +194,10 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   };
   statusNow = async () => ({ ...await collectStatus({ pm, graph, paths, urls, embedded, fallbackColor: activeColor, boot, phase: () => phase, workerOf }), monitor: monitoring?.monitor.status() ?? null, backups: backups?.summary() ?? null, publicPort: publicPort.stats(), confinement });
   // Starting or stopping a colour only makes sense between the end of the boot and the stop.
+  // While booting the refusal is its own code: the caller may try again (a fleet instance's proxy
+  // follows a deployment as soon as it has read it, which can be before the boot's last probe).
   const whenReady = <T>(fn: () => Promise<T>): Promise<T> =>
-    phase === 'ready' ? fn() : Promise.reject(new CL_ERR_PROCESS_CONTROL(`the appliance is ${phase}; try again when it is ready`));
+    phase === 'ready' ? fn() : Promise.reject(phase === 'booting' ? new CL_ERR_BOOTING() : new CL_ERR_PROCESS_CONTROL(`the appliance is ${phase}; try again when it is ready`));
   routes.push(...processRoutes({ control, pm, whenReady, monitorStatus: () => monitoring?.monitor.status() ?? null, config, paths, releaseSecretsKey: secretsKey }));
   pm.onEvent((e) => {
     if (e.name === 'proxy' && e.event === 'restart overlimit') publicPort.giveUp();
