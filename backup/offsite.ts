@@ -48,6 +48,8 @@ export class OffsiteStore {
       // Checksums only where the API requires them; ours is the sha256 in the object's metadata.
       requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED',
     }));
+    // A load that failed (a file missing mid-upgrade) is tried again at the next copy, not cached.
+    this.client.catch(() => { this.client = undefined; });
     return this.client;
   }
 

@@ -57,6 +57,27 @@ describe('SlicedWindow', () => {
     expect(w.window('green', 6_000, 6_000).count).toBe(0);
   });
 
+  it('a sweep lets go of the seconds the ring no longer holds, and changes no window it still holds', () => {
+    fc.assert(
+      fc.property(fc.array(sampleArb, { minLength: 1, maxLength: 200 }), fc.integer({ min: 0, max: 40_000 }), (samples, nowMs) => {
+        const swept = new SlicedWindow({ sliceMs: 1_000, slices: 10 });
+        const kept = new SlicedWindow({ sliceMs: 1_000, slices: 10 });
+        for (const s of samples) for (const w of [swept, kept]) w.record(s.color, s.latencyMs, s.isError, s.atMs);
+        swept.sweep(nowMs);
+        const nowSecond = Math.floor(nowMs / 1_000);
+        for (const color of ['blue', 'green'] as const) {
+          // Every second the ring holds at nowMs reads the same.
+          for (let second = Math.max(0, nowSecond - 9); second <= nowSecond; second++) {
+            expect(swept.window(color, (second + 1) * 1_000, 1_000)).toEqual(kept.window(color, (second + 1) * 1_000, 1_000));
+          }
+          // Nothing older holds a histogram.
+          const ring = (swept as unknown as { rings: Record<string, Array<{ index: number; histogram: unknown }>> }).rings[color]!;
+          for (const slot of ring) if (slot.histogram !== null) expect(slot.index).toBeGreaterThan(nowSecond - 10);
+        }
+      }),
+    );
+  });
+
   it('refuses nonsense options', () => {
     expect(() => new SlicedWindow({ slices: 0 })).toThrow('slices');
     expect(() => new SlicedWindow({ sliceMs: 0 })).toThrow('sliceMs');

@@ -90,6 +90,23 @@ export class SlicedWindow {
     }
   }
 
+  /**
+   * Lets go of the histograms of seconds the ring no longer holds at `nowMs` (a colour that took
+   * traffic and then none keeps none): what idle memory holds is what recent seconds need.
+   */
+  sweep(nowMs: number): void {
+    const oldest = Math.floor(nowMs / this.sliceMs) - (this.rings.blue.length - 1);
+    for (const ring of Object.values(this.rings)) {
+      for (const slice of ring) {
+        if (slice.index >= oldest || slice.index === -1) continue;
+        slice.index = -1;
+        slice.histogram = null;
+        slice.errors = 0;
+        slice.metrics = null;
+      }
+    }
+  }
+
   private sliceAt(color: Color, atMs: number): Slice {
     const index = Math.floor(atMs / this.sliceMs);
     const ring = this.rings[color];

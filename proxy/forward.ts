@@ -371,6 +371,9 @@ function upstreamHeaders(req: IncomingMessage, ctx: Context): Record<string, str
     if (HOP_BY_HOP.has(name) || named?.has(name) || name === MIRROR_HEADER || name === APP_CONTROL_HEADER || name === PREVIEW_HEADER || name === JOB_COLOR_HEADER) continue;
     // Node has answered 100 Continue itself; undici refuses to send the header on.
     if (name === 'expect') continue;
+    // The trace context goes on as this proxy's span continues it (injectInto below): a client's
+    // malformed or oversized one, which started a new trace, is not passed on beside it.
+    if (name === 'traceparent' || name === 'tracestate') continue;
     if (name === 'cookie') {
       // The preview credential and the dashboard's session are the appliance's, not the app's to read.
       const kept = withoutApplianceCookies(req.headers.cookie!);

@@ -69,6 +69,11 @@ const previewAccess = (req: IncomingMessage): PreviewPurpose | null => {
 };
 // The judge's window: this proxy's requests, or in a fleet every proxy's (fleet/slice-exchange.ts).
 const window = new SlicedWindow();
+// Seconds the rings no longer hold let go of their histograms (70 KB each): idle after traffic holds none.
+setInterval(() => {
+  window.sweep(Date.now());
+  controller.jobs.sweep(Date.now());
+}, 30_000).unref();
 const metrics = createProxyMetrics();
 // Copies to a warming (or analysed) candidate; its answers go to counters and, for an analysis, the judge.
 const mirror = createMirror({
@@ -146,8 +151,14 @@ const outcomes = config.redisUrl ? readJobOutcomes(config.redisUrl, log, (o) => 
 
 let hold: { reason: string; retryAfterSeconds: number } | null = null;
 const backupsLink = backupLink(paths.controlSocket, paths.root);
-/** The rollout state is loaded (controller.init): until then only the stable colour serves, and /readyz says so. */
+/** The rollout state is loaded (controller.init): until then only the stable colour serves. */
 let initialized = false;
+/**
+ * /readyz waits for the first attempt to load it (so a boot that says ready routes by it), not for
+ * success: a deployment whose state cannot be taken over must not keep the appliance, and the admin
+ * API that would abort it, from booting. The stable colour serves meanwhile; the retries are logged.
+ */
+let firstLoadSettled = false;
 const app = await buildProxyServer({
   log,
   unavailable: () => hold,
@@ -169,7 +180,7 @@ const app = await buildProxyServer({
   previewAccess,
   onPreview: (color, statusCode) => metrics.countPreview(color, statusCode),
   mirror,
-  notReady: () => (initialized ? null : 'rollout state not loaded from Postgres yet'),
+  notReady: () => (firstLoadSettled ? null : 'rollout state not loaded from Postgres yet'),
   healthDetails: () => healthDetails(paths.controlSocket, paths.root),
   detailsRefusal: (req) => {
     if (bearerMatches(req.headers.authorization, adminToken)) return null;
@@ -218,7 +229,6 @@ if (handedOff) {
   await app.listen({ port: config.port, host: config.host });
   log.info({ port: config.port, activeColor }, 'proxy listening');
 }
-collectStartupGarbage();
 
 // Rollout state: read from Postgres, retried until it answers; meanwhile only the stable colour serves.
 void (async () => {
@@ -231,10 +241,15 @@ void (async () => {
       return;
     } catch (err) {
       log.warn({ err: (err as Error).message, attempt }, 'could not load rollout state; routing to the active colour only, retrying');
+      if (!firstLoadSettled) collectStartupGarbage();
+      firstLoadSettled = true;
       await new Promise((r) => setTimeout(r, Math.min(5_000, 250 * attempt)));
     }
   }
-})();
+})().finally(() => {
+  if (!firstLoadSettled) collectStartupGarbage();
+  firstLoadSettled = true;
+});
 
 // Stop accepting, finish every request in flight, then exit: the supervisor stops the APIs after.
 onStopSignal(log, async () => {

@@ -287,6 +287,29 @@ describe('what passes through', () => {
     }
   });
 
+  it('trace context: a valid one is continued (same trace, this proxy\'s span, its tracestate); a malformed one starts a trace and none of it goes on', async () => {
+    table = { stable: 'blue', candidate: null, candidateWeight: 0, rolloutId: null };
+    const up = await echo({});
+    stable.close();
+    stable = up;
+    const { app, url } = await proxyTo(deadPort);
+    const seen = async (headers: Record<string, string>): Promise<Record<string, string>> =>
+      ((await (await fetch(`${url}/api/echo`, { headers })).json()) as { headers: Record<string, string> }).headers;
+    try {
+      const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
+      const continued = await seen({ traceparent: `00-${traceId}-00f067aa0ba902b7-01`, tracestate: 'vendor=abc' });
+      expect(continued.traceparent).toMatch(new RegExp(`^00-${traceId}-[0-9a-f]{16}-01$`));
+      expect(continued.traceparent).not.toContain('00f067aa0ba902b7');
+      expect(continued.tracestate).toBe('vendor=abc');
+      const fresh = await seen({ traceparent: `00-${'0'.repeat(32)}-00f067aa0ba902b7-01`, tracestate: `vendor=${'x'.repeat(4000)}` });
+      expect(fresh.traceparent).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/);
+      expect(fresh.traceparent).not.toContain('0'.repeat(32));
+      expect(fresh.tracestate).toBeUndefined();
+    } finally {
+      await app.close();
+    }
+  });
+
   it('response: metric headers reported and stripped, sticky cookie added after the app\'s own, colour echoed', async () => {
     table = { stable: 'blue', candidate: 'green', candidateWeight: 1, rolloutId: 'r1' };
     const green = await echo({ 'x-changelens-metric-recall_at_10': '0.42', 'x-changelens-metric-Bad-Name': '1', 'set-cookie': ['a=1', 'b=2'] });

@@ -112,3 +112,20 @@ export class Colours {
     }
   }
 }
+
+/**
+ * Runs a colour start or stop; while the supervisor is still booting (it refuses with CL_ERR_BOOTING
+ * until its last probe passed) asks again every 250 ms, as long as it is still `wanted`. The proxy
+ * reads its rollout state (and opens its admin API) just before the boot's end: a deployment read or
+ * asked for then is not one whose candidate could not start (a fleet would roll back for it).
+ */
+export async function onceBooted<T>(op: () => Promise<T>, wanted: () => boolean): Promise<T> {
+  for (;;) {
+    try {
+      return await op();
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'CL_ERR_BOOTING' || !wanted()) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
+}

@@ -10,7 +10,7 @@
 // release first and routes to what it runs until then.
 import type { Color } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
-import { other, type Colours } from './colours.js';
+import { onceBooted, other, type Colours } from './colours.js';
 import type { Deployment } from './model.js';
 import { systemClock, type MirrorLink, type RolloutStore, type SupervisorLink } from './ports.js';
 import type { RolloutStatus } from './reconciler.js';
@@ -286,7 +286,7 @@ export class Follower {
     if (this.local.color === want.color && this.local.version === want.version) return;
     const release = await store.release(want.version);
     if (!release) throw new Error(`release ${want.version} is not recorded`);
-    await this.onceBooted(() => colours.op(async () => {
+    await onceBooted(() => colours.op(async () => {
       if (colours.servedBy(want.color) === want.version && await colours.isUp(want.color)) return;
       log.info({ color: want.color, version: want.version, serving: this.local }, 'starting the fleet\'s active release here');
       colours.cancelStop(want.color);
@@ -310,7 +310,7 @@ export class Follower {
     const f = this.followingNow!;
     try {
       colours.cancelStop(d.candidateColor);
-      await this.onceBooted(() => colours.op(async () => {
+      await onceBooted(() => colours.op(async () => {
         if (colours.servedBy(d.candidateColor) === d.version && await colours.isUp(d.candidateColor)) return;
         const release = await store.release(d.version);
         if (!release) throw new Error(`release ${d.version} is not recorded`);
@@ -350,23 +350,6 @@ export class Follower {
     if (!this.running) return;
     this.o.changed();
     void this.sync();
-  }
-
-  /**
-   * Runs a colour start or stop; while this appliance's supervisor is still booting (it refuses with
-   * CL_ERR_BOOTING until its last probe passed) asks again every 250 ms, as long as it is still wanted.
-   * An instance that joins mid-rollout reads the deployment before its own boot is over: a refusal
-   * then is not a candidate that could not start (which would roll the fleet back).
-   */
-  private async onceBooted(op: () => Promise<void>, wanted: () => boolean): Promise<void> {
-    for (;;) {
-      try {
-        return await op();
-      } catch (err) {
-        if ((err as { code?: string }).code !== 'CL_ERR_BOOTING' || !wanted()) throw err;
-        await new Promise((resolve) => setTimeout(resolve, 250));
-      }
-    }
   }
 
   /** A candidate that crashed or stopped here trips, once. */

@@ -254,6 +254,20 @@ describe('the reconciler', () => {
     expect(supervisor.calls.at(-1)).toBe('stop green');
   });
 
+  it('a deploy asked for while the supervisor still boots waits for its end, and its candidate starts then', async () => {
+    const c = boot();
+    await c.init();
+    supervisor.booting = true;
+    const d = await c.deploy(request('v2'));
+    // Refused more than once (every 250 ms): still starting, not failed.
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    expect((await store.deployment(d.id)).status.phase).toBe('starting');
+    expect(supervisor.calls).not.toContain('start green v2');
+    supervisor.booting = false;
+    await vi.waitFor(() => expect(supervisor.calls).toContain('start green v2'));
+    await shifting(d.id);
+  });
+
   it('holds a paused step and moves on once resumed', async () => {
     const c = boot();
     await c.init();

@@ -15,7 +15,7 @@ import type { Logger } from '../lib/logger.js';
 import type { RuleResult, WindowJudgement, WindowVerdict } from '../monitoring/index.js';
 import { GRACE_MS, type WindowAnalysis } from './analysis.js';
 import type { StartAnalysisLoad } from './analysis-load.js';
-import { other, type Colours } from './colours.js';
+import { onceBooted, other, type Colours } from './colours.js';
 import type { RolloutEvents } from './events.js';
 import { FastTrips } from './fast-trips.js';
 import type { Deployment, DeployRequest, Release, StoredVerdict } from './model.js';
@@ -318,7 +318,7 @@ export class Reconciler {
       try {
         // One deployment's stop-and-start of a colour never interleaves with another's (a deploy
         // right after an abort whose start is still in flight).
-        started = await colours.op(async () => {
+        started = await onceBooted(() => colours.op(async () => {
           if (ending(run)) return false;
           // The same release still warm there (kept after a promotion or a rollback): reuse it, so
           // switching back to the previous release is instant. A release never changes.
@@ -328,7 +328,7 @@ export class Reconciler {
           await supervisor.start(d.candidateColor, run.release);
           colours.serve(d.candidateColor, d.version);
           return true;
-        });
+        }), () => !ending(run));
 
       } catch (err) {
         await this.locked(async () => {

@@ -55,6 +55,9 @@ describe('orderGraph', () => {
     const graph = [node('db'), node('migrate', ['db']), node('api', ['migrate']), { ...node('proxy', ['api']), spawnAfter: ['migrate'] }];
     expect(namesOf(orderGraph(graph))).toEqual(['db', 'migrate', 'api', 'proxy']);
     expect(() => orderGraph([...graph.slice(0, 3), { ...node('proxy', ['api']), spawnAfter: ['cache'] }, node('cache')])).toThrow(/"proxy" spawns after "cache", which it does not need/);
+    // A release's code may expect what it needs at its first line: never spawned early.
+    const release = { ...node('api', ['migrate']), spawnAfter: ['db'], app: { script: '/opt/changelens/dist/supervisor/release-entry.js' } } as GraphNode;
+    expect(() => orderGraph([node('db'), node('migrate', ['db']), release])).toThrow(/"api" runs a release's code/);
   });
 
   it('throws on a cycle anywhere in the graph, self-needs included', () => {

@@ -71,6 +71,7 @@ export function orderGraph(nodes: readonly GraphNode[]): GraphNode[] {
   }
   for (const node of nodes) {
     if (!node.spawnAfter) continue;
+    if (node.app?.script.endsWith('/release-entry.js')) throw new Error(`process graph: "${node.name}" runs a release's code, which is spawned only once all it needs is ready (spawnAfter is not for it)`);
     const needed = new Set<string>();
     const collect = (name: string): void => {
       for (const need of byName.get(name)?.needs ?? []) if (!needed.has(need)) { needed.add(need); collect(need); }

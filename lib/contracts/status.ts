@@ -41,7 +41,7 @@ export interface ApplianceStatus {
   boot: {
     startedAt: string;
     firstBoot: boolean;
-    /** Milliseconds from start to ready; null while booting. */
+    /** Milliseconds from the supervisor process's start to ready (its own start-up included, as in `stages`); null while booting. */
     durationMs: number | null;
     /** Milliseconds from the start of the process graph's boot until each node was ready. */
     readyMs: Record<string, number>;
