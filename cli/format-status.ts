@@ -37,7 +37,7 @@ export function formatStatus(s: ApplianceStatus): string {
 /** Each stage of the boot, from the supervisor's start: what ran side by side and what waited. */
 function stageLines(stages: ApplianceStatus['boot']['stages'] | undefined): string[] {
   if (!stages || stages.length === 0) return [];
-  const s = (ms: number): string => (ms / 1000).toFixed(2);
+  const s = (ms: number | null): string => (ms === null ? '…' : (ms / 1000).toFixed(2));
   const cells = stages.map((st) => `${st.name} ${s(st.startedMs)}→${s(st.readyMs)}`);
   const lines: string[] = [];
   for (let i = 0; i < cells.length; i += 4) lines.push(`${i === 0 ? 'boot (s)  ' : '          '}${cells.slice(i, i + 4).join(' · ')}`);

@@ -141,14 +141,21 @@ CF
       for f in hosts resolv.conf; do if [ -f "/etc/$f" ] && [ -f "$m/etc/$f" ]; then mount --bind "/etc/$f" "$m/etc/$f"; fi; done
       exec "$@"'
     mapfile -t envlist <"$dir/env"
+    # Resolved here: a command substitution in the background command's words would run as a child
+    # of the very process whose children are searched below for PID 1 (it was once taken for it).
+    volume=$(readlink -f "$data")
     unshare --pid --fork --kill-child --mount --propagation private --mount-proc="$m/proc" \
-      sh -c "$setup" setup "$m" "$(readlink -f "$data")" \
+      sh -c "$setup" setup "$m" "$volume" \
       chroot "$m" setpriv --reuid "$uid" --regid "$gid" --clear-groups \
       env -i "${envlist[@]}" sh -c 'cd "$0" && exec "$@"' "$wd" "${argv[@]}" &
     ns=$!
-    # PID 1 is unshare's only child; `docker stop` is SIGTERM to it (unshare forwards nothing).
+    # PID 1 is the child of unshare that is PID 1 in the new namespace (NSpid ends in 1); `docker
+    # stop` is SIGTERM to it (unshare forwards nothing).
     for _ in $(seq 1 600); do
-      pid1=$({ cat "/proc/$ns/task/$ns/children" 2>/dev/null || true; } | awk '{print $1}')
+      pid1=""
+      for child in $({ cat "/proc/$ns/task/$ns/children" 2>/dev/null || true; }); do
+        if grep -qE '^NSpid:.*[[:space:]]1$' "/proc/$child/status" 2>/dev/null; then pid1=$child; break; fi
+      done
       [ -n "$pid1" ] && break
       kill -0 "$ns" 2>/dev/null || break
       sleep 0.05

@@ -16,8 +16,10 @@ export interface ProbeDeps {
 }
 
 export interface BootDeps extends ProbeDeps {
-  /** Told each node's name as it becomes ready. */
-  onReady?: (name: string) => void;
+  /** Told each node's name as it starts (spawned, or its task begun), in ms from the boot's start. */
+  onStarted?: (name: string, ms: number) => void;
+  /** Told each node's name as it becomes ready, in ms from the boot's start. */
+  onReady?: (name: string, ms: number) => void;
   /** Runs a task node (migrations). */
   runTask: (node: GraphNode) => Promise<void>;
   /** Aborted by SIGTERM/SIGINT during boot. */
@@ -61,6 +63,7 @@ export async function bootGraph(nodes: readonly GraphNode[], deps: BootDeps, sta
       await Promise.all(node.spawnAfter.map((name) => ready.get(name)));
       if (abort.signal.aborted) throw interrupted(node);
       startedMs = since();
+      deps.onStarted?.(node.name, startedMs);
       await spawn(node, deps, (name) => started.push(name));
       await needs;
       await waitUntilReady(node, deps, abort.signal);
@@ -68,6 +71,7 @@ export async function bootGraph(nodes: readonly GraphNode[], deps: BootDeps, sta
       await needs;
       if (abort.signal.aborted) throw interrupted(node);
       startedMs = since();
+      deps.onStarted?.(node.name, startedMs);
       if (node.probe.kind === 'task') {
         await deps.runTask(node);
       } else {
@@ -76,7 +80,7 @@ export async function bootGraph(nodes: readonly GraphNode[], deps: BootDeps, sta
     }
     readyMs[node.name] = since();
     stages.push({ name: node.name, startedMs, readyMs: readyMs[node.name]! });
-    deps.onReady?.(node.name);
+    deps.onReady?.(node.name, readyMs[node.name]!);
     deps.log.info({ process: node.name, ms: readyMs[node.name]! - startedMs, external: node.external === true }, `${node.name} ready`);
   };
 

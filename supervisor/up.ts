@@ -11,7 +11,7 @@ import { APP_ROLE, APP_SCHEMA } from '../lib/app-database.js';
 import { envNameOf, loadConfig, type Color } from '../lib/config.js';
 import { appControlToken } from '../lib/contracts/app-control.js';
 import { releaseSecretsKey } from '../lib/contracts/release-secrets.js';
-import type { ApplianceStatus, ConfinementStatus } from '../lib/contracts/status.js';
+import type { ApplianceStatus, BootStageStatus, ConfinementStatus } from '../lib/contracts/status.js';
 import { CL_ERR_BOOTING, CL_ERR_PORT_IN_USE, CL_ERR_PROCESS_CONTROL } from '../lib/errors.js';
 import { createLogger } from '../lib/logger.js';
 import { collectStartupGarbage } from '../lib/memory.js';
@@ -19,7 +19,7 @@ import { distDir, migrationsDir } from '../lib/package-root.js';
 import { dataPaths } from '../lib/paths.js';
 import { readRoutingSnapshot, writeRoutingSnapshot } from '../lib/routing-snapshot.js';
 import { startBackups } from './backups.js';
-import { bootGraph, type BootResult, type BootStage } from './boot.js';
+import { bootGraph, type BootResult } from './boot.js';
 import { childEnvironment, effectiveUrls, embeddedUrl } from './child-env.js';
 import { APP_REDIS_USER, releaseEnvironment } from './confinement.js';
 import { claimControlSocket, type ControlRoute } from './control-socket.js';
@@ -166,7 +166,7 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
   const proxyNeeds = new Set(nodes.find((n) => n.name === 'proxy')?.needs ?? []);
   let proxyNeedsReady: () => void = () => {};
   publicPort.holdUntil(proxyNeeds.size === 0 ? Promise.resolve() : new Promise<void>((resolve) => (proxyNeedsReady = resolve)));
-  const onReady = (name: string): void => {
+  const onProxyNeedReady = (name: string): void => {
     if (proxyNeeds.delete(name) && proxyNeeds.size === 0) proxyNeedsReady();
   };
   // A port taken between the preflight and the proxy's start fails the boot, naming it.
@@ -180,7 +180,7 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
     portFailed(new CL_ERR_PORT_IN_USE(`port ${config.port} on ${config.host} (PORT, for the proxy) is unusable: ${(err as NodeJS.ErrnoException).code ?? err.message}`));
   });
 
-  const boot = { startedAt, firstBoot, durationMs: null as number | null, readyMs: {} as Record<string, number>, stages: [] as BootStage[] };
+  const boot = { startedAt, firstBoot, durationMs: null as number | null, readyMs: {} as Record<string, number>, stages: [] as BootStageStatus[] };
   const readyTimeoutMs = config.readyTimeoutMs;
   const interrupt = new AbortController();
   const control = new ProcessControl(orderGraph(declared), { pm, log, urls, readyTimeoutMs }, () => readRoutingSnapshot(paths.routing)?.activeColor ?? activeColor, interrupt.signal,
@@ -240,20 +240,23 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
     // Embedded Postgres is ready before our database exists (migrations create it): probe "postgres".
     const probeUrls = { ...urls, database: embedded.postgres ? embeddedUrl(secrets.pgPassword, config.pgPort, 'postgres') : urls.database };
     const graphAt = performance.now();
+    // Each stage as it happens, from the process's start (the supervisor's own start-up, its
+    // preparation, then each node): `status` shows a boot in progress, and a failed one logs them.
+    const at = (ms: number): number => Math.round(graphAt + ms);
+    boot.stages.push({ name: 'supervisor start', startedMs: 0, readyMs: Math.round(t0) }, { name: 'prepare', startedMs: Math.round(t0), readyMs: Math.round(graphAt) });
+    const onStarted = (name: string, ms: number): void => { boot.stages.push({ name, startedMs: at(ms), readyMs: null }); };
+    const onReady = (name: string, ms: number): void => {
+      const stage = boot.stages.find((s) => s.name === name);
+      if (stage) stage.readyMs = at(ms);
+      onProxyNeedReady(name);
+    };
     booting = bootGraph(nodes, {
-      pm, log, urls: probeUrls, readyTimeoutMs, signal: AbortSignal.any([interrupt.signal, portLost.signal]), onReady,
+      pm, log, urls: probeUrls, readyTimeoutMs, signal: AbortSignal.any([interrupt.signal, portLost.signal]), onStarted, onReady,
       runTask: (node) => runMigrations(node, log, embedded.postgres, urls, secrets, config, migrations),
     }, { push: (name: string) => control.noteStarted(name) });
     booting.catch(() => {}); // observed below, whichever fails first
     const result = await Promise.race([portFailure, booting]);
     boot.readyMs = result.readyMs;
-    // From the process's start: the supervisor's own start-up, its preparation, then each node.
-    const at = (ms: number): number => Math.round(graphAt + ms);
-    boot.stages = [
-      { name: 'supervisor start', startedMs: 0, readyMs: Math.round(t0) },
-      { name: 'prepare', startedMs: Math.round(t0), readyMs: Math.round(graphAt) },
-      ...result.stages.map((stage) => ({ name: stage.name, startedMs: at(stage.startedMs), readyMs: at(stage.readyMs) })),
-    ];
   } catch (err) {
     phase = 'failed';
     // A port failure wins the race while other nodes may still be starting: the boot (aborted by
@@ -263,7 +266,7 @@ export async function runUp(options: UpOptions = {}): Promise<number> {
       log.info('boot interrupted by a signal; stopping what started');
       return finish(0);
     }
-    log.error({ err: errorForLog(err) }, 'boot failed; stopping what started');
+    log.error({ err: errorForLog(err), stages: boot.stages }, 'boot failed; stopping what started');
     await finish(1);
     throw err;
   }

@@ -27,7 +27,8 @@ export interface ServiceStatus {
 export interface BootStageStatus {
   name: string;
   startedMs: number;
-  readyMs: number;
+  /** null: started, not ready yet (a boot in progress, or one that failed there). */
+  readyMs: number | null;
 }
 
 export interface ApplianceStatus {
@@ -45,7 +46,7 @@ export interface ApplianceStatus {
     durationMs: number | null;
     /** Milliseconds from the start of the process graph's boot until each node was ready. */
     readyMs: Record<string, number>;
-    /** The boot's stages, in milliseconds from the supervisor process's start; empty while booting (absent from a supervisor older than this field). */
+    /** The boot's stages, in milliseconds from the supervisor process's start, as they start and become ready (absent from a supervisor older than this field). */
     stages?: BootStageStatus[];
   };
   processes: ProcessStatus[];

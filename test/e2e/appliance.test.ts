@@ -423,6 +423,12 @@ describe('the appliance (one embedded appliance, shared)', () => {
       expect(failed.stderr).toContain('CL_ERR_DEPENDENCY_FAILED: postgres did not become ready');
       expect(failed.stderr).toContain('--- last log lines of postgres ---');
       expect(failed.stderr).toContain('shared_buffers');
+      // The stages so far, in the failure's log line: Postgres started and never ready, nothing that needs it started.
+      const record = failed.stdout.split('\n').flatMap((l) => { try { return [JSON.parse(l) as Record<string, unknown>]; } catch { return []; } })
+        .find((r) => r.msg === 'boot failed; stopping what started') as { stages?: Array<{ name: string; startedMs: number; readyMs: number | null }> } | undefined;
+      const stages = record?.stages ?? [];
+      expect(stages.find((s) => s.name === 'postgres'), JSON.stringify(stages)).toMatchObject({ readyMs: null });
+      expect(stages.map((s) => s.name)).not.toContain('api-blue');
       // Nothing that started stays behind.
       expect(await reapOrphans(join(app.dataDir, 'state', 'pm2'))).toEqual([]);
     } finally {

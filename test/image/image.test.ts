@@ -75,7 +75,15 @@ async function stop(c: Container): Promise<{ code: number | null; ms: number }> 
   const t0 = performance.now();
   await image(['stop', c.name, '10'], 30_000);
   const ms = performance.now() - t0;
-  return { code: await c.exited, ms };
+  // The run command exits as soon as PID 1 is gone: bounded, so a stop that missed PID 1 fails here
+  // (and the hooks go on) instead of hanging until the hook's timeout.
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`${c.name} still runs 30 s after image.sh stop returned`)), 30_000); });
+  try {
+    return { code: await Promise.race([c.exited, late]), ms };
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** `docker exec NAME sh -c SCRIPT`, as the image's user. */
