@@ -159,6 +159,11 @@ let initialized = false;
  * API that would abort it, from booting. The stable colour serves meanwhile; the retries are logged.
  */
 let firstLoadSettled = false;
+const firstLoadDone = (): void => {
+  if (firstLoadSettled) return;
+  firstLoadSettled = true;
+  collectStartupGarbage();
+};
 const app = await buildProxyServer({
   log,
   unavailable: () => hold,
@@ -241,15 +246,11 @@ void (async () => {
       return;
     } catch (err) {
       log.warn({ err: (err as Error).message, attempt }, 'could not load rollout state; routing to the active colour only, retrying');
-      if (!firstLoadSettled) collectStartupGarbage();
-      firstLoadSettled = true;
+      firstLoadDone();
       await new Promise((r) => setTimeout(r, Math.min(5_000, 250 * attempt)));
     }
   }
-})().finally(() => {
-  if (!firstLoadSettled) collectStartupGarbage();
-  firstLoadSettled = true;
-});
+})().finally(firstLoadDone);
 
 // Stop accepting, finish every request in flight, then exit: the supervisor stops the APIs after.
 onStopSignal(log, async () => {

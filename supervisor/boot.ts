@@ -27,16 +27,8 @@ export interface BootDeps extends ProbeDeps {
 }
 
 export interface BootResult {
-  /** Milliseconds from the start of the boot until each node was ready. */
+  /** Milliseconds from the start of the boot until each node was ready (each node's start: `onStarted`). */
   readyMs: Record<string, number>;
-  /** Each node's stage, in milliseconds from the start of the boot: when it started (spawned, or its task began) and when it was ready. */
-  stages: BootStage[];
-}
-
-export interface BootStage {
-  name: string;
-  startedMs: number;
-  readyMs: number;
 }
 
 /** How often a starting process is probed: boot waits on these, so short. */
@@ -48,7 +40,6 @@ export async function bootGraph(nodes: readonly GraphNode[], deps: BootDeps, sta
   const t0 = performance.now();
   const since = (): number => Math.round(performance.now() - t0);
   const readyMs: Record<string, number> = {};
-  const stages: BootStage[] = [];
   const ready = new Map<string, Promise<void>>();
   const abort = new AbortController();
   deps.signal.addEventListener('abort', () => abort.abort(), { once: true });
@@ -79,7 +70,6 @@ export async function bootGraph(nodes: readonly GraphNode[], deps: BootDeps, sta
       }
     }
     readyMs[node.name] = since();
-    stages.push({ name: node.name, startedMs, readyMs: readyMs[node.name]! });
     deps.onReady?.(node.name, readyMs[node.name]!);
     deps.log.info({ process: node.name, ms: readyMs[node.name]! - startedMs, external: node.external === true }, `${node.name} ready`);
   };
@@ -94,7 +84,7 @@ export async function bootGraph(nodes: readonly GraphNode[], deps: BootDeps, sta
     await Promise.allSettled(ready.values());
     throw err;
   }
-  return { readyMs, stages: stages.sort((a, b) => a.startedMs - b.startedMs || a.readyMs - b.readyMs) };
+  return { readyMs };
 }
 
 /** Starts a node's process under pm2 (unless external) and waits until it passes its probe. */
