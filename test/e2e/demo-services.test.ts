@@ -300,14 +300,18 @@ describe('each regression degrades only its own colour (measured through the pro
   it('cpu: green\'s P99 rises several-fold, blue\'s does not', async () => {
     // ~60 ms of CPU per request on the reference machine.
     const { before, after } = await withRegression('cpu', { intensity: 600 }, '/api/data?limit=5');
-    expect(after.green.p99).toBeGreaterThan(3 * before.green.p99);
+    // Against green's own median before: a P99 of 100 requests is their second-slowest, and two
+    // hiccups of the shared box while the baseline is measured put it at 30 ms (CI read 85.6 ms
+    // after vs 30 ms before once), while the median moves only when the colour does.
+    expect(after.green.p99).toBeGreaterThan(3 * before.green.p50);
     expect(after.green.p50).toBeGreaterThan(3 * before.green.p50);
     expectBlueUnaffected(before, after);
   });
 
   it('db: green\'s queries lose their index and pay extra cost; blue\'s plans are untouched', async () => {
     const { before, after } = await withRegression('db', { intensity: 300 }, '/api/data?category=cat-03&limit=20');
-    expect(after.green.p99).toBeGreaterThan(3 * before.green.p99);
+    // Against its median before, as for cpu (a P99 of 100 requests moves with the box).
+    expect(after.green.p99).toBeGreaterThan(3 * before.green.p50);
     expectBlueUnaffected(before, after);
     // The same answer, only slower.
     expect((await call('green', '/api/data?category=cat-03&limit=3')).body.items).toEqual((await call('blue', '/api/data?category=cat-03&limit=3')).body.items);
